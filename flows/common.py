@@ -1,0 +1,57 @@
+"""Pieces both flows use: settings from parameters, the validator, whole-file quarantine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tasks.ledger import Ledger
+from tasks.settings import DataLayout, Settings
+from tasks.storage import move_file, write_json_atomic
+from tasks.validation import ReviewValidator, load_suite_config
+
+
+@dataclass
+class FileOutcome:
+    file: str
+    status: str  # scored | already scored | quarantined | unsupported | busy | read
+    rows_read: int = 0
+    rows_scored: int = 0
+    rows_quarantined: int = 0
+    positives: int = 0
+    labeled: int = 0
+    correct: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+
+
+def build_validator(settings: Settings, require_label: bool = False) -> ReviewValidator:
+    return ReviewValidator(load_suite_config(settings.suite_path),
+                           parameters={"max_text_chars": settings.max_text_chars},
+                           require_label=require_label)
+
+
+def settings_from(data_dir: str | None = None, **overrides) -> Settings:
+    """Settings from the environment, with the flow's non-empty parameters on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        given["data_dir"] = Path(data_dir)
+    return Settings(**given)
+
+
+def quarantine_file(path: Path, layout: DataLayout, reason: str, sha256: str | None,
+                    ledger: Ledger) -> FileOutcome:
+    """Move a whole file to ``quarantine/files/<date>/`` beside a JSON reason file."""
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    target_dir = layout.quarantine / "files" / day
+    name = f"{sha256[:16]}-{path.name}" if sha256 else path.name
+    target = move_file(path, target_dir, name)
+    write_json_atomic(target.with_name(target.name + ".reason.json"),
+                      {"file": path.name, "sha256": sha256, "reason": reason,
+                       "quarantined_at": datetime.now(UTC).isoformat()})
+    if sha256:
+        ledger.record_quarantined_file(sha256, path.name, reason, str(target))
+    return FileOutcome(path.name, "quarantined" if sha256 else "unsupported", detail=reason)
+
+

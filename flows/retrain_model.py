@@ -1,0 +1,249 @@
+"""Flow ``retrain-model``: train a candidate on ``labeled/`` and promote it only on evidence.
+
+Steps: read and validate every labeled file (rejected rows go to
+``quarantine/training/``), split by a hash of ``review_id`` into training and held-out
+validation rows, train the configured architecture with early stopping, evaluate the
+candidate and the current champion now on the same held-out rows, decide, and record
+the version with its metrics, curves and decision in the registry. Only one
+retraining runs at a time.
+
+Run it as ``reviewflow retrain`` or ``python -m flows.retrain_model``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import build_validator, quarantine_file, settings_from
+from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_exact
+from tasks.inbox import part_name
+from tasks.ledger import Ledger
+from tasks.readers import UnreadableFileError, is_review_file, iter_review_batches
+from tasks.registry import MODEL_FILE, Registry
+from tasks.settings import Settings
+from tasks.split import fingerprint, split_labeled
+from tasks.storage import LockHeldError, StagedParquet, exclusive_lock, file_sha256
+from tasks.validation import QUARANTINE_SCHEMA, with_source
+
+
+class RetrainingBusyError(RuntimeError):
+    """Another retraining holds the registry lock."""
+
+
+class NoLabeledDataError(RuntimeError):
+    """There are no usable labeled reviews."""
+
+
+@task(name="read-labeled", cache_policy=NO_CACHE)
+def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
+    """All valid labeled reviews (review_id, text, label) and counts of what was read.
+
+    Rejected rows go to ``quarantine/training/part-<sha>.parquet`` (rewritten on every
+    run, so they are never counted twice); unreadable files are moved to quarantine.
+    """
+    logger = get_run_logger()
+    layout = settings.layout
+    ledger = Ledger(layout.state / "ledger.sqlite")
+    validator = build_validator(settings, require_label=True)
+    frames, stats = [], {"files": 0, "files_quarantined": 0, "rows_read": 0, "rows_rejected": 0}
+    now = datetime.now(UTC)
+    for path in sorted(p for p in layout.labeled.rglob("*") if is_review_file(p)):
+        sha256 = file_sha256(path)
+        rejected = StagedParquet(layout.quarantine / "training" / part_name(sha256),
+                                 QUARANTINE_SCHEMA)
+        seen: dict[str, set[str]] = {}
+        kept, read, dropped = [], 0, 0
+        try:
+            for batch in iter_review_batches(path, settings.columns, settings.read_batch_rows,
+                                             settings.max_decompressed_bytes):
+                checked = validator.validate(batch, seen, source_name=path.name)
+                kept.append(checked.valid.select(["review_id", "text", "label"]))
+                rejected.write(with_source(checked.rejected, path.name, sha256, now))
+                read += batch.num_rows
+                dropped += checked.rejected.num_rows
+        except UnreadableFileError as exc:
+            rejected.abort()
+            logger.warning("quarantined labeled file %s: %s", path.name, exc.reason)
+            quarantine_file(path, layout, exc.reason, sha256, ledger)
+            stats["files_quarantined"] += 1
+            continue
+        rejected.commit()
+        frames.append(pa.concat_tables(kept).to_pandas())
+        stats["files"] += 1
+        stats["rows_read"] += read
+        stats["rows_rejected"] += dropped
+        logger.info("%s: %d rows, %d rejected", path.name, read, dropped)
+    if not frames:
+        raise NoLabeledDataError(
+            f"no usable labeled reviews in {layout.labeled}; add CSV, TSV, JSON Lines or Parquet"
+            " files with review_id, text and label (0/1 or negative/positive) columns")
+    reviews = pd.concat(frames, ignore_index=True)
+    # The same id in two files: the later file's row is kept (a correction wins).
+    before = len(reviews)
+    reviews = reviews.drop_duplicates("review_id", keep="last").reset_index(drop=True)
+    stats["ids_repeated_across_files"] = before - len(reviews)
+    return reviews, stats
+
+
+@task(name="train-candidate", cache_policy=NO_CACHE)
+def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, settings: Settings):
+    from tasks.model import TrainingParams, train_model
+
+    params = TrainingParams(architecture=settings.architecture, max_tokens=settings.max_tokens,
+                            epochs=settings.epochs, batch_size=settings.batch_size,
+                            patience=settings.patience, seed=settings.seed)
+    return train_model(_texts(train), train["label"].to_numpy(), _texts(validation),
+                       validation["label"].to_numpy(), params)
+
+
+@task(name="evaluate-champion", cache_policy=NO_CACHE)
+def score_champion(registry: Registry, validation: pd.DataFrame,
+                   batch_size: int) -> tuple[str, np.ndarray] | None:
+    """The current champion's scores on the held-out rows, or None without a champion."""
+    from tasks.model import load_model, predict_scores
+
+    pointer = registry.champion()
+    if pointer is None:
+        return None
+    model = load_model(registry.model_path(pointer["version"]))
+    return pointer["version"], predict_scores(model, _texts(validation), batch_size)
+
+
+def _texts(frame: pd.DataFrame) -> np.ndarray:
+    return frame["text"].to_numpy(dtype=object)
+
+
+def _part_summary(frame: pd.DataFrame) -> dict:
+    labels = frame["label"].astype(int)
+    return {"rows": int(len(frame)), "positive_share": round(float(labels.mean()), 4),
+            "fingerprint": fingerprint(frame["review_id"], labels)}
+
+
+@flow(name="retrain-model", log_prints=True)
+def retrain_model(data_dir: str | None = None, architecture: str | None = None,
+                  epochs: int | None = None, min_delta: float | None = None,
+                  require_significance: bool | None = None) -> dict:
+    """Train a candidate and promote it only if it beats the champion on held-out rows."""
+    settings = settings_from(data_dir, architecture=architecture, epochs=epochs,
+                             min_delta=min_delta, require_significance=require_significance)
+    layout = settings.layout.ensure()
+    registry = Registry(layout.models)
+    try:
+        with exclusive_lock(registry.retrain_lock):
+            return _retrain(settings, registry)
+    except LockHeldError as exc:
+        raise RetrainingBusyError(f"another retraining is running ({exc}); this run leaves the "
+                                  "registry untouched. Try again when it has finished.") from exc
+
+
+def _retrain(settings: Settings, registry: Registry) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from tasks.model import save_model
+    from tasks.plots import plot_training_curves
+
+    logger = get_run_logger()
+    for leftover in registry.clean_staging():
+        logger.warning("removed half-written version %s left by an interrupted run", leftover)
+    reviews, read_stats = read_labeled(settings)
+    split = split_labeled(reviews, settings.validation_fraction)
+    logger.info("training rows %d, validation rows %d (%d duplicate texts removed, %d kept out of"
+                " training because they are in validation)", len(split.train),
+                len(split.validation), split.duplicates_removed, split.kept_out_of_training)
+    if split.train.empty or split.validation.empty:
+        raise NoLabeledDataError("too few labeled reviews to hold out a validation part; "
+                                 f"have {len(reviews)}")
+    trained = train_candidate(split.train, split.validation, settings)
+    labels = split.validation["label"].to_numpy()
+    from tasks.model import predict_scores
+
+    candidate_scores = predict_scores(trained.model, _texts(split.validation),
+                                      settings.predict_batch_size)
+    candidate = classification_metrics(labels, candidate_scores)
+    champion = score_champion(registry, split.validation, settings.predict_batch_size)
+    champion_metrics = paired = None
+    if champion is not None:
+        champion_metrics = classification_metrics(labels, champion[1])
+        paired = mcnemar_exact(labels, champion[1], candidate_scores)
+    decision = decide_promotion(
+        candidate["accuracy"], champion_metrics["accuracy"] if champion_metrics else None,
+        min_delta=settings.min_delta, accuracy_floor=settings.accuracy_floor,
+        require_significance=settings.require_significance, alpha=settings.significance_alpha,
+        p_value=paired["p_value"] if paired else None)
+
+    version = registry.new_version()
+    folder = registry.stage(version)
+    save_model(trained.model, folder / MODEL_FILE)
+    plot_training_curves(trained.history, folder / "curves.png", f"reviewflow {version}")
+    metrics = {
+        "version": version, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "validation": candidate, "training_data": read_stats,
+        "parts": {"train": _part_summary(split.train),
+                  "validation": _part_summary(split.validation),
+                  "duplicates_removed": split.duplicates_removed,
+                  "kept_out_of_training": split.kept_out_of_training,
+                  "validation_fraction": settings.validation_fraction},
+        "hyperparameters": trained.hyperparameters, "epochs_run": trained.epochs_run,
+        "best_epoch": trained.best_epoch, "training_seconds": round(trained.training_seconds, 2),
+        "history": trained.history,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "compared_to": {"champion": champion[0] if champion else None,
+                        "champion_validation": champion_metrics, "mcnemar": paired},
+    }
+    decision_record = {"promote": decision.promote, "reason": decision.reason,
+                       "ever_champion": decision.promote, "decided_at": metrics["trained_at"]}
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    (folder / "decision.json").write_text(json.dumps(decision_record, indent=2))
+    registry.publish(version)
+    if decision.promote:
+        registry.set_champion(version, decision.reason, "promoted")
+    else:
+        registry.record({"event": "rejected", "version": version, "reason": decision.reason})
+    logger.info("%s %s: %s", "PROMOTED" if decision.promote else "REJECTED", version,
+                decision.reason)
+
+    summary = {"version": version, "promoted": decision.promote, "reason": decision.reason,
+               "validation_accuracy": round(candidate["accuracy"], 4),
+               "champion_before": champion[0] if champion else None,
+               "champion_accuracy": round(champion_metrics["accuracy"], 4) if champion_metrics else None,
+               "train_rows": len(split.train), "validation_rows": len(split.validation),
+               "epochs_run": trained.epochs_run,
+               "training_seconds": round(trained.training_seconds, 1)}
+    publish_artifacts(summary, candidate, champion_metrics, registry.versions / version)
+    print(json.dumps(summary))
+    return summary
+
+
+def publish_artifacts(summary: dict, candidate: dict, champion: dict | None,
+                      folder: Path) -> None:
+    rows = [{"metric": name, "candidate": round(candidate[name], 4),
+             "champion": round(champion[name], 4) if champion else None}
+            for name in ("accuracy", "loss", "roc_auc", "precision", "recall", "f1")]
+    create_table_artifact(key="retrain-comparison", table=rows,
+                          description="Candidate and champion on the same held-out rows")
+    image = base64.b64encode((folder / "curves.png").read_bytes()).decode()
+    verdict = "Promoted" if summary["promoted"] else "Rejected"
+    create_markdown_artifact(
+        key="retrain-decision",
+        markdown=f"# {verdict}: {summary['version']}\n\n{summary['reason']}\n\n"
+                 f"![training curves](data:image/png;base64,{image})\n",
+        description="Promotion decision and training curves")
+
+
+if __name__ == "__main__":
+    import sys
+
+    from flows.cli import main
+
+    main(["retrain", *sys.argv[1:]])

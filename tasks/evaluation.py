@@ -1,0 +1,76 @@
+"""Metrics on held-out rows and the promotion decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binomtest, rankdata
+
+
+def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
+    """Accuracy, log loss, ROC AUC, precision, recall, F1 and the confusion matrix."""
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)
+    predicted = (scores >= 0.5).astype(int)
+    tp = int(((predicted == 1) & (labels == 1)).sum())
+    tn = int(((predicted == 0) & (labels == 0)).sum())
+    fp = int(((predicted == 1) & (labels == 0)).sum())
+    fn = int(((predicted == 0) & (labels == 1)).sum())
+    clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+    loss = float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    positives, negatives = int(labels.sum()), int(len(labels) - labels.sum())
+    if positives and negatives:  # Mann-Whitney form of the ROC AUC, ties counted half
+        ranks = rankdata(scores)
+        auc = float((ranks[labels == 1].sum() - positives * (positives + 1) / 2)
+                    / (positives * negatives))
+    else:
+        auc = float("nan")
+    return {"accuracy": float((predicted == labels).mean()) if len(labels) else float("nan"),
+            "loss": loss, "roc_auc": auc, "precision": precision, "recall": recall, "f1": f1,
+            "confusion_matrix": {"tp": tp, "tn": tn, "fp": fp, "fn": fn}, "rows": int(len(labels))}
+
+
+def mcnemar_exact(labels: np.ndarray, champion_scores: np.ndarray,
+                  candidate_scores: np.ndarray) -> dict:
+    """Exact (binomial) McNemar test on paired predictions of the same rows."""
+    labels = np.asarray(labels).astype(int)
+    champion_right = (np.asarray(champion_scores) >= 0.5).astype(int) == labels
+    candidate_right = (np.asarray(candidate_scores) >= 0.5).astype(int) == labels
+    only_candidate = int((candidate_right & ~champion_right).sum())
+    only_champion = int((champion_right & ~candidate_right).sum())
+    discordant = only_candidate + only_champion
+    p_value = binomtest(only_candidate, discordant, 0.5).pvalue if discordant else 1.0
+    return {"only_candidate_right": only_candidate, "only_champion_right": only_champion,
+            "p_value": float(p_value)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def decide_promotion(candidate_accuracy: float, champion_accuracy: float | None, *,
+                     min_delta: float, accuracy_floor: float, require_significance: bool,
+                     alpha: float, p_value: float | None) -> Decision:
+    """Promote only on evidence measured now, on the same held-out rows."""
+    if champion_accuracy is None:
+        if candidate_accuracy >= accuracy_floor:
+            return Decision(True, f"no champion yet; accuracy {candidate_accuracy:.4f} reaches "
+                                  f"the floor {accuracy_floor:.4f}")
+        return Decision(False, f"no champion yet, but accuracy {candidate_accuracy:.4f} is below "
+                               f"the floor {accuracy_floor:.4f}")
+    gain = candidate_accuracy - champion_accuracy
+    figures = (f"candidate {candidate_accuracy:.4f} vs champion {champion_accuracy:.4f} "
+               f"(gain {gain:+.4f}, needed > {min_delta:.4f})")
+    if gain <= min_delta:
+        return Decision(False, f"not better: {figures}")
+    if require_significance and (p_value is None or p_value >= alpha):
+        return Decision(False, f"gain not significant: {figures}; McNemar p={p_value:.4g} "
+                               f">= {alpha}")
+    extra = f"; McNemar p={p_value:.4g}" if p_value is not None else ""
+    return Decision(True, f"better: {figures}{extra}")

@@ -1,0 +1,94 @@
+"""The run ledger (``state/ledger.sqlite``): which file contents were scored by which model.
+
+A file's scoring is committed when its row is inserted here; the Parquet parts it
+wrote have deterministic names, so a run that died before this commit is redone by
+the next run, which overwrites those parts rather than adding to them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scored_files (
+    source_sha256    TEXT NOT NULL,
+    model_version    TEXT NOT NULL,
+    source_file      TEXT NOT NULL,
+    rows_read        INTEGER NOT NULL,
+    rows_scored      INTEGER NOT NULL,
+    rows_quarantined INTEGER NOT NULL,
+    scored_part      TEXT,
+    quarantine_part  TEXT,
+    finished_at      TEXT NOT NULL,
+    PRIMARY KEY (source_sha256, model_version)
+);
+CREATE TABLE IF NOT EXISTS quarantined_files (
+    source_sha256    TEXT PRIMARY KEY,
+    source_file      TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    quarantined_path TEXT NOT NULL,
+    finished_at      TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class ScoredFile:
+    source_sha256: str
+    model_version: str
+    source_file: str
+    rows_read: int
+    rows_scored: int
+    rows_quarantined: int
+    scored_part: str | None
+    quarantine_part: str | None
+    finished_at: str = ""
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db, db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        # Two workers may commit at once; wait for the other's transaction to end.
+        return sqlite3.connect(self.path, timeout=60, isolation_level="IMMEDIATE")
+
+    def scored(self, sha256: str, model_version: str) -> ScoredFile | None:
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT * FROM scored_files WHERE source_sha256=? AND model_version=?",
+                             (sha256, model_version)).fetchone()
+        return ScoredFile(*row) if row else None
+
+    def record_scored(self, entry: ScoredFile) -> None:
+        values = asdict(entry) | {"finished_at": entry.finished_at or _now()}
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT OR REPLACE INTO scored_files VALUES (:source_sha256, :model_version,"
+                       " :source_file, :rows_read, :rows_scored, :rows_quarantined, :scored_part,"
+                       " :quarantine_part, :finished_at)", values)
+
+    def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
+                                path: str) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT OR REPLACE INTO quarantined_files VALUES (?, ?, ?, ?, ?)",
+                       (sha256, source_file, reason, path, _now()))
+
+    def totals(self) -> dict[str, int]:
+        with closing(self._connect()) as db:
+            read, scored, quarantined = db.execute(
+                "SELECT COALESCE(SUM(rows_read),0), COALESCE(SUM(rows_scored),0),"
+                " COALESCE(SUM(rows_quarantined),0) FROM scored_files").fetchone()
+            files = db.execute("SELECT COUNT(*) FROM quarantined_files").fetchone()[0]
+        return {"rows_read": read, "rows_scored": scored, "rows_quarantined": quarantined,
+                "files_quarantined": files}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,192 @@
+"""The model registry under ``models/``.
+
+    models/
+      champion.json          the pointer: which version scores, since when, why, and
+                             the champions before it (for rollback); replaced atomically
+      history.jsonl          every decision and pointer change, one JSON object a line
+      versions/<version>/    model.keras, metrics.json, curves.png, decision.json
+      .staging/<version>/    a version being written; renamed into versions/ when whole
+
+A crash at any moment leaves ``champion.json`` naming a complete version: versions are
+renamed into place whole, and the pointer is replaced only after that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tasks.storage import _fsync_dir, write_json_atomic
+
+MODEL_FILE = "model.keras"
+
+
+class NoChampionError(Exception):
+    """There is no champion model yet."""
+
+
+class RegistryError(Exception):
+    """A registry operation cannot be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    root: Path
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions"
+
+    @property
+    def staging(self) -> Path:
+        return self.root / ".staging"
+
+    @property
+    def pointer(self) -> Path:
+        return self.root / "champion.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.jsonl"
+
+    @property
+    def retrain_lock(self) -> Path:
+        return self.root / ".retrain.lock"
+
+    def model_path(self, version: str) -> Path:
+        return self.versions / version / MODEL_FILE
+
+    # ---------------------------------------------------------------- versions
+    def new_version(self) -> str:
+        """A sortable, unique version id: UTC time plus a random suffix."""
+        return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+    def stage(self, version: str) -> Path:
+        folder = self.staging / version
+        folder.mkdir(parents=True, exist_ok=False)
+        return folder
+
+    def publish(self, version: str) -> Path:
+        """Move a whole staged version into ``versions/``."""
+        self.versions.mkdir(parents=True, exist_ok=True)
+        final = self.versions / version
+        os.replace(self.staging / version, final)
+        _fsync_dir(self.versions)
+        return final
+
+    def clean_staging(self) -> list[str]:
+        """Remove versions left half-written by a crashed run; returns their names."""
+        if not self.staging.exists():
+            return []
+        removed = sorted(p.name for p in self.staging.iterdir())
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return removed
+
+    def exists(self, version: str) -> bool:
+        return (self.versions / version / MODEL_FILE).exists()
+
+    def read_version(self, version: str) -> dict:
+        folder = self.versions / version
+        info = {"version": version}
+        for name in ("metrics", "decision"):
+            path = folder / f"{name}.json"
+            if path.exists():
+                info[name] = json.loads(path.read_text(encoding="utf-8"))
+        return info
+
+    def list_versions(self) -> list[dict]:
+        """Every published version, oldest first, with its status."""
+        if not self.versions.exists():
+            return []
+        pointer = self.champion()
+        current = pointer["version"] if pointer else None
+        former = set(pointer.get("previous", [])) if pointer else set()
+        rows = []
+        for folder in sorted(p for p in self.versions.iterdir() if p.is_dir()):
+            info = self.read_version(folder.name)
+            decision = info.get("decision", {})
+            if folder.name == current:
+                status = "champion"
+            elif folder.name in former or decision.get("ever_champion"):
+                status = "former champion"
+            else:
+                status = "rejected" if decision.get("promote") is False else "candidate"
+            metrics = info.get("metrics", {})
+            rows.append({"version": folder.name, "status": status,
+                         "accuracy": metrics.get("validation", {}).get("accuracy"),
+                         "trained_at": metrics.get("trained_at"),
+                         "decision": decision.get("reason")})
+        return rows
+
+    # ---------------------------------------------------------------- champion
+    def champion(self) -> dict | None:
+        if not self.pointer.exists():
+            return None
+        return json.loads(self.pointer.read_text(encoding="utf-8"))
+
+    def champion_version(self) -> str:
+        pointer = self.champion()
+        if pointer is None:
+            raise NoChampionError(
+                f"no champion model in {self.root}. Train one first: put labeled reviews "
+                f"(review_id, text, label) in the labeled/ folder and run `reviewflow retrain`"
+                f" (or `make demo` to train on the bundled sample)")
+        return pointer["version"]
+
+    def set_champion(self, version: str, reason: str, event: str) -> dict:
+        """Point the champion at ``version``; the old champion is kept for rollback."""
+        if not self.exists(version):
+            raise RegistryError(f"version {version!r} is not in {self.versions}; "
+                                f"see `reviewflow models list`")
+        old = self.champion()
+        previous = list(old.get("previous", [])) if old else []
+        if old and old["version"] != version:
+            previous.append(old["version"])
+        return self._write_pointer(version, reason, event, previous, old)
+
+    def rollback(self, reason: str) -> dict:
+        """Go back to the champion before the current one."""
+        old = self.champion()
+        if not old or not old.get("previous"):
+            raise RegistryError("there is no earlier champion to roll back to")
+        previous = list(old["previous"])
+        target = previous.pop()
+        return self._write_pointer(target, reason, "rollback", previous, old)
+
+    def _write_pointer(self, version: str, reason: str, event: str, previous: list[str],
+                       old: dict | None) -> dict:
+        pointer = {"version": version, "since": _now(), "reason": reason, "event": event,
+                   "previous": previous}
+        write_json_atomic(self.pointer, pointer)
+        self.record({"event": event, "version": version,
+                     "replaced": old["version"] if old else None, "reason": reason})
+        return pointer
+
+    def record(self, entry: dict) -> None:
+        """Append one event to history.jsonl."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"at": _now(), **entry}, sort_keys=True, default=str)
+        with open(self.history, "a", encoding="utf-8") as stream:
+            stream.write(line + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    def read_history(self) -> list[dict]:
+        if not self.history.exists():
+            return []
+        entries = []
+        for line in self.history.read_text(encoding="utf-8").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a crash mid-append
+        return entries
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

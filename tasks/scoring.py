@@ -1,0 +1,45 @@
+"""Turn validated reviews into scored rows (the output schema of ``scored/``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+
+from tasks.model import predict_scores
+
+SCORED_SCHEMA = pa.schema([
+    ("review_id", pa.string()),
+    ("score", pa.float32()),
+    ("predicted_label", pa.int8()),
+    ("label", pa.int8()),
+    ("model_version", pa.string()),
+    ("source_file", pa.string()),
+    ("source_row", pa.int64()),
+    ("source_sha256", pa.string()),
+    ("scored_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+def score_batch(model, valid: pa.Table, batch_size: int, model_version: str, source_file: str,
+                source_sha256: str, scored_at: datetime) -> pa.Table:
+    """Score the ``text`` of ``valid`` rows; one output row per input row, in order.
+
+    ``label`` carries the label given in the input, if any, so accuracy can be read
+    off the output; ``predicted_label`` is 1 where the score is at least 0.5.
+    """
+    texts = valid.column("text").to_numpy(zero_copy_only=False)
+    scores = predict_scores(model, texts, batch_size)
+    n = valid.num_rows
+    return pa.Table.from_arrays([
+        valid.column("review_id"),
+        pa.array(scores, pa.float32()),
+        pa.array((scores >= 0.5).astype(np.int8), pa.int8()),
+        valid.column("label"),
+        pa.repeat(pa.scalar(model_version, pa.string()), n),
+        pa.repeat(pa.scalar(source_file, pa.string()), n),
+        valid.column("source_row"),
+        pa.repeat(pa.scalar(source_sha256, pa.string()), n),
+        pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
+    ], schema=SCORED_SCHEMA)

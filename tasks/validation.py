@@ -1,0 +1,184 @@
+"""Split record batches into valid rows and rejected rows with a Great Expectations suite.
+
+The suite is a JSON file a user can edit (``tasks/expectations/review_suite.json`` by
+default). Row-level expectations run through Great Expectations on each batch with
+the COMPLETE result format, so every failing row is named by its ``source_row``.
+Uniqueness (``expect_column_values_to_be_unique``) must hold over a whole file that
+arrives in several batches, so it is checked here over the file with the first
+occurrence of an id kept and every later one rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Great Expectations sends usage analytics unless told not to; a batch job must not.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+UNIQUE = "expect_column_values_to_be_unique"
+REJECTED_SCHEMA = pa.schema([
+    ("source_row", pa.int64()),
+    ("review_id", pa.string()),
+    ("text", pa.string()),
+    ("label_raw", pa.string()),
+    ("failed_expectations", pa.list_(pa.string())),
+    ("reason", pa.string()),
+])
+# Rejected rows as written to quarantine/rows/: where they came from and when.
+QUARANTINE_SCHEMA = REJECTED_SCHEMA.append(pa.field("source_file", pa.string())).append(
+    pa.field("source_sha256", pa.string())).append(
+    pa.field("quarantined_at", pa.timestamp("us", tz="UTC")))
+
+
+
+
+class SuiteError(Exception):
+    """The expectation suite is invalid or an expectation could not be evaluated."""
+
+
+def load_suite_config(path: Path) -> dict:
+    """Read the suite JSON; errors name the file."""
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SuiteError(f"cannot read expectation suite {path}: {exc}") from exc
+    if not isinstance(config.get("expectations"), list):
+        raise SuiteError(f"expectation suite {path} has no 'expectations' list")
+    return config
+
+
+def expectation_name(config: dict) -> str:
+    column = config.get("kwargs", {}).get("column")
+    return f"{config['type']}({column})" if column else config["type"]
+
+
+@dataclass
+class ValidatedBatch:
+    valid: pa.Table
+    rejected: pa.Table
+
+
+@dataclass
+class ReviewValidator:
+    """A Great Expectations suite bound to an in-memory data source, built once per run.
+
+    ``require_label`` adds a not-null expectation on ``label`` (training data).
+    """
+
+    suite_config: dict
+    parameters: dict = field(default_factory=dict)
+    require_label: bool = False
+
+    def __post_init__(self) -> None:
+        import great_expectations as gx  # slow import (seconds): only when validating
+
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        configs = list(self.suite_config["expectations"])
+        if self.require_label:
+            configs.append({"type": "expect_column_values_to_not_be_null",
+                            "kwargs": {"column": "label"}})
+        self.unique_columns = [c["kwargs"]["column"] for c in configs if c["type"] == UNIQUE]
+        row_level = [c for c in configs if c["type"] != UNIQUE]
+        try:
+            self._suite = gx.ExpectationSuite(
+                name=self.suite_config.get("name", "reviews"),
+                expectations=[_build_expectation(c) for c in row_level])
+        except Exception as exc:  # GX raises many types for a malformed expectation
+            raise SuiteError(f"invalid expectation in suite: {exc}") from exc
+        context = gx.get_context(mode="ephemeral")
+        asset = context.data_sources.add_pandas("reviews").add_dataframe_asset("batch")
+        self._batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+
+    def validate(self, batch: pa.Table, seen_ids: dict[str, set[str]],
+                 source_name: str = "") -> ValidatedBatch:
+        """Split ``batch`` into valid and rejected rows.
+
+        ``seen_ids`` maps each unique-checked column to the values already seen in
+        this file; it is updated in place, so pass the same dict for every batch of
+        a file. ``source_name`` prefixes each rejection reason (the file's name).
+        """
+        failures: dict[int, list[str]] = {}
+        read_errors = batch.column("read_error")
+        for row, error in zip(batch.column("source_row").to_pylist(), read_errors.to_pylist()):
+            if error is not None:
+                failures.setdefault(row, []).append(f"readable_row: {error}")
+
+        frame = batch.drop_columns(["label_raw", "read_error"]).to_pandas()
+        result = self._batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
+            self._suite, expectation_parameters=self.parameters,
+            result_format={"result_format": "COMPLETE",
+                           "unexpected_index_column_names": ["source_row"]})
+        for outcome in result.results:
+            config = outcome.expectation_config
+            name = expectation_name({"type": config.type, "kwargs": config.kwargs})
+            if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+                raise SuiteError(f"expectation {name} could not be evaluated: "
+                                 f"{outcome.exception_info.get('exception_message')}")
+            if outcome.success:
+                continue
+            rows = [item["source_row"] for item in outcome.result.get("unexpected_index_list") or []]
+            expected = outcome.result.get("unexpected_count")
+            if expected is not None and len(rows) != expected:
+                # A good/bad split that lost rows would silently drop or pass reviews.
+                raise SuiteError(f"{name}: {expected} rows failed but {len(rows)} were listed")
+            for row in rows:
+                failures.setdefault(int(row), []).append(name)
+
+        for column in self.unique_columns:
+            seen = seen_ids.setdefault(column, set())
+            for row, value in zip(batch.column("source_row").to_pylist(),
+                                  batch.column(column).to_pylist()):
+                if value is None:
+                    continue
+                if value in seen:
+                    failures.setdefault(row, []).append(f"{UNIQUE}({column})")
+                else:
+                    seen.add(value)
+        return _split(batch, failures, source_name)
+
+
+def _build_expectation(config: dict):
+    import great_expectations.expectations as gxe
+
+    class_name = "".join(part.capitalize() for part in config["type"].split("_"))
+    expectation_class = getattr(gxe, class_name, None)
+    if expectation_class is None:
+        raise SuiteError(f"unknown expectation type {config['type']!r}")
+    return expectation_class(**config.get("kwargs", {}))
+
+
+def _split(batch: pa.Table, failures: dict[int, list[str]], source_name: str) -> ValidatedBatch:
+    if not failures:
+        return ValidatedBatch(batch, pa.Table.from_pylist([], REJECTED_SCHEMA))
+    failed_rows = pa.array(sorted(failures), pa.int64())
+    is_failed = pc.is_in(batch.column("source_row"), value_set=failed_rows)
+    rejected = batch.filter(is_failed)
+    rows = rejected.column("source_row").to_pylist()
+    names = [failures[row] for row in rows]
+    prefix = f"{source_name} " if source_name else ""
+    reasons = [f"{prefix}row {row}: failed {', '.join(found)}" for row, found in zip(rows, names)]
+    rejected_table = pa.Table.from_arrays([
+        rejected.column("source_row"), rejected.column("review_id"), rejected.column("text"),
+        rejected.column("label_raw"), pa.array(names, pa.list_(pa.string())),
+        pa.array(reasons, pa.string()),
+    ], schema=REJECTED_SCHEMA)
+    return ValidatedBatch(batch.filter(pc.invert(is_failed)), rejected_table)
+
+
+def with_source(rejected: pa.Table, source_file: str, sha256: str, at: datetime) -> pa.Table:
+    """Add the source file, its hash and the time to rejected rows."""
+    n = rejected.num_rows
+    return (rejected.append_column("source_file", pa.repeat(pa.scalar(source_file), n))
+            .append_column("source_sha256", pa.repeat(pa.scalar(sha256), n))
+            .append_column("quarantined_at",
+                           pa.repeat(pa.scalar(at, pa.timestamp("us", tz="UTC")), n)))
+
+

@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import build_validator, quarantine_file, settings_from
 from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_exact
+from tasks.failpoints import failpoint
 from tasks.inbox import part_name
 from tasks.ledger import Ledger
 from tasks.readers import UnreadableFileError, is_review_file, iter_review_batches
@@ -164,6 +165,7 @@ def _retrain(settings: Settings, registry: Registry) -> dict:
     if split.train.empty or split.validation.empty:
         raise NoLabeledDataError("too few labeled reviews to hold out a validation part; "
                                  f"have {len(reviews)}")
+    failpoint("retrain:before-training")
     trained = train_candidate(split.train, split.validation, settings)
     labels = split.validation["label"].to_numpy()
     from tasks.model import predict_scores
@@ -202,10 +204,12 @@ def _retrain(settings: Settings, registry: Registry) -> dict:
                         "champion_validation": champion_metrics, "mcnemar": paired},
     }
     decision_record = {"promote": decision.promote, "reason": decision.reason,
-                       "ever_champion": decision.promote, "decided_at": metrics["trained_at"]}
+                       "decided_at": metrics["trained_at"]}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     (folder / "decision.json").write_text(json.dumps(decision_record, indent=2))
+    failpoint("retrain:staged")
     registry.publish(version)
+    failpoint("retrain:published")
     if decision.promote:
         registry.set_champion(version, decision.reason, "promoted")
     else:

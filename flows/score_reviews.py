@@ -25,6 +25,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import FileOutcome, build_validator, quarantine_file, settings_from
+from tasks.failpoints import failpoint
 from tasks.inbox import list_inbox, part_name
 from tasks.ledger import Ledger, ScoredFile
 from tasks.readers import UnreadableFileError, iter_review_batches
@@ -143,6 +144,7 @@ def _score_locked(path, sha256, model, model_version, validator, settings, ledge
             outcome.labeled += pc.sum(given).as_py() or 0
             agree = pc.equal(output.column("label"), output.column("predicted_label"))
             outcome.correct += pc.sum(pc.and_kleene(given, agree)).as_py() or 0
+            failpoint("score:mid-file")
     except BaseException:
         scored.abort()
         rejected.abort()
@@ -151,10 +153,12 @@ def _score_locked(path, sha256, model, model_version, validator, settings, ledge
     quarantined = rejected.commit()
     _replace_stale_parts(published, layout.scored, scored_name)
     _replace_stale_parts(quarantined, layout.quarantine / "rows", rejected_name)
+    failpoint("score:parts-published")
     ledger.record_scored(ScoredFile(sha256, model_version, path.name, outcome.rows_read,
                                     outcome.rows_scored, outcome.rows_quarantined,
                                     str(published) if published else None,
                                     str(quarantined) if quarantined else None))
+    failpoint("score:ledger-committed")
     move_file(path, layout.archive / day, f"{sha256[:16]}-{path.name}")
     outcome.seconds = time.perf_counter() - started
     return outcome

@@ -24,6 +24,8 @@ from pathlib import Path
 from tasks.storage import _fsync_dir, write_json_atomic
 
 MODEL_FILE = "model.keras"
+# History events after which the named version was the champion.
+CHAMPION_EVENTS = ("promoted", "manual promotion", "rollback")
 
 
 class NoChampionError(Exception):
@@ -105,14 +107,14 @@ class Registry:
             return []
         pointer = self.champion()
         current = pointer["version"] if pointer else None
-        former = set(pointer.get("previous", [])) if pointer else set()
+        former = {e["version"] for e in self.read_history() if e.get("event") in CHAMPION_EVENTS}
         rows = []
         for folder in sorted(p for p in self.versions.iterdir() if p.is_dir()):
             info = self.read_version(folder.name)
             decision = info.get("decision", {})
             if folder.name == current:
                 status = "champion"
-            elif folder.name in former or decision.get("ever_champion"):
+            elif folder.name in former:
                 status = "former champion"
             else:
                 status = "rejected" if decision.get("promote") is False else "candidate"

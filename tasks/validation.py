@@ -93,7 +93,16 @@ class ReviewValidator:
                 expectations=[_build_expectation(c) for c in row_level])
         except Exception as exc:  # GX raises many types for a malformed expectation
             raise SuiteError(f"invalid expectation in suite: {exc}") from exc
-        context = gx.get_context(mode="ephemeral")
+        from great_expectations.data_context.types.base import (
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
+
+        # In memory, and without tqdm bars: a batch job's log is no place for them.
+        context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(),
+            progress_bars=ProgressBarsConfig(globally=False)))
         asset = context.data_sources.add_pandas("reviews").add_dataframe_asset("batch")
         self._batch_definition = asset.add_batch_definition_whole_dataframe("whole")
 

@@ -1,0 +1,148 @@
+"""The retrain-model flow: promotion on evidence, a registry with lineage, crash safety."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+from conftest import PROJECT, SAMPLES, reviewflow_command
+
+from flows.cli import main
+from flows.retrain_model import RetrainingBusyError, retrain_model
+from tasks.registry import Registry
+from tasks.split import in_validation
+from tasks.storage import exclusive_lock
+
+
+@pytest.fixture
+def labeled_root(scoring_root):
+    """A data root with the sample champion and the sample's labeled files."""
+    for sample in (SAMPLES / "labeled").iterdir():
+        shutil.copy2(sample, scoring_root / "labeled" / sample.name)
+    return scoring_root
+
+
+def test_first_model_records_everything(trained_models):
+    registry = Registry(trained_models)
+    version = registry.champion_version()
+    folder = registry.versions / version
+    assert {p.name for p in folder.iterdir()} >= {"model.keras", "metrics.json", "curves.png",
+                                                  "decision.json"}
+    assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for key in ("accuracy", "loss", "roc_auc", "precision", "recall", "f1", "confusion_matrix"):
+        assert key in metrics["validation"]
+    parts = metrics["parts"]
+    assert parts["train"]["rows"] + parts["validation"]["rows"] + parts["duplicates_removed"] == 600
+    assert len(parts["validation"]["fingerprint"]) == 64
+    assert metrics["hyperparameters"]["architecture"] == "seed"
+    assert metrics["versions"]["keras"].startswith("3.")
+    assert metrics["epochs_run"] == len(metrics["history"]["val_loss"])
+    assert json.loads((folder / "decision.json").read_text())["promote"] is True
+
+
+def test_same_data_again_is_not_promoted(labeled_root):
+    registry = Registry(labeled_root / "models")
+    champion = registry.champion_version()
+    summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10)
+    assert not summary["promoted"] and summary["reason"].startswith("not better")
+    assert registry.champion_version() == champion
+    statuses = {row["version"]: row["status"] for row in registry.list_versions()}
+    assert statuses == {champion: "champion", summary["version"]: "rejected"}
+    assert registry.read_history()[-1]["event"] == "rejected"
+
+
+def test_noisy_labels_are_rejected(labeled_root):
+    """On the tiny sample both models are near perfect, so only significance guards it.
+
+    (tests/test_imdb.py runs the same case with default settings on real reviews.)
+    """
+    registry = Registry(labeled_root / "models")
+    champion = registry.champion_version()
+    for path in (labeled_root / "labeled").iterdir():
+        path.unlink()
+    frame = pd.concat([pd.read_csv(SAMPLES / "labeled" / "reviews-a.csv").rename(
+        columns={"review": "text", "sentiment": "label"}).replace({"positive": 1, "negative": 0}),
+        pd.read_json(SAMPLES / "labeled" / "reviews-b.jsonl", lines=True)], ignore_index=True)
+    flip = in_validation(frame["review_id"] + "#flip", 0.4)  # a fixed 40% of rows
+    frame.loc[flip, "label"] = 1 - frame.loc[flip, "label"].astype(int)
+    frame.to_parquet(labeled_root / "labeled" / "noisy.parquet")
+    summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,
+                            require_significance=True)
+    assert not summary["promoted"], summary
+    assert summary["reason"].startswith(("not better", "gain not significant"))
+    assert registry.champion_version() == champion
+
+
+def test_promote_rollback_and_list(labeled_root, capsys):
+    registry = Registry(labeled_root / "models")
+    first = registry.champion_version()
+    second = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10)["version"]
+    root = ["--data-dir", str(labeled_root)]
+    main(["models", *root, "promote", second, "--reason", "reviewed by hand"])
+    assert registry.champion_version() == second
+    main(["models", *root, "rollback"])
+    assert registry.champion_version() == first
+    main(["models", *root, "list"])
+    listing = capsys.readouterr().out
+    assert f"* {first}  champion" in listing and f"{second}  former champion" in listing
+    events = [(e["event"], e["version"]) for e in registry.read_history()]
+    assert events[-2:] == [("manual promotion", second), ("rollback", first)]
+    assert registry.read_history()[-2]["reason"] == "reviewed by hand"
+    with pytest.raises(SystemExit) as stopped:
+        main(["models", *root, "rollback"])  # nothing earlier than the first champion
+    assert stopped.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["models", *root, "promote", "no-such-version"])
+
+
+def test_a_second_retraining_exits_while_one_runs(labeled_root):
+    registry = Registry(labeled_root / "models")
+    before = sorted(p.name for p in registry.versions.iterdir())
+    with exclusive_lock(registry.retrain_lock):
+        with pytest.raises(RetrainingBusyError, match="another retraining is running"):
+            retrain_model(data_dir=str(labeled_root), architecture="seed")
+    assert sorted(p.name for p in registry.versions.iterdir()) == before
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("failpoint", [None, "retrain:staged", "retrain:published"])
+def test_sigkill_during_retraining_leaves_the_champion_serving(labeled_root, subprocess_env,
+                                                               failpoint, tmp_path):
+    """Killed mid-training (None: a real SIGKILL from outside) or at a crash point."""
+    registry = Registry(labeled_root / "models")
+    champion = registry.champion_version()
+    env = dict(subprocess_env, REVIEWFLOW_EPOCHS="400", REVIEWFLOW_PATIENCE="400",
+               REVIEWFLOW_ARCHITECTURE="seed")
+    if failpoint:
+        env.update(REVIEWFLOW_FAILPOINT=failpoint, REVIEWFLOW_EPOCHS="3")
+    log = tmp_path / "retrain.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(reviewflow_command("retrain", "--data-dir", str(labeled_root)),
+                                   cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        if failpoint is None:
+            _wait_for(lambda: "training rows" in log.read_text(), 180, "training to start")
+            time.sleep(2)
+            process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=240) == -signal.SIGKILL, log.read_text()[-2000:]
+    finally:
+        process.kill()
+    assert registry.champion_version() == champion  # still serving, still loadable
+    assert registry.exists(champion)
+    summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=5)
+    assert summary["version"] != champion
+    assert not registry.staging.exists() or not any(registry.staging.iterdir())
+    assert all(registry.exists(row["version"]) for row in registry.list_versions())

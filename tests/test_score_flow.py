@@ -1,0 +1,188 @@
+"""The score-reviews flow on real files: every row lands once, in scored/ or quarantine/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from flows.score_reviews import score_reviews
+from tasks.ledger import Ledger
+
+
+def good_rows(prefix: str, n: int) -> list[dict]:
+    words = ["wonderful and moving", "dull and far too long", "a delight", "a tedious mess"]
+    return [{"review_id": f"{prefix}-{i}", "text": f"The film was {words[i % 4]}."}
+            for i in range(n)]
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def scored_rows(root: Path) -> pa.Table:
+    folder = root / "scored"
+    if not any(folder.rglob("*.parquet")):
+        return pa.table({"review_id": pa.array([], pa.string())})
+    return ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+
+
+def quarantined_rows(root: Path) -> pa.Table:
+    folder = root / "quarantine" / "rows"
+    if not folder.exists() or not any(folder.rglob("*.parquet")):
+        return pa.table({"review_id": pa.array([], pa.string())})
+    return ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+
+
+def quarantined_files(root: Path) -> dict[str, dict]:
+    reasons = (root / "quarantine" / "files").rglob("*.reason.json")
+    return {json.loads(p.read_text())["file"]: json.loads(p.read_text()) for p in reasons}
+
+
+def run(root: Path) -> dict:
+    return score_reviews(data_dir=str(root), settle_seconds=0)
+
+
+def test_mixed_inbox_accounts_for_every_row(scoring_root):
+    inbox = scoring_root / "incoming"
+    write_csv(inbox / "good.csv", good_rows("g", 40))
+    with open(inbox / "good.jsonl", "w", encoding="utf-8") as out:
+        out.writelines(json.dumps(r) + "\n" for r in good_rows("j", 25))
+    pq.write_table(pa.Table.from_pylist(good_rows("p", 15)), inbox / "good.parquet")
+    (inbox / "latin1.csv").write_bytes("review_id,text\n1,très bon\n".encode("latin-1"))
+    write_csv(inbox / "no-text.csv", [{"review_id": "x", "stars": 5}])
+    (inbox / "empty.csv").write_bytes(b"")
+    write_csv(inbox / "dupes.csv", good_rows("d", 10) + good_rows("d", 3))
+    write_csv(inbox / "blanks.csv", good_rows("b", 8) + [{"review_id": "b-blank", "text": "  "},
+                                                          {"review_id": "b-null", "text": None}])
+    summary = run(scoring_root)
+
+    scored, rejected = scored_rows(scoring_root), quarantined_rows(scoring_root)
+    assert summary["rows_scored"] == scored.num_rows == 40 + 25 + 15 + 10 + 8
+    assert summary["rows_quarantined"] == rejected.num_rows == 3 + 2
+    assert summary["rows_read"] == summary["rows_scored"] + summary["rows_quarantined"]
+    assert set(quarantined_files(scoring_root)) == {"latin1.csv", "no-text.csv", "empty.csv"}
+    assert summary["files_scored"] == 5 and summary["files_quarantined"] == 3
+    assert list(inbox.iterdir()) == []  # every file was archived or quarantined
+    assert scored.column("review_id").to_pylist().count("d-0") == 1
+    ids = scored.column("review_id").to_pylist()
+    assert len(ids) == len(set(ids))
+
+
+def test_invalid_utf8_file_is_quarantined_whole_with_a_reason(scoring_root):
+    (scoring_root / "incoming" / "broken.csv").write_bytes(b"review_id,text\n1,ok\n2,\xff\xfe\n")
+    write_csv(scoring_root / "incoming" / "fine.csv", good_rows("f", 5))
+    summary = run(scoring_root)
+    reason = quarantined_files(scoring_root)["broken.csv"]["reason"]
+    assert "invalid UTF8" in reason or "utf" in reason.lower()
+    assert summary["rows_scored"] == 5  # the run went on with the other file
+    kept = list((scoring_root / "quarantine" / "files").rglob("*broken.csv"))
+    assert len(kept) == 1 and kept[0].read_bytes().endswith(b"\xff\xfe\n")  # byte for byte
+
+
+def test_file_without_text_column_is_quarantined(scoring_root):
+    write_csv(scoring_root / "incoming" / "ids-only.csv", [{"review_id": "1", "stars": 3}])
+    run(scoring_root)
+    reason = quarantined_files(scoring_root)["ids-only.csv"]["reason"]
+    assert "missing required column text" in reason and "stars" in reason
+
+
+def test_empty_file_is_quarantined(scoring_root):
+    (scoring_root / "incoming" / "nothing.jsonl").write_bytes(b"")
+    summary = run(scoring_root)
+    assert quarantined_files(scoring_root)["nothing.jsonl"]["reason"] == "the file is empty"
+    assert summary["rows_scored"] == 0
+
+
+def test_duplicate_ids_keep_the_first_and_quarantine_the_rest(scoring_root):
+    rows = good_rows("d", 4) + [{"review_id": "d-1", "text": "A second, different d-1."}]
+    write_csv(scoring_root / "incoming" / "dupes.csv", rows)
+    run(scoring_root)
+    rejected = quarantined_rows(scoring_root).to_pylist()
+    assert [(r["review_id"], r["source_row"]) for r in rejected] == [("d-1", 5)]
+    assert rejected[0]["failed_expectations"] == ["expect_column_values_to_be_unique(review_id)"]
+    assert rejected[0]["reason"].startswith("dupes.csv row 5:")
+    assert scored_rows(scoring_root).num_rows == 4
+
+
+def test_blank_reviews_are_quarantined_row_by_row(scoring_root):
+    rows = good_rows("b", 3) + [{"review_id": "b-x", "text": " \t "}]
+    write_csv(scoring_root / "incoming" / "blanks.csv", rows)
+    run(scoring_root)
+    rejected = quarantined_rows(scoring_root).to_pylist()
+    assert [r["review_id"] for r in rejected] == ["b-x"]
+    assert rejected[0]["text"] == " \t "  # the row is kept as it came
+    assert scored_rows(scoring_root).num_rows == 3
+
+
+def test_second_run_and_a_resubmitted_file_add_nothing(scoring_root):
+    source = write_csv(scoring_root.parent / "batch.csv", good_rows("s", 30))
+    shutil.copy2(source, scoring_root / "incoming" / "batch.csv")
+    first = run(scoring_root)
+    assert first["rows_scored"] == 30
+    assert run(scoring_root)["rows_scored"] == 0
+    shutil.copy2(source, scoring_root / "incoming" / "batch-again.csv")  # same content, new name
+    third = run(scoring_root)
+    assert third["files_already_scored"] == 1 and third["rows_scored"] == 0
+    assert scored_rows(scoring_root).num_rows == 30
+    assert len(list((scoring_root / "scored").rglob("*.parquet"))) == 1
+
+
+def test_output_schema_and_readers(scoring_root):
+    write_csv(scoring_root / "incoming" / "a.csv",
+              [dict(r, label=i % 2) for i, r in enumerate(good_rows("a", 20))])
+    summary = run(scoring_root)
+    assert summary["accuracy_on_labeled_rows"] is not None
+    table = scored_rows(scoring_root)
+    types = {f.name: str(f.type) for f in table.schema}
+    assert types["review_id"] == "string" and types["score"] == "float"
+    assert types["predicted_label"] == "int8" and types["model_version"] == "string"
+    assert types["scored_at"] == "timestamp[us, tz=UTC]"
+    assert types["source_file"] == "string" and len(table.column("source_sha256")[0].as_py()) == 64
+    assert set(table.column("scored_date").to_pylist()) == {table.column("scored_at")[0].as_py().strftime("%Y-%m-%d")}
+    scores = table.column("score").to_numpy()
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert (table.column("predicted_label").to_numpy() == (scores >= 0.5)).all()
+
+    frame = pd.read_parquet(scoring_root / "scored")
+    assert len(frame) == 20
+    glob = str(scoring_root / "scored" / "**" / "*.parquet")
+    count, dates = duckdb.sql(f"SELECT count(*), count(DISTINCT scored_date) FROM "
+                              f"read_parquet('{glob}', hive_partitioning=true)").fetchall()[0]
+    assert (count, dates) == (20, 1)
+    ledger = Ledger(scoring_root / "state" / "ledger.sqlite").totals()
+    assert ledger["rows_read"] == ledger["rows_scored"] + ledger["rows_quarantined"] == 20
+
+
+def test_unsupported_entries_are_quarantined_and_recent_files_wait(scoring_root, tmp_path):
+    inbox = scoring_root / "incoming"
+    (inbox / "notes.txt").write_text("not reviews")
+    outside = write_csv(tmp_path / "outside.csv", good_rows("o", 2))
+    os.symlink(outside, inbox / "link.csv")
+    write_csv(inbox / "fresh.csv", good_rows("n", 2))
+    summary = score_reviews(data_dir=str(scoring_root), settle_seconds=3600)
+    assert summary["files_settling"] == 1 and (inbox / "fresh.csv").exists()
+    assert set(quarantined_files(scoring_root)) == {"notes.txt", "link.csv"}
+    assert outside.exists()  # the link was moved, never what it points to
+    assert summary["rows_scored"] == 0
+
+
+def test_no_champion_says_how_to_train_one(data_dir, capsys):
+    from flows.cli import main
+
+    write_csv(data_dir / "incoming" / "a.csv", good_rows("a", 2))
+    with pytest.raises(SystemExit) as stopped:
+        main(["score", "--data-dir", str(data_dir)])
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err
+    assert "no champion model" in message and "reviewflow retrain" in message
+    assert (data_dir / "incoming" / "a.csv").exists()

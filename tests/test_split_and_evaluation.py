@@ -1,0 +1,79 @@
+"""The held-out split and the promotion arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_exact
+from tasks.split import fingerprint, in_validation, split_labeled
+
+
+def reviews(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"review_id": [f"id-{i}" for i in range(n)],
+                         "text": [f"text {i}" for i in range(n)], "label": [i % 2 for i in range(n)]})
+
+
+def test_split_is_by_id_and_stable_as_data_grows():
+    small, large = reviews(2000), reviews(6000)
+    small_val = set(split_labeled(small, 0.2).validation["review_id"])
+    large_val = set(split_labeled(large.sample(frac=1, random_state=3), 0.2).validation["review_id"])
+    assert small_val == {i for i in large_val if int(i.split("-")[1]) < 2000}
+    assert 0.17 < len(large_val) / 6000 < 0.23
+
+
+def test_duplicate_texts_never_leak_into_training():
+    frame = reviews(3000)
+    frame.loc[1000:1999, "text"] = frame.loc[0:999, "text"].to_numpy()  # 1000 duplicated texts
+    split = split_labeled(frame, 0.3)
+    assert split.duplicates_removed == 1000
+    assert set(split.train["text"]).isdisjoint(split.validation["text"])
+    assert split.train["text"].is_unique and split.validation["text"].is_unique
+    in_val = in_validation(frame["review_id"], 0.3)
+    texts_with_val = set(frame.loc[in_val, "text"])
+    assert texts_with_val == set(split.validation["text"])
+
+
+def test_fingerprint_ignores_order_but_not_labels():
+    frame = reviews(100)
+    shuffled = frame.sample(frac=1, random_state=1)
+    assert fingerprint(frame["review_id"], frame["label"]) == fingerprint(
+        shuffled["review_id"], shuffled["label"])
+    assert fingerprint(frame["review_id"], frame["label"]) != fingerprint(
+        frame["review_id"], 1 - frame["label"])
+
+
+def test_metrics_on_a_known_case():
+    labels = np.array([1, 1, 0, 0])
+    scores = np.array([0.9, 0.4, 0.6, 0.1])
+    metrics = classification_metrics(labels, scores)
+    assert metrics["accuracy"] == 0.5
+    assert metrics["confusion_matrix"] == {"tp": 1, "tn": 1, "fp": 1, "fn": 1}
+    assert metrics["roc_auc"] == pytest.approx(0.75)
+    assert metrics["f1"] == pytest.approx(0.5)
+
+
+def test_mcnemar_exact_matches_the_binomial():
+    labels = np.ones(30, dtype=int)
+    champion = np.r_[np.ones(10), np.zeros(20)]    # right on the first 10
+    candidate = np.r_[np.zeros(2), np.ones(28)]   # loses 2 of those, wins 20 others
+    result = mcnemar_exact(labels, champion, candidate)
+    assert (result["only_candidate_right"], result["only_champion_right"]) == (20, 2)
+    # two-sided exact binomial: 2 * P(X <= 2), X ~ Binomial(22, 1/2)
+    assert result["p_value"] == pytest.approx(2 * (1 + 22 + 231) / 2**22)
+
+
+@pytest.mark.parametrize("candidate, champion, significance, p, promote", [
+    (0.90, None, False, None, True),       # first model above the floor
+    (0.55, None, False, None, False),      # first model below the floor
+    (0.90, 0.90, False, 1.0, False),       # equal is not better
+    (0.91, 0.90, False, 0.5, True),
+    (0.91, 0.90, True, 0.5, False),        # better but not significant
+    (0.91, 0.90, True, 0.01, True),
+])
+def test_promotion_rules(candidate, champion, significance, p, promote):
+    decision = decide_promotion(candidate, champion, min_delta=0.0, accuracy_floor=0.6,
+                                require_significance=significance, alpha=0.05, p_value=p)
+    assert decision.promote is promote
+    assert decision.reason

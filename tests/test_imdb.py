@@ -1,0 +1,100 @@
+"""On the 25,000 real IMDB training reviews: train, score three formats once, guard promotion.
+
+Skips when ../shared/data/imdb/train.parquet is absent. Uses the seed architecture so
+the module stays within CI's time; `make bench` measures the default one.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from flows.retrain_model import retrain_model
+from flows.score_reviews import score_reviews
+from tasks.registry import Registry
+from tasks.split import in_validation
+
+pytestmark = [pytest.mark.imdb, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def imdb_root(tmp_path_factory, request):
+    from conftest import IMDB
+
+    if not IMDB.exists():
+        pytest.skip(f"needs the IMDB training reviews at {IMDB}; absent on this machine")
+    root = tmp_path_factory.mktemp("imdb") / "data"
+    (root / "labeled").mkdir(parents=True)
+    shutil.copy(IMDB, root / "labeled" / "train.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_champion(imdb_root):
+    summary = retrain_model(data_dir=str(imdb_root), architecture="seed")
+    print(f"\nIMDB champion {summary['version']}: held-out accuracy "
+          f"{summary['validation_accuracy']:.4f} on {summary['validation_rows']} rows")
+    return summary
+
+
+def test_retrain_makes_a_champion(first_champion):
+    assert first_champion["promoted"]
+    assert first_champion["validation_accuracy"] > 0.85
+    assert 4000 < first_champion["validation_rows"] < 6000
+
+
+def test_three_formats_scored_exactly_once(imdb_root, first_champion):
+    table = pq.read_table(imdb_root / "labeled" / "train.parquet")
+    unlabeled = table.select(["review_id", "text"])
+    inbox = imdb_root / "incoming"
+    inbox.mkdir(exist_ok=True)
+    unlabeled.slice(0, 8000).to_pandas().to_csv(inbox / "part-1.csv", index=False)
+    unlabeled.slice(8000, 8000).to_pandas().to_json(inbox / "part-2.jsonl", orient="records",
+                                                     lines=True, force_ascii=False)
+    pq.write_table(unlabeled.slice(16000), inbox / "part-3.parquet")
+
+    summary = score_reviews(data_dir=str(imdb_root), settle_seconds=0)
+    assert summary["rows_read"] == 25_000
+    assert summary["rows_scored"] + summary["rows_quarantined"] == 25_000
+
+    glob = str(imdb_root / "scored" / "**" / "*.parquet")
+    labels = str(imdb_root / "labeled" / "train.parquet")
+    rows, distinct, accuracy = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT s.review_id), avg((s.predicted_label = l.label)::INT) "
+        f"FROM read_parquet('{glob}', hive_partitioning=true) s "
+        f"JOIN read_parquet('{labels}') l USING (review_id)").fetchall()[0]
+    assert rows == distinct == summary["rows_scored"]
+    print(f"\nchampion accuracy on the {rows} scored rows: {accuracy:.4f} "
+          f"({summary['reviews_per_second']:.0f} reviews/s while scoring)")
+    assert accuracy > 0.88  # training rows are most of these, so above the held-out figure
+
+    again = score_reviews(data_dir=str(imdb_root), settle_seconds=0)
+    assert again["rows_scored"] == 0
+    count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall()[0][0]
+    assert count == rows
+
+
+def test_same_data_does_not_promote(imdb_root, first_champion):
+    summary = retrain_model(data_dir=str(imdb_root), architecture="seed")
+    print(f"\nsecond run: {summary['reason']}")
+    assert not summary["promoted"]
+    assert Registry(imdb_root / "models").champion_version() == first_champion["version"]
+
+
+def test_flipped_labels_are_rejected_with_default_settings(imdb_root, first_champion):
+    registry = Registry(imdb_root / "models")
+    champion = registry.champion_version()
+    frame = pq.read_table(imdb_root / "labeled" / "train.parquet").to_pandas()
+    flip = in_validation(frame["review_id"] + "#flip", 0.4)
+    frame.loc[flip, "label"] = 1 - frame.loc[flip, "label"]
+    (imdb_root / "labeled" / "train.parquet").unlink()
+    frame.to_parquet(imdb_root / "labeled" / "noisy.parquet")
+    summary = retrain_model(data_dir=str(imdb_root), architecture="seed")
+    print(f"\n40% flipped: {summary['reason']}")
+    assert not summary["promoted"]
+    assert registry.champion_version() == champion
+    statuses = {row["version"]: row["status"] for row in registry.list_versions()}
+    assert statuses[summary["version"]] == "rejected"

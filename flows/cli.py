@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     except RetrainingBusyError as exc:
         print(f"reviewflow: {exc}", file=sys.stderr)
         sys.exit(3)
+    except (OSError, sqlite3.OperationalError) as exc:  # disk full, unwritable folders
+        print(f"reviewflow: {args.command} stopped: {exc}. Files not yet committed were left "
+              "where they were (incoming/, labeled/); fix the cause and run again.", file=sys.stderr)
+        sys.exit(1)
     return 0
 
 

@@ -85,8 +85,9 @@ def load_champion(registry: Registry):
 
 
 def _replace_stale_parts(published: Path | None, folder: Path, name: str) -> None:
-    """Remove parts of the same name left in other date partitions by a crashed run."""
-    for stale in folder.glob(f"*/{name}"):
+    """Remove what a killed run left of this part: temporaries, and the same part in
+    another date partition. Called under the file's lock, so no live run owns them."""
+    for stale in [*folder.glob(f"*/{name}"), *folder.glob(f"*/.{name}.*.tmp")]:
         if stale != published:
             stale.unlink(missing_ok=True)
 
@@ -94,26 +95,37 @@ def _replace_stale_parts(published: Path | None, folder: Path, name: str) -> Non
 @task(name="score-file", cache_policy=NO_CACHE)
 def score_file(path: Path, model, model_version: str, validator: ReviewValidator,
                settings: Settings, ledger: Ledger, run_started: datetime) -> FileOutcome:
-    """Validate and score one file; commit its output, or quarantine it whole."""
+    """Validate and score one file; commit its output, or quarantine it whole.
+
+    Runs under a lock on the file's content hash, so two runs over the same inbox
+    (two workers) never score one file twice: the second finds the lock held, or the
+    file already gone to the archive.
+    """
     logger = get_run_logger()
     layout = settings.layout
     started = time.perf_counter()
-    sha256 = file_sha256(path)
     try:
+        sha256 = file_sha256(path)
         with exclusive_lock(layout.state / "locks" / f"{sha256[:16]}.lock"):
+            if not path.exists():
+                raise FileNotFoundError(path)
             if ledger.scored(sha256, model_version):
                 move_file(path, layout.archive / run_started.strftime("%Y-%m-%d"),
                           f"{sha256[:16]}-{path.name}")
                 return FileOutcome(path.name, "already scored",
                                    detail=f"content {sha256[:16]} was scored by {model_version}")
-            return _score_locked(path, sha256, model, model_version, validator, settings,
-                                 ledger, run_started, started)
+            try:
+                return _score_locked(path, sha256, model, model_version, validator, settings,
+                                     ledger, run_started, started)
+            except UnreadableFileError as exc:
+                logger.warning("quarantined %s: %s", path.name, exc.reason)
+                return quarantine_file(path, layout, exc.reason, sha256, ledger)
     except LockHeldError:
         logger.info("%s: another run is scoring this content; leaving it to that run", path.name)
         return FileOutcome(path.name, "busy")
-    except UnreadableFileError as exc:
-        logger.warning("quarantined %s: %s", path.name, exc.reason)
-        return quarantine_file(path, layout, exc.reason, sha256, ledger)
+    except FileNotFoundError:
+        logger.info("%s: moved by another run while this one waited; nothing to do", path.name)
+        return FileOutcome(path.name, "busy", detail="handled by another run")
 
 
 def _score_locked(path, sha256, model, model_version, validator, settings, ledger,

@@ -1,0 +1,117 @@
+"""Crash consistency, concurrent runs and resource faults of the scoring flow."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+from conftest import PROJECT, reviewflow_command
+
+from flows.score_reviews import score_reviews
+
+
+def make_inbox(root, files: int = 3, rows: int = 40) -> int:
+    words = ["a delight", "a tedious mess", "moving", "far too long"]
+    for f in range(files):
+        frame = pd.DataFrame({"review_id": [f"f{f}-{i}" for i in range(rows)],
+                              "text": [f"The film was {words[i % 4]}, take {i}." for i in range(rows)]})
+        frame.loc[rows - 1, "text"] = " "  # one row per file goes to quarantine
+        frame.to_csv(root / "incoming" / f"batch-{f}.csv", index=False)
+    return files * rows
+
+
+def scored_view(root) -> list[tuple]:
+    """The rows of scored/ as a reader sees them (temporaries are invisible to readers)."""
+    table = ds.dataset(root / "scored", format="parquet", partitioning="hive").to_table(
+        columns=["review_id", "source_file", "source_row", "score", "model_version"])
+    return sorted(tuple(r.values()) for r in table.to_pylist())
+
+
+def quarantined_ids(root) -> list[str]:
+    table = ds.dataset(root / "quarantine" / "rows", format="parquet",
+                       partitioning="hive").to_table(columns=["review_id"])
+    return sorted(table.column("review_id").to_pylist())
+
+
+def run_cli(root, env, failpoint=None, **extra) -> subprocess.Popen:
+    env = dict(env, REVIEWFLOW_SETTLE_SECONDS="0", REVIEWFLOW_READ_BATCH_ROWS="10", **extra)
+    if failpoint:
+        env["REVIEWFLOW_FAILPOINT"] = failpoint
+    return subprocess.Popen(reviewflow_command("score", "--data-dir", str(root)), cwd=PROJECT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture
+def clean_result(scoring_root, tmp_path_factory):
+    """What one uninterrupted run gives for the inbox of make_inbox()."""
+    clean = tmp_path_factory.mktemp("clean") / "data"
+    shutil.copytree(scoring_root, clean)
+    expected_rows = make_inbox(clean)
+    summary = score_reviews(data_dir=str(clean), settle_seconds=0)
+    assert summary["rows_read"] == expected_rows
+    return scored_view(clean), quarantined_ids(clean)
+
+
+@pytest.mark.parametrize("failpoint", ["score:mid-file", "score:parts-published",
+                                       "score:ledger-committed"])
+def test_sigkill_then_rerun_equals_one_clean_run(scoring_root, subprocess_env, clean_result,
+                                                  failpoint):
+    make_inbox(scoring_root)
+    process = run_cli(scoring_root, subprocess_env, failpoint)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == -signal.SIGKILL, output[-3000:]
+    score_reviews(data_dir=str(scoring_root), settle_seconds=0)
+    assert (scored_view(scoring_root), quarantined_ids(scoring_root)) == clean_result
+    assert not list((scoring_root / "incoming").iterdir())
+    assert not [p for p in (scoring_root / "scored").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_two_runs_at_once_score_each_file_once(scoring_root, subprocess_env, clean_result):
+    make_inbox(scoring_root, files=3)
+    first, second = run_cli(scoring_root, subprocess_env), run_cli(scoring_root, subprocess_env)
+    for process in (first, second):
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output[-3000:]
+    assert (scored_view(scoring_root), quarantined_ids(scoring_root)) == clean_result
+
+
+def test_unwritable_output_fails_clearly_and_keeps_inputs(scoring_root, subprocess_env):
+    make_inbox(scoring_root, files=1)
+    shutil.rmtree(scoring_root / "scored")
+    (scoring_root / "scored").write_text("not a folder")  # root ignores permission bits
+    process = run_cli(scoring_root, subprocess_env)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert "reviewflow: score stopped:" in output and "run again" in output
+    assert (scoring_root / "incoming" / "batch-0.csv").exists()
+    (scoring_root / "scored").unlink()
+    summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
+    assert summary["rows_scored"] == 39
+
+
+def test_disk_full_fails_clearly_and_the_next_run_succeeds(scoring_root, subprocess_env):
+    """A file-size limit stands in for a full disk: writes fail with an OSError mid-run."""
+    import resource
+
+    make_inbox(scoring_root, files=1, rows=20_000)
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG, not a signal death
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0")
+    process = subprocess.run(reviewflow_command("score", "--data-dir", str(scoring_root)),
+                             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300,
+                             preexec_fn=small_files)
+    assert process.returncode == 1, process.stdout[-2000:] + process.stderr[-2000:]
+    # The ledger (SQLite: "disk I/O error") or a Parquet part ("File too large") hits it first.
+    assert "reviewflow: score stopped:" in process.stderr and "run again" in process.stderr
+    assert "File too large" in process.stderr or "disk I/O error" in process.stderr
+    assert (scoring_root / "incoming" / "batch-0.csv").exists()
+    assert not list((scoring_root / "scored").rglob("*.parquet"))
+    summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
+    assert summary["rows_scored"] == 19_999

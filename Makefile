@@ -47,3 +47,50 @@ lock:
 
 clean-data:
 	find data/incoming data/labeled data/scored data/quarantine data/models data/state data/archive -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+
+# ---- operator targets (deployments) ----
+# Scheduled runs under a local Prefect server with process workers (deployments/README.md).
+# In separate terminals: `make server`, then `make pools deploy`, `make worker-scoring`,
+# `make worker-training`; then `make run-retrain` / `make run-score`, or wait for the
+# schedules. `make serve` is the one-process alternative with no pool and no worker.
+API_HOST ?= 127.0.0.1
+API_PORT ?= 4200
+API_URL  ?= http://$(API_HOST):$(API_PORT)/api
+# Only these targets talk to the server (an exported PREFECT_API_URL wins); `demo` and
+# `test` keep Prefect's no-server mode.
+OPERATOR_TARGETS := pools deploy worker-scoring worker-training run-score run-retrain serve
+$(OPERATOR_TARGETS): export PREFECT_API_URL ?= $(API_URL)
+# `prefect deploy` through a client-side workaround for the FastAPI 0.154 pin, which makes
+# the server reject the `null`s Prefect's own client sends (see deployments/__init__.py).
+PREFECT_CLI := $(BIN)/python -c 'import deployments; deployments.prefect_cli()'
+
+.PHONY: server pools deploy worker-scoring worker-training run-score run-retrain serve
+
+# The server keeps its database in its own Prefect home, apart from no-server runs.
+server: install
+	@mkdir -p $(CURDIR)/.prefect/server
+	PREFECT_HOME=$(CURDIR)/.prefect/server PREFECT_SERVER_ANALYTICS_ENABLED=false \
+	  $(BIN)/prefect server start --host $(API_HOST) --port $(API_PORT)
+
+pools: install
+	$(BIN)/prefect work-pool create reviewflow-scoring --type process --overwrite
+	$(BIN)/prefect work-pool create reviewflow-training --type process --overwrite
+
+# Set REVIEWFLOW_DATA_DIR / REVIEWFLOW_PROJECT_DIR to deploy other paths (prefect.yaml).
+deploy: install
+	$(PREFECT_CLI) --no-prompt deploy --all --prefect-file deployments/prefect.yaml
+
+worker-scoring: install
+	$(BIN)/prefect worker start --pool reviewflow-scoring
+
+worker-training: install
+	$(BIN)/prefect worker start --pool reviewflow-training
+
+run-score: install
+	$(BIN)/prefect deployment run 'score-reviews/scheduled' --watch
+
+run-retrain: install
+	$(BIN)/prefect deployment run 'retrain-model/nightly' --watch
+
+serve: install
+	$(BIN)/python deployments/serve.py

@@ -237,7 +237,9 @@ def _delimited_batches(path: Path, fmt: FileFormat, columns: ColumnMapping, batc
 
 
 def _parquet_batches(path: Path, columns: ColumnMapping, batch_rows: int) -> Iterator[pa.Table]:
-    parquet = pq.ParquetFile(path)
+    # Without pre-buffering: the default reads ahead most of the file, so memory would
+    # grow with file size instead of staying at one batch.
+    parquet = pq.ParquetFile(path, pre_buffer=False)
     schema = parquet.schema_arrow
     cols = _resolve(path, schema.names, columns)
     text_type = schema.field(cols.text).type

@@ -1,0 +1,193 @@
+"""What a running Prefect server saves on a one-file scoring run.
+
+Times ``reviewflow score --data-dir X`` as fresh processes, each scoring one small new
+file with an already trained champion, in two modes:
+
+- no server: no PREFECT_API_URL, so Prefect starts a temporary server inside every
+  process (what ``reviewflow score`` from cron or a shell costs);
+- server: PREFECT_API_URL pointing at an already running ``prefect server start``
+  (what a worker's or served flow run talks to).
+
+Each mode gets one unmeasured warm-up run first (reported as ``*_first_run_s``; for the
+no-server mode that is the run that creates the database in a fresh PREFECT_HOME), then
+``repeats`` measured runs whose median is reported. Everything lives under ``workdir``;
+the server listens on 127.0.0.1 only and is stopped before this returns.
+
+    python deployments/measure_overhead.py [--workdir DIR] [--repeats 3]
+
+prints one JSON line. From Python: ``measure_overhead(Path(dir), repeats=3) -> dict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+SAMPLES = PROJECT / "data" / "samples"
+BIN = Path(sys.executable).parent
+ROWS_PER_FILE = 20
+SERVER_START_TIMEOUT = 120
+RUN_TIMEOUT = 300
+
+
+def _base_env(prefect_home: Path) -> dict[str, str]:
+    """The caller's environment without its Prefect and reviewflow settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REVIEWFLOW_"))}
+    env.update({"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "GX_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def local_server(prefect_home: Path, log_path: Path):
+    """A ``prefect server start`` on a free loopback port; yields its API URL.
+
+    The server runs in its own session and is stopped (TERM, then KILL after 10 s) on
+    exit, also when the body fails. Its scheduler is off: nothing else runs meanwhile.
+    """
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**_base_env(prefect_home), "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
+             "--no-ui"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"prefect server exited with {server.returncode}; see {log_path}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"prefect server not healthy after {SERVER_START_TIMEOUT} s;"
+                                       f" see {log_path}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(server.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                server.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def _write_small_file(path: Path, tag: str) -> None:
+    """ROWS_PER_FILE sample reviews whose ids carry ``tag``: new content, so no ledger hit."""
+    with open(SAMPLES / "incoming" / "new-reviews.csv", newline="", encoding="utf-8") as source:
+        rows = list(csv.DictReader(source))[:ROWS_PER_FILE]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**row, "review_id": f"{tag}-{row['review_id']}"} for row in rows)
+
+
+def _reviewflow(args: list[str], env: dict[str, str], log_path: Path) -> tuple[float, str]:
+    """Run ``reviewflow ARGS`` as a fresh process; its wall seconds and output."""
+    started = time.perf_counter()
+    done = subprocess.run([str(BIN / "reviewflow"), *args], env=env, capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT)
+    seconds = time.perf_counter() - started
+    output = done.stdout + done.stderr
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ reviewflow {' '.join(args)}  ({seconds:.2f} s, exit {done.returncode})\n")
+        log.write(output + "\n")
+    if done.returncode != 0:
+        raise RuntimeError(f"reviewflow {args[0]} exited with {done.returncode}; see {log_path}:\n"
+                           f"{output[-2000:]}")
+    return seconds, output
+
+
+def _score_runs(data: Path, env: dict[str, str], mode: str, runs: int,
+                log_path: Path) -> tuple[list[float], list[float]]:
+    """Wall seconds and in-flow seconds of ``runs`` one-file scoring runs."""
+    walls, inside = [], []
+    for index in range(runs):
+        _write_small_file(data / "incoming" / f"{mode}-{index}.csv", f"{mode}{index}")
+        wall, output = _reviewflow(["score", "--data-dir", str(data), "--settle-seconds", "0"],
+                                   env, log_path)
+        if f"scored {ROWS_PER_FILE} rows from 1 files" not in output:
+            raise RuntimeError(f"the {mode} run did not score its one file; see {log_path}")
+        walls.append(wall)
+        took = re.search(r"run took ([0-9.]+) s", output)
+        inside.append(float(took.group(1)) if took else float("nan"))
+    return walls, inside
+
+
+def measure_overhead(workdir: Path, repeats: int = 3) -> dict:
+    """Median wall seconds of one-file scoring runs without and with a running server."""
+    workdir = Path(workdir).resolve()
+    data, logs = workdir / "data", workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(SAMPLES / "labeled", data / "labeled", dirs_exist_ok=True)
+    result: dict = {"repeats": repeats, "rows_per_file": ROWS_PER_FILE}
+
+    with local_server(workdir / "server-home", logs / "server.log") as url:
+        env = {**_base_env(workdir / "client-home"), "PREFECT_API_URL": url}
+        _reviewflow(["retrain", "--data-dir", str(data)], env, logs / "retrain.log")
+        walls, inside = _score_runs(data, env, "server", repeats + 1, logs / "server-runs.log")
+    result.update(server_first_run_s=round(walls[0], 2), server_runs_s=_rounded(walls[1:]),
+                  server_median_s=round(statistics.median(walls[1:]), 2),
+                  server_in_flow_median_s=round(statistics.median(inside[1:]), 2))
+
+    # The server is gone now: these runs compete with nothing, and start from a fresh home.
+    env = _base_env(workdir / "no-server-home")
+    walls, inside = _score_runs(data, env, "no-server", repeats + 1, logs / "no-server-runs.log")
+    result.update(no_server_first_run_s=round(walls[0], 2), no_server_runs_s=_rounded(walls[1:]),
+                  no_server_median_s=round(statistics.median(walls[1:]), 2),
+                  no_server_in_flow_median_s=round(statistics.median(inside[1:]), 2))
+    result["server_saves_s"] = round(result["no_server_median_s"] - result["server_median_s"], 2)
+    return result
+
+
+def _rounded(values: list[float]) -> list[float]:
+    return [round(v, 2) for v in values]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", type=Path,
+                        help="where data, Prefect homes and logs go (default: a new temporary"
+                             " directory, removed afterwards)")
+    parser.add_argument("--repeats", type=int, default=3, help="measured runs per mode")
+    args = parser.parse_args(argv)
+    if args.workdir:
+        print(json.dumps(measure_overhead(args.workdir, args.repeats)))
+    else:
+        with tempfile.TemporaryDirectory(prefix="reviewflow-overhead-") as workdir:
+            print(json.dumps(measure_overhead(Path(workdir), args.repeats)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

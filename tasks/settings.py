@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     require_gpu: bool = Field(False, description="Fail the scoring run if no GPU is visible.")
 
     # --- training
-    architecture: str = Field("seed", description="Named model configuration (see tasks.model).")
+    architecture: str = Field("ngram", description="Named model configuration (see tasks.model).")
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     max_tokens: int = Field(10_000, gt=0)
     epochs: int = Field(20, gt=0)

@@ -1,0 +1,132 @@
+"""Named architectures: each trains, survives a safe-mode save and load, and the default
+also learns Korean reviews, which a word-only model cannot."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import tensorflow as tf
+
+from tasks.model import (
+    ARCHITECTURES,
+    Architecture,
+    TrainingParams,
+    _adapt_nb_ratios,
+    _nb_logistic_classifier,
+    load_model,
+    predict_scores,
+    save_model,
+    split_ngrams,
+    standardize_review,
+    train_model,
+)
+from tasks.readers import iter_review_batches
+from tasks.settings import ColumnMapping, Settings
+from tasks.split import split_labeled
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+KOREAN = SAMPLES / "korean"
+
+
+def read_reviews(path: Path) -> pd.DataFrame:
+    """Any supported file, through the project's own reader (NSMC columns included)."""
+    tables = iter_review_batches(path, ColumnMapping(), 10_000, 10**9)
+    return pa.concat_tables(list(tables)).to_pandas()[["review_id", "text", "label"]]
+
+
+def train(reviews: pd.DataFrame, name: str, epochs: int):
+    split = split_labeled(reviews, 0.2)
+    params = TrainingParams(architecture=name, epochs=epochs, seed=7)
+    return train_model(texts(split.train), split.train["label"].to_numpy(),
+                       texts(split.validation), split.validation["label"].to_numpy(), params)
+
+
+def texts(frame: pd.DataFrame) -> np.ndarray:
+    return frame["text"].to_numpy(dtype=object)
+
+
+def accuracy(model, reviews: pd.DataFrame) -> float:
+    scores = predict_scores(model, texts(reviews), 1024)
+    return float(np.mean((scores > 0.5) == (reviews["label"].to_numpy() == 1)))
+
+
+@pytest.fixture(scope="module")
+def english() -> pd.DataFrame:
+    return read_reviews(SAMPLES / "labeled" / "reviews-b.jsonl")
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_architecture_trains_and_loads_in_safe_mode(name, english, tmp_path):
+    trained = train(english, name, epochs=3)
+    assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(trained.history)
+    assert trained.hyperparameters["architecture"] == name
+    probe = np.array(["A moving, honest script. Ten out of ten!", "Dull and far too long.",
+                      "", "재미있었어요 최고", "映画は最高でした"], dtype=object)
+    before = predict_scores(trained.model, probe, 2)
+    loaded = load_model(save_model(trained.model, tmp_path / f"{name}.keras"))
+    after = predict_scores(loaded, probe, 2)
+    assert after.dtype == np.float32 and after.shape == (len(probe),)
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    assert np.all((after >= 0) & (after <= 1))
+
+
+def test_seed_keeps_its_vocabulary_and_the_default_brings_its_own(english):
+    assert train(english, "seed", epochs=1).hyperparameters["max_tokens"] == 10_000
+    default = Settings().architecture
+    assert default == "ngram" and default in ARCHITECTURES
+    assert ARCHITECTURES[default].max_tokens == 200_000
+
+
+def test_default_architecture_learns_the_english_sample(english):
+    trained = train(english, Settings().architecture, epochs=5)
+    assert accuracy(trained.model, english) >= 0.9
+
+
+def test_unknown_architecture_is_a_clear_value_error(english):
+    with pytest.raises(ValueError, match=r"unknown architecture 'transformer'.*ngram.*seed"):
+        train(english, "transformer", epochs=1)
+
+
+def test_split_adds_character_ngrams_only_for_unspaced_scripts():
+    tokens = split_ngrams(standardize_review(tf.constant(["A great film!", "정말 재미있었어요"])))
+    english, korean = [[t.decode() for t in row] for row in tokens.to_list()]
+    assert english == ["a", "great", "film", "a great", "great film", "a great film"]
+    assert {"정말 재미있었어요", "재미있었어요", "재미", "재미있", "었어요", "요"} <= set(korean)
+
+
+def word_ngram_architecture() -> Architecture:
+    """The default architecture without its character n-grams: words only."""
+    default = ARCHITECTURES[Settings().architecture]
+    return Architecture(
+        "word 1-3 grams only", lambda params: keras.layers.TextVectorization(
+            max_tokens=params.max_tokens, ngrams=3, output_mode="int",
+            standardize=standardize_review),
+        _nb_logistic_classifier, max_tokens=default.max_tokens, prepare=_adapt_nb_ratios)
+
+
+def test_korean_reviews_need_character_ngrams(monkeypatch):
+    train_reviews = read_reviews(KOREAN / "train.tsv")
+    test_reviews = read_reviews(KOREAN / "test.tsv")
+    monkeypatch.setitem(ARCHITECTURES, "words-only", word_ngram_architecture())
+    default = accuracy(train(train_reviews, Settings().architecture, epochs=10).model,
+                       test_reviews)
+    words_only = accuracy(train(train_reviews, "words-only", epochs=10).model, test_reviews)
+    assert default >= 0.9, default
+    assert words_only <= default - 0.15, (words_only, default)
+
+
+def test_korean_sample_is_what_its_generator_writes(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_korean", KOREAN / "make_korean.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write(tmp_path / "train.tsv", 400, seed=11, first_id=9_100_000)
+    assert (tmp_path / "train.tsv").read_bytes() == (KOREAN / "train.tsv").read_bytes()
+    frame = pd.read_csv(KOREAN / "test.tsv", sep="\t")
+    assert list(frame.columns) == ["id", "document", "label"] and len(frame) == 300
+    assert 0.35 < frame["label"].mean() < 0.65

@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 # Prefect state for commands run from this Makefile stays inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export GX_ANALYTICS_ENABLED := False
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install demo test lint bench lock clean-data

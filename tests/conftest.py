@@ -12,6 +12,7 @@ from pathlib import Path
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="reviewflow-test-prefect-")
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 for name in list(os.environ):

@@ -52,15 +52,24 @@ def measure_architecture(name: str, train_parquet: Path) -> dict:
     scores = predict_scores(model, _texts(split.validation), PREDICT_BATCH_SIZE)
     texts = _texts(reviews)
     predict_scores(model, texts[:PREDICT_BATCH_SIZE], PREDICT_BATCH_SIZE)  # warm-up (tracing)
-    started = time.perf_counter()
-    predict_scores(model, texts, PREDICT_BATCH_SIZE)
-    seconds = time.perf_counter() - started
+    seconds = scoring_seconds(model, texts)
     return {"architecture": name,
             "heldout_accuracy": round(float(np.mean((scores > 0.5) == (labels == 1))), 4),
             "training_seconds": round(trained.training_seconds, 1),
             "reviews_per_second": round(len(texts) / seconds),
             "epochs_run": trained.epochs_run,
             "train_rows": len(split.train), "validation_rows": len(split.validation)}
+
+
+def scoring_seconds(model, texts: np.ndarray, repeats: int = 3) -> float:
+    """Median wall time of ``predict_scores`` over ``texts``: one slow repeat (another
+    process taking a core for a moment) moves a single timing by tens of percent."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predict_scores(model, texts, PREDICT_BATCH_SIZE)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
 
 
 def _texts(frame: pd.DataFrame) -> np.ndarray:

@@ -368,47 +368,6 @@ def write_inbox_file(frame: pd.DataFrame, path: Path) -> Path:
 
 # --------------------------------------------------------------------------- 1. accuracy
 
-def measure_architecture_here(name: str, train_parquet: Path) -> dict:
-    """Fallback for ``benchmarks.architectures.measure_architecture`` (same figures).
-
-    Trains ``name`` on the training part of the project's split, saves and reloads it in
-    safe mode, evaluates on the held-out part and times scoring every text of the file.
-    """
-    import tempfile
-
-    import numpy as np
-    import pandas as pd
-
-    from tasks.model import TrainingParams, load_model, predict_scores, save_model, train_model
-    from tasks.settings import Settings
-    from tasks.split import split_labeled
-
-    settings = Settings()
-    reviews = pd.read_parquet(train_parquet, columns=["review_id", "text", "label"])
-    split = split_labeled(reviews, settings.validation_fraction)
-    params = TrainingParams(architecture=name, max_tokens=settings.max_tokens,
-                            epochs=settings.epochs, batch_size=settings.batch_size,
-                            patience=settings.patience, seed=settings.seed)
-    trained = train_model(texts_of(split.train), split.train["label"].to_numpy(),
-                          texts_of(split.validation), split.validation["label"].to_numpy(), params)
-    with tempfile.TemporaryDirectory() as folder:
-        model = load_model(save_model(trained.model, Path(folder) / "model.keras"))
-    batch = settings.predict_batch_size
-    labels = split.validation["label"].to_numpy()
-    scores = predict_scores(model, texts_of(split.validation), batch)
-    texts = texts_of(reviews)
-    predict_scores(model, texts[:batch], batch)  # warm-up (tracing)
-    started = time.perf_counter()
-    predict_scores(model, texts, batch)
-    seconds = time.perf_counter() - started
-    return {"architecture": name,
-            "heldout_accuracy": round(float(np.mean((scores >= 0.5) == (labels == 1))), 4),
-            "training_seconds": round(trained.training_seconds, 1),
-            "reviews_per_second": round(len(texts) / seconds),
-            "epochs_run": trained.epochs_run,
-            "train_rows": len(split.train), "validation_rows": len(split.validation)}
-
-
 def measure_sklearn(train_parquet: Path, fraction: float) -> dict:
     """scikit-learn's TfidfVectorizer(1-2 grams) + LogisticRegression on the same split."""
     import numpy as np
@@ -444,18 +403,13 @@ def measure_sklearn(train_parquet: Path, fraction: float) -> dict:
 def section_accuracy(bench: Bench) -> dict:
     """Held-out accuracy, training and scoring speed of each architecture and of scikit-learn.
 
-    Uses ``benchmarks.architectures.measure_architecture`` when it exists, else the
-    equivalent ``measure_architecture_here``. Order: seed, default, the others, scikit-learn.
+    Uses ``benchmarks.architectures.measure_architecture``. Order: seed, default, the
+    others, scikit-learn.
     """
+    from benchmarks.architectures import measure_architecture
     from tasks.model import ARCHITECTURES
     from tasks.settings import Settings
-
-    try:
-        from benchmarks.architectures import measure_architecture
-        measurer = "benchmarks.architectures.measure_architecture"
-    except ImportError as exc:
-        log(f"benchmarks.architectures not usable ({exc}); using the built-in equivalent")
-        measure_architecture, measurer = measure_architecture_here, "benchmarks.run (fallback)"
+    measurer = "benchmarks.architectures.measure_architecture"
 
     parquet, settings = bench.labeled_parquet(), Settings()
     default = settings.architecture
@@ -502,8 +456,8 @@ def render_accuracy(data: dict) -> list[str]:
              + ("." if data["same_split_everywhere"] else " — NOT the case in this run: the "
                                                           "row counts differ, see results.json.")
              + " Scoring speed: reviews/s over all texts of the file from raw strings, after a"
-               " warm-up (Keras: saved, reloaded, `predict_scores` with batch 1024; scikit-learn:"
-               " `predict_proba`).", ""]
+               " warm-up (Keras: saved, reloaded, `predict_scores` with batch 1024, median of 3;"
+               " scikit-learn: `predict_proba`, once).", ""]
     lines += md_table(["model", "kind", "held-out accuracy", "training s", "epochs",
                        "scoring reviews/s", "error"], rows)
     lines += ["", "Architectures: " + "; ".join(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -106,7 +107,7 @@ class NaiveBayesLogistic(keras.layers.Layer):
             self.build(None)
         size = self.vocabulary_size
 
-        @tf.function
+        @tf.function(reduce_retracing=True)  # batches vary in shape
         def count(ids, labels):
             ids = tf.cast(ids, tf.int64)
             rows = tf.broadcast_to(tf.range(tf.shape(ids, tf.int64)[0])[:, None], tf.shape(ids))
@@ -342,12 +343,34 @@ def load_model(path: Path) -> keras.Model:
     return keras.models.load_model(path, safe_mode=True, compile=False)
 
 
+# One traced serving function per loaded model. A cache, not configuration: keyed
+# weakly, so it lives exactly as long as the model object it belongs to.
+_SERVING_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _serving_function(model: keras.Model):
+    """``model`` as a graph function over a 1-D batch of strings of any length.
+
+    The fixed signature traces once per model. ``model.predict`` wraps every call in
+    Keras' data-adapter machinery, which cost 10-40% of scoring time here for the
+    n-gram model at batch 1024 (see BENCHMARKS.md).
+    """
+    function = _SERVING_FUNCTIONS.get(model)
+    if function is None:
+        function = tf.function(lambda texts: model(texts, training=False),
+                               input_signature=[tf.TensorSpec([None], tf.string)])
+        _SERVING_FUNCTIONS[model] = function
+    return function
+
+
 def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int) -> np.ndarray:
-    """Probabilities of positive sentiment, float32, one per text."""
-    if len(texts) == 0:
-        return np.zeros(0, dtype=np.float32)
-    scores = model.predict(tf.constant(texts, dtype=tf.string), batch_size=batch_size, verbose=0)
-    return np.asarray(scores, dtype=np.float32).reshape(-1)
+    """Probabilities of positive sentiment, float32, one per text, in ``batch_size`` slices."""
+    scores = np.empty(len(texts), dtype=np.float32)
+    serve = _serving_function(model)
+    for start in range(0, len(texts), batch_size):
+        batch = tf.constant(texts[start:start + batch_size], dtype=tf.string)
+        scores[start:start + batch_size] = serve(batch).numpy().reshape(-1)
+    return scores
 
 
 def compute_device() -> str:

@@ -115,3 +115,61 @@ def test_disk_full_fails_clearly_and_the_next_run_succeeds(scoring_root, subproc
     assert not list((scoring_root / "scored").rglob("*.parquet"))
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert summary["rows_scored"] == 19_999
+
+
+def test_a_million_one_word_rows_are_each_scored_once(scoring_root):
+    """Row count, not size, is the load: one run, bounded memory (batches), no row lost."""
+    import duckdb
+
+    rows = 1_000_000
+    words = ["great", "awful", "fine", "boring", "superb"]
+    with open(scoring_root / "incoming" / "million.csv", "w", encoding="utf-8") as stream:
+        stream.write("review_id,text\n")
+        stream.writelines(f"m{i},{words[i % 5]}\n" for i in range(rows))
+    summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
+    assert summary["rows_read"] == summary["rows_scored"] == rows
+    assert summary["rows_quarantined"] == 0
+    parts = str(scoring_root / "scored" / "**" / "*.parquet")
+    (count, distinct, first, last), = duckdb.sql(  # source_row counts data rows from 1
+        f"SELECT count(*), count(DISTINCT review_id), min(source_row), max(source_row) "
+        f"FROM read_parquet('{parts}')").fetchall()
+    assert count == distinct == last == rows and first == 1
+
+
+def run_retrain(root, env) -> subprocess.Popen:
+    env = dict(env, REVIEWFLOW_ARCHITECTURE="seed", REVIEWFLOW_EPOCHS="3")
+    return subprocess.Popen(reviewflow_command("retrain", "--data-dir", str(root)), cwd=PROJECT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_retraining_processes_never_corrupt_the_registry(scoring_root, subprocess_env):
+    """Two workers start the nightly retrain at once: one trains, the other stops with
+    exit code 3 (busy), or, if the first is already done, trains after it. Either way
+    the registry stays whole: a valid pointer, complete versions, parseable history."""
+    import json
+
+    from conftest import SAMPLES
+
+    from tasks.registry import MODEL_FILE, Registry
+
+    for sample in (SAMPLES / "labeled").iterdir():
+        shutil.copy2(sample, scoring_root / "labeled" / sample.name)
+    registry = Registry(scoring_root / "models")
+    before = {row["version"] for row in registry.list_versions()}
+    processes = [run_retrain(scoring_root, subprocess_env) for _ in range(2)]
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    codes = sorted(process.returncode for process in processes)
+    assert codes in ([0, 0], [0, 3]), [o[-2000:] for o in outputs]
+    if codes == [0, 3]:
+        busy = outputs[[p.returncode for p in processes].index(3)]
+        assert "another retraining is running" in busy, busy[-2000:]
+    new = {row["version"] for row in registry.list_versions()} - before
+    assert len(new) == codes.count(0)
+    assert registry.exists(registry.champion_version())
+    for version in new:
+        folder = registry.versions / version
+        assert {MODEL_FILE, "metrics.json", "decision.json"} <= {p.name for p in folder.iterdir()}
+    assert not registry.staging.exists() or not list(registry.staging.iterdir())
+    lines = registry.history.read_text(encoding="utf-8").splitlines()
+    assert all(json.loads(line) for line in lines)
+    assert sum(json.loads(line)["version"] in new for line in lines) >= len(new)

@@ -23,6 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tasks.registry import RegistryError  # noqa: E402
+
 
 @keras.saving.register_keras_serializable(package="reviewflow")
 def standardize_review(text: tf.Tensor) -> tf.Tensor:
@@ -338,9 +340,28 @@ def save_model(model: keras.Model, path: Path) -> Path:
     return path
 
 
+class ModelLoadError(RegistryError):
+    """A saved model cannot be loaded safely; the message says what to do.
+
+    A ``RegistryError``, so the CLI reports it in one line with exit code 2 without
+    importing TensorFlow first."""
+
+
 def load_model(path: Path) -> keras.Model:
-    """Load a saved end-to-end model in Keras safe mode (no arbitrary code runs)."""
-    return keras.models.load_model(path, safe_mode=True, compile=False)
+    """Load a saved end-to-end model in Keras safe mode (no arbitrary code runs).
+
+    Safe mode refuses models that carry Python code (a ``Lambda`` layer's bytecode, an
+    unregistered custom object); reviewflow's own layers and functions are registered
+    by name, so every model it trains loads.
+    """
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, TypeError) as exc:
+        raise ModelLoadError(
+            f"cannot load the model {path} in Keras safe mode: {exc}. reviewflow loads only "
+            f"models built from its own registered layers; train a new version with "
+            f"`reviewflow retrain`, or point the champion at a good one with "
+            f"`reviewflow models rollback` or `reviewflow models promote <version>`") from exc
 
 
 # One traced serving function per loaded model. A cache, not configuration: keyed

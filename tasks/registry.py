@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ class Registry:
         return self.root / ".retrain.lock"
 
     def model_path(self, version: str) -> Path:
-        return self.versions / version / MODEL_FILE
+        return self.versions / _checked_version(version) / MODEL_FILE
 
     # ---------------------------------------------------------------- versions
     def new_version(self) -> str:
@@ -90,10 +91,10 @@ class Registry:
         return removed
 
     def exists(self, version: str) -> bool:
-        return (self.versions / version / MODEL_FILE).exists()
+        return self.model_path(version).exists()
 
     def read_version(self, version: str) -> dict:
-        folder = self.versions / version
+        folder = self.versions / _checked_version(version)
         info = {"version": version}
         for name in ("metrics", "decision"):
             path = folder / f"{name}.json"
@@ -109,7 +110,8 @@ class Registry:
         current = pointer["version"] if pointer else None
         former = {e["version"] for e in self.read_history() if e.get("event") in CHAMPION_EVENTS}
         rows = []
-        for folder in sorted(p for p in self.versions.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in self.versions.iterdir()
+                             if p.is_dir() and _VERSION_NAME.fullmatch(p.name)):
             info = self.read_version(folder.name)
             decision = info.get("decision", {})
             if folder.name == current:
@@ -188,6 +190,19 @@ class Registry:
             except ValueError:
                 continue  # a line cut short by a crash mid-append
         return entries
+
+
+# What new_version() makes, and any plain name an operator may give a version folder.
+_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def _checked_version(version: str) -> str:
+    """``version`` if it names a folder inside versions/, else RegistryError: a version
+    comes from the command line or champion.json, and must never be a path."""
+    if not _VERSION_NAME.fullmatch(version) or ".." in version:
+        raise RegistryError(f"{version!r} is not a version name (letters, digits, '_', '.',"
+                            f" '-'; no paths); see `reviewflow models list`")
+    return version
 
 
 def _now() -> str:

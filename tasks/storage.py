@@ -31,10 +31,26 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# Room under the usual 255-byte name limit for what is added beside a stored file:
+# ".reason.json" and a temporary's ".<name>.<8 hex>.tmp".
+MAX_NAME_BYTES = 200
+
+
 def safe_name(name: str) -> str:
-    """A file name that cannot leave its folder or hide: no separators, no leading dots."""
-    cleaned = re.sub(r"[^\w.\- ]", "_", name.replace("..", "_")).strip(" .")
-    return cleaned or "unnamed"
+    """A file name that cannot leave its folder or hide: no separators, no leading dots,
+    at most ``MAX_NAME_BYTES`` bytes in UTF-8 (the end of the stem is cut, the extension
+    kept), so a name that was legal in the inbox still fits with a prefix added."""
+    cleaned = re.sub(r"[^\w.\- ]", "_", name.replace("..", "_")).strip(" .") or "unnamed"
+    if len(cleaned.encode()) <= MAX_NAME_BYTES:
+        return cleaned
+    stem, dot, extension = cleaned.rpartition(".")
+    if not dot or len(extension.encode()) > 16:
+        stem, extension = cleaned, ""
+    room = MAX_NAME_BYTES - len(extension.encode()) - (1 if extension else 0)
+    stem = stem.encode()[:room].decode(errors="ignore").rstrip(" .")
+    return f"{stem}.{extension}" if extension else stem
+
+
 
 
 def inside(root: Path, path: Path) -> Path:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.ledger import Ledger
+from tasks.objectstore import ObjectPath
 from tasks.settings import DataLayout, Settings
 from tasks.storage import move_file, write_json_atomic
 from tasks.validation import ReviewValidator, load_suite_config
@@ -24,6 +25,12 @@ class FileOutcome:
     correct: int = 0
     seconds: float = 0.0
     detail: str = ""
+    # Where the file's work ran (README, "Scaling out"): its shards, and the Dask worker
+    # addresses ("local" for the flow's own process), hosts and devices they ran on.
+    shards: int = 0
+    workers: str = ""
+    hosts: str = ""
+    devices: str = ""
 
 
 def build_validator(settings: Settings, require_label: bool = False) -> ReviewValidator:
@@ -36,11 +43,11 @@ def settings_from(data_dir: str | None = None, **overrides) -> Settings:
     """Settings from the environment, with the flow's non-empty parameters on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
-        given["data_dir"] = Path(data_dir)
+        given["data_dir"] = data_dir  # a folder or a URL (s3://bucket/prefix); see Settings
     return Settings(**given)
 
 
-def quarantine_file(path: Path, layout: DataLayout, reason: str, sha256: str | None,
+def quarantine_file(path: Path | ObjectPath, layout: DataLayout, reason: str, sha256: str | None,
                     ledger: Ledger) -> FileOutcome:
     """Move a whole file to ``quarantine/files/<date>/`` beside a JSON reason file."""
     day = datetime.now(UTC).strftime("%Y-%m-%d")

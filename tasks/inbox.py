@@ -23,6 +23,9 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
     and are not looked at. A file modified less than ``settle_seconds`` ago may still be
     being written and waits for the next run. Symbolic links and files of
     unknown type are reported as unsupported; sub-folders are left alone; the caller quarantines them.
+
+    ``incoming`` may be an ``ObjectPath``: objects are listed with their last-modified
+    time (an upload is visible only once complete), and key prefixes count as sub-folders.
     """
     now = time.time() if now is None else now
     inbox = Inbox()
@@ -40,6 +43,15 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
     return inbox
 
 
-def part_name(sha256: str, model_version: str | None = None) -> str:
-    """Deterministic part name: a rerun of the same file and model overwrites, never adds."""
-    return f"part-{sha256[:16]}" + (f"-{model_version}" if model_version else "") + ".parquet"
+def part_name(sha256: str, model_version: str | None = None, shard: int | None = None) -> str:
+    """Deterministic part name: a rerun of the same file and model overwrites, never adds.
+
+    A file split into shards has one part per shard, ``-s0003`` after the version.
+    """
+    return (f"part-{sha256[:16]}" + (f"-{model_version}" if model_version else "")
+            + (f"-s{shard:04d}" if shard is not None else "") + ".parquet")
+
+
+def part_glob(sha256: str, model_version: str | None = None) -> str:
+    """Matches every part ``part_name`` gives this content (and model), sharded or not."""
+    return f"part-{sha256[:16]}" + (f"-{model_version}" if model_version else "") + "*.parquet"

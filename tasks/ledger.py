@@ -3,6 +3,11 @@
 A file's scoring is committed when its row is inserted here; the Parquet parts it
 wrote have deterministic names, so a run that died before this commit is redone by
 the next run, which overwrites those parts rather than adding to them.
+
+The ledger is SQLite on a local (or shared POSIX) path, also when the data root is on
+object storage (``state_dir``): it is the commit record there as well. ``scored_part``
+holds the path or URL of a file's part, or a JSON list of them for a file scored in
+shards.
 """
 
 from __future__ import annotations

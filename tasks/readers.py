@@ -10,6 +10,12 @@ string). Files are streamed, so a file larger than memory is read batch by batch
 
 A file that cannot be read at all raises ``UnreadableFileError`` with a reason that
 names the file; the caller quarantines it whole.
+
+``path`` may also be an ``ObjectPath`` (``s3://...``): text formats are streamed from
+the object, Parquet is read with ranged requests (only the row groups needed).
+``rows=(start, stop)`` reads one shard of a file: the rows with 0-based index in
+``[start, stop)`` (``stop`` None: to the end), numbered as in the whole file. Parquet
+shards read only their row groups; text shards parse and skip the rows before theirs.
 """
 
 from __future__ import annotations
@@ -76,8 +82,9 @@ def is_review_file(path: Path) -> bool:
 
 
 def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
-                        max_decompressed_bytes: int) -> Iterator[pa.Table]:
-    """Yield normalized batches of the reviews in ``path``.
+                        max_decompressed_bytes: int,
+                        rows: tuple[int, int | None] | None = None) -> Iterator[pa.Table]:
+    """Yield normalized batches of the reviews in ``path`` (of its rows ``rows`` only).
 
     Raises ``UnreadableFileError`` if the file's format, encoding, compression or
     columns make it unreadable. Batches already yielded stay valid, so callers that
@@ -92,11 +99,13 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     rows_seen = 0
     try:
         if fmt.kind == "parquet":
-            batches = _parquet_batches(path, columns, batch_rows)
+            batches = _parquet_batches(path, columns, batch_rows, rows)
         elif fmt.kind == "jsonl":
             batches = _jsonl_batches(path, fmt.gzipped, columns, batch_rows, max_decompressed_bytes)
         else:
             batches = _delimited_batches(path, fmt, columns, batch_rows, max_decompressed_bytes)
+        if rows is not None:
+            batches = _within(batches, *rows)
         for batch in batches:
             rows_seen += batch.num_rows
             yield batch
@@ -110,7 +119,29 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
         raise UnreadableFileError(path, "the file has no data rows")
 
 
+def parquet_row_count(path) -> int:
+    """Rows in a Parquet file, from its footer (no data is read)."""
+    if isinstance(path, Path):
+        return pq.ParquetFile(path).metadata.num_rows
+    with path.open("rb") as handle:
+        return pq.ParquetFile(handle).metadata.num_rows
+
+
 # --------------------------------------------------------------------------- helpers
+
+def _within(batches: Iterator[pa.Table], start: int, stop: int | None) -> Iterator[pa.Table]:
+    """The rows of ``batches`` whose 0-based index (``source_row`` - 1) is in [start, stop)."""
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        first = batch.column("source_row")[0].as_py() - 1
+        low = max(start - first, 0)
+        high = batch.num_rows if stop is None else min(stop - first, batch.num_rows)
+        if high > low:
+            yield batch.slice(low, high - low)
+        if stop is not None and first + batch.num_rows >= stop:
+            return  # past the shard: stop reading (the generator below closes the file)
+
 
 class _LimitedReader(io.RawIOBase):
     """Reads a decompressing stream and fails once more than ``limit`` bytes came out."""
@@ -136,7 +167,25 @@ class _LimitedReader(io.RawIOBase):
         super().close()
 
 
+class _ClosingGzip(gzip.GzipFile):
+    """A GzipFile over an opened object that also closes the object."""
+
+    def close(self) -> None:
+        raw = self.fileobj
+        try:
+            super().close()
+        finally:
+            if raw is not None:
+                raw.close()
+
+
 def _open_bytes(path: Path, gzipped: bool, limit: int) -> io.BufferedReader:
+    if not isinstance(path, Path):  # an ObjectPath: stream the object
+        raw = path.open("rb")
+        if gzipped:
+            return io.BufferedReader(_LimitedReader(_ClosingGzip(fileobj=raw, mode="rb"), limit,
+                                                    path), 1 << 20)
+        return raw
     if gzipped:
         return io.BufferedReader(_LimitedReader(gzip.open(path, "rb"), limit, path), 1 << 20)
     return open(path, "rb")  # noqa: SIM115 - closed by the caller
@@ -236,10 +285,20 @@ def _delimited_batches(path: Path, fmt: FileFormat, columns: ColumnMapping, batc
                             batch_rows)
 
 
-def _parquet_batches(path: Path, columns: ColumnMapping, batch_rows: int) -> Iterator[pa.Table]:
+def _parquet_batches(path: Path, columns: ColumnMapping, batch_rows: int,
+                     rows: tuple[int, int | None] | None = None) -> Iterator[pa.Table]:
+    if isinstance(path, Path):
+        yield from _parquet_file_batches(path, path, columns, batch_rows, rows)
+    else:
+        with path.open("rb") as handle:  # ranged reads of the object
+            yield from _parquet_file_batches(path, handle, columns, batch_rows, rows)
+
+
+def _parquet_file_batches(path, source, columns: ColumnMapping, batch_rows: int,
+                          rows: tuple[int, int | None] | None) -> Iterator[pa.Table]:
     # Without pre-buffering: the default reads ahead most of the file, so memory would
     # grow with file size instead of staying at one batch.
-    parquet = pq.ParquetFile(path, pre_buffer=False)
+    parquet = pq.ParquetFile(source, pre_buffer=False)
     schema = parquet.schema_arrow
     cols = _resolve(path, schema.names, columns)
     text_type = schema.field(cols.text).type
@@ -252,17 +311,29 @@ def _parquet_batches(path: Path, columns: ColumnMapping, batch_rows: int) -> Ite
         raise UnreadableFileError(path, f"column {cols.review_id!r} holds {id_type}; "
                                         "review ids must be strings or integers")
     wanted = [c for c in (cols.review_id, cols.text, cols.label) if c is not None]
+    groups, first_row = None, 1
+    if rows is not None:  # a shard: only the row groups that hold its rows
+        groups, offset = [], 0
+        for index in range(parquet.metadata.num_row_groups):
+            size = parquet.metadata.row_group(index).num_rows
+            if offset + size > rows[0] and (rows[1] is None or offset < rows[1]):
+                if not groups:
+                    first_row = offset + 1
+                groups.append(index)
+            offset += size
+        if not groups:
+            return
     batches = (pa.Table.from_batches([b]) for b in
-               parquet.iter_batches(batch_size=batch_rows, columns=wanted))
-    yield from _rebatch(batches, cols, columns, batch_rows)
+               parquet.iter_batches(batch_size=batch_rows, columns=wanted, row_groups=groups))
+    yield from _rebatch(batches, cols, columns, batch_rows, first_row)
 
 
 def _rebatch(tables: Iterator[pa.Table], cols: _Columns, columns: ColumnMapping,
-             batch_rows: int) -> Iterator[pa.Table]:
+             batch_rows: int, first_row: int = 1) -> Iterator[pa.Table]:
     """Re-cut incoming tables into batches of ``batch_rows`` and normalize them."""
     pending: list[pa.Table] = []
     pending_rows = 0
-    next_row = 1
+    next_row = first_row
     for table in tables:
         pending.append(table)
         pending_rows += table.num_rows

@@ -9,6 +9,12 @@
 
 A crash at any moment leaves ``champion.json`` naming a complete version: versions are
 renamed into place whole, and the pointer is replaced only after that.
+
+``root`` may be an ``ObjectPath`` (``s3://bucket/prefix/models``): scoring and
+``reviewflow models list`` read the registry there, but it is read-only to reviewflow
+(no locks, no appends, no renames on object storage). Train and promote on a local data
+root, then upload ``versions/<version>/`` first and ``champion.json`` last (README,
+"Scaling out").
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.objectstore import ObjectPath, is_remote
 from tasks.storage import _fsync_dir, write_json_atomic
 
 MODEL_FILE = "model.keras"
@@ -39,7 +46,14 @@ class RegistryError(Exception):
 
 @dataclass(frozen=True)
 class Registry:
-    root: Path
+    root: Path | ObjectPath
+
+    def _writable(self) -> None:
+        if is_remote(self.root):
+            raise RegistryError(
+                f"the registry at {self.root} is on object storage, where reviewflow only reads"
+                " it: train and promote with a local data root, then upload versions/<version>/"
+                " and, last, champion.json (README, \"Scaling out\")")
 
     @property
     def versions(self) -> Path:
@@ -70,12 +84,14 @@ class Registry:
         return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
     def stage(self, version: str) -> Path:
+        self._writable()
         folder = self.staging / version
         folder.mkdir(parents=True, exist_ok=False)
         return folder
 
     def publish(self, version: str) -> Path:
         """Move a whole staged version into ``versions/``."""
+        self._writable()
         self.versions.mkdir(parents=True, exist_ok=True)
         final = self.versions / version
         os.replace(self.staging / version, final)
@@ -144,6 +160,7 @@ class Registry:
 
     def set_champion(self, version: str, reason: str, event: str) -> dict:
         """Point the champion at ``version``; the old champion is kept for rollback."""
+        self._writable()
         if not self.exists(version):
             raise RegistryError(f"version {version!r} is not in {self.versions}; "
                                 f"see `reviewflow models list`")
@@ -155,6 +172,7 @@ class Registry:
 
     def rollback(self, reason: str) -> dict:
         """Go back to the champion before the current one."""
+        self._writable()
         old = self.champion()
         if not old or not old.get("previous"):
             raise RegistryError("there is no earlier champion to roll back to")
@@ -173,6 +191,7 @@ class Registry:
 
     def record(self, entry: dict) -> None:
         """Append one event to history.jsonl."""
+        self._writable()
         self.root.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"at": _now(), **entry}, sort_keys=True, default=str)
         with open(self.history, "a", encoding="utf-8") as stream:

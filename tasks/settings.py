@@ -10,9 +10,12 @@ arguments (the CLI and flow parameters pass theirs that way). Flows build one
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tasks.objectstore import ObjectPath, as_location, is_url
 
 PACKAGED_SUITE = Path(__file__).parent / "expectations" / "review_suite.json"
 
@@ -31,9 +34,17 @@ class ColumnMapping(BaseModel):
 
 
 class DataLayout(BaseModel):
-    """The folders under the data root (see README, "Data folder contract")."""
+    """The folders under the data root (see README, "Data folder contract").
 
-    root: Path
+    ``root`` is a local ``Path`` or, for object storage, an ``ObjectPath``
+    (``s3://bucket/prefix``). ``state`` (the ledger and the locks) is always local:
+    ``state_root`` when given, else ``<root>/state``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    root: Path | ObjectPath
+    state_root: Path | None = None
 
     @property
     def incoming(self) -> Path:
@@ -57,6 +68,11 @@ class DataLayout(BaseModel):
 
     @property
     def state(self) -> Path:
+        if self.state_root is not None:
+            return self.state_root
+        if isinstance(self.root, ObjectPath):
+            raise ValueError(f"the data root {self.root} is a URL: give a local state folder "
+                             "for the ledger and the locks (REVIEWFLOW_STATE_DIR)")
         return self.root / "state"
 
     @property
@@ -78,7 +94,15 @@ class Settings(BaseSettings):
                                       extra="forbid")
 
     # --- where things live
-    data_dir: Path = Field(Path("data"), description="Root of the data folder contract.")
+    data_dir: Path | str = Field(
+        Path("data"), description="Root of the data folder contract: a local folder, or an "
+                                  "fsspec URL such as s3://bucket/prefix (kept as a string).")
+    state_dir: Path | None = Field(
+        None, description="Local (or shared POSIX) folder for the ledger and the locks. "
+                          "Default <data_dir>/state; required when data_dir is a URL.")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for URL data roots, e.g. "
+                                          '{"endpoint_url": "http://127.0.0.1:9000"}.')
     suite_path: Path = Field(PACKAGED_SUITE, description="Great Expectations suite (JSON).")
 
     # --- reading and validating
@@ -93,6 +117,25 @@ class Settings(BaseSettings):
     # --- scoring
     predict_batch_size: int = Field(1024, gt=0)
     require_gpu: bool = Field(False, description="Fail the scoring run if no GPU is visible.")
+
+    # --- where the per-file work runs (README, "Scaling out")
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads", description="threads: Prefect's thread pool in the flow's process; "
+                               "dask: prefect-dask's DaskTaskRunner.")
+    thread_workers: int = Field(
+        1, gt=0, description="Shards scored at once by the thread runner. 1 (one at a time) "
+                             "because TensorFlow already spreads one batch over every core.")
+    dask_address: str | None = Field(
+        None, description="Scheduler of a running Dask cluster (tcp://host:8786); none: "
+                          "start a LocalCluster for the run.")
+    dask_workers: int = Field(2, gt=0, description="Worker processes of that LocalCluster.")
+    dask_resources: dict[str, float] = Field(
+        default_factory=dict, description='Resources each shard needs on a Dask worker, e.g. '
+                                          '{"GPU": 1} for workers started with --resources GPU=1.')
+    shard_rows: int | None = Field(
+        None, gt=0, description="Files with more rows are split into shards of this many "
+                                "rows, one task each. Default: 250,000 with dask, no "
+                                "splitting with threads.")
 
     # --- training
     architecture: str = Field("ngram", description="Named model configuration (see tasks.model).")
@@ -110,11 +153,42 @@ class Settings(BaseSettings):
     accuracy_floor: float = Field(0.6, ge=0, le=1,
                                   description="A first model is promoted only at this accuracy.")
 
-    @field_validator("data_dir", "suite_path")
+    @field_validator("data_dir", mode="before")
     @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return Path(value).expanduser()
+    def _data_root(cls, value: Path | str) -> Path | str:
+        # A URL stays a string (Path would fold "s3://" into "s3:/"); anything else is a Path.
+        return str(value).rstrip("/") if is_url(value) else as_location(value)
+
+    @field_validator("suite_path", "state_dir")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else Path(value).expanduser()
+
+    @model_validator(mode="after")
+    def _state_is_local(self) -> Settings:
+        if self.remote and self.state_dir is None:
+            raise ValueError(
+                f"data_dir {self.data_dir} is a URL, so the ledger (SQLite) and the locks "
+                "cannot live under it: set REVIEWFLOW_STATE_DIR to a local folder, or one on "
+                "a POSIX file system every scoring run shares (for example "
+                "REVIEWFLOW_STATE_DIR=/var/lib/reviewflow/state)")
+        if self.state_dir is not None and is_url(self.state_dir):
+            raise ValueError("state_dir must be a local folder, not a URL")
+        return self
+
+    @property
+    def remote(self) -> bool:
+        """Whether the data root is an fsspec URL (object storage)."""
+        return isinstance(self.data_dir, str)
+
+    @property
+    def effective_shard_rows(self) -> int | None:
+        if self.shard_rows is not None:
+            return self.shard_rows
+        return 250_000 if self.task_runner == "dask" else None
 
     @property
     def layout(self) -> DataLayout:
-        return DataLayout(root=self.data_dir.resolve())
+        root = as_location(self.data_dir, self.storage_options)
+        return DataLayout(root=root.resolve(),
+                          state_root=self.state_dir.resolve() if self.state_dir else None)

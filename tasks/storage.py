@@ -4,6 +4,12 @@ A file reviewflow publishes (a Parquet part, a pointer, a reason file) is writte
 under a temporary dot-name in its final folder, flushed to disk and renamed into
 place, so readers see either the whole file or nothing. Temporary names start with a
 dot and end in ``.tmp``: pyarrow, pandas and DuckDB globs of ``*.parquet`` never see them.
+
+The same functions take an ``ObjectPath`` (``s3://...``, see ``tasks.objectstore``).
+There a "rename" is a server-side copy and a delete, and each object PUT or copy is
+atomic, so a part still appears whole or not at all; what a crash between copy and
+delete leaves behind is handled by deterministic names (see README, "Scaling out").
+Locks are always local: ``exclusive_lock`` takes a local path only.
 """
 
 from __future__ import annotations
@@ -22,10 +28,20 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks import objectstore
+from tasks.objectstore import ObjectPath, is_remote
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+Location = Path | ObjectPath
+
+
+def open_binary(path: Location):
+    """A binary read stream of a local file or an object."""
+    return path.open("rb") if is_remote(path) else open(path, "rb")  # noqa: SIM115
+
+
+def file_sha256(path: Location, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with open_binary(path) as stream:
         while block := stream.read(chunk):
             digest.update(block)
     return digest.hexdigest()
@@ -49,8 +65,6 @@ def safe_name(name: str) -> str:
     room = MAX_NAME_BYTES - len(extension.encode()) - (1 if extension else 0)
     stem = stem.encode()[:room].decode(errors="ignore").rstrip(" .")
     return f"{stem}.{extension}" if extension else stem
-
-
 
 
 def inside(root: Path, path: Path) -> Path:
@@ -90,10 +104,23 @@ def atomic_path(final: Path) -> Iterator[Path]:
             temp.unlink()
 
 
-def write_json_atomic(final: Path, payload: dict) -> Path:
+def write_json_atomic(final: Location, payload: dict) -> Location:
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    if is_remote(final):
+        final.write_text(text)  # one PUT: atomic on object storage
+        return final
     with atomic_path(final) as temp:
-        temp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n",
-                        encoding="utf-8")
+        temp.write_text(text, encoding="utf-8")
+    return final
+
+
+def publish(temp: Location, final: Location) -> Location:
+    """Move a finished temporary file onto its final name (see ``StagedParquet.finish``)."""
+    if is_remote(final):
+        objectstore.replace(temp, final)
+    else:
+        os.replace(temp, final)
+        _fsync_dir(final.parent)
     return final
 
 
@@ -101,13 +128,17 @@ class StagedParquet:
     """A Parquet file written batch by batch and published only by ``commit``.
 
     Nothing is created until the first batch (or ``commit`` of an empty part, which
-    writes nothing and returns None).
+    writes nothing and returns None). ``finish`` closes the temporary file without
+    publishing it, for a caller that publishes several parts together (``publish``).
+    On object storage the temporary object is streamed (multipart) and becomes
+    visible, under its dot-name, only when complete.
     """
 
-    def __init__(self, final: Path, schema: pa.Schema):
+    def __init__(self, final: Location, schema: pa.Schema):
         self.final, self.schema = final, schema
         self.rows = 0
-        self._temp: Path | None = None
+        self._temp: Location | None = None
+        self._stream = None  # the object being uploaded (object storage only)
         self._writer: pq.ParquetWriter | None = None
 
     def write(self, table: pa.Table) -> None:
@@ -116,35 +147,56 @@ class StagedParquet:
         if self._writer is None:
             self.final.parent.mkdir(parents=True, exist_ok=True)
             self._temp = _temp_beside(self.final)
-            self._writer = pq.ParquetWriter(self._temp, self.schema, compression="zstd")
+            if is_remote(self._temp):
+                self._stream = self._temp.open("wb")
+                self._writer = pq.ParquetWriter(self._stream, self.schema, compression="zstd")
+            else:
+                self._writer = pq.ParquetWriter(self._temp, self.schema, compression="zstd")
         self._writer.write_table(table.cast(self.schema))
         self.rows += table.num_rows
 
-    def commit(self) -> Path | None:
+    def finish(self) -> Location | None:
+        """Close the temporary file, durable, and return it (None if nothing was written)."""
         if self._writer is None:
             return None
         self._writer.close()
         self._writer = None
-        with open(self._temp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(self._temp, self.final)
-        _fsync_dir(self.final.parent)
-        return self.final
+        if self._stream is not None:
+            self._stream.close()  # completes the upload: the object now exists whole
+            self._stream = None
+        else:
+            with open(self._temp, "rb+") as written:
+                os.fsync(written.fileno())
+        return self._temp
+
+    def commit(self) -> Location | None:
+        temp = self.finish()
+        return None if temp is None else publish(temp, self.final)
 
     def abort(self) -> None:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
             self._writer = None
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.discard()  # abandons a multipart upload instead of completing it
+            with contextlib.suppress(Exception):
+                self._stream.close()
+            self._stream = None
         if self._temp is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._temp.unlink()
 
 
-def move_file(source: Path, target_dir: Path, name: str) -> Path:
-    """Move ``source`` into ``target_dir`` as ``name`` (a rename on one filesystem)."""
+def move_file(source: Location, target_dir: Location, name: str) -> Location:
+    """Move ``source`` into ``target_dir`` as ``name`` (a rename on one filesystem;
+    a copy then a delete on object storage)."""
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / safe_name(name)
+    if is_remote(source) or is_remote(target):
+        objectstore.replace(source, target)
+        return target
     os.replace(source, target)
     _fsync_dir(target_dir)
     return target

@@ -1,0 +1,248 @@
+"""Folders of the data contract on object storage: ``s3://bucket/prefix`` and other fsspec URLs.
+
+``ObjectPath`` is the small part of ``pathlib.Path``'s interface that reviewflow uses
+(``/``, ``name``, ``suffixes``, ``exists``, ``iterdir``, ``glob``, ``stat``, ``open``,
+``read_text``, ``unlink``, ...), implemented with fsspec. Code written against that
+interface works on a local ``Path`` and on an ``ObjectPath`` alike; where the two must
+differ (renames, fsync, locks), ``tasks.storage`` branches on ``is_remote``.
+
+An ``ObjectPath`` holds only its URL and the fsspec storage options, so it pickles to
+Dask workers, which open their own connection (fsspec caches one per set of options).
+
+Object stores have no rename: ``replace`` is a server-side copy and a delete. What
+reviewflow relies on instead is that an object PUT (or copy) is atomic: a reader sees
+the whole object or none of it. See README, "Scaling out", for how the exactly-once
+guarantee is kept on that basis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
+from typing import Any
+
+# Protocols whose "folders" are only key prefixes: nothing to create, nothing to fsync.
+OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"}
+
+
+def is_url(value: str | os.PathLike) -> bool:
+    """True for ``scheme://...`` strings other than ``file://``."""
+    text = str(value)
+    return "://" in text and not text.startswith("file://")
+
+
+def as_location(value: str | os.PathLike, storage_options: dict[str, Any] | None = None
+                ) -> Path | ObjectPath:
+    """A local ``Path`` (``~`` expanded, ``file://`` stripped) or an ``ObjectPath`` for a URL."""
+    text = str(value)
+    if is_url(text):
+        return ObjectPath(text, storage_options)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    return Path(text).expanduser()
+
+
+def is_remote(path: Path | ObjectPath) -> bool:
+    return isinstance(path, ObjectPath)
+
+
+class ObjectPath:
+    """A file or folder behind an fsspec URL, with the pathlib methods reviewflow uses."""
+
+    __slots__ = ("url", "storage_options")
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
+        protocol, sep, rest = str(url).partition("://")
+        if not sep or not rest.strip("/"):
+            raise ValueError(f"{url!r} is not a URL with a bucket or host (s3://bucket/prefix)")
+        self.url = f"{protocol}://{rest.strip('/')}"
+        self.storage_options = dict(storage_options or {})
+
+    # ------------------------------------------------------------------ identity
+    def __getstate__(self):
+        return self.url, self.storage_options
+
+    def __setstate__(self, state) -> None:
+        self.url, self.storage_options = state
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"ObjectPath({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObjectPath) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def __lt__(self, other: ObjectPath) -> bool:
+        return self.url < other.url
+
+    @property
+    def protocol(self) -> str:
+        return self.url.split("://", 1)[0]
+
+    @property
+    def fs(self):
+        """The fsspec file system (one cached instance per protocol and options).
+
+        Without a listings cache: Dask workers and other runs write to the same prefixes,
+        so a listing remembered by this process would hide their objects (s3fs would
+        then answer FileNotFoundError for a part a worker has just written).
+        """
+        import fsspec
+
+        options = dict(self.storage_options)
+        if self.protocol in OBJECT_STORES:
+            options.setdefault("use_listings_cache", False)
+        return fsspec.filesystem(self.protocol, **options)
+
+    # ------------------------------------------------------------------ names
+    def __truediv__(self, name: str) -> ObjectPath:
+        return ObjectPath(f"{self.url}/{str(name).strip('/')}", self.storage_options)
+
+    @property
+    def name(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def suffixes(self) -> list[str]:
+        return PurePosixPath(self.name).suffixes
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name).suffix
+
+    @property
+    def parent(self) -> ObjectPath:
+        head, _, _ = self.url.rpartition("/")
+        if head.endswith(":/"):  # the bucket itself
+            return self
+        return ObjectPath(head, self.storage_options)
+
+    def with_name(self, name: str) -> ObjectPath:
+        return self.parent / name
+
+    def resolve(self) -> ObjectPath:
+        return self
+
+    def expanduser(self) -> ObjectPath:
+        return self
+
+    def is_relative_to(self, other: ObjectPath) -> bool:
+        return isinstance(other, ObjectPath) and (
+            self.url == other.url or self.url.startswith(other.url + "/"))
+
+    # ------------------------------------------------------------------ queries
+    def _fresh(self):
+        """The file system with this path's listing cache dropped: another process
+        (a Dask worker, another run) may have written here since it was listed."""
+        fs = self.fs
+        with contextlib.suppress(Exception):
+            fs.invalidate_cache(self.url)
+            fs.invalidate_cache(self.parent.url)
+        return fs
+
+    def exists(self) -> bool:
+        return self._fresh().exists(self.url)
+
+    def is_file(self) -> bool:
+        return self._fresh().isfile(self.url)
+
+    def is_dir(self) -> bool:
+        return self._fresh().isdir(self.url)
+
+    def is_symlink(self) -> bool:
+        return False  # object stores have no links
+
+    def stat(self) -> SimpleNamespace:
+        """``st_size`` and ``st_mtime`` (seconds since the epoch) of an object."""
+        info = self._fresh().info(self.url)
+        return SimpleNamespace(st_size=int(info.get("size") or 0), st_mtime=_mtime(info))
+
+    def iterdir(self):
+        fs = self._fresh()
+        base = self.url.split("://", 1)[1]
+        for entry in fs.ls(self.url, detail=False):
+            name = str(entry).split("://", 1)[-1].rstrip("/")
+            if name != base:  # some stores list the folder itself
+                yield ObjectPath(f"{self.protocol}://{name}", self.storage_options)
+
+    def glob(self, pattern: str):
+        fs = self._fresh()
+        for found in sorted(fs.glob(f"{self.url}/{pattern}")):
+            yield ObjectPath(f"{self.protocol}://{str(found).split('://', 1)[-1]}",
+                             self.storage_options)
+
+    # ------------------------------------------------------------------ content
+    def open(self, mode: str = "rb", **kwargs):
+        return self.fs.open(self.url, mode, **kwargs)
+
+    def read_bytes(self) -> bytes:
+        return self.fs.cat_file(self.url)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def write_bytes(self, data: bytes) -> int:
+        self.fs.pipe_file(self.url, data)  # one PUT: the object appears whole
+        return len(data)
+
+    def write_text(self, text: str, encoding: str = "utf-8") -> int:
+        return self.write_bytes(text.encode(encoding))
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        if self.protocol not in OBJECT_STORES:  # sftp, hdfs, ...: real folders
+            self.fs.makedirs(self.url, exist_ok=True)
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        try:
+            self.fs.rm_file(self.url)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+
+
+def replace(source: ObjectPath, target: ObjectPath) -> None:
+    """Copy ``source`` onto ``target`` server-side, then delete ``source``.
+
+    Not atomic as a pair (there is no rename), but each step is: ``target`` appears
+    whole, and a crash between the steps leaves a copy that the caller's commit protocol
+    tolerates (deterministic names are overwritten, temporaries are swept).
+    """
+    fs = source.fs
+    with contextlib.suppress(Exception):
+        fs.invalidate_cache(source.parent.url)
+    fs.copy(source.url, target.url)
+    fs.rm_file(source.url)
+    with contextlib.suppress(Exception):
+        fs.invalidate_cache(target.parent.url)
+        fs.invalidate_cache(source.parent.url)
+
+
+def download(source: ObjectPath, target: Path) -> Path:
+    """Copy an object to a local file, whole: written beside ``target`` and renamed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    source.fs.get_file(source.url, str(temp))
+    os.replace(temp, target)
+    return target
+
+
+def _mtime(info: dict) -> float:
+    for key in ("LastModified", "last_modified", "mtime", "updated", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    return 0.0

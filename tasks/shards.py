@@ -1,0 +1,78 @@
+"""Split a large input file into shards, so one big file spreads over several workers.
+
+A shard is a range of rows, ``[start, stop)`` by 0-based row index, read with
+``iter_review_batches(..., rows=...)``. Each is validated and scored on its own, yet
+the result must equal that of one pass over the whole file. Row-level expectations do
+not care; uniqueness does (the first row with an id is kept, later ones are
+quarantined, across the whole file). So the plan carries, for each shard, the values of
+the unique-checked columns that it shares with earlier shards: seeded into the
+validator's ``seen`` sets, they make the shard reject exactly the rows a single pass
+would have rejected.
+
+Planning reads a Parquet file's row count from its footer; a Parquet file with more
+rows than ``shard_rows``, and any text file when sharding is on, are read once (in the
+flow's process) for the row count and those values. A file that cannot be read raises
+``UnreadableFileError`` here, before any shard runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from tasks.readers import detect_format, iter_review_batches, parquet_row_count
+from tasks.settings import ColumnMapping
+from tasks.validation import UNIQUE
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One task's share of a file. ``index`` None: the whole file (named as unsharded)."""
+
+    index: int | None = None
+    rows: tuple[int, int | None] | None = None
+    seen: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def unique_columns(suite_config: dict) -> list[str]:
+    """The columns the suite checks for uniqueness over a whole file."""
+    return [c["kwargs"]["column"] for c in suite_config.get("expectations", [])
+            if c.get("type") == UNIQUE]
+
+
+def plan_shards(path, shard_rows: int | None, unique: list[str], columns: ColumnMapping,
+                batch_rows: int, max_decompressed_bytes: int) -> list[Shard]:
+    """The shards of ``path``: ``[Shard()]`` (whole file) unless it has more than
+    ``shard_rows`` rows. Raises ``UnreadableFileError`` for a file that cannot be read."""
+    if shard_rows is None:
+        return [Shard()]
+    fmt = detect_format(path)
+    if fmt is not None and fmt.kind == "parquet":
+        try:
+            if parquet_row_count(path) <= shard_rows:
+                return [Shard()]
+        except (pa.ArrowException, OSError):
+            return [Shard()]  # the shard's reader reports what is wrong with it
+    first_shard: dict[str, dict[str, int]] = {column: {} for column in unique}
+    shared: dict[int, dict[str, set[str]]] = {}
+    total = 0
+    for batch in iter_review_batches(path, columns, batch_rows, max_decompressed_bytes):
+        rows = batch.column("source_row").to_pylist()
+        for column in unique:
+            firsts = first_shard[column]
+            for row, value in zip(rows, batch.column(column).to_pylist()):
+                if value is None:
+                    continue
+                shard = (row - 1) // shard_rows
+                if firsts.setdefault(value, shard) < shard:
+                    shared.setdefault(shard, {}).setdefault(column, set()).add(value)
+        total += batch.num_rows
+    if total <= shard_rows:
+        return [Shard()]
+    count = math.ceil(total / shard_rows)
+    return [Shard(index=k,
+                  rows=(k * shard_rows, None if k == count - 1 else (k + 1) * shard_rows),
+                  seen={c: tuple(sorted(v)) for c, v in shared.get(k, {}).items()})
+            for k in range(count)]

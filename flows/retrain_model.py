@@ -62,7 +62,7 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
         sha256 = file_sha256(path)
         rejected = StagedParquet(layout.quarantine / "training" / part_name(sha256),
                                  QUARANTINE_SCHEMA)
-        seen: dict[str, set[str]] = {}
+        seen: dict = {}  # column -> SeenValues, filled by the validator
         kept, read, dropped = [], 0, 0
         try:
             for batch in iter_review_batches(path, settings.columns, settings.read_batch_rows,

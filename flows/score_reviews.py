@@ -52,7 +52,7 @@ from tasks.storage import (
     move_file,
     publish,
 )
-from tasks.validation import QUARANTINE_SCHEMA, load_suite_config, with_source
+from tasks.validation import QUARANTINE_SCHEMA, SeenValues, load_suite_config, with_source
 from tasks.workers import ModelRef, cached_model, cached_validator, here, model_loads
 
 # Files whose shards may be queued at once. Threads: the next file is hashed and planned
@@ -181,7 +181,7 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
                              QUARANTINE_SCHEMA)
     result = ShardResult(shard.index, worker=where["worker"], host=where["host"],
                          pid=where["pid"], device=where["device"])
-    seen_ids = {column: set(values) for column, values in shard.seen.items()}
+    seen_ids = {column: SeenValues(values) for column, values in shard.seen.items()}
     try:
         for batch in iter_review_batches(path, job.columns, job.read_batch_rows,
                                          job.max_decompressed_bytes, rows=shard.rows):

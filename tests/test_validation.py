@@ -6,10 +6,12 @@ import json
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tasks.readers import NORMALIZED_SCHEMA
 from tasks.settings import PACKAGED_SUITE
-from tasks.validation import ReviewValidator, SuiteError, load_suite_config
+from tasks.validation import ReviewValidator, SeenValues, SuiteError, load_suite_config
 
 
 def batch(rows: list[dict], first_row: int = 1) -> pa.Table:
@@ -99,3 +101,19 @@ def test_broken_suites_fail_clearly(tmp_path):
         load_suite_config(path)
     with pytest.raises(SuiteError, match="unknown expectation type"):
         ReviewValidator({"expectations": [{"type": "expect_the_moon", "kwargs": {}}]})
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), st.text(max_size=4)), max_size=30), max_size=6))
+def test_seen_values_keep_exactly_the_first_occurrence(batches):
+    """The hashed memory of seen ids agrees with a plain set, batch after batch."""
+    seen, reference = SeenValues(), set()
+    for values in batches:
+        expected = []
+        for value in values:
+            expected.append(value is None or value not in reference)
+            if value is not None:
+                reference.add(value)
+        got = seen.first_seen(pa.array(values, pa.string()))
+        assert got.tolist() == expected
+    assert len(seen) == len(reference)

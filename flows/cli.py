@@ -1,6 +1,7 @@
 """The ``reviewflow`` command: run the flows and manage the model registry.
 
     reviewflow score     [--data-dir D] [--require-gpu] [--settle-seconds S]
+                         [--task-runner threads|dask] [--dask-address A] [--shard-rows N]
     reviewflow retrain   [--data-dir D] [--architecture A] [--epochs N] [--min-delta X]
                          [--require-significance]
     reviewflow models    list | promote VERSION [--reason R] | rollback [--reason R]
@@ -40,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="fail unless TensorFlow sees a GPU")
     score.add_argument("--settle-seconds", type=float,
                        help="leave files modified more recently than this for the next run")
+    score.add_argument("--task-runner", choices=["threads", "dask"],
+                       help="where shards run: this process (threads) or a Dask cluster")
+    score.add_argument("--dask-address", help="scheduler to connect to (tcp://HOST:8786); "
+                                              "without it, --task-runner dask starts a LocalCluster")
+    score.add_argument("--shard-rows", type=int, help="split files with more rows than this")
 
     retrain = with_data_dir(commands.add_parser(
         "retrain", help="train a candidate on labeled/ and promote it only if it is better"))
@@ -94,7 +100,8 @@ def _score(args) -> dict:
     from flows.score_reviews import score_reviews
 
     return score_reviews(data_dir=args.data_dir, require_gpu=args.require_gpu,
-                         settle_seconds=args.settle_seconds)
+                         settle_seconds=args.settle_seconds, task_runner=args.task_runner,
+                         dask_address=args.dask_address, shard_rows=args.shard_rows)
 
 
 def _retrain(args) -> dict:

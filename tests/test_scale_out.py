@@ -246,3 +246,18 @@ def test_shards_needing_a_gpu_land_only_on_gpu_workers(scoring_root, monkeypatch
     assert summary["rows_read"] == rows
     assert list(summary["workers"]) == [gpu_address]
     assert summary["workers"][gpu_address]["shards"] == 8
+
+
+def test_the_command_line_chooses_runner_and_shards(scoring_root):
+    """``reviewflow score --task-runner threads --shard-rows 100``: the options reach the flow."""
+    from flows.cli import main
+
+    rows = make_inbox(scoring_root / "incoming")
+    main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0",
+          "--task-runner", "threads", "--shard-rows", "100"])
+    parts = sorted(p.name for p in (scoring_root / "scored").rglob("*.parquet"))
+    # big.csv (330 rows) in 4 shards, big.parquet (251) in 3, small.jsonl (30) whole
+    assert len(parts) == 8 and sum("-s000" in name for name in parts) == 7
+    scored = table_of(scoring_root / "scored", ["source_file", "source_row"])
+    quarantined = table_of(scoring_root / "quarantine" / "rows", ["source_file", "source_row"])
+    assert len(scored) + len(quarantined) == rows

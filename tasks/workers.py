@@ -47,14 +47,14 @@ class ModelRef:
 
 
 def cached_model(ref: ModelRef):
-    """The model for ``ref``, loaded at most once per process."""
+    """The model for ``ref``, loaded (and its serving function traced) once per process."""
     global _model
     with _lock:  # a worker with several threads must not load it twice at once
         if _model is not None and _model[0] == ref.key:
             return _model[1]
-        from tasks.model import load_model
+        from tasks.model import load_model, warm_up
 
-        model = load_model(_local_copy(ref))
+        model = warm_up(load_model(_local_copy(ref)))
         _model = (ref.key, model)
         MODEL_LOADS[ref.key] = MODEL_LOADS.get(ref.key, 0) + 1
         return model

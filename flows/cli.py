@@ -99,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
 def _score(args) -> dict:
     from flows.score_reviews import score_reviews
 
-    return score_reviews(data_dir=args.data_dir, require_gpu=args.require_gpu,
-                         settle_seconds=args.settle_seconds, task_runner=args.task_runner,
-                         dask_address=args.dask_address, shard_rows=args.shard_rows)
+    # getattr: `demo` scores with its own arguments, which have none of these options.
+    options = ("require_gpu", "settle_seconds", "task_runner", "dask_address", "shard_rows")
+    return score_reviews(data_dir=args.data_dir,
+                         **{name: getattr(args, name, None) for name in options})
 
 
 def _retrain(args) -> dict:
@@ -171,8 +172,6 @@ def _demo(args) -> None:
         _print_retrain(_retrain(args))
     for sample in sorted((SAMPLES / "incoming").iterdir()):
         shutil.copy2(sample, layout.incoming / sample.name)  # copy2 keeps the old mtime
-    args.require_gpu = None
-    args.settle_seconds = None
     summary = _score(args)
     _print_score(summary)
     _show_output(layout.scored)

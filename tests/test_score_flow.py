@@ -186,3 +186,14 @@ def test_no_champion_says_how_to_train_one(data_dir, capsys):
     message = capsys.readouterr().err
     assert "no champion model" in message and "reviewflow retrain" in message
     assert (data_dir / "incoming" / "a.csv").exists()
+
+
+def test_demo_trains_a_first_model_then_scores_the_sample(data_dir, capsys):
+    """`make demo` on a fresh data root: what a new user runs first."""
+    from flows.cli import main
+
+    assert main(["demo", "--data-dir", str(data_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "promoted to champion" in printed and "scored " in printed
+    assert list((data_dir / "scored").rglob("*.parquet"))
+    assert not list((data_dir / "incoming").iterdir())

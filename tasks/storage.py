@@ -67,14 +67,6 @@ def safe_name(name: str) -> str:
     return f"{stem}.{extension}" if extension else stem
 
 
-def inside(root: Path, path: Path) -> Path:
-    """``path`` resolved, or ValueError if it would lie outside ``root``."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(root.resolve()):
-        raise ValueError(f"refusing to write {path}: it is outside the data root {root}")
-    return resolved
-
-
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -115,8 +107,9 @@ def write_json_atomic(final: Location, payload: dict) -> Location:
 
 
 def publish(temp: Location, final: Location) -> Location:
-    """Move a finished temporary file onto its final name (see ``StagedParquet.finish``)."""
-    if is_remote(final):
+    """Move ``temp`` onto ``final``: a rename on one file system (made durable), a copy
+    then a delete on object storage (see ``StagedParquet.finish``)."""
+    if is_remote(temp) or is_remote(final):
         objectstore.replace(temp, final)
     else:
         os.replace(temp, final)
@@ -193,13 +186,7 @@ def move_file(source: Location, target_dir: Location, name: str) -> Location:
     """Move ``source`` into ``target_dir`` as ``name`` (a rename on one filesystem;
     a copy then a delete on object storage)."""
     target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / safe_name(name)
-    if is_remote(source) or is_remote(target):
-        objectstore.replace(source, target)
-        return target
-    os.replace(source, target)
-    _fsync_dir(target_dir)
-    return target
+    return publish(source, target_dir / safe_name(name))
 
 
 class LockHeldError(Exception):

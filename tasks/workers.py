@@ -60,15 +60,6 @@ def cached_model(ref: ModelRef):
         return model
 
 
-def remember_model(ref: ModelRef, model) -> None:
-    """Seed the cache with a model the caller already loaded (the flow's own load)."""
-    global _model
-    with _lock:
-        if _model is None or _model[0] != ref.key:
-            _model = (ref.key, model)
-            MODEL_LOADS[ref.key] = MODEL_LOADS.get(ref.key, 0) + 1
-
-
 def model_loads(ref: ModelRef) -> int:
     return MODEL_LOADS.get(ref.key, 0)
 

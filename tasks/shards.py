@@ -11,7 +11,8 @@ would have rejected.
 
 Planning reads a Parquet file's row count from its footer; a Parquet file with more
 rows than ``shard_rows``, and any text file when sharding is on, are read once (in the
-flow's process) for the row count and those values. A file that cannot be read raises
+flow's process) for the row count and those values, remembering the ids of earlier
+shards as 8-byte hashes. A file that cannot be read raises
 ``UnreadableFileError`` here, before any shard runs.
 """
 
@@ -20,11 +21,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from tasks.readers import detect_format, iter_review_batches, parquet_row_count
 from tasks.settings import ColumnMapping
-from tasks.validation import UNIQUE
+from tasks.validation import UNIQUE, SeenValues
 
 
 @dataclass(frozen=True)
@@ -55,19 +57,29 @@ def plan_shards(path, shard_rows: int | None, unique: list[str], columns: Column
                 return [Shard()]
         except (pa.ArrowException, OSError):
             return [Shard()]  # the shard's reader reports what is wrong with it
-    first_shard: dict[str, dict[str, int]] = {column: {} for column in unique}
+    # Ids of the shards before the current one, as hashes (tasks.validation.SeenValues):
+    # a file large enough to shard may hold millions of ids.
+    earlier = {column: SeenValues() for column in unique}
+    current = {column: SeenValues() for column in unique}
+    current_shard = 0
     shared: dict[int, dict[str, set[str]]] = {}
     total = 0
     for batch in iter_review_batches(path, columns, batch_rows, max_decompressed_bytes):
-        rows = batch.column("source_row").to_pylist()
-        for column in unique:
-            firsts = first_shard[column]
-            for row, value in zip(rows, batch.column(column).to_pylist()):
-                if value is None:
-                    continue
-                shard = (row - 1) // shard_rows
-                if firsts.setdefault(value, shard) < shard:
-                    shared.setdefault(shard, {}).setdefault(column, set()).add(value)
+        shard_of_row = (batch.column("source_row").to_numpy() - 1) // shard_rows
+        for shard in np.unique(shard_of_row).tolist():
+            if shard != current_shard:  # rows arrive in order: the earlier shards grow
+                for column in unique:
+                    earlier[column].update(current[column])
+                    current[column] = SeenValues()
+                current_shard = shard
+            piece = batch.filter(pa.array(shard_of_row == shard))
+            for column in unique:
+                values = piece.column(column).combine_chunks()
+                repeated = earlier[column].contains(values)
+                if repeated.any():
+                    shared.setdefault(shard, {}).setdefault(column, set()).update(
+                        values.filter(pa.array(repeated)).to_pylist())
+                current[column].first_seen(values)
         total += batch.num_rows
     if total <= shard_rows:
         return [Shard()]

@@ -49,22 +49,45 @@ class SeenValues:
         """For each value, True if neither an earlier value of ``values`` nor one seen
         before equals it (nulls: True, they are not ids); records the new ones."""
         first = np.ones(len(values), dtype=bool)
-        present = np.flatnonzero(pc.is_valid(values).to_numpy(zero_copy_only=False))
-        if len(present) == 0:
-            return first
-        hashes = pd.util.hash_array(
-            values.take(pa.array(present)).to_numpy(zero_copy_only=False).astype(object))
-        before = np.zeros(len(hashes), dtype=bool)  # seen in an earlier batch
-        if len(self._hashes):
-            at = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
-            before = self._hashes[at] == hashes
+        present, hashes = _hashed(values)
         earliest = np.zeros(len(hashes), dtype=bool)
         earliest[np.unique(hashes, return_index=True)[1]] = True  # first in this batch
-        keep = earliest & ~before
+        keep = earliest & ~self._holds(hashes)
         first[present] = keep
-        new = np.sort(hashes[keep])
-        self._hashes = np.insert(self._hashes, np.searchsorted(self._hashes, new), new)
+        self._add(hashes[keep])
         return first
+
+    def contains(self, values: pa.Array) -> np.ndarray:
+        """For each value, True if it was seen before (nulls: False); records nothing."""
+        found = np.zeros(len(values), dtype=bool)
+        present, hashes = _hashed(values)
+        found[present] = self._holds(hashes)
+        return found
+
+    def update(self, other: SeenValues) -> None:
+        """Add every value ``other`` has seen."""
+        self._add(other._hashes)
+
+    def _holds(self, hashes: np.ndarray) -> np.ndarray:
+        if not len(self._hashes):
+            return np.zeros(len(hashes), dtype=bool)
+        at = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
+        return self._hashes[at] == hashes
+
+    def _add(self, hashes: np.ndarray) -> None:
+        new = np.setdiff1d(hashes, self._hashes)  # sorted, unique
+        self._hashes = np.insert(self._hashes, np.searchsorted(self._hashes, new), new)
+
+
+def _hashed(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the non-null values, and their 64-bit hashes."""
+    present = np.flatnonzero(pc.is_valid(values).to_numpy(zero_copy_only=False))
+    if len(present) == 0:
+        return present, np.empty(0, dtype=np.uint64)
+    texts = values.take(pa.array(present)).to_numpy(zero_copy_only=False).astype(object)
+    return present, pd.util.hash_array(texts)
+
+
 REJECTED_SCHEMA = pa.schema([
     ("source_row", pa.int64()),
     ("review_id", pa.string()),
@@ -153,7 +176,8 @@ class ReviewValidator:
 
         ``seen_ids`` maps each unique-checked column to the values already seen in
         this file (``SeenValues``, or a set of values to start from); it is updated in
-        place, so pass the same dict for every batch of a file. ``source_name`` prefixes each rejection reason (the file's name).
+        place, so pass the same dict for every batch of a file. ``source_name``
+        prefixes each rejection reason (the file's name).
         """
         failures: dict[int, list[str]] = {}
         read_errors = batch.column("read_error")

@@ -117,3 +117,8 @@ def test_seen_values_keep_exactly_the_first_occurrence(batches):
         got = seen.first_seen(pa.array(values, pa.string()))
         assert got.tolist() == expected
     assert len(seen) == len(reference)
+    probe = pa.array([*reference, None, "never given: too long"], pa.string())
+    assert seen.contains(probe).tolist() == [True] * len(reference) + [False, False]
+    merged = SeenValues(("never given: too long",))
+    merged.update(seen)
+    assert len(merged) == len(reference) + 1 and merged.contains(probe).sum() == len(reference) + 1

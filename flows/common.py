@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,16 +13,26 @@ from tasks.storage import move_file, write_json_atomic
 from tasks.validation import ReviewValidator, load_suite_config
 
 
-@dataclass
-class FileOutcome:
-    file: str
-    status: str  # scored | already scored | quarantined | unsupported | busy | read
+@dataclass(kw_only=True)
+class RowCounts:
+    """What happened to the rows of a file or of one shard of it."""
+
     rows_read: int = 0
     rows_scored: int = 0
     rows_quarantined: int = 0
-    positives: int = 0
-    labeled: int = 0
-    correct: int = 0
+    positives: int = 0  # scored rows predicted positive
+    labeled: int = 0    # scored rows that carried a label
+    correct: int = 0    # ... and whose prediction matched it
+
+    def add(self, other: RowCounts) -> None:
+        for name in (f.name for f in fields(RowCounts)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class FileOutcome(RowCounts):
+    file: str
+    status: str  # scored | already scored | quarantined | unsupported | busy | read
     seconds: float = 0.0
     detail: str = ""
     # Where the file's work ran (README, "Scaling out"): its shards, and the Dask worker

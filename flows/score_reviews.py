@@ -35,7 +35,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from flows.common import FileOutcome, quarantine_file, settings_from
+from flows.common import FileOutcome, RowCounts, quarantine_file, settings_from
 from tasks.failpoints import failpoint
 from tasks.inbox import list_inbox, part_glob, part_name
 from tasks.ledger import Ledger, ScoredFile
@@ -129,16 +129,10 @@ class ScoringJob:
 
 
 @dataclass
-class ShardResult:
+class ShardResult(RowCounts):
     """What one shard did, and where: its parts are still temporaries (``(temp, final)``)."""
 
     index: int | None
-    rows_read: int = 0
-    rows_scored: int = 0
-    rows_quarantined: int = 0
-    positives: int = 0
-    labeled: int = 0
-    correct: int = 0
     scored_part: tuple[Location, Location] | None = None
     rejected_part: tuple[Location, Location] | None = None
     unreadable: str | None = None  # the file cannot be read: quarantine it whole
@@ -340,9 +334,8 @@ class _Driver:
             _replace_stale_parts(rejected, self.layout.quarantine / "rows", part_glob(sha256))
             failpoint("score:parts-published")
             outcome = FileOutcome(path.name, "scored")
-            for name in ("rows_read", "rows_scored", "rows_quarantined", "positives", "labeled",
-                         "correct"):
-                setattr(outcome, name, sum(getattr(r, name) for r in results))
+            for result in results:
+                outcome.add(result)
             self.ledger.record_scored(ScoredFile(
                 sha256, version, path.name, outcome.rows_read, outcome.rows_scored,
                 outcome.rows_quarantined, _part_record(scored), _part_record(rejected)))
@@ -545,7 +538,9 @@ def publish_summary(summary: ScoreSummary) -> None:
     create_markdown_artifact(key="score-summary", markdown="\n".join(lines),
                              description="Files, rows and speed of this scoring run")
     if summary.files:
-        create_table_artifact(key="score-files", table=[asdict(f) for f in summary.files],
+        # File and status first: asdict() puts the inherited row counts before them.
+        rows = [{"file": f.file, "status": f.status, **asdict(f)} for f in summary.files]
+        create_table_artifact(key="score-files", table=rows,
                               description="What happened to each file")
     print(json.dumps(figures))
 

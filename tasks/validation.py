@@ -54,7 +54,7 @@ class SeenValues:
         earliest[np.unique(hashes, return_index=True)[1]] = True  # first in this batch
         keep = earliest & ~self._holds(hashes)
         first[present] = keep
-        self._add(hashes[keep])
+        self._add(np.sort(hashes[keep]))
         return first
 
     def contains(self, values: pa.Array) -> np.ndarray:
@@ -66,7 +66,7 @@ class SeenValues:
 
     def update(self, other: SeenValues) -> None:
         """Add every value ``other`` has seen."""
-        self._add(other._hashes)
+        self._add(other._hashes[~self._holds(other._hashes)])
 
     def _holds(self, hashes: np.ndarray) -> np.ndarray:
         if not len(self._hashes):
@@ -74,8 +74,8 @@ class SeenValues:
         at = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
         return self._hashes[at] == hashes
 
-    def _add(self, hashes: np.ndarray) -> None:
-        new = np.setdiff1d(hashes, self._hashes)  # sorted, unique
+    def _add(self, new: np.ndarray) -> None:
+        """Insert ``new``: sorted, unique hashes not held yet (a merge, no re-sort)."""
         self._hashes = np.insert(self._hashes, np.searchsorted(self._hashes, new), new)
 
 

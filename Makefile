@@ -61,9 +61,6 @@ API_URL  ?= http://$(API_HOST):$(API_PORT)/api
 # `test` keep Prefect's no-server mode.
 OPERATOR_TARGETS := pools deploy worker-scoring worker-training run-score run-retrain serve
 $(OPERATOR_TARGETS): export PREFECT_API_URL ?= $(API_URL)
-# `prefect deploy` through a client-side workaround for the FastAPI 0.154 pin, which makes
-# the server reject the `null`s Prefect's own client sends (see deployments/__init__.py).
-PREFECT_CLI := $(BIN)/python -c 'import deployments; deployments.prefect_cli()'
 
 .PHONY: server pools deploy worker-scoring worker-training run-score run-retrain serve
 
@@ -79,7 +76,7 @@ pools: install
 
 # Set REVIEWFLOW_DATA_DIR / REVIEWFLOW_PROJECT_DIR to deploy other paths (prefect.yaml).
 deploy: install
-	$(PREFECT_CLI) --no-prompt deploy --all --prefect-file deployments/prefect.yaml
+	$(BIN)/prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml
 
 worker-scoring: install
 	$(BIN)/prefect worker start --pool reviewflow-scoring

@@ -71,7 +71,9 @@ class ScoreSummary:
     model_version: str
     device: str
     files: list[FileOutcome] = field(default_factory=list)
+    files_ready: int = 0
     files_settling: int = 0
+    settle_seconds: float = 0.0
     seconds: float = 0.0
     task_runner: str = "threads"
     busy_seconds: float = 0.0  # wall time during which at least one file was being worked on
@@ -90,11 +92,21 @@ class ScoreSummary:
         busy = self.busy_seconds or sum(f.seconds for f in self.files if f.status == "scored")
         return self.total("rows_scored") / busy if busy else 0.0
 
+    @property
+    def inbox_note(self) -> str:
+        """What the inbox held: the line an operator reads when a run scored nothing."""
+        note = f"{self.files_ready} files ready"
+        if self.files_settling:
+            note += (f"; {self.files_settling} left for the next run (modified in the last "
+                     f"{self.settle_seconds:.0f} s)")
+        return note
+
     def as_dict(self) -> dict:
         scored = self.total("rows_scored")
         labeled = self.total("labeled")
         return {
             "model_version": self.model_version, "device": self.device,
+            "inbox": self.inbox_note,
             "files_scored": self.count("scored"), "files_already_scored": self.count("already scored"),
             "files_quarantined": self.count("quarantined") + self.count("unsupported"),
             "files_busy": self.count("busy"), "files_settling": self.files_settling,
@@ -436,10 +448,13 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
     summary = ScoreSummary(model_version=model_version, device=device,
                            task_runner=settings.task_runner)
     inbox = list_inbox(layout.incoming, settings.settle_seconds)
-    summary.files_settling = len(inbox.settling)
+    summary.files_ready, summary.files_settling = len(inbox.ready), len(inbox.settling)
+    summary.settle_seconds = settings.settle_seconds
     for path in inbox.settling:
         logger.info("%s was modified in the last %.0f s; leaving it for the next run",
                     path.name, settings.settle_seconds)
+    if inbox.settling:  # a WARNING, so `prefect deployment run --watch` shows why
+        logger.warning(summary.inbox_note)
     for path in inbox.unsupported:
         reason = ("a symbolic link; put the file itself in the inbox" if path.is_symlink()
                   else "not a supported review file (.csv, .tsv, .jsonl, .parquet, .gz)")

@@ -163,7 +163,8 @@ def test_output_schema_and_readers(scoring_root):
     assert ledger["rows_read"] == ledger["rows_scored"] + ledger["rows_quarantined"] == 20
 
 
-def test_unsupported_entries_are_quarantined_and_recent_files_wait(scoring_root, tmp_path):
+def test_unsupported_entries_are_quarantined_and_recent_files_wait(scoring_root, tmp_path,
+                                                                    caplog):
     inbox = scoring_root / "incoming"
     (inbox / "notes.txt").write_text("not reviews")
     outside = write_csv(tmp_path / "outside.csv", good_rows("o", 2))
@@ -171,6 +172,12 @@ def test_unsupported_entries_are_quarantined_and_recent_files_wait(scoring_root,
     write_csv(inbox / "fresh.csv", good_rows("n", 2))
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=3600)
     assert summary["files_settling"] == 1 and (inbox / "fresh.csv").exists()
+    why = "0 files ready; 1 left for the next run (modified in the last 3600 s)"
+    assert summary["inbox"] == why
+    assert any(r.levelname == "WARNING" and r.getMessage() == why for r in caplog.records)
+    from prefect.artifacts import Artifact
+
+    assert f"| inbox | {why} |" in Artifact.get("score-summary").data
     assert set(quarantined_files(scoring_root)) == {"notes.txt", "link.csv"}
     assert outside.exists()  # the link was moved, never what it points to
     assert summary["rows_scored"] == 0

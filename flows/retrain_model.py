@@ -182,7 +182,7 @@ def _retrain(settings: Settings, registry: Registry) -> dict:
         candidate["accuracy"], champion_metrics["accuracy"] if champion_metrics else None,
         min_delta=settings.min_delta, accuracy_floor=settings.accuracy_floor,
         require_significance=settings.require_significance, alpha=settings.significance_alpha,
-        p_value=paired["p_value"] if paired else None)
+        p_value=paired["p_value"] if paired else None, confusion=candidate["confusion_matrix"])
 
     version = registry.new_version()
     folder = registry.stage(version)

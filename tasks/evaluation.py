@@ -54,10 +54,39 @@ class Decision:
     reason: str
 
 
+def unfit_evidence(confusion: dict) -> str | None:
+    """Why held-out rows and a candidate's predictions on them cannot support a promotion,
+    or None. ``confusion`` is the candidate's confusion matrix on the held-out part.
+
+    Accuracy on a part that holds one class only says nothing about the other class (a
+    model that calls everything positive scores 1.0 on all-positive rows), and a model
+    whose predictions are all one class is no classifier, whatever its accuracy.
+    """
+    positives, negatives = confusion["tp"] + confusion["fn"], confusion["tn"] + confusion["fp"]
+    if not positives or not negatives:
+        return (f"the held-out part has {positives} positive and {negatives} negative reviews:"
+                " accuracy on one class cannot show a better model; add labeled reviews of "
+                "both classes to labeled/")
+    said_positive, said_negative = confusion["tp"] + confusion["fp"], confusion["tn"] + confusion["fn"]
+    if not said_positive or not said_negative:
+        constant = "positive" if said_positive else "negative"
+        return (f"the candidate predicts {constant} for every held-out review: a constant "
+                "model is never promoted")
+    return None
+
+
 def decide_promotion(candidate_accuracy: float, champion_accuracy: float | None, *,
                      min_delta: float, accuracy_floor: float, require_significance: bool,
-                     alpha: float, p_value: float | None) -> Decision:
-    """Promote only on evidence measured now, on the same held-out rows."""
+                     alpha: float, p_value: float | None, confusion: dict) -> Decision:
+    """Promote only on evidence measured now, on the same held-out rows.
+
+    ``confusion`` is the candidate's confusion matrix on those rows: rows of one class
+    only, or constant predictions, refuse the promotion before any accuracy is compared
+    (``unfit_evidence``).
+    """
+    unfit = unfit_evidence(confusion)
+    if unfit is not None:
+        return Decision(False, f"not promoted: {unfit}")
     if champion_accuracy is None:
         if candidate_accuracy >= accuracy_floor:
             return Decision(True, f"no champion yet; accuracy {candidate_accuracy:.4f} reaches "

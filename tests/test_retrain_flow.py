@@ -66,9 +66,7 @@ def test_noisy_labels_are_rejected(labeled_root):
     champion = registry.champion_version()
     for path in (labeled_root / "labeled").iterdir():
         path.unlink()
-    frame = pd.concat([pd.read_csv(SAMPLES / "labeled" / "reviews-a.csv").rename(
-        columns={"review": "text", "sentiment": "label"}).replace({"positive": 1, "negative": 0}),
-        pd.read_json(SAMPLES / "labeled" / "reviews-b.jsonl", lines=True)], ignore_index=True)
+    frame = sample_labeled_frame()
     flip = in_validation(frame["review_id"] + "#flip", 0.4)  # a fixed 40% of rows
     frame.loc[flip, "label"] = 1 - frame.loc[flip, "label"].astype(int)
     frame.to_parquet(labeled_root / "labeled" / "noisy.parquet")
@@ -77,6 +75,30 @@ def test_noisy_labels_are_rejected(labeled_root):
     assert not summary["promoted"], summary
     assert summary["reason"].startswith(("not better", "gain not significant"))
     assert registry.champion_version() == champion
+
+
+def sample_labeled_frame() -> pd.DataFrame:
+    return pd.concat([pd.read_csv(SAMPLES / "labeled" / "reviews-a.csv").rename(
+        columns={"review": "text", "sentiment": "label"}).replace({"positive": 1, "negative": 0}),
+        pd.read_json(SAMPLES / "labeled" / "reviews-b.jsonl", lines=True)], ignore_index=True)
+
+
+def test_one_class_labels_never_promote_a_constant_model(labeled_root):
+    """600 reviews all labeled positive: the candidate is perfect on its all-positive
+    held-out part and would say "positive" to everything. Refused, even with the
+    significance test that it would pass."""
+    registry = Registry(labeled_root / "models")
+    champion = registry.champion_version()
+    for path in (labeled_root / "labeled").iterdir():
+        path.unlink()
+    frame = sample_labeled_frame().assign(label=1)
+    frame.to_parquet(labeled_root / "labeled" / "all-positive.parquet")
+    for significance in (False, True):
+        summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,
+                                require_significance=significance)
+        assert not summary["promoted"], summary
+        assert "negative reviews" in summary["reason"] and "both classes" in summary["reason"]
+        assert registry.champion_version() == champion
 
 
 def test_promote_rollback_and_list(labeled_root, capsys):

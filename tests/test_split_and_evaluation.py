@@ -73,7 +73,26 @@ def test_mcnemar_exact_matches_the_binomial():
     (0.91, 0.90, True, 0.01, True),
 ])
 def test_promotion_rules(candidate, champion, significance, p, promote):
+    both_classes = {"tp": 40, "tn": 45, "fp": 5, "fn": 10}
     decision = decide_promotion(candidate, champion, min_delta=0.0, accuracy_floor=0.6,
-                                require_significance=significance, alpha=0.05, p_value=p)
+                                require_significance=significance, alpha=0.05, p_value=p,
+                                confusion=both_classes)
     assert decision.promote is promote
     assert decision.reason
+
+
+@pytest.mark.parametrize("confusion, why", [
+    ({"tp": 600, "tn": 0, "fp": 0, "fn": 0}, "600 positive and 0 negative"),  # one class held out
+    ({"tp": 0, "tn": 47, "fp": 3, "fn": 0}, "0 positive and 50 negative"),
+    ({"tp": 50, "tn": 0, "fp": 50, "fn": 0}, "predicts positive for every held-out review"),
+    ({"tp": 0, "tn": 50, "fp": 0, "fn": 50}, "predicts negative for every held-out review"),
+])
+def test_promotion_needs_both_classes_held_out_and_predicted(confusion, why):
+    """Perfect accuracy on a one-class part, or a constant model, is no evidence: refused
+    with or without a champion, with or without the significance test."""
+    for champion in (None, 0.5):
+        for significance in (False, True):
+            decision = decide_promotion(1.0, champion, min_delta=0.0, accuracy_floor=0.6,
+                                        require_significance=significance, alpha=0.05,
+                                        p_value=0.0001, confusion=confusion)
+            assert not decision.promote and why in decision.reason

@@ -122,7 +122,7 @@ class Registry:
         """Every published version, oldest first, with its status."""
         if not self.versions.exists():
             return []
-        pointer = self.champion()
+        pointer, _ = self._read_pointer()  # a list still works while the pointer is broken
         current = pointer["version"] if pointer else None
         former = {e["version"] for e in self.read_history() if e.get("event") in CHAMPION_EVENTS}
         rows = []
@@ -144,10 +144,28 @@ class Registry:
         return rows
 
     # ---------------------------------------------------------------- champion
-    def champion(self) -> dict | None:
+    def _read_pointer(self) -> tuple[dict | None, str | None]:
+        """``(pointer, None)``, ``(None, None)`` without one, or ``(None, why)`` when
+        champion.json cannot be used (cut short, emptied, edited by hand)."""
         if not self.pointer.exists():
-            return None
-        return json.loads(self.pointer.read_text(encoding="utf-8"))
+            return None, None
+        try:
+            pointer = json.loads(self.pointer.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return None, f"not valid JSON ({exc})"
+        if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
+            return None, "it names no version"
+        return pointer, None
+
+    def champion(self) -> dict | None:
+        """The pointer, or None without a champion; RegistryError when it is unusable."""
+        pointer, problem = self._read_pointer()
+        if problem is not None:
+            raise RegistryError(
+                f"{self.pointer} cannot be read: {problem}. Repair it by naming the champion "
+                f"again: `reviewflow models promote VERSION --reason '…'` with a VERSION from "
+                f"`reviewflow models list`")
+        return pointer
 
     def champion_version(self) -> str:
         pointer = self.champion()
@@ -156,7 +174,14 @@ class Registry:
                 f"no champion model in {self.root}. Train one first: put labeled reviews "
                 f"(review_id, text, label) in the labeled/ folder and run `reviewflow retrain`"
                 f" (or `make demo` to train on the bundled sample)")
-        return pointer["version"]
+        version = pointer["version"]
+        if not self.exists(version):
+            raise RegistryError(
+                f"{self.pointer} names version {version!r}, which is not in {self.versions} "
+                f"(removed, or not uploaded yet). Point it at one that is: `reviewflow models "
+                f"rollback`, or `reviewflow models promote VERSION --reason '…'` with a VERSION "
+                f"from `reviewflow models list`")
+        return version
 
     def set_champion(self, version: str, reason: str, event: str) -> dict:
         """Point the champion at ``version``; the old champion is kept for rollback."""
@@ -164,7 +189,7 @@ class Registry:
         if not self.exists(version):
             raise RegistryError(f"version {version!r} is not in {self.versions}; "
                                 f"see `reviewflow models list`")
-        old = self.champion()
+        old, _ = self._read_pointer()  # an unusable pointer is what a promotion repairs
         previous = list(old.get("previous", [])) if old else []
         if old and old["version"] != version:
             previous.append(old["version"])
@@ -178,6 +203,9 @@ class Registry:
             raise RegistryError("there is no earlier champion to roll back to")
         previous = list(old["previous"])
         target = previous.pop()
+        if not self.exists(target):
+            raise RegistryError(f"the earlier champion {target!r} is not in {self.versions}; "
+                                f"promote a version from `reviewflow models list` instead")
         return self._write_pointer(target, reason, "rollback", previous, old)
 
     def _write_pointer(self, version: str, reason: str, event: str, previous: list[str],
@@ -213,6 +241,7 @@ class Registry:
 
 # What new_version() makes, and any plain name an operator may give a version folder.
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_SHARD_SUFFIX = re.compile(r"-s\d{4}$")
 
 
 def _checked_version(version: str) -> str:
@@ -221,6 +250,11 @@ def _checked_version(version: str) -> str:
     if not _VERSION_NAME.fullmatch(version) or ".." in version:
         raise RegistryError(f"{version!r} is not a version name (letters, digits, '_', '.',"
                             f" '-'; no paths); see `reviewflow models list`")
+    if _SHARD_SUFFIX.search(version):
+        # Part names put "-s0003" after the version for shard 3: version "V-s0003" would
+        # name the same part as shard 3 of version "V" (tasks.inbox.part_name).
+        raise RegistryError(f"{version!r} is not a version name: a name may not end in '-s' "
+                            f"and four digits, which scored part names use for shards")
     return version
 
 

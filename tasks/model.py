@@ -378,8 +378,12 @@ def _serving_function(model: keras.Model):
     """
     function = _SERVING_FUNCTIONS.get(model)
     if function is None:
+        # autograph=False: the model's call needs no Python-to-graph rewriting (Keras
+        # layers trace as they are), and autograph would leave one generated source
+        # file per model in the system temp folder, never removed.
         function = tf.function(lambda texts: model(texts, training=False),
-                               input_signature=[tf.TensorSpec([None], tf.string)])
+                               input_signature=[tf.TensorSpec([None], tf.string)],
+                               autograph=False)
         _SERVING_FUNCTIONS[model] = function
     return function
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.inbox import release_claim_folder
 from tasks.ledger import Ledger
 from tasks.objectstore import ObjectPath
 from tasks.settings import DataLayout, Settings
-from tasks.storage import move_file, write_json_atomic
+from tasks.storage import move_file_keeping, write_json_atomic
 from tasks.validation import ReviewValidator, load_suite_config
 
 
@@ -59,11 +60,16 @@ def settings_from(data_dir: str | None = None, **overrides) -> Settings:
 
 def quarantine_file(path: Path | ObjectPath, layout: DataLayout, reason: str, sha256: str | None,
                     ledger: Ledger) -> FileOutcome:
-    """Move a whole file to ``quarantine/files/<date>/`` beside a JSON reason file."""
+    """Move a whole file to ``quarantine/files/<date>/`` beside a JSON reason file.
+
+    Never replaces an earlier quarantined file or its reason: names that clean to one,
+    or one name twice in a day, get ``~2``, ``~3``, … (``move_file_keeping``).
+    """
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     target_dir = layout.quarantine / "files" / day
     name = f"{sha256[:16]}-{path.name}" if sha256 else path.name
-    target = move_file(path, target_dir, name)
+    target = move_file_keeping(path, target_dir, name)
+    release_claim_folder(path)
     write_json_atomic(target.with_name(target.name + ".reason.json"),
                       {"file": path.name, "sha256": sha256, "reason": reason,
                        "quarantined_at": datetime.now(UTC).isoformat()})

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
@@ -37,7 +38,16 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.common import FileOutcome, RowCounts, quarantine_file, settings_from
 from tasks.failpoints import failpoint
-from tasks.inbox import list_inbox, part_glob, part_name
+from tasks.inbox import (
+    Identity,
+    claim,
+    identity,
+    is_part_of,
+    list_inbox,
+    part_glob,
+    part_name,
+    release_claim_folder,
+)
 from tasks.ledger import Ledger, ScoredFile
 from tasks.readers import UnreadableFileError, iter_review_batches
 from tasks.registry import Registry
@@ -49,7 +59,7 @@ from tasks.storage import (
     StagedParquet,
     exclusive_lock,
     file_sha256,
-    move_file,
+    move_file_keeping,
     publish,
 )
 from tasks.validation import QUARANTINE_SCHEMA, SeenValues, load_suite_config, with_source
@@ -109,7 +119,8 @@ class ScoreSummary:
             "inbox": self.inbox_note,
             "files_scored": self.count("scored"), "files_already_scored": self.count("already scored"),
             "files_quarantined": self.count("quarantined") + self.count("unsupported"),
-            "files_busy": self.count("busy"), "files_settling": self.files_settling,
+            "files_busy": self.count("busy"), "files_changed": self.count("changed"),
+            "files_settling": self.files_settling,
             "rows_read": self.total("rows_read"), "rows_scored": scored,
             "rows_quarantined": self.total("rows_quarantined"),
             "positive_share": round(self.total("positives") / scored, 4) if scored else None,
@@ -222,14 +233,16 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
     return result
 
 
-def _replace_stale_parts(published: list[Location], folder: Location, pattern: str) -> None:
+def _replace_stale_parts(published: list[Location], folder: Location, sha256: str,
+                         model_version: str | None) -> None:
     """Remove what a killed run left of this file's parts: temporaries, and parts of the
     same content and model under another name (another date partition, another shard
-    layout). Called under the file's lock, so no live run owns them."""
+    layout). Only names that are exactly this content's and model's parts: another
+    version's parts stay, whatever its name. Called under the file's lock, so no live
+    run owns them."""
     keep = {str(p) for p in published}
-    temporaries = "." + pattern.removesuffix(".parquet") + ".tmp"
-    for stale in [*folder.glob(f"*/{pattern}"), *folder.glob(f"*/{temporaries}")]:
-        if str(stale) not in keep:
+    for stale in folder.glob(f"*/{part_glob(sha256)}"):
+        if str(stale) not in keep and is_part_of(stale.name, sha256, model_version):
             stale.unlink(missing_ok=True)
 
 
@@ -247,6 +260,11 @@ def _discard(results: list[ShardResult]) -> None:
                 part[0].unlink(missing_ok=True)
 
 
+def _changed_outcome(path: Location) -> FileOutcome:
+    return FileOutcome(path.name, "changed",
+                       detail="modified while read; left for the next run")
+
+
 @dataclass
 class _InFlight:
     """A file whose shards are queued or running; the driver holds its lock."""
@@ -256,6 +274,7 @@ class _InFlight:
     lock: contextlib.ExitStack
     futures: list
     started: float
+    identity: Identity | None  # of a local file when hashed; None on object storage
 
 
 @dataclass
@@ -271,20 +290,33 @@ class _Driver:
     logger: object
     unique: list[str]
 
-    def begin(self, path: Location, sha256: str, started: float) -> FileOutcome | _InFlight:
+    def begin(self, path: Location, sha256: str, started: float,
+              known: Identity | None = None) -> FileOutcome | _InFlight:
         """Lock the file (by its content hash), then archive it (already scored),
-        quarantine it (unreadable) or queue its shards."""
+        quarantine it (unreadable) or queue its shards.
+
+        ``known`` is the local file's identity when it was hashed: a file whose bytes
+        changed since is not archived or scored under that hash (``_changed``)."""
         lock = contextlib.ExitStack()
         try:
             lock.enter_context(exclusive_lock(self.layout.state / "locks" / f"{sha256[:16]}.lock"))
             if not path.exists():
                 raise FileNotFoundError(path)
             version = self.job.model.version
-            if self.ledger.scored(sha256, version):
-                move_file(path, self.layout.archive / self.day, f"{sha256[:16]}-{path.name}")
+            # Committed before by this model, or by any model in a run that died before
+            # archiving it (a promotion since then must not score it a second time).
+            done = (self.ledger.scored(sha256, version)
+                    or self.ledger.committed_not_archived(sha256))
+            if done:
+                if self._changed(path, known):
+                    lock.close()
+                    return _changed_outcome(path)
+                self._archive(path, sha256)
+                self.ledger.record_archived(sha256)
                 lock.close()
                 return FileOutcome(path.name, "already scored",
-                                   detail=f"content {sha256[:16]} was scored by {version}")
+                                   detail=f"content {sha256[:16]} was scored by "
+                                          f"{done.model_version}")
             try:
                 shards = plan_shards(path, self.settings.effective_shard_rows, self.unique,
                                      self.job.columns, self.job.read_batch_rows,
@@ -295,7 +327,7 @@ class _Driver:
                 lock.close()
                 return outcome
             futures = [self._submit(path, sha256, shard) for shard in shards]
-            return _InFlight(path, sha256, lock, futures, started)
+            return _InFlight(path, sha256, lock, futures, started, known)
         except LockHeldError:
             lock.close()
             self.logger.info("%s: another run is scoring this content; leaving it to that run",
@@ -309,6 +341,24 @@ class _Driver:
         except BaseException:
             lock.close()
             raise
+
+    def _archive(self, path: Location, sha256: str) -> None:
+        """Move a committed input to ``archive/<day>/`` (beside, never over, an earlier
+        copy of the same name), then say so in the ledger."""
+        move_file_keeping(path, self.layout.archive / self.day, f"{sha256[:16]}-{path.name}")
+        release_claim_folder(path)
+        self.ledger.record_archived(sha256)
+
+    def _changed(self, path: Location, known: Identity | None) -> bool:
+        """True if the local file's bytes changed since it was hashed (an append or a
+        rewrite in place): it stays claimed, for the next run to hash again."""
+        if known is None:
+            return False
+        changed = identity(path) != known
+        if changed:
+            self.logger.warning("%s changed while this run read it; nothing of it is kept, "
+                                "the next run scores its new content", path.name)
+        return changed
 
     def _submit(self, path: Location, sha256: str, shard: Shard):
         parameters = {"path": path, "sha256": sha256, "shard": shard, "job": self.job}
@@ -339,11 +389,14 @@ class _Driver:
                 _discard(results)
                 self.logger.warning("quarantined %s: %s", path.name, unreadable)
                 return quarantine_file(path, self.layout, unreadable, sha256, self.ledger), results
+            if self._changed(path, flight.identity):
+                _discard(results)
+                return _changed_outcome(path), results
             version = self.job.model.version
             scored = [publish(*r.scored_part) for r in results if r.scored_part]
             rejected = [publish(*r.rejected_part) for r in results if r.rejected_part]
-            _replace_stale_parts(scored, self.layout.scored, part_glob(sha256, version))
-            _replace_stale_parts(rejected, self.layout.quarantine / "rows", part_glob(sha256))
+            _replace_stale_parts(scored, self.layout.scored, sha256, version)
+            _replace_stale_parts(rejected, self.layout.quarantine / "rows", sha256, None)
             failpoint("score:parts-published")
             outcome = FileOutcome(path.name, "scored")
             for result in results:
@@ -352,7 +405,7 @@ class _Driver:
                 sha256, version, path.name, outcome.rows_read, outcome.rows_scored,
                 outcome.rows_quarantined, _part_record(scored), _part_record(rejected)))
             failpoint("score:ledger-committed")
-            move_file(path, self.layout.archive / self.day, f"{sha256[:16]}-{path.name}")
+            self._archive(path, sha256)
             outcome.shards = len(results)
             outcome.workers = ", ".join(sorted({r.worker for r in results}))
             outcome.hosts = ", ".join(sorted({r.host for r in results}))
@@ -518,23 +571,24 @@ def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) 
                 finish_oldest()
             started = time.perf_counter()
             try:
+                path, known = _claim(path)
                 sha256 = file_sha256(path)
             except FileNotFoundError:
                 record(FileOutcome(path.name, "busy", detail="handled by another run"), [], started)
                 continue
             if any(f.sha256 == sha256 for f in in_flight):
-                waiting.append((path, sha256))
+                waiting.append((path, sha256, known))
                 continue
-            began = driver.begin(path, sha256, started)
+            began = driver.begin(path, sha256, started, known)
             if isinstance(began, _InFlight):
                 in_flight.append(began)
             else:
                 record(began, [], started)
         while in_flight:
             finish_oldest()
-        for path, sha256 in waiting:
+        for path, sha256, known in waiting:
             started = time.perf_counter()
-            began = driver.begin(path, sha256, started)
+            began = driver.begin(path, sha256, started, known)
             if isinstance(began, _InFlight):
                 outcome, results = driver.finish(began)
                 record(outcome, results, started)
@@ -544,6 +598,16 @@ def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) 
         for flight in in_flight:  # a failure stopped the run: release what it still holds
             flight.lock.close()
     summary.busy_seconds = _busy_seconds(intervals)
+
+
+def _claim(path: Location) -> tuple[Location, Identity | None]:
+    """Claim a local inbox file for this run (``tasks.inbox.claim``) and note its
+    identity before it is hashed; object storage has no rename to claim with (README,
+    "Exactly once without rename": uploaders never overwrite an object there)."""
+    if not isinstance(path, Path):
+        return path, None
+    claimed = claim(path)
+    return claimed, identity(claimed)
 
 
 def publish_summary(summary: ScoreSummary) -> None:

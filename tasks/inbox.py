@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +17,11 @@ class Inbox:
     ready: list[Path] = field(default_factory=list)
     settling: list[Path] = field(default_factory=list)    # modified too recently: next run
     unsupported: list[Path] = field(default_factory=list)  # not a review file or not regular
+
+
+# Files a run has claimed (see ``claim``) live in ``incoming/.claimed/<token>/<name>``:
+# a dot-name, so no reader of incoming/ mistakes them for new uploads.
+CLAIMS_FOLDER = ".claimed"
 
 
 def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) -> Inbox:
@@ -31,7 +39,11 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
     inbox = Inbox()
     if not incoming.exists():
         return inbox
-    for entry in sorted(incoming.iterdir()):
+    claimed = incoming / CLAIMS_FOLDER
+    # Files claimed by a run that died (or that found them changed) come first: they
+    # have waited longest. One still claimed by a live run is skipped by its lock.
+    leftovers = sorted(claimed.glob("*/*")) if isinstance(incoming, Path) else []
+    for entry in [*leftovers, *sorted(incoming.iterdir())]:
         if entry.name.startswith(".") or (entry.is_dir() and not entry.is_symlink()):
             continue
         if entry.is_symlink() or not entry.is_file() or detect_format(entry) is None:
@@ -43,6 +55,56 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
     return inbox
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What changes when a file's bytes change in place: an append, a rewrite."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+def identity(path: Path) -> Identity:
+    stat = os.stat(path, follow_symlinks=False)
+    return Identity(stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def claim(path: Path) -> Path:
+    """Take a ready inbox file for this run: rename it to ``.claimed/<token>/<name>``
+    inside the inbox and return the new path (the file name is kept).
+
+    From then on the run reads, hashes and archives the claimed path, so an upload
+    renamed over the inbox name meanwhile is a new file for the next run, never
+    archived unscored under the old content's hash. A file already claimed (a leftover
+    of a run that died) is returned as it is. FileNotFoundError: another run claimed it.
+    """
+    if path.parent.parent.name == CLAIMS_FOLDER:
+        return path
+    folder = path.parent / CLAIMS_FOLDER / uuid.uuid4().hex[:12]
+    for _ in range(100):  # another run may remove an empty .claimed/ in between
+        try:
+            folder.mkdir(parents=True)
+            break
+        except FileNotFoundError:
+            continue
+    try:
+        os.rename(path, folder / path.name)
+    except FileNotFoundError:
+        folder.rmdir()
+        raise
+    return folder / path.name
+
+
+def release_claim_folder(path: Path) -> None:
+    """Remove the empty ``.claimed/<token>/`` folder a claimed file has left."""
+    if isinstance(path, Path) and path.parent.parent.name == CLAIMS_FOLDER:
+        for folder in (path.parent, path.parent.parent):  # .claimed/ too, once empty
+            try:
+                folder.rmdir()
+            except OSError:
+                return  # not empty (another claim), or gone already
+
+
 def part_name(sha256: str, model_version: str | None = None, shard: int | None = None) -> str:
     """Deterministic part name: a rerun of the same file and model overwrites, never adds.
 
@@ -52,6 +114,16 @@ def part_name(sha256: str, model_version: str | None = None, shard: int | None =
             + (f"-s{shard:04d}" if shard is not None else "") + ".parquet")
 
 
-def part_glob(sha256: str, model_version: str | None = None) -> str:
-    """Matches every part ``part_name`` gives this content (and model), sharded or not."""
-    return f"part-{sha256[:16]}" + (f"-{model_version}" if model_version else "") + "*.parquet"
+def part_glob(sha256: str) -> str:
+    """A glob that finds every part of this content (any model, any shard) and their
+    temporaries; narrow it with ``is_part_of``, since a glob cannot tell version ``V``'s
+    ``part-…-V-s0001.parquet`` from version ``V-b``'s ``part-…-V-b.parquet``."""
+    return f"*part-{sha256[:16]}*"
+
+
+def is_part_of(name: str, sha256: str, model_version: str | None = None) -> bool:
+    """True if ``name`` is exactly a part ``part_name`` gives this content and model (any
+    shard), or a temporary of one (``.<part>.<8 hex>.tmp``, see tasks.storage)."""
+    stem = re.escape(f"part-{sha256[:16]}" + (f"-{model_version}" if model_version else ""))
+    part = rf"{stem}(?:-s\d{{4}})?\.parquet"
+    return re.fullmatch(rf"{part}|\.{part}\.[0-9a-f]{{8}}\.tmp", name) is not None

@@ -2,7 +2,10 @@
 
 A file's scoring is committed when its row is inserted here; the Parquet parts it
 wrote have deterministic names, so a run that died before this commit is redone by
-the next run, which overwrites those parts rather than adding to them.
+the next run, which overwrites those parts rather than adding to them. ``archived_at``
+is set once the input has left ``incoming/``: content with a committed row that was
+never archived is the leftover of a run killed between the two, whichever model is
+the champion now, and is archived rather than scored again.
 
 The ledger is SQLite on a local (or shared POSIX) path, also when the data root is on
 object storage (``state_dir``): it is the commit record there as well. ``scored_part``
@@ -29,6 +32,7 @@ CREATE TABLE IF NOT EXISTS scored_files (
     scored_part      TEXT,
     quarantine_part  TEXT,
     finished_at      TEXT NOT NULL,
+    archived_at      TEXT,
     PRIMARY KEY (source_sha256, model_version)
 );
 CREATE TABLE IF NOT EXISTS quarantined_files (
@@ -39,6 +43,10 @@ CREATE TABLE IF NOT EXISTS quarantined_files (
     finished_at      TEXT NOT NULL
 );
 """
+
+
+_COLUMNS = ("source_sha256, model_version, source_file, rows_read, rows_scored, "
+            "rows_quarantined, scored_part, quarantine_part, finished_at, archived_at")
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class ScoredFile:
     scored_part: str | None
     quarantine_part: str | None
     finished_at: str = ""
+    archived_at: str | None = None
 
 
 class Ledger:
@@ -61,6 +70,12 @@ class Ledger:
         with closing(self._connect()) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(scored_files)")}
+            if "archived_at" not in columns:
+                # A ledger from before archived_at: its files count as archived (their
+                # runs ended before this version could say otherwise).
+                db.execute("ALTER TABLE scored_files ADD COLUMN archived_at TEXT")
+                db.execute("UPDATE scored_files SET archived_at = finished_at")
 
     def _connect(self) -> sqlite3.Connection:
         # Two workers may commit at once; wait for the other's transaction to end.
@@ -68,16 +83,30 @@ class Ledger:
 
     def scored(self, sha256: str, model_version: str) -> ScoredFile | None:
         with closing(self._connect()) as db:
-            row = db.execute("SELECT * FROM scored_files WHERE source_sha256=? AND model_version=?",
+            row = db.execute(f"SELECT {_COLUMNS} FROM scored_files WHERE source_sha256=?"
+                             " AND model_version=?",
                              (sha256, model_version)).fetchone()
+        return ScoredFile(*row) if row else None
+
+    def committed_not_archived(self, sha256: str) -> ScoredFile | None:
+        """A committed scoring of this content whose input was never archived, by any
+        model: a run died between its commit and its archive move."""
+        with closing(self._connect()) as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM scored_files WHERE source_sha256=?"
+                             " AND archived_at IS NULL", (sha256,)).fetchone()
         return ScoredFile(*row) if row else None
 
     def record_scored(self, entry: ScoredFile) -> None:
         values = asdict(entry) | {"finished_at": entry.finished_at or _now()}
         with closing(self._connect()) as db, db:
-            db.execute("INSERT OR REPLACE INTO scored_files VALUES (:source_sha256, :model_version,"
-                       " :source_file, :rows_read, :rows_scored, :rows_quarantined, :scored_part,"
-                       " :quarantine_part, :finished_at)", values)
+            db.execute(f"INSERT OR REPLACE INTO scored_files ({_COLUMNS}) VALUES "
+                       f"({', '.join(':' + name for name in _COLUMNS.split(', '))})", values)
+
+    def record_archived(self, sha256: str) -> None:
+        """The content's input has left ``incoming/``: its committed rows are complete."""
+        with closing(self._connect()) as db, db:
+            db.execute("UPDATE scored_files SET archived_at=? WHERE source_sha256=?"
+                       " AND archived_at IS NULL", (_now(), sha256))
 
     def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
                                 path: str) -> None:

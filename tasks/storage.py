@@ -182,11 +182,38 @@ class StagedParquet:
                 self._temp.unlink()
 
 
-def move_file(source: Location, target_dir: Location, name: str) -> Location:
-    """Move ``source`` into ``target_dir`` as ``name`` (a rename on one filesystem;
-    a copy then a delete on object storage)."""
+def move_file_keeping(source: Location, target_dir: Location, name: str) -> Location:
+    """Move ``source`` into ``target_dir`` as ``name``, or ``name`` with ``~2``, ``~3``, …
+    before its extension when that is taken: never replaces a file already there.
+
+    For quarantine and the archive, where two inputs can clean to one name
+    (``notes?.txt``, ``notes*.txt``) or arrive under one name on one day. On a local disk the name is
+    taken with a hard link, which fails rather than replaces, so two runs cannot pick
+    the same name; on object storage a name is checked, then written (no such primitive).
+    """
     target_dir.mkdir(parents=True, exist_ok=True)
-    return publish(source, target_dir / safe_name(name))
+    cleaned = safe_name(name)
+    stem, dot, extension = cleaned.partition(".")
+    for attempt in range(1, 10_000):
+        target = target_dir / (cleaned if attempt == 1 else f"{stem}~{attempt}{dot}{extension}")
+        if is_remote(source) or is_remote(target):
+            if not target.exists():
+                return publish(source, target)
+            continue
+        try:
+            os.link(source, target, follow_symlinks=False)  # a link is moved, never its target
+        except FileExistsError:
+            continue
+        except PermissionError:  # a file system without hard links: check, then rename
+            if target.exists():
+                continue
+            os.replace(source, target)
+            _fsync_dir(target_dir)
+            return target
+        os.unlink(source)
+        _fsync_dir(target_dir)
+        return target
+    raise FileExistsError(f"{target_dir} holds 10,000 files named like {cleaned}")
 
 
 class LockHeldError(Exception):

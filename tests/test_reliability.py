@@ -24,6 +24,12 @@ def make_inbox(root, files: int = 3, rows: int = 40) -> int:
     return files * rows
 
 
+def in_inbox(root, name: str) -> bool:
+    """The file is still in the inbox: where it was put, or claimed by a run that stopped
+    (``incoming/.claimed/<token>/<name>``), which the next run picks up."""
+    return any(p.name == name for p in (root / "incoming").rglob("*") if p.is_file())
+
+
 def scored_view(root) -> list[tuple]:
     """The rows of scored/ as a reader sees them (temporaries are invisible to readers)."""
     table = ds.dataset(root / "scored", format="parquet", partitioning="hive").to_table(
@@ -87,7 +93,7 @@ def test_unwritable_output_fails_clearly_and_keeps_inputs(scoring_root, subproce
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 1
     assert "reviewflow: score stopped:" in output and "run again" in output
-    assert (scoring_root / "incoming" / "batch-0.csv").exists()
+    assert in_inbox(scoring_root, "batch-0.csv")
     (scoring_root / "scored").unlink()
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert summary["rows_scored"] == 39
@@ -111,7 +117,7 @@ def test_disk_full_fails_clearly_and_the_next_run_succeeds(scoring_root, subproc
     # The ledger (SQLite: "disk I/O error") or a Parquet part ("File too large") hits it first.
     assert "reviewflow: score stopped:" in process.stderr and "run again" in process.stderr
     assert "File too large" in process.stderr or "disk I/O error" in process.stderr
-    assert (scoring_root / "incoming" / "batch-0.csv").exists()
+    assert in_inbox(scoring_root, "batch-0.csv")
     assert not list((scoring_root / "scored").rglob("*.parquet"))
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert summary["rows_scored"] == 19_999

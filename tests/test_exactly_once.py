@@ -1,0 +1,253 @@
+"""Holes an adversarial run found in the exactly-once contract (README, "What happens when").
+
+Each test builds the situation on a real data root and checks the contract: every row
+of every input ends in ``scored/`` or ``quarantine/`` once, and nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from test_reliability import run_cli
+from test_score_flow import good_rows, quarantined_files, scored_rows, write_csv
+
+from flows.score_reviews import score_reviews
+from tasks.inbox import is_part_of, part_name
+from tasks.ledger import Ledger
+from tasks.registry import Registry, RegistryError
+
+SHA = "ab" * 32
+
+
+def run(root) -> dict:
+    return score_reviews(data_dir=str(root), settle_seconds=0)
+
+
+def add_version(root, name: str) -> str:
+    """Publish a copy of the champion under another version name."""
+    registry = Registry(root / "models")
+    shutil.copytree(registry.versions / registry.champion_version(), registry.versions / name)
+    return name
+
+
+@pytest.mark.parametrize("version, other", [("v", "v-b"), ("v", "v-s"), ("v-b", "v"),
+                                            ("2026", "2026-1"), ("a.b", "aXb")])
+def test_a_part_belongs_to_exactly_one_version(version, other):
+    for shard in (None, 0, 12):
+        name = part_name(SHA, version, shard)
+        assert is_part_of(name, SHA, version)
+        assert is_part_of(f".{name}.0123abcd.tmp", SHA, version)  # its temporary
+        assert not is_part_of(name, SHA, other)
+    assert not is_part_of(part_name(SHA, version), SHA, None)  # a scored part is no rejected part
+    assert is_part_of(part_name(SHA, None, 3), SHA, None)
+
+
+def test_version_names_cannot_look_like_shards(tmp_path):
+    with pytest.raises(RegistryError, match="shards"):
+        Registry(tmp_path).model_path("v-s0003")
+    assert Registry(tmp_path).model_path("v-s003").parent.name == "v-s003"
+
+
+def test_rescoring_with_a_version_whose_name_prefixes_another_keeps_its_parts(scoring_root):
+    """Version ``v`` rescoring a file after a rollback from ``v-b`` used to delete
+    ``v-b``'s parts (the sweep globbed ``part-<sha>-v*``) while the ledger listed them."""
+    registry = Registry(scoring_root / "models")
+    add_version(scoring_root, "v")
+    add_version(scoring_root, "v-b")
+    inbox = scoring_root / "incoming"
+    registry.set_champion("v-b", "test", "manual promotion")
+    write_csv(inbox / "a.csv", good_rows("a", 5))
+    assert run(scoring_root)["rows_scored"] == 5
+    registry.set_champion("v", "test", "rollback")
+    for archived in (scoring_root / "archive").rglob("*a.csv"):  # rescore it on purpose
+        shutil.move(archived, inbox / "a.csv")
+    assert run(scoring_root)["rows_scored"] == 5
+    versions = sorted(scored_rows(scoring_root).column("model_version").to_pylist())
+    assert versions == ["v"] * 5 + ["v-b"] * 5
+    ledger = Ledger(scoring_root / "state" / "ledger.sqlite")
+    (sha,) = set(scored_rows(scoring_root).column("source_sha256").to_pylist())
+    for version in ("v", "v-b"):  # every part the ledger lists is there
+        assert Path(ledger.scored(sha, version).scored_part).is_file()
+
+
+def test_unsupported_files_with_colliding_names_are_all_kept(scoring_root):
+    """Names that clean to one (``notes?.txt``, ``notes*.txt``, ``notes:.txt``) and the same
+    name on the same day in two runs used to overwrite each other in quarantine."""
+    inbox = scoring_root / "incoming"
+    contents = {}
+    for i, name in enumerate(["notes?.txt", "notes*.txt", "notes:.txt", "notes.txt"]):
+        contents[name] = f"not reviews {i}"
+        (inbox / name).write_text(contents[name])
+    run(scoring_root)
+    (inbox / "notes.txt").write_text("not reviews, second run")
+    run(scoring_root)
+    kept = [p for p in (scoring_root / "quarantine" / "files").rglob("*")
+            if p.is_file() and not p.name.endswith(".reason.json")]
+    assert sorted(p.read_text() for p in kept) == sorted([*contents.values(),
+                                                          "not reviews, second run"])
+    reasons = list((scoring_root / "quarantine" / "files").rglob("*.reason.json"))
+    assert len(reasons) == 5
+    for reason in reasons:  # each reason sits beside its own file
+        assert reason.with_name(reason.name.removesuffix(".reason.json")).is_file()
+    assert set(quarantined_files(scoring_root)) == {"notes?.txt", "notes*.txt", "notes:.txt",
+                                                    "notes.txt"}
+
+
+def test_a_committed_file_is_not_rescored_after_a_promotion(scoring_root, subprocess_env):
+    """Killed between the ledger commit and the archive move, then a new champion: the
+    file left in incoming/ used to be scored again, every row twice. It is archived."""
+    inbox = scoring_root / "incoming"
+    write_csv(inbox / "a.csv", good_rows("a", 7))
+    first = Registry(scoring_root / "models").champion_version()
+    killed = run_cli(scoring_root, subprocess_env, "score:ledger-committed")
+    output, _ = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, output[-3000:]
+    assert [p.name for p in inbox.rglob("*") if p.is_file()] == ["a.csv"]  # still claimed
+    Registry(scoring_root / "models").set_champion(add_version(scoring_root, "next"), "test",
+                                                   "manual promotion")
+    summary = run(scoring_root)
+    assert summary["rows_scored"] == 0 and summary["files_already_scored"] == 1
+    assert scored_rows(scoring_root).column("model_version").to_pylist() == [first] * 7
+    assert not list(inbox.iterdir())
+
+
+def test_a_file_moved_back_from_the_archive_is_scored_by_the_new_champion(scoring_root):
+    """What the README tells users to do to rescore old files still works."""
+    inbox = scoring_root / "incoming"
+    write_csv(inbox / "a.csv", good_rows("a", 7))
+    run(scoring_root)
+    Registry(scoring_root / "models").set_champion(add_version(scoring_root, "next"), "test",
+                                                   "manual promotion")
+    shutil.move(next((scoring_root / "archive").rglob("*a.csv")), inbox / "a.csv")
+    assert run(scoring_root)["rows_scored"] == 7
+    versions = scored_rows(scoring_root).column("model_version").to_pylist()
+    assert sorted(set(versions)) == sorted({"next", Registry(scoring_root / "models").read_history()[0]["version"]})
+
+
+def run_paused(root, env, pause_dir):
+    """A `reviewflow score` that stops after reading the first batch of its first file
+    until the test says go (tasks.failpoints)."""
+    pause_dir.mkdir()
+    process = run_cli(root, env, REVIEWFLOW_PAUSEPOINT="score:mid-file",
+                      REVIEWFLOW_PAUSEPOINT_DIR=str(pause_dir))
+    deadline = time.monotonic() + 300
+    while not (pause_dir / "reached").exists():
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the run never reached its pause point"
+        time.sleep(0.05)
+    return process
+
+
+def resume(process, pause_dir) -> str:
+    (pause_dir / "go").touch()
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def scored_ids(root) -> list[str]:
+    return sorted(scored_rows(root).column("review_id").to_pylist())
+
+
+def test_a_file_replaced_while_it_is_read_loses_nothing(scoring_root, subprocess_env, tmp_path):
+    """An upload renamed over the inbox name while a run reads the old content used to
+    be archived under the old content's hash: its rows were never scored."""
+    inbox = scoring_root / "incoming"
+    write_csv(inbox / "a.csv", good_rows("old", 50))
+    process = run_paused(scoring_root, subprocess_env, tmp_path / "pause")
+    write_csv(inbox / ".a.csv.tmp", good_rows("new", 60))
+    os.replace(inbox / ".a.csv.tmp", inbox / "a.csv")  # as the README tells uploaders to
+    resume(process, tmp_path / "pause")
+    run(scoring_root)
+    expected = sorted([r["review_id"] for r in good_rows("old", 50) + good_rows("new", 60)])
+    assert scored_ids(scoring_root) == expected
+    assert not [p for p in inbox.rglob("*") if p.is_file()]
+
+
+def test_a_file_appended_to_while_it_is_read_loses_nothing(scoring_root, subprocess_env,
+                                                            tmp_path):
+    """An append in place while a run reads: nothing is kept from the run that saw the
+    file change; the next run scores the whole new content, each row once."""
+    inbox = scoring_root / "incoming"
+    write_csv(inbox / "a.csv", good_rows("a", 50))
+    process = run_paused(scoring_root, subprocess_env, tmp_path / "pause")
+    (being_read,) = inbox.rglob("a.csv")
+    more = good_rows("more", 10)
+    with open(being_read, "a", encoding="utf-8") as stream:
+        stream.writelines(f"{row['review_id']},{row['text']}\n" for row in more)
+    output = resume(process, tmp_path / "pause")
+    assert '"files_changed": 1' in output
+    assert not scored_ids(scoring_root)
+    run(scoring_root)
+    assert scored_ids(scoring_root) == sorted(r["review_id"] for r in good_rows("a", 50) + more)
+    assert not [p for p in inbox.rglob("*") if p.is_file()]
+
+
+def test_a_ledger_from_before_archived_at_opens_with_its_files_archived(tmp_path):
+    """Byte-compatible with a current user's ledger: the column is added, their rows
+    count as archived (their runs finished), new commits start unarchived."""
+    import sqlite3
+
+    path = tmp_path / "ledger.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE scored_files (source_sha256 TEXT NOT NULL, model_version TEXT"
+                   " NOT NULL, source_file TEXT NOT NULL, rows_read INTEGER NOT NULL, rows_scored"
+                   " INTEGER NOT NULL, rows_quarantined INTEGER NOT NULL, scored_part TEXT,"
+                   " quarantine_part TEXT, finished_at TEXT NOT NULL,"
+                   " PRIMARY KEY (source_sha256, model_version))")
+        db.execute("INSERT INTO scored_files VALUES ('s1', 'v1', 'a.csv', 3, 2, 1, 'p', NULL,"
+                   " '2026-11-01T00:00:00+00:00')")
+    ledger = Ledger(path)
+    assert ledger.scored("s1", "v1").archived_at == "2026-11-01T00:00:00+00:00"
+    assert ledger.committed_not_archived("s1") is None
+    from tasks.ledger import ScoredFile
+
+    ledger.record_scored(ScoredFile("s2", "v1", "b.csv", 1, 1, 0, "p2", None))
+    assert ledger.committed_not_archived("s2").source_file == "b.csv"
+    ledger.record_archived("s2")
+    assert ledger.committed_not_archived("s2") is None
+    assert ledger.totals()["rows_read"] == 4
+
+
+@pytest.mark.parametrize("content", ["", '{"version": "2026', "[]", '{"version": "gone"}'])
+def test_a_broken_champion_pointer_says_how_to_repair_it(scoring_root, capsys, content):
+    """A truncated or empty champion.json, or one naming a missing version: one line that
+    says what is wrong and how to repair it, inputs untouched, and the repair works."""
+    from flows.cli import main
+
+    registry = Registry(scoring_root / "models")
+    version = registry.champion_version()
+    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
+    registry.pointer.write_text(content)
+    with pytest.raises(SystemExit) as stopped:
+        main(["score", "--data-dir", str(scoring_root)])
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err
+    assert "champion.json" in message and "reviewflow models promote VERSION" in message
+    assert "Traceback" not in message and len(message.strip().splitlines()) == 1
+    assert (scoring_root / "incoming" / "a.csv").exists()
+    main(["models", "--data-dir", str(scoring_root), "list"])
+    assert version in capsys.readouterr().out
+    main(["models", "--data-dir", str(scoring_root), "promote", version, "--reason", "repair"])
+    assert registry.champion_version() == version
+
+
+def test_loading_and_serving_a_model_writes_no_autograph_files(scoring_root, subprocess_env,
+                                                              tmp_path):
+    """TensorFlow's autograph wrote one generated source file per model into the temp
+    folder, removed only at a clean interpreter exit: never for a killed run or a Dask
+    worker process. Checked while the run is paused mid-file, model loaded and used."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 30))
+    process = run_paused(scoring_root, dict(subprocess_env, TMPDIR=str(temp)),
+                         tmp_path / "pause")
+    generated = list(temp.glob("__autograph_generated_file*"))
+    resume(process, tmp_path / "pause")
+    assert generated == []
+    assert len(scored_ids(scoring_root)) == 30

@@ -8,13 +8,18 @@ The ledger is SQLite on a local (or shared POSIX) path, also when the data root 
 object storage (``state_dir``): it is the commit record there as well. ``scored_part``
 holds the path or URL of a file's part, or a JSON list of them for a file scored in
 shards.
+
+``encoding`` (the text encoding the file was read in; NULL for Parquet) and
+``rows_id_generated`` (rows whose ``review_id`` was generated because the file has no
+id column) were added later: a ledger made before them gains the columns when opened,
+its old rows NULL there.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +34,8 @@ CREATE TABLE IF NOT EXISTS scored_files (
     scored_part      TEXT,
     quarantine_part  TEXT,
     finished_at      TEXT NOT NULL,
+    encoding         TEXT,
+    rows_id_generated INTEGER,
     PRIMARY KEY (source_sha256, model_version)
 );
 CREATE TABLE IF NOT EXISTS quarantined_files (
@@ -52,6 +59,13 @@ class ScoredFile:
     scored_part: str | None
     quarantine_part: str | None
     finished_at: str = ""
+    encoding: str | None = None
+    rows_id_generated: int | None = None
+
+
+# Columns added to scored_files after its first release, with their SQL types.
+_ADDED_COLUMNS = {"encoding": "TEXT", "rows_id_generated": "INTEGER"}
+_SCORED_COLUMNS = ", ".join(f.name for f in fields(ScoredFile))
 
 
 class Ledger:
@@ -61,6 +75,10 @@ class Ledger:
         with closing(self._connect()) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(scored_files)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in present:  # a ledger from before the column: add it, NULL
+                    db.execute(f"ALTER TABLE scored_files ADD COLUMN {name} {kind}")
 
     def _connect(self) -> sqlite3.Connection:
         # Two workers may commit at once; wait for the other's transaction to end.
@@ -68,16 +86,15 @@ class Ledger:
 
     def scored(self, sha256: str, model_version: str) -> ScoredFile | None:
         with closing(self._connect()) as db:
-            row = db.execute("SELECT * FROM scored_files WHERE source_sha256=? AND model_version=?",
-                             (sha256, model_version)).fetchone()
+            row = db.execute(f"SELECT {_SCORED_COLUMNS} FROM scored_files WHERE source_sha256=?"
+                             " AND model_version=?", (sha256, model_version)).fetchone()
         return ScoredFile(*row) if row else None
 
     def record_scored(self, entry: ScoredFile) -> None:
         values = asdict(entry) | {"finished_at": entry.finished_at or _now()}
         with closing(self._connect()) as db, db:
-            db.execute("INSERT OR REPLACE INTO scored_files VALUES (:source_sha256, :model_version,"
-                       " :source_file, :rows_read, :rows_scored, :rows_quarantined, :scored_part,"
-                       " :quarantine_part, :finished_at)", values)
+            db.execute(f"INSERT OR REPLACE INTO scored_files ({_SCORED_COLUMNS}) VALUES "
+                       f"({', '.join(':' + f.name for f in fields(ScoredFile))})", values)
 
     def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
                                 path: str) -> None:

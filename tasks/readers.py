@@ -523,8 +523,10 @@ def tsv_is_quoted(sample: str, complete: bool = True) -> bool:
     a double quote is written in double quotes, inner quotes doubled. Unquoted (NSMC):
     a double quote is text. The file is taken as quoted only on evidence only quoting
     explains (a quoted field holding a doubled quote, a tab or a line break, or a
-    quoted header) and when, read that way, no fewer of the sample's rows have the
-    header's number of fields than read the other way.
+    quoted header) and when, read that way, no more of the sample's rows lack the
+    header's number of fields than read the other way. (Misfits, not fits, are
+    compared: read unquoted, one quoted record with line breaks becomes several lines
+    that may each happen to fit.)
     """
     if not _QUOTE_OPENS.search(sample):
         return False  # no field starts with a quote: both readings are the same
@@ -537,26 +539,27 @@ def tsv_is_quoted(sample: str, complete: bool = True) -> bool:
         for m in _QUOTED_FIELD.finditer(body))
     if not evidence:
         return False
-    return _rows_fitting(body, quoted=True) >= _rows_fitting(body, quoted=False)
+    return _misfits(body, quoted=True) <= _misfits(body, quoted=False)
 
 
-def _rows_fitting(body: str, quoted: bool) -> int:
-    """Rows of ``body`` with as many fields as its header, read quoted or unquoted."""
+def _misfits(body: str, quoted: bool) -> int:
+    """Rows of ``body`` that fail to parse or lack its header's number of fields."""
     reader = csv.reader(io.StringIO(body, newline=""), **_dialect("\t", quoted, strict=True))
-    width, fitting = None, 0
+    width, misfits = None, 0
     while True:
         try:
             fields = next(reader)
         except StopIteration:
-            return fitting
+            return misfits
         except csv.Error as exc:
             if "unexpected end of data" in str(exc):
-                return fitting  # the sample ends inside a field: what came before counts
+                return misfits  # the sample ends inside a field: what came before counts
+            misfits += 1
             continue
         if width is None:
             width = len(fields)
         elif fields:
-            fitting += len(fields) == width
+            misfits += len(fields) != width
 
 
 def _dialect(delimiter: str, quoted: bool, strict: bool) -> dict:

@@ -24,6 +24,7 @@ class RowCounts:
     positives: int = 0  # scored rows predicted positive
     labeled: int = 0    # scored rows that carried a label
     correct: int = 0    # ... and whose prediction matched it
+    rows_id_generated: int = 0  # rows read whose review_id was generated (no id column)
 
     def add(self, other: RowCounts) -> None:
         for name in (f.name for f in fields(RowCounts)):
@@ -35,6 +36,7 @@ class FileOutcome(RowCounts):
     file: str
     status: str  # scored | already scored | quarantined | unsupported | busy | read
     seconds: float = 0.0
+    encoding: str = ""  # the text encoding it was read in ("" for Parquet)
     detail: str = ""
     # Where the file's work ran (README, "Scaling out"): its shards, and the Dask worker
     # addresses ("local" for the flow's own process), hosts and devices they ran on.

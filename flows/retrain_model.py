@@ -29,7 +29,7 @@ from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_e
 from tasks.failpoints import failpoint
 from tasks.inbox import part_name
 from tasks.ledger import Ledger
-from tasks.readers import UnreadableFileError, is_review_file, iter_review_batches
+from tasks.readers import ReadReport, UnreadableFileError, is_review_file, iter_review_batches
 from tasks.registry import MODEL_FILE, Registry
 from tasks.settings import Settings
 from tasks.split import fingerprint, split_labeled
@@ -56,7 +56,8 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
     layout = settings.layout
     ledger = Ledger(layout.state / "ledger.sqlite")
     validator = build_validator(settings, require_label=True)
-    frames, stats = [], {"files": 0, "files_quarantined": 0, "rows_read": 0, "rows_rejected": 0}
+    frames, stats = [], {"files": 0, "files_quarantined": 0, "rows_read": 0, "rows_rejected": 0,
+                         "rows_id_generated": 0, "encodings": {}}
     now = datetime.now(UTC)
     for path in sorted(p for p in layout.labeled.rglob("*") if is_review_file(p)):
         sha256 = file_sha256(path)
@@ -64,9 +65,13 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
                                  QUARANTINE_SCHEMA)
         seen: dict = {}  # column -> SeenValues, filled by the validator
         kept, read, dropped = [], 0, 0
+        found = ReadReport()
         try:
             for batch in iter_review_batches(path, settings.columns, settings.read_batch_rows,
-                                             settings.max_decompressed_bytes):
+                                             settings.max_decompressed_bytes,
+                                             encodings=settings.encodings,
+                                             detect_encoding=settings.detect_encoding,
+                                             sha256=sha256, report=found):
                 checked = validator.validate(batch, seen, source_name=path.name)
                 kept.append(checked.valid.select(["review_id", "text", "label"]))
                 rejected.write(with_source(checked.rejected, path.name, sha256, now))
@@ -83,11 +88,16 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
         stats["files"] += 1
         stats["rows_read"] += read
         stats["rows_rejected"] += dropped
-        logger.info("%s: %d rows, %d rejected", path.name, read, dropped)
+        if found.ids_generated:  # no id column: ids made from the content hash and row
+            stats["rows_id_generated"] += read
+        if found.encoding:
+            stats["encodings"][found.encoding] = stats["encodings"].get(found.encoding, 0) + 1
+        logger.info("%s: %d rows, %d rejected%s", path.name, read, dropped,
+                    ", ids generated" if found.ids_generated else "")
     if not frames:
         raise NoLabeledDataError(
-            f"no usable labeled reviews in {layout.labeled}; add CSV, TSV, JSON Lines or Parquet"
-            " files with review_id, text and label (0/1 or negative/positive) columns")
+            f"no usable labeled reviews in {layout.labeled}; add CSV, TSV, JSON (Lines) or Parquet"
+            " files with text and label (0/1 or negative/positive) columns (review_id optional)")
     reviews = pd.concat(frames, ignore_index=True)
     # The same id in two files: the later file's row is kept (a correction wins).
     before = len(reviews)

@@ -49,7 +49,7 @@ from tasks.inbox import (
     release_claim_folder,
 )
 from tasks.ledger import Ledger, ScoredFile
-from tasks.readers import UnreadableFileError, iter_review_batches
+from tasks.readers import ReadReport, UnreadableFileError, iter_review_batches
 from tasks.registry import Registry
 from tasks.settings import ColumnMapping, DataLayout, Settings
 from tasks.shards import Shard, plan_shards, unique_columns
@@ -95,6 +95,14 @@ class ScoreSummary:
     def count(self, status: str) -> int:
         return sum(f.status == status for f in self.files)
 
+    def encodings(self) -> dict[str, int]:
+        """Files read, by the text encoding they were read in."""
+        found: dict[str, int] = {}
+        for outcome in self.files:
+            if outcome.encoding:
+                found[outcome.encoding] = found.get(outcome.encoding, 0) + 1
+        return found
+
     @property
     def reviews_per_second(self) -> float:
         # Files overlap in time when several workers score, so their seconds are not
@@ -123,6 +131,8 @@ class ScoreSummary:
             "files_settling": self.files_settling,
             "rows_read": self.total("rows_read"), "rows_scored": scored,
             "rows_quarantined": self.total("rows_quarantined"),
+            "rows_id_generated": self.total("rows_id_generated"),
+            "encodings": self.encodings(),
             "positive_share": round(self.total("positives") / scored, 4) if scored else None,
             "accuracy_on_labeled_rows": round(self.total("correct") / labeled, 4) if labeled else None,
             "reviews_per_second": round(self.reviews_per_second, 1),
@@ -149,6 +159,8 @@ class ScoringJob:
     scored_dir: Location    # scored/scored_date=<day>
     rejected_dir: Location  # quarantine/rows/quarantined_date=<day>
     run_started: datetime
+    encodings: tuple[str, ...] = ()  # Settings.encodings
+    detect_encoding: bool = True
 
 
 @dataclass
@@ -159,6 +171,7 @@ class ShardResult(RowCounts):
     scored_part: tuple[Location, Location] | None = None
     rejected_part: tuple[Location, Location] | None = None
     unreadable: str | None = None  # the file cannot be read: quarantine it whole
+    encoding: str = ""  # the text encoding the reader used
     worker: str = "local"
     host: str = ""
     pid: int = 0
@@ -199,9 +212,13 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
     result = ShardResult(shard.index, worker=where["worker"], host=where["host"],
                          pid=where["pid"], device=where["device"])
     seen_ids = {column: SeenValues(values) for column, values in shard.seen.items()}
+    found = ReadReport()
     try:
         for batch in iter_review_batches(path, job.columns, job.read_batch_rows,
-                                         job.max_decompressed_bytes, rows=shard.rows):
+                                         job.max_decompressed_bytes, rows=shard.rows,
+                                         encodings=job.encodings,
+                                         detect_encoding=job.detect_encoding, sha256=sha256,
+                                         report=found):
             checked = validator.validate(batch, seen_ids, source_name=path.name)
             output = score_batch(model, checked.valid, job.predict_batch_size, version,
                                  path.name, sha256, job.run_started)
@@ -210,6 +227,7 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
             result.rows_read += batch.num_rows
             result.rows_scored += output.num_rows
             result.rows_quarantined += checked.rejected.num_rows
+            result.rows_id_generated += batch.num_rows if found.ids_generated else 0
             result.positives += pc.sum(output.column("predicted_label")).as_py() or 0
             given = pc.is_valid(output.column("label"))
             result.labeled += pc.sum(given).as_py() or 0
@@ -228,6 +246,7 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
     else:
         result.scored_part = (scored_temp, scored.final) if scored_temp else None
         result.rejected_part = (rejected_temp, rejected.final) if rejected_temp else None
+    result.encoding = found.encoding
     result.model_loads = model_loads(job.model)
     result.seconds = time.perf_counter() - started
     return result
@@ -320,7 +339,9 @@ class _Driver:
             try:
                 shards = plan_shards(path, self.settings.effective_shard_rows, self.unique,
                                      self.job.columns, self.job.read_batch_rows,
-                                     self.job.max_decompressed_bytes)
+                                     self.job.max_decompressed_bytes,
+                                     encodings=self.job.encodings,
+                                     detect_encoding=self.job.detect_encoding, sha256=sha256)
             except UnreadableFileError as exc:
                 self.logger.warning("quarantined %s: %s", path.name, exc.reason)
                 outcome = quarantine_file(path, self.layout, exc.reason, sha256, self.ledger)
@@ -401,9 +422,11 @@ class _Driver:
             outcome = FileOutcome(path.name, "scored")
             for result in results:
                 outcome.add(result)
+            outcome.encoding = next((r.encoding for r in results if r.encoding), "")
             self.ledger.record_scored(ScoredFile(
                 sha256, version, path.name, outcome.rows_read, outcome.rows_scored,
-                outcome.rows_quarantined, _part_record(scored), _part_record(rejected)))
+                outcome.rows_quarantined, _part_record(scored), _part_record(rejected),
+                encoding=outcome.encoding or None, rows_id_generated=outcome.rows_id_generated))
             failpoint("score:ledger-committed")
             self._archive(path, sha256)
             outcome.shards = len(results)
@@ -510,7 +533,7 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
         logger.warning(summary.inbox_note)
     for path in inbox.unsupported:
         reason = ("a symbolic link; put the file itself in the inbox" if path.is_symlink()
-                  else "not a supported review file (.csv, .tsv, .jsonl, .parquet, .gz)")
+                  else "not a supported review file (.csv, .tsv, .jsonl, .json, .parquet, .gz)")
         summary.files.append(quarantine_file(path, layout, reason, None, ledger))
     if inbox.ready:
         suite = load_suite_config(settings.suite_path)
@@ -523,7 +546,8 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
             predict_batch_size=settings.predict_batch_size, require_gpu=settings.require_gpu,
             scored_dir=layout.scored / f"scored_date={day}",
             rejected_dir=layout.quarantine / "rows" / f"quarantined_date={day}",
-            run_started=run_started)
+            run_started=run_started, encodings=tuple(settings.encodings),
+            detect_encoding=settings.detect_encoding)
         if local:  # built here once, as before, so its slow import is not inside a file's time
             cached_validator(job.suite_config, job.validator_parameters)
         with _api_for_workers(settings), task_runner_for(settings) as runner:

@@ -11,13 +11,19 @@ The ledger is SQLite on a local (or shared POSIX) path, also when the data root 
 object storage (``state_dir``): it is the commit record there as well. ``scored_part``
 holds the path or URL of a file's part, or a JSON list of them for a file scored in
 shards.
+
+``encoding`` (the text encoding the file was read in; NULL for Parquet) and
+``rows_id_generated`` (rows whose ``review_id`` was generated because the file has no
+id column) were added later, and so was ``archived_at``: a ledger made before them gains
+the columns when opened, its old rows NULL there (``archived_at``: their ``finished_at``,
+since those runs had ended).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +38,8 @@ CREATE TABLE IF NOT EXISTS scored_files (
     scored_part      TEXT,
     quarantine_part  TEXT,
     finished_at      TEXT NOT NULL,
+    encoding         TEXT,
+    rows_id_generated INTEGER,
     archived_at      TEXT,
     PRIMARY KEY (source_sha256, model_version)
 );
@@ -45,10 +53,6 @@ CREATE TABLE IF NOT EXISTS quarantined_files (
 """
 
 
-_COLUMNS = ("source_sha256, model_version, source_file, rows_read, rows_scored, "
-            "rows_quarantined, scored_part, quarantine_part, finished_at, archived_at")
-
-
 @dataclass(frozen=True)
 class ScoredFile:
     source_sha256: str
@@ -60,7 +64,14 @@ class ScoredFile:
     scored_part: str | None
     quarantine_part: str | None
     finished_at: str = ""
-    archived_at: str | None = None
+    encoding: str | None = None
+    rows_id_generated: int | None = None
+    archived_at: str | None = None  # when the input left incoming/; None: not yet
+
+
+# Columns added to scored_files after its first release, with their SQL types.
+_ADDED_COLUMNS = {"encoding": "TEXT", "rows_id_generated": "INTEGER", "archived_at": "TEXT"}
+_SCORED_COLUMNS = ", ".join(f.name for f in fields(ScoredFile))
 
 
 class Ledger:
@@ -70,11 +81,13 @@ class Ledger:
         with closing(self._connect()) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(scored_files)")}
-            if "archived_at" not in columns:
-                # A ledger from before archived_at: its files count as archived (their
-                # runs ended before this version could say otherwise).
-                db.execute("ALTER TABLE scored_files ADD COLUMN archived_at TEXT")
+            present = {row[1] for row in db.execute("PRAGMA table_info(scored_files)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in present:  # a ledger from before the column: add it, NULL
+                    db.execute(f"ALTER TABLE scored_files ADD COLUMN {name} {kind}")
+            if "archived_at" not in present:
+                # Its files count as archived: their runs ended before this version
+                # could say otherwise.
                 db.execute("UPDATE scored_files SET archived_at = finished_at")
 
     def _connect(self) -> sqlite3.Connection:
@@ -83,24 +96,23 @@ class Ledger:
 
     def scored(self, sha256: str, model_version: str) -> ScoredFile | None:
         with closing(self._connect()) as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM scored_files WHERE source_sha256=?"
-                             " AND model_version=?",
-                             (sha256, model_version)).fetchone()
+            row = db.execute(f"SELECT {_SCORED_COLUMNS} FROM scored_files WHERE source_sha256=?"
+                             " AND model_version=?", (sha256, model_version)).fetchone()
         return ScoredFile(*row) if row else None
 
     def committed_not_archived(self, sha256: str) -> ScoredFile | None:
         """A committed scoring of this content whose input was never archived, by any
         model: a run died between its commit and its archive move."""
         with closing(self._connect()) as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM scored_files WHERE source_sha256=?"
+            row = db.execute(f"SELECT {_SCORED_COLUMNS} FROM scored_files WHERE source_sha256=?"
                              " AND archived_at IS NULL", (sha256,)).fetchone()
         return ScoredFile(*row) if row else None
 
     def record_scored(self, entry: ScoredFile) -> None:
         values = asdict(entry) | {"finished_at": entry.finished_at or _now()}
         with closing(self._connect()) as db, db:
-            db.execute(f"INSERT OR REPLACE INTO scored_files ({_COLUMNS}) VALUES "
-                       f"({', '.join(':' + name for name in _COLUMNS.split(', '))})", values)
+            db.execute(f"INSERT OR REPLACE INTO scored_files ({_SCORED_COLUMNS}) VALUES "
+                       f"({', '.join(':' + f.name for f in fields(ScoredFile))})", values)
 
     def record_archived(self, sha256: str) -> None:
         """The content's input has left ``incoming/``: its committed rows are complete."""

@@ -5,11 +5,32 @@ columns of ``NORMALIZED_SCHEMA``: whatever the file called its columns, and what
 types it stored them as, downstream code sees ``review_id`` and ``text`` as strings,
 ``label`` as int8 (1 positive, 0 negative, -1 not understood, null absent), the
 1-based ``source_row`` of each row in its file, and ``read_error`` for rows the reader
-could parse only partly (a JSON line that is not an object, a text that is not a
-string). Files are streamed, so a file larger than memory is read batch by batch.
+could parse only partly or not at all (a CSV line with too many fields, a JSON line
+that is not an object, a text that is not a string). Such a row keeps the raw line in
+``text`` and says why, with its line number, in ``read_error``; validation quarantines
+it. Files are streamed, so a file larger than memory is read batch by batch.
 
-A file that cannot be read at all raises ``UnreadableFileError`` with a reason that
-names the file; the caller quarantines it whole.
+A file that cannot be read at all (wrong format, no header, undecodable, no row
+parsed) raises ``UnreadableFileError`` with a reason that names the file; the caller
+quarantines it whole.
+
+Files as they arrive in the wild (README, "Input files"):
+
+- No id column: each row gets a stable generated id, ``<first 16 hex of the file's
+  SHA-256>-row<source_row>`` (same bytes, same ids); ``ReadReport.ids_generated`` says so.
+- CSV is RFC 4180 (quoted fields, as pandas and Excel write). TSV comes both ways: NSMC
+  style, where a double quote is plain text, and quoted like CSV (pandas
+  ``to_csv(sep="\\t")``); the start of each file decides (``tsv_is_quoted``).
+- Encodings: UTF-8 (with or without BOM) and UTF-16 with BOM are read as they are; any
+  other encoding when named in the ``encodings`` setting or detected unambiguously by
+  charset-normalizer (``resolve_encoding``). ``ReadReport.encoding`` records which.
+- ``.json`` holding one array of objects is streamed element by element; a ``.json``
+  starting with ``{`` is read as JSON Lines.
+
+Delimited files are parsed by pyarrow (fast, multi-threaded). When pyarrow meets a
+malformed line, or a quote still open at the end of the file, the file is read again
+from the first row not yet yielded by Python's ``csv`` module, which rejects bad lines
+one by one (the careful path).
 
 ``path`` may also be an ``ObjectPath`` (``s3://...``): text formats are streamed from
 the object, Parquet is read with ranged requests (only the row groups needed).
@@ -21,10 +42,15 @@ shards read only their row groups; text shards parse and skip the rows before th
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
 import io
-from collections.abc import Iterator
+import json
+import re
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -45,7 +71,21 @@ NORMALIZED_SCHEMA = pa.schema([
 ])
 
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-            ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+            ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+
+# The start of a text file that decides its encoding and, for TSV, its quoting.
+SAMPLE_BYTES = 1 << 20
+# Non-ASCII bytes charset-normalizer needs to see before its guess is trusted: on a
+# few accented letters it names an encoding at random (latin-1 "très" came back johab).
+MIN_DETECT_BYTES = 256
+# A rejected row keeps at most this much of its raw line(s).
+MAX_RAW_CHARS = 1 << 20
+# One element of a JSON array may not be larger than this (characters): it bounds the
+# memory a broken array (an element that never ends) can take before it is rejected.
+MAX_JSON_ELEMENT_CHARS = 64 << 20
+# Encodings that extend another: a file both decode the same way is not ambiguous.
+_ENCODING_FAMILY = {"euc_kr": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
+                    "shift_jis": "cp932", "ascii": "utf_8"}
 
 
 class UnreadableFileError(Exception):
@@ -59,8 +99,25 @@ class UnreadableFileError(Exception):
 
 @dataclass(frozen=True)
 class FileFormat:
-    kind: str  # csv | tsv | jsonl | parquet
+    kind: str  # csv | tsv | jsonl | json | parquet
     gzipped: bool
+
+
+@dataclass
+class ReadReport:
+    """What a reader learned about one file while reading it; filled in as it reads.
+
+    ``encoding``: the text encoding used ("" for Parquet). ``ids_generated``: the file
+    has no id column, so every ``review_id`` was generated from the content hash and
+    row number. ``layout``: how the file was parsed ("csv quoted", "tsv unquoted",
+    "json array", ...). ``careful``: why the careful (line by line) path was taken, if
+    it was.
+    """
+
+    encoding: str = ""
+    ids_generated: bool = False
+    layout: str = ""
+    careful: str = ""
 
 
 def detect_format(path: Path) -> FileFormat | None:
@@ -83,40 +140,75 @@ def is_review_file(path: Path) -> bool:
 
 def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
                         max_decompressed_bytes: int,
-                        rows: tuple[int, int | None] | None = None) -> Iterator[pa.Table]:
+                        rows: tuple[int, int | None] | None = None, *,
+                        encodings: Sequence[str] = (), detect_encoding: bool = True,
+                        sha256: str | None = None,
+                        report: ReadReport | None = None) -> Iterator[pa.Table]:
     """Yield normalized batches of the reviews in ``path`` (of its rows ``rows`` only).
 
+    ``encodings`` are tried, in order, on a text file that is not UTF-8 or UTF-16;
+    ``detect_encoding`` lets charset-normalizer name one when none fits. ``sha256`` is
+    the file's content hash, the seed of generated ids (computed here if needed and
+    not given). ``report``, if given, is filled in with what was found (``ReadReport``).
+
     Raises ``UnreadableFileError`` if the file's format, encoding, compression or
-    columns make it unreadable. Batches already yielded stay valid, so callers that
-    need all-or-nothing handling must stage their output until the generator ends.
+    columns make it unreadable, or if not one row of it could be parsed. Batches
+    already yielded stay valid, so callers that need all-or-nothing handling must
+    stage their output until the generator ends.
     """
     fmt = detect_format(path)
     if fmt is None:
         raise UnreadableFileError(path, "unsupported file type; use .csv, .tsv, .jsonl, "
-                                        ".parquet (text formats may end in .gz)")
+                                        ".json, .parquet (text formats may end in .gz)")
     if path.stat().st_size == 0:
         raise UnreadableFileError(path, "the file is empty")
-    rows_seen = 0
+    report = report if report is not None else ReadReport()
+    ids = _GeneratedIds(path, sha256)
+    rows_seen = rows_parsed = 0
+    first_error: str | None = None
+    encoding = ""
     try:
         if fmt.kind == "parquet":
-            batches = _parquet_batches(path, columns, batch_rows, rows)
-        elif fmt.kind == "jsonl":
-            batches = _jsonl_batches(path, fmt.gzipped, columns, batch_rows, max_decompressed_bytes)
+            report.layout = "parquet"
+            batches = _parquet_batches(path, columns, batch_rows, rows, ids, report)
         else:
-            batches = _delimited_batches(path, fmt, columns, batch_rows, max_decompressed_bytes)
+            sample, complete = _head(path, fmt.gzipped, max_decompressed_bytes)
+            encoding = resolve_encoding(path, sample, encodings, detect_encoding)
+            report.encoding = encoding
+            text_sample = _decode_sample(sample, encoding, complete)
+            if fmt.kind in ("json", "jsonl"):
+                batches = _json_batches(path, fmt, text_sample, encoding, columns, batch_rows,
+                                        max_decompressed_bytes, ids, report)
+            else:
+                batches = _delimited_batches(path, fmt, text_sample, complete, encoding, columns,
+                                             batch_rows, max_decompressed_bytes, ids, report)
         if rows is not None:
             batches = _within(batches, *rows)
         for batch in batches:
             rows_seen += batch.num_rows
+            errors = batch.column("read_error")
+            rows_parsed += errors.null_count
+            if first_error is None and errors.null_count < batch.num_rows:
+                first_error = pc.drop_null(errors)[0].as_py()
             yield batch
     except UnreadableFileError:
         raise
+    except UnicodeError as exc:
+        where = f" after row {rows_seen}" if rows_seen else ""
+        raise UnreadableFileError(path, f"is not valid {encoding or 'text'}{where} ({exc}); if "
+                                        "the file uses another encoding, name it in the "
+                                        "encodings setting (REVIEWFLOW_ENCODINGS=cp949, "
+                                        "cp1252, ...)") from exc
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError,
-            UnicodeError, EOFError, gzip.BadGzipFile) as exc:
+            EOFError, gzip.BadGzipFile) as exc:
         where = f" after row {rows_seen}" if rows_seen else ""
         raise UnreadableFileError(path, f"cannot be read as {fmt.kind}{where}: {exc}") from exc
     if rows_seen == 0:
         raise UnreadableFileError(path, "the file has no data rows")
+    if rows_parsed == 0 and rows is None:
+        # Every row is a read error: this is no review file of its format at all.
+        raise UnreadableFileError(path, f"not one of its {rows_seen} rows could be parsed "
+                                        f"as {fmt.kind}; the first: {first_error}")
 
 
 def parquet_row_count(path) -> int:
@@ -125,6 +217,87 @@ def parquet_row_count(path) -> int:
         return pq.ParquetFile(path).metadata.num_rows
     with path.open("rb") as handle:
         return pq.ParquetFile(handle).metadata.num_rows
+
+
+# --------------------------------------------------------------------------- encodings
+
+def resolve_encoding(path: Path, sample: bytes, encodings: Sequence[str] = (),
+                     detect: bool = True) -> str:
+    """The encoding to read a text file in, judged from its first bytes ``sample``.
+
+    In order: a UTF-16 byte-order mark; UTF-8 (with or without its mark); the first of
+    ``encodings`` that decodes the sample; charset-normalizer's guess, taken only when
+    it is unambiguous (every low-chaos candidate decodes the sample to the same text)
+    and rests on at least ``MIN_DETECT_BYTES`` non-ASCII bytes. Otherwise the file is
+    unreadable, and the reason names the setting that would make it readable.
+    """
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if _decodes(sample, "utf-8"):
+        return "utf-8"  # pyarrow skips a UTF-8 byte-order mark itself
+    for name in encodings:
+        if _decodes(sample, name):
+            return name
+    guess = _detected(sample) if detect else None
+    if guess is not None:
+        return guess
+    tried = f" nor as {', '.join(encodings)}" if encodings else ""
+    return _undecodable(path, sample, tried, detect)
+
+
+def _undecodable(path: Path, sample: bytes, tried: str, detect: bool) -> str:
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = f" (byte {exc.start}: {sample[exc.start:exc.start + 4]!r})"
+    else:
+        at = ""
+    detected = " and charset-normalizer could not tell its encoding for sure" if detect else ""
+    raise UnreadableFileError(
+        path, f"cannot be decoded as UTF-8{at}{tried}{detected}; name the file's encoding in "
+              "the encodings setting (REVIEWFLOW_ENCODINGS=cp949 for Korean Windows/EUC-KR "
+              "files, cp1252 for Western Windows/latin-1 ones)")
+
+
+def _decodes(sample: bytes, encoding: str) -> bool:
+    """Whether ``sample`` is valid ``encoding`` (a character cut at its end allowed)."""
+    try:
+        codecs.getincrementaldecoder(encoding)(errors="strict").decode(sample, final=False)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+def _detected(sample: bytes) -> str | None:
+    """charset-normalizer's encoding for ``sample``, if it is sure of it."""
+    if sum(1 for byte in sample if byte > 127) < MIN_DETECT_BYTES:
+        return None
+    from charset_normalizer import from_bytes  # imported only for files that need it
+
+    matches = from_bytes(sample)
+    best = matches.best()
+    if best is None or best.percent_chaos > 1.0 or not _decodes(sample, best.encoding):
+        return None
+    text = _decode_sample(sample, best.encoding, complete=False)
+    family = _ENCODING_FAMILY.get(best.encoding, best.encoding)
+    for match in matches:
+        if match.percent_chaos > 1.0 or _ENCODING_FAMILY.get(match.encoding,
+                                                             match.encoding) == family:
+            continue
+        if not _decodes(sample, match.encoding) or \
+                _decode_sample(sample, match.encoding, complete=False) != text:
+            return None  # cp1250 or cp1252? a wrong guess would silently change the text
+    return best.encoding
+
+
+def _decode_sample(sample: bytes, encoding: str, complete: bool) -> str:
+    decoder = codecs.getincrementaldecoder(_python_codec(encoding))(errors="strict")
+    return decoder.decode(sample, final=complete)
+
+
+def _python_codec(encoding: str) -> str:
+    # Python's plain utf-8 codec keeps a byte-order mark as U+FEFF; pyarrow drops it.
+    return "utf-8-sig" if encoding == "utf-8" else encoding
 
 
 # --------------------------------------------------------------------------- helpers
@@ -191,16 +364,41 @@ def _open_bytes(path: Path, gzipped: bool, limit: int) -> io.BufferedReader:
     return open(path, "rb")  # noqa: SIM115 - closed by the caller
 
 
-def _sniff_encoding(path: Path, gzipped: bool, limit: int) -> str:
+def _head(path: Path, gzipped: bool, limit: int) -> tuple[bytes, bool]:
+    """The first ``SAMPLE_BYTES`` of the (decompressed) file, and whether that is all of it."""
     with _open_bytes(path, gzipped, limit) as stream:
-        head = stream.read(4)
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    return "utf-8"  # pyarrow skips a UTF-8 byte-order mark itself
+        sample = stream.read(SAMPLE_BYTES + 1)
+    return sample[:SAMPLE_BYTES], len(sample) <= SAMPLE_BYTES
+
+
+def _open_text(path: Path, gzipped: bool, limit: int, encoding: str, newline: str | None):
+    raw = _open_bytes(path, gzipped, limit)
+    return io.TextIOWrapper(raw, encoding=_python_codec(encoding), errors="strict",
+                            newline=newline)
+
+
+@dataclass
+class _GeneratedIds:
+    """Where generated review ids come from: the file's content hash (computed once,
+    only if a file without an id column needs it and the caller did not pass it)."""
+
+    path: Path
+    sha256: str | None
+
+    def prefix(self) -> str:
+        if self.sha256 is None:
+            from tasks.storage import file_sha256
+
+            self.sha256 = file_sha256(self.path)
+        return f"{self.sha256[:16]}-row"
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().lstrip("\ufeff")
 
 
 def _pick(names: list[str], wanted: list[str]) -> str | None:
-    lowered = {name.strip().lower().lstrip("\ufeff"): name for name in names}
+    lowered = {_key(name): name for name in names}
     for candidate in wanted:
         if candidate.lower() in lowered:
             return lowered[candidate.lower()]
@@ -209,23 +407,36 @@ def _pick(names: list[str], wanted: list[str]) -> str | None:
 
 @dataclass(frozen=True)
 class _Columns:
-    review_id: str
+    review_id: str | None  # None: ids are generated, ``id_prefix`` + source_row
     text: str
     label: str | None
+    id_prefix: str | None = None
 
 
-def _resolve(path: Path, names: list[str], columns: ColumnMapping) -> _Columns:
+def _resolve(path: Path, names: list[str], columns: ColumnMapping,
+             ids: _GeneratedIds | None = None) -> _Columns:
     review_id = _pick(names, columns.review_id)
     text = _pick(names, columns.text)
-    missing = [f"{role} (looked for {', '.join(options)})"
-               for role, found, options in (("text", text, columns.text),
-                                            ("review_id", review_id, columns.review_id))
-               if found is None]
-    if missing:
+    label = _pick(names, columns.label)
+    if text is None:
         raise UnreadableFileError(
-            path, f"missing required column {'; '.join(missing)}; the file has columns "
-                  f"{names}. Rename the column or add its name to the column mapping settings")
-    return _Columns(review_id, text, _pick(names, columns.label))
+            path, f"missing required column text (looked for {', '.join(columns.text)}); the "
+                  f"file has columns {names}. Rename the column or add its name to the "
+                  "column mapping settings")
+    keys = [_key(name) for name in names]
+    for role, name in (("review_id", review_id), ("text", text), ("label", label)):
+        if name is not None and keys.count(_key(name)) > 1:
+            # pyarrow would raise KeyError ('Field "text" exists 2 times in schema') far
+            # from here; which of the two holds the reviews cannot be guessed.
+            raise UnreadableFileError(
+                path, f"column {name!r} (the {role} column) appears {keys.count(_key(name))} "
+                      f"times in the header {names}; rename or drop the extra one")
+    prefix = None
+    if review_id is None:
+        if ids is None:
+            raise UnreadableFileError(path, "missing required column review_id")
+        prefix = ids.prefix()
+    return _Columns(review_id, text, label, prefix)
 
 
 def map_labels(raw: pa.Array, columns: ColumnMapping) -> pa.Array:
@@ -249,9 +460,14 @@ def _normalize(table: pa.Table, cols: _Columns, first_row: int, columns: ColumnM
     else:
         label_raw = pa.nulls(n, pa.string())
         label = pa.nulls(n, pa.int8())
+    source_row = pa.array(range(first_row, first_row + n), pa.int64())
+    if cols.review_id is None:
+        review_id = pc.binary_join_element_wise(cols.id_prefix, source_row.cast(pa.string()), "")
+    else:
+        review_id = table.column(cols.review_id).combine_chunks().cast(pa.string())
     return pa.Table.from_arrays([
-        pa.array(range(first_row, first_row + n), pa.int64()),
-        table.column(cols.review_id).combine_chunks().cast(pa.string()),
+        source_row,
+        review_id,
         table.column(cols.text).combine_chunks(),
         label,
         label_raw,
@@ -259,21 +475,146 @@ def _normalize(table: pa.Table, cols: _Columns, first_row: int, columns: ColumnM
     ], schema=NORMALIZED_SCHEMA)
 
 
-def _delimited_batches(path: Path, fmt: FileFormat, columns: ColumnMapping, batch_rows: int,
-                       limit: int) -> Iterator[pa.Table]:
-    encoding = _sniff_encoding(path, fmt.gzipped, limit)
+def _rebatch(tables: Iterator[pa.Table], cols: _Columns, columns: ColumnMapping,
+             batch_rows: int, first_row: int = 1,
+             before_last: Callable[[pa.Table], None] | None = None) -> Iterator[pa.Table]:
+    """Re-cut incoming tables into batches of ``batch_rows`` and normalize them.
+
+    With ``before_last``, the file's last row is held back until every table is in and
+    ``before_last(rows not yielded yet)`` has run: it may raise, and the last row is
+    the one an unclosed quote would have swallowed the rest of the file into.
+    """
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    next_row = first_row
+    keep = 1 if before_last is not None else 0
+    for table in tables:
+        pending.append(table)
+        pending_rows += table.num_rows
+        while pending_rows - keep >= batch_rows:
+            merged = pa.concat_tables(pending)
+            head, rest = merged.slice(0, batch_rows), merged.slice(batch_rows)
+            yield _normalize(head, cols, next_row, columns)
+            next_row += batch_rows
+            pending, pending_rows = [rest], rest.num_rows
+    if pending_rows:
+        rest = pa.concat_tables(pending)
+        if before_last is not None:
+            before_last(rest)
+        yield _normalize(rest, cols, next_row, columns)
+
+
+# --------------------------------------------------------------------------- CSV and TSV
+
+class _CarefulRead(Exception):
+    """pyarrow's parse cannot be trusted from here on: read the rest line by line."""
+
+
+# A field that starts with a quote (at a line start or after a tab).
+_QUOTE_OPENS = re.compile(r'(?:^|\t)"', re.MULTILINE)
+# A whole quoted field: its content may hold doubled quotes, tabs and line breaks.
+_QUOTED_FIELD = re.compile(r'(?:^|\t)"([^"]*(?:""[^"]*)*)"(?=\t|\r|\n|$)', re.MULTILINE)
+# Characters of the sample both readings of a TSV are compared on: enough rows to tell
+# them apart (thousands of reviews), few enough to cost milliseconds, not tens of them.
+_COMPARE_CHARS = 1 << 18
+
+
+def tsv_is_quoted(sample: str, complete: bool = True) -> bool:
+    """Whether a TSV file quotes its fields the CSV way, judged from its start ``sample``.
+
+    Quoted (pandas ``to_csv(sep="\\t")``, Excel): a field holding a tab, a line break or
+    a double quote is written in double quotes, inner quotes doubled. Unquoted (NSMC):
+    a double quote is text. The file is taken as quoted only on evidence only quoting
+    explains (a quoted field holding a doubled quote, a tab or a line break, or a
+    quoted header) and when, read that way, no more of the sample's rows lack the
+    header's number of fields than read the other way. (Misfits, not fits, are
+    compared: read unquoted, one quoted record with line breaks becomes several lines
+    that may each happen to fit.)
+    """
+    if not _QUOTE_OPENS.search(sample):
+        return False  # no field starts with a quote: both readings are the same
+    body = sample if complete else sample[: sample.rfind("\n") + 1]
+    first_line = body.split("\n", 1)[0].rstrip("\r")
+    header_quoted = bool(first_line) and all(
+        len(field) >= 2 and field[0] == field[-1] == '"' for field in first_line.split("\t"))
+    evidence = header_quoted or any(
+        '""' in m.group(1) or "\t" in m.group(1) or "\n" in m.group(1) or "\r" in m.group(1)
+        for m in _QUOTED_FIELD.finditer(body))
+    if not evidence:
+        return False
+    if len(body) > _COMPARE_CHARS:
+        body = body[: body.rfind("\n", 0, _COMPARE_CHARS) + 1] or body
+    return _misfits(body, quoted=True) <= _misfits(body, quoted=False)
+
+
+def _misfits(body: str, quoted: bool) -> int:
+    """Rows of ``body`` that fail to parse or lack its header's number of fields."""
+    reader = csv.reader(io.StringIO(body, newline=""), **_dialect("\t", quoted, strict=True))
+    width, misfits = None, 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return misfits
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                return misfits  # the sample ends inside a field: what came before counts
+            misfits += 1
+            continue
+        if width is None:
+            width = len(fields)
+        elif fields:
+            misfits += len(fields) != width
+
+
+def _dialect(delimiter: str, quoted: bool, strict: bool) -> dict:
+    if quoted:
+        return {"delimiter": delimiter, "quotechar": '"', "doublequote": True, "strict": strict}
+    return {"delimiter": delimiter, "quoting": csv.QUOTE_NONE}
+
+
+def _delimited_batches(path: Path, fmt: FileFormat, sample: str, complete: bool, encoding: str,
+                       columns: ColumnMapping, batch_rows: int, limit: int, ids: _GeneratedIds,
+                       report: ReadReport) -> Iterator[pa.Table]:
     delimiter = "\t" if fmt.kind == "tsv" else ","
-    # Tab-separated review files (NSMC's among them) do not quote fields: a double quote
-    # inside a review is text, not a quoting character.
-    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=fmt.kind == "csv",
-                               quote_char='"' if fmt.kind == "csv" else False)
-    # Read the header first so every column can be read as a string: ids like "007"
-    # keep their zeros and a label column of words and numbers does not fail inference.
-    with _open_bytes(path, fmt.gzipped, limit) as stream:
-        head = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(
-            encoding=encoding, block_size=1 << 16), parse_options=parse)
-        names = head.schema.names
-    cols = _resolve(path, names, columns)
+    quoted = fmt.kind == "csv" or tsv_is_quoted(sample, complete)
+    report.layout = f"{fmt.kind} {'quoted' if quoted else 'unquoted'}"
+    try:
+        names = next(csv.reader(io.StringIO(sample, newline=""),
+                                **_dialect(delimiter, quoted, strict=False)))
+    except StopIteration:
+        names = []
+    if not any(name.strip() for name in names):
+        raise UnreadableFileError(path, "the first line holds no column names; the file "
+                                        "needs a header line (review_id, text, label)")
+    cols = _resolve(path, names, columns, ids)
+    report.ids_generated = cols.review_id is None
+    yielded = 0
+    try:
+        for batch in _fast_delimited(path, fmt, encoding, quoted, names, cols, columns,
+                                     batch_rows, limit):
+            yielded += batch.num_rows
+            yield batch
+        return
+    except _CarefulRead as exc:
+        report.careful = str(exc)
+    except pa.ArrowInvalid as exc:
+        # A malformed line (or bytes that are not valid text) in the block pyarrow was
+        # parsing; the rows before that block are already out.
+        report.careful = str(exc)
+    yield from _careful_delimited(path, fmt, encoding, quoted, names, cols, columns,
+                                  batch_rows, limit, skip=yielded)
+
+
+def _fast_delimited(path: Path, fmt: FileFormat, encoding: str, quoted: bool, names: list[str],
+                    cols: _Columns, columns: ColumnMapping, batch_rows: int,
+                    limit: int) -> Iterator[pa.Table]:
+    """pyarrow's multi-threaded CSV reader, streaming blocks of 16 MiB."""
+    # NSMC-style TSV does not quote fields: a double quote inside a review is text.
+    parse = pacsv.ParseOptions(delimiter="\t" if fmt.kind == "tsv" else ",",
+                               newlines_in_values=quoted, quote_char='"' if quoted else False)
+    # Every column read as a string: ids like "007" keep their zeros and a label column
+    # of words and numbers does not fail inference.
     convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in names},
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
     # Rows of a block stay together; a block of 16 MiB keeps memory flat for any file size.
@@ -281,35 +622,182 @@ def _delimited_batches(path: Path, fmt: FileFormat, columns: ColumnMapping, batc
     with _open_bytes(path, fmt.gzipped, limit) as stream:
         reader = pacsv.open_csv(stream, read_options=read, parse_options=parse,
                                 convert_options=convert)
+        if reader.schema.names != names:  # the header line parsed differently: trust neither
+            raise _CarefulRead(f"pyarrow read the header as {reader.schema.names}")
         yield from _rebatch((pa.Table.from_batches([b]) for b in reader), cols, columns,
-                            batch_rows)
+                            batch_rows, before_last=_check_last_row if quoted else None)
 
+
+def _check_last_row(rest: pa.Table) -> None:
+    """A quote opened and never closed makes pyarrow read the rest of the file, line
+    breaks and all, as the last row's field: rows lost without a trace. A line break
+    in a field of the last row is the sign; the careful path then tells an unclosed
+    quote from a review that really spans lines."""
+    for column in rest.columns:
+        value = column[len(column) - 1].as_py()
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            raise _CarefulRead("the last row holds a line break: a quote may never close")
+
+
+class _Lines:
+    """The lines of a text stream, handed to ``csv.reader`` one at a time.
+
+    Remembers the lines the current record took (``taken``, from line number
+    ``first``), and can push lines back to be read again: after a quote that never
+    closes, the lines it swallowed are rows of their own.
+    """
+
+    def __init__(self, source):
+        self._source = iter(source)
+        self._back: deque[str] = deque()
+        self.taken: list[str] = []
+        self.next_number = 1
+        self.first = 1
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self._back.popleft() if self._back else next(self._source)
+        self.taken.append(line)
+        self.next_number += 1
+        return line
+
+    def begin(self) -> None:
+        self.taken = []
+        self.first = self.next_number
+
+    def push_back(self, lines: list[str]) -> None:
+        self._back.extendleft(reversed(lines))
+        self.next_number -= len(lines)
+
+
+@dataclass
+class _Record:
+    fields: list[str] | None  # None: rejected
+    raw: str
+    error: str | None = None
+
+
+def _records(lines: _Lines, delimiter: str, quoted: bool, width: int) -> Iterator[_Record]:
+    """Records of a delimited text, each good or rejected with its line numbers.
+
+    Blank lines are skipped (as pyarrow does). A record with the wrong number of fields,
+    or a line Python's strict parser rejects, is rejected whole. A quote that never
+    closes (the file ends, or the field outgrows csv's field size limit, inside it)
+    rejects only the line it opened on; the lines after it are read again as records.
+    """
+    reader = csv.reader(lines, **_dialect(delimiter, quoted, strict=True))
+    while True:
+        lines.begin()
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            taken, first, message = lines.taken, lines.first, str(exc)
+            if quoted and ("unexpected end of data" in message or "field limit" in message):
+                lines.push_back(taken[1:])
+                yield _Record(None, taken[0], f"line {first}: a quote opened in this line is "
+                              "never closed, so the line is rejected and the lines after it "
+                              "are read again as rows")
+                continue
+            fields = None
+            if len(taken) == 1:
+                # Like pyarrow, read 'a,"b"c' as 'bc' rather than lose the row.
+                lenient = list(csv.reader(taken, **_dialect(delimiter, quoted, strict=False)))
+                fields = lenient[0] if len(lenient) == 1 else None
+            if fields is None:
+                yield _Record(None, "".join(taken), f"{_lines_named(first, len(taken))}: "
+                                                    f"cannot be parsed ({message})")
+                continue
+        if not fields:
+            continue  # a blank line
+        if len(fields) != width:
+            yield _Record(None, "".join(lines.taken),
+                          f"{_lines_named(lines.first, len(lines.taken))}: expected {width} "
+                          f"fields, found {len(fields)}")
+            continue
+        yield _Record(fields, "")
+
+
+def _lines_named(first: int, count: int) -> str:
+    return f"line {first}" if count == 1 else f"lines {first}-{first + count - 1}"
+
+
+def _careful_delimited(path: Path, fmt: FileFormat, encoding: str, quoted: bool,
+                       names: list[str], cols: _Columns, columns: ColumnMapping,
+                       batch_rows: int, limit: int, skip: int) -> Iterator[pa.Table]:
+    """The same rows as ``_fast_delimited``, parsed line by line by Python's csv, with
+    malformed lines as rejected rows; the first ``skip`` rows are not yielded again."""
+    delimiter = "\t" if fmt.kind == "tsv" else ","
+    positions = [names.index(name) if name is not None else None
+                 for name in (cols.review_id, cols.text, cols.label)]
+    out_cols = _Columns("review_id" if cols.review_id else None, "text",
+                        "label" if cols.label else None, cols.id_prefix)
+    values: dict[str, list] = {"review_id": [], "text": [], "label": [], "error": []}
+    row = 0
+    with _open_text(path, fmt.gzipped, limit, encoding, newline="") as text:
+        lines = _Lines(text)
+        records = _records(lines, delimiter, quoted, len(names))
+        next(records, None)  # the header
+        for record in records:
+            row += 1
+            if row <= skip:
+                continue
+            if record.fields is None:
+                picked = [None, record.raw[:MAX_RAW_CHARS], None]
+            else:
+                picked = [record.fields[i] if i is not None else None for i in positions]
+            for key, value in zip(("review_id", "text", "label"), picked):
+                values[key].append(value)
+            values["error"].append(record.error)
+            if len(values["text"]) == batch_rows:
+                yield _careful_table(values, out_cols, row - batch_rows + 1, columns)
+                values = {key: [] for key in values}
+    if values["text"]:
+        yield _careful_table(values, out_cols, row - len(values["text"]) + 1, columns)
+
+
+def _careful_table(values: dict[str, list], cols: _Columns, first_row: int,
+                   columns: ColumnMapping) -> pa.Table:
+    table = pa.table({key: pa.array(values[key], pa.string())
+                      for key in ("review_id", "text", "label")})
+    return _normalize(table, cols, first_row, columns, pa.array(values["error"], pa.string()))
+
+
+# --------------------------------------------------------------------------- Parquet
 
 def _parquet_batches(path: Path, columns: ColumnMapping, batch_rows: int,
-                     rows: tuple[int, int | None] | None = None) -> Iterator[pa.Table]:
+                     rows: tuple[int, int | None] | None, ids: _GeneratedIds,
+                     report: ReadReport) -> Iterator[pa.Table]:
     if isinstance(path, Path):
-        yield from _parquet_file_batches(path, path, columns, batch_rows, rows)
+        yield from _parquet_file_batches(path, path, columns, batch_rows, rows, ids, report)
     else:
         with path.open("rb") as handle:  # ranged reads of the object
-            yield from _parquet_file_batches(path, handle, columns, batch_rows, rows)
+            yield from _parquet_file_batches(path, handle, columns, batch_rows, rows, ids,
+                                             report)
 
 
 def _parquet_file_batches(path, source, columns: ColumnMapping, batch_rows: int,
-                          rows: tuple[int, int | None] | None) -> Iterator[pa.Table]:
+                          rows: tuple[int, int | None] | None, ids: _GeneratedIds,
+                          report: ReadReport) -> Iterator[pa.Table]:
     # Without pre-buffering: the default reads ahead most of the file, so memory would
     # grow with file size instead of staying at one batch.
     parquet = pq.ParquetFile(source, pre_buffer=False)
     schema = parquet.schema_arrow
-    cols = _resolve(path, schema.names, columns)
+    cols = _resolve(path, schema.names, columns, ids)
+    report.ids_generated = cols.review_id is None
     text_type = schema.field(cols.text).type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
         raise UnreadableFileError(path, f"column {cols.text!r} holds {text_type}, not text; "
                                         "write the reviews as a string column")
-    id_type = schema.field(cols.review_id).type
-    if not (pa.types.is_string(id_type) or pa.types.is_large_string(id_type)
-            or pa.types.is_integer(id_type)):
-        raise UnreadableFileError(path, f"column {cols.review_id!r} holds {id_type}; "
-                                        "review ids must be strings or integers")
+    if cols.review_id is not None:
+        id_type = schema.field(cols.review_id).type
+        if not (pa.types.is_string(id_type) or pa.types.is_large_string(id_type)
+                or pa.types.is_integer(id_type)):
+            raise UnreadableFileError(path, f"column {cols.review_id!r} holds {id_type}; "
+                                            "review ids must be strings or integers")
     wanted = [c for c in (cols.review_id, cols.text, cols.label) if c is not None]
     groups, first_row = None, 1
     if rows is not None:  # a shard: only the row groups that hold its rows
@@ -328,73 +816,155 @@ def _parquet_file_batches(path, source, columns: ColumnMapping, batch_rows: int,
     yield from _rebatch(batches, cols, columns, batch_rows, first_row)
 
 
-def _rebatch(tables: Iterator[pa.Table], cols: _Columns, columns: ColumnMapping,
-             batch_rows: int, first_row: int = 1) -> Iterator[pa.Table]:
-    """Re-cut incoming tables into batches of ``batch_rows`` and normalize them."""
-    pending: list[pa.Table] = []
-    pending_rows = 0
-    next_row = first_row
-    for table in tables:
-        pending.append(table)
-        pending_rows += table.num_rows
-        while pending_rows >= batch_rows:
-            merged = pa.concat_tables(pending)
-            head, rest = merged.slice(0, batch_rows), merged.slice(batch_rows)
-            yield _normalize(head, cols, next_row, columns)
-            next_row += batch_rows
-            pending, pending_rows = [rest], rest.num_rows
-    if pending_rows:
-        yield _normalize(pa.concat_tables(pending), cols, next_row, columns)
+# --------------------------------------------------------------------------- JSON
+
+@dataclass
+class _JsonItem:
+    """One JSON Lines line or array element: its value, or why it has none."""
+
+    value: object = None
+    error: str | None = None
+    raw: str | None = None  # the line, kept to re-read numbers exactly or to quarantine
 
 
-def _jsonl_batches(path: Path, gzipped: bool, columns: ColumnMapping, batch_rows: int,
-                   limit: int) -> Iterator[pa.Table]:
-    """JSON Lines, parsed line by line so one bad line quarantines one row, not the file."""
-    encoding = _sniff_encoding(path, gzipped, limit)
+def _json_batches(path: Path, fmt: FileFormat, sample: str, encoding: str,
+                  columns: ColumnMapping, batch_rows: int, limit: int, ids: _GeneratedIds,
+                  report: ReadReport) -> Iterator[pa.Table]:
+    """JSON Lines (one object a line), or for ``.json`` starting with '[' one array of
+    objects, streamed element by element. One bad line or element is one rejected row."""
+    array = fmt.kind == "json" and sample.lstrip("\ufeff \t\r\n").startswith("[")
+    report.layout = "json array" if array else "json lines"
     cols: _Columns | None = None
-    ids: list[str | None] = []
-    texts: list[str | None] = []
-    labels: list[str | None] = []
-    errors: list[str | None] = []
+    values: dict[str, list] = {"review_id": [], "text": [], "label": [], "error": []}
     row = 0
     first_row = 1
-    with _open_bytes(path, gzipped, limit) as raw:
-        lines = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding == "utf-8" else encoding,
-                                 errors="strict", newline="\n")
-        for line in lines:
-            if not line.strip():
-                continue  # blank lines separate nothing in JSON Lines
+    with _open_text(path, fmt.gzipped, limit, encoding, newline="\n") as text:
+        items = _json_array_items(text) if array else _json_line_items(text)
+        for item in items:
             row += 1
-            record_id = text = label = error = None
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                record, error = None, f"line is not valid JSON ({exc})"
-            if record is not None and not isinstance(record, dict):
-                error = f"line is a JSON {type(record).__name__}, not an object"
-            elif isinstance(record, dict):
+            record_id = body = label = None
+            error = item.error
+            record = item.value
+            if error is not None:
+                body = item.raw[:MAX_RAW_CHARS] if item.raw else None
+            elif not isinstance(record, dict):
+                error = (f"{'element' if array else 'line'} {row} is a JSON "
+                         f"{type(record).__name__}, not an object")
+            else:
                 if cols is None:
-                    cols = _resolve(path, list(record), columns)
-                record_id = _scalar_text(record.get(cols.review_id))
+                    cols = _resolve(path, list(record), columns, ids)
+                    report.ids_generated = cols.review_id is None
+                if cols.review_id is not None:
+                    raw_id = record.get(cols.review_id)
+                    if isinstance(raw_id, float) and item.raw is not None:
+                        # orjson turns integers past 64 bits into floats (1.2345678901234568e+29):
+                        # the standard parser keeps every digit.
+                        raw_id = json.loads(item.raw, parse_float=Decimal).get(cols.review_id)
+                    record_id = _scalar_text(raw_id)
                 value = record.get(cols.text)
                 if value is None or isinstance(value, str):
-                    text = value
+                    body = value
                 else:
                     error = f"field {cols.text!r} is a JSON {type(value).__name__}, not a string"
                 if cols.label is not None:
                     label = _scalar_text(record.get(cols.label))
-            ids.append(record_id)
-            texts.append(text)
-            labels.append(label)
-            errors.append(error)
-            if len(ids) == batch_rows:
-                yield _jsonl_table(first_row, ids, texts, labels, errors, columns)
-                first_row += len(ids)
-                ids, texts, labels, errors = [], [], [], []
+            values["review_id"].append(record_id)
+            values["text"].append(body)
+            values["label"].append(label)
+            values["error"].append(error)
+            if len(values["text"]) == batch_rows:
+                yield _json_table(values, cols, first_row, columns)
+                first_row += batch_rows
+                values = {key: [] for key in values}
     if cols is None and row:
-        raise UnreadableFileError(path, "no line is a JSON object with review fields")
-    if ids:
-        yield _jsonl_table(first_row, ids, texts, labels, errors, columns)
+        raise UnreadableFileError(path, f"no {'element' if array else 'line'} is a JSON object "
+                                        "with review fields")
+    if values["text"]:
+        yield _json_table(values, cols, first_row, columns)
+
+
+def _json_line_items(text) -> Iterator[_JsonItem]:
+    for number, line in enumerate(text, start=1):
+        if not line.strip():
+            continue  # blank lines separate nothing in JSON Lines
+        try:
+            yield _JsonItem(orjson.loads(line), raw=line)
+        except orjson.JSONDecodeError as exc:
+            yield _JsonItem(error=f"line {number} is not valid JSON ({exc})", raw=line)
+
+
+_SPACE = re.compile(r"[ \t\r\n\ufeff]*")
+
+
+def _json_array_items(text, chunk: int = 1 << 20) -> Iterator[_JsonItem]:
+    """The elements of one JSON array, read ``chunk`` characters at a time.
+
+    Memory holds the current chunk and the current element, never the whole array. An
+    element that is not valid JSON ends the array: what follows cannot be told apart
+    from it, so it is one rejected row holding the start of the rest.
+    """
+    # Python's parser: integers of any size stay exact, decimals keep their digits.
+    decoder = json.JSONDecoder(parse_float=Decimal)
+    buffer, pos, eof = "", 0, False
+
+    def fill() -> None:
+        nonlocal buffer, pos, eof
+        buffer = buffer[pos:]
+        pos = 0
+        more = text.read(max(chunk, len(buffer)))  # doubling: a large element is O(size)
+        eof = not more
+        buffer += more
+
+    def skip_space() -> None:
+        nonlocal pos
+        while True:
+            pos = _SPACE.match(buffer, pos).end()
+            if pos < len(buffer) or eof:
+                return
+            fill()
+
+    fill()
+    skip_space()
+    if buffer[pos:pos + 1] != "[":
+        yield _JsonItem(error="the file does not start with a JSON array '['",
+                        raw=buffer[pos:pos + 1000])
+        return
+    pos += 1
+    number = 0
+    while True:
+        skip_space()
+        if pos >= len(buffer):
+            yield _JsonItem(error=f"the array ends after element {number} without its ']'",
+                            raw="")
+            return
+        if buffer[pos] == "]":
+            return
+        if number:
+            if buffer[pos] != ",":
+                yield _JsonItem(error=f"expected ',' or ']' after element {number}, found "
+                                      f"{buffer[pos]!r}; the rest of the array cannot be read",
+                                raw=buffer[pos:pos + 1000])
+                return
+            pos += 1
+            skip_space()
+        number += 1
+        while True:
+            try:
+                value, end = decoder.raw_decode(buffer, pos)
+            except json.JSONDecodeError as exc:
+                if eof or len(buffer) - pos > MAX_JSON_ELEMENT_CHARS:
+                    yield _JsonItem(error=f"element {number} is not valid JSON ({exc.msg}); the "
+                                          "rest of the array cannot be read",
+                                    raw=buffer[pos:pos + 1000])
+                    return
+                fill()
+                continue
+            if end == len(buffer) and not eof:
+                fill()  # a number may go on in the next chunk
+                continue
+            break
+        pos = end
+        yield _JsonItem(value)
 
 
 def _scalar_text(value) -> str | None:
@@ -405,9 +975,12 @@ def _scalar_text(value) -> str | None:
     return str(value)
 
 
-def _jsonl_table(first_row, ids, texts, labels, errors, columns: ColumnMapping) -> pa.Table:
-    table = pa.table({"review_id": pa.array(ids, pa.string()), "text": pa.array(texts, pa.string()),
-                      "label": pa.array(labels, pa.string())})
-    has_label = any(label is not None for label in labels)
-    cols = _Columns("review_id", "text", "label" if has_label else None)
-    return _normalize(table, cols, first_row, columns, pa.array(errors, pa.string()))
+def _json_table(values: dict[str, list], cols: _Columns | None, first_row: int,
+                columns: ColumnMapping) -> pa.Table:
+    table = pa.table({key: pa.array(values[key], pa.string())
+                      for key in ("review_id", "text", "label")})
+    has_label = any(label is not None for label in values["label"])
+    generated = cols is not None and cols.review_id is None
+    normalized = _Columns(None if generated else "review_id", "text",
+                          "label" if has_label else None, cols.id_prefix if generated else None)
+    return _normalize(table, normalized, first_row, columns, pa.array(values["error"], pa.string()))

@@ -9,11 +9,12 @@ arguments (the CLI and flow parameters pass theirs that way). Flows build one
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasks.objectstore import ObjectPath, as_location, is_url
 
@@ -111,6 +112,14 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(100_000, gt=0, description="Longest review accepted, in characters.")
     max_decompressed_bytes: int = Field(
         4 * 1024**3, gt=0, description="A gzip file expanding past this is quarantined.")
+    encodings: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Encodings to try, in order, on text files that are not UTF-8 or UTF-16 "
+                    "(REVIEWFLOW_ENCODINGS=cp949,cp1252). Put single-byte catch-alls such "
+                    "as latin-1 last: they decode anything.")
+    detect_encoding: bool = Field(
+        True, description="Let charset-normalizer name the encoding of a file that none of "
+                          "the above decodes; its guess is used only when unambiguous.")
     settle_seconds: float = Field(
         2.0, ge=0, description="Files modified more recently than this are left for the next run.")
 
@@ -158,6 +167,30 @@ class Settings(BaseSettings):
     def _data_root(cls, value: Path | str) -> Path | str:
         # A URL stays a string (Path would fold "s3://" into "s3:/"); anything else is a Path.
         return str(value).rstrip("/") if is_url(value) else as_location(value)
+
+    @field_validator("encodings", mode="before")
+    @classmethod
+    def _encoding_list(cls, value: Any) -> Any:
+        # From the environment: "cp949,cp1252" or a JSON list.
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("encodings")
+    @classmethod
+    def _known_encodings(cls, value: list[str]) -> list[str]:
+        for name in value:
+            try:
+                codecs.lookup(name)
+            except LookupError as exc:
+                raise ValueError(f"unknown encoding {name!r} in encodings; use a Python codec "
+                                 "name such as cp949, euc-kr, cp1252 or latin-1") from exc
+        return value
 
     @field_validator("suite_path", "state_dir")
     @classmethod

@@ -45,9 +45,12 @@ def unique_columns(suite_config: dict) -> list[str]:
 
 
 def plan_shards(path, shard_rows: int | None, unique: list[str], columns: ColumnMapping,
-                batch_rows: int, max_decompressed_bytes: int) -> list[Shard]:
+                batch_rows: int, max_decompressed_bytes: int, **read_options) -> list[Shard]:
     """The shards of ``path``: ``[Shard()]`` (whole file) unless it has more than
-    ``shard_rows`` rows. Raises ``UnreadableFileError`` for a file that cannot be read."""
+    ``shard_rows`` rows. Raises ``UnreadableFileError`` for a file that cannot be read.
+
+    ``read_options`` (encodings, detect_encoding, sha256) go to ``iter_review_batches``
+    as the shards will pass them, so planning reads the file as its shards will."""
     if shard_rows is None:
         return [Shard()]
     fmt = detect_format(path)
@@ -64,7 +67,8 @@ def plan_shards(path, shard_rows: int | None, unique: list[str], columns: Column
     current_shard = 0
     shared: dict[int, dict[str, set[str]]] = {}
     total = 0
-    for batch in iter_review_batches(path, columns, batch_rows, max_decompressed_bytes):
+    for batch in iter_review_batches(path, columns, batch_rows, max_decompressed_bytes,
+                                     **read_options):
         shard_of_row = (batch.column("source_row").to_numpy() - 1) // shard_rows
         for shard in np.unique(shard_of_row).tolist():
             if shard != current_shard:  # rows arrive in order: the earlier shards grow

@@ -81,7 +81,7 @@ def test_jsonl_bad_lines_become_row_errors(tmp_path):
     (b"", "empty"),
     (b"review_id,text\n", "no data rows"),
     (b"review_id,comment_count\n1,2\n", "missing required column text"),
-    (b"review_id,text\n1,caf\xe9 \xff\xfe bad\n", "cannot be read as csv"),
+    (b"review_id,text\n1,caf\xe9 \xff\xfe bad\n", "REVIEWFLOW_ENCODINGS=cp949"),
 ])
 def test_unreadable_files_name_the_file_and_reason(tmp_path, content, reason):
     path = tmp_path / "bad input.csv"

@@ -1,15 +1,22 @@
 """The ``reviewflow`` command: run the flows and manage the model registry.
 
-    reviewflow score     [--data-dir D] [--require-gpu] [--settle-seconds S]
-                         [--task-runner threads|dask] [--dask-address A] [--shard-rows N]
-    reviewflow retrain   [--data-dir D] [--architecture A] [--epochs N] [--min-delta X]
-                         [--require-significance]
-    reviewflow models    list | promote VERSION [--reason R] | rollback [--reason R]
-    reviewflow demo      [--data-dir D]
+    reviewflow init      [DIR]
+    reviewflow score     [--require-gpu] [--settle-seconds S] [--task-runner threads|dask]
+                         [--dask-address A] [--shard-rows N]
+    reviewflow retrain   [--architecture A] [--epochs N] [--min-delta X] [--require-significance]
+    reviewflow models    list | promote VERSION --reason R [--force] | rollback --reason R
+    reviewflow demo
 
-Every option also has an environment variable (``REVIEWFLOW_DATA_DIR`` and so on; see
-``tasks/settings.py``). Exit codes: 0 done, 1 unexpected failure, 2 nothing to work
-with (no champion, no labeled data), 3 another retraining holds the registry.
+``--data-dir D`` (default ``./data`` or ``REVIEWFLOW_DATA_DIR``) and ``--verbose`` go
+before or after the command. Every option also has an environment variable (see
+``tasks/settings.py``). Exit codes (``tasks/errors.py``): 0 done, 1 stopped by the
+environment (disk full, unwritable folder) or an unexpected failure, 2 nothing to work
+with or a wrong request (no data root, no champion, no labeled data, a registry
+problem), 3 another retraining holds the registry.
+
+Commands that find nothing heavy to do answer without importing TensorFlow, Great
+Expectations or Prefect: ``models``, ``init``, and ``score``/``retrain`` on a root with
+no champion, an empty inbox or no labeled files.
 """
 
 from __future__ import annotations
@@ -22,21 +29,44 @@ import sqlite3
 import sys
 from pathlib import Path
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
 
+def _quiet_defaults(verbose: bool) -> None:
+    """Defaults that keep expected noise off a user's terminal; their own settings win.
+
+    No usage analytics or telemetry (this host may have no internet: Prefect's temporary
+    server would log an ERROR for each failed send), and no TensorFlow C++ logs below
+    FATAL (a host without a GPU would print a CUDA probe ERROR on every run; the flow
+    logs the device it scores on instead). ``--verbose`` keeps TensorFlow's errors.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbose else "3")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reviewflow", description=__doc__.split("\n")[0])
+    # --data-dir and --verbose are accepted before the command and after it: the
+    # sub-commands' copies default to SUPPRESS, so they only override when given.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", default=argparse.SUPPRESS,
+                        help="data root (default ./data or $REVIEWFLOW_DATA_DIR)")
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and library logs for expected errors too")
+    # (No set_defaults here: the parents' actions are shared objects, so a default set
+    # on one parser would reach every sub-command's copy; see _parse.)
+    parser = argparse.ArgumentParser(prog="reviewflow", description=__doc__.split("\n")[0],
+                                     parents=[common])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def with_data_dir(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--data-dir", help="data root (default ./data or $REVIEWFLOW_DATA_DIR)")
-        return sub
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], **kwargs)
 
-    score = with_data_dir(commands.add_parser("score", help="score new files in incoming/"))
+    init = command("init", help="create a data root (its folders) to score and train in")
+    init.add_argument("directory", nargs="?", help="the root to create (default: --data-dir)")
+
+    score = command("score", help="score new files in incoming/")
     score.add_argument("--require-gpu", action="store_true", default=None,
                        help="fail unless TensorFlow sees a GPU")
     score.add_argument("--settle-seconds", type=float,
@@ -47,53 +77,146 @@ def _parser() -> argparse.ArgumentParser:
                                               "without it, --task-runner dask starts a LocalCluster")
     score.add_argument("--shard-rows", type=int, help="split files with more rows than this")
 
-    retrain = with_data_dir(commands.add_parser(
-        "retrain", help="train a candidate on labeled/ and promote it only if it is better"))
+    retrain = command("retrain",
+                      help="train a candidate on labeled/ and promote it only if it is better")
     retrain.add_argument("--architecture", help="named model configuration")
     retrain.add_argument("--epochs", type=int, help="most epochs (early stopping may end sooner)")
     retrain.add_argument("--min-delta", type=float, help="accuracy gain the candidate must exceed")
     retrain.add_argument("--require-significance", action="store_true", default=None,
                          help="also require an exact McNemar test at the configured alpha")
 
-    models = with_data_dir(commands.add_parser("models", help="the model registry"))
+    models = command("models", help="the model registry")
     actions = models.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="versions, status, accuracy; which is champion")
-    promote = actions.add_parser("promote", help="make VERSION the champion by hand")
+    actions.add_parser("list", parents=[common],
+                       help="versions, status, accuracy; which is champion")
+    promote = actions.add_parser("promote", parents=[common],
+                                 help="make VERSION the champion by hand")
     promote.add_argument("version")
-    promote.add_argument("--reason", default="manual promotion")
-    rollback = actions.add_parser("rollback", help="go back to the previous champion")
-    rollback.add_argument("--reason", default="manual rollback")
+    promote.add_argument("--reason", required=True,
+                         help="why, for the history (required: a promotion by hand is deliberate)")
+    promote.add_argument("--force", action="store_true",
+                         help="promote a version that was rejected or scores below the champion")
+    rollback = actions.add_parser("rollback", parents=[common],
+                                  help="go back to the previous champion")
+    rollback.add_argument("--reason", required=True, help="why, for the history (required)")
 
-    with_data_dir(commands.add_parser(
-        "demo", help="train on the bundled sample if there is no model, then score the sample"))
+    command("demo", help="train on the bundled samples if there is no model, then score them")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = _parser().parse_args(argv)
-    from flows.retrain_model import NoLabeledDataError, RetrainingBusyError
-    from tasks.registry import NoChampionError, RegistryError
+    args.data_dir = getattr(args, "data_dir", None)
+    args.verbose = getattr(args, "verbose", False)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    _quiet_defaults(args.verbose)
+    from tasks.errors import ReviewflowError
 
     try:
-        if args.command == "score":
-            _print_score(_score(args))
-        elif args.command == "retrain":
-            _print_retrain(_retrain(args))
-        elif args.command == "models":
-            _models(args)
+        if args.command == "init":
+            _init(args)
         elif args.command == "demo":
             _demo(args)
-    except (NoChampionError, NoLabeledDataError, RegistryError) as exc:
+        else:
+            _require_root(args)
+            if args.command == "score":
+                summary = _score_if_needed(args)
+                if summary is not None:
+                    _print_score(summary)
+            elif args.command == "retrain":
+                _preflight_retrain(args)
+                _print_retrain(_retrain(args))
+            elif args.command == "models":
+                _models(args)
+    except ReviewflowError as exc:
+        if args.verbose:
+            raise
         print(f"reviewflow: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except RetrainingBusyError as exc:
-        print(f"reviewflow: {exc}", file=sys.stderr)
-        sys.exit(3)
+        sys.exit(exc.exit_code)
     except (OSError, sqlite3.OperationalError) as exc:  # disk full, unwritable folders
         print(f"reviewflow: {args.command} stopped: {exc}. Files not yet committed were left "
               "where they were (incoming/, labeled/); fix the cause and run again.", file=sys.stderr)
         sys.exit(1)
     return 0
+
+
+def _settings(args):
+    from tasks.settings import Settings
+
+    return Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+
+
+def _init(args) -> None:
+    from tasks.settings import Settings
+
+    root = args.directory or args.data_dir
+    layout = Settings(**({"data_dir": root} if root else {})).layout.ensure()
+    print(f"data root ready at {layout.root}: put review files in {layout.incoming}, labeled "
+          f"ones in {layout.labeled}, then `reviewflow retrain` and `reviewflow score`")
+
+
+def _require_root(args) -> None:
+    """A mistyped --data-dir must not grow a whole empty tree and then report 'no champion'."""
+    from tasks.errors import DataRootMissingError
+
+    settings = _settings(args)
+    root = settings.layout.root
+    if isinstance(root, Path) and not root.is_dir():
+        raise DataRootMissingError(
+            f"no data root at {root}; check --data-dir / REVIEWFLOW_DATA_DIR, or create one "
+            f"with `reviewflow init {root}`")
+
+
+def _score_if_needed(args) -> dict | None:
+    """Score, unless a look at the registry and the inbox shows there is nothing to do:
+    then say so without starting Prefect or loading TensorFlow."""
+    from tasks.inbox import list_inbox
+    from tasks.registry import Registry
+
+    settings = _settings(args)
+    if args.settle_seconds is not None:
+        settings = settings.model_copy(update={"settle_seconds": args.settle_seconds})
+    layout = settings.layout
+    Registry(layout.models).champion_version()  # NoChampionError, RegistryError: one line
+    if isinstance(layout.incoming, Path):
+        inbox = list_inbox(layout.incoming, settings.settle_seconds)
+        if not inbox.ready and not inbox.unsupported:
+            note = f"0 files ready in {layout.incoming}"
+            if inbox.settling:
+                note += (f"; {len(inbox.settling)} left for the next run (modified in the last "
+                         f"{settings.settle_seconds:.0f} s)")
+            print(f"reviewflow: nothing to score: {note}")
+            return None
+    return _score(args)
+
+
+def _preflight_retrain(args) -> None:
+    """The conditions a retraining cannot start under, said in one line before Prefect
+    and TensorFlow load. The flow checks them again (another run may come in between)."""
+    from tasks.errors import NoLabeledDataError, RetrainingBusyError
+    from tasks.readers import is_review_file
+    from tasks.registry import Registry
+    from tasks.storage import LockHeldError, exclusive_lock
+
+    layout = _settings(args).layout
+    if isinstance(layout.labeled, Path) and not any(
+            is_review_file(p) for p in layout.labeled.rglob("*")):
+        raise NoLabeledDataError(
+            f"no labeled review files in {layout.labeled}; add CSV, TSV, JSON Lines or Parquet "
+            "files with text and label (0/1 or negative/positive) columns")
+    registry = Registry(layout.models)
+    if isinstance(layout.models, Path) and registry.retrain_lock.exists():
+        try:
+            with exclusive_lock(registry.retrain_lock):
+                pass
+        except LockHeldError as exc:
+            raise RetrainingBusyError(f"another retraining is running ({exc}); this run leaves "
+                                      "the registry untouched. Try again when it has finished.") \
+                from None
 
 
 def _score(args) -> dict:
@@ -133,10 +256,9 @@ def _print_retrain(summary: dict) -> None:
 
 
 def _models(args) -> None:
-    from flows.common import settings_from
     from tasks.registry import Registry
 
-    registry = Registry(settings_from(args.data_dir).layout.models)
+    registry = Registry(_settings(args).layout.models)
     if args.action == "list":
         rows = registry.list_versions()
         if not rows:
@@ -150,9 +272,11 @@ def _models(args) -> None:
         if history:
             print("\nhistory:")
             for entry in history:
-                print(f"  {entry['at']}  {entry['event']:<9} {entry['version']}  {entry.get('reason', '')}")
+                forced = " (forced)" if entry.get("forced") else ""
+                print(f"  {entry['at']}  {entry['event']:<9} {entry['version']}  "
+                      f"{entry.get('reason', '')}{forced}")
     elif args.action == "promote":
-        pointer = registry.set_champion(args.version, args.reason, "manual promotion")
+        pointer = registry.promote_by_hand(args.version, args.reason, force=args.force)
         print(f"champion is now {pointer['version']}")
     elif args.action == "rollback":
         pointer = registry.rollback(args.reason)
@@ -160,18 +284,21 @@ def _models(args) -> None:
 
 
 def _demo(args) -> None:
-    """Train on the bundled labeled sample if there is no champion, then score the sample."""
-    from flows.common import settings_from
+    """Create the root, train on the bundled English and Korean samples if there is no
+    champion, then score the sample inbox and the Korean test reviews."""
     from tasks.registry import Registry
 
-    layout = settings_from(args.data_dir).layout.ensure()
+    layout = _settings(args).layout.ensure()
     if Registry(layout.models).champion() is None:
         for sample in sorted((SAMPLES / "labeled").iterdir()):
             shutil.copy2(sample, layout.labeled / sample.name)
-        print(f"no champion yet: training one on the bundled sample in {layout.labeled}")
+        shutil.copy2(SAMPLES / "korean" / "train.tsv", layout.labeled / "korean-train.tsv")
+        print(f"no champion yet: training one on the bundled English and Korean samples in "
+              f"{layout.labeled}")
         _print_retrain(_retrain(args))
     for sample in sorted((SAMPLES / "incoming").iterdir()):
         shutil.copy2(sample, layout.incoming / sample.name)  # copy2 keeps the old mtime
+    shutil.copy2(SAMPLES / "korean" / "test.tsv", layout.incoming / "korean-test.tsv")
     summary = _score(args)
     _print_score(summary)
     _show_output(layout.scored)

@@ -25,6 +25,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import build_validator, quarantine_file, settings_from
+from tasks.errors import NoLabeledDataError, RetrainingBusyError
 from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_exact
 from tasks.failpoints import failpoint
 from tasks.inbox import part_name
@@ -35,14 +36,6 @@ from tasks.settings import Settings
 from tasks.split import fingerprint, split_labeled
 from tasks.storage import LockHeldError, StagedParquet, exclusive_lock, file_sha256
 from tasks.validation import QUARANTINE_SCHEMA, with_source
-
-
-class RetrainingBusyError(RuntimeError):
-    """Another retraining holds the registry lock."""
-
-
-class NoLabeledDataError(RuntimeError):
-    """There are no usable labeled reviews."""
 
 
 @task(name="read-labeled", cache_policy=NO_CACHE)

@@ -37,6 +37,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.common import FileOutcome, RowCounts, quarantine_file, settings_from
+from tasks.errors import GPURequiredError
 from tasks.failpoints import failpoint
 from tasks.inbox import (
     Identity,
@@ -70,10 +71,6 @@ from tasks.workers import ModelRef, cached_model, cached_validator, here, model_
 # does not hold thousands of locks (each an open file).
 THREADS_FILES_AHEAD = 1
 DASK_FILES_IN_FLIGHT = 64
-
-
-class GPURequiredError(RuntimeError):
-    """The run was told to require a GPU and TensorFlow sees none."""
 
 
 @dataclass

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tasks.registry import RegistryError  # noqa: E402
+from tasks.errors import RegistryError  # noqa: E402
 
 
 @keras.saving.register_keras_serializable(package="reviewflow")

@@ -28,20 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.errors import NoChampionError, RegistryError  # noqa: F401 - raised here, and imported from here
 from tasks.objectstore import ObjectPath, is_remote
 from tasks.storage import _fsync_dir, write_json_atomic
 
 MODEL_FILE = "model.keras"
 # History events after which the named version was the champion.
 CHAMPION_EVENTS = ("promoted", "manual promotion", "rollback")
-
-
-class NoChampionError(Exception):
-    """There is no champion model yet."""
-
-
-class RegistryError(Exception):
-    """A registry operation cannot be carried out; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +176,7 @@ class Registry:
                 f"from `reviewflow models list`")
         return version
 
-    def set_champion(self, version: str, reason: str, event: str) -> dict:
+    def set_champion(self, version: str, reason: str, event: str, **record) -> dict:
         """Point the champion at ``version``; the old champion is kept for rollback."""
         self._writable()
         if not self.exists(version):
@@ -193,7 +186,31 @@ class Registry:
         previous = list(old.get("previous", [])) if old else []
         if old and old["version"] != version:
             previous.append(old["version"])
-        return self._write_pointer(version, reason, event, previous, old)
+        return self._write_pointer(version, reason, event, previous, old, **record)
+
+    def promote_by_hand(self, version: str, reason: str, force: bool = False) -> dict:
+        """A manual promotion, recorded with its reason. A version that was rejected, or
+        whose recorded held-out accuracy is below the champion's, needs ``force``."""
+        if not reason or not reason.strip():
+            raise RegistryError("a promotion by hand needs a reason (--reason '…'), kept in "
+                                "the history")
+        info = self.read_version(version) if self.exists(version) else {}
+        if info and not force:
+            old, _ = self._read_pointer()
+            rejected = info.get("decision", {}).get("promote") is False
+            mine = info.get("metrics", {}).get("validation", {}).get("accuracy")
+            theirs = None
+            if old and old["version"] != version and self.exists(old["version"]):
+                theirs = (self.read_version(old["version"]).get("metrics", {})
+                          .get("validation", {}).get("accuracy"))
+            worse = mine is not None and theirs is not None and mine < theirs
+            if rejected or worse:
+                why = (f"it was rejected ({info['decision'].get('reason')})" if rejected else
+                       f"its held-out accuracy {mine:.4f} is below the champion's {theirs:.4f}")
+                raise RegistryError(f"not promoting {version}: {why}. Add --force to promote "
+                                    "it anyway; the history records that it was forced")
+        return self.set_champion(version, reason, "manual promotion",
+                                 **({"forced": True} if force else {}))
 
     def rollback(self, reason: str) -> dict:
         """Go back to the champion before the current one."""
@@ -209,12 +226,12 @@ class Registry:
         return self._write_pointer(target, reason, "rollback", previous, old)
 
     def _write_pointer(self, version: str, reason: str, event: str, previous: list[str],
-                       old: dict | None) -> dict:
+                       old: dict | None, **record) -> dict:
         pointer = {"version": version, "since": _now(), "reason": reason, "event": event,
                    "previous": previous}
         write_json_atomic(self.pointer, pointer)
         self.record({"event": event, "version": version,
-                     "replaced": old["version"] if old else None, "reason": reason})
+                     "replaced": old["version"] if old else None, "reason": reason, **record})
         return pointer
 
     def record(self, entry: dict) -> None:

@@ -105,10 +105,18 @@ def test_promote_rollback_and_list(labeled_root, capsys):
     registry = Registry(labeled_root / "models")
     first = registry.champion_version()
     second = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10)["version"]
+    assert registry.read_version(second)["decision"]["promote"] is False  # same data: rejected
     root = ["--data-dir", str(labeled_root)]
-    main(["models", *root, "promote", second, "--reason", "reviewed by hand"])
+    with pytest.raises(SystemExit) as stopped:  # a rejected version needs --force
+        main(["models", *root, "promote", second, "--reason", "reviewed by hand"])
+    assert stopped.value.code == 2
+    assert "was rejected" in capsys.readouterr().err and registry.champion_version() == first
+    with pytest.raises(SystemExit) as stopped:  # every promotion by hand needs a reason
+        main(["models", *root, "promote", second, "--force"])
+    assert stopped.value.code == 2
+    main(["models", *root, "promote", second, "--reason", "reviewed by hand", "--force"])
     assert registry.champion_version() == second
-    main(["models", *root, "rollback"])
+    main(["models", "rollback", "--reason", "back to the trained one", *root])  # options after
     assert registry.champion_version() == first
     main(["models", *root, "list"])
     listing = capsys.readouterr().out
@@ -116,11 +124,13 @@ def test_promote_rollback_and_list(labeled_root, capsys):
     events = [(e["event"], e["version"]) for e in registry.read_history()]
     assert events[-2:] == [("manual promotion", second), ("rollback", first)]
     assert registry.read_history()[-2]["reason"] == "reviewed by hand"
+    assert registry.read_history()[-2]["forced"] is True
+    assert registry.read_history()[-1]["reason"] == "back to the trained one"
     with pytest.raises(SystemExit) as stopped:
-        main(["models", *root, "rollback"])  # nothing earlier than the first champion
+        main(["models", *root, "rollback", "--reason", "again"])  # nothing earlier
     assert stopped.value.code == 2
     with pytest.raises(SystemExit):
-        main(["models", *root, "promote", "no-such-version"])
+        main(["models", *root, "promote", "no-such-version", "--reason", "typo"])
 
 
 def test_a_second_retraining_exits_while_one_runs(labeled_root):

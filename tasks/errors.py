@@ -1,0 +1,45 @@
+"""The conditions a user is expected to meet, each with its exit code.
+
+One home for them: the CLI catches ``ReviewflowError`` alone and prints its message
+as one line, exiting with ``exit_code``; anything else is a bug and keeps its
+traceback. The messages say what happened and what to do.
+
+Exit codes: 0 done; 1 stopped by the environment (disk full, unwritable folder: run
+again once fixed) or an unexpected failure; 2 nothing to work with or a wrong
+request (no champion, no labeled data, no data root, a registry problem); 3 another
+retraining holds the registry.
+"""
+
+from __future__ import annotations
+
+
+class ReviewflowError(Exception):
+    """An expected condition, reported as one line with its exit code."""
+
+    exit_code = 2
+
+
+class NoChampionError(ReviewflowError):
+    """There is no champion model yet."""
+
+
+class RegistryError(ReviewflowError):
+    """A registry operation cannot be carried out; the message says why."""
+
+
+class NoLabeledDataError(ReviewflowError):
+    """There are no usable labeled reviews."""
+
+
+class DataRootMissingError(ReviewflowError):
+    """The data root does not exist (a mistyped --data-dir); nothing was created."""
+
+
+class GPURequiredError(ReviewflowError):
+    """The run was told to require a GPU and TensorFlow sees none."""
+
+
+class RetrainingBusyError(ReviewflowError):
+    """Another retraining holds the registry lock."""
+
+    exit_code = 3

@@ -1,0 +1,119 @@
+"""The `reviewflow` command line: options anywhere, no stray trees, plain words, fast paths."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import PROJECT, SAMPLES
+
+from flows.cli import _parse, main
+
+HEAVY = ("tensorflow", "prefect", "great_expectations")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--data-dir", "X", "score"], ["score", "--data-dir", "X"],
+    ["--data-dir", "X", "retrain"], ["retrain", "--data-dir", "X", "--epochs", "2"],
+    ["--data-dir", "X", "models", "list"], ["models", "--data-dir", "X", "list"],
+    ["models", "list", "--data-dir", "X"],
+    ["models", "promote", "v1", "--reason", "r", "--data-dir", "X"],
+    ["models", "rollback", "--data-dir", "X", "--reason", "r"],
+    ["demo", "--data-dir", "X"], ["init", "--data-dir", "X"],
+])
+def test_data_dir_goes_before_or_after_any_command(argv):
+    assert _parse(argv).data_dir == "X"
+
+
+def test_without_data_dir_the_setting_decides():
+    args = _parse(["models", "list"])
+    assert args.data_dir is None and args.verbose is False
+
+
+@pytest.mark.parametrize("argv", [["score"], ["retrain"], ["models", "list"],
+                                  ["models", "rollback", "--reason", "r"]])
+def test_a_missing_data_root_exits_2_and_creates_nothing(tmp_path, capsys, argv):
+    typo = tmp_path / "dta"
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--data-dir", str(typo)])
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err
+    assert f"no data root at {typo}" in message and "reviewflow init" in message
+    assert not typo.exists()
+
+
+def test_init_creates_a_root_that_the_commands_then_accept(tmp_path, capsys):
+    root = tmp_path / "reviews"
+    assert main(["init", str(root)]) == 0
+    assert {p.name for p in root.iterdir()} >= {"incoming", "labeled", "scored", "quarantine",
+                                                "models", "state", "archive"}
+    assert main(["models", "list", "--data-dir", str(root)]) == 0
+    assert "no model versions yet" in capsys.readouterr().out
+
+
+def run_cli_collecting_imports(argv: list[str]) -> dict:
+    """Run the CLI in a fresh interpreter; report its exit code, stderr and which heavy
+    libraries it imported."""
+    probe = ("import json, sys\n"
+             "from flows.cli import main\n"
+             "code = 0\n"
+             "try:\n"
+             f"    main({argv!r})\n"
+             "except SystemExit as exc:\n"
+             "    code = exc.code\n"
+             f"print(json.dumps({{'code': code, 'heavy': sorted(m for m in {HEAVY!r} "
+             "if m in sys.modules)}))\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
+
+
+def test_commands_with_nothing_heavy_to_do_skip_tensorflow_prefect_and_gx(tmp_path,
+                                                                          trained_models):
+    """What keeps `models …`, an empty inbox and a root without a champion well under a
+    second or five: none of them imports TensorFlow, Prefect or Great Expectations
+    (BENCHMARKS.md has the timings)."""
+    import shutil
+
+    empty = tmp_path / "empty"
+    assert main(["init", str(empty)]) == 0
+    result = run_cli_collecting_imports(["score", "--data-dir", str(empty)])
+    assert result["code"] == 2 and "no champion model" in result["stderr"]
+    assert result["heavy"] == []
+    assert "Traceback" not in result["stderr"]
+
+    result = run_cli_collecting_imports(["retrain", "--data-dir", str(empty)])
+    assert result["code"] == 2 and "no labeled review files" in result["stderr"]
+    assert result["heavy"] == []
+
+    shutil.copytree(trained_models, empty / "models", dirs_exist_ok=True)
+    (empty / "incoming" / "fresh.csv").write_text("review_id,text\n1,fine\n")
+    result = run_cli_collecting_imports(["score", "--data-dir", str(empty)])
+    assert result == {"code": 0, "heavy": [], "stderr": result["stderr"]}
+    for argv in (["models", "list"], ["models", "rollback", "--reason", "r"]):
+        result = run_cli_collecting_imports([*argv, "--data-dir", str(empty)])
+        assert result["heavy"] == [], argv
+
+
+def test_nothing_to_score_says_why_in_one_line(scoring_root, capsys):
+    (scoring_root / "incoming" / "fresh.csv").write_text("review_id,text\n1,fine\n")
+    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "3600"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"reviewflow: nothing to score: 0 files ready in {scoring_root / 'incoming'}; 1 left "
+        "for the next run (modified in the last 3600 s)")
+
+
+def test_demo_knows_both_bundled_languages(data_dir, capsys):
+    """`make demo` trains on the English and the Korean samples; its Korean scores are
+    sensible (the Korean test sample carries labels)."""
+    import pyarrow.dataset as ds
+
+    assert main(["demo", "--data-dir", str(data_dir)]) == 0
+    scored = ds.dataset(data_dir / "scored", partitioning="hive").to_table().to_pandas()
+    korean = scored[scored["source_file"] == "korean-test.tsv"]
+    assert len(korean) == sum(1 for _ in open(SAMPLES / "korean" / "test.tsv")) - 1
+    assert (korean["predicted_label"] == korean["label"]).mean() >= 0.8
+    assert korean["score"].nunique() > len(korean) // 2  # not one constant score

@@ -106,8 +106,15 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, settings: Set
     params = TrainingParams(architecture=settings.architecture, max_tokens=settings.max_tokens,
                             epochs=settings.epochs, batch_size=settings.batch_size,
                             patience=settings.patience, seed=settings.seed)
+    logger = get_run_logger()
+
+    def show_epoch(epoch: int, logs: dict) -> None:
+        logger.info("epoch %d/%d: loss %.4f, held-out loss %.4f, held-out accuracy %.4f",
+                    epoch, params.epochs, logs.get("loss", float("nan")),
+                    logs.get("val_loss", float("nan")), logs.get("val_accuracy", float("nan")))
+
     return train_model(_texts(train), train["label"].to_numpy(), _texts(validation),
-                       validation["label"].to_numpy(), params)
+                       validation["label"].to_numpy(), params, on_epoch=show_epoch)
 
 
 @task(name="evaluate-champion", cache_policy=NO_CACHE)

@@ -559,6 +559,34 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
     return summary.as_dict()
 
 
+@dataclass
+class _Progress:
+    """Progress lines for a long run: files done of all, rows, reviews/s, time left.
+
+    At most one line every ``every`` seconds (and one for the last file), so an inbox of
+    thousands of small files does not print thousands of lines.
+    """
+
+    total: int
+    logger: object
+    every: float = 5.0
+    done: int = 0
+    rows: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    last: float = 0.0
+
+    def file_done(self, outcome: FileOutcome) -> None:
+        self.done += 1
+        self.rows += outcome.rows_read
+        now = time.perf_counter()
+        if now - self.last < self.every and self.done < self.total:
+            return
+        self.last, elapsed = now, now - self.started
+        left = elapsed / self.done * (self.total - self.done)
+        self.logger.info("%d/%d files, %d rows, %.0f reviews/s, about %.0f s left",
+                         self.done, self.total, self.rows, self.rows / max(elapsed, 1e-9), left)
+
+
 def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) -> None:
     """Queue files' shards a few files ahead, finish files in order, record outcomes.
 
@@ -571,9 +599,12 @@ def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) 
     waiting: list[tuple[Location, str]] = []
     intervals: list[tuple[float, float]] = []
 
+    progress = _Progress(len(ready), driver.logger)
+
     def record(outcome: FileOutcome, results: list[ShardResult], started: float) -> None:
         summary.files.append(outcome)
         intervals.append((started, time.perf_counter()))
+        progress.file_done(outcome)
         for result in results:
             seen = summary.workers.setdefault(result.worker, {
                 "host": result.host, "pid": result.pid, "device": result.device,

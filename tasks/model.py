@@ -280,11 +280,14 @@ def _yields_token_ids(vectorizer) -> bool:
 
 
 def train_model(train_texts: np.ndarray, train_labels: np.ndarray, val_texts: np.ndarray,
-                val_labels: np.ndarray, params: TrainingParams) -> TrainedModel:
+                val_labels: np.ndarray, params: TrainingParams,
+                on_epoch: Callable[[int, dict], None] | None = None) -> TrainedModel:
     """Train ``params.architecture`` with early stopping on validation loss.
 
     The vectorizer is adapted on the training texts only; the best epoch's weights
-    (lowest validation loss) are restored, as in the seed material.
+    (lowest validation loss) are restored, as in the seed material. ``on_epoch(epoch,
+    logs)`` is called after each epoch (1-based) with Keras' figures (loss, val_loss,
+    val_accuracy, …), to show progress.
     """
     arch = architecture(params.architecture)
     if arch.max_tokens is not None:
@@ -308,7 +311,8 @@ def train_model(train_texts: np.ndarray, train_labels: np.ndarray, val_texts: np
         # epoch's end by running out of data, and would warn about that every epoch.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         history = classifier.fit(train_data, validation_data=val_data, epochs=params.epochs,
-                                 callbacks=[stop], shuffle=False, verbose=0)  # shuffled above
+                                 callbacks=[stop, *_progress(on_epoch)], shuffle=False,
+                                 verbose=0)  # shuffled above
     model = end_to_end(vectorizer, classifier)
     seconds = time.perf_counter() - started
     losses = history.history["val_loss"]
@@ -323,6 +327,13 @@ def train_model(train_texts: np.ndarray, train_labels: np.ndarray, val_texts: np
                          "optimizer": classifier.optimizer.name,
                          "learning_rate": float(classifier.optimizer.learning_rate),
                          "loss": "binary_crossentropy", "input_dim": input_dim})
+
+
+def _progress(on_epoch: Callable[[int, dict], None] | None) -> list[keras.callbacks.Callback]:
+    if on_epoch is None:
+        return []
+    return [keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, dict(logs or {})))]
 
 
 def end_to_end(vectorizer: keras.layers.Layer, classifier: keras.Model) -> keras.Model:

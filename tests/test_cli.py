@@ -117,3 +117,29 @@ def test_demo_knows_both_bundled_languages(data_dir, capsys):
     assert len(korean) == sum(1 for _ in open(SAMPLES / "korean" / "test.tsv")) - 1
     assert (korean["predicted_label"] == korean["label"]).mean() >= 0.8
     assert korean["score"].nunique() > len(korean) // 2  # not one constant score
+
+
+def test_long_work_shows_progress_lines(scoring_root, caplog):
+    """Scoring logs files done of all, rows, reviews/s and time left (the last file
+    always); retraining logs each epoch with its held-out figures."""
+    import logging
+    import shutil
+
+    from flows.retrain_model import retrain_model
+    from flows.score_reviews import score_reviews
+
+    for name in ("prefect.flow_runs", "prefect.task_runs"):  # the suite runs at WARNING
+        caplog.set_level(logging.INFO, logger=name)
+    for i in range(3):
+        (scoring_root / "incoming" / f"f{i}.csv").write_text(f"review_id,text\n{i},fine film\n")
+    score_reviews(data_dir=str(scoring_root), settle_seconds=0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("3/3 files, 3 rows, ") and line.endswith(" s left")
+               for line in lines), lines
+    for sample in (SAMPLES / "labeled").iterdir():
+        shutil.copy2(sample, scoring_root / "labeled" / sample.name)
+    caplog.clear()
+    retrain_model(data_dir=str(scoring_root), architecture="seed", epochs=2)
+    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all("held-out accuracy" in line for line in epochs)

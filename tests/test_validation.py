@@ -122,3 +122,28 @@ def test_seen_values_keep_exactly_the_first_occurrence(batches):
     merged = SeenValues(("never given: too long",))
     merged.update(seen)
     assert len(merged) == len(reference) + 1 and merged.contains(probe).sum() == len(reference) + 1
+
+
+def test_many_batches_in_one_suite_run_split_as_one_at_a_time(validator):
+    """validate_many (one suite run for a bundle of small files) gives each batch exactly
+    what validate gives it alone: same valid rows, same rejections and reasons, and
+    uniqueness per file (the same id in two files is fine; twice in one file is not)."""
+    files = [
+        ("a.csv", [batch([{"review_id": "1", "text": "fine"}, {"review_id": "2", "text": " "}]),
+                   batch([{"review_id": "1", "text": "again"}], first_row=3)]),
+        ("b.csv", [batch([{"review_id": "1", "text": "fine too"},
+                          {"review_id": "3", "text": "x" * 51, "label": 7}])]),
+        ("c.csv", [batch([{"review_id": None, "text": "no id", "read_error": "bad line"}])]),
+    ]
+    alone = [validator.validate(b, seen, source_name=name)
+             for name, batches in files for seen in [{}] for b in batches]
+    seen_per_file = [{} for _ in files]
+    together = validator.validate_many([(b, seen_per_file[i], name)
+                                        for i, (name, batches) in enumerate(files)
+                                        for b in batches])
+    assert len(together) == len(alone) == 4
+    for one, many in zip(alone, together):
+        assert one.valid.equals(many.valid)
+        assert one.rejected.to_pylist() == many.rejected.to_pylist()
+    assert sum(r.rejected.num_rows for r in together) == 4  # blank, repeat, long, no id
+    assert validator.validate_many([]) == []

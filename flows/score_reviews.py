@@ -71,6 +71,15 @@ from tasks.workers import ModelRef, cached_model, cached_validator, here, model_
 # does not hold thousands of locks (each an open file).
 THREADS_FILES_AHEAD = 1
 DASK_FILES_IN_FLIGHT = 64
+# Small whole files are scored in bundles (one ``score-small-files`` task, one suite
+# run) of up to BUNDLE_FILES files or BUNDLE_BYTES bytes: per-file fixed costs (task
+# runs, Great Expectations' graph) would otherwise dominate an inbox of tiny files.
+SMALL_FILE_BYTES = 1 << 20
+BUNDLE_FILES = 128
+BUNDLE_BYTES = 32 << 20
+# Each begun file holds its lock (an open file) until committed: keep well under the
+# usual limit of 1,024 open files however many units are in flight.
+MAX_FILES_LOCKED = 384
 
 
 @dataclass
@@ -183,6 +192,53 @@ def load_champion(ref: ModelRef):
     return cached_model(ref)
 
 
+def _worker_ready(job: ScoringJob) -> dict:
+    """Where this task runs; refuses to score without a GPU when the job requires one."""
+    where = here()
+    if job.require_gpu and not where["device"].startswith("GPU"):
+        raise GPURequiredError(f"this run requires a GPU (require_gpu) but {where['worker']} on "
+                               f"{where['host']} sees none; start Dask workers on GPU hosts "
+                               "(deployments/DASK.md) or install the 'gpu' extra")
+    return where
+
+
+def _staged_parts(job: ScoringJob, sha256: str, index: int | None):
+    from tasks.scoring import SCORED_SCHEMA
+
+    scored = StagedParquet(job.scored_dir / part_name(sha256, job.model.version, index),
+                           SCORED_SCHEMA)
+    rejected = StagedParquet(job.rejected_dir / part_name(sha256, None, index), QUARANTINE_SCHEMA)
+    return scored, rejected
+
+
+def _score_checked(model, job: ScoringJob, path: Location, sha256: str, batch, checked,
+                   ids_generated: bool, scored: StagedParquet, rejected: StagedParquet,
+                   result: ShardResult) -> None:
+    """Score a validated batch, stream both parts, count what happened to its rows."""
+    from tasks.scoring import score_batch
+
+    output = score_batch(model, checked.valid, job.predict_batch_size, job.model.version,
+                         path.name, sha256, job.run_started)
+    scored.write(output)
+    rejected.write(with_source(checked.rejected, path.name, sha256, job.run_started))
+    result.rows_read += batch.num_rows
+    result.rows_scored += output.num_rows
+    result.rows_quarantined += checked.rejected.num_rows
+    result.rows_id_generated += batch.num_rows if ids_generated else 0
+    result.positives += pc.sum(output.column("predicted_label")).as_py() or 0
+    given = pc.is_valid(output.column("label"))
+    result.labeled += pc.sum(given).as_py() or 0
+    agree = pc.equal(output.column("label"), output.column("predicted_label"))
+    result.correct += pc.sum(pc.and_kleene(given, agree)).as_py() or 0
+    failpoint("score:mid-file")
+
+
+def _finish_parts(result: ShardResult, scored: StagedParquet, rejected: StagedParquet) -> None:
+    scored_temp, rejected_temp = scored.finish(), rejected.finish()
+    result.scored_part = (scored_temp, scored.final) if scored_temp else None
+    result.rejected_part = (rejected_temp, rejected.final) if rejected_temp else None
+
+
 @task(name="score-shard", cache_policy=NO_CACHE)
 def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> ShardResult:
     """Validate and score one shard (or the whole file); leave its parts as temporaries.
@@ -192,20 +248,11 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
     loads the model once however many shards it scores. Never publishes, never touches
     the ledger or the inbox: the flow does that once every shard of the file is done.
     """
-    from tasks.scoring import SCORED_SCHEMA, score_batch
-
     started = time.perf_counter()
-    where = here()
-    if job.require_gpu and not where["device"].startswith("GPU"):
-        raise GPURequiredError(f"this run requires a GPU (require_gpu) but {where['worker']} on "
-                               f"{where['host']} sees none; start Dask workers on GPU hosts "
-                               "(deployments/DASK.md) or install the 'gpu' extra")
+    where = _worker_ready(job)
     model = cached_model(job.model)
     validator = cached_validator(job.suite_config, job.validator_parameters)
-    version = job.model.version
-    scored = StagedParquet(job.scored_dir / part_name(sha256, version, shard.index), SCORED_SCHEMA)
-    rejected = StagedParquet(job.rejected_dir / part_name(sha256, None, shard.index),
-                             QUARANTINE_SCHEMA)
+    scored, rejected = _staged_parts(job, sha256, shard.index)
     result = ShardResult(shard.index, worker=where["worker"], host=where["host"],
                          pid=where["pid"], device=where["device"])
     seen_ids = {column: SeenValues(values) for column, values in shard.seen.items()}
@@ -217,21 +264,9 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
                                          detect_encoding=job.detect_encoding, sha256=sha256,
                                          report=found):
             checked = validator.validate(batch, seen_ids, source_name=path.name)
-            output = score_batch(model, checked.valid, job.predict_batch_size, version,
-                                 path.name, sha256, job.run_started)
-            scored.write(output)
-            rejected.write(with_source(checked.rejected, path.name, sha256, job.run_started))
-            result.rows_read += batch.num_rows
-            result.rows_scored += output.num_rows
-            result.rows_quarantined += checked.rejected.num_rows
-            result.rows_id_generated += batch.num_rows if found.ids_generated else 0
-            result.positives += pc.sum(output.column("predicted_label")).as_py() or 0
-            given = pc.is_valid(output.column("label"))
-            result.labeled += pc.sum(given).as_py() or 0
-            agree = pc.equal(output.column("label"), output.column("predicted_label"))
-            result.correct += pc.sum(pc.and_kleene(given, agree)).as_py() or 0
-            failpoint("score:mid-file")
-        scored_temp, rejected_temp = scored.finish(), rejected.finish()
+            _score_checked(model, job, path, sha256, batch, checked, found.ids_generated,
+                           scored, rejected, result)
+        _finish_parts(result, scored, rejected)
     except UnreadableFileError as exc:
         scored.abort()
         rejected.abort()
@@ -240,13 +275,62 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
         scored.abort()
         rejected.abort()
         raise
-    else:
-        result.scored_part = (scored_temp, scored.final) if scored_temp else None
-        result.rejected_part = (rejected_temp, rejected.final) if rejected_temp else None
     result.encoding = found.encoding
     result.model_loads = model_loads(job.model)
     result.seconds = time.perf_counter() - started
     return result
+
+
+@task(name="score-small-files", cache_policy=NO_CACHE)
+def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> list[ShardResult]:
+    """``score_shard`` for many small whole files at once: one result per file, in order.
+
+    The same reading, validation, scoring and parts per file, and the same guarantees
+    (the flow publishes and commits each file on its own); only the suite runs once over
+    all of them (``ReviewValidator.validate_many``): its cost is fixed per run, and an
+    inbox of one-row files would otherwise spend most of its time there.
+    """
+    started = time.perf_counter()
+    where = _worker_ready(job)
+    model = cached_model(job.model)
+    validator = cached_validator(job.suite_config, job.validator_parameters)
+    results, read = [], []
+    for path, sha256 in files:
+        result = ShardResult(None, worker=where["worker"], host=where["host"],
+                             pid=where["pid"], device=where["device"])
+        found = ReadReport()
+        try:  # small files: all their batches fit in memory at once
+            batches = list(iter_review_batches(
+                path, job.columns, job.read_batch_rows, job.max_decompressed_bytes,
+                encodings=job.encodings, detect_encoding=job.detect_encoding, sha256=sha256,
+                report=found))
+        except UnreadableFileError as exc:
+            result.unreadable, batches = exc.reason, []
+        result.encoding = found.encoding
+        results.append(result)
+        read.append((path, sha256, batches, found.ids_generated, {}))
+    checked = iter(validator.validate_many(
+        [(batch, seen, path.name) for path, _, batches, _, seen in read for batch in batches]))
+    staged = []
+    try:
+        for result, (path, sha256, batches, ids_generated, _) in zip(results, read):
+            if result.unreadable is not None:
+                continue
+            scored, rejected = _staged_parts(job, sha256, None)
+            staged.append((scored, rejected))
+            for batch in batches:
+                _score_checked(model, job, path, sha256, batch, next(checked), ids_generated,
+                               scored, rejected, result)
+            _finish_parts(result, scored, rejected)
+    except BaseException:
+        for scored, rejected in staged:
+            scored.abort()
+            rejected.abort()
+        raise
+    seconds = (time.perf_counter() - started) / max(len(files), 1)
+    for result in results:
+        result.model_loads, result.seconds = model_loads(job.model), seconds
+    return results
 
 
 def _replace_stale_parts(published: list[Location], folder: Location, sha256: str,
@@ -291,6 +375,25 @@ class _InFlight:
     futures: list
     started: float
     identity: Identity | None  # of a local file when hashed; None on object storage
+    shards: list[Shard] = field(default_factory=list)
+    size: int = 0  # bytes
+
+    @property
+    def small(self) -> bool:
+        """A whole file small enough to be scored in a bundle with others."""
+        return (len(self.shards) == 1 and self.shards[0].index is None
+                and self.size <= SMALL_FILE_BYTES)
+
+
+@dataclass(frozen=True)
+class _BundleSlot:
+    """One file's share of a ``score-small-files`` task: its result, in a future's place."""
+
+    future: object
+    index: int
+
+    def result(self):
+        return self.future.result()[self.index]
 
 
 @dataclass
@@ -328,7 +431,6 @@ class _Driver:
                     lock.close()
                     return _changed_outcome(path)
                 self._archive(path, sha256)
-                self.ledger.record_archived(sha256)
                 lock.close()
                 return FileOutcome(path.name, "already scored",
                                    detail=f"content {sha256[:16]} was scored by "
@@ -344,8 +446,8 @@ class _Driver:
                 outcome = quarantine_file(path, self.layout, exc.reason, sha256, self.ledger)
                 lock.close()
                 return outcome
-            futures = [self._submit(path, sha256, shard) for shard in shards]
-            return _InFlight(path, sha256, lock, futures, started, known)
+            return _InFlight(path, sha256, lock, [], started, known, shards,
+                             path.stat().st_size)
         except LockHeldError:
             lock.close()
             self.logger.info("%s: another run is scoring this content; leaving it to that run",
@@ -361,11 +463,14 @@ class _Driver:
             raise
 
     def _archive(self, path: Location, sha256: str) -> None:
-        """Move a committed input to ``archive/<day>/`` (beside, never over, an earlier
-        copy of the same name), then say so in the ledger."""
+        """Move a committed input to ``archive/<day>/``, then say so in the ledger."""
+        self._move_to_archive(path, sha256)
+        self.ledger.record_archived(sha256)
+
+    def _move_to_archive(self, path: Location, sha256: str) -> None:
+        """Beside, never over, an earlier copy of the same name."""
         move_file_keeping(path, self.layout.archive / self.day, f"{sha256[:16]}-{path.name}")
         release_claim_folder(path)
-        self.ledger.record_archived(sha256)
 
     def _changed(self, path: Location, known: Identity | None) -> bool:
         """True if the local file's bytes changed since it was hashed (an append or a
@@ -378,62 +483,105 @@ class _Driver:
                                 "the next run scores its new content", path.name)
         return changed
 
-    def _submit(self, path: Location, sha256: str, shard: Shard):
-        parameters = {"path": path, "sha256": sha256, "shard": shard, "job": self.job}
+    def submit(self, flight: _InFlight) -> None:
+        """Queue one ``score-shard`` task per shard of a begun file."""
+        flight.futures = [self._submit(score_shard, {"path": flight.path, "sha256": flight.sha256,
+                                                     "shard": shard, "job": self.job})
+                          for shard in flight.shards]
+
+    def submit_bundle(self, flights: list[_InFlight]) -> None:
+        """Queue one ``score-small-files`` task for several small begun files."""
+        future = self._submit(score_small_files, {
+            "files": [(f.path, f.sha256) for f in flights], "job": self.job})
+        for index, flight in enumerate(flights):
+            flight.futures = [_BundleSlot(future, index)]
+
+    def _submit(self, task_function, parameters: dict):
         if self.settings.task_runner == "dask" and self.settings.dask_resources:
             import dask
 
             # Only workers started with these resources (--resources GPU=1) take the task.
             with dask.annotate(resources=dict(self.settings.dask_resources)):
-                return self.runner.submit(score_shard, parameters=parameters)
-        return self.runner.submit(score_shard, parameters=parameters)
+                return self.runner.submit(task_function, parameters=parameters)
+        return self.runner.submit(task_function, parameters=parameters)
 
-    def finish(self, flight: _InFlight) -> tuple[FileOutcome, list[ShardResult]]:
-        """Wait for every shard of the file; publish, commit and archive, or quarantine."""
-        path, sha256 = flight.path, flight.sha256
+    def finish(self, flights: list[_InFlight]) -> list[tuple[FileOutcome, list[ShardResult]]]:
+        """Wait for a unit's files (one file, or a bundle of small ones); publish each
+        file's parts, commit them, archive them, or quarantine; outcomes in order.
+
+        The commits of all the unit's files are one ledger transaction, and so are
+        their archive marks: each is an fsync, which would otherwise be most of the
+        time of a one-row file. A file is still committed only once all its parts are
+        published, and archived only once committed.
+        """
         try:
-            results: list[ShardResult] = []
-            error: BaseException | None = None
-            for future in flight.futures:  # all of them, before anything is cleaned up
+            gathered = self._results(flights)
+            outcomes: dict[int, tuple[FileOutcome, list[ShardResult]]] = {}
+            commits: list[tuple[int, _InFlight, FileOutcome, ScoredFile]] = []
+            version = self.job.model.version
+            for position, (flight, results) in enumerate(zip(flights, gathered)):
+                path, sha256 = flight.path, flight.sha256
+                unreadable = next((r.unreadable for r in results if r.unreadable), None)
+                if unreadable is not None:
+                    _discard(results)
+                    self.logger.warning("quarantined %s: %s", path.name, unreadable)
+                    outcomes[position] = (quarantine_file(path, self.layout, unreadable, sha256,
+                                                          self.ledger), results)
+                    continue
+                if self._changed(path, flight.identity):
+                    _discard(results)
+                    outcomes[position] = (_changed_outcome(path), results)
+                    continue
+                scored = [publish(*r.scored_part) for r in results if r.scored_part]
+                rejected = [publish(*r.rejected_part) for r in results if r.rejected_part]
+                _replace_stale_parts(scored, self.layout.scored, sha256, version)
+                _replace_stale_parts(rejected, self.layout.quarantine / "rows", sha256, None)
+                outcome = FileOutcome(path.name, "scored")
+                for result in results:
+                    outcome.add(result)
+                outcome.encoding = next((r.encoding for r in results if r.encoding), "")
+                commits.append((position, flight, outcome, ScoredFile(
+                    sha256, version, path.name, outcome.rows_read, outcome.rows_scored,
+                    outcome.rows_quarantined, _part_record(scored), _part_record(rejected),
+                    encoding=outcome.encoding or None,
+                    rows_id_generated=outcome.rows_id_generated)))
+                outcomes[position] = (outcome, results)
+            failpoint("score:parts-published")
+            self.ledger.record_scored_many([entry for *_, entry in commits])
+            failpoint("score:ledger-committed")
+            for position, flight, outcome, _ in commits:
+                self._move_to_archive(flight.path, flight.sha256)
+                results = outcomes[position][1]
+                outcome.shards = len(results)
+                outcome.workers = ", ".join(sorted({r.worker for r in results}))
+                outcome.hosts = ", ".join(sorted({r.host for r in results}))
+                outcome.devices = ", ".join(sorted({r.device for r in results}))
+                outcome.seconds = time.perf_counter() - flight.started
+            self.ledger.record_archived_many([flight.sha256 for _, flight, _, _ in commits])
+            return [outcomes[position] for position in range(len(flights))]
+        finally:
+            for flight in flights:
+                flight.lock.close()
+
+    @staticmethod
+    def _results(flights: list[_InFlight]) -> list[list[ShardResult]]:
+        """Every shard result of every file; on any failure, discard them all and raise
+        the first failure (after all have ended, so nothing is cleaned up under a task)."""
+        gathered: list[list[ShardResult]] = []
+        error: BaseException | None = None
+        for flight in flights:
+            results = []
+            for future in flight.futures:
                 try:
                     results.append(future.result())
                 except BaseException as exc:  # noqa: BLE001 - re-raised below
                     error = error or exc
-            if error is not None:
+            gathered.append(results)
+        if error is not None:
+            for results in gathered:
                 _discard(results)
-                raise error
-            unreadable = next((r.unreadable for r in results if r.unreadable), None)
-            if unreadable is not None:
-                _discard(results)
-                self.logger.warning("quarantined %s: %s", path.name, unreadable)
-                return quarantine_file(path, self.layout, unreadable, sha256, self.ledger), results
-            if self._changed(path, flight.identity):
-                _discard(results)
-                return _changed_outcome(path), results
-            version = self.job.model.version
-            scored = [publish(*r.scored_part) for r in results if r.scored_part]
-            rejected = [publish(*r.rejected_part) for r in results if r.rejected_part]
-            _replace_stale_parts(scored, self.layout.scored, sha256, version)
-            _replace_stale_parts(rejected, self.layout.quarantine / "rows", sha256, None)
-            failpoint("score:parts-published")
-            outcome = FileOutcome(path.name, "scored")
-            for result in results:
-                outcome.add(result)
-            outcome.encoding = next((r.encoding for r in results if r.encoding), "")
-            self.ledger.record_scored(ScoredFile(
-                sha256, version, path.name, outcome.rows_read, outcome.rows_scored,
-                outcome.rows_quarantined, _part_record(scored), _part_record(rejected),
-                encoding=outcome.encoding or None, rows_id_generated=outcome.rows_id_generated))
-            failpoint("score:ledger-committed")
-            self._archive(path, sha256)
-            outcome.shards = len(results)
-            outcome.workers = ", ".join(sorted({r.worker for r in results}))
-            outcome.hosts = ", ".join(sorted({r.host for r in results}))
-            outcome.devices = ", ".join(sorted({r.device for r in results}))
-            outcome.seconds = time.perf_counter() - flight.started
-            return outcome, results
-        finally:
-            flight.lock.close()
+            raise error
+        return gathered
 
 
 def task_runner_for(settings: Settings) -> TaskRunner:
@@ -588,17 +736,18 @@ class _Progress:
 
 
 def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) -> None:
-    """Queue files' shards a few files ahead, finish files in order, record outcomes.
+    """Queue files' work a few tasks ahead, finish files in order, record outcomes.
 
+    A unit of work is one file's shards, or a bundle of small files scored by one task.
     A file whose content is already in flight under another name (the same bytes twice
     in the inbox) waits until that one is committed, then is found in the ledger.
     """
     ahead = (driver.settings.thread_workers + THREADS_FILES_AHEAD
              if driver.settings.task_runner == "threads" else DASK_FILES_IN_FLIGHT)
-    in_flight: deque[_InFlight] = deque()
-    waiting: list[tuple[Location, str]] = []
+    in_flight: deque[list[_InFlight]] = deque()  # units, in the order they were queued
+    bundle: list[_InFlight] = []  # small files begun, not yet queued
+    waiting: list[tuple[Location, str, Identity | None]] = []
     intervals: list[tuple[float, float]] = []
-
     progress = _Progress(len(ready), driver.logger)
 
     def record(outcome: FileOutcome, results: list[ShardResult], started: float) -> None:
@@ -613,13 +762,25 @@ def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) 
             seen["model_loads"] = max(seen["model_loads"], result.model_loads)
 
     def finish_oldest() -> None:
-        flight = in_flight.popleft()
-        outcome, results = driver.finish(flight)
-        record(outcome, results, flight.started)
+        unit = in_flight.popleft()
+        for flight, (outcome, results) in zip(unit, driver.finish(unit)):
+            record(outcome, results, flight.started)
+
+    def queue_bundle() -> None:
+        if bundle:
+            driver.submit_bundle(bundle)
+            in_flight.append(list(bundle))
+            bundle.clear()
+
+    def locked() -> int:
+        return sum(len(unit) for unit in in_flight) + len(bundle)
+
+    def pending(sha256: str) -> bool:
+        return any(f.sha256 == sha256 for unit in (*in_flight, bundle) for f in unit)
 
     try:
         for path in ready:
-            while len(in_flight) >= ahead:
+            while in_flight and (len(in_flight) >= ahead or locked() >= MAX_FILES_LOCKED):
                 finish_oldest()
             started = time.perf_counter()
             try:
@@ -628,27 +789,36 @@ def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) 
             except FileNotFoundError:
                 record(FileOutcome(path.name, "busy", detail="handled by another run"), [], started)
                 continue
-            if any(f.sha256 == sha256 for f in in_flight):
+            if pending(sha256):
                 waiting.append((path, sha256, known))
                 continue
             began = driver.begin(path, sha256, started, known)
-            if isinstance(began, _InFlight):
-                in_flight.append(began)
-            else:
+            if not isinstance(began, _InFlight):
                 record(began, [], started)
+            elif began.small:
+                bundle.append(began)
+                if (len(bundle) >= BUNDLE_FILES
+                        or sum(f.size for f in bundle) >= BUNDLE_BYTES):
+                    queue_bundle()
+            else:
+                queue_bundle()  # files finish in the order they were listed
+                driver.submit(began)
+                in_flight.append([began])
+        queue_bundle()
         while in_flight:
             finish_oldest()
         for path, sha256, known in waiting:
             started = time.perf_counter()
             began = driver.begin(path, sha256, started, known)
             if isinstance(began, _InFlight):
-                outcome, results = driver.finish(began)
+                driver.submit(began)
+                ((outcome, results),) = driver.finish([began])
                 record(outcome, results, started)
             else:
                 record(began, [], started)
     finally:
-        for flight in in_flight:  # a failure stopped the run: release what it still holds
-            flight.lock.close()
+        for flight in [f for unit in in_flight for f in unit] + bundle:
+            flight.lock.close()  # a failure stopped the run: release what it still holds
     summary.busy_seconds = _busy_seconds(intervals)
 
 

@@ -109,16 +109,29 @@ class Ledger:
         return ScoredFile(*row) if row else None
 
     def record_scored(self, entry: ScoredFile) -> None:
-        values = asdict(entry) | {"finished_at": entry.finished_at or _now()}
+        self.record_scored_many([entry])
+
+    def record_scored_many(self, entries: list[ScoredFile]) -> None:
+        """Commit several files' scorings in one transaction (one fsync)."""
+        if not entries:
+            return
+        values = [asdict(e) | {"finished_at": e.finished_at or _now()} for e in entries]
         with closing(self._connect()) as db, db:
-            db.execute(f"INSERT OR REPLACE INTO scored_files ({_SCORED_COLUMNS}) VALUES "
+            db.executemany(f"INSERT OR REPLACE INTO scored_files ({_SCORED_COLUMNS}) VALUES "
                        f"({', '.join(':' + f.name for f in fields(ScoredFile))})", values)
 
     def record_archived(self, sha256: str) -> None:
         """The content's input has left ``incoming/``: its committed rows are complete."""
+        self.record_archived_many([sha256])
+
+    def record_archived_many(self, shas: list[str]) -> None:
+        """``record_archived`` for several contents in one transaction (one fsync)."""
+        if not shas:
+            return
+        now = _now()
         with closing(self._connect()) as db, db:
-            db.execute("UPDATE scored_files SET archived_at=? WHERE source_sha256=?"
-                       " AND archived_at IS NULL", (_now(), sha256))
+            db.executemany("UPDATE scored_files SET archived_at=? WHERE source_sha256=?"
+                           " AND archived_at IS NULL", [(now, sha) for sha in shas])
 
     def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
                                 path: str) -> None:

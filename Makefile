@@ -8,12 +8,13 @@ export GX_ANALYTICS_ENABLED := False
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install demo test lint bench lock clean-data
+.PHONY: help install demo test lint bench bench-quick lock clean-data
 
 help:
 	@echo "make demo    train a first model on the bundled sample if needed, then score the sample inbox"
 	@echo "make test    run the whole test suite"
 	@echo "make bench   run the benchmarks and rewrite BENCHMARKS.md"
+	@echo "make bench-quick  a smoke run of every section, reported under benchmarks/.work/"
 	@echo "make lint    ruff"
 
 install: $(VENV)/.installed
@@ -38,6 +39,11 @@ lint: install
 bench: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.lock
 	$(BIN)/python -m benchmarks.run
+
+# Small sizes; writes benchmarks/.work/BENCHMARKS.md, never the committed report.
+bench-quick: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.lock
+	$(BIN)/python -m benchmarks.run --quick
 
 # Re-resolve the lock from pyproject's ranges (needs the registry); review the diff before committing.
 lock:

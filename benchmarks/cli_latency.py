@@ -1,0 +1,133 @@
+"""Bench section ``cli``: how fast the command line answers, and many small files.
+
+Every figure is the wall time of fresh ``reviewflow`` processes (no server: Prefect's
+temporary API per process, as a cron job runs it), the median of ``repeats`` runs:
+
+- commands with nothing heavy to do: ``models list``, ``models promote``, ``models
+  rollback``, ``score`` with nothing ready in the inbox, ``score`` on a root with no
+  champion, ``retrain`` with no labeled files;
+- a 20-row file, end to end, and the seconds its run spends inside the flow;
+- an inbox of ``small_files`` one-row CSV files: files per second inside the flow.
+
+It needs no shared data: the champion is the seed model trained on the bundled sample.
+Runnable alone: ``python -m benchmarks.cli_latency [--repeats N] [--small-files N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+SAMPLES = PROJECT / "data" / "samples"
+REVIEWFLOW = [sys.executable, "-m", "flows.cli"]
+
+
+def _env(work: Path) -> dict[str, str]:
+    home = work / "prefect-home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("REVIEWFLOW_") and k != "PREFECT_API_URL"}
+    env.update({"PREFECT_HOME": str(home), "PYTHONPATH": str(PROJECT),
+                "REVIEWFLOW_SETTLE_SECONDS": "0"})
+    return env
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    done = subprocess.run([*REVIEWFLOW, *argv], cwd=PROJECT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    return time.perf_counter() - started, done
+
+
+def _median(argv_for_run, env: dict[str, str], repeats: int, prepare=None,
+            expect: tuple[int, ...] = (0,)) -> dict:
+    walls, flows = [], []
+    for _ in range(repeats):
+        if prepare is not None:
+            prepare()
+        wall, done = _timed(argv_for_run, env)
+        if done.returncode not in expect:
+            raise RuntimeError(f"reviewflow {' '.join(argv_for_run)} exited {done.returncode}:"
+                               f"\n{done.stderr[-2000:]}")
+        walls.append(wall)
+        if match := re.search(r"run took ([0-9.]+) s", done.stdout):
+            flows.append(float(match[1]))
+    return {"median_seconds": round(statistics.median(walls), 3),
+            "runs_seconds": [round(w, 3) for w in walls],
+            **({"median_flow_seconds": round(statistics.median(flows), 3)} if flows else {})}
+
+
+def measure(work: Path, repeats: int = 5, small_files: int = 1000) -> dict:
+    """The section's figures (see the module docstring)."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = _env(work)
+    root = work / "data"
+    subprocess.run([*REVIEWFLOW, "init", str(root)], env=env, check=True, capture_output=True)
+    figures: dict = {"repeats": repeats}
+    data = ["--data-dir", str(root)]
+
+    figures["score, no champion"] = _median(["score", *data], env, repeats, expect=(2,))
+    figures["retrain, no labeled files"] = _median(["retrain", *data], env, repeats, expect=(2,))
+    for sample in (SAMPLES / "labeled").iterdir():
+        shutil.copy2(sample, root / "labeled" / sample.name)
+    subprocess.run([*REVIEWFLOW, "retrain", "--architecture", "seed", "--epochs", "5", *data],
+                   env=env, check=True, capture_output=True, timeout=900)
+    subprocess.run([*REVIEWFLOW, "retrain", "--architecture", "seed", "--epochs", "2", *data],
+                   env=env, check=True, capture_output=True, timeout=900)
+    versions = sorted(p.name for p in (root / "models" / "versions").iterdir())
+    figures["models list"] = _median(["models", "list", *data], env, repeats)
+    figures["models promote"] = _median(
+        ["models", "promote", versions[-1], "--force", "--reason", "bench", *data], env, repeats)
+    figures["models rollback"] = _median(
+        ["models", "rollback", "--reason", "bench", *data], env, 1)
+    figures["score, nothing ready"] = _median(["score", *data], env, repeats)
+
+    incoming = root / "incoming"
+    counter = iter(range(10**9))
+
+    def twenty_rows() -> None:
+        run = next(counter)
+        lines = [f"r{run}-{i},A film I would see again, take {run}-{i}." for i in range(20)]
+        (incoming / f"twenty-{run}.csv").write_text("review_id,text\n" + "\n".join(lines) + "\n")
+
+    subprocess.run([*REVIEWFLOW, "models", "promote", versions[0], "--force", "--reason",
+                    "bench", *data], env=env, check=True, capture_output=True)
+    figures["score, one 20-row file"] = _median(["score", *data], env, repeats,
+                                                prepare=twenty_rows)
+
+    def many_small() -> None:
+        run = next(counter)
+        for i in range(small_files):
+            (incoming / f"small-{run}-{i}.csv").write_text(
+                f"review_id,text\ns{run}-{i},one short review number {i}\n")
+
+    small = _median(["score", *data], env, max(1, repeats // 2), prepare=many_small)
+    small["files"] = small_files
+    small["files_per_second_in_flow"] = round(small_files / small["median_flow_seconds"], 1)
+    small["files_per_second_wall"] = round(small_files / small["median_seconds"], 1)
+    figures["score, many one-row files"] = small
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cli_latency")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--small-files", type=int, default=1000)
+    args = parser.parse_args(argv)
+    work = PROJECT / "benchmarks" / ".work" / "cli"
+    print(json.dumps(measure(work, args.repeats, args.small_files), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -80,3 +80,26 @@ def quarantine_file(path: Path | ObjectPath, layout: DataLayout, reason: str, sh
     return FileOutcome(path.name, "quarantined" if sha256 else "unsupported", detail=reason)
 
 
+def terminal_progress(total: int, what: str, details: str):
+    """A rich progress bar on standard error, or None when that is not a terminal.
+
+    ``details`` is a rich format string over the task's fields, updated by the caller
+    (``bar.update(task, advance=1, **fields)``). Prefect workers, cron and CI logs get
+    plain log lines instead: a bar there would be noise.
+    """
+    import sys
+
+    if total <= 0 or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn(details),
+                    TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+

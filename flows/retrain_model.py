@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import build_validator, quarantine_file, settings_from
+from flows.common import build_validator, quarantine_file, settings_from, terminal_progress
 from tasks.errors import NoLabeledDataError, RetrainingBusyError
 from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_exact
 from tasks.failpoints import failpoint
@@ -107,14 +107,28 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, settings: Set
                             epochs=settings.epochs, batch_size=settings.batch_size,
                             patience=settings.patience, seed=settings.seed)
     logger = get_run_logger()
+    # On a terminal a bar over the most epochs (early stopping may end sooner); else lines.
+    bar = terminal_progress(params.epochs, "training",
+                            "epochs, loss {task.fields[loss]:.4f}, held-out accuracy "
+                            "{task.fields[accuracy]:.4f}")
 
     def show_epoch(epoch: int, logs: dict) -> None:
+        loss, accuracy = logs.get("loss", float("nan")), logs.get("val_accuracy", float("nan"))
+        if bar is not None:
+            bar.update(bar.task_ids[0], completed=epoch, loss=loss, accuracy=accuracy)
+            return
         logger.info("epoch %d/%d: loss %.4f, held-out loss %.4f, held-out accuracy %.4f",
-                    epoch, params.epochs, logs.get("loss", float("nan")),
-                    logs.get("val_loss", float("nan")), logs.get("val_accuracy", float("nan")))
+                    epoch, params.epochs, loss, logs.get("val_loss", float("nan")), accuracy)
 
-    return train_model(_texts(train), train["label"].to_numpy(), _texts(validation),
-                       validation["label"].to_numpy(), params, on_epoch=show_epoch)
+    if bar is not None:
+        bar.add_task("epochs", total=params.epochs, loss=float("nan"), accuracy=float("nan"))
+        bar.start()
+    try:
+        return train_model(_texts(train), train["label"].to_numpy(), _texts(validation),
+                           validation["label"].to_numpy(), params, on_epoch=show_epoch)
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 @task(name="evaluate-champion", cache_policy=NO_CACHE)

@@ -36,7 +36,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from flows.common import FileOutcome, RowCounts, quarantine_file, settings_from
+from flows.common import (
+    FileOutcome,
+    RowCounts,
+    quarantine_file,
+    settings_from,
+    terminal_progress,
+)
 from tasks.errors import GPURequiredError
 from tasks.failpoints import failpoint
 from tasks.inbox import (
@@ -709,10 +715,11 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
 
 @dataclass
 class _Progress:
-    """Progress lines for a long run: files done of all, rows, reviews/s, time left.
+    """Progress of a long run: files done of all, rows, reviews/s, time left.
 
-    At most one line every ``every`` seconds (and one for the last file), so an inbox of
-    thousands of small files does not print thousands of lines.
+    On a terminal, a bar (rich); elsewhere (workers, cron, CI) log lines, at most one
+    every ``every`` seconds and one for the last file, so an inbox of thousands of
+    small files does not print thousands of lines.
     """
 
     total: int
@@ -722,17 +729,35 @@ class _Progress:
     rows: int = 0
     started: float = field(default_factory=time.perf_counter)
     last: float = 0.0
+    bar: object = None
+
+    def __post_init__(self) -> None:
+        self.bar = terminal_progress(self.total, "scoring",
+                                     "files, {task.fields[rows]:,} rows, "
+                                     "{task.fields[rate]:,.0f} reviews/s")
+        if self.bar is not None:
+            self.bar.add_task("files", total=self.total, rows=0, rate=0.0)
+            self.bar.start()
 
     def file_done(self, outcome: FileOutcome) -> None:
         self.done += 1
         self.rows += outcome.rows_read
         now = time.perf_counter()
+        elapsed = now - self.started
+        rate = self.rows / max(elapsed, 1e-9)
+        if self.bar is not None:
+            self.bar.update(self.bar.task_ids[0], advance=1, rows=self.rows, rate=rate)
+            return
         if now - self.last < self.every and self.done < self.total:
             return
-        self.last, elapsed = now, now - self.started
+        self.last = now
         left = elapsed / self.done * (self.total - self.done)
         self.logger.info("%d/%d files, %d rows, %.0f reviews/s, about %.0f s left",
-                         self.done, self.total, self.rows, self.rows / max(elapsed, 1e-9), left)
+                         self.done, self.total, self.rows, rate, left)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) -> None:
@@ -817,6 +842,7 @@ def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) 
             else:
                 record(began, [], started)
     finally:
+        progress.close()
         for flight in [f for unit in in_flight for f in unit] + bundle:
             flight.lock.close()  # a failure stopped the run: release what it still holds
     summary.busy_seconds = _busy_seconds(intervals)

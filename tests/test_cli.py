@@ -143,3 +143,52 @@ def test_long_work_shows_progress_lines(scoring_root, caplog):
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
     assert all("held-out accuracy" in line for line in epochs)
+
+
+def run_on_a_terminal(argv: list[str], env: dict, timeout: float = 600) -> str:
+    """Run the CLI with a pseudo-terminal as its standard output and error; what it drew."""
+    import os
+    import pty
+    import select
+    import time
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], cwd=PROJECT, env=env,
+                               stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=60)
+    os.close(leader)
+    assert process.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_on_a_terminal_long_work_shows_bars(scoring_root, subprocess_env):
+    """A person at a terminal sees bars (files for scoring, epochs for training) instead of
+    progress log lines."""
+    import shutil
+
+    for i in range(3):
+        (scoring_root / "incoming" / f"f{i}.csv").write_text(f"review_id,text\n{i},fine film\n")
+    env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0", COLUMNS="160")
+    drawn = run_on_a_terminal(["score", "--data-dir", str(scoring_root)], env)
+    assert "scoring" in drawn and "3/3" in drawn and "reviews/s" in drawn
+    assert "files, 3 rows" in drawn and "s left" not in drawn  # the bar, not the log line
+    for sample in (SAMPLES / "labeled").iterdir():
+        shutil.copy2(sample, scoring_root / "labeled" / sample.name)
+    drawn = run_on_a_terminal(["retrain", "--data-dir", str(scoring_root), "--architecture",
+                               "seed", "--epochs", "2"], env)
+    assert "training" in drawn and "2/2" in drawn and "held-out accuracy" in drawn
+    assert "epoch 1/2:" not in drawn

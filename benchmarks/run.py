@@ -67,7 +67,7 @@ BENCHMARKS_MD = PROJECT / "BENCHMARKS.md"
 SECTIONS = ("accuracy", "throughput", "memory", "validation", "orchestration", "gpu", "profile",
             "dask", "cli")
 # Sections that need no shared data; every other one needs IMDB_PARQUET.
-WITHOUT_SHARED_DATA = ("gpu", "cli")
+WITHOUT_SHARED_DATA = ("orchestration", "gpu", "cli")
 TARGET_CLI_QUICK_SECONDS = 1.0   # models list|promote|rollback
 TARGET_CLI_NOTHING_SECONDS = 5.0  # score with nothing to do, no server
 TARGET_SMALL_FILES_PER_SECOND = 20.0

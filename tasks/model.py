@@ -405,6 +405,34 @@ def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int) -> np
     return scores
 
 
+# One vocabulary per loaded model, for the drift signals (tasks.monitoring). A cache, keyed
+# weakly like _SERVING_FUNCTIONS: it lives exactly as long as its model.
+_VOCABULARIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_vocabulary(model: keras.Model):
+    """The model's own vocabulary as ``tasks.monitoring.Vocabulary``: the tokens its
+    TextVectorization layer knows, and whether it looks up unspaced scripts character by
+    character (the n-gram split). Read from the layer, so the model is not changed and
+    scores are not touched; None for a model without a layer named "vectorizer"."""
+    found = _VOCABULARIES.get(model)
+    if found is None:
+        import pyarrow as pa
+
+        from tasks.monitoring import Vocabulary
+
+        try:
+            vectorizer = model.get_layer("vectorizer")
+        except ValueError:
+            return None
+        split = vectorizer.get_config().get("split")
+        by_characters = split is split_ngrams or "split_ngrams" in str(split)
+        tokens = [t for t in vectorizer.get_vocabulary() if t and t != "[UNK]"]
+        found = Vocabulary(pa.array(tokens, pa.string()), by_characters)
+        _VOCABULARIES[model] = found
+    return found
+
+
 def compute_device() -> str:
     """The device TensorFlow places work on: the first visible GPU, else the CPU."""
     gpus = tf.config.list_physical_devices("GPU")

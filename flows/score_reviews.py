@@ -17,6 +17,12 @@ its rows and leaves its parts under temporary names; only when every shard of a 
 is done does the driver publish the parts, commit the ledger and archive the input, so
 the crash-consistency of a single process holds for any number of workers.
 
+Drift signals (README, "Monitoring"): each shard counts, on the batches it scores,
+what ``tasks.monitoring`` needs (lengths, scores, tokens unknown to the model, scripts,
+labels); the driver adds the counts up per file, compares them with the champion's
+reference profile, writes one row per file to ``monitoring/``, logs a WARNING per
+threshold crossed and emits the Prefect event ``reviewflow.drift.detected``.
+
 Run it as ``reviewflow score`` or ``python -m flows.score_reviews``.
 """
 
@@ -49,6 +55,17 @@ from tasks.inbox import (
     release_claim_folder,
 )
 from tasks.ledger import Ledger, ScoredFile
+from tasks.monitoring import (
+    MONITORING_SCHEMA,
+    Flag,
+    MonitorCounts,
+    Thresholds,
+    flags,
+    monitoring_row,
+    monitoring_table,
+    observe_batch,
+    signals,
+)
 from tasks.readers import ReadReport, UnreadableFileError, iter_review_batches
 from tasks.registry import Registry
 from tasks.settings import ColumnMapping, DataLayout, Settings
@@ -88,6 +105,21 @@ class ScoreSummary:
     task_runner: str = "threads"
     busy_seconds: float = 0.0  # wall time during which at least one file was being worked on
     workers: dict[str, dict] = field(default_factory=dict)  # where shards ran (see here())
+    # Drift signals: the champion's reference profile (None if trained before profiles),
+    # one monitoring/ row per scored file, and the counts of the whole run.
+    profile: dict | None = None
+    monitoring: list[dict] = field(default_factory=list)
+    run_counts: MonitorCounts = field(default_factory=MonitorCounts)
+    monitor_seconds: float = 0.0  # summed over shards: the cost of the signals
+
+    def drift(self) -> dict:
+        """The run's signals over all its scored files, and how many files were flagged."""
+        found = signals(self.run_counts, self.profile)
+        return {key: found[key] for key in ("oov_rate", "length_psi", "score_psi",
+                                            "script_shift", "script_mix")} | {
+            "has_profile": self.profile is not None,
+            "files_flagged": sum(bool(row["flags"]) for row in self.monitoring),
+            "monitor_seconds": round(self.monitor_seconds, 3)}
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)
@@ -140,6 +172,7 @@ class ScoreSummary:
             "task_runner": self.task_runner,
             "shards": self.total("shards"),
             "workers": self.workers,
+            "drift": self.drift(),
         }
 
 
@@ -161,6 +194,8 @@ class ScoringJob:
     run_started: datetime
     encodings: tuple[str, ...] = ()  # Settings.encodings
     detect_encoding: bool = True
+    profile: dict | None = None  # the champion's reference profile (tasks.monitoring)
+    monitor_sample_rows: int = 2_000  # Settings.monitor_sample_rows
 
 
 @dataclass
@@ -178,6 +213,9 @@ class ShardResult(RowCounts):
     device: str = ""
     model_loads: int = 0
     seconds: float = 0.0
+    sha256: str = ""
+    monitor: MonitorCounts = field(default_factory=MonitorCounts)  # drift signal counts
+    monitor_seconds: float = 0.0  # time spent counting them
 
 
 @task(name="load-champion", cache_policy=NO_CACHE)
@@ -195,6 +233,7 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
     loads the model once however many shards it scores. Never publishes, never touches
     the ledger or the inbox: the flow does that once every shard of the file is done.
     """
+    from tasks.model import model_vocabulary
     from tasks.scoring import SCORED_SCHEMA, score_batch
 
     started = time.perf_counter()
@@ -205,12 +244,13 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
                                "(deployments/DASK.md) or install the 'gpu' extra")
     model = cached_model(job.model)
     validator = cached_validator(job.suite_config, job.validator_parameters)
+    vocabulary = model_vocabulary(model)
     version = job.model.version
     scored = StagedParquet(job.scored_dir / part_name(sha256, version, shard.index), SCORED_SCHEMA)
     rejected = StagedParquet(job.rejected_dir / part_name(sha256, None, shard.index),
                              QUARANTINE_SCHEMA)
     result = ShardResult(shard.index, worker=where["worker"], host=where["host"],
-                         pid=where["pid"], device=where["device"])
+                         pid=where["pid"], device=where["device"], sha256=sha256)
     seen_ids = {column: SeenValues(values) for column, values in shard.seen.items()}
     found = ReadReport()
     try:
@@ -233,6 +273,11 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
             result.labeled += pc.sum(given).as_py() or 0
             agree = pc.equal(output.column("label"), output.column("predicted_label"))
             result.correct += pc.sum(pc.and_kleene(given, agree)).as_py() or 0
+            counting = time.perf_counter()
+            result.monitor.add(observe_batch(
+                checked.valid.column("text"), output.column("score").to_numpy(),
+                output.column("label"), vocabulary, job.profile, job.monitor_sample_rows))
+            result.monitor_seconds += time.perf_counter() - counting
             failpoint("score:mid-file")
         scored_temp, rejected_temp = scored.finish(), rejected.finish()
     except UnreadableFileError as exc:
@@ -308,6 +353,7 @@ class _Driver:
     day: str
     logger: object
     unique: list[str]
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     def begin(self, path: Location, sha256: str, started: float,
               known: Identity | None = None) -> FileOutcome | _InFlight:
@@ -381,6 +427,37 @@ class _Driver:
                                 "the next run scores its new content", path.name)
         return changed
 
+    def observe(self, outcome: FileOutcome, results: list[ShardResult],
+                summary: ScoreSummary) -> None:
+        """The drift signals of a scored file: one monitoring/ row (written now, beside
+        the file's parts), a WARNING per threshold crossed, a Prefect event if flagged."""
+        if outcome.status != "scored" or not results:
+            return
+        counts = MonitorCounts()
+        for result in results:
+            counts.add(result.monitor)
+            summary.monitor_seconds += result.monitor_seconds
+        summary.run_counts.add(counts)
+        sha256, version, profile = results[0].sha256, self.job.model.version, self.job.profile
+        found = signals(counts, profile)
+        raised = flags(outcome.file, found, profile, self.thresholds)
+        for flag in raised:
+            self.logger.warning(flag.message)
+        from prefect.runtime import flow_run
+
+        row = monitoring_row(found, raised, run_started=self.job.run_started,
+                             flow_run_id=flow_run.id, model_version=version,
+                             source_file=outcome.file, source_sha256=sha256,
+                             has_profile=profile is not None)
+        # Named like the file's scored part: a rerun after a crash overwrites, never adds.
+        part = StagedParquet(self.layout.monitoring / f"run_date={self.day}"
+                             / part_name(sha256, version), MONITORING_SCHEMA)
+        part.write(monitoring_table([row]))
+        part.commit()
+        summary.monitoring.append(row)
+        if raised and self.settings.monitor_emit_events:
+            _emit_drift_event(version, outcome.file, sha256, found, raised)
+
     def _submit(self, path: Location, sha256: str, shard: Shard):
         parameters = {"path": path, "sha256": sha256, "shard": shard, "job": self.job}
         if self.settings.task_runner == "dask" and self.settings.dask_resources:
@@ -437,6 +514,29 @@ class _Driver:
             return outcome, results
         finally:
             flight.lock.close()
+
+
+DRIFT_EVENT = "reviewflow.drift.detected"
+
+
+def _emit_drift_event(version: str, file: str, sha256: str, found: dict,
+                      raised: list[Flag]) -> None:
+    """Tell Prefect that a file drifted: the model version is the event's resource, the
+    file a related one, so an automation or a deployment trigger can match on either
+    (deployments/prefect.yaml shows one that starts retrain-model)."""
+    from prefect.events import emit_event
+
+    emit_event(
+        DRIFT_EVENT,
+        resource={"prefect.resource.id": f"reviewflow.model.{version}",
+                  "prefect.resource.name": version, "reviewflow.model-version": version},
+        related=[{"prefect.resource.id": f"reviewflow.file.{sha256}",
+                  "prefect.resource.role": "file", "prefect.resource.name": file,
+                  "reviewflow.sha256": sha256}],
+        payload={"file": file, "model_version": version,
+                 "flags": [flag.signal for flag in raised],
+                 "messages": [flag.message for flag in raised],
+                 "signals": {k: v for k, v in found.items() if k != "script_mix"}})
 
 
 def task_runner_for(settings: Settings) -> TaskRunner:
@@ -519,10 +619,15 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
     registry, ledger = Registry(layout.models), Ledger(layout.state / "ledger.sqlite")
     model_version = registry.champion_version()
     model = ModelRef(model_version, registry.model_path(model_version))
+    profile = registry.read_profile(model_version)
+    if profile is None:  # said once per run: an older champion is not an error
+        logger.info("champion %s was trained before reference profiles existed: the drift "
+                    "signals that need one (length_psi, score_psi, script_shift, accuracy "
+                    "drop) stay empty until a champion retrained by this version", model_version)
     if local:
         load_champion(model)  # fails here, before the inbox is touched, if it cannot load
     summary = ScoreSummary(model_version=model_version, device=device,
-                           task_runner=settings.task_runner)
+                           task_runner=settings.task_runner, profile=profile)
     inbox = list_inbox(layout.incoming, settings.settle_seconds)
     summary.files_ready, summary.files_settling = len(inbox.ready), len(inbox.settling)
     summary.settle_seconds = settings.settle_seconds
@@ -547,12 +652,13 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
             scored_dir=layout.scored / f"scored_date={day}",
             rejected_dir=layout.quarantine / "rows" / f"quarantined_date={day}",
             run_started=run_started, encodings=tuple(settings.encodings),
-            detect_encoding=settings.detect_encoding)
+            detect_encoding=settings.detect_encoding, profile=profile,
+            monitor_sample_rows=settings.monitor_sample_rows)
         if local:  # built here once, as before, so its slow import is not inside a file's time
             cached_validator(job.suite_config, job.validator_parameters)
         with _api_for_workers(settings), task_runner_for(settings) as runner:
             driver = _Driver(settings, layout, ledger, runner, job, day, logger,
-                             unique_columns(suite))
+                             unique_columns(suite), _thresholds(settings))
             _score_inbox(driver, inbox.ready, summary)
         if not local:
             summary.device = ", ".join(sorted({w["device"] for w in summary.workers.values()})) \
@@ -560,6 +666,14 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
     summary.seconds = time.perf_counter() - clock
     publish_summary(summary)
     return summary.as_dict()
+
+
+def _thresholds(settings: Settings) -> Thresholds:
+    return Thresholds(max_oov_rate=settings.monitor_max_oov_rate,
+                      max_psi=settings.monitor_max_psi,
+                      max_script_shift=settings.monitor_max_script_shift,
+                      max_accuracy_drop=settings.monitor_max_accuracy_drop,
+                      min_rows=settings.monitor_min_rows)
 
 
 def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) -> None:
@@ -576,6 +690,7 @@ def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) 
 
     def record(outcome: FileOutcome, results: list[ShardResult], started: float) -> None:
         summary.files.append(outcome)
+        driver.observe(outcome, results, summary)
         intervals.append((started, time.perf_counter()))
         for result in results:
             seen = summary.workers.setdefault(result.worker, {
@@ -645,6 +760,24 @@ def publish_summary(summary: ScoreSummary) -> None:
         rows = [{"file": f.file, "status": f.status, **asdict(f)} for f in summary.files]
         create_table_artifact(key="score-files", table=rows,
                               description="What happened to each file")
+    if summary.monitoring:
+        columns = ("source_file", "rows", "oov_rate", "length_psi", "score_psi", "script_shift",
+                   "share_latin", "share_hangul", "positive_share", "accuracy")
+        rows = [{name: row[name] for name in columns} | {"flags": ", ".join(row["flags"])}
+                for row in summary.monitoring]
+        drift = figures["drift"]
+        rows.append({"source_file": "(run)", "rows": summary.run_counts.rows,
+                     **{name: drift.get(name) for name in columns[2:6]},
+                     "share_latin": (drift["script_mix"] or {}).get("latin"),
+                     "share_hangul": (drift["script_mix"] or {}).get("hangul"),
+                     "positive_share": figures["positive_share"],
+                     "accuracy": figures["accuracy_on_labeled_rows"],
+                     "flags": f"{drift['files_flagged']} files flagged"})
+        create_table_artifact(
+            key="score-monitoring", table=rows,
+            description="Drift signals per file against the champion's reference profile "
+                        "(README, Monitoring)" + ("" if summary.profile else
+                                                  "; this champion has no profile"))
     print(json.dumps(figures))
 
 

@@ -456,7 +456,7 @@ class _Driver:
         part.commit()
         summary.monitoring.append(row)
         if raised and self.settings.monitor_emit_events:
-            _emit_drift_event(version, outcome.file, sha256, found, raised)
+            _emit_drift_event(version, outcome.file, sha256, found, raised, flow_run.id)
 
     def _submit(self, path: Location, sha256: str, shard: Shard):
         parameters = {"path": path, "sha256": sha256, "shard": shard, "job": self.job}
@@ -519,21 +519,25 @@ class _Driver:
 DRIFT_EVENT = "reviewflow.drift.detected"
 
 
+def drift_resource(version: str) -> dict[str, str]:
+    """The resource of a drift event: the model version (what a trigger matches on)."""
+    return {"prefect.resource.id": f"reviewflow.model.{version}",
+            "prefect.resource.name": version, "reviewflow.model-version": version}
+
+
 def _emit_drift_event(version: str, file: str, sha256: str, found: dict,
-                      raised: list[Flag]) -> None:
+                      raised: list[Flag], flow_run_id: str | None = None) -> None:
     """Tell Prefect that a file drifted: the model version is the event's resource, the
     file a related one, so an automation or a deployment trigger can match on either
     (deployments/prefect.yaml shows one that starts retrain-model)."""
     from prefect.events import emit_event
 
     emit_event(
-        DRIFT_EVENT,
-        resource={"prefect.resource.id": f"reviewflow.model.{version}",
-                  "prefect.resource.name": version, "reviewflow.model-version": version},
+        DRIFT_EVENT, resource=drift_resource(version),
         related=[{"prefect.resource.id": f"reviewflow.file.{sha256}",
                   "prefect.resource.role": "file", "prefect.resource.name": file,
                   "reviewflow.sha256": sha256}],
-        payload={"file": file, "model_version": version,
+        payload={"file": file, "model_version": version, "flow_run_id": flow_run_id,
                  "flags": [flag.signal for flag in raised],
                  "messages": [flag.message for flag in raised],
                  "signals": {k: v for k, v in found.items() if k != "script_mix"}})

@@ -49,7 +49,9 @@ def test_first_model_records_everything(trained_models):
 def test_same_data_again_is_not_promoted(labeled_root):
     registry = Registry(labeled_root / "models")
     champion = registry.champion_version()
-    summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10)
+    # force: the same inputs as the champion's would otherwise be "nothing new to learn"
+    summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,
+                            force=True)
     assert not summary["promoted"] and summary["reason"].startswith("not better")
     assert registry.champion_version() == champion
     statuses = {row["version"]: row["status"] for row in registry.list_versions()}
@@ -104,7 +106,8 @@ def test_one_class_labels_never_promote_a_constant_model(labeled_root):
 def test_promote_rollback_and_list(labeled_root, capsys):
     registry = Registry(labeled_root / "models")
     first = registry.champion_version()
-    second = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10)["version"]
+    second = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,
+                           force=True)["version"]
     root = ["--data-dir", str(labeled_root)]
     main(["models", *root, "promote", second, "--reason", "reviewed by hand"])
     assert registry.champion_version() == second

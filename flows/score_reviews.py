@@ -195,7 +195,7 @@ class ScoringJob:
     encodings: tuple[str, ...] = ()  # Settings.encodings
     detect_encoding: bool = True
     profile: dict | None = None  # the champion's reference profile (tasks.monitoring)
-    monitor_sample_rows: int = 2_000  # Settings.monitor_sample_rows
+    monitor_sample_rows: int = 1_000  # Settings.monitor_sample_rows
 
 
 @dataclass

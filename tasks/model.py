@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -417,8 +418,6 @@ def model_vocabulary(model: keras.Model):
     scores are not touched; None for a model without a layer named "vectorizer"."""
     found = _VOCABULARIES.get(model)
     if found is None:
-        import pyarrow as pa
-
         from tasks.monitoring import Vocabulary
 
         try:
@@ -427,10 +426,26 @@ def model_vocabulary(model: keras.Model):
             return None
         split = vectorizer.get_config().get("split")
         by_characters = split is split_ngrams or "split_ngrams" in str(split)
-        tokens = [t for t in vectorizer.get_vocabulary() if t and t != "[UNK]"]
-        found = Vocabulary(pa.array(tokens, pa.string()), by_characters)
+        found = Vocabulary(_vocabulary_tokens(vectorizer), by_characters)
         _VOCABULARIES[model] = found
     return found
+
+
+def _vocabulary_tokens(vectorizer) -> pa.Array:
+    """The vectorizer's tokens (without the padding and out-of-vocabulary entries).
+
+    Exported from its lookup table as one byte array (0.09 s for 200k n-grams) rather
+    than through ``get_vocabulary``, which builds a sorted Python list (0.55 s); that
+    public path is the fallback where the layer's internals differ.
+    """
+    table = getattr(getattr(vectorizer, "_lookup_layer", None), "lookup_table", None)
+    if table is not None:
+        try:
+            keys, _ = table.export()
+            return pa.array(keys.numpy(), pa.binary()).cast(pa.string())
+        except (AttributeError, TypeError, ValueError, pa.ArrowInvalid):
+            pass
+    return pa.array([t for t in vectorizer.get_vocabulary() if t and t != "[UNK]"], pa.string())
 
 
 def compute_device() -> str:

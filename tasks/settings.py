@@ -153,7 +153,7 @@ class Settings(BaseSettings):
 
     # --- monitoring: drift signals of every scoring run (README, "Monitoring")
     monitor_sample_rows: int = Field(
-        2_000, gt=0, description="Rows per read batch whose text is tokenized for the "
+        1_000, gt=0, description="Rows per read batch whose text is tokenized for the "
                                  "unknown-token rate and the script mix (every k-th row); "
                                  "lengths, scores and labels count every row.")
     monitor_min_rows: int = Field(

@@ -194,6 +194,7 @@ def _monitor(args) -> None:
             print(f"  run {started:%Y-%m-%d %H:%M:%S}")
             shown = run[columns].assign(flags=run["flags"].map(lambda f: ", ".join(f) or "-"))
             print("    " + shown.to_string(index=False, na_rep="-").replace("\n", "\n    "))
+    # "_": pyarrow, pandas and DuckDB globs of the dataset skip the PNG beside the parts.
     png = plot_trends(frame, Path(args.png) if args.png else layout.monitoring / "_trends.png")
     print(f"\ntrends written to {png}")
 

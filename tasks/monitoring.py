@@ -31,10 +31,10 @@ matplotlib only when called.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -385,16 +385,26 @@ def monitoring_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=MONITORING_SCHEMA)
 
 
-def read_monitoring(folder: Path) -> pa.Table | None:
-    """Every row of ``monitoring/`` (hive-partitioned by ``run_date``), or None if empty."""
-    import pyarrow.dataset as ds
+def read_monitoring(folder) -> pa.Table | None:
+    """Every row of ``monitoring/`` with its ``run_date`` partition, or None if empty.
 
-    if not folder.exists() or not any(folder.rglob("*.parquet")):
+    ``folder`` is a local ``Path`` or an ``ObjectPath`` (s3://…): the parts are found
+    by name (``run_date=*/*.parquet``), so the trends PNG beside them is never read.
+    """
+    import pyarrow.parquet as pq
+
+    if not folder.exists():
         return None
-    return ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+    tables = []
+    for part in sorted(folder.glob("run_date=*/*.parquet"), key=str):
+        with part.open("rb") as stream:
+            table = pq.read_table(stream, schema=MONITORING_SCHEMA)
+        day = part.parent.name.partition("=")[2]
+        tables.append(table.append_column("run_date", pa.repeat(pa.scalar(day), len(table))))
+    return pa.concat_tables(tables) if tables else None
 
 
-def plot_trends(frame, path: Path) -> Path:
+def plot_trends(frame, path):
     """Signals per run over time, one line per model version, as a PNG.
 
     ``frame``: a pandas DataFrame of ``monitoring/`` rows.
@@ -424,7 +434,9 @@ def plot_trends(frame, path: Path) -> Path:
     axes[-1].set_xlabel("run started (UTC)")
     figure.suptitle("reviewflow: drift signals per scoring run")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=80)
+    image = io.BytesIO()  # then one write: a local file or an object (s3://…) alike
+    figure.savefig(image, format="png", dpi=80)
     plt.close(figure)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(image.getvalue())
     return path

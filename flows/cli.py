@@ -4,6 +4,8 @@
     reviewflow score     [--require-gpu] [--settle-seconds S] [--task-runner threads|dask]
                          [--dask-address A] [--shard-rows N]
     reviewflow retrain   [--architecture A] [--epochs N] [--min-delta X] [--require-significance]
+                         [--force]
+    reviewflow monitor   [--runs N] [--png PATH]
     reviewflow models    list | promote VERSION --reason R [--force] | rollback --reason R
     reviewflow demo
 
@@ -85,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     retrain.add_argument("--min-delta", type=float, help="accuracy gain the candidate must exceed")
     retrain.add_argument("--require-significance", action="store_true", default=None,
                          help="also require an exact McNemar test at the configured alpha")
+    retrain.add_argument("--force", action="store_true", default=False,
+                         help="train even when nothing changed since the latest version")
+
+    monitor = command("monitor",
+                      help="drift signals of recent scoring runs per model version, and a PNG")
+    monitor.add_argument("--runs", type=int, default=10, help="recent runs to list per version")
+    monitor.add_argument("--png", help="where to write the trends (default monitoring/_trends.png)")
 
     models = command("models", help="the model registry")
     actions = models.add_subparsers(dest="action", required=True)
@@ -133,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                 _print_retrain(_retrain(args))
             elif args.command == "models":
                 _models(args)
+            elif args.command == "monitor":
+                _monitor(args)
     except ReviewflowError as exc:
         if args.verbose:
             raise
@@ -252,7 +263,8 @@ def _retrain(args) -> dict:
     return retrain_model(data_dir=args.data_dir, architecture=getattr(args, "architecture", None),
                          epochs=getattr(args, "epochs", None),
                          min_delta=getattr(args, "min_delta", None),
-                         require_significance=getattr(args, "require_significance", None))
+                         require_significance=getattr(args, "require_significance", None),
+                         force=getattr(args, "force", False))
 
 
 def _print_score(summary: dict) -> None:
@@ -267,6 +279,9 @@ def _print_score(summary: dict) -> None:
 
 
 def _print_retrain(summary: dict) -> None:
+    if summary.get("nothing_new"):
+        print(f"\nno new version: {summary['reason']}")
+        return
     verdict = "promoted to champion" if summary["promoted"] else "not promoted"
     print(f"\ncandidate {summary['version']}: held-out accuracy "
           f"{summary['validation_accuracy']:.4f} on {summary['validation_rows']} rows; {verdict}")
@@ -299,6 +314,31 @@ def _models(args) -> None:
     elif args.action == "rollback":
         pointer = registry.rollback(args.reason)
         print(f"rolled back; champion is now {pointer['version']}")
+
+
+def _monitor(args) -> None:
+    """Print the recent runs' drift signals per model version; write the trends PNG."""
+    from tasks.monitoring import plot_trends, read_monitoring
+
+    layout = _settings(args).layout
+    table = read_monitoring(layout.monitoring)
+    if table is None:
+        print(f"no drift signals yet in {layout.monitoring}; they are written by `reviewflow score`")
+        return
+    frame = table.to_pandas().sort_values(["run_started", "source_file"])
+    columns = ["source_file", "rows", "oov_rate", "length_psi", "score_psi", "script_shift",
+               "positive_share", "accuracy", "flags"]
+    for version, rows in frame.groupby("model_version", sort=False):
+        recent = rows[rows["run_started"].isin(rows["run_started"].unique()[-args.runs:])]
+        note = "" if rows["has_profile"].any() else " (no reference profile: PSI and script shift empty)"
+        print(f"\nmodel {version}: {rows['run_started'].nunique()} runs, {len(rows)} files{note}")
+        for started, run in recent.groupby("run_started"):
+            print(f"  run {started:%Y-%m-%d %H:%M:%S}")
+            shown = run[columns].assign(flags=run["flags"].map(lambda f: ", ".join(f) or "-"))
+            print("    " + shown.to_string(index=False, na_rep="-").replace("\n", "\n    "))
+    # "_": pyarrow, pandas and DuckDB globs of the dataset skip the PNG beside the parts.
+    png = plot_trends(frame, Path(args.png) if args.png else layout.monitoring / "_trends.png")
+    print(f"\ntrends written to {png}")
 
 
 def _demo(args) -> None:

@@ -4,8 +4,11 @@ Steps: read and validate every labeled file (rejected rows go to
 ``quarantine/training/``), split by a hash of ``review_id`` into training and held-out
 validation rows, train the configured architecture with early stopping, evaluate the
 candidate and the current champion now on the same held-out rows, decide, and record
-the version with its metrics, curves and decision in the registry. Only one
-retraining runs at a time.
+the version with its metrics, curves, decision and reference profile (for the drift
+signals of scoring runs, tasks.monitoring) in the registry. Only one retraining runs
+at a time. When the labeled data, the architecture and the training settings are those
+of the latest trained version, there is nothing new to learn: the run says so in the
+registry history and trains nothing, unless ``force`` is given.
 
 Run it as ``reviewflow retrain`` or ``python -m flows.retrain_model``.
 """
@@ -13,6 +16,7 @@ Run it as ``reviewflow retrain`` or ``python -m flows.retrain_model``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +35,7 @@ from tasks.failpoints import failpoint
 from tasks.inbox import part_name
 from tasks.ledger import Ledger
 from tasks.readers import ReadReport, UnreadableFileError, is_review_file, iter_review_batches
-from tasks.registry import MODEL_FILE, Registry
+from tasks.registry import MODEL_FILE, PROFILE_FILE, Registry
 from tasks.settings import Settings
 from tasks.split import fingerprint, split_labeled
 from tasks.storage import LockHeldError, StagedParquet, exclusive_lock, file_sha256
@@ -52,6 +56,7 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
     frames, stats = [], {"files": 0, "files_quarantined": 0, "rows_read": 0, "rows_rejected": 0,
                          "rows_id_generated": 0, "encodings": {}}
     now = datetime.now(UTC)
+    contents = []  # (name, sha256) of every file read: the content fingerprint
     for path in sorted(p for p in layout.labeled.rglob("*") if is_review_file(p)):
         sha256 = file_sha256(path)
         rejected = StagedParquet(layout.quarantine / "training" / part_name(sha256),
@@ -77,6 +82,7 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
             stats["files_quarantined"] += 1
             continue
         rejected.commit()
+        contents.append(f"{path.relative_to(layout.labeled)}\t{sha256}")
         frames.append(pa.concat_tables(kept).to_pandas())
         stats["files"] += 1
         stats["rows_read"] += read
@@ -91,6 +97,9 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
         raise NoLabeledDataError(
             f"no usable labeled reviews in {layout.labeled}; add CSV, TSV, JSON (Lines) or Parquet"
             " files with text and label (0/1 or negative/positive) columns (review_id optional)")
+    # Ids and labels are fingerprinted per part (metrics.json "parts"); this also
+    # notices a text corrected under the same id.
+    stats["content_sha256"] = hashlib.sha256("\n".join(contents).encode()).hexdigest()
     reviews = pd.concat(frames, ignore_index=True)
     # The same id in two files: the later file's row is kept (a correction wins).
     before = len(reviews)
@@ -148,6 +157,42 @@ def _texts(frame: pd.DataFrame) -> np.ndarray:
     return frame["text"].to_numpy(dtype=object)
 
 
+def _training_inputs(settings: Settings, split, read_stats: dict) -> dict:
+    """What decides a training run's result: the data (fingerprints of each part's ids
+    and labels, and of the labeled files' content), the architecture and the training
+    settings. The same inputs train the same model (the seed is among them)."""
+    from tasks.model import architecture
+
+    return {"train": fingerprint(split.train["review_id"], split.train["label"]),
+            "validation": fingerprint(split.validation["review_id"], split.validation["label"]),
+            "content_sha256": read_stats.get("content_sha256"),
+            "validation_fraction": settings.validation_fraction,
+            "architecture": settings.architecture,
+            "max_tokens": architecture(settings.architecture).max_tokens or settings.max_tokens,
+            "epochs": settings.epochs, "batch_size": settings.batch_size,
+            "patience": settings.patience, "seed": settings.seed}
+
+
+def _recorded_inputs(metrics: dict) -> dict:
+    """``_training_inputs`` as a version's metrics.json recorded them."""
+    parts, hyper = metrics.get("parts", {}), metrics.get("hyperparameters", {})
+    return {"train": parts.get("train", {}).get("fingerprint"),
+            "validation": parts.get("validation", {}).get("fingerprint"),
+            # Versions trained before the content fingerprint have none: not compared.
+            "content_sha256": metrics.get("training_data", {}).get("content_sha256"),
+            "validation_fraction": parts.get("validation_fraction"),
+            **{key: hyper.get(key) for key in ("architecture", "max_tokens", "epochs",
+                                                "batch_size", "patience", "seed")}}
+
+
+def nothing_new(inputs: dict, metrics: dict) -> bool:
+    """True when ``inputs`` are those the version of ``metrics`` was trained on."""
+    recorded = _recorded_inputs(metrics)
+    if recorded["content_sha256"] is None:
+        inputs = {**inputs, "content_sha256": None}
+    return recorded == inputs
+
+
 def _part_summary(frame: pd.DataFrame) -> dict:
     labels = frame["label"].astype(int)
     return {"rows": int(len(frame)), "positive_share": round(float(labels.mean()), 4),
@@ -157,21 +202,26 @@ def _part_summary(frame: pd.DataFrame) -> dict:
 @flow(name="retrain-model", log_prints=True)
 def retrain_model(data_dir: str | None = None, architecture: str | None = None,
                   epochs: int | None = None, min_delta: float | None = None,
-                  require_significance: bool | None = None) -> dict:
-    """Train a candidate and promote it only if it beats the champion on held-out rows."""
+                  require_significance: bool | None = None, force: bool = False) -> dict:
+    """Train a candidate and promote it only if it beats the champion on held-out rows.
+
+    When the labeled data, architecture and training settings are the same as for the
+    latest trained version, records "nothing new to learn" and trains nothing; ``force``
+    trains anyway.
+    """
     settings = settings_from(data_dir, architecture=architecture, epochs=epochs,
                              min_delta=min_delta, require_significance=require_significance)
     layout = settings.layout.ensure()
     registry = Registry(layout.models)
     try:
         with exclusive_lock(registry.retrain_lock):
-            return _retrain(settings, registry)
+            return _retrain(settings, registry, force)
     except LockHeldError as exc:
         raise RetrainingBusyError(f"another retraining is running ({exc}); this run leaves the "
                                   "registry untouched. Try again when it has finished.") from exc
 
 
-def _retrain(settings: Settings, registry: Registry) -> dict:
+def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dict:
     import keras
     import tensorflow as tf
 
@@ -189,6 +239,11 @@ def _retrain(settings: Settings, registry: Registry) -> dict:
     if split.train.empty or split.validation.empty:
         raise NoLabeledDataError("too few labeled reviews to hold out a validation part; "
                                  f"have {len(reviews)}")
+    inputs = _training_inputs(settings, split, read_stats)
+    latest = registry.latest_version()
+    if not force and latest is not None and nothing_new(
+            inputs, registry.read_version(latest).get("metrics", {})):
+        return _nothing_new(registry, latest, len(split.train), len(split.validation))
     failpoint("retrain:before-training")
     trained = train_candidate(split.train, split.validation, settings)
     labels = split.validation["label"].to_numpy()
@@ -212,6 +267,8 @@ def _retrain(settings: Settings, registry: Registry) -> dict:
     folder = registry.stage(version)
     save_model(trained.model, folder / MODEL_FILE)
     plot_training_curves(trained.history, folder / "curves.png", f"reviewflow {version}")
+    (folder / PROFILE_FILE).write_text(json.dumps(
+        _reference_profile(trained.model, split, candidate_scores, version, settings), indent=2))
     metrics = {
         "version": version, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "validation": candidate, "training_data": read_stats,
@@ -249,6 +306,37 @@ def _retrain(settings: Settings, registry: Registry) -> dict:
                "epochs_run": trained.epochs_run,
                "training_seconds": round(trained.training_seconds, 1)}
     publish_artifacts(summary, candidate, champion_metrics, registry.versions / version)
+    print(json.dumps(summary))
+    return summary
+
+
+def _reference_profile(model, split, validation_scores: np.ndarray, version: str,
+                       settings: Settings) -> dict:
+    """The version's reference profile (tasks.monitoring.reference_profile)."""
+    from tasks.model import model_vocabulary
+    from tasks.monitoring import reference_profile
+
+    return reference_profile(pa.array(_texts(split.train), pa.string()),
+                             pa.array(_texts(split.validation), pa.string()),
+                             validation_scores, split.validation["label"].to_numpy(),
+                             model_vocabulary(model), version, settings.architecture)
+
+
+def _nothing_new(registry: Registry, latest: str, train_rows: int, validation_rows: int) -> dict:
+    """Record that there is nothing new to learn; no version is made."""
+    logger = get_run_logger()
+    reason = (f"nothing new to learn: the labeled data, architecture and training settings "
+              f"are those {latest} was trained on; add or correct labeled reviews, change "
+              f"a training setting, or retrain anyway with --force (flow parameter force)")
+    registry.record({"event": "nothing new to learn", "version": latest, "reason": reason})
+    logger.info(reason)
+    pointer = registry.champion()
+    summary = {"version": None, "promoted": False, "nothing_new": True, "reason": reason,
+               "latest_version": latest, "champion_before": pointer["version"] if pointer else None,
+               "train_rows": train_rows, "validation_rows": validation_rows}
+    create_markdown_artifact(key="retrain-decision",
+                             markdown=f"# Nothing new to learn\n\n{reason}\n",
+                             description="Promotion decision and training curves")
     print(json.dumps(summary))
     return summary
 

@@ -17,6 +17,12 @@ its rows and leaves its parts under temporary names; only when every shard of a 
 is done does the driver publish the parts, commit the ledger and archive the input, so
 the crash-consistency of a single process holds for any number of workers.
 
+Drift signals (README, "Monitoring"): each shard counts, on the batches it scores,
+what ``tasks.monitoring`` needs (lengths, scores, tokens unknown to the model, scripts,
+labels); the driver adds the counts up per file, compares them with the champion's
+reference profile, writes one row per file to ``monitoring/``, logs a WARNING per
+threshold crossed and emits the Prefect event ``reviewflow.drift.detected``.
+
 Run it as ``reviewflow score`` or ``python -m flows.score_reviews``.
 """
 
@@ -56,6 +62,17 @@ from tasks.inbox import (
     release_claim_folder,
 )
 from tasks.ledger import Ledger, ScoredFile
+from tasks.monitoring import (
+    MONITORING_SCHEMA,
+    Flag,
+    MonitorCounts,
+    Thresholds,
+    flags,
+    monitoring_row,
+    monitoring_table,
+    observe_batch,
+    signals,
+)
 from tasks.readers import ReadReport, UnreadableFileError, iter_review_batches
 from tasks.registry import Registry
 from tasks.settings import ColumnMapping, DataLayout, Settings
@@ -100,6 +117,21 @@ class ScoreSummary:
     task_runner: str = "threads"
     busy_seconds: float = 0.0  # wall time during which at least one file was being worked on
     workers: dict[str, dict] = field(default_factory=dict)  # where shards ran (see here())
+    # Drift signals: the champion's reference profile (None if trained before profiles),
+    # one monitoring/ row per scored file, and the counts of the whole run.
+    profile: dict | None = None
+    monitoring: list[dict] = field(default_factory=list)
+    run_counts: MonitorCounts = field(default_factory=MonitorCounts)
+    monitor_seconds: float = 0.0  # summed over shards: the cost of the signals
+
+    def drift(self) -> dict:
+        """The run's signals over all its scored files, and how many files were flagged."""
+        found = signals(self.run_counts, self.profile)
+        return {key: found[key] for key in ("oov_rate", "length_psi", "score_psi",
+                                            "script_shift", "script_mix")} | {
+            "has_profile": self.profile is not None,
+            "files_flagged": sum(bool(row["flags"]) for row in self.monitoring),
+            "monitor_seconds": round(self.monitor_seconds, 3)}
 
     def total(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)
@@ -152,6 +184,7 @@ class ScoreSummary:
             "task_runner": self.task_runner,
             "shards": self.total("shards"),
             "workers": self.workers,
+            "drift": self.drift(),
         }
 
 
@@ -173,6 +206,8 @@ class ScoringJob:
     run_started: datetime
     encodings: tuple[str, ...] = ()  # Settings.encodings
     detect_encoding: bool = True
+    profile: dict | None = None  # the champion's reference profile (tasks.monitoring)
+    monitor_sample_rows: int = 1_000  # Settings.monitor_sample_rows
 
 
 @dataclass
@@ -190,6 +225,9 @@ class ShardResult(RowCounts):
     device: str = ""
     model_loads: int = 0
     seconds: float = 0.0
+    sha256: str = ""
+    monitor: MonitorCounts = field(default_factory=MonitorCounts)  # drift signal counts
+    monitor_seconds: float = 0.0  # time spent counting them
 
 
 @task(name="load-champion", cache_policy=NO_CACHE)
@@ -219,8 +257,9 @@ def _staged_parts(job: ScoringJob, sha256: str, index: int | None):
 
 def _score_checked(model, job: ScoringJob, path: Location, sha256: str, batch, checked,
                    ids_generated: bool, scored: StagedParquet, rejected: StagedParquet,
-                   result: ShardResult) -> None:
-    """Score a validated batch, stream both parts, count what happened to its rows."""
+                   result: ShardResult, vocabulary) -> None:
+    """Score a validated batch, stream both parts, count what happened to its rows and
+    the drift signals' counts (``vocabulary``: the model's, ``tasks.model.model_vocabulary``)."""
     from tasks.scoring import score_batch
 
     output = score_batch(model, checked.valid, job.predict_batch_size, job.model.version,
@@ -236,6 +275,11 @@ def _score_checked(model, job: ScoringJob, path: Location, sha256: str, batch, c
     result.labeled += pc.sum(given).as_py() or 0
     agree = pc.equal(output.column("label"), output.column("predicted_label"))
     result.correct += pc.sum(pc.and_kleene(given, agree)).as_py() or 0
+    counting = time.perf_counter()
+    result.monitor.add(observe_batch(
+        checked.valid.column("text"), output.column("score").to_numpy(),
+        output.column("label"), vocabulary, job.profile, job.monitor_sample_rows))
+    result.monitor_seconds += time.perf_counter() - counting
     failpoint("score:mid-file")
 
 
@@ -254,13 +298,16 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
     loads the model once however many shards it scores. Never publishes, never touches
     the ledger or the inbox: the flow does that once every shard of the file is done.
     """
+    from tasks.model import model_vocabulary
+
     started = time.perf_counter()
     where = _worker_ready(job)
     model = cached_model(job.model)
     validator = cached_validator(job.suite_config, job.validator_parameters)
+    vocabulary = model_vocabulary(model)
     scored, rejected = _staged_parts(job, sha256, shard.index)
     result = ShardResult(shard.index, worker=where["worker"], host=where["host"],
-                         pid=where["pid"], device=where["device"])
+                         pid=where["pid"], device=where["device"], sha256=sha256)
     seen_ids = {column: SeenValues(values) for column, values in shard.seen.items()}
     found = ReadReport()
     try:
@@ -271,7 +318,7 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> S
                                          report=found):
             checked = validator.validate(batch, seen_ids, source_name=path.name)
             _score_checked(model, job, path, sha256, batch, checked, found.ids_generated,
-                           scored, rejected, result)
+                           scored, rejected, result, vocabulary)
         _finish_parts(result, scored, rejected)
     except UnreadableFileError as exc:
         scored.abort()
@@ -298,12 +345,15 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> lis
     """
     started = time.perf_counter()
     where = _worker_ready(job)
+    from tasks.model import model_vocabulary
+
     model = cached_model(job.model)
+    vocabulary = model_vocabulary(model)
     validator = cached_validator(job.suite_config, job.validator_parameters)
     results, read = [], []
     for path, sha256 in files:
         result = ShardResult(None, worker=where["worker"], host=where["host"],
-                             pid=where["pid"], device=where["device"])
+                             pid=where["pid"], device=where["device"], sha256=sha256)
         found = ReadReport()
         try:  # small files: all their batches fit in memory at once
             batches = list(iter_review_batches(
@@ -326,7 +376,7 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> lis
             staged.append((scored, rejected))
             for batch in batches:
                 _score_checked(model, job, path, sha256, batch, next(checked), ids_generated,
-                               scored, rejected, result)
+                               scored, rejected, result, vocabulary)
             _finish_parts(result, scored, rejected)
     except BaseException:
         for scored, rejected in staged:
@@ -414,6 +464,7 @@ class _Driver:
     day: str
     logger: object
     unique: list[str]
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     def begin(self, path: Location, sha256: str, started: float,
               known: Identity | None = None) -> FileOutcome | _InFlight:
@@ -488,6 +539,37 @@ class _Driver:
             self.logger.warning("%s changed while this run read it; nothing of it is kept, "
                                 "the next run scores its new content", path.name)
         return changed
+
+    def observe(self, outcome: FileOutcome, results: list[ShardResult],
+                summary: ScoreSummary) -> None:
+        """The drift signals of a scored file: one monitoring/ row (written now, beside
+        the file's parts), a WARNING per threshold crossed, a Prefect event if flagged."""
+        if outcome.status != "scored" or not results:
+            return
+        counts = MonitorCounts()
+        for result in results:
+            counts.add(result.monitor)
+            summary.monitor_seconds += result.monitor_seconds
+        summary.run_counts.add(counts)
+        sha256, version, profile = results[0].sha256, self.job.model.version, self.job.profile
+        found = signals(counts, profile)
+        raised = flags(outcome.file, found, profile, self.thresholds)
+        for flag in raised:
+            self.logger.warning(flag.message)
+        from prefect.runtime import flow_run
+
+        row = monitoring_row(found, raised, run_started=self.job.run_started,
+                             flow_run_id=flow_run.id, model_version=version,
+                             source_file=outcome.file, source_sha256=sha256,
+                             has_profile=profile is not None)
+        # Named like the file's scored part: a rerun after a crash overwrites, never adds.
+        part = StagedParquet(self.layout.monitoring / f"run_date={self.day}"
+                             / part_name(sha256, version), MONITORING_SCHEMA)
+        part.write(monitoring_table([row]))
+        part.commit()
+        summary.monitoring.append(row)
+        if raised and self.settings.monitor_emit_events:
+            _emit_drift_event(version, outcome.file, sha256, found, raised, flow_run.id)
 
     def submit(self, flight: _InFlight) -> None:
         """Queue one ``score-shard`` task per shard of a begun file."""
@@ -590,6 +672,33 @@ class _Driver:
         return gathered
 
 
+DRIFT_EVENT = "reviewflow.drift.detected"
+
+
+def drift_resource(version: str) -> dict[str, str]:
+    """The resource of a drift event: the model version (what a trigger matches on)."""
+    return {"prefect.resource.id": f"reviewflow.model.{version}",
+            "prefect.resource.name": version, "reviewflow.model-version": version}
+
+
+def _emit_drift_event(version: str, file: str, sha256: str, found: dict,
+                      raised: list[Flag], flow_run_id: str | None = None) -> None:
+    """Tell Prefect that a file drifted: the model version is the event's resource, the
+    file a related one, so an automation or a deployment trigger can match on either
+    (deployments/prefect.yaml shows one that starts retrain-model)."""
+    from prefect.events import emit_event
+
+    emit_event(
+        DRIFT_EVENT, resource=drift_resource(version),
+        related=[{"prefect.resource.id": f"reviewflow.file.{sha256}",
+                  "prefect.resource.role": "file", "prefect.resource.name": file,
+                  "reviewflow.sha256": sha256}],
+        payload={"file": file, "model_version": version, "flow_run_id": flow_run_id,
+                 "flags": [flag.signal for flag in raised],
+                 "messages": [flag.message for flag in raised],
+                 "signals": {k: v for k, v in found.items() if k != "script_mix"}})
+
+
 def task_runner_for(settings: Settings) -> TaskRunner:
     """The task runner the settings choose for the shards."""
     if settings.task_runner == "threads":
@@ -670,10 +779,15 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
     registry, ledger = Registry(layout.models), Ledger(layout.state / "ledger.sqlite")
     model_version = registry.champion_version()
     model = ModelRef(model_version, registry.model_path(model_version))
+    profile = registry.read_profile(model_version)
+    if profile is None:  # said once per run: an older champion is not an error
+        logger.info("champion %s was trained before reference profiles existed: the drift "
+                    "signals that need one (length_psi, score_psi, script_shift, accuracy "
+                    "drop) stay empty until a champion retrained by this version", model_version)
     if local:
         load_champion(model)  # fails here, before the inbox is touched, if it cannot load
     summary = ScoreSummary(model_version=model_version, device=device,
-                           task_runner=settings.task_runner)
+                           task_runner=settings.task_runner, profile=profile)
     inbox = list_inbox(layout.incoming, settings.settle_seconds)
     summary.files_ready, summary.files_settling = len(inbox.ready), len(inbox.settling)
     summary.settle_seconds = settings.settle_seconds
@@ -698,12 +812,13 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
             scored_dir=layout.scored / f"scored_date={day}",
             rejected_dir=layout.quarantine / "rows" / f"quarantined_date={day}",
             run_started=run_started, encodings=tuple(settings.encodings),
-            detect_encoding=settings.detect_encoding)
+            detect_encoding=settings.detect_encoding, profile=profile,
+            monitor_sample_rows=settings.monitor_sample_rows)
         if local:  # built here once, as before, so its slow import is not inside a file's time
             cached_validator(job.suite_config, job.validator_parameters)
         with _api_for_workers(settings), task_runner_for(settings) as runner:
             driver = _Driver(settings, layout, ledger, runner, job, day, logger,
-                             unique_columns(suite))
+                             unique_columns(suite), _thresholds(settings))
             _score_inbox(driver, inbox.ready, summary)
         if not local:
             summary.device = ", ".join(sorted({w["device"] for w in summary.workers.values()})) \
@@ -711,6 +826,14 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
     summary.seconds = time.perf_counter() - clock
     publish_summary(summary)
     return summary.as_dict()
+
+
+def _thresholds(settings: Settings) -> Thresholds:
+    return Thresholds(max_oov_rate=settings.monitor_max_oov_rate,
+                      max_psi=settings.monitor_max_psi,
+                      max_script_shift=settings.monitor_max_script_shift,
+                      max_accuracy_drop=settings.monitor_max_accuracy_drop,
+                      min_rows=settings.monitor_min_rows)
 
 
 @dataclass
@@ -777,6 +900,7 @@ def _score_inbox(driver: _Driver, ready: list[Location], summary: ScoreSummary) 
 
     def record(outcome: FileOutcome, results: list[ShardResult], started: float) -> None:
         summary.files.append(outcome)
+        driver.observe(outcome, results, summary)
         intervals.append((started, time.perf_counter()))
         progress.file_done(outcome)
         for result in results:
@@ -869,6 +993,24 @@ def publish_summary(summary: ScoreSummary) -> None:
         rows = [{"file": f.file, "status": f.status, **asdict(f)} for f in summary.files]
         create_table_artifact(key="score-files", table=rows,
                               description="What happened to each file")
+    if summary.monitoring:
+        columns = ("source_file", "rows", "oov_rate", "length_psi", "score_psi", "script_shift",
+                   "share_latin", "share_hangul", "positive_share", "accuracy")
+        rows = [{name: row[name] for name in columns} | {"flags": ", ".join(row["flags"])}
+                for row in summary.monitoring]
+        drift = figures["drift"]
+        rows.append({"source_file": "(run)", "rows": summary.run_counts.rows,
+                     **{name: drift.get(name) for name in columns[2:6]},
+                     "share_latin": (drift["script_mix"] or {}).get("latin"),
+                     "share_hangul": (drift["script_mix"] or {}).get("hangul"),
+                     "positive_share": figures["positive_share"],
+                     "accuracy": figures["accuracy_on_labeled_rows"],
+                     "flags": f"{drift['files_flagged']} files flagged"})
+        create_table_artifact(
+            key="score-monitoring", table=rows,
+            description="Drift signals per file against the champion's reference profile "
+                        "(README, Monitoring)" + ("" if summary.profile else
+                                                  "; this champion has no profile"))
     print(json.dumps(figures))
 
 

@@ -4,7 +4,8 @@
       champion.json          the pointer: which version scores, since when, why, and
                              the champions before it (for rollback); replaced atomically
       history.jsonl          every decision and pointer change, one JSON object a line
-      versions/<version>/    model.keras, metrics.json, curves.png, decision.json
+      versions/<version>/    model.keras, metrics.json, curves.png, decision.json,
+                             profile.json (reference profile for drift signals)
       .staging/<version>/    a version being written; renamed into versions/ when whole
 
 A crash at any moment leaves ``champion.json`` naming a complete version: versions are
@@ -33,6 +34,9 @@ from tasks.objectstore import ObjectPath, is_remote
 from tasks.storage import _fsync_dir, write_json_atomic
 
 MODEL_FILE = "model.keras"
+# The reference profile of a version's training data (tasks.monitoring); absent for
+# versions trained before profiles existed.
+PROFILE_FILE = "profile.json"
 # History events after which the named version was the champion.
 CHAMPION_EVENTS = ("promoted", "manual promotion", "rollback")
 
@@ -110,6 +114,24 @@ class Registry:
             if path.exists():
                 info[name] = json.loads(path.read_text(encoding="utf-8"))
         return info
+
+    def read_profile(self, version: str) -> dict | None:
+        """The version's reference profile, or None when it was trained without one."""
+        path = self.versions / _checked_version(version) / PROFILE_FILE
+        if not path.exists():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def latest_version(self) -> str | None:
+        """The most recently trained published version, by metrics.json ``trained_at``
+        (then by name: new_version() names sort by time, operators may name others)."""
+        if not self.versions.exists():
+            return None
+        names = [p.name for p in self.versions.iterdir()
+                 if p.is_dir() and _VERSION_NAME.fullmatch(p.name)]
+        trained = {name: self.read_version(name).get("metrics", {}).get("trained_at") or ""
+                   for name in names}
+        return max(names, key=lambda name: (trained[name], name)) if names else None
 
     def list_versions(self) -> list[dict]:
         """Every published version, oldest first, with its status."""

@@ -80,10 +80,15 @@ class DataLayout(BaseModel):
     def archive(self) -> Path:
         return self.root / "archive"
 
+    @property
+    def monitoring(self) -> Path:
+        """Drift signals, one row per scored file per run (README, "Monitoring")."""
+        return self.root / "monitoring"
+
     def ensure(self) -> DataLayout:
         """Create every folder of the contract that does not exist yet."""
         for folder in (self.incoming, self.labeled, self.scored, self.quarantine,
-                       self.models, self.state, self.archive):
+                       self.models, self.state, self.archive, self.monitoring):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -145,6 +150,31 @@ class Settings(BaseSettings):
         None, gt=0, description="Files with more rows are split into shards of this many "
                                 "rows, one task each. Default: 250,000 with dask, no "
                                 "splitting with threads.")
+
+    # --- monitoring: drift signals of every scoring run (README, "Monitoring")
+    monitor_sample_rows: int = Field(
+        1_000, gt=0, description="Rows per read batch whose text is tokenized for the "
+                                 "unknown-token rate and the script mix (every k-th row); "
+                                 "lengths, scores and labels count every row.")
+    monitor_min_rows: int = Field(
+        100, ge=1, description="Files with fewer scored rows are measured but never flagged.")
+    monitor_max_oov_rate: float = Field(
+        0.3, ge=0, le=1, description="Flag a file when more than this share of its tokens "
+                                     "are unknown to the champion's vocabulary.")
+    monitor_max_psi: float = Field(
+        0.25, ge=0, description="Flag a file when the population stability index of its text "
+                                "lengths or of its scores exceeds this (0.25: a significant "
+                                "shift by the usual rule of thumb).")
+    monitor_max_script_shift: float = Field(
+        0.2, ge=0, le=1, description="Flag a file when its mix of scripts (Latin, Hangul, Han, "
+                                     "Kana, other) differs from the training text's by more "
+                                     "than this total variation distance.")
+    monitor_max_accuracy_drop: float = Field(
+        0.1, ge=0, le=1, description="Flag a file whose labeled rows are scored less "
+                                     "accurately than the champion's held-out accuracy by "
+                                     "more than this.")
+    monitor_emit_events: bool = Field(
+        True, description="Emit a Prefect event reviewflow.drift.detected per flagged file.")
 
     # --- training
     architecture: str = Field("ngram", description="Named model configuration (see tasks.model).")

@@ -49,7 +49,9 @@ def test_first_model_records_everything(trained_models):
 def test_same_data_again_is_not_promoted(labeled_root):
     registry = Registry(labeled_root / "models")
     champion = registry.champion_version()
-    summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10)
+    # force: the same inputs as the champion's would otherwise be "nothing new to learn"
+    summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,
+                            force=True)
     assert not summary["promoted"] and summary["reason"].startswith("not better")
     assert registry.champion_version() == champion
     statuses = {row["version"]: row["status"] for row in registry.list_versions()}
@@ -94,8 +96,9 @@ def test_one_class_labels_never_promote_a_constant_model(labeled_root):
     frame = sample_labeled_frame().assign(label=1)
     frame.to_parquet(labeled_root / "labeled" / "all-positive.parquet")
     for significance in (False, True):
+        # force: the second pass changes only a promotion setting, which is not new to learn
         summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,
-                                require_significance=significance)
+                                require_significance=significance, force=significance)
         assert not summary["promoted"], summary
         assert "negative reviews" in summary["reason"] and "both classes" in summary["reason"]
         assert registry.champion_version() == champion
@@ -104,7 +107,8 @@ def test_one_class_labels_never_promote_a_constant_model(labeled_root):
 def test_promote_rollback_and_list(labeled_root, capsys):
     registry = Registry(labeled_root / "models")
     first = registry.champion_version()
-    second = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10)["version"]
+    second = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,
+                           force=True)["version"]
     assert registry.read_version(second)["decision"]["promote"] is False  # same data: rejected
     root = ["--data-dir", str(labeled_root)]
     with pytest.raises(SystemExit) as stopped:  # a rejected version needs --force

@@ -9,7 +9,9 @@
 
 Every option also has an environment variable (``REVIEWFLOW_DATA_DIR`` and so on; see
 ``tasks/settings.py``). Exit codes: 0 done, 1 unexpected failure, 2 nothing to work
-with (no champion, no labeled data), 3 another retraining holds the registry.
+with (no champion, no labeled data), 3 another retraining holds the registry, 4 no
+Prefect API: PREFECT_API_URL is not set and the temporary server this command starts
+did not answer in time (see ``flows/prefect_api.py``).
 """
 
 from __future__ import annotations
@@ -71,10 +73,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from flows.prefect_api import TemporaryAPIError, start_temporary_api
     from flows.retrain_model import NoLabeledDataError, RetrainingBusyError
     from tasks.registry import NoChampionError, RegistryError
 
     try:
+        if args.command in ("score", "retrain", "demo"):
+            # Before any flow: a server this process starts itself waits long enough on a
+            # busy host and dies with this process (flows/prefect_api.py).
+            start_temporary_api()
         if args.command == "score":
             _print_score(_score(args))
         elif args.command == "retrain":
@@ -89,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except RetrainingBusyError as exc:
         print(f"reviewflow: {exc}", file=sys.stderr)
         sys.exit(3)
+    except TemporaryAPIError as exc:
+        print(f"reviewflow: {exc}", file=sys.stderr)
+        sys.exit(4)
     except (OSError, sqlite3.OperationalError) as exc:  # disk full, unwritable folders
         print(f"reviewflow: {args.command} stopped: {exc}. Files not yet committed were left "
               "where they were (incoming/, labeled/); fix the cause and run again.", file=sys.stderr)

@@ -26,8 +26,35 @@ SAMPLES = PROJECT / "data" / "samples"
 IMDB = PROJECT.parent / "shared" / "data" / "imdb" / "train.parquet"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--cpu-burners", type=int, default=0, metavar="N",
+        help="run the suite next to N processes that each keep a CPU core busy, as on a "
+             "host shared with other work (make test-under-load)")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def prefect_harness():
+def cpu_burners(request):
+    """Processes that burn CPU for the whole session (``--cpu-burners N``; none by default).
+
+    Started before the Prefect server, so everything the suite does, that start
+    included, competes for the cores. Each dies with pytest, even if pytest is killed.
+    """
+    import subprocess
+    import sys
+
+    from flows.prefect_api import die_with_parent
+
+    burners = [subprocess.Popen(die_with_parent([sys.executable, "-c", "while True: pass"]))
+               for _ in range(request.config.getoption("--cpu-burners"))]
+    yield len(burners)
+    for burner in burners:
+        burner.kill()
+        burner.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness(cpu_burners):
     """One temporary Prefect server for the whole session (flows run against it)."""
     from prefect.testing.utilities import prefect_test_harness
 

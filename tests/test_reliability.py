@@ -79,6 +79,33 @@ def test_two_runs_at_once_score_each_file_once(scoring_root, subprocess_env, cle
     assert (scored_view(scoring_root), quarantined_ids(scoring_root)) == clean_result
 
 
+class ListedBeforeAnotherRunMovedIt:
+    """An inbox folder as a run sees it when another run archives or quarantines one of
+    its entries between the listing (``iterdir``) and the look at that entry: the
+    window two runs at once hit when one starts while the other is already archiving."""
+
+    def __init__(self, folder, gone):
+        self.folder, self.gone = folder, gone
+
+    def exists(self) -> bool:
+        return True
+
+    def iterdir(self):
+        return iter([*self.folder.iterdir(), self.folder / self.gone])
+
+
+@pytest.mark.parametrize("gone", ["batch-9.csv", "notes.txt"])
+def test_a_file_another_run_moved_after_the_listing_is_left_to_it(data_dir, gone):
+    """Neither scored, nor quarantined as unsupported (the move would fail and stop the
+    run): another run has it."""
+    from tasks.inbox import list_inbox
+
+    make_inbox(data_dir, files=1)
+    inbox = list_inbox(ListedBeforeAnotherRunMovedIt(data_dir / "incoming", gone), 0)
+    assert [p.name for p in inbox.ready] == ["batch-0.csv"]
+    assert inbox.settling == [] and inbox.unsupported == []
+
+
 def test_unwritable_output_fails_clearly_and_keeps_inputs(scoring_root, subprocess_env):
     make_inbox(scoring_root, files=1)
     shutil.rmtree(scoring_root / "scored")

@@ -120,10 +120,12 @@ def start_temporary_api() -> str | None:
     if the server does not answer in time; nothing has been read or moved by then.
     """
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL, get_current_settings
 
     if PREFECT_API_URL.value():
         return PREFECT_API_URL.value()
+    if not get_current_settings().server.ephemeral.enabled:
+        return None  # no-server mode turned off: Prefect itself says a URL is needed
     current = SubprocessASGIServer._instances.get(None)
     if current is not None and current.running:
         return current.api_url

@@ -8,11 +8,12 @@ export GX_ANALYTICS_ENABLED := False
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install demo test lint bench bench-quick lock clean-data
+.PHONY: help install demo test test-under-load lint bench bench-quick lock clean-data
 
 help:
 	@echo "make demo    train a first model on the bundled sample if needed, then score the sample inbox"
 	@echo "make test    run the whole test suite"
+	@echo "make test-under-load  the suite beside LOAD_BURNERS (4) CPU-burning processes"
 	@echo "make bench   run the benchmarks and rewrite BENCHMARKS.md"
 	@echo "make bench-quick  a smoke run of every section, reported under benchmarks/.work/"
 	@echo "make lint    ruff"
@@ -32,6 +33,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The suite on a busy host: LOAD_BURNERS processes each keep a core busy for the whole run
+# (tests/conftest.py, --cpu-burners). With 4 on 2 cores the load average is about 5-7.
+LOAD_BURNERS ?= 4
+test-under-load: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider --cpu-burners $(LOAD_BURNERS)
 
 lint: install
 	$(BIN)/ruff check .

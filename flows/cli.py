@@ -14,7 +14,9 @@ before or after the command. Every option also has an environment variable (see
 ``tasks/settings.py``). Exit codes (``tasks/errors.py``): 0 done, 1 stopped by the
 environment (disk full, unwritable folder) or an unexpected failure, 2 nothing to work
 with or a wrong request (no data root, no champion, no labeled data, a registry
-problem), 3 another retraining holds the registry.
+problem), 3 another retraining holds the registry, 4 no Prefect API: ``PREFECT_API_URL``
+is not set and the temporary server this command starts did not answer in time (see
+``flows/prefect_api.py``).
 
 Commands that find nothing heavy to do answer without importing TensorFlow, Great
 Expectations or Prefect: ``models``, ``init``, and ``score``/``retrain`` on a root with
@@ -247,7 +249,12 @@ def _warm_heavy_imports() -> None:
 
 
 def _score(args) -> dict:
+    from flows.prefect_api import start_temporary_api
+
     _warm_heavy_imports()
+    # Before any flow: a server this process starts itself waits long enough on a busy
+    # host and dies with this process (flows/prefect_api.py).
+    start_temporary_api()
     from flows.score_reviews import score_reviews
 
     # getattr: `demo` scores with its own arguments, which have none of these options.
@@ -257,7 +264,10 @@ def _score(args) -> dict:
 
 
 def _retrain(args) -> dict:
+    from flows.prefect_api import start_temporary_api
+
     _warm_heavy_imports()
+    start_temporary_api()  # see _score
     from flows.retrain_model import retrain_model
 
     return retrain_model(data_dir=args.data_dir, architecture=getattr(args, "architecture", None),

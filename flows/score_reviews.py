@@ -799,7 +799,10 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
     for path in inbox.unsupported:
         reason = ("a symbolic link; put the file itself in the inbox" if path.is_symlink()
                   else "not a supported review file (.csv, .tsv, .jsonl, .json, .parquet, .gz)")
-        summary.files.append(quarantine_file(path, layout, reason, None, ledger))
+        try:
+            summary.files.append(quarantine_file(path, layout, reason, None, ledger))
+        except FileNotFoundError:  # another run scoring this inbox quarantined it first
+            summary.files.append(FileOutcome(path.name, "busy", detail="handled by another run"))
     if inbox.ready:
         suite = load_suite_config(settings.suite_path)
         day = run_started.strftime("%Y-%m-%d")

@@ -7,7 +7,8 @@ traceback. The messages say what happened and what to do.
 Exit codes: 0 done; 1 stopped by the environment (disk full, unwritable folder: run
 again once fixed) or an unexpected failure; 2 nothing to work with or a wrong
 request (no champion, no labeled data, no data root, a registry problem); 3 another
-retraining holds the registry.
+retraining holds the registry; 4 no Prefect API (PREFECT_API_URL unset and the temporary
+server this command starts did not answer in time: flows/prefect_api.py).
 """
 
 from __future__ import annotations
@@ -43,3 +44,10 @@ class RetrainingBusyError(ReviewflowError):
     """Another retraining holds the registry lock."""
 
     exit_code = 3
+
+
+class TemporaryAPIError(ReviewflowError, RuntimeError):
+    """The temporary Prefect API server did not start; the message says what to do."""
+
+    exit_code = 4
+

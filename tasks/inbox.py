@@ -44,14 +44,24 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
     # have waited longest. One still claimed by a live run is skipped by its lock.
     leftovers = sorted(claimed.glob("*/*")) if isinstance(incoming, Path) else []
     for entry in [*leftovers, *sorted(incoming.iterdir())]:
-        if entry.name.startswith(".") or (entry.is_dir() and not entry.is_symlink()):
+        if entry.name.startswith("."):
             continue
-        if entry.is_symlink() or not entry.is_file() or detect_format(entry) is None:
-            inbox.unsupported.append(entry)
-        elif now - entry.stat().st_mtime < settle_seconds:
-            inbox.settling.append(entry)
-        else:
-            inbox.ready.append(entry)
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                continue
+            if entry.is_symlink():
+                inbox.unsupported.append(entry)
+            elif not entry.is_file() or detect_format(entry) is None:
+                entry.stat()  # raises if the entry is gone (see below) rather than odd
+                inbox.unsupported.append(entry)
+            elif now - entry.stat().st_mtime < settle_seconds:
+                inbox.settling.append(entry)
+            else:
+                inbox.ready.append(entry)
+        except FileNotFoundError:
+            # Listed, then claimed, archived or quarantined by another run scoring the same
+            # inbox (they run at once: README, "What happens when"). That run has it.
+            continue
     return inbox
 
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from conftest import assert_same_scored_rows
 
 from flows.score_reviews import score_reviews
 from tasks.ledger import Ledger
@@ -74,11 +75,15 @@ def test_dask_cluster_of_two_workers_equals_a_single_process_run(two_roots, monk
     spread = score_reviews(data_dir=str(dask_root), settle_seconds=0, task_runner="dask",
                            shard_rows=100)
 
-    # The same rows, scored and quarantined, as one process gives: row for row.
-    for folder, key in (("scored", ["source_file", "source_row"]),
-                        ("quarantine/rows", ["source_file", "source_row"])):
-        expected, got = table_of(threads_root / folder, key), table_of(dask_root / folder, key)
-        pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    # The same rows, scored and quarantined, as one process gives: row for row. Scores
+    # to float32 round-off: the workers score other batches (shards) in other processes
+    # (conftest.SCORE_TOLERANCE says why); ids, labels, model and sources exactly.
+    key = ["source_file", "source_row"]
+    assert_same_scored_rows(table_of(dask_root / "scored", key),
+                            table_of(threads_root / "scored", key))
+    pd.testing.assert_frame_equal(table_of(dask_root / "quarantine/rows", key),
+                                  table_of(threads_root / "quarantine/rows", key),
+                                  check_exact=True)
     assert single["rows_read"] == spread["rows_read"] == rows
     assert spread["rows_scored"] + spread["rows_quarantined"] == rows
     assert spread["rows_quarantined"] == single["rows_quarantined"] == 4  # 3 dupes, 1 blank

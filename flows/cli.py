@@ -252,10 +252,11 @@ def _score(args) -> dict:
     from flows.prefect_api import start_temporary_api
 
     _warm_heavy_imports()
+    from flows.score_reviews import score_reviews  # Prefect, with its logging set up
+
     # Before any flow: a server this process starts itself waits long enough on a busy
     # host and dies with this process (flows/prefect_api.py).
     start_temporary_api()
-    from flows.score_reviews import score_reviews
 
     # getattr: `demo` scores with its own arguments, which have none of these options.
     options = ("require_gpu", "settle_seconds", "task_runner", "dask_address", "shard_rows")
@@ -267,8 +268,9 @@ def _retrain(args) -> dict:
     from flows.prefect_api import start_temporary_api
 
     _warm_heavy_imports()
-    start_temporary_api()  # see _score
     from flows.retrain_model import retrain_model
+
+    start_temporary_api()  # see _score
 
     return retrain_model(data_dir=args.data_dir, architecture=getattr(args, "architecture", None),
                          epochs=getattr(args, "epochs", None),

@@ -39,10 +39,11 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
     inbox = Inbox()
     if not incoming.exists():
         return inbox
-    claimed = incoming / CLAIMS_FOLDER
     # Files claimed by a run that died (or that found them changed) come first: they
     # have waited longest. One still claimed by a live run is skipped by its lock.
-    leftovers = sorted(claimed.glob("*/*")) if isinstance(incoming, Path) else []
+    # (Object storage has no claims: see flows.score_reviews._claim.)
+    leftovers = (sorted((incoming / CLAIMS_FOLDER).glob("*/*")) if isinstance(incoming, Path)
+                 else [])
     for entry in [*leftovers, *sorted(incoming.iterdir())]:
         if entry.name.startswith("."):
             continue

@@ -113,5 +113,7 @@ def test_a_run_killed_with_sigkill_leaves_no_process_behind(scoring_root, no_ser
     while (left := processes_using(Path(env["PREFECT_HOME"]))) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert left == [], f"left running after the kill: {left}"
-    # The run got as far as the failpoint: a file committed, the other still in the inbox.
-    assert len(list((scoring_root / "scored").rglob("*.parquet"))) == 1
+    # The run got as far as the failpoint: both small files (one bundle, one ledger
+    # transaction) committed, neither archived yet.
+    assert len(list((scoring_root / "scored").rglob("*.parquet"))) == 2
+    assert not list((scoring_root / "archive").rglob("*.csv"))

@@ -199,11 +199,8 @@ def _score_if_needed(args) -> dict | None:
     if isinstance(layout.incoming, Path):
         inbox = list_inbox(layout.incoming, settings.settle_seconds)
         if not inbox.ready and not inbox.unsupported:
-            note = f"0 files ready in {layout.incoming}"
-            if inbox.settling:
-                note += (f"; {len(inbox.settling)} left for the next run (modified in the last "
-                         f"{settings.settle_seconds:.0f} s)")
-            print(f"reviewflow: nothing to score: {note}")
+            print("reviewflow: nothing to score: "
+                  + inbox.note(settings.settle_seconds, where=str(layout.incoming)))
             return None
     return _score(args)
 

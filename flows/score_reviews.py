@@ -110,9 +110,8 @@ class ScoreSummary:
     model_version: str
     device: str
     files: list[FileOutcome] = field(default_factory=list)
-    files_ready: int = 0
     files_settling: int = 0
-    settle_seconds: float = 0.0
+    inbox_note: str = ""  # what the inbox held (tasks.inbox.Inbox.note)
     seconds: float = 0.0
     task_runner: str = "threads"
     busy_seconds: float = 0.0  # wall time during which at least one file was being worked on
@@ -153,15 +152,6 @@ class ScoreSummary:
         # summed: the busy wall time (for one file at a time, the same thing).
         busy = self.busy_seconds or sum(f.seconds for f in self.files if f.status == "scored")
         return self.total("rows_scored") / busy if busy else 0.0
-
-    @property
-    def inbox_note(self) -> str:
-        """What the inbox held: the line an operator reads when a run scored nothing."""
-        note = f"{self.files_ready} files ready"
-        if self.files_settling:
-            note += (f"; {self.files_settling} left for the next run (modified in the last "
-                     f"{self.settle_seconds:.0f} s)")
-        return note
 
     def as_dict(self) -> dict:
         scored = self.total("rows_scored")
@@ -789,8 +779,8 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
     summary = ScoreSummary(model_version=model_version, device=device,
                            task_runner=settings.task_runner, profile=profile)
     inbox = list_inbox(layout.incoming, settings.settle_seconds)
-    summary.files_ready, summary.files_settling = len(inbox.ready), len(inbox.settling)
-    summary.settle_seconds = settings.settle_seconds
+    summary.files_settling = len(inbox.settling)
+    summary.inbox_note = inbox.note(settings.settle_seconds)
     for path in inbox.settling:
         logger.info("%s was modified in the last %.0f s; leaving it for the next run",
                     path.name, settings.settle_seconds)

@@ -18,6 +18,15 @@ class Inbox:
     settling: list[Path] = field(default_factory=list)    # modified too recently: next run
     unsupported: list[Path] = field(default_factory=list)  # not a review file or not regular
 
+    def note(self, settle_seconds: float, where: str = "") -> str:
+        """What the inbox held, as the line an operator reads when a run scored nothing:
+        "0 files ready[ in WHERE]; 2 left for the next run (modified in the last 60 s)"."""
+        note = f"{len(self.ready)} files ready" + (f" in {where}" if where else "")
+        if self.settling:
+            note += (f"; {len(self.settling)} left for the next run (modified in the last "
+                     f"{settle_seconds:.0f} s)")
+        return note
+
 
 # Files a run has claimed (see ``claim``) live in ``incoming/.claimed/<token>/<name>``:
 # a dot-name, so no reader of incoming/ mistakes them for new uploads.

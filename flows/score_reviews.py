@@ -73,7 +73,7 @@ from tasks.monitoring import (
     observe_batch,
     signals,
 )
-from tasks.readers import ReadReport, UnreadableFileError, iter_review_batches
+from tasks.readers import ReadReport, UnreadableFileError, detect_format, iter_review_batches
 from tasks.registry import Registry
 from tasks.settings import ColumnMapping, DataLayout, Settings
 from tasks.shards import Shard, plan_shards, unique_columns
@@ -426,9 +426,12 @@ class _InFlight:
 
     @property
     def small(self) -> bool:
-        """A whole file small enough to be scored in a bundle with others."""
+        """A whole file small enough to be scored in a bundle with others, whose batches
+        are all held at once. Not a gzip: its size on disk says nothing of what it
+        expands to (up to max_decompressed_bytes), so it streams on its own."""
+        found = detect_format(self.path)
         return (len(self.shards) == 1 and self.shards[0].index is None
-                and self.size <= SMALL_FILE_BYTES)
+                and self.size <= SMALL_FILE_BYTES and found is not None and not found.gzipped)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,10 @@ class ColumnMapping(BaseModel):
     review_id: list[str] = ["review_id", "id", "reviewid", "review id"]
     text: list[str] = ["text", "review", "document", "content", "body", "comment"]
     label: list[str] = ["label", "sentiment", "polarity", "target"]
+    # What a review is about (a movie, a product). Labeled files that carry one are split
+    # by it for training, so the held-out figures measure reviews of unseen items, as a
+    # new batch will be. Empty: split by review id. Scoring ignores it.
+    group: list[str] = ["movie_id", "product_id", "item_id"]
     positive_labels: list[str] = ["1", "pos", "positive", "true", "yes"]
     negative_labels: list[str] = ["0", "neg", "negative", "false", "no"]
 
@@ -178,7 +182,12 @@ class Settings(BaseSettings):
 
     # --- training
     architecture: str = Field("ngram", description="Named model configuration (see tasks.model).")
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of the labeled groups (or reviews, where files "
+                                     "name no group) held out of training (tasks.split).")
+    selection_share: float = Field(
+        0.5, gt=0, lt=1, description="Share of the held-out part on which early stopping "
+                                     "selects the best epoch; the rest is the promotion gate.")
     max_tokens: int = Field(10_000, gt=0)
     epochs: int = Field(20, gt=0)
     batch_size: int = Field(512, gt=0)

@@ -14,9 +14,9 @@ before or after the command. Every option also has an environment variable (see
 ``tasks/settings.py``). Exit codes (``tasks/errors.py``): 0 done, 1 stopped by the
 environment (disk full, unwritable folder) or an unexpected failure, 2 nothing to work
 with or a wrong request (no data root, no champion, no labeled data, a registry
-problem), 3 another retraining holds the registry, 4 no Prefect API: ``PREFECT_API_URL``
-is not set and the temporary server this command starts did not answer in time (see
-``flows/prefect_api.py``).
+problem), 3 another retraining holds the registry, 4 no Prefect API: nothing answers at
+``PREFECT_API_URL``, or it is not set and the temporary server this command starts did
+not answer in time (see ``flows/prefect_api.py``).
 
 Commands that find nothing heavy to do answer without importing TensorFlow, Great
 Expectations or Prefect: ``models``, ``init``, and ``score``/``retrain`` on a root with

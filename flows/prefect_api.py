@@ -1,6 +1,8 @@
 """The Prefect API a command talks to: a running server, or a temporary one it owns.
 
-With ``PREFECT_API_URL`` set, flows talk to that server and nothing here happens.
+With ``PREFECT_API_URL`` set, flows talk to that server; ``start_temporary_api`` only
+checks that something answers there (``check_api``), so a server that is down is one
+line and exit code 4, not a traceback from deep inside the first flow.
 Without it, Prefect starts a temporary API server (uvicorn, a child process) the first
 time a flow needs one, waits ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (20 s
 by default) for it to answer, and stops it when the process exits. Two things go wrong
@@ -29,8 +31,14 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
-from tasks.errors import TemporaryAPIError  # noqa: F401 - raised here, and imported from here
+from tasks.errors import APIUnreachableError, TemporaryAPIError  # noqa: F401 - raised here
+
+# How long a server named by PREFECT_API_URL may take to accept a connection: long
+# enough for one that is still starting on a busy host, short enough that a command
+# run while the server is down says so promptly.
+API_WAIT_SECONDS = 15.0
 
 # Seconds to wait for the temporary API to answer when the user did not set
 # PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS. A first start (database creation)
@@ -123,6 +131,7 @@ def start_temporary_api() -> str | None:
     from prefect.settings import PREFECT_API_URL, get_current_settings
 
     if PREFECT_API_URL.value():
+        check_api(PREFECT_API_URL.value())
         return PREFECT_API_URL.value()
     if not get_current_settings().server.ephemeral.enabled:
         return None  # no-server mode turned off: Prefect itself says a URL is needed
@@ -148,3 +157,29 @@ def start_temporary_api() -> str | None:
             f"{TIMEOUT_VARIABLE}={max(2 * seconds, 600)}. ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:160] if str(exc) else 'no detail'})") from exc
     return server.api_url
+
+
+def check_api(url: str, wait_seconds: float = API_WAIT_SECONDS) -> None:
+    """Raise ``APIUnreachableError`` unless something answers HTTP at ``url``.
+
+    Any HTTP answer counts, 401 and 404 included: Prefect Cloud wants credentials for
+    its health route, and whether the API works is for Prefect's client to say. Only
+    no answer at all (refused, timed out, unknown host) within ``wait_seconds`` fails.
+    """
+    import httpx
+
+    deadline = time.monotonic() + wait_seconds
+    health = url.rstrip("/") + "/health"
+    while True:
+        try:
+            httpx.get(health, timeout=5.0)
+            return
+        except httpx.HTTPError as exc:
+            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        if time.monotonic() >= deadline:
+            raise APIUnreachableError(
+                f"the Prefect API at {url} (PREFECT_API_URL) did not answer within "
+                f"{wait_seconds:g} s ({problem}); nothing was read or moved. Start that server "
+                f"(`make server`), or unset PREFECT_API_URL and this command starts a "
+                f"temporary one of its own.")
+        time.sleep(0.5)

@@ -7,8 +7,9 @@ traceback. The messages say what happened and what to do.
 Exit codes: 0 done; 1 stopped by the environment (disk full, unwritable folder: run
 again once fixed) or an unexpected failure; 2 nothing to work with or a wrong
 request (no champion, no labeled data, no data root, a registry problem); 3 another
-retraining holds the registry; 4 no Prefect API (PREFECT_API_URL unset and the temporary
-server this command starts did not answer in time: flows/prefect_api.py).
+retraining holds the registry; 4 no Prefect API (the server PREFECT_API_URL names does not
+answer, or, with it unset, the temporary server this command starts did not answer in
+time: flows/prefect_api.py).
 """
 
 from __future__ import annotations
@@ -51,3 +52,9 @@ class TemporaryAPIError(ReviewflowError, RuntimeError):
 
     exit_code = 4
 
+
+
+class APIUnreachableError(ReviewflowError, RuntimeError):
+    """Nothing answers at PREFECT_API_URL; the message says what to do."""
+
+    exit_code = 4

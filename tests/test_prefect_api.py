@@ -91,6 +91,31 @@ def test_an_api_that_does_not_start_in_time_is_one_line_and_exit_4(scoring_root,
     assert processes_using(Path(env["PREFECT_HOME"])) == []
 
 
+def test_a_server_that_is_down_is_one_line_and_exit_4(scoring_root, no_server_env):
+    """PREFECT_API_URL names a port where nothing listens (the user's server is down):
+    after the short wait for a server still starting, exit code 4 and one line saying
+    which URL and what to do; no traceback, inputs untouched."""
+    import socket
+
+    make_inbox(scoring_root)
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(no_server_env, PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
+    process = subprocess.run(reviewflow_command("score", "--data-dir", str(scoring_root)),
+                             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    output = process.stdout + process.stderr
+    assert process.returncode == 4, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    lines = [line for line in process.stderr.splitlines() if line.startswith("reviewflow:")]
+    assert len(lines) == 1, output[-3000:]
+    assert f"127.0.0.1:{port}/api" in lines[0] and "did not answer" in lines[0]
+    assert "make server" in lines[0] and "unset PREFECT_API_URL" in lines[0]
+    assert sorted(p.name for p in (scoring_root / "incoming").iterdir()) == [
+        "batch-0.csv", "batch-1.csv"]
+    assert not list((scoring_root / "scored").rglob("*.parquet"))
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_run_killed_with_sigkill_leaves_no_process_behind(scoring_root, no_server_env):
     """SIGKILL at the failpoint after the ledger commit: the temporary server the run

@@ -142,7 +142,7 @@ def test_long_work_shows_progress_lines(scoring_root, caplog):
     retrain_model(data_dir=str(scoring_root), architecture="seed", epochs=2)
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
-    assert all("held-out accuracy" in line for line in epochs)
+    assert all("selection accuracy" in line for line in epochs)
 
 
 def run_on_a_terminal(argv: list[str], env: dict, timeout: float = 600) -> str:
@@ -190,5 +190,5 @@ def test_on_a_terminal_long_work_shows_bars(scoring_root, subprocess_env):
         shutil.copy2(sample, scoring_root / "labeled" / sample.name)
     drawn = run_on_a_terminal(["retrain", "--data-dir", str(scoring_root), "--architecture",
                                "seed", "--epochs", "2"], env)
-    assert "training" in drawn and "2/2" in drawn and "held-out accuracy" in drawn
+    assert "training" in drawn and "2/2" in drawn and "selection accuracy" in drawn
     assert "epoch 1/2:" not in drawn

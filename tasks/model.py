@@ -172,6 +172,29 @@ def _char_ngrams(text: tf.Tensor) -> tf.Tensor:
     return tf.strings.ngrams(chars, (1, 2, 3), separator="").merge_dims(1, 2)
 
 
+@keras.saving.register_keras_serializable(package="reviewflow")
+def split_ngrams_bounded(text: tf.Tensor) -> tf.Tensor:
+    """Word 1-3 grams, plus character 1-4 grams of each unspaced-script word with a space
+    marking where the word starts and ends.
+
+    Unlike ``split_ngrams`` (character 1-3 grams, no boundaries), "재미" at the start of
+    a word ("  재미") is a token of its own apart from "재미" inside one, so a stem and an
+    ending are told from the same letters elsewhere; 4-grams hold a stem with its
+    ending. English gets exactly the word 1-3 grams, as with ``split_ngrams``.
+    """
+    word_grams = tf.strings.ngrams(tf.strings.split(text), (1, 2, 3))
+    unspaced = tf.reduce_any(tf.strings.regex_full_match(text, f"(?s).*[{_UNSPACED_SCRIPTS}].*"))
+    return tf.cond(unspaced, lambda: tf.concat([word_grams, _bounded_char_ngrams(text)], axis=1),
+                   lambda: word_grams)
+
+
+def _bounded_char_ngrams(text: tf.Tensor) -> tf.Tensor:
+    runs = tf.strings.split(tf.strings.regex_replace(text, f"[^{_UNSPACED_SCRIPTS}\\s]+", ""))
+    runs = tf.ragged.map_flat_values(lambda words: tf.strings.join([" ", words, " "]), runs)
+    chars = tf.strings.unicode_split(runs, "UTF-8")
+    return tf.strings.ngrams(chars, (1, 2, 3, 4), separator="").merge_dims(1, 2)
+
+
 def _ngram_vectorizer(params: TrainingParams) -> keras.layers.TextVectorization:
     """Ids of the ``max_tokens`` most frequent tokens of ``split_ngrams``.
 
@@ -183,17 +206,32 @@ def _ngram_vectorizer(params: TrainingParams) -> keras.layers.TextVectorization:
                                           name="vectorizer")
 
 
-def _nb_logistic_classifier(params: TrainingParams, input_dim: int) -> keras.Model:
+def _bounded_ngram_vectorizer(params: TrainingParams) -> keras.layers.TextVectorization:
+    """``_ngram_vectorizer`` over ``split_ngrams_bounded``."""
+    return keras.layers.TextVectorization(max_tokens=params.max_tokens, output_mode="int",
+                                          standardize=standardize_review,
+                                          split=split_ngrams_bounded, name="vectorizer")
+
+
+def _nb_logistic_classifier(params: TrainingParams, input_dim: int,
+                            learning_rate: float = 1e-2) -> keras.Model:
     """NB-weighted logistic regression over the token ids (see NaiveBayesLogistic)."""
     inputs = keras.Input(shape=(None,), dtype="int64", name="token_ids")
     logits = NaiveBayesLogistic(input_dim, name="nb_logistic")(inputs)
     outputs = keras.layers.Activation("sigmoid")(logits)
     model = keras.Model(inputs, outputs, name="classifier")
-    # A convex model on strong features converges in a few epochs at this rate;
-    # early stopping on validation loss is the regularization.
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-2),
+    # A convex model on strong features converges in a few epochs; early stopping on
+    # the selection rows' loss is the regularization.
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="binary_crossentropy", metrics=["accuracy"])
     return model
+
+
+def _slow_nb_logistic_classifier(params: TrainingParams, input_dim: int) -> keras.Model:
+    """``_nb_logistic_classifier`` at a fifth of the rate: at 1e-2 the best epoch was the
+    first on Korean reviews (the rare n-grams are fitted at once); at 2e-3 it is the
+    third to sixth, and held-out accuracy is higher (BENCHMARKS.md, "Languages")."""
+    return _nb_logistic_classifier(params, input_dim, learning_rate=2e-3)
 
 
 def _adapt_nb_ratios(classifier: keras.Model, batches: tf.data.Dataset) -> None:
@@ -225,6 +263,11 @@ ARCHITECTURES: dict[str, Architecture] = {
         "word 1-3 grams, plus character 1-3 grams in Hangul/Han/Kana/Thai (200k tokens); "
         "Naive-Bayes-weighted logistic regression (NBSVM), Adam",
         _ngram_vectorizer, _nb_logistic_classifier, max_tokens=200_000,
+        prepare=_adapt_nb_ratios),
+    "ngram-char4": Architecture(
+        "word 1-3 grams, plus character 1-4 grams with word boundaries in Hangul/Han/Kana/"
+        "Thai (500k tokens); Naive-Bayes-weighted logistic regression (NBSVM), Adam 2e-3",
+        _bounded_ngram_vectorizer, _slow_nb_logistic_classifier, max_tokens=500_000,
         prepare=_adapt_nb_ratios),
 }
 

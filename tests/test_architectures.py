@@ -23,6 +23,7 @@ from tasks.model import (
     predict_scores,
     save_model,
     split_ngrams,
+    split_ngrams_bounded,
     standardize_review,
     train_model,
 )
@@ -79,8 +80,8 @@ def test_architecture_trains_and_loads_in_safe_mode(name, english, tmp_path):
 def test_seed_keeps_its_vocabulary_and_the_default_brings_its_own(english):
     assert train(english, "seed", epochs=1).hyperparameters["max_tokens"] == 10_000
     default = Settings().architecture
-    assert default == "ngram" and default in ARCHITECTURES
-    assert ARCHITECTURES[default].max_tokens == 200_000
+    assert default == "ngram-char4" and default in ARCHITECTURES
+    assert ARCHITECTURES[default].max_tokens == 500_000
 
 
 def test_default_architecture_learns_the_english_sample(english):
@@ -98,6 +99,16 @@ def test_split_adds_character_ngrams_only_for_unspaced_scripts():
     english, korean = [[t.decode() for t in row] for row in tokens.to_list()]
     assert english == ["a", "great", "film", "a great", "great film", "a great film"]
     assert {"정말 재미있었어요", "재미있었어요", "재미", "재미있", "었어요", "요"} <= set(korean)
+
+
+def test_bounded_split_marks_word_boundaries_in_unspaced_scripts_only():
+    tokens = split_ngrams_bounded(standardize_review(tf.constant(["A great film!",
+                                                                  "정말 재미있었어요"])))
+    english, korean = [[t.decode() for t in row] for row in tokens.to_list()]
+    assert english == ["a", "great", "film", "a great", "great film", "a great film"]
+    # " 재미" is a word's start, "재미있었" a stem with its ending: 4-grams.
+    assert {"정말 재미있었어요", " 재미", "재미있었", "어요 ", "정말 ", "재"} <= set(korean)
+    assert "재미있었어" not in korean  # no 5-grams
 
 
 def word_ngram_architecture() -> Architecture:

@@ -327,6 +327,7 @@ def _models(args) -> None:
 
 def _monitor(args) -> None:
     """Print the recent runs' drift signals per model version; write the trends PNG."""
+    from tasks.layout import TRENDS_FILE
     from tasks.monitoring import plot_trends, read_monitoring
 
     layout = _settings(args).layout
@@ -346,7 +347,7 @@ def _monitor(args) -> None:
             shown = run[columns].assign(flags=run["flags"].map(lambda f: ", ".join(f) or "-"))
             print("    " + shown.to_string(index=False, na_rep="-").replace("\n", "\n    "))
     # "_": pyarrow, pandas and DuckDB globs of the dataset skip the PNG beside the parts.
-    png = plot_trends(frame, Path(args.png) if args.png else layout.monitoring / "_trends.png")
+    png = plot_trends(frame, Path(args.png) if args.png else layout.monitoring / TRENDS_FILE)
     print(f"\ntrends written to {png}")
 
 

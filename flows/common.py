@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.inbox import release_claim_folder
+from tasks.layout import DataLayout, day_of, kept_name, reason_file
 from tasks.ledger import Ledger
 from tasks.objectstore import ObjectPath
-from tasks.settings import DataLayout, Settings
+from tasks.settings import Settings
 from tasks.storage import move_file_keeping, write_json_atomic
 from tasks.validation import ReviewValidator, load_suite_config
 
@@ -67,12 +68,11 @@ def quarantine_file(path: Path | ObjectPath, layout: DataLayout, reason: str, sh
     Never replaces an earlier quarantined file or its reason: names that clean to one,
     or one name twice in a day, get ``~2``, ``~3``, … (``move_file_keeping``).
     """
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    target_dir = layout.quarantine / "files" / day
-    name = f"{sha256[:16]}-{path.name}" if sha256 else path.name
+    target_dir = layout.quarantined_files(day_of(datetime.now(UTC)))
+    name = kept_name(sha256, path.name) if sha256 else path.name
     target = move_file_keeping(path, target_dir, name)
     release_claim_folder(path)
-    write_json_atomic(target.with_name(target.name + ".reason.json"),
+    write_json_atomic(reason_file(target),
                       {"file": path.name, "sha256": sha256, "reason": reason,
                        "quarantined_at": datetime.now(UTC).isoformat()})
     if sha256:

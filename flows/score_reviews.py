@@ -49,17 +49,18 @@ from flows.common import (
     settings_from,
     terminal_progress,
 )
+from tasks.columns import ColumnMapping
 from tasks.errors import GPURequiredError
 from tasks.failpoints import failpoint
-from tasks.inbox import (
-    Identity,
-    claim,
-    identity,
+from tasks.inbox import Identity, claim, identity, list_inbox, release_claim_folder
+from tasks.layout import (
+    DataLayout,
+    content_key,
+    day_of,
     is_part_of,
-    list_inbox,
+    kept_name,
     part_glob,
     part_name,
-    release_claim_folder,
 )
 from tasks.ledger import Ledger, ScoredFile
 from tasks.monitoring import (
@@ -75,7 +76,7 @@ from tasks.monitoring import (
 )
 from tasks.readers import ReadReport, UnreadableFileError, detect_format, iter_review_batches
 from tasks.registry import Registry
-from tasks.settings import ColumnMapping, DataLayout, Settings
+from tasks.settings import Settings
 from tasks.shards import Shard, plan_shards, unique_columns
 from tasks.storage import (
     Location,
@@ -468,7 +469,7 @@ class _Driver:
         changed since is not archived or scored under that hash (``_changed``)."""
         lock = contextlib.ExitStack()
         try:
-            lock.enter_context(exclusive_lock(self.layout.state / "locks" / f"{sha256[:16]}.lock"))
+            lock.enter_context(exclusive_lock(self.layout.lock_file(sha256)))
             if not path.exists():
                 raise FileNotFoundError(path)
             version = self.job.model.version
@@ -483,7 +484,7 @@ class _Driver:
                 self._archive(path, sha256)
                 lock.close()
                 return FileOutcome(path.name, "already scored",
-                                   detail=f"content {sha256[:16]} was scored by "
+                                   detail=f"content {content_key(sha256)} was scored by "
                                           f"{done.model_version}")
             try:
                 shards = plan_shards(path, self.settings.effective_shard_rows, self.unique,
@@ -519,7 +520,7 @@ class _Driver:
 
     def _move_to_archive(self, path: Location, sha256: str) -> None:
         """Beside, never over, an earlier copy of the same name."""
-        move_file_keeping(path, self.layout.archive / self.day, f"{sha256[:16]}-{path.name}")
+        move_file_keeping(path, self.layout.archive_folder(self.day), kept_name(sha256, path.name))
         release_claim_folder(path)
 
     def _changed(self, path: Location, known: Identity | None) -> bool:
@@ -556,8 +557,8 @@ class _Driver:
                              source_file=outcome.file, source_sha256=sha256,
                              has_profile=profile is not None)
         # Named like the file's scored part: a rerun after a crash overwrites, never adds.
-        part = StagedParquet(self.layout.monitoring / f"run_date={self.day}"
-                             / part_name(sha256, version), MONITORING_SCHEMA)
+        part = StagedParquet(self.layout.monitoring_partition(self.day) / part_name(sha256, version),
+                             MONITORING_SCHEMA)
         part.write(monitoring_table([row]))
         part.commit()
         summary.monitoring.append(row)
@@ -616,7 +617,7 @@ class _Driver:
                 scored = [publish(*r.scored_part) for r in results if r.scored_part]
                 rejected = [publish(*r.rejected_part) for r in results if r.rejected_part]
                 _replace_stale_parts(scored, self.layout.scored, sha256, version)
-                _replace_stale_parts(rejected, self.layout.quarantine / "rows", sha256, None)
+                _replace_stale_parts(rejected, self.layout.rejected_rows, sha256, None)
                 outcome = FileOutcome(path.name, "scored")
                 for result in results:
                     outcome.add(result)
@@ -769,7 +770,7 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
             raise GPURequiredError("this run requires a GPU (require_gpu) but TensorFlow sees "
                                    "none; run it on a GPU worker or install the 'gpu' extra")
         logger.info("scoring on %s", device)
-    registry, ledger = Registry(layout.models), Ledger(layout.state / "ledger.sqlite")
+    registry, ledger = Registry(layout.models), Ledger(layout.ledger)
     model_version = registry.champion_version()
     model = ModelRef(model_version, registry.model_path(model_version))
     profile = registry.read_profile(model_version)
@@ -798,15 +799,15 @@ def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
             summary.files.append(FileOutcome(path.name, "busy", detail="handled by another run"))
     if inbox.ready:
         suite = load_suite_config(settings.suite_path)
-        day = run_started.strftime("%Y-%m-%d")
+        day = day_of(run_started)
         job = ScoringJob(
             model=model, suite_config=suite,
             validator_parameters={"max_text_chars": settings.max_text_chars},
             columns=settings.columns, read_batch_rows=settings.read_batch_rows,
             max_decompressed_bytes=settings.max_decompressed_bytes,
             predict_batch_size=settings.predict_batch_size, require_gpu=settings.require_gpu,
-            scored_dir=layout.scored / f"scored_date={day}",
-            rejected_dir=layout.quarantine / "rows" / f"quarantined_date={day}",
+            scored_dir=layout.scored_partition(day),
+            rejected_dir=layout.rejected_partition(day),
             run_started=run_started, encodings=tuple(settings.encodings),
             detect_encoding=settings.detect_encoding, profile=profile,
             monitor_sample_rows=settings.monitor_sample_rows)

@@ -1,14 +1,14 @@
-"""What is in the inbox, and where a file's results go."""
+"""What is in the inbox, and claiming a file of it for one run."""
 
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tasks.layout import CLAIMS_FOLDER
 from tasks.readers import detect_format
 
 
@@ -26,11 +26,6 @@ class Inbox:
             note += (f"; {len(self.settling)} left for the next run (modified in the last "
                      f"{settle_seconds:.0f} s)")
         return note
-
-
-# Files a run has claimed (see ``claim``) live in ``incoming/.claimed/<token>/<name>``:
-# a dot-name, so no reader of incoming/ mistakes them for new uploads.
-CLAIMS_FOLDER = ".claimed"
 
 
 def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) -> Inbox:
@@ -123,27 +118,3 @@ def release_claim_folder(path: Path) -> None:
                 folder.rmdir()
             except OSError:
                 return  # not empty (another claim), or gone already
-
-
-def part_name(sha256: str, model_version: str | None = None, shard: int | None = None) -> str:
-    """Deterministic part name: a rerun of the same file and model overwrites, never adds.
-
-    A file split into shards has one part per shard, ``-s0003`` after the version.
-    """
-    return (f"part-{sha256[:16]}" + (f"-{model_version}" if model_version else "")
-            + (f"-s{shard:04d}" if shard is not None else "") + ".parquet")
-
-
-def part_glob(sha256: str) -> str:
-    """A glob that finds every part of this content (any model, any shard) and their
-    temporaries; narrow it with ``is_part_of``, since a glob cannot tell version ``V``'s
-    ``part-…-V-s0001.parquet`` from version ``V-b``'s ``part-…-V-b.parquet``."""
-    return f"*part-{sha256[:16]}*"
-
-
-def is_part_of(name: str, sha256: str, model_version: str | None = None) -> bool:
-    """True if ``name`` is exactly a part ``part_name`` gives this content and model (any
-    shard), or a temporary of one (``.<part>.<8 hex>.tmp``, see tasks.storage)."""
-    stem = re.escape(f"part-{sha256[:16]}" + (f"-{model_version}" if model_version else ""))
-    part = rf"{stem}(?:-s\d{{4}})?\.parquet"
-    return re.fullmatch(rf"{part}|\.{part}\.[0-9a-f]{{8}}\.tmp", name) is not None

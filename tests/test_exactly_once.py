@@ -17,7 +17,7 @@ from test_reliability import run_cli
 from test_score_flow import good_rows, quarantined_files, scored_rows, write_csv
 
 from flows.score_reviews import score_reviews
-from tasks.inbox import is_part_of, part_name
+from tasks.layout import is_part_of, part_name
 from tasks.ledger import Ledger
 from tasks.registry import Registry, RegistryError
 

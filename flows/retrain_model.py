@@ -28,7 +28,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import build_validator, quarantine_file, settings_from, terminal_progress
+from flows.common import build_validator, settings_from, terminal_progress
+from tasks.commit import quarantine_file
 from tasks.errors import NoLabeledDataError, RetrainingBusyError
 from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_exact
 from tasks.failpoints import failpoint

@@ -45,7 +45,7 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
         return inbox
     # Files claimed by a run that died (or that found them changed) come first: they
     # have waited longest. One still claimed by a live run is skipped by its lock.
-    # (Object storage has no claims: see flows.score_reviews._claim.)
+    # (Object storage has no claims: see claim_for_run.)
     leftovers = (sorted((incoming / CLAIMS_FOLDER).glob("*/*")) if isinstance(incoming, Path)
                  else [])
     for entry in [*leftovers, *sorted(incoming.iterdir())]:
@@ -108,6 +108,16 @@ def claim(path: Path) -> Path:
         folder.rmdir()
         raise
     return folder / path.name
+
+
+def claim_for_run(path: Path) -> tuple[Path, Identity | None]:
+    """Claim a local inbox file for this run (``claim``) and note its identity before it
+    is hashed; object storage has no rename to claim with (README, "Exactly once without
+    rename": uploaders never overwrite an object there), so an object is its own claim."""
+    if not isinstance(path, Path):
+        return path, None
+    claimed = claim(path)
+    return claimed, identity(claimed)
 
 
 def release_claim_folder(path: Path) -> None:

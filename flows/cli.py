@@ -255,10 +255,12 @@ def _score(args) -> dict:
     # host and dies with this process (flows/prefect_api.py).
     start_temporary_api()
 
+    # Only the options given: the flow's defaults are the settings (environment included).
     # getattr: `demo` scores with its own arguments, which have none of these options.
-    options = ("require_gpu", "settle_seconds", "task_runner", "dask_address", "shard_rows")
-    return score_reviews(data_dir=args.data_dir,
-                         **{name: getattr(args, name, None) for name in options})
+    options = ("data_dir", "require_gpu", "settle_seconds", "task_runner", "dask_address",
+               "shard_rows")
+    return score_reviews(**{name: value for name in options
+                            if (value := getattr(args, name, None)) is not None})
 
 
 def _retrain(args) -> dict:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import NoReturn
+
 from tasks.settings import Settings
 from tasks.validation import ReviewValidator, load_suite_config
 
@@ -44,3 +48,29 @@ def terminal_progress(total: int, what: str, details: str):
                     TimeRemainingColumn(), console=Console(stderr=True), transient=False)
 
 
+
+def environment_settings() -> Settings:
+    """The settings this process's environment gives (``REVIEWFLOW_*`` over the defaults),
+    for a flow's parameter defaults: a deployment then shows the values a run will use.
+
+    Read once, when the flow's module is imported (on a worker, in the worker's
+    environment). An environment that does not validate gives the plain defaults here,
+    so the module still imports; the run itself then reports what is wrong.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError:
+        return Settings.model_construct()
+
+
+def run_as_command(command: str) -> NoReturn:
+    """``python -m flows.<flow> ARGS``: the same as ``reviewflow COMMAND ARGS``.
+
+    This process becomes ``python -m flows.cli COMMAND ARGS`` (an exec: the same process
+    id, the CLI's exit status), so a flow module never imports the CLI that imports it,
+    and the flow is not loaded twice (once as ``__main__``, once by the CLI).
+    """
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "flows.cli", command, *sys.argv[1:]])

@@ -359,8 +359,6 @@ def publish_artifacts(summary: dict, candidate: dict, champion: dict | None,
 
 
 if __name__ == "__main__":
-    import sys
+    from flows.common import run_as_command
 
-    from flows.cli import main
-
-    main(["retrain", *sys.argv[1:]])
+    run_as_command("retrain")

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import settings_from
+from flows.common import environment_settings, settings_from
 from flows.drift import DriftWatch, thresholds
 from flows.score_queue import FileQueue, api_for_workers, task_runner_for
 from flows.score_report import Progress, ScoreSummary, publish_summary
@@ -62,10 +63,18 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> lis
     return shard_scoring.score_small_files(files, job)
 
 
+# The parameters' defaults are the settings this environment gives, so a deployment and
+# `prefect deployment inspect` show the values a run will use (flows.common).
+DEFAULTS = environment_settings()
+
+
 @flow(name="score-reviews", log_prints=True)
-def score_reviews(data_dir: str | None = None, require_gpu: bool | None = None,
-                  settle_seconds: float | None = None, task_runner: str | None = None,
-                  dask_address: str | None = None, shard_rows: int | None = None) -> dict:
+def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
+                  require_gpu: bool = DEFAULTS.require_gpu,
+                  settle_seconds: float = DEFAULTS.settle_seconds,
+                  task_runner: Literal["threads", "dask"] = DEFAULTS.task_runner,
+                  dask_address: str | None = DEFAULTS.dask_address,
+                  shard_rows: int | None = DEFAULTS.shard_rows) -> dict:
     """Score every new review file in the inbox with the champion model.
 
     ``data_dir`` is a folder or a URL (s3://bucket/prefix); ``task_runner`` ("threads" or
@@ -168,8 +177,6 @@ def _score_files(settings: Settings, layout: DataLayout, committer: Committer, j
 
 
 if __name__ == "__main__":
-    import sys
+    from flows.common import run_as_command
 
-    from flows.cli import main
-
-    main(["score", *sys.argv[1:]])
+    run_as_command("score")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tasks.layout import DataLayout
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -280,8 +282,9 @@ class Bench:
         from tasks.settings import Settings
 
         data = fresh_dir(WORK / "champion") / "data"
-        (data / "labeled").mkdir(parents=True)
-        shutil.copy2(self.labeled_parquet(), data / "labeled" / "imdb-train.parquet")
+        labeled = DataLayout(root=data).labeled
+        labeled.mkdir(parents=True)
+        shutil.copy2(self.labeled_parquet(), labeled / "imdb-train.parquet")
         architecture = Settings().architecture
         log(f"training the champion ({architecture}) with retrain-model on "
             f"{len(self.reviews()):,} labeled reviews")
@@ -300,7 +303,7 @@ class Bench:
         """A fresh data dir under .work/``name`` whose registry is a copy of the champion's."""
         champion = self.champion()
         data = fresh_dir(WORK / name) / "data"
-        shutil.copytree(champion["data_dir"] / "models", data / "models")
+        shutil.copytree(DataLayout(root=champion["data_dir"]).models, DataLayout(root=data).models)
         return data
 
     def champion_ref(self):
@@ -309,7 +312,7 @@ class Bench:
         from tasks.workers import ModelRef
 
         champion = self.champion()
-        registry = Registry(champion["data_dir"].resolve() / "models")
+        registry = Registry(DataLayout(root=champion["data_dir"].resolve()).models)
         return ModelRef(champion["version"], registry.model_path(champion["version"]))
 
     def load_champion_model(self):
@@ -317,7 +320,7 @@ class Bench:
         from tasks.registry import Registry
 
         champion = self.champion()
-        registry = Registry(champion["data_dir"] / "models")
+        registry = Registry(DataLayout(root=champion["data_dir"]).models)
         return load_model(registry.model_path(champion["version"]))
 
 

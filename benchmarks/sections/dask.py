@@ -9,6 +9,7 @@ import shutil
 import time
 
 from benchmarks.common import WORK, Bench, fresh_dir, log, md_table, rate, write_inbox_file
+from tasks.layout import DataLayout
 
 TITLE = "8. Scaling out: 1 and 2 Dask workers"
 
@@ -42,9 +43,10 @@ def run(bench: Bench) -> dict:
     runs = []
     for runner, workers in (("threads", 1), ("dask", 1), ("dask", 2)):
         data_dir = bench.data_dir_with_champion(f"dask-{runner}-{workers}")
-        (data_dir / "incoming").mkdir(parents=True, exist_ok=True)
+        layout = DataLayout(root=data_dir)
+        layout.incoming.mkdir(parents=True, exist_ok=True)
         for path in files:
-            shutil.copy2(path, data_dir / "incoming" / path.name)
+            shutil.copy2(path, layout.incoming / path.name)
         label = "threads" if runner == "threads" else f"dask, {workers} worker process(es)"
         log(f"dask: score-reviews ({label}) on {len(reviews):,} reviews in {len(files)} files")
         with contextlib.ExitStack() as stack:
@@ -58,7 +60,7 @@ def run(bench: Bench) -> dict:
                 client = stack.enter_context(Client(cluster))
                 start_seconds = time.perf_counter() - started
                 ref = ModelRef(champion["version"],
-                               Registry(data_dir.resolve() / "models").model_path(champion["version"]))
+                               Registry(layout.models.resolve()).model_path(champion["version"]))
                 started = time.perf_counter()
                 client.run(warm, ref, load_suite_config(settings.suite_path),
                            {"max_text_chars": settings.max_text_chars})
@@ -69,7 +71,7 @@ def run(bench: Bench) -> dict:
                                     dask_address=address)
             wall = time.perf_counter() - started
         scored = sum(pq.ParquetFile(p).metadata.num_rows
-                     for p in (data_dir / "scored").rglob("*.parquet"))
+                     for p in layout.scored.rglob("*.parquet"))
         runs.append({
             "runner": runner, "workers": workers, "rows": len(reviews),
             "rows_scored": summary["rows_scored"], "rows_in_scored_dir": scored,

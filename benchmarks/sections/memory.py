@@ -21,6 +21,7 @@ from benchmarks.common import (
     subprocess_env,
     target,
 )
+from tasks.layout import DataLayout
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,7 +57,8 @@ def run(bench: Bench) -> dict:
     for repeats in bench.sizes.memory_repeats:
         rows = len(reviews) * repeats
         data_dir = bench.data_dir_with_champion(f"memory-{rows}")
-        inbox = data_dir / "incoming" / f"imdb-x{repeats}.parquet"
+        layout = DataLayout(root=data_dir)
+        inbox = layout.incoming / f"imdb-x{repeats}.parquet"
         log(f"memory: writing {rows:,} reviews to {inbox.relative_to(PROJECT)}")
         write_repeated_file(reviews, repeats, inbox)
         size_mib = inbox.stat().st_size / 2**20
@@ -76,7 +78,7 @@ def run(bench: Bench) -> dict:
         log(f"memory: {rows:,} rows: peak RSS {run['peak_rss_mib']:,.0f} MiB (tree "
             f"{run['tree_peak_rss_mib']:,.0f} MiB), {run.get('reviews_per_second', 0):,.0f} "
             f"reviews/s in the flow, {run['wall_seconds']:.0f} s wall")
-        shutil.rmtree(data_dir / "archive", ignore_errors=True)  # the input, moved there: GBs
+        shutil.rmtree(layout.archive, ignore_errors=True)  # the input, moved there: GBs
     largest, smallest = runs[-1], runs[0]
     growth = None
     # Within the first read batches memory grows with the batch, not the file: compare

@@ -15,6 +15,7 @@ from benchmarks.common import (
     texts_of,
     write_inbox_file,
 )
+from tasks.layout import DataLayout
 
 TITLE = "2. Scoring throughput: bare model against the whole `reviewflow score` path"
 TARGET_FLOW_RATIO = 0.9        # whole scoring path / bare predict_scores
@@ -45,7 +46,8 @@ def run(bench: Bench) -> dict:
     log(f"throughput: bare {bare_rate:,.0f} reviews/s (median of {len(runs)} runs)")
 
     data_dir = bench.data_dir_with_champion("throughput")
-    inbox_file = write_inbox_file(reviews, data_dir / "incoming" / "imdb-unlabeled.parquet")
+    inbox_file = write_inbox_file(reviews, DataLayout(root=data_dir).incoming
+                                  / "imdb-unlabeled.parquet")
     log(f"throughput: score-reviews flow over {inbox_file.name} ({len(texts):,} reviews)")
     started = time.perf_counter()
     summary = score_reviews(data_dir=str(data_dir), settle_seconds=0)

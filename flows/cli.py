@@ -294,8 +294,10 @@ def _print_retrain(summary: dict) -> None:
         print(f"\nno new version: {summary['reason']}")
         return
     verdict = "promoted to champion" if summary["promoted"] else "not promoted"
+    by = "movies/products" if summary.get("split_by", "review_id") != "review_id" else "reviews"
     print(f"\ncandidate {summary['version']}: held-out accuracy "
-          f"{summary['validation_accuracy']:.4f} on {summary['validation_rows']} rows; {verdict}")
+          f"{summary['validation_accuracy']:.4f} on {summary['validation_rows']} gate rows "
+          f"(held out by {by}); {verdict}")
     print(f"reason: {summary['reason']}")
 
 

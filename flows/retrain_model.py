@@ -1,9 +1,11 @@
 """Flow ``retrain-model``: train a candidate on ``labeled/`` and promote it only on evidence.
 
 Steps: read and validate every labeled file (rejected rows go to
-``quarantine/training/``), split by a hash of ``review_id`` into training and held-out
-validation rows, train the configured architecture with early stopping, evaluate the
-candidate and the current champion now on the same held-out rows, decide, and record
+``quarantine/training/``), split three ways by a hash of each review's group (its movie
+or product, where the files name one) or else its ``review_id`` (tasks.split): train,
+selection (early stopping picks its best epoch there) and gate; train the configured
+architecture, evaluate the candidate and the current champion now on the same gate
+rows, which neither chose anything by, decide, and record
 the version with its metrics, curves, decision and reference profile (for the drift
 signals of scoring runs, tasks.monitoring) in the registry. Only one retraining runs
 at a time. When the labeled data, the architecture and the training settings are those
@@ -38,7 +40,7 @@ from tasks.ledger import Ledger
 from tasks.readers import ReadReport, UnreadableFileError, is_review_file, iter_review_batches
 from tasks.registry import MODEL_FILE, PROFILE_FILE, Registry
 from tasks.settings import Settings
-from tasks.split import fingerprint, split_labeled
+from tasks.split import PARTS, fingerprint, split_labeled
 from tasks.storage import LockHeldError, StagedParquet, exclusive_lock, file_sha256
 from tasks.validation import QUARANTINE_SCHEMA, with_source
 
@@ -55,7 +57,7 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
     ledger = Ledger(layout.ledger)
     validator = build_validator(settings, require_label=True)
     frames, stats = [], {"files": 0, "files_quarantined": 0, "rows_read": 0, "rows_rejected": 0,
-                         "rows_id_generated": 0, "encodings": {}}
+                         "rows_id_generated": 0, "rows_with_group": 0, "encodings": {}}
     now = datetime.now(UTC)
     contents = []  # (name, sha256) of every file read: the content fingerprint
     for path in sorted(p for p in layout.labeled.rglob("*") if is_review_file(p)):
@@ -70,9 +72,9 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
                                              settings.max_decompressed_bytes,
                                              encodings=settings.encodings,
                                              detect_encoding=settings.detect_encoding,
-                                             sha256=sha256, report=found):
+                                             sha256=sha256, report=found, with_group=True):
                 checked = validator.validate(batch, seen, source_name=path.name)
-                kept.append(checked.valid.select(["review_id", "text", "label"]))
+                kept.append(checked.valid.select(["review_id", "text", "label", "group"]))
                 rejected.write(with_source(checked.rejected, path.name, sha256, now))
                 read += batch.num_rows
                 dropped += checked.rejected.num_rows
@@ -84,7 +86,9 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
             continue
         rejected.commit()
         contents.append(f"{path.relative_to(layout.labeled)}\t{sha256}")
-        frames.append(pa.concat_tables(kept).to_pandas())
+        frame = pa.concat_tables(kept).to_pandas()
+        stats["rows_with_group"] += int(frame["group"].notna().sum())
+        frames.append(frame)
         stats["files"] += 1
         stats["rows_read"] += read
         stats["rows_rejected"] += dropped
@@ -110,7 +114,8 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
 
 
 @task(name="train-candidate", cache_policy=NO_CACHE)
-def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, settings: Settings):
+def train_candidate(train: pd.DataFrame, selection: pd.DataFrame, settings: Settings):
+    """Train on ``train``; early stopping picks the best epoch on ``selection``."""
     from tasks.model import TrainingParams, train_model
 
     params = TrainingParams(architecture=settings.architecture, max_tokens=settings.max_tokens,
@@ -119,7 +124,7 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, settings: Set
     logger = get_run_logger()
     # On a terminal a bar over the most epochs (early stopping may end sooner); else lines.
     bar = terminal_progress(params.epochs, "training",
-                            "epochs, loss {task.fields[loss]:.4f}, held-out accuracy "
+                            "epochs, loss {task.fields[loss]:.4f}, selection accuracy "
                             "{task.fields[accuracy]:.4f}")
 
     def show_epoch(epoch: int, logs: dict) -> None:
@@ -127,31 +132,31 @@ def train_candidate(train: pd.DataFrame, validation: pd.DataFrame, settings: Set
         if bar is not None:
             bar.update(bar.task_ids[0], completed=epoch, loss=loss, accuracy=accuracy)
             return
-        logger.info("epoch %d/%d: loss %.4f, held-out loss %.4f, held-out accuracy %.4f",
+        logger.info("epoch %d/%d: loss %.4f, selection loss %.4f, selection accuracy %.4f",
                     epoch, params.epochs, loss, logs.get("val_loss", float("nan")), accuracy)
 
     if bar is not None:
         bar.add_task("epochs", total=params.epochs, loss=float("nan"), accuracy=float("nan"))
         bar.start()
     try:
-        return train_model(_texts(train), train["label"].to_numpy(), _texts(validation),
-                           validation["label"].to_numpy(), params, on_epoch=show_epoch)
+        return train_model(_texts(train), train["label"].to_numpy(), _texts(selection),
+                           selection["label"].to_numpy(), params, on_epoch=show_epoch)
     finally:
         if bar is not None:
             bar.stop()
 
 
 @task(name="evaluate-champion", cache_policy=NO_CACHE)
-def score_champion(registry: Registry, validation: pd.DataFrame,
+def score_champion(registry: Registry, gate: pd.DataFrame,
                    batch_size: int) -> tuple[str, np.ndarray] | None:
-    """The current champion's scores on the held-out rows, or None without a champion."""
+    """The current champion's scores on the gate rows, or None without a champion."""
     from tasks.model import load_model, predict_scores
 
     pointer = registry.champion()
     if pointer is None:
         return None
     model = load_model(registry.model_path(pointer["version"]))
-    return pointer["version"], predict_scores(model, _texts(validation), batch_size)
+    return pointer["version"], predict_scores(model, _texts(gate), batch_size)
 
 
 def _texts(frame: pd.DataFrame) -> np.ndarray:
@@ -164,10 +169,11 @@ def _training_inputs(settings: Settings, split, read_stats: dict) -> dict:
     settings. The same inputs train the same model (the seed is among them)."""
     from tasks.model import architecture
 
-    return {"train": fingerprint(split.train["review_id"], split.train["label"]),
-            "validation": fingerprint(split.validation["review_id"], split.validation["label"]),
+    return {**{part: fingerprint(getattr(split, part)["review_id"], getattr(split, part)["label"])
+               for part in PARTS},
             "content_sha256": read_stats.get("content_sha256"),
             "validation_fraction": settings.validation_fraction,
+            "selection_share": settings.selection_share,
             "architecture": settings.architecture,
             "max_tokens": architecture(settings.architecture).max_tokens or settings.max_tokens,
             "epochs": settings.epochs, "batch_size": settings.batch_size,
@@ -177,11 +183,13 @@ def _training_inputs(settings: Settings, split, read_stats: dict) -> dict:
 def _recorded_inputs(metrics: dict) -> dict:
     """``_training_inputs`` as a version's metrics.json recorded them."""
     parts, hyper = metrics.get("parts", {}), metrics.get("hyperparameters", {})
-    return {"train": parts.get("train", {}).get("fingerprint"),
-            "validation": parts.get("validation", {}).get("fingerprint"),
+    # Versions trained before the three-way split have no selection or gate part: they
+    # differ, and the first run after the upgrade trains.
+    return {**{part: parts.get(part, {}).get("fingerprint") for part in PARTS},
             # Versions trained before the content fingerprint have none: not compared.
             "content_sha256": metrics.get("training_data", {}).get("content_sha256"),
             "validation_fraction": parts.get("validation_fraction"),
+            "selection_share": parts.get("selection_share"),
             **{key: hyper.get(key) for key in ("architecture", "max_tokens", "epochs",
                                                 "batch_size", "patience", "seed")}}
 
@@ -194,17 +202,29 @@ def nothing_new(inputs: dict, metrics: dict) -> bool:
     return recorded == inputs
 
 
-def _part_summary(frame: pd.DataFrame) -> dict:
+def _part_summary(frame: pd.DataFrame, groups: int) -> dict:
     labels = frame["label"].astype(int)
-    return {"rows": int(len(frame)), "positive_share": round(float(labels.mean()), 4),
+    return {"rows": int(len(frame)), "groups": groups,
+            "positive_share": round(float(labels.mean()), 4) if len(frame) else None,
             "fingerprint": fingerprint(frame["review_id"], labels)}
+
+
+def _parts_record(split, settings: Settings) -> dict:
+    """metrics.json "parts": each part's size, groups, balance and fingerprint, and how
+    the split was made."""
+    return {**{part: _part_summary(getattr(split, part), split.groups[part]) for part in PARTS},
+            "split_by": split.split_by, "group_columns": settings.columns.group,
+            "duplicates_removed": split.duplicates_removed,
+            "kept_out_of_training": split.kept_out_of_training,
+            "validation_fraction": settings.validation_fraction,
+            "selection_share": settings.selection_share}
 
 
 @flow(name="retrain-model", log_prints=True)
 def retrain_model(data_dir: str | None = None, architecture: str | None = None,
                   epochs: int | None = None, min_delta: float | None = None,
                   require_significance: bool | None = None, force: bool = False) -> dict:
-    """Train a candidate and promote it only if it beats the champion on held-out rows.
+    """Train a candidate and promote it only if it beats the champion on the gate rows.
 
     When the labeled data, architecture and training settings are the same as for the
     latest trained version, records "nothing new to learn" and trains nothing; ``force``
@@ -233,27 +253,33 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     for leftover in registry.clean_staging():
         logger.warning("removed half-written version %s left by an interrupted run", leftover)
     reviews, read_stats = read_labeled(settings)
-    split = split_labeled(reviews, settings.validation_fraction)
-    logger.info("training rows %d, validation rows %d (%d duplicate texts removed, %d kept out of"
-                " training because they are in validation)", len(split.train),
-                len(split.validation), split.duplicates_removed, split.kept_out_of_training)
-    if split.train.empty or split.validation.empty:
-        raise NoLabeledDataError("too few labeled reviews to hold out a validation part; "
-                                 f"have {len(reviews)}")
+    split = split_labeled(reviews, settings.validation_fraction, settings.selection_share)
+    logger.info("split by %s: training rows %d, selection rows %d, gate rows %d (%d duplicate "
+                "texts removed, %d kept out of training because they are held out)",
+                split.split_by, len(split.train), len(split.selection), len(split.gate),
+                split.duplicates_removed, split.kept_out_of_training)
+    empty = [part for part in PARTS if getattr(split, part).empty]
+    if empty:
+        unit = "groups (movies, products)" if split.split_by != "review_id" else "reviews"
+        raise NoLabeledDataError(
+            f"too few labeled {unit} to fill every part of the split: the {' and '.join(empty)} "
+            f"part{'s are' if len(empty) > 1 else ' is'} empty ({len(reviews)} reviews, "
+            f"{sum(split.groups.values())} distinct {unit}); add labeled reviews"
+            + (" of more items" if split.split_by != "review_id" else ""))
     inputs = _training_inputs(settings, split, read_stats)
     latest = registry.latest_version()
     if not force and latest is not None and nothing_new(
             inputs, registry.read_version(latest).get("metrics", {})):
-        return _nothing_new(registry, latest, len(split.train), len(split.validation))
+        return _nothing_new(registry, latest, split)
     failpoint("retrain:before-training")
-    trained = train_candidate(split.train, split.validation, settings)
-    labels = split.validation["label"].to_numpy()
+    trained = train_candidate(split.train, split.selection, settings)
+    labels = split.gate["label"].to_numpy()
     from tasks.model import predict_scores
 
-    candidate_scores = predict_scores(trained.model, _texts(split.validation),
+    candidate_scores = predict_scores(trained.model, _texts(split.gate),
                                       settings.predict_batch_size)
     candidate = classification_metrics(labels, candidate_scores)
-    champion = score_champion(registry, split.validation, settings.predict_batch_size)
+    champion = score_champion(registry, split.gate, settings.predict_batch_size)
     champion_metrics = paired = None
     if champion is not None:
         champion_metrics = classification_metrics(labels, champion[1])
@@ -272,12 +298,10 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
         _reference_profile(trained.model, split, candidate_scores, version, settings), indent=2))
     metrics = {
         "version": version, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "validation": candidate, "training_data": read_stats,
-        "parts": {"train": _part_summary(split.train),
-                  "validation": _part_summary(split.validation),
-                  "duplicates_removed": split.duplicates_removed,
-                  "kept_out_of_training": split.kept_out_of_training,
-                  "validation_fraction": settings.validation_fraction},
+        # "validation": the candidate on the gate rows, the figure the decision used.
+        "validation": candidate, "validation_part": "gate",
+        "selection": _selection_figures(trained), "training_data": read_stats,
+        "parts": _parts_record(split, settings),
         "hyperparameters": trained.hyperparameters, "epochs_run": trained.epochs_run,
         "best_epoch": trained.best_epoch, "training_seconds": round(trained.training_seconds, 2),
         "history": trained.history,
@@ -303,8 +327,7 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
                "validation_accuracy": round(candidate["accuracy"], 4),
                "champion_before": champion[0] if champion else None,
                "champion_accuracy": round(champion_metrics["accuracy"], 4) if champion_metrics else None,
-               "train_rows": len(split.train), "validation_rows": len(split.validation),
-               "epochs_run": trained.epochs_run,
+               **_part_rows(split), "epochs_run": trained.epochs_run,
                "training_seconds": round(trained.training_seconds, 1)}
     publish_artifacts(summary, candidate, champion_metrics, registry.versions / version)
     print(json.dumps(summary))
@@ -318,12 +341,27 @@ def _reference_profile(model, split, validation_scores: np.ndarray, version: str
     from tasks.monitoring import reference_profile
 
     return reference_profile(pa.array(_texts(split.train), pa.string()),
-                             pa.array(_texts(split.validation), pa.string()),
-                             validation_scores, split.validation["label"].to_numpy(),
+                             pa.array(_texts(split.gate), pa.string()),
+                             validation_scores, split.gate["label"].to_numpy(),
                              model_vocabulary(model), version, settings.architecture)
 
 
-def _nothing_new(registry: Registry, latest: str, train_rows: int, validation_rows: int) -> dict:
+def _part_rows(split) -> dict:
+    """Rows per part for run summaries; "validation_rows" is the gate's (the rows the
+    summary's "validation_accuracy" is measured on)."""
+    return {"train_rows": len(split.train), "selection_rows": len(split.selection),
+            "validation_rows": len(split.gate), "split_by": split.split_by}
+
+
+def _selection_figures(trained) -> dict:
+    """The candidate on the selection rows at the epoch early stopping kept."""
+    epoch = trained.best_epoch - 1
+    return {"best_epoch": trained.best_epoch,
+            **{name: trained.history[key][epoch] for name, key in
+               (("loss", "val_loss"), ("accuracy", "val_accuracy")) if key in trained.history}}
+
+
+def _nothing_new(registry: Registry, latest: str, split) -> dict:
     """Record that there is nothing new to learn; no version is made."""
     logger = get_run_logger()
     reason = (f"nothing new to learn: the labeled data, architecture and training settings "
@@ -334,7 +372,7 @@ def _nothing_new(registry: Registry, latest: str, train_rows: int, validation_ro
     pointer = registry.champion()
     summary = {"version": None, "promoted": False, "nothing_new": True, "reason": reason,
                "latest_version": latest, "champion_before": pointer["version"] if pointer else None,
-               "train_rows": train_rows, "validation_rows": validation_rows}
+               **_part_rows(split)}
     create_markdown_artifact(key="retrain-decision",
                              markdown=f"# Nothing new to learn\n\n{reason}\n",
                              description="Promotion decision and training curves")
@@ -348,7 +386,7 @@ def publish_artifacts(summary: dict, candidate: dict, champion: dict | None,
              "champion": round(champion[name], 4) if champion else None}
             for name in ("accuracy", "loss", "roc_auc", "precision", "recall", "f1")]
     create_table_artifact(key="retrain-comparison", table=rows,
-                          description="Candidate and champion on the same held-out rows")
+                          description="Candidate and champion on the same gate rows")
     image = base64.b64encode((folder / CURVES_FILE).read_bytes()).decode()
     verdict = "Promoted" if summary["promoted"] else "Rejected"
     create_markdown_artifact(

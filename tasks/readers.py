@@ -69,6 +69,10 @@ NORMALIZED_SCHEMA = pa.schema([
     ("label_raw", pa.string()),
     ("read_error", pa.string()),
 ])
+# Batches read with ``with_group=True`` (labeled data for training) carry one more column:
+# what the review is about (a movie, a product), from the first ``ColumnMapping.group``
+# name the file has; null where it has none.
+GROUPED_SCHEMA = NORMALIZED_SCHEMA.append(pa.field("group", pa.string()))
 
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
             ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
@@ -143,13 +147,16 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
                         rows: tuple[int, int | None] | None = None, *,
                         encodings: Sequence[str] = (), detect_encoding: bool = True,
                         sha256: str | None = None,
-                        report: ReadReport | None = None) -> Iterator[pa.Table]:
+                        report: ReadReport | None = None,
+                        with_group: bool = False) -> Iterator[pa.Table]:
     """Yield normalized batches of the reviews in ``path`` (of its rows ``rows`` only).
 
     ``encodings`` are tried, in order, on a text file that is not UTF-8 or UTF-16;
     ``detect_encoding`` lets charset-normalizer name one when none fits. ``sha256`` is
     the file's content hash, the seed of generated ids (computed here if needed and
     not given). ``report``, if given, is filled in with what was found (``ReadReport``).
+    ``with_group`` adds the ``group`` column (``GROUPED_SCHEMA``); scoring leaves it out,
+    so what it writes does not depend on the file's other columns.
 
     Raises ``UnreadableFileError`` if the file's format, encoding, compression or
     columns make it unreadable, or if not one row of it could be parsed. Batches
@@ -163,6 +170,8 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     if path.stat().st_size == 0:
         raise UnreadableFileError(path, "the file is empty")
     report = report if report is not None else ReadReport()
+    if not with_group:
+        columns = columns.model_copy(update={"group": []})
     ids = _GeneratedIds(path, sha256)
     rows_seen = rows_parsed = 0
     first_error: str | None = None
@@ -411,6 +420,8 @@ class _Columns:
     text: str
     label: str | None
     id_prefix: str | None = None
+    group: str | None = None  # the file's group column, if it has one
+    with_group: bool = False  # batches carry a ``group`` column (null without one)
 
 
 def _resolve(path: Path, names: list[str], columns: ColumnMapping,
@@ -418,13 +429,15 @@ def _resolve(path: Path, names: list[str], columns: ColumnMapping,
     review_id = _pick(names, columns.review_id)
     text = _pick(names, columns.text)
     label = _pick(names, columns.label)
+    group = _pick(names, columns.group) if columns.group else None
     if text is None:
         raise UnreadableFileError(
             path, f"missing required column text (looked for {', '.join(columns.text)}); the "
                   f"file has columns {names}. Rename the column or add its name to the "
                   "column mapping settings")
     keys = [_key(name) for name in names]
-    for role, name in (("review_id", review_id), ("text", text), ("label", label)):
+    for role, name in (("review_id", review_id), ("text", text), ("label", label),
+                       ("group", group)):
         if name is not None and keys.count(_key(name)) > 1:
             # pyarrow would raise KeyError ('Field "text" exists 2 times in schema') far
             # from here; which of the two holds the reviews cannot be guessed.
@@ -436,7 +449,7 @@ def _resolve(path: Path, names: list[str], columns: ColumnMapping,
         if ids is None:
             raise UnreadableFileError(path, "missing required column review_id")
         prefix = ids.prefix()
-    return _Columns(review_id, text, label, prefix)
+    return _Columns(review_id, text, label, prefix, group, bool(columns.group))
 
 
 def map_labels(raw: pa.Array, columns: ColumnMapping) -> pa.Array:
@@ -465,14 +478,19 @@ def _normalize(table: pa.Table, cols: _Columns, first_row: int, columns: ColumnM
         review_id = pc.binary_join_element_wise(cols.id_prefix, source_row.cast(pa.string()), "")
     else:
         review_id = table.column(cols.review_id).combine_chunks().cast(pa.string())
-    return pa.Table.from_arrays([
+    arrays = [
         source_row,
         review_id,
         table.column(cols.text).combine_chunks(),
         label,
         label_raw,
         read_error if read_error is not None else pa.nulls(n, pa.string()),
-    ], schema=NORMALIZED_SCHEMA)
+    ]
+    if not cols.with_group:
+        return pa.Table.from_arrays(arrays, schema=NORMALIZED_SCHEMA)
+    group = (table.column(cols.group).combine_chunks().cast(pa.string())
+             if cols.group is not None else pa.nulls(n, pa.string()))
+    return pa.Table.from_arrays([*arrays, group], schema=GROUPED_SCHEMA)
 
 
 def _rebatch(tables: Iterator[pa.Table], cols: _Columns, columns: ColumnMapping,
@@ -732,10 +750,12 @@ def _careful_delimited(path: Path, fmt: FileFormat, encoding: str, quoted: bool,
     malformed lines as rejected rows; the first ``skip`` rows are not yielded again."""
     delimiter = "\t" if fmt.kind == "tsv" else ","
     positions = [names.index(name) if name is not None else None
-                 for name in (cols.review_id, cols.text, cols.label)]
+                 for name in (cols.review_id, cols.text, cols.label, cols.group)]
     out_cols = _Columns("review_id" if cols.review_id else None, "text",
-                        "label" if cols.label else None, cols.id_prefix)
-    values: dict[str, list] = {"review_id": [], "text": [], "label": [], "error": []}
+                        "label" if cols.label else None, cols.id_prefix,
+                        "group" if cols.group else None, cols.with_group)
+    values: dict[str, list] = {"review_id": [], "text": [], "label": [], "group": [],
+                               "error": []}
     row = 0
     with _open_text(path, fmt.gzipped, limit, encoding, newline="") as text:
         lines = _Lines(text)
@@ -746,10 +766,10 @@ def _careful_delimited(path: Path, fmt: FileFormat, encoding: str, quoted: bool,
             if row <= skip:
                 continue
             if record.fields is None:
-                picked = [None, record.raw[:MAX_RAW_CHARS], None]
+                picked = [None, record.raw[:MAX_RAW_CHARS], None, None]
             else:
                 picked = [record.fields[i] if i is not None else None for i in positions]
-            for key, value in zip(("review_id", "text", "label"), picked):
+            for key, value in zip(("review_id", "text", "label", "group"), picked):
                 values[key].append(value)
             values["error"].append(record.error)
             if len(values["text"]) == batch_rows:
@@ -762,7 +782,7 @@ def _careful_delimited(path: Path, fmt: FileFormat, encoding: str, quoted: bool,
 def _careful_table(values: dict[str, list], cols: _Columns, first_row: int,
                    columns: ColumnMapping) -> pa.Table:
     table = pa.table({key: pa.array(values[key], pa.string())
-                      for key in ("review_id", "text", "label")})
+                      for key in ("review_id", "text", "label", "group")})
     return _normalize(table, cols, first_row, columns, pa.array(values["error"], pa.string()))
 
 
@@ -798,7 +818,7 @@ def _parquet_file_batches(path, source, columns: ColumnMapping, batch_rows: int,
                 or pa.types.is_integer(id_type)):
             raise UnreadableFileError(path, f"column {cols.review_id!r} holds {id_type}; "
                                             "review ids must be strings or integers")
-    wanted = [c for c in (cols.review_id, cols.text, cols.label) if c is not None]
+    wanted = [c for c in (cols.review_id, cols.text, cols.label, cols.group) if c is not None]
     groups, first_row = None, 1
     if rows is not None:  # a shard: only the row groups that hold its rows
         groups, offset = [], 0
@@ -835,14 +855,15 @@ def _json_batches(path: Path, fmt: FileFormat, sample: str, encoding: str,
     array = fmt.kind == "json" and sample.lstrip("\ufeff \t\r\n").startswith("[")
     report.layout = "json array" if array else "json lines"
     cols: _Columns | None = None
-    values: dict[str, list] = {"review_id": [], "text": [], "label": [], "error": []}
+    values: dict[str, list] = {"review_id": [], "text": [], "label": [], "group": [],
+                               "error": []}
     row = 0
     first_row = 1
     with _open_text(path, fmt.gzipped, limit, encoding, newline="\n") as text:
         items = _json_array_items(text) if array else _json_line_items(text)
         for item in items:
             row += 1
-            record_id = body = label = None
+            record_id = body = label = group = None
             error = item.error
             record = item.value
             if error is not None:
@@ -868,7 +889,10 @@ def _json_batches(path: Path, fmt: FileFormat, sample: str, encoding: str,
                     error = f"field {cols.text!r} is a JSON {type(value).__name__}, not a string"
                 if cols.label is not None:
                     label = _scalar_text(record.get(cols.label))
+                if cols.group is not None:
+                    group = _scalar_text(record.get(cols.group))
             values["review_id"].append(record_id)
+            values["group"].append(group)
             values["text"].append(body)
             values["label"].append(label)
             values["error"].append(error)
@@ -978,9 +1002,13 @@ def _scalar_text(value) -> str | None:
 def _json_table(values: dict[str, list], cols: _Columns | None, first_row: int,
                 columns: ColumnMapping) -> pa.Table:
     table = pa.table({key: pa.array(values[key], pa.string())
-                      for key in ("review_id", "text", "label")})
+                      for key in ("review_id", "text", "label", "group")})
     has_label = any(label is not None for label in values["label"])
     generated = cols is not None and cols.review_id is None
+    # Decided by the settings, not by the objects seen so far: every batch of the file
+    # has the same columns, even one of bad lines only.
     normalized = _Columns(None if generated else "review_id", "text",
-                          "label" if has_label else None, cols.id_prefix if generated else None)
+                          "label" if has_label else None, cols.id_prefix if generated else None,
+                          "group" if cols is not None and cols.group else None,
+                          bool(columns.group))
     return _normalize(table, normalized, first_row, columns, pa.array(values["error"], pa.string()))

@@ -108,7 +108,12 @@ class Settings(BaseSettings):
 
     # --- training
     architecture: str = Field("ngram", description="Named model configuration (see tasks.model).")
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of the labeled groups (or reviews, where files "
+                                     "name no group) held out of training (tasks.split).")
+    selection_share: float = Field(
+        0.5, gt=0, lt=1, description="Share of the held-out part on which early stopping "
+                                     "selects the best epoch; the rest is the promotion gate.")
     max_tokens: int = Field(10_000, gt=0)
     epochs: int = Field(20, gt=0)
     batch_size: int = Field(512, gt=0)

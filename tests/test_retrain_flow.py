@@ -38,8 +38,14 @@ def test_first_model_records_everything(trained_models):
     for key in ("accuracy", "loss", "roc_auc", "precision", "recall", "f1", "confusion_matrix"):
         assert key in metrics["validation"]
     parts = metrics["parts"]
-    assert parts["train"]["rows"] + parts["validation"]["rows"] + parts["duplicates_removed"] == 600
-    assert len(parts["validation"]["fingerprint"]) == 64
+    # Three parts: train, selection (early stopping) and gate (the promotion comparison).
+    assert (parts["train"]["rows"] + parts["selection"]["rows"] + parts["gate"]["rows"]
+            + parts["duplicates_removed"]) == 600
+    assert all(len(parts[part]["fingerprint"]) == 64 for part in ("train", "selection", "gate"))
+    assert len({parts[part]["fingerprint"] for part in ("train", "selection", "gate")}) == 3
+    assert parts["split_by"] == "review_id"  # the samples name no movie or product
+    assert metrics["validation_part"] == "gate"
+    assert metrics["selection"]["best_epoch"] == metrics["best_epoch"]
     assert metrics["hyperparameters"]["architecture"] == "seed"
     assert metrics["versions"]["keras"].startswith("3.")
     assert metrics["epochs_run"] == len(metrics["history"]["val_loss"])

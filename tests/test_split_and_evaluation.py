@@ -35,6 +35,42 @@ def test_duplicate_texts_never_leak_into_training():
     assert texts_with_val == set(split.validation["text"])
 
 
+def test_three_parts_are_disjoint_and_the_gate_keeps_a_shared_text():
+    frame = reviews(4000)
+    frame.loc[2000:3999, "text"] = frame.loc[0:1999, "text"].to_numpy()
+    split = split_labeled(frame, 0.3, selection_share=0.5)
+    texts = [set(part["text"]) for part in (split.train, split.selection, split.gate)]
+    assert all(a.isdisjoint(b) for i, a in enumerate(texts) for b in texts[i + 1:])
+    assert sum(map(len, texts)) + split.duplicates_removed == 4000
+    # The gate (what the champion is compared on) is the most protected part: a text
+    # whose rows fall in the gate and elsewhere is kept in the gate.
+    keys = frame["review_id"]
+    in_gate = in_validation(keys, 0.15)
+    assert set(frame.loc[in_gate, "text"]) == texts[2]
+    # A text with two rows is in the gate if either row is (1 - 0.85**2 = 0.28 of texts),
+    # in selection if neither is in the gate and one is in selection (0.85**2 - 0.7**2).
+    assert 0.24 < len(split.gate) / 2000 < 0.32 and 0.19 < len(split.selection) / 2000 < 0.27
+    assert split.split_by == "review_id"
+
+
+def test_split_by_group_keeps_each_movie_in_one_part():
+    frame = reviews(6000).assign(group=[f"tt{i % 400}" for i in range(6000)])
+    frame.loc[::50, "group"] = None  # rows without a group are split by their id
+    split = split_labeled(frame, 0.2)
+    owner = {}
+    for name in ("train", "selection", "gate"):
+        for group in getattr(split, name)["group"].dropna():
+            assert owner.setdefault(group, name) == name, f"{group} in {owner[group]} and {name}"
+    assert split.split_by == "group, else review_id"
+    assert split.groups["gate"] > 20 and split.groups["selection"] > 20
+    # Stable as data grows: the movies held out stay held out with more reviews of them.
+    more = pd.concat([frame, reviews(9000).iloc[6000:].assign(
+        group=[f"tt{i % 400}" for i in range(3000)])])
+    grown = split_labeled(more.sample(frac=1, random_state=2), 0.2)
+    known = set(frame["group"].dropna())
+    assert set(split.gate["group"].dropna()) == set(grown.gate["group"].dropna()) & known
+
+
 def test_fingerprint_ignores_order_but_not_labels():
     frame = reviews(100)
     shuffled = frame.sample(frac=1, random_state=1)

@@ -26,6 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+from tasks.layout import DataLayout
+from tasks.registry import Registry
+
 PROJECT = Path(__file__).resolve().parents[1]
 SAMPLES = PROJECT / "data" / "samples"
 REVIEWFLOW = [sys.executable, "-m", "flows.cli"]
@@ -72,6 +75,7 @@ def measure(work: Path, repeats: int = 5, small_files: int = 1000) -> dict:
     work.mkdir(parents=True)
     env = _env(work)
     root = work / "data"
+    layout = DataLayout(root=root)
     subprocess.run([*REVIEWFLOW, "init", str(root)], env=env, check=True, capture_output=True)
     figures: dict = {"repeats": repeats}
     data = ["--data-dir", str(root)]
@@ -79,12 +83,12 @@ def measure(work: Path, repeats: int = 5, small_files: int = 1000) -> dict:
     figures["score, no champion"] = _median(["score", *data], env, repeats, expect=(2,))
     figures["retrain, no labeled files"] = _median(["retrain", *data], env, repeats, expect=(2,))
     for sample in (SAMPLES / "labeled").iterdir():
-        shutil.copy2(sample, root / "labeled" / sample.name)
+        shutil.copy2(sample, layout.labeled / sample.name)
     subprocess.run([*REVIEWFLOW, "retrain", "--architecture", "seed", "--epochs", "5", *data],
                    env=env, check=True, capture_output=True, timeout=900)
     subprocess.run([*REVIEWFLOW, "retrain", "--architecture", "seed", "--epochs", "2", *data],
                    env=env, check=True, capture_output=True, timeout=900)
-    versions = sorted(p.name for p in (root / "models" / "versions").iterdir())
+    versions = sorted(p.name for p in Registry(layout.models).versions.iterdir())
     figures["models list"] = _median(["models", "list", *data], env, repeats)
     figures["models promote"] = _median(
         ["models", "promote", versions[-1], "--force", "--reason", "bench", *data], env, repeats)
@@ -92,7 +96,7 @@ def measure(work: Path, repeats: int = 5, small_files: int = 1000) -> dict:
         ["models", "rollback", "--reason", "bench", *data], env, 1)
     figures["score, nothing ready"] = _median(["score", *data], env, repeats)
 
-    incoming = root / "incoming"
+    incoming = layout.incoming
     counter = iter(range(10**9))
 
     def twenty_rows() -> None:

@@ -1,13 +1,15 @@
 """Where a scoring run spends its time: the per-file work of ``score-reviews``, stage by stage.
 
-Repeats what ``flows.score_reviews._score_locked`` does for one file, without Prefect,
-the ledger or the archive move, and times each stage:
+Runs the function the flow's ``score-shard`` task runs, ``tasks.shard_scoring.score_shard``,
+on one whole file, with a ``StageClock`` that times its stages, then publishes its parts
+as the commit does; without Prefect, the ledger or the archive move:
 
 - ``hash``: the SHA-256 of the file (the ledger key);
 - ``read``: ``iter_review_batches`` producing normalized Arrow batches;
 - ``validate``: ``ReviewValidator.validate`` (the Great Expectations suite and the
   uniqueness check across the file);
 - ``score``: ``score_batch`` (the model's prediction and the output table);
+- ``monitor``: counting the drift signals (``tasks.monitoring.observe_batch``);
 - ``write``: streaming the scored and rejected rows to staged Parquet parts and
   publishing them.
 
@@ -29,69 +31,40 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-STAGES = ("hash", "read", "validate", "score", "write")
+STAGES = ("hash", "read", "validate", "score", "monitor", "write")
 
 
-def profile_scoring(path: Path, model, model_version: str, settings, validator,
-                    out_dir: Path) -> dict:
-    """Score ``path`` stage by stage like the flow does; seconds per stage and the slowest.
+def profile_scoring(path: Path, model, settings, out_dir: Path) -> dict:
+    """Score ``path`` stage by stage as the flow does; seconds per stage and the slowest.
 
-    ``settings`` is a ``tasks.settings.Settings`` (batch sizes, column names),
-    ``validator`` a built ``ReviewValidator``; outputs go under ``out_dir``.
+    ``model`` is a ``tasks.workers.ModelRef`` (loaded once per process, as on a worker),
+    ``settings`` a ``tasks.settings.Settings`` (batch sizes, column names, the suite);
+    outputs go under ``out_dir``.
     """
-    from tasks.readers import iter_review_batches
-    from tasks.scoring import SCORED_SCHEMA, score_batch
-    from tasks.storage import StagedParquet, file_sha256
-    from tasks.validation import QUARANTINE_SCHEMA, with_source
+    from tasks.shard_scoring import ScoringJob, StageClock, score_shard
+    from tasks.shards import Shard
+    from tasks.storage import file_sha256, publish
 
+    job = ScoringJob.from_settings(settings, model, None, datetime.now(UTC),
+                                   out_dir / "scored", out_dir / "rejected")
+    clock = StageClock()
     seconds = dict.fromkeys(STAGES, 0.0)
-    rows = scored_rows = rejected_rows = 0
-    now = datetime.now(UTC)
     started = time.perf_counter()
-
-    clock = time.perf_counter()
     sha256 = file_sha256(path)
-    seconds["hash"] += time.perf_counter() - clock
-
-    scored = StagedParquet(out_dir / "scored" / f"part-{sha256[:16]}.parquet", SCORED_SCHEMA)
-    rejected = StagedParquet(out_dir / "rejected" / f"part-{sha256[:16]}.parquet",
-                             QUARANTINE_SCHEMA)
-    seen_ids: dict[str, set[str]] = {}
-    batches = iter_review_batches(path, settings.columns, settings.read_batch_rows,
-                                  settings.max_decompressed_bytes)
-    try:
-        while True:
-            clock = time.perf_counter()
-            batch = next(batches, None)
-            seconds["read"] += time.perf_counter() - clock
-            if batch is None:
-                break
-            clock = time.perf_counter()
-            checked = validator.validate(batch, seen_ids, source_name=path.name)
-            seconds["validate"] += time.perf_counter() - clock
-            clock = time.perf_counter()
-            output = score_batch(model, checked.valid, settings.predict_batch_size, model_version,
-                                 path.name, sha256, now)
-            seconds["score"] += time.perf_counter() - clock
-            clock = time.perf_counter()
-            scored.write(output)
-            rejected.write(with_source(checked.rejected, path.name, sha256, now))
-            seconds["write"] += time.perf_counter() - clock
-            rows += batch.num_rows
-            scored_rows += output.num_rows
-            rejected_rows += checked.rejected.num_rows
-        clock = time.perf_counter()
-        scored.commit()
-        rejected.commit()
-        seconds["write"] += time.perf_counter() - clock
-    except BaseException:
-        scored.abort()
-        rejected.abort()
-        raise
+    seconds["hash"] = time.perf_counter() - started
+    result = score_shard(path, sha256, Shard(), job, clock)
+    if result.unreadable:
+        raise ValueError(f"{path} cannot be read: {result.unreadable}")
+    with clock.stage("write"):
+        for part in (result.scored_part, result.rejected_part):
+            if part is not None:
+                publish(*part)
+    seconds.update(clock.seconds)
     total = time.perf_counter() - started
     slowest = max(seconds, key=seconds.get)
+    rows = result.rows_read
     return {
-        "rows": rows, "rows_scored": scored_rows, "rows_rejected": rejected_rows,
+        "rows": rows, "rows_scored": result.rows_scored, "rows_rejected": result.rows_quarantined,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "share": {k: round(v / total, 3) if total else 0.0 for k, v in seconds.items()},
         "total_seconds": round(total, 3),
@@ -100,13 +73,12 @@ def profile_scoring(path: Path, model, model_version: str, settings, validator,
     }
 
 
-def hot_functions(path: Path, model, model_version: str, settings, validator, out_dir: Path,
-                  limit: int = 12) -> list[dict]:
+def hot_functions(path: Path, model, settings, out_dir: Path, limit: int = 12) -> list[dict]:
     """The ``limit`` functions with the most own time while scoring ``path`` under cProfile."""
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        profile_scoring(path, model, model_version, settings, validator, out_dir)
+        profile_scoring(path, model, settings, out_dir)
     finally:
         profiler.disable()
     stats = pstats.Stats(profiler)
@@ -134,17 +106,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cprofile", action="store_true", help="also list the hot functions")
     args = parser.parse_args(argv)
 
-    from flows.common import build_validator
-    from tasks.model import load_model
     from tasks.settings import Settings
+    from tasks.workers import ModelRef
 
-    settings = Settings()
-    model, validator = load_model(args.model), build_validator(settings)
+    settings, model = Settings(), ModelRef("profiled", args.model.resolve())
     with tempfile.TemporaryDirectory() as out:
-        result = profile_scoring(args.file, model, "profiled", settings, validator, Path(out))
+        result = profile_scoring(args.file, model, settings, Path(out))
         if args.cprofile:
-            result["hot_functions"] = hot_functions(args.file, model, "profiled", settings,
-                                                    validator, Path(out) / "cprofile")
+            result["hot_functions"] = hot_functions(args.file, model, settings,
+                                                    Path(out) / "cprofile")
     print(json.dumps(result, indent=2))
 
 

@@ -255,10 +255,12 @@ def _score(args) -> dict:
     # host and dies with this process (flows/prefect_api.py).
     start_temporary_api()
 
+    # Only the options given: the flow's defaults are the settings (environment included).
     # getattr: `demo` scores with its own arguments, which have none of these options.
-    options = ("require_gpu", "settle_seconds", "task_runner", "dask_address", "shard_rows")
-    return score_reviews(data_dir=args.data_dir,
-                         **{name: getattr(args, name, None) for name in options})
+    options = ("data_dir", "require_gpu", "settle_seconds", "task_runner", "dask_address",
+               "shard_rows")
+    return score_reviews(**{name: value for name in options
+                            if (value := getattr(args, name, None)) is not None})
 
 
 def _retrain(args) -> dict:
@@ -329,6 +331,7 @@ def _models(args) -> None:
 
 def _monitor(args) -> None:
     """Print the recent runs' drift signals per model version; write the trends PNG."""
+    from tasks.layout import TRENDS_FILE
     from tasks.monitoring import plot_trends, read_monitoring
 
     layout = _settings(args).layout
@@ -348,7 +351,7 @@ def _monitor(args) -> None:
             shown = run[columns].assign(flags=run["flags"].map(lambda f: ", ".join(f) or "-"))
             print("    " + shown.to_string(index=False, na_rep="-").replace("\n", "\n    "))
     # "_": pyarrow, pandas and DuckDB globs of the dataset skip the PNG beside the parts.
-    png = plot_trends(frame, Path(args.png) if args.png else layout.monitoring / "_trends.png")
+    png = plot_trends(frame, Path(args.png) if args.png else layout.monitoring / TRENDS_FILE)
     print(f"\ntrends written to {png}")
 
 

@@ -1,49 +1,13 @@
-"""Pieces both flows use: settings from parameters, the validator, whole-file quarantine."""
+"""Pieces both flows use: settings from parameters, the validator, a progress bar."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
-from pathlib import Path
+import os
+import sys
+from typing import NoReturn
 
-from tasks.inbox import release_claim_folder
-from tasks.ledger import Ledger
-from tasks.objectstore import ObjectPath
-from tasks.settings import DataLayout, Settings
-from tasks.storage import move_file_keeping, write_json_atomic
+from tasks.settings import Settings
 from tasks.validation import ReviewValidator, load_suite_config
-
-
-@dataclass(kw_only=True)
-class RowCounts:
-    """What happened to the rows of a file or of one shard of it."""
-
-    rows_read: int = 0
-    rows_scored: int = 0
-    rows_quarantined: int = 0
-    positives: int = 0  # scored rows predicted positive
-    labeled: int = 0    # scored rows that carried a label
-    correct: int = 0    # ... and whose prediction matched it
-    rows_id_generated: int = 0  # rows read whose review_id was generated (no id column)
-
-    def add(self, other: RowCounts) -> None:
-        for name in (f.name for f in fields(RowCounts)):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-@dataclass
-class FileOutcome(RowCounts):
-    file: str
-    status: str  # scored | already scored | quarantined | unsupported | busy | read
-    seconds: float = 0.0
-    encoding: str = ""  # the text encoding it was read in ("" for Parquet)
-    detail: str = ""
-    # Where the file's work ran (README, "Scaling out"): its shards, and the Dask worker
-    # addresses ("local" for the flow's own process), hosts and devices they ran on.
-    shards: int = 0
-    workers: str = ""
-    hosts: str = ""
-    devices: str = ""
 
 
 def build_validator(settings: Settings, require_label: bool = False) -> ReviewValidator:
@@ -58,26 +22,6 @@ def settings_from(data_dir: str | None = None, **overrides) -> Settings:
     if data_dir is not None:
         given["data_dir"] = data_dir  # a folder or a URL (s3://bucket/prefix); see Settings
     return Settings(**given)
-
-
-def quarantine_file(path: Path | ObjectPath, layout: DataLayout, reason: str, sha256: str | None,
-                    ledger: Ledger) -> FileOutcome:
-    """Move a whole file to ``quarantine/files/<date>/`` beside a JSON reason file.
-
-    Never replaces an earlier quarantined file or its reason: names that clean to one,
-    or one name twice in a day, get ``~2``, ``~3``, … (``move_file_keeping``).
-    """
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    target_dir = layout.quarantine / "files" / day
-    name = f"{sha256[:16]}-{path.name}" if sha256 else path.name
-    target = move_file_keeping(path, target_dir, name)
-    release_claim_folder(path)
-    write_json_atomic(target.with_name(target.name + ".reason.json"),
-                      {"file": path.name, "sha256": sha256, "reason": reason,
-                       "quarantined_at": datetime.now(UTC).isoformat()})
-    if sha256:
-        ledger.record_quarantined_file(sha256, path.name, reason, str(target))
-    return FileOutcome(path.name, "quarantined" if sha256 else "unsupported", detail=reason)
 
 
 def terminal_progress(total: int, what: str, details: str):
@@ -103,3 +47,30 @@ def terminal_progress(total: int, what: str, details: str):
     return Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn(details),
                     TimeRemainingColumn(), console=Console(stderr=True), transient=False)
 
+
+
+def environment_settings() -> Settings:
+    """The settings this process's environment gives (``REVIEWFLOW_*`` over the defaults),
+    for a flow's parameter defaults: a deployment then shows the values a run will use.
+
+    Read once, when the flow's module is imported (on a worker, in the worker's
+    environment). An environment that does not validate gives the plain defaults here,
+    so the module still imports; the run itself then reports what is wrong.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError:
+        return Settings.model_construct()
+
+
+def run_as_command(command: str) -> NoReturn:
+    """``python -m flows.<flow> ARGS``: the same as ``reviewflow COMMAND ARGS``.
+
+    This process becomes ``python -m flows.cli COMMAND ARGS`` (an exec: the same process
+    id, the CLI's exit status), so a flow module never imports the CLI that imports it,
+    and the flow is not loaded twice (once as ``__main__``, once by the CLI).
+    """
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "flows.cli", command, *sys.argv[1:]])

@@ -30,11 +30,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import build_validator, quarantine_file, settings_from, terminal_progress
+from flows.common import build_validator, settings_from, terminal_progress
+from tasks.commit import quarantine_file
 from tasks.errors import NoLabeledDataError, RetrainingBusyError
 from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_exact
 from tasks.failpoints import failpoint
-from tasks.inbox import part_name
+from tasks.layout import CURVES_FILE, DECISION_FILE, METRICS_FILE, part_name
 from tasks.ledger import Ledger
 from tasks.readers import ReadReport, UnreadableFileError, is_review_file, iter_review_batches
 from tasks.registry import MODEL_FILE, PROFILE_FILE, Registry
@@ -53,7 +54,7 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
     """
     logger = get_run_logger()
     layout = settings.layout
-    ledger = Ledger(layout.state / "ledger.sqlite")
+    ledger = Ledger(layout.ledger)
     validator = build_validator(settings, require_label=True)
     frames, stats = [], {"files": 0, "files_quarantined": 0, "rows_read": 0, "rows_rejected": 0,
                          "rows_id_generated": 0, "rows_with_group": 0, "encodings": {}}
@@ -61,7 +62,7 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
     contents = []  # (name, sha256) of every file read: the content fingerprint
     for path in sorted(p for p in layout.labeled.rglob("*") if is_review_file(p)):
         sha256 = file_sha256(path)
-        rejected = StagedParquet(layout.quarantine / "training" / part_name(sha256),
+        rejected = StagedParquet(layout.training_rejects / part_name(sha256),
                                  QUARANTINE_SCHEMA)
         seen: dict = {}  # column -> SeenValues, filled by the validator
         kept, read, dropped = [], 0, 0
@@ -292,7 +293,7 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     version = registry.new_version()
     folder = registry.stage(version)
     save_model(trained.model, folder / MODEL_FILE)
-    plot_training_curves(trained.history, folder / "curves.png", f"reviewflow {version}")
+    plot_training_curves(trained.history, folder / CURVES_FILE, f"reviewflow {version}")
     (folder / PROFILE_FILE).write_text(json.dumps(
         _reference_profile(trained.model, split, candidate_scores, version, settings), indent=2))
     metrics = {
@@ -310,8 +311,8 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     }
     decision_record = {"promote": decision.promote, "reason": decision.reason,
                        "decided_at": metrics["trained_at"]}
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    (folder / "decision.json").write_text(json.dumps(decision_record, indent=2))
+    (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
+    (folder / DECISION_FILE).write_text(json.dumps(decision_record, indent=2))
     failpoint("retrain:staged")
     registry.publish(version)
     failpoint("retrain:published")
@@ -386,7 +387,7 @@ def publish_artifacts(summary: dict, candidate: dict, champion: dict | None,
             for name in ("accuracy", "loss", "roc_auc", "precision", "recall", "f1")]
     create_table_artifact(key="retrain-comparison", table=rows,
                           description="Candidate and champion on the same gate rows")
-    image = base64.b64encode((folder / "curves.png").read_bytes()).decode()
+    image = base64.b64encode((folder / CURVES_FILE).read_bytes()).decode()
     verdict = "Promoted" if summary["promoted"] else "Rejected"
     create_markdown_artifact(
         key="retrain-decision",
@@ -396,8 +397,6 @@ def publish_artifacts(summary: dict, candidate: dict, champion: dict | None,
 
 
 if __name__ == "__main__":
-    import sys
+    from flows.common import run_as_command
 
-    from flows.cli import main
-
-    main(["retrain", *sys.argv[1:]])
+    run_as_command("retrain")

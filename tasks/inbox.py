@@ -1,14 +1,14 @@
-"""What is in the inbox, and where a file's results go."""
+"""What is in the inbox, and claiming a file of it for one run."""
 
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tasks.layout import CLAIMS_FOLDER
 from tasks.readers import detect_format
 
 
@@ -28,11 +28,6 @@ class Inbox:
         return note
 
 
-# Files a run has claimed (see ``claim``) live in ``incoming/.claimed/<token>/<name>``:
-# a dot-name, so no reader of incoming/ mistakes them for new uploads.
-CLAIMS_FOLDER = ".claimed"
-
-
 def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) -> Inbox:
     """Sort the inbox's entries by what the run does with them.
 
@@ -50,7 +45,7 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
         return inbox
     # Files claimed by a run that died (or that found them changed) come first: they
     # have waited longest. One still claimed by a live run is skipped by its lock.
-    # (Object storage has no claims: see flows.score_reviews._claim.)
+    # (Object storage has no claims: see claim_for_run.)
     leftovers = (sorted((incoming / CLAIMS_FOLDER).glob("*/*")) if isinstance(incoming, Path)
                  else [])
     for entry in [*leftovers, *sorted(incoming.iterdir())]:
@@ -115,6 +110,16 @@ def claim(path: Path) -> Path:
     return folder / path.name
 
 
+def claim_for_run(path: Path) -> tuple[Path, Identity | None]:
+    """Claim a local inbox file for this run (``claim``) and note its identity before it
+    is hashed; object storage has no rename to claim with (README, "Exactly once without
+    rename": uploaders never overwrite an object there), so an object is its own claim."""
+    if not isinstance(path, Path):
+        return path, None
+    claimed = claim(path)
+    return claimed, identity(claimed)
+
+
 def release_claim_folder(path: Path) -> None:
     """Remove the empty ``.claimed/<token>/`` folder a claimed file has left."""
     if isinstance(path, Path) and path.parent.parent.name == CLAIMS_FOLDER:
@@ -123,27 +128,3 @@ def release_claim_folder(path: Path) -> None:
                 folder.rmdir()
             except OSError:
                 return  # not empty (another claim), or gone already
-
-
-def part_name(sha256: str, model_version: str | None = None, shard: int | None = None) -> str:
-    """Deterministic part name: a rerun of the same file and model overwrites, never adds.
-
-    A file split into shards has one part per shard, ``-s0003`` after the version.
-    """
-    return (f"part-{sha256[:16]}" + (f"-{model_version}" if model_version else "")
-            + (f"-s{shard:04d}" if shard is not None else "") + ".parquet")
-
-
-def part_glob(sha256: str) -> str:
-    """A glob that finds every part of this content (any model, any shard) and their
-    temporaries; narrow it with ``is_part_of``, since a glob cannot tell version ``V``'s
-    ``part-…-V-s0001.parquet`` from version ``V-b``'s ``part-…-V-b.parquet``."""
-    return f"*part-{sha256[:16]}*"
-
-
-def is_part_of(name: str, sha256: str, model_version: str | None = None) -> bool:
-    """True if ``name`` is exactly a part ``part_name`` gives this content and model (any
-    shard), or a temporary of one (``.<part>.<8 hex>.tmp``, see tasks.storage)."""
-    stem = re.escape(f"part-{sha256[:16]}" + (f"-{model_version}" if model_version else ""))
-    part = rf"{stem}(?:-s\d{{4}})?\.parquet"
-    return re.fullmatch(rf"{part}|\.{part}\.[0-9a-f]{{8}}\.tmp", name) is not None

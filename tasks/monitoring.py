@@ -40,6 +40,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.layout import MONITORING_PARTS_GLOB
+
 PROFILE_VERSION = 1
 SCRIPTS = ("latin", "hangul", "han", "kana", "other")
 SCRIPT_NAMES = {"latin": "Latin-script", "hangul": "Hangul", "han": "Han", "kana": "Kana",
@@ -396,7 +398,7 @@ def read_monitoring(folder) -> pa.Table | None:
     if not folder.exists():
         return None
     tables = []
-    for part in sorted(folder.glob("run_date=*/*.parquet"), key=str):
+    for part in sorted(folder.glob(MONITORING_PARTS_GLOB), key=str):
         with part.open("rb") as stream:
             table = pq.read_table(stream, schema=MONITORING_SCHEMA)
         day = part.parent.name.partition("=")[2]

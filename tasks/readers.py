@@ -59,7 +59,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tasks.settings import ColumnMapping
+from tasks.columns import ColumnMapping
 
 NORMALIZED_SCHEMA = pa.schema([
     ("source_row", pa.int64()),

@@ -30,13 +30,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.errors import NoChampionError, RegistryError  # noqa: F401 - raised here, and imported from here
+from tasks.layout import (
+    CHAMPION_FILE,
+    DECISION_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PROFILE_FILE,
+    RETRAIN_LOCK_FILE,
+    STAGING_FOLDER,
+    VERSIONS_FOLDER,
+)
 from tasks.objectstore import ObjectPath, is_remote
 from tasks.storage import _fsync_dir, write_json_atomic
 
-MODEL_FILE = "model.keras"
-# The reference profile of a version's training data (tasks.monitoring); absent for
-# versions trained before profiles existed.
-PROFILE_FILE = "profile.json"
 # History events after which the named version was the champion.
 CHAMPION_EVENTS = ("promoted", "manual promotion", "rollback")
 
@@ -54,23 +61,23 @@ class Registry:
 
     @property
     def versions(self) -> Path:
-        return self.root / "versions"
+        return self.root / VERSIONS_FOLDER
 
     @property
     def staging(self) -> Path:
-        return self.root / ".staging"
+        return self.root / STAGING_FOLDER
 
     @property
     def pointer(self) -> Path:
-        return self.root / "champion.json"
+        return self.root / CHAMPION_FILE
 
     @property
     def history(self) -> Path:
-        return self.root / "history.jsonl"
+        return self.root / HISTORY_FILE
 
     @property
     def retrain_lock(self) -> Path:
-        return self.root / ".retrain.lock"
+        return self.root / RETRAIN_LOCK_FILE
 
     def model_path(self, version: str) -> Path:
         return self.versions / _checked_version(version) / MODEL_FILE
@@ -109,8 +116,8 @@ class Registry:
     def read_version(self, version: str) -> dict:
         folder = self.versions / _checked_version(version)
         info = {"version": version}
-        for name in ("metrics", "decision"):
-            path = folder / f"{name}.json"
+        for name, file in (("metrics", METRICS_FILE), ("decision", DECISION_FILE)):
+            path = folder / file
             if path.exists():
                 info[name] = json.loads(path.read_text(encoding="utf-8"))
         return info

@@ -13,88 +13,14 @@ import codecs
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tasks.objectstore import ObjectPath, as_location, is_url
+from tasks.columns import ColumnMapping
+from tasks.layout import DataLayout
+from tasks.objectstore import as_location, is_url
 
 PACKAGED_SUITE = Path(__file__).parent / "expectations" / "review_suite.json"
-
-
-class ColumnMapping(BaseModel):
-    """Which input column names mean review id, text and label.
-
-    The first name found in a file wins; names are matched case-insensitively.
-    """
-
-    review_id: list[str] = ["review_id", "id", "reviewid", "review id"]
-    text: list[str] = ["text", "review", "document", "content", "body", "comment"]
-    label: list[str] = ["label", "sentiment", "polarity", "target"]
-    # What a review is about (a movie, a product). Labeled files that carry one are split
-    # by it for training, so the held-out figures measure reviews of unseen items, as a
-    # new batch will be. Empty: split by review id. Scoring ignores it.
-    group: list[str] = ["movie_id", "product_id", "item_id"]
-    positive_labels: list[str] = ["1", "pos", "positive", "true", "yes"]
-    negative_labels: list[str] = ["0", "neg", "negative", "false", "no"]
-
-
-class DataLayout(BaseModel):
-    """The folders under the data root (see README, "Data folder contract").
-
-    ``root`` is a local ``Path`` or, for object storage, an ``ObjectPath``
-    (``s3://bucket/prefix``). ``state`` (the ledger and the locks) is always local:
-    ``state_root`` when given, else ``<root>/state``.
-    """
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    root: Path | ObjectPath
-    state_root: Path | None = None
-
-    @property
-    def incoming(self) -> Path:
-        return self.root / "incoming"
-
-    @property
-    def labeled(self) -> Path:
-        return self.root / "labeled"
-
-    @property
-    def scored(self) -> Path:
-        return self.root / "scored"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.root / "quarantine"
-
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def state(self) -> Path:
-        if self.state_root is not None:
-            return self.state_root
-        if isinstance(self.root, ObjectPath):
-            raise ValueError(f"the data root {self.root} is a URL: give a local state folder "
-                             "for the ledger and the locks (REVIEWFLOW_STATE_DIR)")
-        return self.root / "state"
-
-    @property
-    def archive(self) -> Path:
-        return self.root / "archive"
-
-    @property
-    def monitoring(self) -> Path:
-        """Drift signals, one row per scored file per run (README, "Monitoring")."""
-        return self.root / "monitoring"
-
-    def ensure(self) -> DataLayout:
-        """Create every folder of the contract that does not exist yet."""
-        for folder in (self.incoming, self.labeled, self.scored, self.quarantine,
-                       self.models, self.state, self.archive, self.monitoring):
-            folder.mkdir(parents=True, exist_ok=True)
-        return self
 
 
 class Settings(BaseSettings):

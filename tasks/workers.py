@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.layout import MODEL_FILE
 from tasks.objectstore import ObjectPath, download, is_remote
 
 _lock = threading.Lock()
@@ -77,7 +78,7 @@ def _local_copy(ref: ModelRef) -> Path:
                 "other machines need the data root on shared storage or object storage")
         return Path(ref.location)
     digest = hashlib.sha256(ref.location.url.encode()).hexdigest()[:16]
-    local = Path(tempfile.gettempdir()) / "reviewflow-models" / digest / ref.version / "model.keras"
+    local = Path(tempfile.gettempdir()) / "reviewflow-models" / digest / ref.version / MODEL_FILE
     if not local.exists():
         download(ref.location, local)
     return local

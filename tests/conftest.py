@@ -64,7 +64,7 @@ def prefect_harness(cpu_burners):
 
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
-    from tasks.settings import DataLayout
+    from tasks.layout import DataLayout
 
     root = tmp_path / "data"
     DataLayout(root=root).ensure()

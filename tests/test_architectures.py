@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 import tensorflow as tf
 
+from tasks.columns import ColumnMapping
 from tasks.model import (
     ARCHITECTURES,
     Architecture,
@@ -28,7 +29,7 @@ from tasks.model import (
     train_model,
 )
 from tasks.readers import iter_review_batches
-from tasks.settings import ColumnMapping, Settings
+from tasks.settings import Settings
 from tasks.split import split_labeled
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"

@@ -17,11 +17,8 @@ from test_reliability import run_cli
 from test_score_flow import good_rows, quarantined_files, scored_rows, write_csv
 
 from flows.score_reviews import score_reviews
-from tasks.inbox import is_part_of, part_name
 from tasks.ledger import Ledger
 from tasks.registry import Registry, RegistryError
-
-SHA = "ab" * 32
 
 
 def run(root) -> dict:
@@ -33,18 +30,6 @@ def add_version(root, name: str) -> str:
     registry = Registry(root / "models")
     shutil.copytree(registry.versions / registry.champion_version(), registry.versions / name)
     return name
-
-
-@pytest.mark.parametrize("version, other", [("v", "v-b"), ("v", "v-s"), ("v-b", "v"),
-                                            ("2026", "2026-1"), ("a.b", "aXb")])
-def test_a_part_belongs_to_exactly_one_version(version, other):
-    for shard in (None, 0, 12):
-        name = part_name(SHA, version, shard)
-        assert is_part_of(name, SHA, version)
-        assert is_part_of(f".{name}.0123abcd.tmp", SHA, version)  # its temporary
-        assert not is_part_of(name, SHA, other)
-    assert not is_part_of(part_name(SHA, version), SHA, None)  # a scored part is no rejected part
-    assert is_part_of(part_name(SHA, None, 3), SHA, None)
 
 
 def test_version_names_cannot_look_like_shards(tmp_path):

@@ -22,8 +22,9 @@ import yaml
 from conftest import PROJECT, SAMPLES
 
 from flows.cli import main
+from flows.drift import DRIFT_EVENT, drift_resource
 from flows.retrain_model import _recorded_inputs, nothing_new
-from flows.score_reviews import DRIFT_EVENT, drift_resource, score_reviews
+from flows.score_reviews import score_reviews
 from tasks import monitoring
 from tasks.registry import PROFILE_FILE, Registry
 
@@ -315,9 +316,9 @@ def test_a_drift_event_starts_retrain_model_on_a_real_server(tmp_path):
         assert automations and automations[0].trigger.expect == {DRIFT_EVENT}
         server.processes.run("emit", [sys.executable, "-c", (
             "from prefect.events.clients import get_events_client\n"
-            "from flows.score_reviews import _emit_drift_event\n"
+            "from flows.drift import emit_drift_event\n"
             "from tasks.monitoring import Flag\n"
-            "_emit_drift_event('20260101T000000Z-abcdef', 'korean.tsv', 'ab' * 32,"
+            "emit_drift_event('20260101T000000Z-abcdef', 'korean.tsv', 'ab' * 32,"
             " {'oov_rate': 1.0}, [Flag('oov_rate', 'korean.tsv looks unlike ...')])\n"
             "from prefect.events.worker import EventsWorker\n"
             "EventsWorker.drain_all()\n")])

@@ -204,3 +204,20 @@ def test_demo_trains_a_first_model_then_scores_the_sample(data_dir, capsys):
     assert "promoted to champion" in printed and "scored " in printed
     assert list((data_dir / "scored").rglob("*.parquet"))
     assert not list((data_dir / "incoming").iterdir())
+
+
+def test_flow_parameters_show_the_values_a_run_uses():
+    """A deployment, the UI and `prefect deployment inspect` show each parameter's real
+    default (the settings), not None."""
+    from prefect.utilities.callables import parameter_schema
+
+    from tasks.settings import Settings
+
+    defaults, settings = parameter_schema(score_reviews.fn).properties, Settings()
+    assert defaults["data_dir"]["default"] == str(settings.data_dir)
+    assert defaults["require_gpu"]["default"] is settings.require_gpu is False
+    assert defaults["settle_seconds"]["default"] == settings.settle_seconds == 2.0
+    assert defaults["task_runner"]["default"] == settings.task_runner == "threads"
+    assert defaults["task_runner"]["enum"] == ["threads", "dask"]
+    assert defaults["shard_rows"]["default"] is None
+

@@ -24,6 +24,7 @@ from conftest import PROJECT, SAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tasks.columns import ColumnMapping
 from tasks.ledger import Ledger, ScoredFile
 from tasks.readers import (
     ReadReport,
@@ -31,7 +32,7 @@ from tasks.readers import (
     iter_review_batches,
     tsv_is_quoted,
 )
-from tasks.settings import PACKAGED_SUITE, ColumnMapping, Settings
+from tasks.settings import PACKAGED_SUITE, Settings
 from tasks.storage import file_sha256
 from tasks.validation import ReviewValidator, load_suite_config
 

@@ -1,0 +1,116 @@
+"""Section 3, ``memory``: peak RSS and throughput of ``reviewflow score`` (a separate
+process) on big files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchmarks.common import (
+    BIN,
+    PROJECT,
+    WORK,
+    Bench,
+    log,
+    md_table,
+    parse_score_output,
+    rate,
+    render_targets,
+    run_measured,
+    subprocess_env,
+    target,
+)
+from tasks.layout import DataLayout
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TITLE = "3. Memory: scoring a file of a million reviews"
+TARGET_PEAK_RSS_MIB = 2_000    # "under 2 GB", read strictly: 2,000 MiB
+
+def write_repeated_file(frame: pd.DataFrame, repeats: int, path: Path) -> int:
+    """The texts ``repeats`` times over with new ids, streamed to Parquet one repeat per row group."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    ids = pa.array(frame["review_id"], pa.string())
+    texts = pa.array(frame["text"], pa.string())
+    schema = pa.schema([("review_id", pa.string()), ("text", pa.string())])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")  # a dot-name: the inbox ignores it until renamed
+    with pq.ParquetWriter(temp, schema) as writer:
+        for k in range(repeats):
+            suffixed = pc.binary_join_element_wise(ids, pa.scalar(f"r{k:03d}"), "-")
+            writer.write_table(pa.table([suffixed, texts], schema=schema))
+    temp.rename(path)
+    return len(frame) * repeats
+
+
+def run(bench: Bench) -> dict:
+    """Peak RSS and throughput of ``reviewflow score`` (a separate process) on big files."""
+    from tasks.settings import Settings
+
+    reviews = bench.reviews()
+    runs = []
+    for repeats in bench.sizes.memory_repeats:
+        rows = len(reviews) * repeats
+        data_dir = bench.data_dir_with_champion(f"memory-{rows}")
+        layout = DataLayout(root=data_dir)
+        inbox = layout.incoming / f"imdb-x{repeats}.parquet"
+        log(f"memory: writing {rows:,} reviews to {inbox.relative_to(PROJECT)}")
+        write_repeated_file(reviews, repeats, inbox)
+        size_mib = inbox.stat().st_size / 2**20
+        log(f"memory: reviewflow score on {rows:,} reviews ({size_mib:,.0f} MiB) in a child process")
+        measured = run_measured([str(BIN / "reviewflow"), "score", "--data-dir", str(data_dir)],
+                                subprocess_env(), WORK / "logs" / f"memory-{rows}.log")
+        output = measured.pop("output")
+        figures = parse_score_output(output)
+        if measured["returncode"] != 0 or figures.get("rows_scored") != rows:
+            raise RuntimeError(f"reviewflow score on {rows:,} rows exited "
+                               f"{measured['returncode']} having scored "
+                               f"{figures.get('rows_scored')}; output tail:\n{output[-3000:]}")
+        run = {"rows": rows, "file_mib": round(size_mib, 1), "row_group_rows": len(reviews),
+               **measured, **figures,
+               "wall_reviews_per_second": rate(rows, measured["wall_seconds"])}
+        runs.append(run)
+        log(f"memory: {rows:,} rows: peak RSS {run['peak_rss_mib']:,.0f} MiB (tree "
+            f"{run['tree_peak_rss_mib']:,.0f} MiB), {run.get('reviews_per_second', 0):,.0f} "
+            f"reviews/s in the flow, {run['wall_seconds']:.0f} s wall")
+        shutil.rmtree(layout.archive, ignore_errors=True)  # the input, moved there: GBs
+    largest, smallest = runs[-1], runs[0]
+    growth = None
+    # Within the first read batches memory grows with the batch, not the file: compare
+    # only files that both span several batches.
+    several_batches = smallest["rows"] >= 2 * Settings().read_batch_rows
+    if several_batches and largest["rows"] > smallest["rows"]:
+        growth = round((largest["peak_rss_mib"] - smallest["peak_rss_mib"])
+                       / ((largest["rows"] - smallest["rows"]) / 1e6), 1)
+    checks = [target(f"peak RSS scoring {largest['rows']:,} reviews", largest["peak_rss_mib"],
+                     TARGET_PEAK_RSS_MIB, False, "MiB")]
+    if growth is not None and growth > 100:
+        log(f"memory: peak RSS grows with the file: about {growth:,.0f} MiB more per million "
+            "rows, so no file-size-independent bound holds")
+    return {"runs": runs, "rss_growth_mib_per_million_rows": growth, "targets": checks}
+
+
+def render(data: dict) -> list[str]:
+    lines = ["`reviewflow score --data-dir DIR` as a child process (no server, "
+             "`REVIEWFLOW_SETTLE_SECONDS=0`) on one Parquet file holding the IMDB texts repeated "
+             "with new ids (one row group per repeat). Peak RSS: the child's `ru_maxrss` from "
+             "`wait4` (the largest single process); tree: the sampled sum over the child and its "
+             "descendants, Prefect's temporary API server included.", ""]
+    rows = [[r["rows"], r["file_mib"], r["peak_rss_mib"], r["tree_peak_rss_mib"],
+             round(r.get("reviews_per_second") or 0), r["wall_seconds"],
+             round(r["wall_reviews_per_second"])] for r in data["runs"]]
+    lines += md_table(["reviews", "file MiB", "peak RSS MiB", "tree peak RSS MiB",
+                       "reviews/s (flow, file work)", "wall s (process)", "reviews/s (wall)"],
+                      rows)
+    if data.get("rss_growth_mib_per_million_rows") is not None:
+        lines += ["", f"Peak RSS grows by {data['rss_growth_mib_per_million_rows']:,} MiB per "
+                      "million rows between the two files."]
+    else:
+        lines += ["", "The files are too small to tell whether memory grows with the file "
+                      "(each fits in a couple of read batches)."]
+    return lines + [""] + render_targets(data["targets"])

@@ -1,0 +1,50 @@
+"""Section 5, ``orchestration``: one-file scoring runs without and with a running Prefect
+server (``deployments/measure_overhead.py``)."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.common import PROJECT, WORK, Bench, fresh_dir, log, md_table
+
+TITLE = "5. Orchestration overhead (Prefect)"
+
+def run(bench: Bench) -> dict:
+    """One-file scoring runs without and with a running Prefect server (measure_overhead)."""
+    try:
+        from deployments.measure_overhead import measure_overhead
+    except Exception as exc:  # absent or broken: report, do not fail the benchmark
+        return {"status": "not run", "reason": f"deployments.measure_overhead could not be "
+                                               f"imported: {type(exc).__name__}: {exc}"}
+    workdir = fresh_dir(WORK / "overhead")
+    log(f"orchestration: measure_overhead({workdir.relative_to(PROJECT)}, "
+        f"repeats={bench.sizes.overhead_repeats})")
+    try:
+        result = measure_overhead(workdir, repeats=bench.sizes.overhead_repeats)
+    except Exception as exc:
+        return {"status": "not run", "reason": f"measure_overhead failed: "
+                                               f"{type(exc).__name__}: {exc}"[:4000]}
+    log(f"orchestration: {json.dumps(result)}")
+    return {"repeats": bench.sizes.overhead_repeats, "result": result}
+
+
+def render(data: dict) -> list[str]:
+    result = data["result"]
+    rows = []
+    for mode, label in (("no_server", "no server (temporary API per process)"),
+                        ("server", "running `prefect server`")):
+        rows.append([label, result.get(f"{mode}_median_s"), result.get(f"{mode}_in_flow_median_s"),
+                     result.get(f"{mode}_first_run_s"),
+                     ", ".join(str(s) for s in result.get(f"{mode}_runs_s", []))])
+    lines = [f"Wall seconds of `reviewflow score` as a fresh process scoring one new file of "
+             f"{result.get('rows_per_file')} rows with a trained champion "
+             "(`deployments/measure_overhead.py`): median of the measured runs after one "
+             "unmeasured first run per mode; \"in flow\" is the run time the flow reports.", ""]
+    lines += md_table(["mode", "median wall s", "median in-flow s", "first run s",
+                       "measured runs s"], rows)
+    lines += ["", f"A running server saves {result.get('server_saves_s')} s per run."]
+    extra = {k: v for k, v in result.items() if not k.startswith(("server_", "no_server_"))
+             and k not in ("rows_per_file", "repeats")}
+    if extra:
+        lines += ["", "Other figures: " + ", ".join(f"{k} = {v}" for k, v in extra.items())]
+    return lines

@@ -1,0 +1,100 @@
+"""The drift signals of each scored file (README, "Monitoring"): one ``monitoring/`` row,
+a WARNING per threshold crossed, and the Prefect event ``reviewflow.drift.detected``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flows.score_report import ScoreSummary
+from tasks.layout import DataLayout, part_name
+from tasks.monitoring import (
+    MONITORING_SCHEMA,
+    Flag,
+    MonitorCounts,
+    Thresholds,
+    flags,
+    monitoring_row,
+    monitoring_table,
+    signals,
+)
+from tasks.outcomes import FileOutcome
+from tasks.settings import Settings
+from tasks.shard_scoring import ScoringJob, ShardResult
+from tasks.storage import StagedParquet
+
+DRIFT_EVENT = "reviewflow.drift.detected"
+
+
+def thresholds(settings: Settings) -> Thresholds:
+    return Thresholds(max_oov_rate=settings.monitor_max_oov_rate,
+                      max_psi=settings.monitor_max_psi,
+                      max_script_shift=settings.monitor_max_script_shift,
+                      max_accuracy_drop=settings.monitor_max_accuracy_drop,
+                      min_rows=settings.monitor_min_rows)
+
+
+@dataclass
+class DriftWatch:
+    """Measures each scored file against the champion's reference profile."""
+
+    layout: DataLayout
+    day: str
+    job: ScoringJob
+    thresholds: Thresholds
+    emit_events: bool
+    logger: object
+
+    def observe(self, outcome: FileOutcome, results: list[ShardResult],
+                summary: ScoreSummary) -> None:
+        """The drift signals of a scored file: one monitoring/ row (written now, beside
+        the file's parts), a WARNING per threshold crossed, a Prefect event if flagged."""
+        if outcome.status != "scored" or not results:
+            return
+        counts = MonitorCounts()
+        for result in results:
+            counts.add(result.monitor)
+            summary.monitor_seconds += result.monitor_seconds
+        summary.run_counts.add(counts)
+        sha256, version, profile = results[0].sha256, self.job.model.version, self.job.profile
+        found = signals(counts, profile)
+        raised = flags(outcome.file, found, profile, self.thresholds)
+        for flag in raised:
+            self.logger.warning(flag.message)
+        from prefect.runtime import flow_run
+
+        row = monitoring_row(found, raised, run_started=self.job.run_started,
+                             flow_run_id=flow_run.id, model_version=version,
+                             source_file=outcome.file, source_sha256=sha256,
+                             has_profile=profile is not None)
+        # Named like the file's scored part: a rerun after a crash overwrites, never adds.
+        part = StagedParquet(self.layout.monitoring_partition(self.day) / part_name(sha256, version),
+                             MONITORING_SCHEMA)
+        part.write(monitoring_table([row]))
+        part.commit()
+        summary.monitoring.append(row)
+        if raised and self.emit_events:
+            emit_drift_event(version, outcome.file, sha256, found, raised, flow_run.id)
+
+
+def drift_resource(version: str) -> dict[str, str]:
+    """The resource of a drift event: the model version (what a trigger matches on)."""
+    return {"prefect.resource.id": f"reviewflow.model.{version}",
+            "prefect.resource.name": version, "reviewflow.model-version": version}
+
+
+def emit_drift_event(version: str, file: str, sha256: str, found: dict,
+                     raised: list[Flag], flow_run_id: str | None = None) -> None:
+    """Tell Prefect that a file drifted: the model version is the event's resource, the
+    file a related one, so an automation or a deployment trigger can match on either
+    (deployments/prefect.yaml shows one that starts retrain-model)."""
+    from prefect.events import emit_event
+
+    emit_event(
+        DRIFT_EVENT, resource=drift_resource(version),
+        related=[{"prefect.resource.id": f"reviewflow.file.{sha256}",
+                  "prefect.resource.role": "file", "prefect.resource.name": file,
+                  "reviewflow.sha256": sha256}],
+        payload={"file": file, "model_version": version, "flow_run_id": flow_run_id,
+                 "flags": [flag.signal for flag in raised],
+                 "messages": [flag.message for flag in raised],
+                 "signals": {k: v for k, v in found.items() if k != "script_mix"}})

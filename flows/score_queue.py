@@ -1,0 +1,278 @@
+"""Where the scoring flow's shards run, and how files are queued to them.
+
+Who does what (README, "Scaling out"): the flow's process (the driver) claims each file
+and plans its shards (``tasks.commit``); each shard is a ``score-shard`` task run by the
+task runner the settings choose: Prefect's thread pool in this process (the default),
+or prefect-dask's ``DaskTaskRunner`` on a Dask cluster. Only when every shard of a file
+is done does the driver commit it, so the crash-consistency of a single process holds
+for any number of workers. Small whole files go to workers in bundles, one
+``score-small-files`` task each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from tasks.commit import HANDLED_ELSEWHERE, Claim, Committer, discard
+from tasks.inbox import Identity, claim_for_run
+from tasks.outcomes import FileOutcome
+from tasks.readers import detect_format
+from tasks.settings import Settings
+from tasks.shard_scoring import ScoringJob, ShardResult
+from tasks.storage import Location, file_sha256
+
+# Files whose shards may be queued at once. Threads: the next file is hashed and planned
+# while one scores. Dask: enough to keep a large cluster busy, few enough that the driver
+# does not hold thousands of locks (each an open file).
+THREADS_FILES_AHEAD = 1
+DASK_FILES_IN_FLIGHT = 64
+# Small whole files are scored in bundles (one ``score-small-files`` task, one suite
+# run) of up to BUNDLE_FILES files or BUNDLE_BYTES bytes: per-file fixed costs (task
+# runs, Great Expectations' graph) would otherwise dominate an inbox of tiny files.
+SMALL_FILE_BYTES = 1 << 20
+BUNDLE_FILES = 128
+BUNDLE_BYTES = 32 << 20
+# Each begun file holds its lock (an open file) until committed: keep well under the
+# usual limit of 1,024 open files however many units are in flight.
+MAX_FILES_LOCKED = 384
+
+
+def task_runner_for(settings: Settings) -> TaskRunner:
+    """The task runner the settings choose for the shards."""
+    if settings.task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=settings.thread_workers)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:
+        raise RuntimeError("task_runner=dask needs prefect-dask (in requirements.lock; run "
+                           "`make install`)") from exc
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    cluster = {"n_workers": settings.dask_workers, "threads_per_worker": 1, "processes": True,
+               "dashboard_address": ":0"}  # any free port: several runs may share a host
+    if settings.dask_resources:
+        cluster["resources"] = dict(settings.dask_resources)
+    return DaskTaskRunner(cluster_kwargs=cluster)
+
+
+@contextlib.contextmanager
+def api_for_workers(settings: Settings):
+    """Point Dask workers at this process's Prefect API.
+
+    Without PREFECT_API_URL (no-server mode) the flow talks to a temporary server this
+    process started; a worker process would otherwise start one of its own (seconds
+    each, and its task runs land elsewhere). The URL travels in the settings context
+    that prefect-dask sends with each task. Workers on other hosts cannot reach that
+    temporary server: give them a real one (PREFECT_API_URL) instead.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if settings.task_runner != "dask" or PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.client.orchestration import get_client
+
+    url = str(get_client(sync_client=True).api_url)
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
+
+
+@dataclass
+class _InFlight:
+    """A claimed file whose shards are queued or running."""
+
+    claim: Claim
+    futures: list = field(default_factory=list)
+
+    @property
+    def small(self) -> bool:
+        """A whole file small enough to be scored in a bundle with others, whose batches
+        are all held at once. Not a gzip: its size on disk says nothing of what it
+        expands to (up to max_decompressed_bytes), so it streams on its own."""
+        shards, found = self.claim.shards, detect_format(self.claim.path)
+        return (len(shards) == 1 and shards[0].index is None
+                and self.claim.size <= SMALL_FILE_BYTES and found is not None
+                and not found.gzipped)
+
+
+@dataclass(frozen=True)
+class _BundleSlot:
+    """One file's share of a ``score-small-files`` task: its result, in a future's place."""
+
+    future: object
+    index: int
+
+    def result(self):
+        return self.future.result()[self.index]
+
+
+Record = Callable[[FileOutcome, list[ShardResult], float], None]
+Begin = Callable[[Location, str, float, Identity | None], Claim | FileOutcome]
+
+
+@dataclass
+class FileQueue:
+    """Submits claimed files' shards to the task runner and commits files in order.
+
+    ``begin`` claims a file and plans its shards (``tasks.commit.Committer.claim``);
+    ``record`` takes each file's outcome, its shard results and when its work began.
+    """
+
+    settings: Settings
+    runner: TaskRunner
+    job: ScoringJob
+    committer: Committer
+    shard_task: object  # the flow's score-shard task
+    bundle_task: object  # the flow's score-small-files task
+    begin: Begin
+    record: Record
+    # Units (one file's shards, or a bundle of small files) in the order they were queued;
+    # small files claimed and not yet queued; files waiting for their twin's commit.
+    in_flight: deque[list[_InFlight]] = field(default_factory=deque)
+    bundle: list[_InFlight] = field(default_factory=list)
+    waiting: list[tuple[Location, str, Identity | None]] = field(default_factory=list)
+
+    def run(self, ready: list[Location]) -> None:
+        """Queue files' work a few units ahead, finish files in the order they were listed.
+
+        A file whose content is already in flight under another name (the same bytes
+        twice in the inbox) waits until that one is committed, then is found in the
+        ledger. On a failure every claim still held is released.
+        """
+        try:
+            for path in ready:
+                self._make_room()
+                self._take(path)
+            self._queue_bundle()
+            while self.in_flight:
+                self._finish_oldest()
+            for path, sha256, known in self.waiting:
+                self._score_alone(path, sha256, known)
+        finally:
+            for flight in [f for unit in self.in_flight for f in unit] + self.bundle:
+                flight.claim.release()
+
+    def _make_room(self) -> None:
+        """Finish the oldest units until another may be queued."""
+        ahead = (self.settings.thread_workers + THREADS_FILES_AHEAD
+                 if self.settings.task_runner == "threads" else DASK_FILES_IN_FLIGHT)
+        while self.in_flight and (len(self.in_flight) >= ahead
+                                  or self._locked() >= MAX_FILES_LOCKED):
+            self._finish_oldest()
+
+    def _take(self, path: Location) -> None:
+        """Claim, hash and plan one inbox file, then queue it (or record why not)."""
+        started = time.perf_counter()
+        try:
+            path, known = claim_for_run(path)
+            sha256 = file_sha256(path)
+        except FileNotFoundError:
+            self.record(FileOutcome(path.name, "busy", detail=HANDLED_ELSEWHERE), [], started)
+            return
+        if self._pending(sha256):
+            self.waiting.append((path, sha256, known))
+            return
+        began = self.begin(path, sha256, started, known)
+        if not isinstance(began, Claim):
+            self.record(began, [], started)
+            return
+        flight = _InFlight(began)
+        if flight.small:
+            self.bundle.append(flight)
+            if (len(self.bundle) >= BUNDLE_FILES
+                    or sum(f.claim.size for f in self.bundle) >= BUNDLE_BYTES):
+                self._queue_bundle()
+        else:
+            self._queue_bundle()  # files finish in the order they were listed
+            self._submit_shards(flight)
+            self.in_flight.append([flight])
+
+    def _score_alone(self, path: Location, sha256: str, known: Identity | None) -> None:
+        """A file that waited for its twin: by now, usually found in the ledger."""
+        started = time.perf_counter()
+        began = self.begin(path, sha256, started, known)
+        if not isinstance(began, Claim):
+            self.record(began, [], started)
+            return
+        flight = _InFlight(began)
+        self._submit_shards(flight)
+        ((outcome, results),) = self._finish([flight])
+        self.record(outcome, results, started)
+
+    def _locked(self) -> int:
+        return sum(len(unit) for unit in self.in_flight) + len(self.bundle)
+
+    def _pending(self, sha256: str) -> bool:
+        return any(f.claim.sha256 == sha256
+                   for unit in (*self.in_flight, self.bundle) for f in unit)
+
+    def _queue_bundle(self) -> None:
+        if self.bundle:
+            self._submit_bundle(self.bundle)
+            self.in_flight.append(list(self.bundle))
+            self.bundle.clear()
+
+    def _finish_oldest(self) -> None:
+        unit = self.in_flight.popleft()
+        for flight, (outcome, results) in zip(unit, self._finish(unit)):
+            self.record(outcome, results, flight.claim.started)
+
+    def _submit_shards(self, flight: _InFlight) -> None:
+        """Queue one ``score-shard`` task per shard of a claimed file."""
+        claimed = flight.claim
+        flight.futures = [self._submit(self.shard_task, {
+            "path": claimed.path, "sha256": claimed.sha256, "shard": shard, "job": self.job})
+            for shard in claimed.shards]
+
+    def _submit_bundle(self, flights: list[_InFlight]) -> None:
+        """Queue one ``score-small-files`` task for several small claimed files."""
+        future = self._submit(self.bundle_task, {
+            "files": [(f.claim.path, f.claim.sha256) for f in flights], "job": self.job})
+        for index, flight in enumerate(flights):
+            flight.futures = [_BundleSlot(future, index)]
+
+    def _submit(self, task_function, parameters: dict):
+        if self.settings.task_runner == "dask" and self.settings.dask_resources:
+            import dask
+
+            # Only workers started with these resources (--resources GPU=1) take the task.
+            with dask.annotate(resources=dict(self.settings.dask_resources)):
+                return self.runner.submit(task_function, parameters=parameters)
+        return self.runner.submit(task_function, parameters=parameters)
+
+    def _finish(self, flights: list[_InFlight]) -> list[tuple[FileOutcome, list[ShardResult]]]:
+        """Wait for a unit's files (one file, or a bundle of small ones) and commit them."""
+        try:
+            gathered = _results(flights)
+        except BaseException:
+            for flight in flights:
+                flight.claim.release()
+            raise
+        outcomes = self.committer.commit([f.claim for f in flights], gathered)
+        return list(zip(outcomes, gathered))
+
+
+def _results(flights: list[_InFlight]) -> list[list[ShardResult]]:
+    """Every shard result of every file; on any failure, discard them all and raise the
+    first failure (after all have ended, so nothing is cleaned up under a task)."""
+    gathered: list[list[ShardResult]] = []
+    error: BaseException | None = None
+    for flight in flights:
+        results = []
+        for future in flight.futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                error = error or exc
+        gathered.append(results)
+    if error is not None:
+        for results in gathered:
+            discard(results)
+        raise error
+    return gathered

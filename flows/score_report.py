@@ -1,0 +1,193 @@
+"""What a scoring run tells its operator: the summary, the progress, the artifacts."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows.common import terminal_progress
+from tasks.monitoring import MonitorCounts, signals
+from tasks.outcomes import FileOutcome
+from tasks.shard_scoring import ShardResult
+
+
+@dataclass
+class ScoreSummary:
+    model_version: str
+    device: str
+    files: list[FileOutcome] = field(default_factory=list)
+    files_settling: int = 0
+    inbox_note: str = ""  # what the inbox held (tasks.inbox.Inbox.note)
+    seconds: float = 0.0
+    task_runner: str = "threads"
+    busy_seconds: float = 0.0  # wall time during which at least one file was being worked on
+    workers: dict[str, dict] = field(default_factory=dict)  # where shards ran (see here())
+    # Drift signals: the champion's reference profile (None if trained before profiles),
+    # one monitoring/ row per scored file, and the counts of the whole run.
+    profile: dict | None = None
+    monitoring: list[dict] = field(default_factory=list)
+    run_counts: MonitorCounts = field(default_factory=MonitorCounts)
+    monitor_seconds: float = 0.0  # summed over shards: the cost of the signals
+    intervals: list[tuple[float, float]] = field(default_factory=list)  # each file's work
+
+    def record(self, outcome: FileOutcome, results: list[ShardResult], started: float) -> None:
+        """One file done: its outcome, when it was worked on, and where its shards ran."""
+        self.files.append(outcome)
+        self.intervals.append((started, time.perf_counter()))
+        for result in results:
+            seen = self.workers.setdefault(result.worker, {
+                "host": result.host, "pid": result.pid, "device": result.device,
+                "shards": 0, "model_loads": 0})
+            seen["shards"] += 1
+            seen["model_loads"] = max(seen["model_loads"], result.model_loads)
+
+    def drift(self) -> dict:
+        """The run's signals over all its scored files, and how many files were flagged."""
+        found = signals(self.run_counts, self.profile)
+        return {key: found[key] for key in ("oov_rate", "length_psi", "score_psi",
+                                            "script_shift", "script_mix")} | {
+            "has_profile": self.profile is not None,
+            "files_flagged": sum(bool(row["flags"]) for row in self.monitoring),
+            "monitor_seconds": round(self.monitor_seconds, 3)}
+
+    def total(self, name: str) -> int:
+        return sum(getattr(f, name) for f in self.files)
+
+    def count(self, status: str) -> int:
+        return sum(f.status == status for f in self.files)
+
+    def encodings(self) -> dict[str, int]:
+        """Files read, by the text encoding they were read in."""
+        found: dict[str, int] = {}
+        for outcome in self.files:
+            if outcome.encoding:
+                found[outcome.encoding] = found.get(outcome.encoding, 0) + 1
+        return found
+
+    def finish_files(self) -> None:
+        """Every file is done: the wall time during which any was being worked on."""
+        self.busy_seconds = union_seconds(self.intervals)
+
+    @property
+    def reviews_per_second(self) -> float:
+        # Files overlap in time when several workers score, so their seconds are not
+        # summed: the busy wall time (for one file at a time, the same thing).
+        busy = self.busy_seconds or sum(f.seconds for f in self.files if f.status == "scored")
+        return self.total("rows_scored") / busy if busy else 0.0
+
+    def as_dict(self) -> dict:
+        scored = self.total("rows_scored")
+        labeled = self.total("labeled")
+        return {
+            "model_version": self.model_version, "device": self.device,
+            "inbox": self.inbox_note,
+            "files_scored": self.count("scored"), "files_already_scored": self.count("already scored"),
+            "files_quarantined": self.count("quarantined") + self.count("unsupported"),
+            "files_busy": self.count("busy"), "files_changed": self.count("changed"),
+            "files_settling": self.files_settling,
+            "rows_read": self.total("rows_read"), "rows_scored": scored,
+            "rows_quarantined": self.total("rows_quarantined"),
+            "rows_id_generated": self.total("rows_id_generated"),
+            "encodings": self.encodings(),
+            "positive_share": round(self.total("positives") / scored, 4) if scored else None,
+            "accuracy_on_labeled_rows": round(self.total("correct") / labeled, 4) if labeled else None,
+            "reviews_per_second": round(self.reviews_per_second, 1),
+            "seconds": round(self.seconds, 2),
+            "task_runner": self.task_runner,
+            "shards": self.total("shards"),
+            "workers": self.workers,
+            "drift": self.drift(),
+        }
+
+
+def union_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of [start, end] intervals."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+@dataclass
+class Progress:
+    """Progress of a long run: files done of all, rows, reviews/s, time left.
+
+    On a terminal, a bar (rich); elsewhere (workers, cron, CI) log lines, at most one
+    every ``every`` seconds and one for the last file, so an inbox of thousands of
+    small files does not print thousands of lines.
+    """
+
+    total: int
+    logger: object
+    every: float = 5.0
+    done: int = 0
+    rows: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    last: float = 0.0
+    bar: object = None
+
+    def __post_init__(self) -> None:
+        self.bar = terminal_progress(self.total, "scoring",
+                                     "files, {task.fields[rows]:,} rows, "
+                                     "{task.fields[rate]:,.0f} reviews/s")
+        if self.bar is not None:
+            self.bar.add_task("files", total=self.total, rows=0, rate=0.0)
+            self.bar.start()
+
+    def file_done(self, outcome: FileOutcome) -> None:
+        self.done += 1
+        self.rows += outcome.rows_read
+        now = time.perf_counter()
+        elapsed = now - self.started
+        rate = self.rows / max(elapsed, 1e-9)
+        if self.bar is not None:
+            self.bar.update(self.bar.task_ids[0], advance=1, rows=self.rows, rate=rate)
+            return
+        if now - self.last < self.every and self.done < self.total:
+            return
+        self.last = now
+        left = elapsed / self.done * (self.total - self.done)
+        self.logger.info("%d/%d files, %d rows, %.0f reviews/s, about %.0f s left",
+                         self.done, self.total, self.rows, rate, left)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def publish_summary(summary: ScoreSummary) -> None:
+    """The run's figures as Prefect artifacts (summary, files, drift) and one JSON line."""
+    figures = summary.as_dict()
+    lines = ["# Scoring run", "", "| figure | value |", "| --- | --- |"]
+    lines += [f"| {key} | {value} |" for key, value in figures.items()]
+    create_markdown_artifact(key="score-summary", markdown="\n".join(lines),
+                             description="Files, rows and speed of this scoring run")
+    if summary.files:
+        # File and status first: asdict() puts the inherited row counts before them.
+        rows = [{"file": f.file, "status": f.status, **asdict(f)} for f in summary.files]
+        create_table_artifact(key="score-files", table=rows,
+                              description="What happened to each file")
+    if summary.monitoring:
+        columns = ("source_file", "rows", "oov_rate", "length_psi", "score_psi", "script_shift",
+                   "share_latin", "share_hangul", "positive_share", "accuracy")
+        rows = [{name: row[name] for name in columns} | {"flags": ", ".join(row["flags"])}
+                for row in summary.monitoring]
+        drift = figures["drift"]
+        rows.append({"source_file": "(run)", "rows": summary.run_counts.rows,
+                     **{name: drift.get(name) for name in columns[2:6]},
+                     "share_latin": (drift["script_mix"] or {}).get("latin"),
+                     "share_hangul": (drift["script_mix"] or {}).get("hangul"),
+                     "positive_share": figures["positive_share"],
+                     "accuracy": figures["accuracy_on_labeled_rows"],
+                     "flags": f"{drift['files_flagged']} files flagged"})
+        create_table_artifact(
+            key="score-monitoring", table=rows,
+            description="Drift signals per file against the champion's reference profile "
+                        "(README, Monitoring)" + ("" if summary.profile else
+                                                  "; this champion has no profile"))
+    print(json.dumps(figures))

@@ -1,0 +1,263 @@
+"""How a file is committed exactly once (README, "What happens when").
+
+One input file goes through these steps, all on the flow's side (the driver); the
+shards in between (``tasks.shard_scoring``) only leave temporary parts:
+
+1. ``Committer.claim``: lock the content (``DataLayout.lock_file``: one run at a time per
+   content hash, released even on SIGKILL), then ask the ledger. Content this model
+   scored before, or that any model committed in a run that died before archiving it,
+   is archived now and not scored again. Otherwise plan its shards; a file that cannot
+   be read is quarantined whole.
+2. ``Committer.commit``, once every shard is done: publish the parts (a rename each),
+   sweep what a killed run left of this content's parts under other names, record the
+   file in the ledger (the commit point: one transaction for a bundle of files), move
+   the input to ``archive/<day>/`` and mark it archived. A file whose bytes changed
+   while it was read is left claimed for the next run, nothing of it kept.
+
+A crash before the ledger record leaves parts that the next run's publish overwrites
+(deterministic names) or sweeps; a crash after it leaves an input the next run finds
+in the ledger and archives. Either way every row ends in ``scored/`` or
+``quarantine/`` once. Plain functions: no Prefect here; the flow passes its logger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tasks.failpoints import failpoint
+from tasks.inbox import Identity, identity, release_claim_folder
+from tasks.layout import (
+    DataLayout,
+    content_key,
+    day_of,
+    is_part_of,
+    kept_name,
+    part_glob,
+    reason_file,
+)
+from tasks.ledger import Ledger, ScoredFile
+from tasks.outcomes import FileOutcome
+from tasks.readers import UnreadableFileError
+from tasks.shard_scoring import ShardResult
+from tasks.shards import Shard
+from tasks.storage import (
+    Location,
+    LockHeldError,
+    exclusive_lock,
+    move_file_keeping,
+    publish,
+    write_json_atomic,
+)
+
+HANDLED_ELSEWHERE = "handled by another run"
+
+
+@dataclass
+class Claim:
+    """A file this run holds by its content hash (its lock), with its shards planned."""
+
+    path: Location
+    sha256: str
+    lock: contextlib.ExitStack
+    started: float  # when this file's work began (time.perf_counter)
+    identity: Identity | None  # of a local file when hashed; None on object storage
+    shards: list[Shard]
+    size: int = 0  # bytes
+
+    def release(self) -> None:
+        self.lock.close()
+
+
+def quarantine_file(path: Location, layout: DataLayout, reason: str, sha256: str | None,
+                    ledger: Ledger) -> FileOutcome:
+    """Move a whole file to ``quarantine/files/<day>/`` beside a JSON reason file.
+
+    Never replaces an earlier quarantined file or its reason: names that clean to one,
+    or one name twice in a day, get ``~2``, ``~3``, … (``move_file_keeping``).
+    """
+    target_dir = layout.quarantined_files(day_of(datetime.now(UTC)))
+    name = kept_name(sha256, path.name) if sha256 else path.name
+    target = move_file_keeping(path, target_dir, name)
+    release_claim_folder(path)
+    write_json_atomic(reason_file(target),
+                      {"file": path.name, "sha256": sha256, "reason": reason,
+                       "quarantined_at": datetime.now(UTC).isoformat()})
+    if sha256:
+        ledger.record_quarantined_file(sha256, path.name, reason, str(target))
+    return FileOutcome(path.name, "quarantined" if sha256 else "unsupported", detail=reason)
+
+
+def replace_stale_parts(published: list[Location], folder: Location, sha256: str,
+                        model_version: str | None) -> None:
+    """Remove what a killed run left of this file's parts: temporaries, and parts of the
+    same content and model under another name (another date partition, another shard
+    layout). Only names that are exactly this content's and model's parts: another
+    version's parts stay, whatever its name. Called under the file's lock, so no live
+    run owns them."""
+    keep = {str(p) for p in published}
+    for stale in folder.glob(f"*/{part_glob(sha256)}"):
+        if str(stale) not in keep and is_part_of(stale.name, sha256, model_version):
+            stale.unlink(missing_ok=True)
+
+
+def part_record(parts: list[Location]) -> str | None:
+    """The ledger's ``scored_part``/``quarantine_part``: a path, or a JSON list for shards."""
+    if not parts:
+        return None
+    return str(parts[0]) if len(parts) == 1 else json.dumps([str(p) for p in parts])
+
+
+def discard(results: list[ShardResult]) -> None:
+    """Remove the temporary parts of these results."""
+    for result in results:
+        result.discard()
+
+
+def changed_outcome(path: Location) -> FileOutcome:
+    return FileOutcome(path.name, "changed", detail="modified while read; left for the next run")
+
+
+@dataclass
+class Committer:
+    """The exactly-once protocol for one run: claim, then commit (or quarantine)."""
+
+    layout: DataLayout
+    ledger: Ledger
+    model_version: str
+    day: str  # the run's day: its archive folder
+    logger: object  # logging.Logger-like: the flow's run logger
+
+    def claim(self, path: Location, sha256: str, started: float, known: Identity | None,
+              plan: Callable[[Location], list[Shard]]) -> Claim | FileOutcome:
+        """Lock the content, then archive it (already scored), quarantine it (``plan``
+        raises ``UnreadableFileError``) or return the claim with its shards, lock held.
+
+        ``known`` is the local file's identity when it was hashed: a file whose bytes
+        changed since is not archived or scored under that hash."""
+        lock = contextlib.ExitStack()
+        try:
+            lock.enter_context(exclusive_lock(self.layout.lock_file(sha256)))
+            if not path.exists():
+                raise FileNotFoundError(path)
+            # Committed before by this model, or by any model in a run that died before
+            # archiving it (a promotion since then must not score it a second time).
+            done = (self.ledger.scored(sha256, self.model_version)
+                    or self.ledger.committed_not_archived(sha256))
+            if done:
+                with lock:
+                    return self._already_scored(path, sha256, known, done.model_version)
+            try:
+                shards = plan(path)
+            except UnreadableFileError as exc:
+                with lock:
+                    self.logger.warning("quarantined %s: %s", path.name, exc.reason)
+                    return quarantine_file(path, self.layout, exc.reason, sha256, self.ledger)
+            return Claim(path, sha256, lock, started, known, shards, path.stat().st_size)
+        except (LockHeldError, FileNotFoundError) as exc:
+            lock.close()
+            return self._busy(path, exc)
+        except BaseException:
+            lock.close()
+            raise
+
+    def _busy(self, path: Location, exc: Exception) -> FileOutcome:
+        if isinstance(exc, LockHeldError):
+            self.logger.info("%s: another run is scoring this content; leaving it to that run",
+                             path.name)
+            return FileOutcome(path.name, "busy")
+        self.logger.info("%s: moved by another run while this one waited; nothing to do",
+                         path.name)
+        return FileOutcome(path.name, "busy", detail=HANDLED_ELSEWHERE)
+
+    def _already_scored(self, path: Location, sha256: str, known: Identity | None,
+                        by_version: str) -> FileOutcome:
+        if self._changed(path, known):
+            return changed_outcome(path)
+        self._move_to_archive(path, sha256)
+        self.ledger.record_archived(sha256)
+        return FileOutcome(path.name, "already scored",
+                           detail=f"content {content_key(sha256)} was scored by {by_version}")
+
+    def commit(self, claims: list[Claim],
+               results: list[list[ShardResult]]) -> list[FileOutcome]:
+        """Publish each file's parts, commit them, archive them, or quarantine; outcomes in
+        order. Releases every claim.
+
+        The commits of all the files are one ledger transaction, and so are their archive
+        marks: each is an fsync, which would otherwise be most of the time of a one-row
+        file. A file is still committed only once all its parts are published, and
+        archived only once committed.
+        """
+        try:
+            outcomes: list[FileOutcome] = []
+            commits: list[tuple[Claim, FileOutcome, list[ShardResult], ScoredFile]] = []
+            for claim, shard_results in zip(claims, results):
+                outcome, entry = self._publish(claim, shard_results)
+                outcomes.append(outcome)
+                if entry is not None:
+                    commits.append((claim, outcome, shard_results, entry))
+            failpoint("score:parts-published")
+            self.ledger.record_scored_many([entry for *_, entry in commits])
+            failpoint("score:ledger-committed")
+            for claim, outcome, shard_results, _ in commits:
+                self._move_to_archive(claim.path, claim.sha256)
+                outcome.shards = len(shard_results)
+                outcome.workers = ", ".join(sorted({r.worker for r in shard_results}))
+                outcome.hosts = ", ".join(sorted({r.host for r in shard_results}))
+                outcome.devices = ", ".join(sorted({r.device for r in shard_results}))
+                outcome.seconds = time.perf_counter() - claim.started
+            self.ledger.record_archived_many([claim.sha256 for claim, *_ in commits])
+            return outcomes
+        finally:
+            for claim in claims:
+                claim.release()
+
+    def _publish(self, claim: Claim,
+                 results: list[ShardResult]) -> tuple[FileOutcome, ScoredFile | None]:
+        """One file's parts published and its ledger entry, or why it is not committed."""
+        path, sha256 = claim.path, claim.sha256
+        unreadable = next((r.unreadable for r in results if r.unreadable), None)
+        if unreadable is not None:
+            discard(results)
+            self.logger.warning("quarantined %s: %s", path.name, unreadable)
+            return quarantine_file(path, self.layout, unreadable, sha256, self.ledger), None
+        if self._changed(path, claim.identity):
+            discard(results)
+            return changed_outcome(path), None
+        scored = [publish(*r.scored_part) for r in results if r.scored_part]
+        rejected = [publish(*r.rejected_part) for r in results if r.rejected_part]
+        replace_stale_parts(scored, self.layout.scored, sha256, self.model_version)
+        replace_stale_parts(rejected, self.layout.rejected_rows, sha256, None)
+        outcome = FileOutcome(path.name, "scored")
+        for result in results:
+            outcome.add(result)
+        outcome.encoding = next((r.encoding for r in results if r.encoding), "")
+        return outcome, ScoredFile(
+            sha256, self.model_version, path.name, outcome.rows_read, outcome.rows_scored,
+            outcome.rows_quarantined, part_record(scored), part_record(rejected),
+            encoding=outcome.encoding or None, rows_id_generated=outcome.rows_id_generated)
+
+    def quarantine(self, path: Location, reason: str) -> FileOutcome:
+        """Quarantine a file that is no review file at all (no hash, no ledger entry)."""
+        return quarantine_file(path, self.layout, reason, None, self.ledger)
+
+    def _move_to_archive(self, path: Location, sha256: str) -> None:
+        """Beside, never over, an earlier copy of the same name."""
+        move_file_keeping(path, self.layout.archive_folder(self.day), kept_name(sha256, path.name))
+        release_claim_folder(path)
+
+    def _changed(self, path: Location, known: Identity | None) -> bool:
+        """True if the local file's bytes changed since it was hashed (an append or a
+        rewrite in place): it stays claimed, for the next run to hash again."""
+        if known is None:
+            return False
+        changed = identity(path) != known
+        if changed:
+            self.logger.warning("%s changed while this run read it; nothing of it is kept, "
+                                "the next run scores its new content", path.name)
+        return changed

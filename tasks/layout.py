@@ -1,0 +1,203 @@
+"""The data-folder contract: every folder, partition and file name under the data root.
+
+This module plays the part of Kedro's data catalog: "where does X land on disk?" is
+answered here and nowhere else (README, "Data folder contract"). Everything else asks
+``DataLayout`` or the functions below for a path or a name; nothing else spells one.
+
+    <root>/
+      incoming/                        new review files (the inbox)
+        .claimed/<token>/<name>        a file a run has claimed (tasks.inbox.claim)
+      labeled/                         labeled review files for retraining
+      scored/scored_date=<day>/        scored rows, one part per file, model and shard
+      quarantine/
+        rows/quarantined_date=<day>/   rejected rows of scored files
+        files/<day>/                   whole files that cannot be read, each beside
+                                       <name>.reason.json
+        training/                      rejected rows of labeled files
+      monitoring/run_date=<day>/       drift signals, one row per scored file
+      models/                          the registry (tasks.registry)
+        champion.json  history.jsonl  .retrain.lock
+        versions/<version>/            model.keras, metrics.json, curves.png,
+                                       decision.json, profile.json
+        .staging/<version>/            a version being written
+      archive/<day>/<sha16>-<name>     inputs once committed
+      state/                           local even when the root is a URL
+        ledger.sqlite                  which content was scored by which model
+        locks/<sha16>.lock             held while a run works on that content
+
+Every name here is part of what a user's data root already holds: changing one breaks
+the ledger's recorded paths, the archive and the readers of ``scored/``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from tasks.objectstore import ObjectPath
+
+# Files a run has claimed live in ``incoming/.claimed/<token>/<name>``: a dot-name, so
+# no reader of incoming/ mistakes them for new uploads.
+CLAIMS_FOLDER = ".claimed"
+
+# The registry (tasks.registry): its pointer, history and per-version files.
+CHAMPION_FILE = "champion.json"
+HISTORY_FILE = "history.jsonl"
+RETRAIN_LOCK_FILE = ".retrain.lock"
+VERSIONS_FOLDER = "versions"
+STAGING_FOLDER = ".staging"
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+DECISION_FILE = "decision.json"
+CURVES_FILE = "curves.png"
+# The reference profile of a version's training data (tasks.monitoring); absent for
+# versions trained before profiles existed.
+PROFILE_FILE = "profile.json"
+
+# The monitoring parts, found by name so the trends PNG beside them is never read.
+MONITORING_PARTS_GLOB = "run_date=*/*.parquet"
+TRENDS_FILE = "_trends.png"
+
+
+def day_of(moment: datetime) -> str:
+    """The ``<day>`` of every date partition and dated folder: ``2024-05-01``."""
+    return moment.strftime("%Y-%m-%d")
+
+
+def content_key(sha256: str) -> str:
+    """The short content hash that names locks, parts and archived files (16 hex digits)."""
+    return sha256[:16]
+
+
+def kept_name(sha256: str, name: str) -> str:
+    """An archived or quarantined input's name: ``<sha16>-<name>``, so two uploads that
+    share a name but not their bytes never collide."""
+    return f"{content_key(sha256)}-{name}"
+
+
+def reason_file(quarantined: Path | ObjectPath) -> Path | ObjectPath:
+    """The JSON reason file beside a whole quarantined file."""
+    return quarantined.with_name(quarantined.name + ".reason.json")
+
+
+def part_name(sha256: str, model_version: str | None = None, shard: int | None = None) -> str:
+    """Deterministic part name: a rerun of the same file and model overwrites, never adds.
+
+    A file split into shards has one part per shard, ``-s0003`` after the version.
+    """
+    return (f"part-{content_key(sha256)}" + (f"-{model_version}" if model_version else "")
+            + (f"-s{shard:04d}" if shard is not None else "") + ".parquet")
+
+
+def part_glob(sha256: str) -> str:
+    """A glob that finds every part of this content (any model, any shard) and their
+    temporaries; narrow it with ``is_part_of``, since a glob cannot tell version ``V``'s
+    ``part-…-V-s0001.parquet`` from version ``V-b``'s ``part-…-V-b.parquet``."""
+    return f"*part-{content_key(sha256)}*"
+
+
+def is_part_of(name: str, sha256: str, model_version: str | None = None) -> bool:
+    """True if ``name`` is exactly a part ``part_name`` gives this content and model (any
+    shard), or a temporary of one (``.<part>.<8 hex>.tmp``, see tasks.storage)."""
+    stem = re.escape(f"part-{content_key(sha256)}"
+                     + (f"-{model_version}" if model_version else ""))
+    part = rf"{stem}(?:-s\d{{4}})?\.parquet"
+    return re.fullmatch(rf"{part}|\.{part}\.[0-9a-f]{{8}}\.tmp", name) is not None
+
+
+class DataLayout(BaseModel):
+    """The folders under the data root.
+
+    ``root`` is a local ``Path`` or, for object storage, an ``ObjectPath``
+    (``s3://bucket/prefix``). ``state`` (the ledger and the locks) is always local:
+    ``state_root`` when given, else ``<root>/state``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    root: Path | ObjectPath
+    state_root: Path | None = None
+
+    @property
+    def incoming(self) -> Path:
+        return self.root / "incoming"
+
+    @property
+    def labeled(self) -> Path:
+        return self.root / "labeled"
+
+    @property
+    def scored(self) -> Path:
+        return self.root / "scored"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def state(self) -> Path:
+        if self.state_root is not None:
+            return self.state_root
+        if isinstance(self.root, ObjectPath):
+            raise ValueError(f"the data root {self.root} is a URL: give a local state folder "
+                             "for the ledger and the locks (REVIEWFLOW_STATE_DIR)")
+        return self.root / "state"
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def monitoring(self) -> Path:
+        """Drift signals, one row per scored file per run (README, "Monitoring")."""
+        return self.root / "monitoring"
+
+    # --- partitions and dated folders: ``day`` is ``day_of(run start)``
+    def scored_partition(self, day: str) -> Path:
+        return self.scored / f"scored_date={day}"
+
+    @property
+    def rejected_rows(self) -> Path:
+        """Rejected rows of scored files, in ``quarantined_date=`` partitions."""
+        return self.quarantine / "rows"
+
+    def rejected_partition(self, day: str) -> Path:
+        return self.rejected_rows / f"quarantined_date={day}"
+
+    def quarantined_files(self, day: str) -> Path:
+        """Whole files that could not be read, each beside its reason file."""
+        return self.quarantine / "files" / day
+
+    @property
+    def training_rejects(self) -> Path:
+        """Rejected rows of labeled files (the retraining flow's quarantine)."""
+        return self.quarantine / "training"
+
+    def monitoring_partition(self, day: str) -> Path:
+        return self.monitoring / f"run_date={day}"
+
+    def archive_folder(self, day: str) -> Path:
+        return self.archive / day
+
+    # --- state: always local
+    @property
+    def ledger(self) -> Path:
+        return self.state / "ledger.sqlite"
+
+    def lock_file(self, sha256: str) -> Path:
+        """The lock a run holds while it works on this content."""
+        return self.state / "locks" / f"{content_key(sha256)}.lock"
+
+    def ensure(self) -> DataLayout:
+        """Create every folder of the contract that does not exist yet."""
+        for folder in (self.incoming, self.labeled, self.scored, self.quarantine,
+                       self.models, self.state, self.archive, self.monitoring):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self

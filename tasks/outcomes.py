@@ -1,0 +1,38 @@
+"""What happened to a file, or to one shard of it: the counts every step adds up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(kw_only=True)
+class RowCounts:
+    """What happened to the rows of a file or of one shard of it."""
+
+    rows_read: int = 0
+    rows_scored: int = 0
+    rows_quarantined: int = 0
+    positives: int = 0  # scored rows predicted positive
+    labeled: int = 0    # scored rows that carried a label
+    correct: int = 0    # ... and whose prediction matched it
+    rows_id_generated: int = 0  # rows read whose review_id was generated (no id column)
+
+    def add(self, other: RowCounts) -> None:
+        for name in (f.name for f in fields(RowCounts)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class FileOutcome(RowCounts):
+    file: str
+    status: str  # scored | already scored | quarantined | unsupported | busy | changed | read
+    seconds: float = 0.0
+    encoding: str = ""  # the text encoding it was read in ("" for Parquet)
+    detail: str = ""
+    # Where the file's work ran (README, "Scaling out"): its shards, and the Dask worker
+    # addresses ("local" for the flow's own process), hosts and devices they ran on.
+    shards: int = 0
+    workers: str = ""
+    hosts: str = ""
+    devices: str = ""
+

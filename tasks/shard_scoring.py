@@ -1,0 +1,307 @@
+"""Score one shard of a file, or a bundle of small whole files: the work a worker does.
+
+Read the rows in record batches, validate each batch with the expectation suite, score
+the valid rows, count the drift signals, and stream the scored and the rejected rows to
+staged Parquet parts, left under temporary names. Nothing here publishes a part, touches
+the ledger or moves an input: ``tasks.commit`` does that once every shard of a file is
+done, under the file's lock.
+
+These are plain functions: the flow wraps them in thin Prefect tasks (which run in a
+thread of the flow's process or on a Dask worker), the tests call them directly, and
+``benchmarks/profile_scoring.py`` times them stage by stage through a ``StageClock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow.compute as pc
+
+from tasks.columns import ColumnMapping
+from tasks.errors import GPURequiredError
+from tasks.failpoints import failpoint
+from tasks.layout import part_name
+from tasks.monitoring import MonitorCounts, observe_batch
+from tasks.outcomes import RowCounts
+from tasks.readers import ReadReport, UnreadableFileError, iter_review_batches
+from tasks.settings import Settings
+from tasks.shards import Shard
+from tasks.storage import Location, StagedParquet
+from tasks.validation import QUARANTINE_SCHEMA, SeenValues, with_source
+from tasks.workers import ModelRef, cached_model, cached_validator, here, model_loads
+
+STAGES = ("read", "validate", "score", "monitor", "write")
+
+
+class StageClock:
+    """Seconds spent per stage of a shard's work (``STAGES``), for the profiler."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
+
+    def each(self, name: str, items: Iterable) -> Iterator:
+        """The items of ``items``, the time spent producing each counted to ``name``."""
+        iterator = iter(items)
+        while True:
+            with self.stage(name):
+                item = next(iterator, _END)
+            if item is _END:
+                return
+            yield item
+
+
+class _NoClock(StageClock):
+    """What the flow passes: no timing at all."""
+
+    def stage(self, name: str):
+        return contextlib.nullcontext()
+
+    def each(self, name: str, items: Iterable) -> Iterable:
+        return items
+
+
+_END = object()
+NO_CLOCK = _NoClock()
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """Everything a shard needs besides its file; picklable, since it travels to Dask
+    workers (paths are local ``Path``s or ``ObjectPath`` URLs)."""
+
+    model: ModelRef
+    suite_config: dict
+    validator_parameters: dict
+    columns: ColumnMapping
+    read_batch_rows: int
+    max_decompressed_bytes: int
+    predict_batch_size: int
+    require_gpu: bool
+    scored_dir: Location    # DataLayout.scored_partition(day)
+    rejected_dir: Location  # DataLayout.rejected_partition(day)
+    run_started: datetime
+    encodings: tuple[str, ...] = ()  # Settings.encodings
+    detect_encoding: bool = True
+    profile: dict | None = None  # the champion's reference profile (tasks.monitoring)
+    monitor_sample_rows: int = 1_000  # Settings.monitor_sample_rows
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model: ModelRef, profile: dict | None,
+                      run_started: datetime, scored_dir: Location,
+                      rejected_dir: Location) -> ScoringJob:
+        """The job a run's settings describe (the flow's, and the profiler's)."""
+        from tasks.validation import load_suite_config
+
+        return cls(
+            model=model, suite_config=load_suite_config(settings.suite_path),
+            validator_parameters={"max_text_chars": settings.max_text_chars},
+            columns=settings.columns, read_batch_rows=settings.read_batch_rows,
+            max_decompressed_bytes=settings.max_decompressed_bytes,
+            predict_batch_size=settings.predict_batch_size, require_gpu=settings.require_gpu,
+            scored_dir=scored_dir, rejected_dir=rejected_dir, run_started=run_started,
+            encodings=tuple(settings.encodings), detect_encoding=settings.detect_encoding,
+            profile=profile, monitor_sample_rows=settings.monitor_sample_rows)
+
+    def read_options(self, sha256: str) -> dict:
+        """How every reader of the file reads it: the shards and the shard planner alike."""
+        return {"encodings": self.encodings, "detect_encoding": self.detect_encoding,
+                "sha256": sha256}
+
+
+@dataclass
+class ShardResult(RowCounts):
+    """What one shard did, and where: its parts are still temporaries (``(temp, final)``)."""
+
+    index: int | None
+    scored_part: tuple[Location, Location] | None = None
+    rejected_part: tuple[Location, Location] | None = None
+    unreadable: str | None = None  # the file cannot be read: quarantine it whole
+    encoding: str = ""  # the text encoding the reader used
+    worker: str = "local"
+    host: str = ""
+    pid: int = 0
+    device: str = ""
+    model_loads: int = 0
+    seconds: float = 0.0
+    sha256: str = ""
+    monitor: MonitorCounts = field(default_factory=MonitorCounts)  # drift signal counts
+    monitor_seconds: float = 0.0  # time spent counting them
+
+    def discard(self) -> None:
+        """Remove the shard's temporary parts (its file is quarantined, changed or failed)."""
+        for part in (self.scored_part, self.rejected_part):
+            if part is not None:
+                part[0].unlink(missing_ok=True)
+
+
+def worker_ready(job: ScoringJob) -> dict:
+    """Where this shard runs; refuses to score without a GPU when the job requires one."""
+    where = here()
+    if job.require_gpu and not where["device"].startswith("GPU"):
+        raise GPURequiredError(f"this run requires a GPU (require_gpu) but {where['worker']} on "
+                               f"{where['host']} sees none; start Dask workers on GPU hosts "
+                               "(deployments/DASK.md) or install the 'gpu' extra")
+    return where
+
+
+class _Worker:
+    """The model, its vocabulary and the validator of this process, and where it is."""
+
+    def __init__(self, job: ScoringJob) -> None:
+        from tasks.model import model_vocabulary
+
+        self.where = worker_ready(job)
+        self.model = cached_model(job.model)
+        self.vocabulary = model_vocabulary(self.model)
+        self.validator = cached_validator(job.suite_config, job.validator_parameters)
+
+    def result(self, index: int | None, sha256: str) -> ShardResult:
+        return ShardResult(index, worker=self.where["worker"], host=self.where["host"],
+                           pid=self.where["pid"], device=self.where["device"], sha256=sha256)
+
+
+def _staged_parts(job: ScoringJob, sha256: str, index: int | None):
+    from tasks.scoring import SCORED_SCHEMA
+
+    scored = StagedParquet(job.scored_dir / part_name(sha256, job.model.version, index),
+                           SCORED_SCHEMA)
+    rejected = StagedParquet(job.rejected_dir / part_name(sha256, None, index), QUARANTINE_SCHEMA)
+    return scored, rejected
+
+
+def _score_checked(worker: _Worker, job: ScoringJob, path: Location, batch, checked,
+                   ids_generated: bool, scored: StagedParquet, rejected: StagedParquet,
+                   result: ShardResult, clock: StageClock) -> None:
+    """Score a validated batch, stream both parts, count what happened to its rows and
+    the drift signals' counts."""
+    from tasks.scoring import score_batch
+
+    sha256 = result.sha256
+    with clock.stage("score"):
+        output = score_batch(worker.model, checked.valid, job.predict_batch_size,
+                             job.model.version, path.name, sha256, job.run_started)
+    with clock.stage("write"):
+        scored.write(output)
+        rejected.write(with_source(checked.rejected, path.name, sha256, job.run_started))
+    result.rows_read += batch.num_rows
+    result.rows_scored += output.num_rows
+    result.rows_quarantined += checked.rejected.num_rows
+    result.rows_id_generated += batch.num_rows if ids_generated else 0
+    result.positives += pc.sum(output.column("predicted_label")).as_py() or 0
+    given = pc.is_valid(output.column("label"))
+    result.labeled += pc.sum(given).as_py() or 0
+    agree = pc.equal(output.column("label"), output.column("predicted_label"))
+    result.correct += pc.sum(pc.and_kleene(given, agree)).as_py() or 0
+    counting = time.perf_counter()
+    with clock.stage("monitor"):
+        result.monitor.add(observe_batch(
+            checked.valid.column("text"), output.column("score").to_numpy(),
+            output.column("label"), worker.vocabulary, job.profile, job.monitor_sample_rows))
+    result.monitor_seconds += time.perf_counter() - counting
+    failpoint("score:mid-file")
+
+
+def _finish_parts(result: ShardResult, scored: StagedParquet, rejected: StagedParquet,
+                  clock: StageClock) -> None:
+    with clock.stage("write"):
+        scored_temp, rejected_temp = scored.finish(), rejected.finish()
+    result.scored_part = (scored_temp, scored.final) if scored_temp else None
+    result.rejected_part = (rejected_temp, rejected.final) if rejected_temp else None
+
+
+def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
+                clock: StageClock = NO_CLOCK) -> ShardResult:
+    """Validate and score one shard (or the whole file); leave its parts as temporaries.
+
+    The model and the validator come from this process's cache (``tasks.workers``), so
+    a worker loads the model once however many shards it scores. A file that cannot be
+    read gives a result with ``unreadable`` set and no parts.
+    """
+    started = time.perf_counter()
+    worker = _Worker(job)
+    scored, rejected = _staged_parts(job, sha256, shard.index)
+    result = worker.result(shard.index, sha256)
+    seen_ids = {column: SeenValues(values) for column, values in shard.seen.items()}
+    found = ReadReport()
+    try:
+        batches = iter_review_batches(path, job.columns, job.read_batch_rows,
+                                      job.max_decompressed_bytes, rows=shard.rows,
+                                      report=found, **job.read_options(sha256))
+        for batch in clock.each("read", batches):
+            with clock.stage("validate"):
+                checked = worker.validator.validate(batch, seen_ids, source_name=path.name)
+            _score_checked(worker, job, path, batch, checked, found.ids_generated,
+                           scored, rejected, result, clock)
+        _finish_parts(result, scored, rejected, clock)
+    except UnreadableFileError as exc:
+        scored.abort()
+        rejected.abort()
+        result.unreadable = exc.reason
+    except BaseException:
+        scored.abort()
+        rejected.abort()
+        raise
+    result.encoding = found.encoding
+    result.model_loads = model_loads(job.model)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> list[ShardResult]:
+    """``score_shard`` for many small whole files at once: one result per file, in order.
+
+    The same reading, validation, scoring and parts per file, and the same guarantees
+    (each file is still committed on its own); only the suite runs once over all of
+    them (``ReviewValidator.validate_many``): its cost is fixed per run, and an inbox of
+    one-row files would otherwise spend most of its time there.
+    """
+    started = time.perf_counter()
+    worker = _Worker(job)
+    results, read = [], []
+    for path, sha256 in files:
+        result = worker.result(None, sha256)
+        found = ReadReport()
+        try:  # small files: all their batches fit in memory at once
+            batches = list(iter_review_batches(
+                path, job.columns, job.read_batch_rows, job.max_decompressed_bytes,
+                report=found, **job.read_options(sha256)))
+        except UnreadableFileError as exc:
+            result.unreadable, batches = exc.reason, []
+        result.encoding = found.encoding
+        results.append(result)
+        # One seen-ids dict per file, shared by its batches: uniqueness holds file-wide.
+        read.append((path, batches, found.ids_generated, {}))
+    checked = iter(worker.validator.validate_many(
+        [(batch, seen, path.name) for path, batches, _, seen in read for batch in batches]))
+    staged = []
+    try:
+        for result, (path, batches, ids_generated, _) in zip(results, read):
+            if result.unreadable is not None:
+                continue
+            scored, rejected = _staged_parts(job, result.sha256, None)
+            staged.append((scored, rejected))
+            for batch in batches:
+                _score_checked(worker, job, path, batch, next(checked), ids_generated,
+                               scored, rejected, result, NO_CLOCK)
+            _finish_parts(result, scored, rejected, NO_CLOCK)
+    except BaseException:
+        for scored, rejected in staged:
+            scored.abort()
+            rejected.abort()
+        raise
+    seconds = (time.perf_counter() - started) / max(len(files), 1)
+    for result in results:
+        result.model_loads, result.seconds = model_loads(job.model), seconds
+    return results

@@ -1,0 +1,155 @@
+"""The exactly-once protocol (tasks.commit) on its own: claim, commit, archive, quarantine.
+
+Plain functions over a real data root, a real ledger and real locks; shard results are
+made by hand (no model, no flow), so each step of the protocol is checked alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from tasks.commit import Claim, Committer
+from tasks.inbox import claim_for_run
+from tasks.layout import DataLayout, day_of, kept_name, part_name
+from tasks.ledger import Ledger
+from tasks.readers import UnreadableFileError
+from tasks.shard_scoring import ShardResult
+from tasks.shards import Shard
+from tasks.storage import StagedParquet, exclusive_lock, file_sha256
+
+VERSION = "v1"
+DAY = "2026-01-02"
+SCHEMA = pa.schema([("review_id", pa.string())])
+
+
+@pytest.fixture
+def layout(tmp_path) -> DataLayout:
+    return DataLayout(root=tmp_path / "data").ensure()
+
+
+@pytest.fixture
+def committer(layout) -> Committer:
+    return Committer(layout, Ledger(layout.ledger), VERSION, DAY, logging.getLogger("test"))
+
+
+def upload(layout: DataLayout, name: str, text: str = "review_id,text\na,good\n"):
+    """An inbox file, claimed and hashed as the flow does."""
+    path = layout.incoming / name
+    path.write_text(text)
+    claimed, known = claim_for_run(path)
+    return claimed, file_sha256(claimed), known
+
+
+def whole_file(path) -> list[Shard]:
+    return [Shard()]
+
+
+def staged_result(layout: DataLayout, sha256: str, rows: int = 2) -> ShardResult:
+    """What a shard leaves: a temporary scored part and counts."""
+    part = StagedParquet(layout.scored_partition(DAY) / part_name(sha256, VERSION), SCHEMA)
+    part.write(pa.table({"review_id": [f"r{i}" for i in range(rows)]}))
+    result = ShardResult(None, sha256=sha256, rows_read=rows, rows_scored=rows)
+    result.scored_part = (part.finish(), part.final)
+    return result
+
+
+def test_a_claimed_file_is_committed_then_archived(layout, committer):
+    path, sha256, known = upload(layout, "a.csv")
+    claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    assert isinstance(claim, Claim) and claim.shards == [Shard()]
+    result = staged_result(layout, sha256)
+    (outcome,) = committer.commit([claim], [[result]])
+    assert outcome.status == "scored" and outcome.rows_scored == 2 and outcome.shards == 1
+    part = layout.scored_partition(DAY) / part_name(sha256, VERSION)
+    assert part.is_file() and not result.scored_part[0].exists()  # published
+    entry = Ledger(layout.ledger).scored(sha256, VERSION)
+    assert entry.scored_part == str(part) and entry.archived_at
+    assert (layout.archive_folder(DAY) / kept_name(sha256, "a.csv")).is_file()
+    assert not (layout.incoming / ".claimed").exists()  # the claim folder is gone
+    with exclusive_lock(layout.lock_file(sha256)):  # released: it can be taken at once
+        pass
+
+
+def test_content_already_committed_is_archived_not_scored(layout, committer):
+    path, sha256, known = upload(layout, "a.csv")
+    claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    committer.commit([claim], [[staged_result(layout, sha256)]])
+    again, same, known = upload(layout, "copy.csv")  # the same bytes under another name
+    assert same == sha256
+    outcome = committer.claim(again, same, time.perf_counter(), known, whole_file)
+    assert outcome.status == "already scored" and VERSION in outcome.detail
+    assert (layout.archive_folder(DAY) / kept_name(sha256, "copy.csv")).is_file()
+
+
+def test_content_claimed_by_another_holder_is_busy(layout, committer):
+    path, sha256, known = upload(layout, "a.csv")
+    first = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    second = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    assert isinstance(first, Claim) and second.status == "busy"
+    first.release()
+    assert isinstance(committer.claim(path, sha256, time.perf_counter(), known, whole_file),
+                      Claim)
+
+
+def test_a_file_gone_before_its_claim_is_busy(layout, committer):
+    path, sha256, known = upload(layout, "a.csv")
+    os.unlink(path)
+    outcome = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    assert outcome.status == "busy" and outcome.detail == "handled by another run"
+
+
+def test_an_unreadable_file_is_quarantined_with_its_reason(layout, committer):
+    path, sha256, known = upload(layout, "broken.csv")
+
+    def unreadable(path):
+        raise UnreadableFileError(path, "not CSV")
+
+    outcome = committer.claim(path, sha256, time.perf_counter(), known, unreadable)
+    assert outcome.status == "quarantined" and outcome.detail == "not CSV"
+    kept = layout.quarantined_files(day_of(datetime.now(UTC))) / kept_name(sha256, "broken.csv")
+    assert kept.is_file() and kept.with_name(kept.name + ".reason.json").is_file()
+    assert Ledger(layout.ledger).totals()["files_quarantined"] == 1
+    # The lock was released: a new upload of the same bytes is claimed (and quarantined) again.
+    again, same, known = upload(layout, "broken.csv")
+    assert committer.claim(again, same, time.perf_counter(), known, unreadable).status == \
+        "quarantined"
+
+
+def test_a_file_changed_while_read_keeps_nothing(layout, committer):
+    path, sha256, known = upload(layout, "a.csv")
+    claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    result = staged_result(layout, sha256)
+    with open(path, "a") as out:  # an append in place
+        out.write("b,more\n")
+    (outcome,) = committer.commit([claim], [[result]])
+    assert outcome.status == "changed"
+    assert not result.scored_part[0].exists()  # the temporary part is discarded
+    assert not any(layout.scored.rglob("*.parquet"))
+    assert Ledger(layout.ledger).scored(sha256, VERSION) is None
+    assert path.exists()  # still claimed, for the next run
+
+
+def test_commit_sweeps_stale_parts_of_this_content_and_model_only(layout, committer):
+    path, sha256, known = upload(layout, "a.csv")
+    stale = layout.scored_partition("2025-12-31") / part_name(sha256, VERSION, 1)
+    other = layout.scored_partition("2025-12-31") / part_name(sha256, VERSION + "-b")
+    for part in (stale, other):
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(b"left by a killed run")
+    claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    committer.commit([claim], [[staged_result(layout, sha256)]])
+    assert not stale.exists() and other.exists()
+
+
+def test_a_local_file_is_claimed_by_a_rename_and_its_identity(tmp_path):
+    path = Path(tmp_path / "x.csv")
+    path.write_text("review_id,text\n")
+    claimed, known = claim_for_run(path)
+    assert claimed.parent.parent.name == ".claimed" and known is not None

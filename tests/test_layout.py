@@ -1,0 +1,90 @@
+"""The data-folder contract (tasks.layout): every name a user's data root already holds.
+
+Plain functions and a pydantic model: no flow runs here. The names are pinned literally,
+since changing one would orphan what earlier runs wrote (parts the ledger points to,
+archived inputs, locks).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tasks.layout import (
+    CHAMPION_FILE,
+    DECISION_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PROFILE_FILE,
+    DataLayout,
+    day_of,
+    is_part_of,
+    kept_name,
+    part_glob,
+    part_name,
+    reason_file,
+)
+from tasks.registry import Registry
+
+SHA = "ab" * 32
+
+
+@pytest.mark.parametrize("version, other", [("v", "v-b"), ("v", "v-s"), ("v-b", "v"),
+                                            ("2026", "2026-1"), ("a.b", "aXb")])
+def test_a_part_belongs_to_exactly_one_version(version, other):
+    for shard in (None, 0, 12):
+        name = part_name(SHA, version, shard)
+        assert is_part_of(name, SHA, version)
+        assert is_part_of(f".{name}.0123abcd.tmp", SHA, version)  # its temporary
+        assert not is_part_of(name, SHA, other)
+    assert not is_part_of(part_name(SHA, version), SHA, None)  # a scored part is no rejected part
+    assert is_part_of(part_name(SHA, None, 3), SHA, None)
+
+
+def test_part_names_are_those_earlier_runs_wrote():
+    assert part_name(SHA, "20260101T000000Z-abcdef") == \
+        "part-abababababababab-20260101T000000Z-abcdef.parquet"
+    assert part_name(SHA, "v", 3) == "part-abababababababab-v-s0003.parquet"
+    assert part_name(SHA) == "part-abababababababab.parquet"
+    assert part_glob(SHA) == "*part-abababababababab*"
+    assert kept_name(SHA, "reviews.csv") == "abababababababab-reviews.csv"
+
+
+def test_every_folder_of_the_contract(tmp_path):
+    layout = DataLayout(root=tmp_path).ensure()
+    day = day_of(datetime(2026, 3, 1, 23, 59, tzinfo=UTC))
+    assert day == "2026-03-01"
+    expected = {
+        layout.scored_partition(day): "scored/scored_date=2026-03-01",
+        layout.rejected_partition(day): "quarantine/rows/quarantined_date=2026-03-01",
+        layout.rejected_rows: "quarantine/rows",
+        layout.quarantined_files(day): "quarantine/files/2026-03-01",
+        layout.training_rejects: "quarantine/training",
+        layout.monitoring_partition(day): "monitoring/run_date=2026-03-01",
+        layout.archive_folder(day): "archive/2026-03-01",
+        layout.ledger: "state/ledger.sqlite",
+        layout.lock_file(SHA): "state/locks/abababababababab.lock",
+    }
+    for path, relative in expected.items():
+        assert path == tmp_path / relative
+    for folder in ("incoming", "labeled", "scored", "quarantine", "models", "state", "archive",
+                   "monitoring"):
+        assert (tmp_path / folder).is_dir()
+    assert reason_file(tmp_path / "x.csv") == tmp_path / "x.csv.reason.json"
+
+
+def test_a_separate_state_folder_holds_the_ledger_and_the_locks(tmp_path):
+    layout = DataLayout(root=tmp_path / "data", state_root=tmp_path / "state")
+    assert layout.ledger == tmp_path / "state" / "ledger.sqlite"
+    assert layout.lock_file(SHA).parent == tmp_path / "state" / "locks"
+
+
+def test_the_registry_uses_the_contract_names(tmp_path):
+    registry = Registry(tmp_path)
+    assert registry.pointer == tmp_path / CHAMPION_FILE == tmp_path / "champion.json"
+    assert registry.model_path("v1") == tmp_path / "versions" / "v1" / MODEL_FILE
+    assert (MODEL_FILE, METRICS_FILE, DECISION_FILE, PROFILE_FILE) == (
+        "model.keras", "metrics.json", "decision.json", "profile.json")
+    assert isinstance(registry.versions, Path)

@@ -20,6 +20,10 @@ figures as ``benchmarks/results.json``:
    per-file work, and the slowest stage.
 8. ``dask``: ``score-reviews`` throughput with the thread runner and with 1 and 2 Dask
    worker processes on the same inbox.
+9. ``cli``: command-line latency, and many one-row files in one run.
+10. ``languages``: English (IMDB) and Korean (NSMC-style TSV) trained through
+    ``retrain-model`` and scored through ``score-reviews`` on reviews of movies held out
+    of training, beside scikit-learn word and char n-gram peers on the same rows.
 
 Targets that are missed are printed and marked in the report; they do not fail the
 run. A section that raises is reported as failed and the others still run (exit code 1).
@@ -62,6 +66,7 @@ from benchmarks.sections import (
     cli,
     dask,
     gpu,
+    languages,
     memory,
     orchestration,
     profile,
@@ -73,6 +78,7 @@ from benchmarks.sections import (
 SECTION_MODULES: dict[str, ModuleType] = {
     "accuracy": accuracy, "throughput": throughput, "memory": memory, "validation": validation,
     "orchestration": orchestration, "gpu": gpu, "profile": profile, "dask": dask, "cli": cli,
+    "languages": languages,
 }
 SECTIONS = tuple(SECTION_MODULES)
 # Sections that need no shared data; every other one needs IMDB_PARQUET.

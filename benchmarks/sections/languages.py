@@ -1,0 +1,223 @@
+"""Section 10, ``languages``: accuracy on reviews of movies held out of training,
+English and Korean, beside peers.
+
+For each language a fifth of the movies (by a hash of ``movie_id``) is set aside as the
+evaluation batch; nothing of those movies is in the labeled file. The rest is written
+as a labeled file the way a user would drop it (IMDB as Parquet, Korean as an NSMC-style
+tab-separated file with ``id``, ``movie_id``, ``document``, ``label``), and the product
+runs as a user runs it: the ``retrain-model`` flow on that data root (it splits train /
+selection / gate by movie itself), then the ``score-reviews`` flow on the evaluation
+batch dropped in ``incoming/``. Accuracy is read back from the scored Parquet.
+
+The peers (scikit-learn tf-idf + LogisticRegression, word 1-2 grams and char_wb 1-4
+grams) are trained in the same run on the rows the candidate trained on (its train part)
+and scored on the same evaluation batch.
+
+``make bench`` runs it as section 10; ``python -m benchmarks.sections.languages [en|ko ...]
+[--quick]`` prints one JSON object per language.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.common import WORK, Bench, log, target
+
+TITLE = "10. Languages: accuracy on reviews of held-out movies, English and Korean, beside peers"
+PROJECT = Path(__file__).resolve().parents[2]
+SHARED = PROJECT.parent / "shared" / "data"
+EVALUATION_SHARE = 0.2  # of the movies, never seen by training
+QUICK_ROWS = 4_000
+
+LANGUAGES = {
+    "en": {"name": "English (IMDB)", "source": SHARED / "imdb" / "train.parquet",
+           "columns": {"review_id": "review_id", "text": "text"}, "labeled_as": "parquet",
+           "target_accuracy": 0.925, "target_training_seconds": 120},
+    "ko": {"name": "Korean (NSMC-style)", "source": SHARED / "nsmc" / "train.parquet",
+           "columns": {"id": "review_id", "document": "text"}, "labeled_as": "nsmc-tsv",
+           "target_accuracy": 0.88, "target_training_seconds": 180},
+}
+
+PEERS = {
+    "scikit-learn word 1-2 gram tf-idf + LogisticRegression(C=4)":
+        {"analyzer": "word", "ngram_range": (1, 2)},
+    "scikit-learn char_wb 1-4 gram tf-idf (500k) + LogisticRegression(C=4)":
+        {"analyzer": "char_wb", "ngram_range": (1, 4), "max_features": 500_000},
+}
+
+
+def held_out_movie(movie_ids: pd.Series) -> np.ndarray:
+    """True for the reviews of the evaluation movies (a fixed fifth, by hash)."""
+    threshold = int(EVALUATION_SHARE * 2**64)
+    return np.fromiter(
+        (int.from_bytes(hashlib.sha256(f"evaluation:{m}".encode()).digest()[:8], "big")
+         < threshold for m in movie_ids.astype(str)), dtype=bool, count=len(movie_ids))
+
+
+def load_reviews(language: str, quick: bool) -> pd.DataFrame:
+    """review_id, text, label, movie_id of the language's shared file."""
+    spec = LANGUAGES[language]
+    if not spec["source"].exists():
+        raise FileNotFoundError(f"{spec['source']} not found: this section needs the shared "
+                                "data beside the project root (../shared/data)")
+    reviews = pd.read_parquet(spec["source"]).rename(columns=spec["columns"])
+    reviews = reviews[["review_id", "text", "label", "movie_id"]]
+    return reviews.iloc[:QUICK_ROWS] if quick else reviews
+
+
+def write_labeled(frame: pd.DataFrame, language: str, folder: Path) -> Path:
+    """The labeled file as a user would drop it in ``labeled/``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if LANGUAGES[language]["labeled_as"] == "parquet":
+        path = folder / "reviews.parquet"
+        frame.to_parquet(path, index=False)
+        return path
+    # NSMC's own layout: tab-separated, no quoting (a '"' is just a character).
+    path = folder / "reviews.tsv"
+    with path.open("w", encoding="utf-8", newline="\n") as out:
+        out.write("id\tmovie_id\tdocument\tlabel\n")
+        for row in frame.itertuples(index=False):
+            out.write(f"{row.review_id}\t{row.movie_id}\t{row.text}\t{row.label}\n")
+    return path
+
+
+def measure_language(language: str, work: Path, quick: bool = False) -> dict:
+    """Retrain and score through the flows, then the peers on the same rows."""
+    from flows.retrain_model import retrain_model
+    from flows.score_reviews import score_reviews
+    from tasks.settings import Settings
+    from tasks.split import split_labeled
+
+    reviews = load_reviews(language, quick)
+    evaluation_rows = held_out_movie(reviews["movie_id"])
+    labeled, evaluation = reviews[~evaluation_rows], reviews[evaluation_rows]
+    data = work / language / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    write_labeled(labeled, language, data / "labeled")
+    started = time.perf_counter()
+    retrained = retrain_model(data_dir=str(data), force=True)
+    retrain_wall = time.perf_counter() - started
+    metrics = json.loads((data / "models" / "versions" / retrained["version"]
+                          / "metrics.json").read_text())
+    # The evaluation batch, labels included, so the flow also reports its accuracy.
+    (data / "incoming").mkdir(parents=True, exist_ok=True)
+    evaluation.drop(columns="movie_id").to_parquet(data / "incoming" / "batch.parquet",
+                                                   index=False)
+    scored_summary = score_reviews(data_dir=str(data), settle_seconds=0)
+    import pyarrow.dataset as ds
+
+    scored = ds.dataset(data / "scored", format="parquet", partitioning="hive").to_table(
+        columns=["review_id", "label", "predicted_label"]).to_pandas()
+    if len(scored) != len(evaluation):
+        raise RuntimeError(f"{len(scored)} rows scored of {len(evaluation)} in the batch")
+    product = {
+        "model": f"reviewflow `{Settings().architecture}` (default)",
+        "accuracy": round(float((scored["label"] == scored["predicted_label"]).mean()), 4),
+        "training_seconds": metrics["training_seconds"],
+        "retrain_flow_seconds": round(retrain_wall, 1),
+        "reviews_per_second": scored_summary["reviews_per_second"],
+        "gate_accuracy": round(retrained["validation_accuracy"], 4),
+        "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
+    }
+    # The peers learn from the rows the candidate learned from.
+    settings = Settings(data_dir=data)
+    split = split_labeled(labeled.rename(columns={"movie_id": "group"}),
+                          settings.validation_fraction, settings.selection_share)
+    peers = [measure_peer(name, options, split.train, evaluation)
+             for name, options in PEERS.items()]
+    spec = LANGUAGES[language]
+    return {"language": spec["name"], "labeled_file": f"{spec['labeled_as']}",
+            "reviews": len(reviews), "movies": int(reviews["movie_id"].nunique()),
+            "evaluation_reviews": len(evaluation),
+            "evaluation_movies": int(evaluation["movie_id"].nunique()),
+            "parts": {part: metrics["parts"][part]["rows"] for part in ("train", "selection",
+                                                                        "gate")},
+            "split_by": metrics["parts"]["split_by"],
+            "target_accuracy": spec["target_accuracy"],
+            "target_training_seconds": spec["target_training_seconds"],
+            "results": [product, *peers]}
+
+
+def measure_peer(name: str, options: dict, train: pd.DataFrame,
+                 evaluation: pd.DataFrame) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    pipeline = make_pipeline(TfidfVectorizer(sublinear_tf=True, **options),
+                             LogisticRegression(C=4.0, max_iter=1000))
+    started = time.perf_counter()
+    pipeline.fit(train["text"].to_numpy(object), train["label"].to_numpy())
+    training = time.perf_counter() - started
+    started = time.perf_counter()
+    predicted = pipeline.predict(evaluation["text"].to_numpy(object))
+    scoring = time.perf_counter() - started
+    return {"model": name,
+            "accuracy": round(float((predicted == evaluation["label"].to_numpy()).mean()), 4),
+            "training_seconds": round(training, 1),
+            "reviews_per_second": round(len(evaluation) / scoring)}
+
+
+def run(bench: Bench) -> dict:
+    """Both languages; a language whose data is absent is reported as not run."""
+    found = [lang for lang, spec in LANGUAGES.items() if spec["source"].exists()]
+    if not found:
+        return {"status": "not run", "reason": "needs ../shared/data/imdb and nsmc, absent here"}
+    languages, checks = [], []
+    for language in found:
+        log(f"languages: {LANGUAGES[language]['name']}: retrain and score through the flows")
+        figures = measure_language(language, WORK / "languages", bench.quick)
+        log(f"languages: {json.dumps(figures)}")
+        languages.append(figures)
+        product = figures["results"][0]
+        checks += [
+            target(f"{figures['language']}: accuracy on held-out movies", product["accuracy"],
+                   figures["target_accuracy"], higher_is_better=True),
+            target(f"{figures['language']}: training seconds", product["training_seconds"],
+                   figures["target_training_seconds"], higher_is_better=False, unit="s"),
+            target(f"{figures['language']}: scoring reviews/s (whole flow)",
+                   product["reviews_per_second"], 5_000, higher_is_better=True,
+                   unit="reviews/s")]
+    return {"languages": languages, "quick": bench.quick, "targets": checks}
+
+
+def render(data: dict) -> list[str]:
+    """Markdown: one table per language."""
+    lines = []
+    for figures in data["languages"]:
+        parts = figures["parts"]
+        lines += [f"**{figures['language']}**: {figures['reviews']:,} reviews of "
+                  f"{figures['movies']:,} movies; the evaluation batch is every review of "
+                  f"{figures['evaluation_movies']:,} movies held out ({figures['evaluation_reviews']:,}"
+                  f" reviews). The labeled rest, as a `{figures['labeled_file']}` file, split by "
+                  f"the product ({figures['split_by']}): {parts['train']:,} train, "
+                  f"{parts['selection']:,} selection, {parts['gate']:,} gate. Targets: accuracy "
+                  f"{figures['target_accuracy']}, training under "
+                  f"{figures['target_training_seconds']} s.", "",
+                  "| model | accuracy on held-out movies | training s | scoring reviews/s |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {r['model']} | {r['accuracy']} | {r['training_seconds']} | "
+                  f"{r['reviews_per_second']:,} |" for r in figures["results"]]
+        lines.append("")
+    return lines
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv
+    languages = [a for a in argv if a in LANGUAGES] or list(LANGUAGES)
+    work = WORK / "languages"
+    for language in languages:
+        print(json.dumps(measure_language(language, work, quick)), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -271,10 +271,10 @@ def _retrain(args) -> dict:
 
     start_temporary_api()  # see _score
 
-    return retrain_model(data_dir=args.data_dir, architecture=getattr(args, "architecture", None),
-                         epochs=getattr(args, "epochs", None),
-                         min_delta=getattr(args, "min_delta", None),
-                         require_significance=getattr(args, "require_significance", None),
+    # Only the options given: the flow's defaults are the settings (environment included).
+    options = ("data_dir", "architecture", "epochs", "min_delta", "require_significance")
+    return retrain_model(**{name: value for name in options
+                            if (value := getattr(args, name, None)) is not None},
                          force=getattr(args, "force", False))
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from tasks.errors import NoChampionError, RegistryError  # noqa: F401 - raised here, and imported from here
 from tasks.layout import (
     CHAMPION_FILE,
+    CURVES_FILE,
     DECISION_FILE,
     HISTORY_FILE,
     METRICS_FILE,
@@ -91,6 +92,20 @@ class Registry:
         self._writable()
         folder = self.staging / version
         folder.mkdir(parents=True, exist_ok=False)
+        return folder
+
+    def write_record(self, version: str, metrics: dict, decision: dict,
+                     profile: dict) -> Path:
+        """Write a staged version's record beside its model: ``metrics.json``,
+        ``decision.json``, ``profile.json`` and the training curves (``curves.png``,
+        drawn from ``metrics["history"]``). The version is published separately."""
+        from tasks.plots import plot_training_curves  # matplotlib: only when training
+
+        folder = self.staging / _checked_version(version)
+        plot_training_curves(metrics["history"], folder / CURVES_FILE, f"reviewflow {version}")
+        (folder / PROFILE_FILE).write_text(json.dumps(profile, indent=2))
+        (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
+        (folder / DECISION_FILE).write_text(json.dumps(decision, indent=2))
         return folder
 
     def publish(self, version: str) -> Path:

@@ -23,10 +23,10 @@ from conftest import PROJECT, SAMPLES
 
 from flows.cli import main
 from flows.drift import DRIFT_EVENT, drift_resource
-from flows.retrain_model import _recorded_inputs, nothing_new
 from flows.score_reviews import score_reviews
 from tasks import monitoring
 from tasks.registry import PROFILE_FILE, Registry
+from tasks.training_record import nothing_new, recorded_inputs
 
 
 # ---------------------------------------------------------------- pure functions
@@ -251,7 +251,7 @@ def test_unchanged_labels_make_no_new_version_unless_forced(labeled_root, capsys
 def test_what_counts_as_something_new(trained_models):
     metrics = Registry(trained_models).read_version(
         Registry(trained_models).champion_version())["metrics"]
-    inputs = _recorded_inputs(metrics)
+    inputs = recorded_inputs(metrics)
     assert inputs["content_sha256"] and inputs["train"] and inputs["epochs"] == 10
     assert nothing_new(dict(inputs), metrics)
     for key, value in (("epochs", 11), ("architecture", "ngram"), ("train", "0" * 64),

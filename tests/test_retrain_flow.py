@@ -13,7 +13,8 @@ import pytest
 from conftest import PROJECT, SAMPLES, reviewflow_command
 
 from flows.cli import main
-from flows.retrain_model import RetrainingBusyError, retrain_model
+from flows.retrain_model import retrain_model
+from tasks.errors import RetrainingBusyError
 from tasks.registry import Registry
 from tasks.split import in_validation
 from tasks.storage import exclusive_lock

@@ -1,0 +1,96 @@
+"""Reading ``labeled/`` for training: every valid labeled review, and what was read.
+
+Plain I/O without Prefect: the retraining flow passes its validator and its logger.
+Rejected rows go to ``quarantine/training/part-<sha>.parquet`` (rewritten on every run,
+so they are never counted twice); a file that cannot be read at all is moved to
+quarantine (``tasks.commit.quarantine_file``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow as pa
+
+from tasks.commit import quarantine_file
+from tasks.errors import NoLabeledDataError
+from tasks.layout import part_name
+from tasks.ledger import Ledger
+from tasks.readers import ReadReport, UnreadableFileError, is_review_file, iter_review_batches
+from tasks.settings import Settings
+from tasks.storage import StagedParquet, file_sha256
+from tasks.validation import QUARANTINE_SCHEMA, ReviewValidator, with_source
+
+# The columns training keeps: "group" is the review's movie or product, or null.
+KEPT_COLUMNS = ["review_id", "text", "label", "group"]
+
+
+def read_labeled_reviews(settings: Settings, validator: ReviewValidator,
+                         logger: logging.Logger | logging.LoggerAdapter
+                         ) -> tuple[pd.DataFrame, dict]:
+    """All valid labeled reviews (``KEPT_COLUMNS``) and counts of what was read.
+
+    ``stats`` holds files read and quarantined, rows read, rejected, with generated ids
+    and with a group, the encodings met, ids repeated across files, and
+    ``content_sha256``, a fingerprint of every file's name and content. The same id in
+    two files: the later file's row is kept (a correction wins). Raises
+    ``NoLabeledDataError`` when no file gives a usable review.
+    """
+    layout = settings.layout
+    ledger = Ledger(layout.ledger)
+    frames, stats = [], {"files": 0, "files_quarantined": 0, "rows_read": 0, "rows_rejected": 0,
+                         "rows_id_generated": 0, "rows_with_group": 0, "encodings": {}}
+    now = datetime.now(UTC)
+    contents = []  # (name, sha256) of every file read: the content fingerprint
+    for path in sorted(p for p in layout.labeled.rglob("*") if is_review_file(p)):
+        sha256 = file_sha256(path)
+        rejected = StagedParquet(layout.training_rejects / part_name(sha256), QUARANTINE_SCHEMA)
+        seen: dict = {}  # column -> SeenValues, filled by the validator
+        kept, read, dropped = [], 0, 0
+        found = ReadReport()
+        try:
+            for batch in iter_review_batches(path, settings.columns, settings.read_batch_rows,
+                                             settings.max_decompressed_bytes,
+                                             encodings=settings.encodings,
+                                             detect_encoding=settings.detect_encoding,
+                                             sha256=sha256, report=found, with_group=True):
+                checked = validator.validate(batch, seen, source_name=path.name)
+                kept.append(checked.valid.select(KEPT_COLUMNS))
+                rejected.write(with_source(checked.rejected, path.name, sha256, now))
+                read += batch.num_rows
+                dropped += checked.rejected.num_rows
+        except UnreadableFileError as exc:
+            rejected.abort()
+            logger.warning("quarantined labeled file %s: %s", path.name, exc.reason)
+            quarantine_file(path, layout, exc.reason, sha256, ledger)
+            stats["files_quarantined"] += 1
+            continue
+        rejected.commit()
+        contents.append(f"{path.relative_to(layout.labeled)}\t{sha256}")
+        frame = pa.concat_tables(kept).to_pandas()
+        stats["rows_with_group"] += int(frame["group"].notna().sum())
+        frames.append(frame)
+        stats["files"] += 1
+        stats["rows_read"] += read
+        stats["rows_rejected"] += dropped
+        if found.ids_generated:  # no id column: ids made from the content hash and row
+            stats["rows_id_generated"] += read
+        if found.encoding:
+            stats["encodings"][found.encoding] = stats["encodings"].get(found.encoding, 0) + 1
+        logger.info("%s: %d rows, %d rejected%s", path.name, read, dropped,
+                    ", ids generated" if found.ids_generated else "")
+    if not frames:
+        raise NoLabeledDataError(
+            f"no usable labeled reviews in {layout.labeled}; add CSV, TSV, JSON (Lines) or Parquet"
+            " files with text and label (0/1 or negative/positive) columns (review_id optional)")
+    # Ids and labels are fingerprinted per part (metrics.json "parts"); this also
+    # notices a text corrected under the same id.
+    stats["content_sha256"] = hashlib.sha256("\n".join(contents).encode()).hexdigest()
+    reviews = pd.concat(frames, ignore_index=True)
+    before = len(reviews)
+    reviews = reviews.drop_duplicates("review_id", keep="last").reset_index(drop=True)
+    stats["ids_repeated_across_files"] = before - len(reviews)
+    return reviews, stats

@@ -1,0 +1,129 @@
+"""What a training run records, and when there is nothing new to learn.
+
+Plain functions over the split, the settings and the trained model's figures; the
+retraining flow calls them and the registry writes what they return
+(``Registry.write_record``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from tasks.errors import NoLabeledDataError
+from tasks.settings import Settings
+from tasks.split import PARTS, Split, fingerprint
+
+# The keys of metrics.json "hyperparameters" that decide a run's result.
+_DECIDING_HYPERPARAMETERS = ("architecture", "max_tokens", "epochs", "batch_size", "patience",
+                             "seed")
+
+
+def check_parts(split: Split, reviews: int) -> None:
+    """Raise ``NoLabeledDataError`` when a part of the split is empty."""
+    empty = [part for part in PARTS if getattr(split, part).empty]
+    if not empty:
+        return
+    by_group = split.split_by != "review_id"
+    unit = "groups (movies, products)" if by_group else "reviews"
+    raise NoLabeledDataError(
+        f"too few labeled {unit} to fill every part of the split: the {' and '.join(empty)} "
+        f"part{'s are' if len(empty) > 1 else ' is'} empty ({reviews} reviews, "
+        f"{sum(split.groups.values())} distinct {unit}); add labeled reviews"
+        + (" of more items" if by_group else ""))
+
+
+def training_inputs(settings: Settings, split: Split, read_stats: dict,
+                    max_tokens: int) -> dict:
+    """What decides a training run's result: the data (fingerprints of each part's ids
+    and labels, and of the labeled files' content), the architecture and the training
+    settings (``max_tokens``: the architecture's own vocabulary size). The same inputs
+    train the same model (the seed is among them)."""
+    return {**{part: fingerprint(getattr(split, part)["review_id"], getattr(split, part)["label"])
+               for part in PARTS},
+            "content_sha256": read_stats.get("content_sha256"),
+            "validation_fraction": settings.validation_fraction,
+            "selection_share": settings.selection_share,
+            "architecture": settings.architecture, "max_tokens": max_tokens,
+            "epochs": settings.epochs, "batch_size": settings.batch_size,
+            "patience": settings.patience, "seed": settings.seed}
+
+
+def recorded_inputs(metrics: dict) -> dict:
+    """``training_inputs`` as a version's metrics.json recorded them."""
+    parts, hyper = metrics.get("parts", {}), metrics.get("hyperparameters", {})
+    # Versions trained before the three-way split have no selection or gate part: they
+    # differ, and the first run after the upgrade trains.
+    return {**{part: parts.get(part, {}).get("fingerprint") for part in PARTS},
+            # Versions trained before the content fingerprint have none: not compared.
+            "content_sha256": metrics.get("training_data", {}).get("content_sha256"),
+            "validation_fraction": parts.get("validation_fraction"),
+            "selection_share": parts.get("selection_share"),
+            **{key: hyper.get(key) for key in _DECIDING_HYPERPARAMETERS}}
+
+
+def nothing_new(inputs: dict, metrics: dict) -> bool:
+    """True when ``inputs`` are those the version of ``metrics`` was trained on."""
+    recorded = recorded_inputs(metrics)
+    if recorded["content_sha256"] is None:
+        inputs = {**inputs, "content_sha256": None}
+    return recorded == inputs
+
+
+def nothing_new_reason(latest: str) -> str:
+    return (f"nothing new to learn: the labeled data, architecture and training settings "
+            f"are those {latest} was trained on; add or correct labeled reviews, change "
+            f"a training setting, or retrain anyway with --force (flow parameter force)")
+
+
+def part_summary(frame: pd.DataFrame, groups: int) -> dict:
+    labels = frame["label"].astype(int)
+    return {"rows": int(len(frame)), "groups": groups,
+            "positive_share": round(float(labels.mean()), 4) if len(frame) else None,
+            "fingerprint": fingerprint(frame["review_id"], labels)}
+
+
+def parts_record(split: Split, settings: Settings) -> dict:
+    """metrics.json "parts": each part's size, groups, balance and fingerprint, and how
+    the split was made."""
+    return {**{part: part_summary(getattr(split, part), split.groups[part]) for part in PARTS},
+            "split_by": split.split_by, "group_columns": settings.columns.group,
+            "duplicates_removed": split.duplicates_removed,
+            "kept_out_of_training": split.kept_out_of_training,
+            "validation_fraction": settings.validation_fraction,
+            "selection_share": settings.selection_share}
+
+
+def part_rows(split: Split) -> dict:
+    """Rows per part for run summaries; "validation_rows" is the gate's (the rows the
+    summary's "validation_accuracy" is measured on)."""
+    return {"train_rows": len(split.train), "selection_rows": len(split.selection),
+            "validation_rows": len(split.gate), "split_by": split.split_by}
+
+
+def selection_figures(history: dict[str, list[float]], best_epoch: int) -> dict:
+    """The candidate on the selection rows at the epoch early stopping kept."""
+    return {"best_epoch": best_epoch,
+            **{name: history[key][best_epoch - 1] for name, key in
+               (("loss", "val_loss"), ("accuracy", "val_accuracy")) if key in history}}
+
+
+def version_metrics(version: str, trained, split: Split, settings: Settings, read_stats: dict,
+                    candidate: dict, champion: tuple[str, dict, dict] | None,
+                    library_versions: dict) -> dict:
+    """metrics.json of a new version. ``trained``: ``tasks.model.TrainedModel``;
+    ``champion``: (version, its figures on the gate, the paired McNemar test) or None."""
+    return {
+        "version": version, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # "validation": the candidate on the gate rows, the figure the decision used.
+        "validation": candidate, "validation_part": "gate",
+        "selection": selection_figures(trained.history, trained.best_epoch),
+        "training_data": read_stats, "parts": parts_record(split, settings),
+        "hyperparameters": trained.hyperparameters, "epochs_run": trained.epochs_run,
+        "best_epoch": trained.best_epoch, "training_seconds": round(trained.training_seconds, 2),
+        "history": trained.history, "versions": library_versions,
+        "compared_to": {"champion": champion[0] if champion else None,
+                        "champion_validation": champion[1] if champion else None,
+                        "mcnemar": champion[2] if champion else None},
+    }

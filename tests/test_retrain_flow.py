@@ -54,11 +54,21 @@ def test_first_model_records_everything(trained_models):
 
 
 def test_same_data_again_is_not_promoted(labeled_root):
+    """The same data trains a model of the same quality, and a promotion margin keeps it
+    from displacing the champion.
+
+    Training is seeded, but TensorFlow on a busy multi-core CPU is not bit-reproducible:
+    in one `make test-under-load` run the second model got one more of the ~60 gate rows
+    right than the champion and, with min_delta 0, was promoted. The contract is
+    "promoted only if the gain exceeds min_delta", so the test states a margin wider
+    than that noise and checks both sides of it: the two models' accuracies are within
+    it, and the candidate is refused."""
     registry = Registry(labeled_root / "models")
     champion = registry.champion_version()
     # force: the same inputs as the champion's would otherwise be "nothing new to learn"
     summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,
-                            force=True)
+                            min_delta=0.05, force=True)
+    assert abs(summary["validation_accuracy"] - summary["champion_accuracy"]) <= 0.05, summary
     assert not summary["promoted"] and summary["reason"].startswith("not better")
     assert registry.champion_version() == champion
     statuses = {row["version"]: row["status"] for row in registry.list_versions()}

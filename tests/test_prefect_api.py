@@ -75,6 +75,16 @@ def test_an_api_that_does_not_start_in_time_is_one_line_and_exit_4(scoring_root,
     the half-started server gone."""
     make_inbox(scoring_root)
     env = dict(no_server_env, **{TIMEOUT_VARIABLE: "1"})
+    line = score_expecting_exit_4(scoring_root, env)
+    assert "did not answer within 1 s" in line
+    assert "make server" in line and "PREFECT_API_URL=" in line
+    assert f"{TIMEOUT_VARIABLE}=" in line
+    assert processes_using(Path(env["PREFECT_HOME"])) == []
+
+
+def score_expecting_exit_4(scoring_root: Path, env: dict) -> str:
+    """Run ``reviewflow score`` on the two-file inbox; it must exit 4 with one
+    "reviewflow:" line and no traceback, leaving the inbox as it was. Returns the line."""
     process = subprocess.run(reviewflow_command("score", "--data-dir", str(scoring_root)),
                              cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
     output = process.stdout + process.stderr
@@ -82,13 +92,10 @@ def test_an_api_that_does_not_start_in_time_is_one_line_and_exit_4(scoring_root,
     assert "Traceback" not in output, output[-3000:]
     lines = [line for line in process.stderr.splitlines() if line.startswith("reviewflow:")]
     assert len(lines) == 1, output[-3000:]
-    assert "did not answer within 1 s" in lines[0]
-    assert "make server" in lines[0] and "PREFECT_API_URL=" in lines[0]
-    assert f"{TIMEOUT_VARIABLE}=" in lines[0]
     assert sorted(p.name for p in (scoring_root / "incoming").iterdir()) == [
         "batch-0.csv", "batch-1.csv"]
     assert not list((scoring_root / "scored").rglob("*.parquet"))
-    assert processes_using(Path(env["PREFECT_HOME"])) == []
+    return lines[0]
 
 
 def test_a_server_that_is_down_is_one_line_and_exit_4(scoring_root, no_server_env):
@@ -102,18 +109,9 @@ def test_a_server_that_is_down_is_one_line_and_exit_4(scoring_root, no_server_en
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = dict(no_server_env, PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
-    process = subprocess.run(reviewflow_command("score", "--data-dir", str(scoring_root)),
-                             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
-    output = process.stdout + process.stderr
-    assert process.returncode == 4, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    lines = [line for line in process.stderr.splitlines() if line.startswith("reviewflow:")]
-    assert len(lines) == 1, output[-3000:]
-    assert f"127.0.0.1:{port}/api" in lines[0] and "did not answer" in lines[0]
-    assert "make server" in lines[0] and "unset PREFECT_API_URL" in lines[0]
-    assert sorted(p.name for p in (scoring_root / "incoming").iterdir()) == [
-        "batch-0.csv", "batch-1.csv"]
-    assert not list((scoring_root / "scored").rglob("*.parquet"))
+    line = score_expecting_exit_4(scoring_root, env)
+    assert f"127.0.0.1:{port}/api" in line and "did not answer" in line
+    assert "make server" in line and "unset PREFECT_API_URL" in line
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

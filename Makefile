@@ -6,7 +6,6 @@ BIN    := $(VENV)/bin
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export GX_ANALYTICS_ENABLED := False
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install demo test test-under-load lint bench bench-quick lock clean-data
 

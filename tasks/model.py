@@ -19,12 +19,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from tasks.errors import RegistryError
+from tasks.native_logs import native_log_filter
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from tasks.errors import RegistryError  # noqa: E402
+# TensorFlow's libraries log while they load, ignoring TF_CPP_MIN_LOG_LEVEL unless
+# filtered (tasks/native_logs.py).
+with native_log_filter():
+    import keras
+    import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="reviewflow")

@@ -26,6 +26,7 @@ no champion, an empty inbox or no labeled files.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -231,30 +232,34 @@ def _preflight_retrain(args) -> None:
 
 
 def _warm_heavy_imports() -> None:
-    """Import TensorFlow and Great Expectations in a background thread.
+    """Import TensorFlow and Great Expectations in background threads, one each.
 
-    A run without a server spends its first seconds waiting for Prefect's temporary
-    API server, a subprocess; meanwhile this process would sit idle. Importing the two
-    heaviest libraries then (instead of inside the flow) overlaps them on a second core.
+    Until its first flow runs, this process imports Prefect and waits for its API (a
+    temporary server starting in a child process); meanwhile it would leave the second
+    core idle. The two heaviest libraries import then, not inside the flow. Each has a
+    thread of its own: much of an import is loading and initializing native libraries,
+    so the two overlap (about 5 s instead of 6 s on a quiet 2-core host).
     """
-    def load() -> None:
+    def load_validation() -> None:
         import great_expectations  # noqa: F401
 
+    def load_model() -> None:
         import tasks.model  # noqa: F401 - TensorFlow and Keras
 
-    threading.Thread(target=load, name="warm-imports", daemon=True).start()
+    for name, load in (("warm-gx", load_validation), ("warm-tf", load_model)):
+        threading.Thread(target=load, name=name, daemon=True).start()
 
 
 def _score(args) -> dict:
-    from flows.prefect_api import start_temporary_api
+    from flows.prefect_api import PrefectAPI
 
+    # First, from the main thread: a temporary server starts on the other core while
+    # this process imports (see flows/prefect_api.py).
+    api = PrefectAPI.launch()
     _warm_heavy_imports()
     from flows.score_reviews import score_reviews  # Prefect, with its logging set up
 
-    # Before any flow: a server this process starts itself waits long enough on a busy
-    # host and dies with this process (flows/prefect_api.py).
-    start_temporary_api()
-
+    api.connect()  # before any flow: one line and exit 4 if there is no API
     # Only the options given: the flow's defaults are the settings (environment included).
     # getattr: `demo` scores with its own arguments, which have none of these options.
     options = ("data_dir", "require_gpu", "settle_seconds", "task_runner", "dask_address",
@@ -264,13 +269,13 @@ def _score(args) -> dict:
 
 
 def _retrain(args) -> dict:
-    from flows.prefect_api import start_temporary_api
+    from flows.prefect_api import PrefectAPI
 
+    api = PrefectAPI.launch()  # see _score
     _warm_heavy_imports()
     from flows.retrain_model import retrain_model
 
-    start_temporary_api()  # see _score
-
+    api.connect()
     # Only the options given: the flow's defaults are the settings (environment included).
     options = ("data_dir", "architecture", "epochs", "min_delta", "require_significance")
     return retrain_model(**{name: value for name in options
@@ -386,5 +391,46 @@ def _show_output(scored: Path) -> None:
     print(json.dumps({"scored_dir": str(scored)}))
 
 
+def run() -> None:
+    """The ``reviewflow`` program: ``main()``, then an exit that skips the interpreter's
+    teardown.
+
+    A process that imported TensorFlow spent 1-2.5 s tearing it down after its last
+    line was printed (module and C++ static destructors; 2 of the 9 s of a one-file
+    run with a running server, BENCHMARKS.md section 5). Nothing of reviewflow's needs
+    that teardown: every file is written, fsynced and closed, and every ledger
+    transaction committed, before the command returns. So once Python has done what
+    an exit must (Prefect's log and event queues drained, the exit handlers run: the
+    temporary server stopped, and so on), the last exit handler flushes the output and
+    ends the process with the command's exit code. ``main()`` called as a function (the
+    tests do) exits nothing.
+    """
+    status = {"code": 1}  # an unexpected exception: Python prints it, the exit code is 1
+    # Registered first, so it runs last (exit handlers run in reverse order).
+    atexit.register(_exit_without_teardown, status)
+    try:
+        status["code"] = main()
+    except SystemExit as exc:
+        status["code"] = (exc.code if isinstance(exc.code, int)
+                          else 0 if exc.code is None else 1)  # a message: Python prints it
+        raise
+    except KeyboardInterrupt:
+        status["code"] = 130  # the shell's convention for SIGINT
+        raise
+    sys.exit(status["code"])
+
+
+def _exit_without_teardown(status: dict) -> None:
+    import logging
+
+    logging.shutdown()  # its own exit handler was registered before this one: it would not run
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(status["code"])
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,39 +1,48 @@
 """The Prefect API a command talks to: a running server, or a temporary one it owns.
 
-With ``PREFECT_API_URL`` set, flows talk to that server; ``start_temporary_api`` only
+With ``PREFECT_API_URL`` set, flows talk to that server; ``PrefectAPI.connect`` only
 checks that something answers there (``check_api``), so a server that is down is one
 line and exit code 4, not a traceback from deep inside the first flow.
-Without it, Prefect starts a temporary API server (uvicorn, a child process) the first
-time a flow needs one, waits ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (20 s
-by default) for it to answer, and stops it when the process exits. Two things go wrong
-with that on a busy host:
+Without it, Prefect would start a temporary API server (uvicorn, a child process) the
+first time a flow needs one, wait ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``
+(20 s by default) for it to answer, and stop it when the process exits. Three things go
+wrong with that:
 
-- 20 s is too short: a first run with a new ``PREFECT_HOME`` creates the database, and
-  with the load at 3-7 on 2 cores the start alone took longer, so the run died with a
-  traceback before it had read anything.
+- 20 s is too short on a busy host: a first run with a new ``PREFECT_HOME`` creates the
+  database, and with the load at 3-7 on 2 cores the start alone took longer, so the
+  run died with a traceback before it had read anything.
 - A process killed with SIGKILL runs no exit handlers, so its server lived on as an
   orphan (~250 MB), holding the dead process's stdout and stderr open: whoever waited
   for that output waited forever.
+- It is slow to start where it starts: inside the first flow, after this process has
+  imported Prefect's whole server package (FastAPI, SQLAlchemy, the database layer:
+  about 2 s of one core on a quiet 2-core host) only to launch a child that imports it
+  again.
 
-``start_temporary_api`` starts that server before any flow runs, in the same way and
-with the same settings as Prefect does, with two differences: it waits
-``DEFAULT_STARTUP_SECONDS`` unless the user set Prefect's variable (theirs wins), and
-the server is started through a launcher that asks the Linux kernel to kill it when the
-process that started it dies (``prctl(PR_SET_PDEATHSIG)``), however that process dies.
-It registers the server where Prefect's own code looks for its temporary server
-(as ``prefect.testing.utilities.prefect_test_harness`` does), so every Prefect client in
-the process uses it and none starts another. Prefect stops it at normal exit.
+So a command starts that server itself, as early as it can: ``PrefectAPI.launch()``
+runs the same uvicorn command with the same environment as Prefect 3.8.8's
+``SubprocessASGIServer``, without importing the server package here, while this
+process goes on importing Prefect's client, TensorFlow and Great Expectations on the
+other core. ``connect()`` then waits for it, ``startup_seconds()`` at most (Prefect's
+variable if the user set it, else ``DEFAULT_STARTUP_SECONDS``), and points this
+process's Prefect settings and environment at it, as ``prefect_test_harness`` does, so
+no Prefect client starts a server of its own. The child is started through a launcher
+that asks the Linux kernel to kill it when this process dies, however it dies
+(``prctl(PR_SET_PDEATHSIG)``); at normal exit it is stopped like Prefect stops its own.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 
-from tasks.errors import APIUnreachableError, TemporaryAPIError  # noqa: F401 - raised here
+from tasks.errors import APIUnreachableError, TemporaryAPIError
 
 # How long a server named by PREFECT_API_URL may take to accept a connection: long
 # enough for one that is still starting on a busy host, short enough that a command
@@ -47,12 +56,15 @@ API_WAIT_SECONDS = 15.0
 DEFAULT_STARTUP_SECONDS = 180
 TIMEOUT_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 
+# uvicorn exits with 3 when its port was taken between choosing it and binding it.
+_PORT_TAKEN_EXIT = 3
+
 # Runs in the server's process before uvicorn. PR_SET_PDEATHSIG (1) makes the kernel send
 # SIGKILL to this process when the thread that started it exits, which for a server
 # started from the main thread means when the command's process dies, even by SIGKILL.
 # If the parent is already gone (it died before prctl), there is nobody to serve. Then
-# exec the uvicorn command: the death signal survives exec, and the process stays the
-# child Prefect knows. On other systems nothing is asked of the kernel.
+# exec the uvicorn command: the death signal survives exec.
+# On other systems nothing is asked of the kernel.
 _LAUNCHER = """\
 import ctypes, os, signal, sys
 if sys.platform.startswith("linux"):
@@ -62,7 +74,7 @@ if os.getppid() != int(sys.argv[1]):
 os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
 """
 
-
+log = logging.getLogger("prefect")  # where Prefect logs its own temporary server
 
 
 def startup_seconds(settings=None) -> int:
@@ -89,74 +101,134 @@ def die_with_parent(command: list[str]) -> list[str]:
     return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *command[1:]]
 
 
-def _guarded_server_class():
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import get_current_settings
+class PrefectAPI:
+    """The Prefect API of one command: the user's server, or a temporary one.
 
-    class GuardedServer(SubprocessASGIServer):
-        """Prefect's temporary server, started so that it dies with this process."""
-
-        def __new__(cls, *args, **kwargs):
-            # Not through Prefect's per-port registry: start_temporary_api registers it.
-            return object.__new__(cls)
-
-        def _run_uvicorn_command(self) -> subprocess.Popen:
-            # The command and environment of Prefect 3.8.8's own
-            # SubprocessASGIServer._run_uvicorn_command, started through the launcher.
-            import prefect
-
-            command = [sys.executable, "-m", "uvicorn",
-                       "--app-dir", str(prefect.__module_path__.parent),
-                       "--factory", "prefect.server.api.server:create_app",
-                       "--host", "127.0.0.1", "--port", str(self.port),
-                       "--log-level", "error", "--lifespan", "on"]
-            environment = {**os.environ, "PREFECT_UI_ENABLED": "0",
-                           "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
-                           **get_current_settings().to_environment_variables(exclude_unset=True)}
-            return subprocess.Popen(die_with_parent(command), env=environment)
-
-    return GuardedServer
-
-
-def start_temporary_api() -> str | None:
-    """Make sure the flows of this process have a Prefect API; return its URL.
-
-    With ``PREFECT_API_URL`` set (a real server, or a test harness) it returns that and
-    starts nothing. Otherwise it starts the temporary server (see the module's
-    docstring) and waits ``startup_seconds()`` for it. Call it from the main thread
-    before the first flow runs. Raises ``TemporaryAPIError`` with a one-line message
-    if the server does not answer in time; nothing has been read or moved by then.
+    ``launch()`` (main thread, before the heavy imports) starts the temporary server if
+    one is needed; ``connect()`` (before the first flow) waits until the API answers.
     """
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, get_current_settings
 
-    if PREFECT_API_URL.value():
-        check_api(PREFECT_API_URL.value())
-        return PREFECT_API_URL.value()
-    if not get_current_settings().server.ephemeral.enabled:
-        return None  # no-server mode turned off: Prefect itself says a URL is needed
-    current = SubprocessASGIServer._instances.get(None)
-    if current is not None and current.running:
-        return current.api_url
-    if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError("start_temporary_api() must run in the main thread (the server's "
-                           "parent-death signal follows the thread that started it)")
-    server = _guarded_server_class()()
-    seconds = startup_seconds()
-    # Where Prefect's clients look for "the" temporary server (SubprocessASGIServer()).
-    SubprocessASGIServer._instances[None] = server
-    try:
-        server.start(timeout=seconds)
-    except Exception as exc:
-        server.stop()  # a server still starting is not left behind
-        raise TemporaryAPIError(
-            f"the temporary Prefect API server did not answer within {seconds} s (a busy "
-            f"host or a first run with a new PREFECT_HOME); nothing was read or moved. "
-            f"Either run `make server` in another terminal and set "
-            f"PREFECT_API_URL=http://127.0.0.1:4200/api, or wait longer with "
-            f"{TIMEOUT_VARIABLE}={max(2 * seconds, 600)}. ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:160] if str(exc) else 'no detail'})") from exc
-    return server.api_url
+    def __init__(self, url: str | None, server: subprocess.Popen | None = None,
+                 port: int | None = None):
+        self.url = url
+        self._server = server
+        self._port = port
+
+    @classmethod
+    def launch(cls) -> PrefectAPI:
+        """The user's ``PREFECT_API_URL`` if set; else start the temporary server now.
+
+        Raises ``RuntimeError`` off the main thread (see ``die_with_parent``).
+        """
+        from prefect.settings import get_current_settings
+
+        settings = get_current_settings()
+        if settings.api.url:
+            return cls(settings.api.url)
+        if not settings.server.ephemeral.enabled:
+            return cls(None)  # no-server mode turned off: Prefect itself says a URL is needed
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("PrefectAPI.launch() must run in the main thread (the server's "
+                               "parent-death signal follows the thread that started it)")
+        api = cls(None)
+        api._start_server()
+        atexit.register(api.stop)
+        return api
+
+    def _start_server(self) -> None:
+        import prefect
+        from prefect.settings import get_current_settings
+
+        self._port = _free_port()
+        self.url = f"http://127.0.0.1:{self._port}/api"
+        # Prefect 3.8.8's SubprocessASGIServer._run_uvicorn_command, through the launcher.
+        command = [sys.executable, "-m", "uvicorn",
+                   "--app-dir", str(prefect.__module_path__.parent),
+                   "--factory", "prefect.server.api.server:create_app",
+                   "--host", "127.0.0.1", "--port", str(self._port),
+                   "--log-level", "error", "--lifespan", "on"]
+        environment = {**os.environ, "PREFECT_UI_ENABLED": "0",
+                       "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+                       **get_current_settings().to_environment_variables(exclude_unset=True)}
+        self._server = subprocess.Popen(die_with_parent(command), env=environment)
+
+    def connect(self) -> str | None:
+        """Wait until the API answers and point this process's Prefect at it; its URL.
+
+        Raises ``APIUnreachableError`` (the user's server) or ``TemporaryAPIError`` (the
+        temporary one, which is then stopped), each with a one-line message; nothing has
+        been read or moved by then.
+        """
+        if self._server is None:
+            if self.url is not None:
+                check_api(self.url)
+            return self.url
+        seconds = startup_seconds()
+        # Logged here, not at launch: Prefect's logging is set up by now.
+        log.info("Starting temporary server on http://127.0.0.1:%s (set PREFECT_API_URL to "
+                 "use a running server instead)", self._port)
+        try:
+            self._wait_for_server(seconds)
+        except Exception as exc:
+            self.stop()  # a server still starting is not left behind
+            raise TemporaryAPIError(
+                f"the temporary Prefect API server did not answer within {seconds} s (a busy "
+                f"host or a first run with a new PREFECT_HOME); nothing was read or moved. "
+                f"Either run `make server` in another terminal and set "
+                f"PREFECT_API_URL=http://127.0.0.1:4200/api, or wait longer with "
+                f"{TIMEOUT_VARIABLE}={max(2 * seconds, 600)}. ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:160] if str(exc) else 'no detail'})") from exc
+        self._point_prefect_here()
+        return self.url
+
+    def _wait_for_server(self, seconds: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + seconds
+        with httpx.Client(timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                code = self._server.poll()
+                if code == _PORT_TAKEN_EXIT:  # lost a race for the port: a new one
+                    self._start_server()
+                    continue
+                if code is not None:
+                    raise RuntimeError(f"the server process exited with code {code}")
+                try:
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        raise TimeoutError(f"no answer from {self.url}/health")
+
+    def _point_prefect_here(self) -> None:
+        # The settings of this thread (and of the threads and tasks Prefect starts from
+        # it, which copy its context), and the environment: a Settings() built later and
+        # a child process (a Dask worker) read it there.
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        os.environ["PREFECT_API_URL"] = self.url
+        self._settings = temporary_settings(updates={PREFECT_API_URL: self.url})
+        self._settings.__enter__()  # for the rest of the process: exit handlers use it too
+
+    def stop(self) -> None:
+        """Stop the temporary server (TERM, then KILL after 5 s); nothing for a user's."""
+        server, self._server = self._server, None
+        if server is None or server.poll() is not None:
+            return
+        log.info("Stopping temporary server on http://127.0.0.1:%s", self._port)
+        server.terminate()
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def check_api(url: str, wait_seconds: float = API_WAIT_SECONDS) -> None:

@@ -192,3 +192,50 @@ def test_on_a_terminal_long_work_shows_bars(scoring_root, subprocess_env):
                                "seed", "--epochs", "2"], env)
     assert "training" in drawn and "2/2" in drawn and "selection accuracy" in drawn
     assert "epoch 1/2:" not in drawn
+
+
+def test_the_program_exits_with_its_code_after_prefect_has_its_last_log(scoring_root,
+                                                                        subprocess_env):
+    """``reviewflow`` ends without the interpreter's teardown (flows.cli.run), after
+    Python's exit handlers: the run's last log line is on the Prefect server, the output
+    is complete, and the exit code is the command's own, 0 here and 2 for a root
+    without a champion."""
+    import asyncio
+    import shutil
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter
+    from prefect.client.schemas.filters import LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    from tasks.layout import DataLayout
+
+    (scoring_root / "incoming" / "a.csv").write_text(
+        "review_id,text\n" + "".join(f"a{i},A fine film take {i}.\n" for i in range(20)))
+    env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0")
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "score", "--data-dir",
+                           str(scoring_root)], cwd=PROJECT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "scored 20 rows from 1 files" in done.stdout and "run took" in done.stdout
+    run_name = done.stderr.split("Beginning flow run '")[1].split("'")[0]
+
+    async def last_log() -> str:
+        async with get_client() as client:
+            [flow_run] = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name])))
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])),
+                sort=LogSort.TIMESTAMP_DESC, limit=1)
+            return logs[0].message
+
+    assert "Finished in state Completed()" in asyncio.run(last_log())
+
+    shutil.rmtree(DataLayout(root=scoring_root).models)  # no champion now: exit code 2
+    DataLayout(root=scoring_root).models.mkdir()
+    (scoring_root / "incoming" / "b.csv").write_text("review_id,text\nb1,Fine.\n")
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "score", "--data-dir",
+                           str(scoring_root)], cwd=PROJECT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("reviewflow: ")

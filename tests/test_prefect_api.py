@@ -140,3 +140,23 @@ def test_a_run_killed_with_sigkill_leaves_no_process_behind(scoring_root, no_ser
     # transaction) committed, neither archived yet.
     assert len(list((scoring_root / "scored").rglob("*.parquet"))) == 2
     assert not list((scoring_root / "archive").rglob("*.csv"))
+
+
+def test_a_run_without_a_server_scores_and_prints_no_library_noise(scoring_root, no_server_env):
+    """The plain command in a user's shell (no server, no TF_CPP_MIN_LOG_LEVEL): it
+    starts its own temporary API, scores both files, and what it prints is the run's
+    own: no TensorFlow start-up lines, no CUDA probe, no telemetry errors; the device
+    is named. The server it started is gone afterwards."""
+    make_inbox(scoring_root)
+    env = {k: v for k, v in no_server_env.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    process = subprocess.run(reviewflow_command("score", "--data-dir", str(scoring_root)),
+                             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=480)
+    output = process.stdout + process.stderr
+    assert process.returncode == 0, output[-3000:]
+    assert "scored 40 rows from 2 files" in process.stdout, output[-3000:]
+    assert "Starting temporary server on http://127.0.0.1:" in output
+    assert "scoring on CPU" in output or "scoring on GPU" in output
+    for noise in ("absl::InitializeLog", "I0000", "W0000", "E0000", "cuInit", "cuda drivers",
+                  "telemetry", "ERROR", "Traceback"):
+        assert noise not in output, f"{noise!r} printed:\n{output[-3000:]}"
+    assert processes_using(Path(env["PREFECT_HOME"])) == []

@@ -8,6 +8,9 @@ file with an already trained champion, in two modes:
 - server: PREFECT_API_URL pointing at an already running ``prefect server start``
   (what a worker's or served flow run talks to).
 
+Each measured run is also cut into stages by the timestamps of its own log lines
+(``STAGES``), so the report says where the seconds go, not only how many there are.
+
 Each mode gets one unmeasured warm-up run first (reported as ``*_first_run_s``; for the
 no-server mode that is the run that creates the database in a fresh PREFECT_HOME), then
 ``repeats`` measured runs whose median is reported. Everything lives under ``workdir``;
@@ -35,6 +38,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -101,6 +105,61 @@ def local_server(prefect_home: Path, log_path: Path):
                 continue
 
 
+# A run's milestones, each the first log line matching the pattern (the last, for the
+# file's scoring task), and what happens between the previous milestone and it. The
+# first stage starts with the process, the last ends when it exits.
+MILESTONES = [
+    ("flow run begins", r"Beginning flow run",
+     "Python, Prefect and reviewflow imports; the API answers (a temporary server starts "
+     "in a child process meanwhile); the flow run is created"),
+    ("device known", r"scoring on (?:CPU|GPU)",
+     "TensorFlow's import finishes (begun in a background thread at start) and the device "
+     "is probed"),
+    ("champion loaded", r"Task run 'load-champion-[^']*' - Finished",
+     "the champion is loaded and its serving function traced"),
+    ("file committed", r"Task run 'score-(?:small-files|shard)-[^']*' - Finished",
+     "Great Expectations validator built; the file read, validated, scored, written and "
+     "committed to the ledger"),
+    ("flow run finished", r"Flow run '[^']*' - Finished in state",
+     "archive move, run summary, drift signals, artifacts"),
+    ("process exit", None,
+     "Prefect sends its last logs and events; a temporary server is stopped"),
+]
+_LOG_TIME = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \|")
+
+
+def stage_seconds(output: str, started: float, ended: float) -> dict[str, float] | None:
+    """Seconds from one milestone to the next (``MILESTONES``) of a run that started at
+    ``started`` and ended at ``ended`` (epoch seconds), from its log lines' local
+    timestamps; None if a milestone is missing (a different path, a failed run)."""
+    day = datetime.fromtimestamp(started).replace(hour=0, minute=0, second=0, microsecond=0)
+    marks, previous = {}, started
+    for name, pattern, _ in MILESTONES[:-1]:
+        hits = [line for line in output.splitlines() if re.search(pattern, line)]
+        stamp = _LOG_TIME.match(hits[-1 if "score-" in pattern else 0]) if hits else None
+        if stamp is None:
+            return None
+        hour, minute, second, milli = (int(g) for g in stamp.groups())
+        at = (day + timedelta(hours=hour, minutes=minute, seconds=second,
+                              milliseconds=milli)).timestamp()
+        if at < started - 3600:  # the run crossed midnight
+            at += 86400
+        marks[name], previous = max(at, previous), max(at, previous)
+    marks[MILESTONES[-1][0]] = max(ended, previous)
+    stages, previous = {}, started
+    for name, _, _ in MILESTONES:
+        stages[name] = round(marks[name] - previous, 3)
+        previous = marks[name]
+    return stages
+
+
+def _median_stages(runs: list[dict[str, float] | None]) -> dict[str, float] | None:
+    runs = [r for r in runs if r is not None]
+    if not runs:
+        return None
+    return {name: round(statistics.median(r[name] for r in runs), 2) for name, _, _ in MILESTONES}
+
+
 def _write_small_file(path: Path, tag: str) -> None:
     """ROWS_PER_FILE sample reviews whose ids carry ``tag``: new content, so no ledger hit."""
     with open(SAMPLES / "incoming" / "new-reviews.csv", newline="", encoding="utf-8") as source:
@@ -112,12 +171,16 @@ def _write_small_file(path: Path, tag: str) -> None:
         writer.writerows({**row, "review_id": f"{tag}-{row['review_id']}"} for row in rows)
 
 
-def _reviewflow(args: list[str], env: dict[str, str], log_path: Path) -> tuple[float, str]:
-    """Run ``reviewflow ARGS`` as a fresh process; its wall seconds and output."""
-    started = time.perf_counter()
+def _reviewflow(args: list[str], env: dict[str, str], log_path: Path,
+                stages: list | None = None) -> tuple[float, str]:
+    """Run ``reviewflow ARGS`` as a fresh process; its wall seconds and output. With
+    ``stages``, append the run's ``stage_seconds`` to it."""
+    started_at, started = time.time(), time.perf_counter()
     done = subprocess.run([str(BIN / "reviewflow"), *args], env=env, capture_output=True,
                           text=True, timeout=RUN_TIMEOUT)
     seconds = time.perf_counter() - started
+    if stages is not None:
+        stages.append(stage_seconds(done.stdout + done.stderr, started_at, started_at + seconds))
     output = done.stdout + done.stderr
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ reviewflow {' '.join(args)}  ({seconds:.2f} s, exit {done.returncode})\n")
@@ -129,19 +192,19 @@ def _reviewflow(args: list[str], env: dict[str, str], log_path: Path) -> tuple[f
 
 
 def _score_runs(data: Path, env: dict[str, str], mode: str, runs: int,
-                log_path: Path) -> tuple[list[float], list[float]]:
-    """Wall seconds and in-flow seconds of ``runs`` one-file scoring runs."""
-    walls, inside = [], []
+                log_path: Path) -> tuple[list[float], list[float], list]:
+    """Wall seconds, in-flow seconds and stage seconds of ``runs`` one-file scoring runs."""
+    walls, inside, stages = [], [], []
     for index in range(runs):
         _write_small_file(data / "incoming" / f"{mode}-{index}.csv", f"{mode}{index}")
         wall, output = _reviewflow(["score", "--data-dir", str(data), "--settle-seconds", "0"],
-                                   env, log_path)
+                                   env, log_path, stages)
         if f"scored {ROWS_PER_FILE} rows from 1 files" not in output:
             raise RuntimeError(f"the {mode} run did not score its one file; see {log_path}")
         walls.append(wall)
         took = re.search(r"run took ([0-9.]+) s", output)
         inside.append(float(took.group(1)) if took else float("nan"))
-    return walls, inside
+    return walls, inside, stages
 
 
 def measure_overhead(workdir: Path, repeats: int = 3) -> dict:
@@ -155,17 +218,21 @@ def measure_overhead(workdir: Path, repeats: int = 3) -> dict:
     with local_server(workdir / "server-home", logs / "server.log") as url:
         env = {**_base_env(workdir / "client-home"), "PREFECT_API_URL": url}
         _reviewflow(["retrain", "--data-dir", str(data)], env, logs / "retrain.log")
-        walls, inside = _score_runs(data, env, "server", repeats + 1, logs / "server-runs.log")
+        walls, inside, stages = _score_runs(data, env, "server", repeats + 1,
+                                            logs / "server-runs.log")
     result.update(server_first_run_s=round(walls[0], 2), server_runs_s=_rounded(walls[1:]),
                   server_median_s=round(statistics.median(walls[1:]), 2),
-                  server_in_flow_median_s=round(statistics.median(inside[1:]), 2))
+                  server_in_flow_median_s=round(statistics.median(inside[1:]), 2),
+                  server_stages_median_s=_median_stages(stages[1:]))
 
     # The server is gone now: these runs compete with nothing, and start from a fresh home.
     env = _base_env(workdir / "no-server-home")
-    walls, inside = _score_runs(data, env, "no-server", repeats + 1, logs / "no-server-runs.log")
+    walls, inside, stages = _score_runs(data, env, "no-server", repeats + 1,
+                                        logs / "no-server-runs.log")
     result.update(no_server_first_run_s=round(walls[0], 2), no_server_runs_s=_rounded(walls[1:]),
                   no_server_median_s=round(statistics.median(walls[1:]), 2),
-                  no_server_in_flow_median_s=round(statistics.median(inside[1:]), 2))
+                  no_server_in_flow_median_s=round(statistics.median(inside[1:]), 2),
+                  no_server_stages_median_s=_median_stages(stages[1:]))
     result["server_saves_s"] = round(result["no_server_median_s"] - result["server_median_s"], 2)
     return result
 

@@ -43,8 +43,28 @@ def render(data: dict) -> list[str]:
     lines += md_table(["mode", "median wall s", "median in-flow s", "first run s",
                        "measured runs s"], rows)
     lines += ["", f"A running server saves {result.get('server_saves_s')} s per run."]
+    lines += _stage_lines(result)
     extra = {k: v for k, v in result.items() if not k.startswith(("server_", "no_server_"))
              and k not in ("rows_per_file", "repeats")}
     if extra:
         lines += ["", "Other figures: " + ", ".join(f"{k} = {v}" for k, v in extra.items())]
     return lines
+
+
+def _stage_lines(result: dict) -> list[str]:
+    """Where a run's seconds go: the stages between its log lines' milestones."""
+    from deployments.measure_overhead import MILESTONES
+
+    no_server, server = result.get("no_server_stages_median_s"), result.get("server_stages_median_s")
+    if not no_server and not server:
+        return []
+    rows = [[f"... {name}", what, (no_server or {}).get(name, "-"), (server or {}).get(name, "-")]
+            for name, _, what in MILESTONES]
+    rows.append(["whole run (sum of the medians)", "",
+                 round(sum(no_server.values()), 2) if no_server else "-",
+                 round(sum(server.values()), 2) if server else "-"])
+    return (["", "Where the seconds go: each measured run cut at its own log lines' timestamps "
+             "(median per stage over the measured runs; from process start to the first "
+             "milestone, then milestone to milestone, then to process exit).", ""]
+            + md_table(["stage, ending at", "what happens", "no server s", "running server s"],
+                       rows))

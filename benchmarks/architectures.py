@@ -1,9 +1,12 @@
 """Held-out accuracy, training time and scoring speed of every named architecture.
 
-Each architecture is trained on the training part of the project's deterministic
-split (``split_labeled``, 20% held out) of a labeled Parquet file, saved, loaded
-back in safe mode like any registered version, and then scores every text of the
-file. Run it as::
+Each architecture is trained on the project's deterministic three-way split
+(``split_labeled``, the settings' fraction held out) of a labeled Parquet file, as
+``reviewflow retrain`` splits it: by ``movie_id`` where the file has one, so held-out
+rows are reviews of movies training never saw. Early stopping picks its epoch on the
+selection part; accuracy is measured on the gate part, which nothing was chosen by.
+The model is saved, loaded back in safe mode like any registered version, and then
+scores every text of the file. Run it as::
 
     python -m benchmarks.architectures [../shared/data/imdb/train.parquet] [name ...]
 
@@ -30,26 +33,41 @@ from tasks.model import (
     train_model,
 )
 from tasks.settings import Settings
-from tasks.split import split_labeled
+from tasks.split import Split, split_labeled
 
 DEFAULT_PARQUET = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "train.parquet"
 PREDICT_BATCH_SIZE = 1024
 
 
+def read_labeled(train_parquet: Path) -> pd.DataFrame:
+    """review_id, text, label and, where the file has ``movie_id``, group."""
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(train_parquet).names)
+    columns = ["review_id", "text", "label"] + (["movie_id"] if "movie_id" in names else [])
+    return pd.read_parquet(train_parquet, columns=columns).rename(columns={"movie_id": "group"})
+
+
+def split_for_bench(train_parquet: Path) -> tuple[pd.DataFrame, Split]:
+    """The file's reviews and their three-way split, as retraining splits them."""
+    reviews = read_labeled(train_parquet)
+    return reviews, split_labeled(reviews, Settings().validation_fraction)
+
+
 def measure_architecture(name: str, train_parquet: Path) -> dict:
-    """Train ``name`` on the training part of ``train_parquet`` and measure it."""
+    """Train ``name`` on the train part of ``train_parquet`` (early stopping on the
+    selection part) and measure it on the gate part."""
     settings = Settings()
-    reviews = pd.read_parquet(train_parquet, columns=["review_id", "text", "label"])
-    split = split_labeled(reviews, 0.2)
+    reviews, split = split_for_bench(train_parquet)
     params = TrainingParams(architecture=name, max_tokens=settings.max_tokens,
                             epochs=settings.epochs, batch_size=settings.batch_size,
                             patience=settings.patience, seed=settings.seed)
     trained = train_model(_texts(split.train), split.train["label"].to_numpy(),
-                          _texts(split.validation), split.validation["label"].to_numpy(), params)
+                          _texts(split.selection), split.selection["label"].to_numpy(), params)
     with tempfile.TemporaryDirectory() as folder:
         model = load_model(save_model(trained.model, Path(folder) / "model.keras"))
-    labels = split.validation["label"].to_numpy()
-    scores = predict_scores(model, _texts(split.validation), PREDICT_BATCH_SIZE)
+    labels = split.gate["label"].to_numpy()
+    scores = predict_scores(model, _texts(split.gate), PREDICT_BATCH_SIZE)
     texts = _texts(reviews)
     predict_scores(model, texts[:PREDICT_BATCH_SIZE], PREDICT_BATCH_SIZE)  # warm-up (tracing)
     seconds = scoring_seconds(model, texts)
@@ -57,8 +75,14 @@ def measure_architecture(name: str, train_parquet: Path) -> dict:
             "heldout_accuracy": round(float(np.mean((scores > 0.5) == (labels == 1))), 4),
             "training_seconds": round(trained.training_seconds, 1),
             "reviews_per_second": round(len(texts) / seconds),
-            "epochs_run": trained.epochs_run,
-            "train_rows": len(split.train), "validation_rows": len(split.validation)}
+            "epochs_run": trained.epochs_run, **split_figures(split)}
+
+
+def split_figures(split: Split) -> dict:
+    """Rows and groups of each part, and what the split went by."""
+    return {"train_rows": len(split.train), "selection_rows": len(split.selection),
+            "gate_rows": len(split.gate), "split_by": split.split_by,
+            "groups": split.groups}
 
 
 def scoring_seconds(model, texts: np.ndarray, repeats: int = 3) -> float:

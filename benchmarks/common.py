@@ -245,7 +245,10 @@ class Bench:
         if not sample.exists():
             import pyarrow.parquet as pq
 
-            table = pq.read_table(IMDB_PARQUET, columns=["review_id", "text", "label"])
+            columns = ["review_id", "text", "label"]
+            if "movie_id" in pq.read_schema(IMDB_PARQUET).names:  # split by movie, as in full
+                columns.append("movie_id")
+            table = pq.read_table(IMDB_PARQUET, columns=columns)
             WORK.mkdir(parents=True, exist_ok=True)
             pq.write_table(table.slice(0, self.sizes.sample_rows), sample)
         return sample

@@ -24,6 +24,7 @@ from tasks.model import (
     predict_scores,
     save_model,
     split_ngrams,
+    split_ngrams_across,
     split_ngrams_bounded,
     standardize_review,
     train_model,
@@ -81,8 +82,8 @@ def test_architecture_trains_and_loads_in_safe_mode(name, english, tmp_path):
 def test_seed_keeps_its_vocabulary_and_the_default_brings_its_own(english):
     assert train(english, "seed", epochs=1).hyperparameters["max_tokens"] == 10_000
     default = Settings().architecture
-    assert default == "ngram-char4" and default in ARCHITECTURES
-    assert ARCHITECTURES[default].max_tokens == 500_000
+    assert default == "ngram-across" and default in ARCHITECTURES
+    assert ARCHITECTURES[default].max_tokens == 800_000
 
 
 def test_default_architecture_learns_the_english_sample(english):
@@ -110,6 +111,20 @@ def test_bounded_split_marks_word_boundaries_in_unspaced_scripts_only():
     # " 재미" is a word's start, "재미있었" a stem with its ending: 4-grams.
     assert {"정말 재미있었어요", " 재미", "재미있었", "어요 ", "정말 ", "재"} <= set(korean)
     assert "재미있었어" not in korean  # no 5-grams
+
+
+def test_across_split_adds_grams_that_run_across_spaces_in_unspaced_scripts_only():
+    tokens = split_ngrams_across(standardize_review(tf.constant(["A great film!",
+                                                                 "정말 재미 없다"])))
+    english, korean = [[t.decode() for t in row] for row in tokens.to_list()]
+    assert english == ["a", "great", "film", "a great", "great film", "a great film"]
+    assert {" 재미", "재미 ", "정말 재미 없다"} <= set(korean)  # the bounded split's tokens
+    # Across the spaces: "재미없다" as if written without them, 3- and 4-grams.
+    assert {"말재미", "재미없", "미없다", "정말재미", "재미없다"} <= set(korean)
+    assert "말재미없" in korean and "정말재미없" not in korean  # no 5-grams
+    # The same review written without spaces shares every across-gram.
+    unspaced = split_ngrams_across(standardize_review(tf.constant(["정말재미없다"])))
+    assert {"말재미", "재미없", "미없다", "재미없다"} <= {t.decode() for t in unspaced[0].numpy()}
 
 
 def word_ngram_architecture() -> Architecture:

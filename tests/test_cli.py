@@ -204,8 +204,12 @@ def test_the_program_exits_with_its_code_after_prefect_has_its_last_log(scoring_
     import shutil
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter
-    from prefect.client.schemas.filters import LogFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
     from prefect.client.schemas.sorting import LogSort
 
     from tasks.layout import DataLayout

@@ -3,13 +3,14 @@
 Times ``reviewflow score --data-dir X`` as fresh processes, each scoring one small new
 file with an already trained champion, in two modes:
 
-- no server: no PREFECT_API_URL, so Prefect starts a temporary server inside every
-  process (what ``reviewflow score`` from cron or a shell costs);
+- no server: no PREFECT_API_URL, so every process starts a temporary server of its
+  own in a child process (flows/prefect_api.py): what ``reviewflow score`` from cron or
+  a shell costs;
 - server: PREFECT_API_URL pointing at an already running ``prefect server start``
   (what a worker's or served flow run talks to).
 
 Each measured run is also cut into stages by the timestamps of its own log lines
-(``STAGES``), so the report says where the seconds go, not only how many there are.
+(``MILESTONES``), so the report says where the seconds go, not only how many there are.
 
 Each mode gets one unmeasured warm-up run first (reported as ``*_first_run_s``; for the
 no-server mode that is the run that creates the database in a fresh PREFECT_HOME), then
@@ -136,7 +137,8 @@ def stage_seconds(output: str, started: float, ended: float) -> dict[str, float]
     marks, previous = {}, started
     for name, pattern, _ in MILESTONES[:-1]:
         hits = [line for line in output.splitlines() if re.search(pattern, line)]
-        stamp = _LOG_TIME.match(hits[-1 if "score-" in pattern else 0]) if hits else None
+        # A file scored in shards finishes several scoring tasks: the last one counts.
+        stamp = _LOG_TIME.match(hits[-1 if name == "file committed" else 0]) if hits else None
         if stamp is None:
             return None
         hour, minute, second, milli = (int(g) for g in stamp.groups())
@@ -144,7 +146,7 @@ def stage_seconds(output: str, started: float, ended: float) -> dict[str, float]
                               milliseconds=milli)).timestamp()
         if at < started - 3600:  # the run crossed midnight
             at += 86400
-        marks[name], previous = max(at, previous), max(at, previous)
+        previous = marks[name] = max(at, previous)  # log times have millisecond steps
     marks[MILESTONES[-1][0]] = max(ended, previous)
     stages, previous = {}, started
     for name, _, _ in MILESTONES:

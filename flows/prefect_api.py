@@ -108,11 +108,10 @@ class PrefectAPI:
     one is needed; ``connect()`` (before the first flow) waits until the API answers.
     """
 
-    def __init__(self, url: str | None, server: subprocess.Popen | None = None,
-                 port: int | None = None):
+    def __init__(self, url: str | None):
         self.url = url
-        self._server = server
-        self._port = port
+        self._server: subprocess.Popen | None = None  # the temporary server, if started
+        self._port: int | None = None
 
     @classmethod
     def launch(cls) -> PrefectAPI:

@@ -194,7 +194,11 @@ def split_ngrams_bounded(text: tf.Tensor) -> tf.Tensor:
 
 
 def _bounded_char_ngrams(text: tf.Tensor) -> tf.Tensor:
-    runs = tf.strings.split(_unspaced_script_only(text))
+    return _bounded_grams_of(_unspaced_script_only(text))
+
+
+def _bounded_grams_of(unspaced: tf.Tensor) -> tf.Tensor:
+    runs = tf.strings.split(unspaced)
     runs = tf.ragged.map_flat_values(lambda words: tf.strings.join([" ", words, " "]), runs)
     chars = tf.strings.unicode_split(runs, "UTF-8")
     return tf.strings.ngrams(chars, (1, 2, 3, 4), separator="").merge_dims(1, 2)
@@ -221,9 +225,10 @@ def split_ngrams_across(text: tf.Tensor) -> tf.Tensor:
 
 
 def _bounded_and_across_char_ngrams(text: tf.Tensor) -> tf.Tensor:
-    joined = tf.strings.regex_replace(_unspaced_script_only(text), r"\s+", "")
+    unspaced = _unspaced_script_only(text)  # once: the regex is a large part of the cost
+    joined = tf.strings.regex_replace(unspaced, r"\s+", "")
     across = tf.strings.ngrams(tf.strings.unicode_split(joined, "UTF-8"), (3, 4), separator="")
-    return tf.concat([_bounded_char_ngrams(text), across], axis=1)
+    return tf.concat([_bounded_grams_of(unspaced), across], axis=1)
 
 
 def _token_ids_of(split: Callable[[tf.Tensor], tf.Tensor]):

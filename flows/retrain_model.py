@@ -14,6 +14,7 @@ Run it as ``reviewflow retrain`` or ``python -m flows.retrain_model``.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -50,32 +51,55 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
 
 @task(name="train-candidate", cache_policy=NO_CACHE)
 def train_candidate(train: pd.DataFrame, selection: pd.DataFrame, settings: Settings):
-    """Train on ``train``; early stopping picks the best epoch on ``selection``."""
-    from tasks.model import TrainingParams, train_model
+    """Train on ``train``; early stopping picks the best epoch on ``selection``. Then,
+    with ``settings.refit_with_selection``, train again on both for that many epochs."""
+    from tasks.model import TrainingParams, refit_model, train_model
 
     params = TrainingParams(architecture=settings.architecture, max_tokens=settings.max_tokens,
                             epochs=settings.epochs, batch_size=settings.batch_size,
                             patience=settings.patience, seed=settings.seed)
     logger = get_run_logger()
+    with _epoch_progress(params.epochs, "training", "selection", logger) as show_epoch:
+        trained = train_model(_texts(train), train["label"].to_numpy(), _texts(selection),
+                              selection["label"].to_numpy(), params, on_epoch=show_epoch)
+    if not settings.refit_with_selection:
+        return trained
+    both = pd.concat([train, selection], ignore_index=True)
+    logger.info("early stopping kept epoch %d of %d; training again on the training and "
+                "selection rows (%d) for %d epochs", trained.best_epoch, trained.epochs_run,
+                len(both), trained.best_epoch)
+    with _epoch_progress(trained.best_epoch, "refitting", None, logger) as show_epoch:
+        return refit_model(trained, _texts(both), both["label"].to_numpy(), params,
+                           on_epoch=show_epoch)
+
+
+@contextmanager
+def _epoch_progress(epochs: int, what: str, held_out: str | None, logger):
+    """``on_epoch`` for ``tasks.model``: a bar on a terminal, else a log line per epoch.
+
+    ``held_out`` names the rows Keras' ``val_*`` figures are measured on; None when the
+    run has none (the refit)."""
+    details = "epochs, loss {task.fields[loss]:.4f}" + (
+        f", {held_out} accuracy {{task.fields[accuracy]:.4f}}" if held_out else "")
     # On a terminal a bar over the most epochs (early stopping may end sooner); else lines.
-    bar = terminal_progress(params.epochs, "training",
-                            "epochs, loss {task.fields[loss]:.4f}, selection accuracy "
-                            "{task.fields[accuracy]:.4f}")
+    bar = terminal_progress(epochs, what, details)
 
     def show_epoch(epoch: int, logs: dict) -> None:
         loss, accuracy = logs.get("loss", float("nan")), logs.get("val_accuracy", float("nan"))
         if bar is not None:
             bar.update(bar.task_ids[0], completed=epoch, loss=loss, accuracy=accuracy)
-            return
-        logger.info("epoch %d/%d: loss %.4f, selection loss %.4f, selection accuracy %.4f",
-                    epoch, params.epochs, loss, logs.get("val_loss", float("nan")), accuracy)
+        elif held_out:
+            logger.info("epoch %d/%d: loss %.4f, %s loss %.4f, %s accuracy %.4f", epoch,
+                        epochs, loss, held_out, logs.get("val_loss", float("nan")), held_out,
+                        accuracy)
+        else:
+            logger.info("%s epoch %d/%d: loss %.4f", what, epoch, epochs, loss)
 
     if bar is not None:
-        bar.add_task("epochs", total=params.epochs, loss=float("nan"), accuracy=float("nan"))
+        bar.add_task("epochs", total=epochs, loss=float("nan"), accuracy=float("nan"))
         bar.start()
     try:
-        return train_model(_texts(train), train["label"].to_numpy(), _texts(selection),
-                           selection["label"].to_numpy(), params, on_epoch=show_epoch)
+        yield show_epoch
     finally:
         if bar is not None:
             bar.stop()

@@ -370,30 +370,13 @@ def train_model(train_texts: np.ndarray, train_labels: np.ndarray, val_texts: np
     logs)`` is called after each epoch (1-based) with Keras' figures (loss, val_loss,
     val_accuracy, …), to show progress.
     """
-    arch = architecture(params.architecture)
-    if arch.max_tokens is not None:
-        params = replace(params, max_tokens=arch.max_tokens)
-    keras.utils.set_random_seed(params.seed)
+    arch, params = _resolved(params)
     started = time.perf_counter()
-    vectorizer = arch.vectorizer(params)
-    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts).batch(2048))
-    input_dim = int(vectorizer.compute_output_shape((None,))[-1]
-                    or vectorizer.vocabulary_size())
-    classifier = arch.classifier(params, input_dim)
-    batches = _token_id_dataset if _yields_token_ids(vectorizer) else _dataset
-    train_data = batches(vectorizer, train_texts, train_labels, params.batch_size, params.seed)
-    val_data = batches(vectorizer, val_texts, val_labels, params.batch_size)
-    if arch.prepare is not None:
-        arch.prepare(classifier, train_data)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience,
                                          restore_best_weights=True)
-    with warnings.catch_warnings():
-        # Length-bucketed batches have no fixed count per epoch, so Keras finds each
-        # epoch's end by running out of data, and would warn about that every epoch.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        history = classifier.fit(train_data, validation_data=val_data, epochs=params.epochs,
-                                 callbacks=[stop, *_progress(on_epoch)], shuffle=False,
-                                 verbose=0)  # shuffled above
+    vectorizer, classifier, history = _fit(arch, params, train_texts, train_labels,
+                                           params.epochs, (val_texts, val_labels),
+                                           [stop, *_progress(on_epoch)])
     model = end_to_end(vectorizer, classifier)
     seconds = time.perf_counter() - started
     losses = history.history["val_loss"]
@@ -407,7 +390,66 @@ def train_model(train_texts: np.ndarray, train_labels: np.ndarray, val_texts: np
                          "seed": params.seed,
                          "optimizer": classifier.optimizer.name,
                          "learning_rate": float(classifier.optimizer.learning_rate),
-                         "loss": "binary_crossentropy", "input_dim": input_dim})
+                         "loss": "binary_crossentropy", "input_dim": _input_dim(vectorizer)})
+
+
+def refit_model(trained: TrainedModel, texts: np.ndarray, labels: np.ndarray,
+                params: TrainingParams,
+                on_epoch: Callable[[int, dict], None] | None = None) -> TrainedModel:
+    """Train ``params.architecture`` afresh on ``texts`` for ``trained.best_epoch`` epochs.
+
+    ``trained`` chose its epoch count by early stopping on rows it did not train on;
+    given those rows as well (``texts``: training and selection rows together), a new
+    model learns from more reviews for the same number of epochs: vocabulary, Naive-Bayes
+    ratios and weights all come from the larger set. No row it is given can then judge
+    it, so ``trained``'s curves and selection figures stay the record of how the epoch
+    count was chosen; the promotion gate, which neither run saw, judges the result.
+    """
+    arch, params = _resolved(params)
+    started = time.perf_counter()
+    vectorizer, classifier, _ = _fit(arch, params, texts, labels, trained.best_epoch, None,
+                                     _progress(on_epoch))
+    return replace(trained, model=end_to_end(vectorizer, classifier),
+                   training_seconds=trained.training_seconds + time.perf_counter() - started,
+                   hyperparameters={**trained.hyperparameters, "input_dim": _input_dim(vectorizer),
+                                    "refit": {"rows": int(len(texts)),
+                                              "epochs": trained.best_epoch}})
+
+
+def _resolved(params: TrainingParams) -> tuple[Architecture, TrainingParams]:
+    """The architecture of ``params``, and ``params`` with its own vocabulary size."""
+    arch = architecture(params.architecture)
+    if arch.max_tokens is not None:
+        params = replace(params, max_tokens=arch.max_tokens)
+    return arch, params
+
+
+def _input_dim(vectorizer: keras.layers.Layer) -> int:
+    return int(vectorizer.compute_output_shape((None,))[-1] or vectorizer.vocabulary_size())
+
+
+def _fit(arch: Architecture, params: TrainingParams, texts: np.ndarray, labels: np.ndarray,
+         epochs: int, validation: tuple[np.ndarray, np.ndarray] | None,
+         callbacks: list[keras.callbacks.Callback]):
+    """Adapt a new vectorizer on ``texts``, build the classifier and fit it; the seed is
+    set first, so the same inputs give the same model."""
+    keras.utils.set_random_seed(params.seed)
+    vectorizer = arch.vectorizer(params)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(2048))
+    classifier = arch.classifier(params, _input_dim(vectorizer))
+    batches = _token_id_dataset if _yields_token_ids(vectorizer) else _dataset
+    train_data = batches(vectorizer, texts, labels, params.batch_size, params.seed)
+    val_data = None if validation is None else batches(vectorizer, *validation,
+                                                       params.batch_size)
+    if arch.prepare is not None:
+        arch.prepare(classifier, train_data)
+    with warnings.catch_warnings():
+        # Length-bucketed batches have no fixed count per epoch, so Keras finds each
+        # epoch's end by running out of data, and would warn about that every epoch.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = classifier.fit(train_data, validation_data=val_data, epochs=epochs,
+                                 callbacks=callbacks, shuffle=False, verbose=0)  # shuffled above
+    return vectorizer, classifier, history
 
 
 def _progress(on_epoch: Callable[[int, dict], None] | None) -> list[keras.callbacks.Callback]:

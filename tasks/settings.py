@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     batch_size: int = Field(512, gt=0)
     patience: int = Field(2, ge=0)
     seed: int = 1337
+    refit_with_selection: bool = Field(
+        True, description="Once early stopping has chosen the epoch count on the selection "
+                          "rows, train again on the training and selection rows together "
+                          "for that many epochs (more reviews to learn from; the gate "
+                          "still judges a model that saw none of its rows).")
 
     # --- promotion
     min_delta: float = Field(0.0, ge=0, description="Accuracy gain a candidate must exceed.")

@@ -17,7 +17,7 @@ from tasks.split import PARTS, Split, fingerprint
 
 # The keys of metrics.json "hyperparameters" that decide a run's result.
 _DECIDING_HYPERPARAMETERS = ("architecture", "max_tokens", "epochs", "batch_size", "patience",
-                             "seed")
+                             "seed", "refit_with_selection")
 
 
 def check_parts(split: Split, reviews: int) -> None:
@@ -47,7 +47,8 @@ def training_inputs(settings: Settings, split: Split, read_stats: dict,
             "selection_share": settings.selection_share,
             "architecture": settings.architecture, "max_tokens": max_tokens,
             "epochs": settings.epochs, "batch_size": settings.batch_size,
-            "patience": settings.patience, "seed": settings.seed}
+            "patience": settings.patience, "seed": settings.seed,
+            "refit_with_selection": settings.refit_with_selection}
 
 
 def recorded_inputs(metrics: dict) -> dict:
@@ -120,7 +121,9 @@ def version_metrics(version: str, trained, split: Split, settings: Settings, rea
         "validation": candidate, "validation_part": "gate",
         "selection": selection_figures(trained.history, trained.best_epoch),
         "training_data": read_stats, "parts": parts_record(split, settings),
-        "hyperparameters": trained.hyperparameters, "epochs_run": trained.epochs_run,
+        "hyperparameters": {**trained.hyperparameters,
+                            "refit_with_selection": settings.refit_with_selection},
+        "epochs_run": trained.epochs_run,
         "best_epoch": trained.best_epoch, "training_seconds": round(trained.training_seconds, 2),
         "history": trained.history, "versions": library_versions,
         "compared_to": {"champion": champion[0] if champion else None,

@@ -21,7 +21,9 @@ from tasks.model import (
     _adapt_nb_ratios,
     _nb_logistic_classifier,
     load_model,
+    model_vocabulary,
     predict_scores,
+    refit_model,
     save_model,
     split_ngrams,
     split_ngrams_across,
@@ -89,6 +91,32 @@ def test_seed_keeps_its_vocabulary_and_the_default_brings_its_own(english):
 def test_default_architecture_learns_the_english_sample(english):
     trained = train(english, Settings().architecture, epochs=5)
     assert accuracy(trained.model, english) >= 0.9
+
+
+def test_refit_learns_the_selection_rows_for_the_epochs_early_stopping_chose(english):
+    split = split_labeled(english, 0.2)
+    # A word only the selection rows use: the first model cannot know it, the refit must.
+    selection = split.selection.assign(text=split.selection["text"] + " quokkaesque")
+    params = TrainingParams(architecture="ngram", epochs=4, patience=1, seed=7)
+    trained = train_model(texts(split.train), split.train["label"].to_numpy(),
+                          texts(selection), selection["label"].to_numpy(), params)
+    both = pd.concat([split.train, selection], ignore_index=True)
+    epochs_seen = []
+    refit = refit_model(trained, texts(both), both["label"].to_numpy(), params,
+                        on_epoch=lambda epoch, logs: epochs_seen.append((epoch, set(logs))))
+    assert [epoch for epoch, _ in epochs_seen] == list(range(1, trained.best_epoch + 1))
+    assert all("val_loss" not in names for _, names in epochs_seen)  # nothing held out
+    assert refit.hyperparameters["refit"] == {"rows": len(both), "epochs": trained.best_epoch}
+    assert refit.history == trained.history and refit.best_epoch == trained.best_epoch
+    assert refit.training_seconds > trained.training_seconds
+    assert "quokkaesque" in model_vocabulary(refit.model).tokens.to_pylist()
+    assert "quokkaesque" not in model_vocabulary(trained.model).tokens.to_pylist()
+    # Seeded: the same inputs give the same model.
+    again = refit_model(trained, texts(both), both["label"].to_numpy(), params)
+    probe = texts(english.head(50))
+    np.testing.assert_allclose(predict_scores(again.model, probe, 64),
+                               predict_scores(refit.model, probe, 64), atol=1e-6)
+    assert accuracy(refit.model, english) >= 0.85
 
 
 def test_unknown_architecture_is_a_clear_value_error(english):

@@ -255,7 +255,8 @@ def test_what_counts_as_something_new(trained_models):
     assert inputs["content_sha256"] and inputs["train"] and inputs["epochs"] == 10
     assert nothing_new(dict(inputs), metrics)
     for key, value in (("epochs", 11), ("architecture", "ngram"), ("train", "0" * 64),
-                       ("content_sha256", "f" * 64), ("validation_fraction", 0.3)):
+                       ("content_sha256", "f" * 64), ("validation_fraction", 0.3),
+                       ("refit_with_selection", False)):
         assert not nothing_new({**inputs, key: value}, metrics), key
     # A version trained before the content fingerprint existed: ids and labels decide.
     older = json.loads(json.dumps(metrics))

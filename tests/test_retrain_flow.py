@@ -48,6 +48,11 @@ def test_first_model_records_everything(trained_models):
     assert metrics["validation_part"] == "gate"
     assert metrics["selection"]["best_epoch"] == metrics["best_epoch"]
     assert metrics["hyperparameters"]["architecture"] == "seed"
+    # Refit on training and selection rows for the epochs early stopping chose.
+    assert metrics["hyperparameters"]["refit_with_selection"] is True
+    assert metrics["hyperparameters"]["refit"] == {
+        "rows": parts["train"]["rows"] + parts["selection"]["rows"],
+        "epochs": metrics["best_epoch"]}
     assert metrics["versions"]["keras"].startswith("3.")
     assert metrics["epochs_run"] == len(metrics["history"]["val_loss"])
     assert json.loads((folder / "decision.json").read_text())["promote"] is True

@@ -1,9 +1,11 @@
 """Flow ``retrain-model``: train a candidate on ``labeled/`` and promote it only on evidence.
 
-The steps: read and validate every labeled file (``tasks.labeled``); split three ways
-by each review's movie or product, else its id (``tasks.split``): train, selection
-(early stopping) and gate; unless nothing is new to learn (``tasks.training_record``),
-train the configured architecture (``tasks.model``); compare the candidate and the
+The steps: read and validate every labeled file, and every file of ``unlabeled/``
+(``tasks.labeled``); split three ways by each review's movie or product, else its id
+(``tasks.split``): train, selection (early stopping) and gate; unless nothing is new to
+learn (``tasks.training_record``), train the configured architecture (``tasks.model``),
+pseudo-label the unlabeled reviews it is sure of (``tasks.self_training``) and train
+again on more rows (``train_candidate``); compare the candidate and the
 champion now on the gate rows, which neither chose anything by, and decide
 (``tasks.evaluation``); record the version, its metrics, curves, decision and drift
 reference profile in the registry (``tasks.registry``). One retraining at a time.
@@ -27,11 +29,12 @@ from flows.retrain_report import publish_artifacts, report_nothing_new
 from tasks.errors import RetrainingBusyError
 from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_exact
 from tasks.failpoints import failpoint
-from tasks.labeled import read_labeled_reviews
+from tasks.labeled import read_labeled_reviews, read_unlabeled_reviews
 from tasks.layout import MODEL_FILE
 from tasks.registry import Registry
+from tasks.self_training import learnable_unlabeled, pseudo_labeled
 from tasks.settings import Settings
-from tasks.split import split_labeled
+from tasks.split import Split, split_labeled
 from tasks.storage import LockHeldError, exclusive_lock
 from tasks.training_record import (
     check_parts,
@@ -49,28 +52,69 @@ def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
                                 get_run_logger())
 
 
+@task(name="read-unlabeled", cache_policy=NO_CACHE)
+def read_unlabeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
+    """``tasks.labeled.read_unlabeled_reviews`` as a task (labels not required)."""
+    return read_unlabeled_reviews(settings, build_validator(settings), get_run_logger())
+
+
 @task(name="train-candidate", cache_policy=NO_CACHE)
-def train_candidate(train: pd.DataFrame, selection: pd.DataFrame, settings: Settings):
-    """Train on ``train``; early stopping picks the best epoch on ``selection``. Then,
-    with ``settings.refit_with_selection``, train again on both for that many epochs."""
-    from tasks.model import TrainingParams, refit_model, train_model
+def train_candidate(split: Split, unlabeled: pd.DataFrame, settings: Settings):
+    """Train the candidate; return it and what self-training did (None if it did not run).
+
+    1. Train on ``split.train``; early stopping picks the best epoch on ``split.selection``.
+    2. Self-training (``settings.self_training``, when ``unlabeled`` has learnable rows):
+       that model pseudo-labels the unlabeled reviews it scores confidently.
+    3. With ``settings.refit_with_selection`` or pseudo-labels, train afresh on the
+       training rows, the selection rows (if refitting) and the pseudo-labeled rows, as
+       many updates as step 1 kept (``tasks.model.refit_model``).
+    """
+    from tasks.model import (
+        TrainingParams,
+        predict_scores,
+        refit_epochs,
+        refit_model,
+        train_model,
+    )
 
     params = TrainingParams(architecture=settings.architecture, max_tokens=settings.max_tokens,
                             epochs=settings.epochs, batch_size=settings.batch_size,
                             patience=settings.patience, seed=settings.seed)
     logger = get_run_logger()
+    train, selection = split.train, split.selection
     with _epoch_progress(params.epochs, "training", "selection", logger) as show_epoch:
         trained = train_model(_texts(train), train["label"].to_numpy(), _texts(selection),
                               selection["label"].to_numpy(), params, on_epoch=show_epoch)
-    if not settings.refit_with_selection:
-        return trained
-    both = pd.concat([train, selection], ignore_index=True)
-    logger.info("early stopping kept epoch %d of %d; training again on the training and "
-                "selection rows (%d) for %d epochs", trained.best_epoch, trained.epochs_run,
-                len(both), trained.best_epoch)
-    with _epoch_progress(trained.best_epoch, "refitting", None, logger) as show_epoch:
-        return refit_model(trained, _texts(both), both["label"].to_numpy(), params,
-                           on_epoch=show_epoch)
+    self_training, pseudo = None, train.iloc[:0]
+    if settings.self_training:
+        pool, left_out = learnable_unlabeled(unlabeled, split, settings.max_unlabeled_rows)
+        if len(pool):
+            pseudo = pseudo_labeled(pool, predict_scores(trained.model, _texts(pool),
+                                                         settings.predict_batch_size),
+                                    settings.pseudo_label_confidence)
+        self_training = {**left_out, "pseudo_labeled": {"positive": int(pseudo["label"].sum()),
+                                                        "negative": int((pseudo["label"] == 0)
+                                                                        .sum())}}
+        logger.info("self-training: %d unlabeled reviews, %d learnable (%d share a labeled "
+                    "text, %d are of held-out movies or products, %d repeat a text, %d over "
+                    "the limit), %d pseudo-labeled", left_out["rows"], left_out["learnable"],
+                    left_out["labeled_text"], left_out["held_out_group"],
+                    left_out["duplicate_text"], left_out["over_max_rows"], len(pseudo))
+    if not settings.refit_with_selection and pseudo.empty:
+        return trained, self_training
+    parts = {"training": train, "selection": selection if settings.refit_with_selection
+             else None, "pseudo-labeled": pseudo}
+    parts = {name: rows[["review_id", "text", "label"]] for name, rows in parts.items()
+             if rows is not None and len(rows)}
+    final = pd.concat(parts.values(), ignore_index=True)
+    epochs = refit_epochs(trained.best_epoch, trained.train_rows, len(final))
+    logger.info("early stopping kept epoch %d of %d; training again on %s rows for %d epochs "
+                "(as many updates)", trained.best_epoch, trained.epochs_run,
+                " + ".join(f"{len(rows)} {name}" for name, rows in parts.items()), epochs)
+    with _epoch_progress(epochs, "refitting", None, logger) as show_epoch:
+        trained = refit_model(trained, _texts(final), final["label"].to_numpy(), params,
+                              on_epoch=show_epoch)
+    return trained, self_training
 
 
 @contextmanager
@@ -159,6 +203,8 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     for leftover in registry.clean_staging():
         logger.warning("removed half-written version %s left by an interrupted run", leftover)
     reviews, read_stats = read_labeled(settings)
+    unlabeled, unlabeled_stats = (read_unlabeled(settings) if settings.self_training
+                                  else (None, None))
     split = split_labeled(reviews, settings.validation_fraction, settings.selection_share)
     logger.info("split by %s: training rows %d, selection rows %d, gate rows %d (%d duplicate "
                 "texts removed, %d kept out of training because they are held out)",
@@ -166,13 +212,19 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
                 split.duplicates_removed, split.kept_out_of_training)
     check_parts(split, len(reviews))
     inputs = training_inputs(settings, split, read_stats,
-                             architecture(settings.architecture).max_tokens or settings.max_tokens)
+                             architecture(settings.architecture).max_tokens or settings.max_tokens,
+                             unlabeled_stats)
     latest = registry.latest_version()
     if not force and latest is not None and nothing_new(
             inputs, registry.read_version(latest).get("metrics", {})):
         return report_nothing_new(registry, latest, part_rows(split))
     failpoint("retrain:before-training")
-    trained = train_candidate(split.train, split.selection, settings)
+    trained, self_training = train_candidate(split, unlabeled, settings)
+    if self_training is not None:
+        self_training = {**self_training, "files": unlabeled_stats["files"],
+                         "files_quarantined": unlabeled_stats["files_quarantined"],
+                         "rows_rejected": unlabeled_stats["rows_rejected"],
+                         "content_sha256": unlabeled_stats["content_sha256"]}
 
     labels = split.gate["label"].to_numpy()
     candidate_scores = predict_scores(trained.model, _texts(split.gate),
@@ -191,7 +243,7 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
         confusion=candidate["confusion_matrix"])
 
     version = _record_version(registry, trained, split, settings, read_stats, candidate,
-                              candidate_scores, compared, decision)
+                              candidate_scores, compared, decision, self_training)
     if decision.promote:
         registry.set_champion(version, decision.reason, "promoted")
     else:
@@ -211,7 +263,8 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
 
 
 def _record_version(registry: Registry, trained, split, settings: Settings, read_stats: dict,
-                    candidate: dict, candidate_scores: np.ndarray, compared, decision) -> str:
+                    candidate: dict, candidate_scores: np.ndarray, compared, decision,
+                    self_training: dict | None) -> str:
     """Stage the model and its record, then publish the version whole (not yet champion)."""
     import keras
     import tensorflow as tf
@@ -222,7 +275,8 @@ def _record_version(registry: Registry, trained, split, settings: Settings, read
     version = registry.new_version()
     save_model(trained.model, registry.stage(version) / MODEL_FILE)
     metrics = version_metrics(version, trained, split, settings, read_stats, candidate, compared,
-                              {"tensorflow": tf.__version__, "keras": keras.__version__})
+                              {"tensorflow": tf.__version__, "keras": keras.__version__},
+                              self_training)
     profile = reference_profile(pa.array(_texts(split.train), pa.string()),
                                 pa.array(_texts(split.gate), pa.string()), candidate_scores,
                                 split.gate["label"].to_numpy(), model_vocabulary(trained.model),

@@ -1,7 +1,8 @@
-"""Reading ``labeled/`` for training: every valid labeled review, and what was read.
+"""Reading ``labeled/`` (and ``unlabeled/``) for training: every valid review, and what was read.
 
 Plain I/O without Prefect: the retraining flow passes its validator and its logger.
-Rejected rows go to ``quarantine/training/part-<sha>.parquet`` (rewritten on every run,
+Rejected rows go to ``quarantine/training/part-<sha>.parquet`` (``quarantine/unlabeled/``
+for ``unlabeled/``; rewritten on every run,
 so they are never counted twice); a file that cannot be read at all is moved to
 quarantine (``tasks.commit.quarantine_file``).
 """
@@ -26,6 +27,7 @@ from tasks.validation import QUARANTINE_SCHEMA, ReviewValidator, with_source
 
 # The columns training keeps: "group" is the review's movie or product, or null.
 KEPT_COLUMNS = ["review_id", "text", "label", "group"]
+UNLABELED_COLUMNS = ["review_id", "text", "group"]
 
 
 def read_labeled_reviews(settings: Settings, validator: ReviewValidator,
@@ -40,14 +42,45 @@ def read_labeled_reviews(settings: Settings, validator: ReviewValidator,
     ``NoLabeledDataError`` when no file gives a usable review.
     """
     layout = settings.layout
+    reviews, stats = _read_folder(layout.labeled, layout.training_rejects, KEPT_COLUMNS,
+                                  settings, validator, logger)
+    if reviews is None:
+        raise NoLabeledDataError(
+            f"no usable labeled reviews in {layout.labeled}; add CSV, TSV, JSON (Lines) or Parquet"
+            " files with text and label (0/1 or negative/positive) columns (review_id optional)")
+    return reviews, stats
+
+
+def read_unlabeled_reviews(settings: Settings, validator: ReviewValidator,
+                           logger: logging.Logger | logging.LoggerAdapter
+                           ) -> tuple[pd.DataFrame, dict]:
+    """Every valid review of ``unlabeled/`` (``UNLABELED_COLUMNS``: a label column, if a
+    file has one, is not read), with the same counts as ``read_labeled_reviews``; an
+    empty frame when the folder holds none. Rejected rows go to
+    ``quarantine/unlabeled/``."""
+    layout = settings.layout
+    reviews, stats = _read_folder(layout.unlabeled, layout.unlabeled_rejects,
+                                  UNLABELED_COLUMNS, settings, validator, logger)
+    if reviews is None:
+        reviews = pd.DataFrame({column: pd.Series(dtype=object) for column in UNLABELED_COLUMNS})
+    return reviews, stats
+
+
+def _read_folder(folder, rejects_folder, columns: list[str], settings: Settings,
+                 validator: ReviewValidator, logger: logging.Logger | logging.LoggerAdapter
+                 ) -> tuple[pd.DataFrame | None, dict]:
+    """The valid rows (``columns``) of every review file under ``folder``, or None when no
+    file gives one; rejected rows to ``rejects_folder``, unreadable files to quarantine."""
+    layout = settings.layout
     ledger = Ledger(layout.ledger)
     frames, stats = [], {"files": 0, "files_quarantined": 0, "rows_read": 0, "rows_rejected": 0,
                          "rows_id_generated": 0, "rows_with_group": 0, "encodings": {}}
     now = datetime.now(UTC)
     contents = []  # (name, sha256) of every file read: the content fingerprint
-    for path in sorted(p for p in layout.labeled.rglob("*") if is_review_file(p)):
+    paths = sorted(p for p in folder.rglob("*") if is_review_file(p)) if folder.exists() else []
+    for path in paths:
         sha256 = file_sha256(path)
-        rejected = StagedParquet(layout.training_rejects / part_name(sha256), QUARANTINE_SCHEMA)
+        rejected = StagedParquet(rejects_folder / part_name(sha256), QUARANTINE_SCHEMA)
         seen: dict = {}  # column -> SeenValues, filled by the validator
         kept, read, dropped = [], 0, 0
         found = ReadReport()
@@ -58,18 +91,18 @@ def read_labeled_reviews(settings: Settings, validator: ReviewValidator,
                                              detect_encoding=settings.detect_encoding,
                                              sha256=sha256, report=found, with_group=True):
                 checked = validator.validate(batch, seen, source_name=path.name)
-                kept.append(checked.valid.select(KEPT_COLUMNS))
+                kept.append(checked.valid.select(columns))
                 rejected.write(with_source(checked.rejected, path.name, sha256, now))
                 read += batch.num_rows
                 dropped += checked.rejected.num_rows
         except UnreadableFileError as exc:
             rejected.abort()
-            logger.warning("quarantined labeled file %s: %s", path.name, exc.reason)
+            logger.warning("quarantined %s file %s: %s", folder.name, path.name, exc.reason)
             quarantine_file(path, layout, exc.reason, sha256, ledger)
             stats["files_quarantined"] += 1
             continue
         rejected.commit()
-        contents.append(f"{path.relative_to(layout.labeled)}\t{sha256}")
+        contents.append(f"{path.relative_to(folder)}\t{sha256}")
         frame = pa.concat_tables(kept).to_pandas()
         stats["rows_with_group"] += int(frame["group"].notna().sum())
         frames.append(frame)
@@ -82,13 +115,11 @@ def read_labeled_reviews(settings: Settings, validator: ReviewValidator,
             stats["encodings"][found.encoding] = stats["encodings"].get(found.encoding, 0) + 1
         logger.info("%s: %d rows, %d rejected%s", path.name, read, dropped,
                     ", ids generated" if found.ids_generated else "")
-    if not frames:
-        raise NoLabeledDataError(
-            f"no usable labeled reviews in {layout.labeled}; add CSV, TSV, JSON (Lines) or Parquet"
-            " files with text and label (0/1 or negative/positive) columns (review_id optional)")
     # Ids and labels are fingerprinted per part (metrics.json "parts"); this also
     # notices a text corrected under the same id.
     stats["content_sha256"] = hashlib.sha256("\n".join(contents).encode()).hexdigest()
+    if not frames:
+        return None, stats
     reviews = pd.concat(frames, ignore_index=True)
     before = len(reviews)
     reviews = reviews.drop_duplicates("review_id", keep="last").reset_index(drop=True)

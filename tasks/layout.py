@@ -8,12 +8,15 @@ answered here and nowhere else (README, "Data folder contract"). Everything else
       incoming/                        new review files (the inbox)
         .claimed/<token>/<name>        a file a run has claimed (tasks.inbox.claim)
       labeled/                         labeled review files for retraining
+      unlabeled/                       review files without labels that retraining may
+                                       learn from (self-training); never scored
       scored/scored_date=<day>/        scored rows, one part per file, model and shard
       quarantine/
         rows/quarantined_date=<day>/   rejected rows of scored files
         files/<day>/                   whole files that cannot be read, each beside
                                        <name>.reason.json
         training/                      rejected rows of labeled files
+        unlabeled/                     rejected rows of unlabeled files
       monitoring/run_date=<day>/       drift signals, one row per scored file
       models/                          the registry (tasks.registry)
         champion.json  history.jsonl  .retrain.lock
@@ -130,6 +133,11 @@ class DataLayout(BaseModel):
         return self.root / "labeled"
 
     @property
+    def unlabeled(self) -> Path:
+        """Review files without labels for self-training (README, "Self-training")."""
+        return self.root / "unlabeled"
+
+    @property
     def scored(self) -> Path:
         return self.root / "scored"
 
@@ -180,6 +188,11 @@ class DataLayout(BaseModel):
         """Rejected rows of labeled files (the retraining flow's quarantine)."""
         return self.quarantine / "training"
 
+    @property
+    def unlabeled_rejects(self) -> Path:
+        """Rejected rows of unlabeled files (read by the retraining flow)."""
+        return self.quarantine / "unlabeled"
+
     def monitoring_partition(self, day: str) -> Path:
         return self.monitoring / f"run_date={day}"
 
@@ -197,7 +210,7 @@ class DataLayout(BaseModel):
 
     def ensure(self) -> DataLayout:
         """Create every folder of the contract that does not exist yet."""
-        for folder in (self.incoming, self.labeled, self.scored, self.quarantine,
+        for folder in (self.incoming, self.labeled, self.unlabeled, self.scored, self.quarantine,
                        self.models, self.state, self.archive, self.monitoring):
             folder.mkdir(parents=True, exist_ok=True)
         return self

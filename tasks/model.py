@@ -8,6 +8,7 @@ scoring cannot use a different preprocessing than training did.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -61,6 +62,7 @@ class TrainedModel:
     best_epoch: int
     training_seconds: float
     hyperparameters: dict = field(default_factory=dict)
+    train_rows: int = 0  # the rows it learned from
 
 
 def _seed_vectorizer(params: TrainingParams) -> keras.layers.TextVectorization:
@@ -383,7 +385,7 @@ def train_model(train_texts: np.ndarray, train_labels: np.ndarray, val_texts: np
     return TrainedModel(
         model=model, history={k: [float(v) for v in vals] for k, vals in history.history.items()},
         epochs_run=len(losses), best_epoch=int(np.argmin(losses)) + 1,
-        training_seconds=seconds,
+        training_seconds=seconds, train_rows=len(train_texts),
         hyperparameters={"architecture": params.architecture, "description": arch.description,
                          "max_tokens": params.max_tokens, "epochs": params.epochs,
                          "batch_size": params.batch_size, "patience": params.patience,
@@ -396,24 +398,41 @@ def train_model(train_texts: np.ndarray, train_labels: np.ndarray, val_texts: np
 def refit_model(trained: TrainedModel, texts: np.ndarray, labels: np.ndarray,
                 params: TrainingParams,
                 on_epoch: Callable[[int, dict], None] | None = None) -> TrainedModel:
-    """Train ``params.architecture`` afresh on ``texts`` for ``trained.best_epoch`` epochs.
+    """Train ``params.architecture`` afresh on ``texts``, as long as ``trained`` learned.
 
-    ``trained`` chose its epoch count by early stopping on rows it did not train on;
-    given those rows as well (``texts``: training and selection rows together), a new
-    model learns from more reviews for the same number of epochs: vocabulary, Naive-Bayes
-    ratios and weights all come from the larger set. No row it is given can then judge
-    it, so ``trained``'s curves and selection figures stay the record of how the epoch
-    count was chosen; the promotion gate, which neither run saw, judges the result.
+    ``trained`` chose its length by early stopping on rows it did not train on; given
+    more rows (``texts``: its training rows with the selection rows, and any
+    pseudo-labeled ones), a new model learns from more reviews: vocabulary, Naive-Bayes
+    ratios and weights all come from the larger set. It makes as many updates as
+    ``trained`` did up to its best epoch (``refit_epochs``). No row it is given can then
+    judge it, so ``trained``'s curves and selection figures stay the record of how the
+    length was chosen; the promotion gate, which neither run saw, judges the result.
     """
     arch, params = _resolved(params)
+    epochs = refit_epochs(trained.best_epoch, trained.train_rows, len(texts))
     started = time.perf_counter()
-    vectorizer, classifier, _ = _fit(arch, params, texts, labels, trained.best_epoch, None,
+    vectorizer, classifier, _ = _fit(arch, params, texts, labels, epochs, None,
                                      _progress(on_epoch))
     return replace(trained, model=end_to_end(vectorizer, classifier),
                    training_seconds=trained.training_seconds + time.perf_counter() - started,
+                   train_rows=len(texts),
                    hyperparameters={**trained.hyperparameters, "input_dim": _input_dim(vectorizer),
-                                    "refit": {"rows": int(len(texts)),
-                                              "epochs": trained.best_epoch}})
+                                    "refit": {"rows": int(len(texts)), "epochs": epochs}})
+
+
+def refit_epochs(best_epoch: int, rows_then: int, rows_now: int) -> int:
+    """Epochs over ``rows_now`` rows that make as many updates as ``best_epoch`` epochs
+    over ``rows_then`` did (rounded up, at least one).
+
+    With 12% more rows (the selection rows) this is about the same count; with three
+    times as many (pseudo-labeled reviews) a third. Measured on IMDB: early stopping
+    over 16k labeled plus 30k pseudo-labeled reviews kept epoch 7-8 where the labeled
+    ones alone kept 20, and this rule's 7 epochs over both scored reviews of held-out
+    movies as well (0.912).
+    """
+    if rows_then <= 0 or rows_now <= 0:
+        return best_epoch
+    return max(1, math.ceil(best_epoch * rows_then / rows_now))
 
 
 def _resolved(params: TrainingParams) -> tuple[Architecture, TrainingParams]:

@@ -124,6 +124,17 @@ class Settings(BaseSettings):
                           "rows, train again on the training and selection rows together "
                           "for that many epochs (more reviews to learn from; the gate "
                           "still judges a model that saw none of its rows).")
+    self_training: bool = Field(
+        True, description="When unlabeled/ holds reviews, learn from them too: the first "
+                          "model pseudo-labels the ones it scores confidently, and the "
+                          "final model trains on them with the labeled rows (README, "
+                          "\"Self-training\").")
+    pseudo_label_confidence: float = Field(
+        0.8, gt=0.5, lt=1, description="A review of unlabeled/ is pseudo-labeled positive at "
+                                       "this score or above, negative at 1 minus it or below.")
+    max_unlabeled_rows: int = Field(
+        50_000, ge=0, description="Most unlabeled reviews scored for pseudo-labels per run "
+                                  "(chosen by a hash of their text): bounds training time.")
 
     # --- promotion
     min_delta: float = Field(0.0, ge=0, description="Accuracy gain a candidate must exceed.")

@@ -17,7 +17,8 @@ from tasks.split import PARTS, Split, fingerprint
 
 # The keys of metrics.json "hyperparameters" that decide a run's result.
 _DECIDING_HYPERPARAMETERS = ("architecture", "max_tokens", "epochs", "batch_size", "patience",
-                             "seed", "refit_with_selection")
+                             "seed", "refit_with_selection", "self_training",
+                             "pseudo_label_confidence", "max_unlabeled_rows")
 
 
 def check_parts(split: Split, reviews: int) -> None:
@@ -35,20 +36,30 @@ def check_parts(split: Split, reviews: int) -> None:
 
 
 def training_inputs(settings: Settings, split: Split, read_stats: dict,
-                    max_tokens: int) -> dict:
+                    max_tokens: int, unlabeled_stats: dict | None = None) -> dict:
     """What decides a training run's result: the data (fingerprints of each part's ids
-    and labels, and of the labeled files' content), the architecture and the training
-    settings (``max_tokens``: the architecture's own vocabulary size). The same inputs
-    train the same model (the seed is among them)."""
+    and labels, of the labeled files' content and of the unlabeled files' content when
+    self-training reads them), the architecture and the training settings
+    (``max_tokens``: the architecture's own vocabulary size). The same inputs train the
+    same model (the seed is among them)."""
     return {**{part: fingerprint(getattr(split, part)["review_id"], getattr(split, part)["label"])
                for part in PARTS},
             "content_sha256": read_stats.get("content_sha256"),
+            "unlabeled_sha256": (unlabeled_stats or {}).get("content_sha256"),
             "validation_fraction": settings.validation_fraction,
             "selection_share": settings.selection_share,
             "architecture": settings.architecture, "max_tokens": max_tokens,
             "epochs": settings.epochs, "batch_size": settings.batch_size,
             "patience": settings.patience, "seed": settings.seed,
-            "refit_with_selection": settings.refit_with_selection}
+            **_training_switches(settings)}
+
+
+def _training_switches(settings: Settings) -> dict:
+    """The training settings beyond ``tasks.model.TrainingParams`` that change the model."""
+    return {"refit_with_selection": settings.refit_with_selection,
+            "self_training": settings.self_training,
+            "pseudo_label_confidence": settings.pseudo_label_confidence,
+            "max_unlabeled_rows": settings.max_unlabeled_rows}
 
 
 def recorded_inputs(metrics: dict) -> dict:
@@ -59,6 +70,7 @@ def recorded_inputs(metrics: dict) -> dict:
     return {**{part: parts.get(part, {}).get("fingerprint") for part in PARTS},
             # Versions trained before the content fingerprint have none: not compared.
             "content_sha256": metrics.get("training_data", {}).get("content_sha256"),
+            "unlabeled_sha256": metrics.get("self_training", {}).get("content_sha256"),
             "validation_fraction": parts.get("validation_fraction"),
             "selection_share": parts.get("selection_share"),
             **{key: hyper.get(key) for key in _DECIDING_HYPERPARAMETERS}}
@@ -112,17 +124,19 @@ def selection_figures(history: dict[str, list[float]], best_epoch: int) -> dict:
 
 def version_metrics(version: str, trained, split: Split, settings: Settings, read_stats: dict,
                     candidate: dict, champion: tuple[str, dict, dict] | None,
-                    library_versions: dict) -> dict:
+                    library_versions: dict, self_training: dict | None = None) -> dict:
     """metrics.json of a new version. ``trained``: ``tasks.model.TrainedModel``;
-    ``champion``: (version, its figures on the gate, the paired McNemar test) or None."""
+    ``champion``: (version, its figures on the gate, the paired McNemar test) or None;
+    ``self_training``: what unlabeled/ gave (files, rows left out and why, pseudo-labels
+    per class, its content fingerprint) or None when it was not read."""
     return {
         "version": version, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         # "validation": the candidate on the gate rows, the figure the decision used.
         "validation": candidate, "validation_part": "gate",
         "selection": selection_figures(trained.history, trained.best_epoch),
         "training_data": read_stats, "parts": parts_record(split, settings),
-        "hyperparameters": {**trained.hyperparameters,
-                            "refit_with_selection": settings.refit_with_selection},
+        "self_training": self_training or {},
+        "hyperparameters": {**trained.hyperparameters, **_training_switches(settings)},
         "epochs_run": trained.epochs_run,
         "best_epoch": trained.best_epoch, "training_seconds": round(trained.training_seconds, 2),
         "history": trained.history, "versions": library_versions,

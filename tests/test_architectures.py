@@ -23,6 +23,7 @@ from tasks.model import (
     load_model,
     model_vocabulary,
     predict_scores,
+    refit_epochs,
     refit_model,
     save_model,
     split_ngrams,
@@ -104,9 +105,12 @@ def test_refit_learns_the_selection_rows_for_the_epochs_early_stopping_chose(eng
     epochs_seen = []
     refit = refit_model(trained, texts(both), both["label"].to_numpy(), params,
                         on_epoch=lambda epoch, logs: epochs_seen.append((epoch, set(logs))))
-    assert [epoch for epoch, _ in epochs_seen] == list(range(1, trained.best_epoch + 1))
+    # As many updates as the first run made up to its best epoch.
+    epochs = refit_epochs(trained.best_epoch, len(split.train), len(both))
+    assert trained.train_rows == len(split.train) and refit.train_rows == len(both)
+    assert [epoch for epoch, _ in epochs_seen] == list(range(1, epochs + 1))
     assert all("val_loss" not in names for _, names in epochs_seen)  # nothing held out
-    assert refit.hyperparameters["refit"] == {"rows": len(both), "epochs": trained.best_epoch}
+    assert refit.hyperparameters["refit"] == {"rows": len(both), "epochs": epochs}
     assert refit.history == trained.history and refit.best_epoch == trained.best_epoch
     assert refit.training_seconds > trained.training_seconds
     assert "quokkaesque" in model_vocabulary(refit.model).tokens.to_pylist()
@@ -117,6 +121,13 @@ def test_refit_learns_the_selection_rows_for_the_epochs_early_stopping_chose(eng
     np.testing.assert_allclose(predict_scores(again.model, probe, 64),
                                predict_scores(refit.model, probe, 64), atol=1e-6)
     assert accuracy(refit.model, english) >= 0.85
+
+
+def test_a_refit_makes_as_many_updates_as_the_epochs_early_stopping_kept():
+    assert refit_epochs(20, 16_000, 18_000) == 18  # selection rows added: about the same
+    assert refit_epochs(20, 16_000, 48_000) == 7  # pseudo-labels tripled the rows: a third
+    assert refit_epochs(3, 100, 10_000) == 1  # at least one
+    assert refit_epochs(4, 0, 100) == 4  # rows unknown: the epochs as they were
 
 
 def test_unknown_architecture_is_a_clear_value_error(english):

@@ -62,6 +62,7 @@ def test_every_folder_of_the_contract(tmp_path):
         layout.rejected_rows: "quarantine/rows",
         layout.quarantined_files(day): "quarantine/files/2026-03-01",
         layout.training_rejects: "quarantine/training",
+        layout.unlabeled_rejects: "quarantine/unlabeled",
         layout.monitoring_partition(day): "monitoring/run_date=2026-03-01",
         layout.archive_folder(day): "archive/2026-03-01",
         layout.ledger: "state/ledger.sqlite",
@@ -69,8 +70,8 @@ def test_every_folder_of_the_contract(tmp_path):
     }
     for path, relative in expected.items():
         assert path == tmp_path / relative
-    for folder in ("incoming", "labeled", "scored", "quarantine", "models", "state", "archive",
-                   "monitoring"):
+    for folder in ("incoming", "labeled", "unlabeled", "scored", "quarantine", "models", "state",
+                   "archive", "monitoring"):
         assert (tmp_path / folder).is_dir()
     assert reason_file(tmp_path / "x.csv") == tmp_path / "x.csv.reason.json"
 

@@ -9,12 +9,14 @@ import subprocess
 import time
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from conftest import PROJECT, SAMPLES, reviewflow_command
 
 from flows.cli import main
 from flows.retrain_model import retrain_model
 from tasks.errors import RetrainingBusyError
+from tasks.model import refit_epochs
 from tasks.registry import Registry
 from tasks.split import in_validation
 from tasks.storage import exclusive_lock
@@ -50,9 +52,9 @@ def test_first_model_records_everything(trained_models):
     assert metrics["hyperparameters"]["architecture"] == "seed"
     # Refit on training and selection rows for the epochs early stopping chose.
     assert metrics["hyperparameters"]["refit_with_selection"] is True
+    both = parts["train"]["rows"] + parts["selection"]["rows"]
     assert metrics["hyperparameters"]["refit"] == {
-        "rows": parts["train"]["rows"] + parts["selection"]["rows"],
-        "epochs": metrics["best_epoch"]}
+        "rows": both, "epochs": refit_epochs(metrics["best_epoch"], parts["train"]["rows"], both)}
     assert metrics["versions"]["keras"].startswith("3.")
     assert metrics["epochs_run"] == len(metrics["history"]["val_loss"])
     assert json.loads((folder / "decision.json").read_text())["promote"] is True
@@ -204,3 +206,48 @@ def test_sigkill_during_retraining_leaves_the_champion_serving(labeled_root, sub
     assert summary["version"] != champion
     assert not registry.staging.exists() or not any(registry.staging.iterdir())
     assert all(registry.exists(row["version"]) for row in registry.list_versions())
+
+
+def test_self_training_learns_from_unlabeled_reviews_and_accounts_for_each(labeled_root):
+    """Reviews in unlabeled/ are pseudo-labeled and learned from; a labeled review's text
+    under a new id never is (it could be a gate row); a bad row is quarantined with its
+    reason; a new unlabeled file is something new to learn."""
+    registry = Registry(labeled_root / "models")
+    unlabeled = labeled_root / "unlabeled"
+    shutil.copy2(SAMPLES / "incoming" / "new-reviews.csv", unlabeled / "new-reviews.csv")
+    known = pd.read_csv(SAMPLES / "labeled" / "reviews-a.csv")
+    copies = pd.DataFrame({"review_id": [f"copy-{i}" for i in range(len(known))],
+                           "text": known["review"]})
+    copies = pd.concat([copies, pd.DataFrame({"review_id": ["copy-empty"], "text": [""]})])
+    copies.to_csv(unlabeled / "copies.csv", index=False)
+
+    summary = retrain_model(data_dir=str(labeled_root), architecture="ngram", epochs=5,
+                            force=True)
+    metrics = registry.read_version(summary["version"])["metrics"]
+    record = metrics["self_training"]
+    assert record["files"] == 2 and record["rows_rejected"] == 1  # the empty text
+    assert record["rows"] == 80 + len(known)
+    # Every copy of a labeled text is left out (and any new review that repeats one).
+    labeled_texts = set(known["review"]) | set(
+        pd.read_json(SAMPLES / "labeled" / "reviews-b.jsonl", lines=True)["text"])
+    new_texts = pd.read_csv(SAMPLES / "incoming" / "new-reviews.csv")["text"]
+    assert record["labeled_text"] == len(known) + int(new_texts.isin(labeled_texts).sum())
+    assert record["rows"] == sum(record[key] for key in (
+        "labeled_text", "held_out_group", "duplicate_text", "over_max_rows", "learnable"))
+    pseudo = record["pseudo_labeled"]
+    assert pseudo["positive"] == pseudo["negative"] > 0
+    assert pseudo["positive"] + pseudo["negative"] <= record["learnable"] <= 80
+    parts = metrics["parts"]
+    assert metrics["hyperparameters"]["refit"]["rows"] == (
+        parts["train"]["rows"] + parts["selection"]["rows"] + 2 * pseudo["positive"])
+    rejected = pq.read_table(labeled_root / "quarantine" / "unlabeled").to_pylist()
+    assert [(row["review_id"], row["source_file"]) for row in rejected] == [
+        ("copy-empty", "copies.csv")]
+    assert rejected[0]["reason"]
+
+    # The same folders again: nothing new. Another unlabeled file: something new.
+    again = retrain_model(data_dir=str(labeled_root), architecture="ngram", epochs=5)
+    assert again.get("nothing_new"), again
+    shutil.copy2(SAMPLES / "incoming" / "more-reviews.jsonl.gz", unlabeled / "more.jsonl.gz")
+    third = retrain_model(data_dir=str(labeled_root), architecture="ngram", epochs=5)
+    assert not third.get("nothing_new") and third["version"] != summary["version"]

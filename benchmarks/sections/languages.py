@@ -7,7 +7,10 @@ as a labeled file the way a user would drop it (IMDB as Parquet, Korean as an NS
 tab-separated file with ``id``, ``movie_id``, ``document``, ``label``), and the product
 runs as a user runs it: the ``retrain-model`` flow on that data root (it splits train /
 selection / gate by movie itself), then the ``score-reviews`` flow on the evaluation
-batch dropped in ``incoming/``. Accuracy is read back from the scored Parquet.
+batch dropped in ``incoming/``. Accuracy is read back from the scored Parquet. Where
+the language has unlabeled reviews (IMDB's ``unsup.parquet``), those not of an
+evaluation movie go to ``unlabeled/`` for self-training, and the product is also
+trained on the labeled file alone, in a data root of its own, to show what they add.
 
 The peers (scikit-learn tf-idf + LogisticRegression, word 1-2 grams and char_wb 1-4
 grams) are trained in the same run on the rows the candidate trained on (its train part)
@@ -39,6 +42,7 @@ QUICK_ROWS = 4_000
 
 LANGUAGES = {
     "en": {"name": "English (IMDB)", "source": SHARED / "imdb" / "train.parquet",
+           "unlabeled": SHARED / "imdb" / "unsup.parquet",
            "columns": {"review_id": "review_id", "text": "text"}, "labeled_as": "parquet",
            "target_accuracy": 0.925, "target_training_seconds": 120},
     "ko": {"name": "Korean (NSMC-style)", "source": SHARED / "nsmc" / "train.parquet",
@@ -91,18 +95,66 @@ def write_labeled(frame: pd.DataFrame, language: str, folder: Path) -> Path:
 
 def measure_language(language: str, work: Path, quick: bool = False) -> dict:
     """Retrain and score through the flows, then the peers on the same rows."""
-    from flows.retrain_model import retrain_model
-    from flows.score_reviews import score_reviews
     from tasks.settings import Settings
     from tasks.split import split_labeled
 
+    spec = LANGUAGES[language]
     reviews = load_reviews(language, quick)
     evaluation_rows = held_out_movie(reviews["movie_id"])
     labeled, evaluation = reviews[~evaluation_rows], reviews[evaluation_rows]
-    data = work / language / "data"
+    unlabeled = load_unlabeled(language, quick)
+    runs = [(work / language / "data", unlabeled)]
+    if unlabeled is not None:
+        runs.append((work / language / "data-labeled-only", None))
+    products = [measure_product(data, language, labeled, evaluation, extra)
+                for data, extra in runs]
+    # The peers learn from the rows the candidate learned from.
+    settings = Settings(data_dir=runs[0][0])
+    split = split_labeled(labeled.rename(columns={"movie_id": "group"}),
+                          settings.validation_fraction, settings.selection_share)
+    peers = [measure_peer(name, options, split.train, evaluation)
+             for name, options in PEERS.items()]
+    return {"language": spec["name"], "labeled_file": f"{spec['labeled_as']}",
+            "reviews": len(reviews), "movies": int(reviews["movie_id"].nunique()),
+            "evaluation_reviews": len(evaluation),
+            "evaluation_movies": int(evaluation["movie_id"].nunique()),
+            "unlabeled_reviews": None if unlabeled is None else len(unlabeled),
+            "parts": products[0].pop("parts"), "split_by": products[0].pop("split_by"),
+            "target_accuracy": spec["target_accuracy"],
+            "target_training_seconds": spec["target_training_seconds"],
+            "results": [{k: v for k, v in p.items() if k not in ("parts", "split_by")}
+                        for p in products] + peers}
+
+
+def load_unlabeled(language: str, quick: bool) -> pd.DataFrame | None:
+    """The language's unlabeled reviews not of an evaluation movie, or None without any.
+
+    The product cannot know which movies a benchmark evaluates on; the benchmark must not
+    hand it their reviews, or self-training would learn the evaluation movies' words."""
+    path = LANGUAGES[language].get("unlabeled")
+    if path is None or not path.exists():
+        return None
+    unlabeled = pd.read_parquet(path, columns=["review_id", "text", "movie_id"])
+    unlabeled = unlabeled[~held_out_movie(unlabeled["movie_id"])]
+    return unlabeled.iloc[:QUICK_ROWS] if quick else unlabeled
+
+
+def measure_product(data: Path, language: str, labeled: pd.DataFrame,
+                    evaluation: pd.DataFrame, unlabeled: pd.DataFrame | None) -> dict:
+    """``retrain-model`` on ``labeled`` (and ``unlabeled`` in ``unlabeled/``), then
+    ``score-reviews`` on the evaluation batch, in the data root ``data``."""
+    import pyarrow.dataset as ds
+
+    from flows.retrain_model import retrain_model
+    from flows.score_reviews import score_reviews
+    from tasks.settings import Settings
+
     if data.exists():
         shutil.rmtree(data)
     write_labeled(labeled, language, data / "labeled")
+    if unlabeled is not None:
+        (data / "unlabeled").mkdir(parents=True)
+        unlabeled.to_parquet(data / "unlabeled" / "reviews.parquet", index=False)
     started = time.perf_counter()
     retrained = retrain_model(data_dir=str(data), force=True)
     retrain_wall = time.perf_counter() - started
@@ -113,38 +165,28 @@ def measure_language(language: str, work: Path, quick: bool = False) -> dict:
     evaluation.drop(columns="movie_id").to_parquet(data / "incoming" / "batch.parquet",
                                                    index=False)
     scored_summary = score_reviews(data_dir=str(data), settle_seconds=0)
-    import pyarrow.dataset as ds
-
     scored = ds.dataset(data / "scored", format="parquet", partitioning="hive").to_table(
         columns=["review_id", "label", "predicted_label"]).to_pandas()
     if len(scored) != len(evaluation):
         raise RuntimeError(f"{len(scored)} rows scored of {len(evaluation)} in the batch")
-    product = {
-        "model": f"reviewflow `{Settings().architecture}` (default)",
+    self_training = metrics.get("self_training") or {}
+    pseudo = self_training.get("pseudo_labeled", {})
+    return {
+        "model": f"reviewflow `{Settings().architecture}` (default)"
+                 + ("" if unlabeled is None else
+                    f", self-training on {len(unlabeled):,} unlabeled reviews"),
         "accuracy": round(float((scored["label"] == scored["predicted_label"]).mean()), 4),
         "training_seconds": metrics["training_seconds"],
         "retrain_flow_seconds": round(retrain_wall, 1),
         "reviews_per_second": scored_summary["reviews_per_second"],
         "gate_accuracy": round(retrained["validation_accuracy"], 4),
         "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
+        "refit": metrics["hyperparameters"].get("refit"),
+        "pseudo_labeled": sum(pseudo.values()) if pseudo else None,
+        "parts": {part: metrics["parts"][part]["rows"] for part in ("train", "selection",
+                                                                    "gate")},
+        "split_by": metrics["parts"]["split_by"],
     }
-    # The peers learn from the rows the candidate learned from.
-    settings = Settings(data_dir=data)
-    split = split_labeled(labeled.rename(columns={"movie_id": "group"}),
-                          settings.validation_fraction, settings.selection_share)
-    peers = [measure_peer(name, options, split.train, evaluation)
-             for name, options in PEERS.items()]
-    spec = LANGUAGES[language]
-    return {"language": spec["name"], "labeled_file": f"{spec['labeled_as']}",
-            "reviews": len(reviews), "movies": int(reviews["movie_id"].nunique()),
-            "evaluation_reviews": len(evaluation),
-            "evaluation_movies": int(evaluation["movie_id"].nunique()),
-            "parts": {part: metrics["parts"][part]["rows"] for part in ("train", "selection",
-                                                                        "gate")},
-            "split_by": metrics["parts"]["split_by"],
-            "target_accuracy": spec["target_accuracy"],
-            "target_training_seconds": spec["target_training_seconds"],
-            "results": [product, *peers]}
 
 
 def measure_peer(name: str, options: dict, train: pd.DataFrame,
@@ -202,13 +244,28 @@ def render(data: dict) -> list[str]:
                   f"the product ({figures['split_by']}): {parts['train']:,} train, "
                   f"{parts['selection']:,} selection, {parts['gate']:,} gate. Targets: accuracy "
                   f"{figures['target_accuracy']}, training under "
-                  f"{figures['target_training_seconds']} s.", "",
-                  "| model | accuracy on held-out movies | training s | scoring reviews/s |",
-                  "| --- | --- | --- | --- |"]
+                  f"{figures['target_training_seconds']} s."
+                  + ("" if not figures.get("unlabeled_reviews") else
+                     f" Self-training: {figures['unlabeled_reviews']:,} unlabeled reviews of "
+                     "the release, those of evaluation movies taken out, in `unlabeled/`; the "
+                     "same model trained without them is the second row."), "",
+                  "| model | accuracy on held-out movies | training s | scoring reviews/s | "
+                  "rows the final model learned from |",
+                  "| --- | --- | --- | --- | --- |"]
         lines += [f"| {r['model']} | {r['accuracy']} | {r['training_seconds']} | "
-                  f"{r['reviews_per_second']:,} |" for r in figures["results"]]
+                  f"{r['reviews_per_second']:,} | {_learned_from(r, parts)} |"
+                  for r in figures["results"]]
         lines.append("")
     return lines
+
+
+def _learned_from(result: dict, parts: dict) -> str:
+    """The final model's training rows: the refit's, with the pseudo-labeled share."""
+    refit = result.get("refit")
+    if refit is None:  # a peer, or the product without a refit: the train part
+        return f"{parts['train']:,}"
+    pseudo = result.get("pseudo_labeled") or 0
+    return f"{refit['rows']:,}" + (f" ({pseudo:,} pseudo-labeled)" if pseudo else "")
 
 
 def main(argv: list[str]) -> None:

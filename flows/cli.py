@@ -303,6 +303,9 @@ def _print_retrain(summary: dict) -> None:
     print(f"\ncandidate {summary['version']}: held-out accuracy "
           f"{summary['validation_accuracy']:.4f} on {summary['validation_rows']} gate rows "
           f"(held out by {by}); {verdict}")
+    if summary.get("pseudo_labeled_rows"):
+        print(f"learned from {summary['final_training_rows']} rows, "
+              f"{summary['pseudo_labeled_rows']} of them pseudo-labeled from unlabeled/")
     print(f"reason: {summary['reason']}")
 
 

@@ -255,6 +255,9 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
                "champion_before": compared[0] if compared else None,
                "champion_accuracy": round(compared[1]["accuracy"], 4) if compared else None,
                **part_rows(split), "epochs_run": trained.epochs_run,
+               "final_training_rows": trained.train_rows,
+               "pseudo_labeled_rows": (sum(self_training["pseudo_labeled"].values())
+                                       if self_training else 0),
                "training_seconds": round(trained.training_seconds, 1)}
     publish_artifacts(summary, candidate, compared[1] if compared else None,
                       registry.versions / version)

@@ -61,10 +61,13 @@ class Vocabulary:
 
     ``characters_of_unspaced_scripts``: the model splits runs of unspaced scripts into
     characters (the n-gram model), so those are looked up one character at a time.
+    ``marks_are_words``: the model keeps runs of punctuation as words
+    (``tasks.model.standardize_keeping_marks``), so they are looked up too.
     """
 
     tokens: pa.Array
     characters_of_unspaced_scripts: bool = False
+    marks_are_words: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,18 +82,22 @@ class Thresholds:
 
 
 # ---------------------------------------------------------------- tokens and scripts
-def standardize(texts: pa.Array) -> pa.Array:
-    """``tasks.model.standardize_review`` in pyarrow: the same RE2 patterns; ASCII-only
+def standardize(texts: pa.Array, marks_are_words: bool = False) -> pa.Array:
+    """``tasks.model.standardize_review`` (with ``marks_are_words``,
+    ``standardize_keeping_marks``) in pyarrow: the same RE2 patterns; ASCII-only
     lower-casing, as ``tf.strings.lower`` does by default."""
     texts = pc.ascii_lower(texts)
     texts = pc.replace_substring_regex(texts, r"<br\s*/?>", " ")
+    if marks_are_words:
+        return pc.replace_substring_regex(texts, r"([^\p{L}\p{N}\s]+)", r" \1 ")
     return pc.replace_substring_regex(texts, r"[^\p{L}\p{N}\s]", " ")
 
 
-def tokens(texts: pa.Array, characters_of_unspaced_scripts: bool) -> pa.Array:
+def tokens(texts: pa.Array, characters_of_unspaced_scripts: bool,
+           marks_are_words: bool = False) -> pa.Array:
     """The unigram tokens the model looks up, flattened: whitespace-separated words, and
     with ``characters_of_unspaced_scripts`` each Hangul/Han/Kana/Thai character alone."""
-    standard = standardize(texts)
+    standard = standardize(texts, marks_are_words)
     if characters_of_unspaced_scripts:
         standard = pc.replace_substring_regex(standard, f"([{UNSPACED_SCRIPTS}])", r" \1 ")
     flat = pc.list_flatten(pc.ascii_split_whitespace(standard))
@@ -99,7 +106,7 @@ def tokens(texts: pa.Array, characters_of_unspaced_scripts: bool) -> pa.Array:
 
 def unknown_tokens(texts: pa.Array, vocabulary: Vocabulary) -> tuple[int, int]:
     """``(tokens, tokens not in the vocabulary)`` of ``texts``."""
-    found = tokens(texts, vocabulary.characters_of_unspaced_scripts)
+    found = tokens(texts, vocabulary.characters_of_unspaced_scripts, vocabulary.marks_are_words)
     if len(found) == 0:
         return 0, 0
     known = pc.sum(pc.is_in(found, value_set=vocabulary.tokens)).as_py() or 0

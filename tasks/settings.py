@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         True, description="Emit a Prefect event reviewflow.drift.detected per flagged file.")
 
     # --- training
-    architecture: str = Field("ngram-across", description="Named model configuration (see tasks.model).")
+    architecture: str = Field("ngram-marks", description="Named model configuration (see tasks.model).")
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of the labeled groups (or reviews, where files "
                                      "name no group) held out of training (tasks.split).")

@@ -29,6 +29,7 @@ from tasks.model import (
     split_ngrams,
     split_ngrams_across,
     split_ngrams_bounded,
+    standardize_keeping_marks,
     standardize_review,
     train_model,
 )
@@ -85,7 +86,7 @@ def test_architecture_trains_and_loads_in_safe_mode(name, english, tmp_path):
 def test_seed_keeps_its_vocabulary_and_the_default_brings_its_own(english):
     assert train(english, "seed", epochs=1).hyperparameters["max_tokens"] == 10_000
     default = Settings().architecture
-    assert default == "ngram-across" and default in ARCHITECTURES
+    assert default == "ngram-marks" and default in ARCHITECTURES
     assert ARCHITECTURES[default].max_tokens == 800_000
 
 
@@ -174,6 +175,23 @@ def word_ngram_architecture() -> Architecture:
             max_tokens=params.max_tokens, ngrams=3, output_mode="int",
             standardize=standardize_review),
         _nb_logistic_classifier, max_tokens=default.max_tokens, prepare=_adapt_nb_ratios)
+
+
+def test_marks_become_words_of_their_own_and_words_stay_as_they_were():
+    texts = tf.constant(["Great!!<br />It's fine...", "재미없다...최고^^ :)", "plain words"])
+    marked = [t.decode().split() for t in standardize_keeping_marks(texts).numpy()]
+    assert marked == [["great", "!!", "it", "'", "s", "fine", "..."],
+                      ["재미없다", "...", "최고", "^^", ":)"], ["plain", "words"]]
+    plain = [t.decode().split() for t in standardize_review(texts).numpy()]
+    letters = [[w for w in words if any(c.isalnum() for c in w)] for words in marked]
+    assert letters == plain  # the same words; only the marks are added
+    # The model of this standardization knows the marks, and its drift signals count them.
+    model = train_model(np.array(["great!!", "awful...", "great fun!!", "dull..."] * 5,
+                                 dtype=object), np.array([1, 0, 1, 0] * 5),
+                        np.array(["fine!!", "bad..."], dtype=object), np.array([1, 0]),
+                        TrainingParams(architecture="ngram-marks", epochs=2, seed=7)).model
+    vocabulary = model_vocabulary(model)
+    assert vocabulary.marks_are_words and {"!!", "..."} <= set(vocabulary.tokens.to_pylist())
 
 
 def test_korean_reviews_need_character_ngrams(monkeypatch):

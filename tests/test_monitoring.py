@@ -66,12 +66,20 @@ def test_unknown_tokens_are_counted_in_the_models_own_terms():
     scripts, which the model's own split produces too."""
     import tensorflow as tf
 
-    from tasks.model import _UNSPACED_SCRIPTS, split_ngrams, standardize_review
+    from tasks.model import (
+        _UNSPACED_SCRIPTS,
+        split_ngrams,
+        standardize_keeping_marks,
+        standardize_review,
+    )
 
     assert monitoring.UNSPACED_SCRIPTS == _UNSPACED_SCRIPTS
     texts = ["Great FILM!<br />It's ÉLAN, 재미있었어요 映画。", "tab\tand  spaces, 123"]
     theirs = [t.decode() for t in standardize_review(tf.constant(texts)).numpy()]
     assert monitoring.standardize(pa.array(texts)).to_pylist() == theirs
+    marked = [t.decode() for t in standardize_keeping_marks(tf.constant(texts)).numpy()]
+    assert monitoring.standardize(pa.array(texts), marks_are_words=True).to_pylist() == marked
+    assert {"!", "'", ",", "。"} <= set(monitoring.tokens(pa.array(texts), True, True).to_pylist())
     model_tokens = {t.decode() for t in split_ngrams(tf.constant(theirs)).flat_values.numpy()}
     ours = set(monitoring.tokens(pa.array(texts), True).to_pylist())
     assert ours <= model_tokens

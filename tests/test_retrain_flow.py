@@ -238,8 +238,9 @@ def test_self_training_learns_from_unlabeled_reviews_and_accounts_for_each(label
     assert pseudo["positive"] == pseudo["negative"] > 0
     assert pseudo["positive"] + pseudo["negative"] <= record["learnable"] <= 80
     parts = metrics["parts"]
-    assert metrics["hyperparameters"]["refit"]["rows"] == (
+    assert metrics["hyperparameters"]["refit"]["rows"] == summary["final_training_rows"] == (
         parts["train"]["rows"] + parts["selection"]["rows"] + 2 * pseudo["positive"])
+    assert summary["pseudo_labeled_rows"] == 2 * pseudo["positive"]
     rejected = pq.read_table(labeled_root / "quarantine" / "unlabeled").to_pylist()
     assert [(row["review_id"], row["source_file"]) for row in rejected] == [
         ("copy-empty", "copies.csv")]

@@ -54,9 +54,16 @@ def standardize_keeping_marks(text: tf.Tensor) -> tf.Tensor:
     especially. As words, they join the word n-grams ("great !!", "... 별로"). On reviews
     of held-out movies this lifted accuracy by about a quarter of a point in both
     languages (BENCHMARKS.md, "Languages"). Registered by name for safe-mode loading.
+
+    Separators and control characters (no-break and ideographic spaces, U+2028, NEL,
+    zero-width marks) become spaces first, as whitespace would. Kept as marks, they
+    would be tokens holding a character that Python counts as a line break, and Keras
+    saves the vocabulary one token per line and reads it back with ``splitlines``: the
+    saved model would not load.
     """
     text = tf.strings.lower(text)
     text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
+    text = tf.strings.regex_replace(text, r"[\p{Z}\p{C}]+", " ")
     return tf.strings.regex_replace(text, r"([^\p{L}\p{N}\s]+)", " \\1 ")
 
 

@@ -89,6 +89,7 @@ def standardize(texts: pa.Array, marks_are_words: bool = False) -> pa.Array:
     texts = pc.ascii_lower(texts)
     texts = pc.replace_substring_regex(texts, r"<br\s*/?>", " ")
     if marks_are_words:
+        texts = pc.replace_substring_regex(texts, r"[\p{Z}\p{C}]+", " ")
         return pc.replace_substring_regex(texts, r"([^\p{L}\p{N}\s]+)", r" \1 ")
     return pc.replace_substring_regex(texts, r"[^\p{L}\p{N}\s]", " ")
 

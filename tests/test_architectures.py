@@ -83,6 +83,26 @@ def test_architecture_trains_and_loads_in_safe_mode(name, english, tmp_path):
     assert np.all((after >= 0) & (after <= 1))
 
 
+# Characters that Python's str.splitlines breaks at but whitespace splitting may not, and
+# other separators and invisible marks: Keras saves a vocabulary one token per line and
+# reads it back with splitlines, so a token holding one of them breaks the saved model.
+ODD_CHARACTERS = ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e",
+                  "\u00a0", "\u3000", "\u200b", "\u200d", "\ufeff", "\x00", "\t"]
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_a_model_of_text_with_odd_separators_saves_and_loads(name, tmp_path):
+    texts = np.array([f"great{c}film!!{c}재미{c}있다 👍🏻{c}..." if i % 2 else
+                      f"dull{c}plot...{c}별로{c}야 😡{c}??"
+                      for i, c in enumerate(ODD_CHARACTERS * 2)], dtype=object)
+    labels = np.array([i % 2 for i in range(len(texts))])
+    trained = train_model(texts, labels, texts[:4], labels[:4],
+                          TrainingParams(architecture=name, epochs=1, seed=7))
+    loaded = load_model(save_model(trained.model, tmp_path / f"{name}.keras"))
+    np.testing.assert_allclose(predict_scores(loaded, texts, 8),
+                               predict_scores(trained.model, texts, 8), atol=1e-6)
+
+
 def test_seed_keeps_its_vocabulary_and_the_default_brings_its_own(english):
     assert train(english, "seed", epochs=1).hyperparameters["max_tokens"] == 10_000
     default = Settings().architecture

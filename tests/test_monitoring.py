@@ -68,13 +68,16 @@ def test_unknown_tokens_are_counted_in_the_models_own_terms():
 
     from tasks.model import (
         _UNSPACED_SCRIPTS,
+        ODD_SEPARATORS,
         split_ngrams,
         standardize_keeping_marks,
         standardize_review,
     )
 
     assert monitoring.UNSPACED_SCRIPTS == _UNSPACED_SCRIPTS
-    texts = ["Great FILM!<br />It's ÉLAN, 재미있었어요 映画。", "tab\tand  spaces, 123"]
+    assert monitoring.ODD_SEPARATORS == ODD_SEPARATORS
+    texts = ["Great FILM!<br />It's ÉLAN, 재미있었어요 映画。", "tab\tand  spaces, 123",
+             "odd\u00a0spaces\u2028and\x85breaks\u200b, kept\u3000apart"]
     theirs = [t.decode() for t in standardize_review(tf.constant(texts)).numpy()]
     assert monitoring.standardize(pa.array(texts)).to_pylist() == theirs
     marked = [t.decode() for t in standardize_keeping_marks(tf.constant(texts)).numpy()]

@@ -33,6 +33,7 @@ import shutil
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
@@ -231,14 +232,21 @@ def _preflight_retrain(args) -> None:
                 from None
 
 
-def _warm_heavy_imports() -> None:
-    """Import TensorFlow and Great Expectations in background threads, one each.
+def _warm_heavy_imports() -> Callable[[], None]:
+    """Import TensorFlow and Great Expectations in background threads, one each; return
+    a function that waits for both.
 
     Until its first flow runs, this process imports Prefect and waits for its API (a
     temporary server starting in a child process); meanwhile it would leave the second
     core idle. The two heaviest libraries import then, not inside the flow. Each has a
     thread of its own: much of an import is loading and initializing native libraries,
     so the two overlap (about 5 s instead of 6 s on a quiet 2-core host).
+
+    Call the returned function before the flow: the flow imports the same packages, and
+    two threads importing modules of one package that import each other can deadlock.
+    Python then raises in one thread and leaves modules half made: under load a
+    ``reviewflow score`` whose flow reached Great Expectations before the warm-up thread
+    had finished importing it printed "Exception in thread warm-gx" and never ended.
     """
     def load_validation() -> None:
         import great_expectations  # noqa: F401
@@ -246,8 +254,15 @@ def _warm_heavy_imports() -> None:
     def load_model() -> None:
         import tasks.model  # noqa: F401 - TensorFlow and Keras
 
-    for name, load in (("warm-gx", load_validation), ("warm-tf", load_model)):
-        threading.Thread(target=load, name=name, daemon=True).start()
+    threads = [threading.Thread(target=load, name=name, daemon=True)
+               for name, load in (("warm-gx", load_validation), ("warm-tf", load_model))]
+    for thread in threads:
+        thread.start()
+
+    def imported() -> None:
+        for thread in threads:
+            thread.join()  # an import that failed raises again, with its message, in the flow
+    return imported
 
 
 def _score(args) -> dict:
@@ -256,10 +271,11 @@ def _score(args) -> dict:
     # First, from the main thread: a temporary server starts on the other core while
     # this process imports (see flows/prefect_api.py).
     api = PrefectAPI.launch()
-    _warm_heavy_imports()
+    imported = _warm_heavy_imports()
     from flows.score_reviews import score_reviews  # Prefect, with its logging set up
 
     api.connect()  # before any flow: one line and exit 4 if there is no API
+    imported()
     # Only the options given: the flow's defaults are the settings (environment included).
     # getattr: `demo` scores with its own arguments, which have none of these options.
     options = ("data_dir", "require_gpu", "settle_seconds", "task_runner", "dask_address",
@@ -272,10 +288,11 @@ def _retrain(args) -> dict:
     from flows.prefect_api import PrefectAPI
 
     api = PrefectAPI.launch()  # see _score
-    _warm_heavy_imports()
+    imported = _warm_heavy_imports()
     from flows.retrain_model import retrain_model
 
     api.connect()
+    imported()
     # Only the options given: the flow's defaults are the settings (environment included).
     options = ("data_dir", "architecture", "epochs", "min_delta", "require_significance")
     return retrain_model(**{name: value for name in options

@@ -119,7 +119,7 @@ def measure_language(language: str, work: Path, quick: bool = False) -> dict:
             "evaluation_reviews": len(evaluation),
             "evaluation_movies": int(evaluation["movie_id"].nunique()),
             "unlabeled_reviews": None if unlabeled is None else len(unlabeled),
-            "parts": products[0].pop("parts"), "split_by": products[0].pop("split_by"),
+            "parts": products[0]["parts"], "split_by": products[0]["split_by"],
             "target_accuracy": spec["target_accuracy"],
             "target_training_seconds": spec["target_training_seconds"],
             "results": [{k: v for k, v in p.items() if k not in ("parts", "split_by")}

@@ -20,6 +20,7 @@ from tasks.model import (
     TrainingParams,
     _adapt_nb_ratios,
     _nb_logistic_classifier,
+    adapt_vocabulary,
     load_model,
     model_vocabulary,
     predict_scores,
@@ -101,6 +102,24 @@ def test_a_model_of_text_with_odd_separators_saves_and_loads(name, tmp_path):
     loaded = load_model(save_model(trained.model, tmp_path / f"{name}.keras"))
     np.testing.assert_allclose(predict_scores(loaded, texts, 8),
                                predict_scores(trained.model, texts, 8), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("max_tokens", [None, 60])
+def test_the_vocabulary_is_the_one_keras_adapt_chooses(name, max_tokens, english):
+    """Same tokens in the same order as ``TextVectorization.adapt``, for every
+    architecture's tokens, with a cut at ``max_tokens`` that falls among tied counts;
+    batches of 7 reviews, counted in parts of about 500 tokens and summed."""
+    korean = read_reviews(KOREAN / "train.tsv")["text"].head(40)
+    corpus = np.concatenate([texts(english), korean.to_numpy(dtype=object),
+                             np.array(["", "[UNK] [unk]", "great!! great!! ^^"], dtype=object)])
+    params = TrainingParams(max_tokens=max_tokens or 10**6)
+    ours, theirs = ARCHITECTURES[name].vectorizer(params), ARCHITECTURES[name].vectorizer(params)
+    adapt_vocabulary(ours, corpus, batch_size=7, tokens_per_count=500)
+    theirs.adapt(tf.data.Dataset.from_tensor_slices(corpus).batch(64))
+    assert ours.get_vocabulary() == theirs.get_vocabulary()
+    # Without a limit there are more tokens than 60, so the cut at 60 leaves some out.
+    assert ours.vocabulary_size() == max_tokens if max_tokens else ours.vocabulary_size() > 60
 
 
 def test_seed_keeps_its_vocabulary_and_the_default_brings_its_own(english):

@@ -519,30 +519,37 @@ def adapt_vocabulary(vectorizer: keras.layers.TextVectorization, texts: np.ndarr
     (8.6 million n-grams in 48,000 IMDB reviews) as Python byte strings: 39 s, a third
     of a self-training run. Here the vectorizer's own standardization and split make the
     tokens (so the model reads text as before), Arrow counts them in one hash pass over
-    up to ``tokens_per_count`` tokens at a time (about 12 bytes each; larger corpora are
-    counted in parts and the parts summed), and only the tokens that can make the cut
-    are sorted: 18 s for the same vocabulary. ``tests/test_architectures.py`` checks
-    that it is Keras'.
+    up to ``tokens_per_count`` tokens at a time (about 12 bytes each; a larger corpus is
+    counted in parts, each added to the counts so far), and only the tokens that can
+    make the cut are sorted: 18 s for the same vocabulary. ``tests/test_architectures.py``
+    checks that it is Keras'.
     """
     preprocess = tf.function(vectorizer._preprocess, reduce_retracing=True)
-    counted: list[pa.Table] = []
+    counts: pa.Table | None = None
     pending: list[pa.Array] = []
     for start in range(0, len(texts), batch_size):
         tokens = preprocess(tf.constant(texts[start:start + batch_size], dtype=tf.string))
         flat = tokens.flat_values if isinstance(tokens, tf.RaggedTensor) else tokens
         pending.append(pa.array(flat.numpy().ravel(), type=pa.binary()))
         if sum(len(part) for part in pending) >= tokens_per_count:
-            counted.append(_token_counts(pending))
-            pending = []
-    counted.append(_token_counts(pending))
-    counts = pa.concat_tables(counted).group_by("token").aggregate([("count", "sum")])
-    vectorizer.set_vocabulary(_most_frequent(counts.rename_columns(["token", "count"])
-                                             if len(counted) > 1 else counted[0], vectorizer))
+            counts, pending = _token_counts(pending, counts), []
+    vocabulary = _most_frequent(_token_counts(pending, counts), vectorizer)
+    if not vocabulary:
+        raise ValueError(f"no words to learn a vocabulary from in {len(texts)} training texts: "
+                         "they are empty or only spaces once standardized; add labeled "
+                         "reviews with text")
+    vectorizer.set_vocabulary(vocabulary)
 
 
-def _token_counts(tokens: list[pa.Array]) -> pa.Table:
-    counts = pc.value_counts(pa.chunked_array(tokens, type=pa.binary()))
-    return pa.table({"token": counts.field("values"), "count": counts.field("counts")})
+def _token_counts(tokens: list[pa.Array], so_far: pa.Table | None) -> pa.Table:
+    """token, count of ``tokens``, added to the counts ``so_far`` (summed at once, so
+    memory holds the distinct tokens once, however many parts the corpus takes)."""
+    counted = pc.value_counts(pa.chunked_array(tokens, type=pa.binary()))
+    counts = pa.table({"token": counted.field("values"), "count": counted.field("counts")})
+    if so_far is None:
+        return counts
+    summed = pa.concat_tables([so_far, counts]).group_by("token").aggregate([("count", "sum")])
+    return summed.rename_columns(["token", "count"])
 
 
 def _most_frequent(counts: pa.Table, vectorizer) -> list[str]:

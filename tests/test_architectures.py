@@ -122,6 +122,12 @@ def test_the_vocabulary_is_the_one_keras_adapt_chooses(name, max_tokens, english
     assert ours.vocabulary_size() == max_tokens if max_tokens else ours.vocabulary_size() > 60
 
 
+def test_texts_without_a_word_are_a_clear_error_not_an_empty_vocabulary():
+    vectorizer = ARCHITECTURES["ngram-marks"].vectorizer(TrainingParams())
+    with pytest.raises(ValueError, match="no words to learn a vocabulary from in 2 training"):
+        adapt_vocabulary(vectorizer, np.array(["", "   "], dtype=object))
+
+
 def test_seed_keeps_its_vocabulary_and_the_default_brings_its_own(english):
     assert train(english, "seed", epochs=1).hyperparameters["max_tokens"] == 10_000
     default = Settings().architecture

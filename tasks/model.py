@@ -521,7 +521,7 @@ def adapt_vocabulary(vectorizer: keras.layers.TextVectorization, texts: np.ndarr
     tokens (so the model reads text as before), Arrow counts them in one hash pass over
     up to ``tokens_per_count`` tokens at a time (about 12 bytes each; a larger corpus is
     counted in parts, each added to the counts so far), and only the tokens that can
-    make the cut are sorted: 18 s for the same vocabulary. ``tests/test_architectures.py``
+    make the cut are sorted: 15-17 s for the same vocabulary. ``tests/test_architectures.py``
     checks that it is Keras'.
     """
     preprocess = tf.function(vectorizer._preprocess, reduce_retracing=True)

@@ -23,7 +23,8 @@ figures as ``benchmarks/results.json``:
 9. ``cli``: command-line latency, and many one-row files in one run.
 10. ``languages``: English (IMDB) and Korean (NSMC-style TSV) trained through
     ``retrain-model`` and scored through ``score-reviews`` on reviews of movies held out
-    of training, beside scikit-learn word and char n-gram peers on the same rows.
+    of training, beside scikit-learn word and char n-gram peers on the same rows, and a
+    probe: the default averaged with a small CNN that reads word order.
 
 Targets that are missed are printed and marked in the report; they do not fail the
 run. A section that raises is reported as failed and the others still run (exit code 1).

@@ -14,7 +14,9 @@ trained on the labeled file alone, in a data root of its own, to show what they 
 
 The peers (scikit-learn tf-idf + LogisticRegression, word 1-2 grams and char_wb 1-4
 grams) are trained in the same run on the rows the candidate trained on (its train part)
-and scored on the same evaluation batch.
+and scored on the same evaluation batch. A last row, a probe (``benchmarks.second_model``),
+averages the product's scores with a small CNN's, to show what a second model that reads
+word order adds.
 
 ``make bench`` runs it as section 10; ``python -m benchmarks.sections.languages [en|ko ...]
 [--quick]`` prints one JSON object per language.
@@ -114,6 +116,8 @@ def measure_language(language: str, work: Path, quick: bool = False) -> dict:
                           settings.validation_fraction, settings.selection_share)
     peers = [measure_peer(name, options, split.train, evaluation)
              for name, options in PEERS.items()]
+    probe = measure_second_model(language, split, evaluation, products[0],
+                                 scored_probabilities(runs[0][0], evaluation))
     return {"language": spec["name"], "labeled_file": f"{spec['labeled_as']}",
             "reviews": len(reviews), "movies": int(reviews["movie_id"].nunique()),
             "evaluation_reviews": len(evaluation),
@@ -123,7 +127,7 @@ def measure_language(language: str, work: Path, quick: bool = False) -> dict:
             "target_accuracy": spec["target_accuracy"],
             "target_training_seconds": spec["target_training_seconds"],
             "results": [{k: v for k, v in p.items() if k not in ("parts", "split_by")}
-                        for p in products] + peers}
+                        for p in products] + peers + [probe]}
 
 
 def load_unlabeled(language: str, quick: bool) -> pd.DataFrame | None:
@@ -187,6 +191,37 @@ def measure_product(data: Path, language: str, labeled: pd.DataFrame,
                                                                     "gate")},
         "split_by": metrics["parts"]["split_by"],
     }
+
+
+def scored_probabilities(data: Path, evaluation: pd.DataFrame) -> np.ndarray:
+    """The product's score of each evaluation review, read back from ``data``'s scored
+    Parquet, in the evaluation batch's order."""
+    import pyarrow.dataset as ds
+
+    scored = ds.dataset(data / "scored", format="parquet", partitioning="hive").to_table(
+        columns=["review_id", "score"]).to_pandas().set_index("review_id")["score"]
+    return scored.reindex(evaluation["review_id"].astype(str)).to_numpy()
+
+
+def measure_second_model(language: str, split, evaluation: pd.DataFrame, product: dict,
+                         product_scores: np.ndarray) -> dict:
+    """The probe of ``benchmarks.second_model``, as a row beside the peers: accuracy of
+    the average, training seconds of both models, and reviews/s of scoring with both."""
+    from benchmarks import second_model
+
+    if np.isnan(product_scores).any():
+        raise RuntimeError("an evaluation review has no score in the product's output")
+    probe = second_model.measure(language, split.train, split.selection, evaluation,
+                                 product_scores)
+    both = 1 / (1 / product["reviews_per_second"] + 1 / probe["network_reviews_per_second"])
+    return {"model": f"probe, not a product path: the first row averaged with a {probe['unit']}"
+                     f" CNN (logit weights {second_model.PRODUCT_WEIGHT} / "
+                     f"{round(1 - second_model.PRODUCT_WEIGHT, 2)}); the CNN alone "
+                     f"{probe['network_accuracy']}, {probe['training_seconds']} s, best epoch "
+                     f"{probe['best_epoch']}",
+            "accuracy": probe["accuracy"],
+            "training_seconds": round(product["training_seconds"] + probe["training_seconds"], 1),
+            "reviews_per_second": round(both), "probe": probe}
 
 
 def measure_peer(name: str, options: dict, train: pd.DataFrame,
@@ -256,6 +291,12 @@ def render(data: dict) -> list[str]:
                   f"{r['reviews_per_second']:,} | {_learned_from(r, parts)} |"
                   for r in figures["results"]]
         lines.append("")
+    if any("probe" in r for figures in data["languages"] for r in figures["results"]):
+        lines += ["The probe rows measure how far an ensemble with a model that reads word "
+                  "order gets, and at what training cost (`benchmarks/second_model.py`; the CNN"
+                  " learns from the train part, its epoch chosen on the selection part). Their "
+                  "training s is both models'; their reviews/s is the first row's whole flow "
+                  "and the CNN's bare scoring, one after the other.", ""]
     return lines
 
 

@@ -9,8 +9,8 @@ cores: a small convolutional network over characters (Korean, where one word car
 stem, particles and endings) or words (English), trained on the same train part as the
 candidate, its epoch chosen on the selection part, and averaged with the product's own
 scores (logits weighted 0.8 / 0.2: weights from 0.7 to 0.8 did best on the selection rows
-in exploratory runs of both languages). It is a measurement, not a product path: the row says how far an
-ensemble gets and what it costs in training time.
+in exploratory runs of both languages). It is a measurement, not a product path: the row
+says how far an ensemble gets and what it costs in training time.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def measure(language: str, train: pd.DataFrame, selection: pd.DataFrame,
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE,
                                          restore_best_weights=True)
     history = network.fit(batches(train, shuffle=True), validation_data=batches(selection),
-                          epochs=EPOCHS, callbacks=[stop], shuffle=False, verbose=0)  # shuffled above
+                          epochs=EPOCHS, callbacks=[stop],
+                          shuffle=False, verbose=0)  # shuffled above
     training = time.perf_counter() - started
     started = time.perf_counter()
     network_scores = network.predict(
@@ -83,7 +84,8 @@ def measure(language: str, train: pd.DataFrame, selection: pd.DataFrame,
         verbose=0).reshape(-1)
     scoring = time.perf_counter() - started
     labels = evaluation["label"].to_numpy() == 1
-    averaged = PRODUCT_WEIGHT * _logit(product_scores) + (1 - PRODUCT_WEIGHT) * _logit(network_scores)
+    averaged = (PRODUCT_WEIGHT * _logit(product_scores)
+                + (1 - PRODUCT_WEIGHT) * _logit(network_scores))
     return {"unit": reader["unit"], "training_seconds": round(training, 1),
             "best_epoch": int(np.argmin(history.history["val_loss"])) + 1,
             "network_accuracy": round(float(np.mean((network_scores > 0.5) == labels)), 4),

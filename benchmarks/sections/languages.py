@@ -147,8 +147,6 @@ def measure_product(data: Path, language: str, labeled: pd.DataFrame,
                     evaluation: pd.DataFrame, unlabeled: pd.DataFrame | None) -> dict:
     """``retrain-model`` on ``labeled`` (and ``unlabeled`` in ``unlabeled/``), then
     ``score-reviews`` on the evaluation batch, in the data root ``data``."""
-    import pyarrow.dataset as ds
-
     from flows.retrain_model import retrain_model
     from flows.score_reviews import score_reviews
     from tasks.settings import Settings
@@ -169,8 +167,7 @@ def measure_product(data: Path, language: str, labeled: pd.DataFrame,
     evaluation.drop(columns="movie_id").to_parquet(data / "incoming" / "batch.parquet",
                                                    index=False)
     scored_summary = score_reviews(data_dir=str(data), settle_seconds=0)
-    scored = ds.dataset(data / "scored", format="parquet", partitioning="hive").to_table(
-        columns=["review_id", "label", "predicted_label"]).to_pandas()
+    scored = read_scored(data, ["review_id", "label", "predicted_label"])
     if len(scored) != len(evaluation):
         raise RuntimeError(f"{len(scored)} rows scored of {len(evaluation)} in the batch")
     self_training = metrics.get("self_training") or {}
@@ -193,14 +190,21 @@ def measure_product(data: Path, language: str, labeled: pd.DataFrame,
     }
 
 
+def read_scored(data: Path, columns: list[str]) -> pd.DataFrame:
+    """``columns`` of every row in the data root's scored Parquet output."""
+    import pyarrow.dataset as ds
+
+    from tasks.layout import DataLayout
+
+    return ds.dataset(DataLayout(root=data).scored, format="parquet",
+                      partitioning="hive").to_table(columns=columns).to_pandas()
+
+
 def scored_probabilities(data: Path, evaluation: pd.DataFrame) -> np.ndarray:
     """The product's score of each evaluation review, read back from ``data``'s scored
     Parquet, in the evaluation batch's order."""
-    import pyarrow.dataset as ds
-
-    scored = ds.dataset(data / "scored", format="parquet", partitioning="hive").to_table(
-        columns=["review_id", "score"]).to_pandas().set_index("review_id")["score"]
-    return scored.reindex(evaluation["review_id"].astype(str)).to_numpy()
+    scores = read_scored(data, ["review_id", "score"]).set_index("review_id")["score"]
+    return scores.reindex(evaluation["review_id"].astype(str)).to_numpy()
 
 
 def measure_second_model(language: str, split, evaluation: pd.DataFrame, product: dict,

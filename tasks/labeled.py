@@ -36,10 +36,11 @@ def read_labeled_reviews(settings: Settings, validator: ReviewValidator,
     """All valid labeled reviews (``KEPT_COLUMNS``) and counts of what was read.
 
     ``stats`` holds files read and quarantined, rows read, rejected, with generated ids
-    and with a group, the encodings met, ids repeated across files, and
-    ``content_sha256``, a fingerprint of every file's name and content. The same id in
-    two files: the later file's row is kept (a correction wins). Raises
-    ``NoLabeledDataError`` when no file gives a usable review.
+    and with a group, the encodings met, rows whose id another file also uses, and
+    ``content_sha256``, a fingerprint of every file's name and content. Ids are unique
+    within a file only, as for scoring: the same id in two files is two reviews, both
+    kept (files of two years both numbered from 1). Raises ``NoLabeledDataError`` when
+    no file gives a usable review.
     """
     layout = settings.layout
     reviews, stats = _read_folder(layout.labeled, layout.training_rejects, KEPT_COLUMNS,
@@ -121,7 +122,10 @@ def _read_folder(folder, rejects_folder, columns: list[str], settings: Settings,
     if not frames:
         return None, stats
     reviews = pd.concat(frames, ignore_index=True)
-    before = len(reviews)
-    reviews = reviews.drop_duplicates("review_id", keep="last").reset_index(drop=True)
-    stats["ids_repeated_across_files"] = before - len(reviews)
+    # Counted, never dropped: the validator already keeps one row per id within a file.
+    stats["ids_repeated_across_files"] = int(reviews["review_id"].duplicated(keep=False).sum())
+    if stats["ids_repeated_across_files"]:
+        logger.info("%d rows share their review_id with a row of another file of %s; each "
+                    "is kept as a review of its own (ids are unique within a file)",
+                    stats["ids_repeated_across_files"], folder.name)
     return reviews, stats

@@ -144,3 +144,53 @@ def version_metrics(version: str, trained, split: Split, settings: Settings, rea
                         "champion_validation": champion[1] if champion else None,
                         "mcnemar": champion[2] if champion else None},
     }
+
+
+# What self-training leaves out of unlabeled/, by why (tasks.self_training), in the
+# order the summary and the warning name them.
+_UNLABELED_LEFT_OUT = ("labeled_text", "held_out_group", "duplicate_text", "over_max_rows")
+
+
+def left_out_rows(read_stats: dict, split: Split, unlabeled_stats: dict | None,
+                  self_training: dict | None) -> dict:
+    """For the run summary: every row read, and those training left out, by why.
+
+    Labeled rows: read, rejected by the suite (in ``quarantine/training/``), and texts
+    that repeat another labeled row's (kept once, ``tasks.split``); the rest are trained
+    on or held out. Unlabeled rows (when ``unlabeled/`` was read): read, rejected (in
+    ``quarantine/unlabeled/``), and each reason ``tasks.self_training`` leaves one out.
+    Nothing is left out for a review id another file also uses.
+    """
+    kept = len(split.train) + len(split.selection) + len(split.gate)
+    counts = {"labeled_rows_read": int(read_stats["rows_read"]),
+              "labeled_rows_rejected": int(read_stats["rows_rejected"]),
+              "labeled_duplicate_texts": int(split.duplicates_removed),
+              "labeled_rows_trained_or_held_out": kept}
+    if unlabeled_stats is not None:
+        counts.update(unlabeled_rows_read=int(unlabeled_stats["rows_read"]),
+                      unlabeled_rows_rejected=int(unlabeled_stats["rows_rejected"]))
+        if self_training is not None:
+            counts.update({f"unlabeled_{why}": int(self_training[why])
+                           for why in _UNLABELED_LEFT_OUT},
+                          unlabeled_learnable=int(self_training["learnable"]))
+    return counts
+
+
+def left_out_warning(counts: dict) -> str | None:
+    """One line with the counts of ``left_out_rows``, or None when nothing was left out."""
+    labeled = counts["labeled_rows_rejected"] + counts["labeled_duplicate_texts"]
+    unlabeled_reasons = {why: counts.get(f"unlabeled_{why}", 0) for why in _UNLABELED_LEFT_OUT}
+    unlabeled = counts.get("unlabeled_rows_rejected", 0) + sum(unlabeled_reasons.values())
+    if not labeled and not unlabeled:
+        return None
+    line = (f"training left out {labeled} of {counts['labeled_rows_read']} labeled rows read "
+            f"({counts['labeled_rows_rejected']} rejected, in quarantine/training/; "
+            f"{counts['labeled_duplicate_texts']} repeat another row's text, kept once)")
+    if unlabeled:
+        line += (f" and {unlabeled} of {counts['unlabeled_rows_read']} unlabeled rows "
+                 f"({counts['unlabeled_rows_rejected']} rejected, in quarantine/unlabeled/; "
+                 f"{unlabeled_reasons['labeled_text']} repeat a labeled text, "
+                 f"{unlabeled_reasons['held_out_group']} are of held-out movies or products, "
+                 f"{unlabeled_reasons['duplicate_text']} repeat an unlabeled text, "
+                 f"{unlabeled_reasons['over_max_rows']} over REVIEWFLOW_MAX_UNLABELED_ROWS)")
+    return line

@@ -252,3 +252,55 @@ def test_self_training_learns_from_unlabeled_reviews_and_accounts_for_each(label
     shutil.copy2(SAMPLES / "incoming" / "more-reviews.jsonl.gz", unlabeled / "more.jsonl.gz")
     third = retrain_model(data_dir=str(labeled_root), architecture="ngram", epochs=5)
     assert not third.get("nothing_new") and third["version"] != summary["version"]
+
+
+def test_files_numbering_their_ids_alike_all_train_and_what_is_left_out_is_said(
+        labeled_root, caplog):
+    """movies_2023.tsv and movies_2024.tsv both number their reviews from 1: every row
+    trains (half of them used to be dropped, said only by metrics.json), and the rows
+    that are left out (a repeated id inside one file, repeated texts, an unlabeled copy
+    of a labeled text) are counted in the summary and said in a WARNING."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="prefect.flow_runs")
+    for path in (labeled_root / "labeled").iterdir():
+        path.unlink()
+    frame = sample_labeled_frame()[["text", "label"]]
+    years = {2023: frame.iloc[:300].reset_index(drop=True),
+             2024: frame.iloc[300:].reset_index(drop=True)}
+    for year, rows in years.items():
+        rows = rows.assign(review_id=range(1, len(rows) + 1))
+        if year == 2024:  # id 5 twice in one file (rejected), a 2023 text again (kept once)
+            rows = pd.concat([rows, pd.DataFrame({"text": ["A second review under id 5.",
+                                                           years[2023]["text"][0]],
+                                                  "label": [1, int(years[2023]["label"][0])],
+                                                  "review_id": [5, 301]})])
+        rows[["review_id", "text", "label"]].to_csv(
+            labeled_root / "labeled" / f"movies_{year}.tsv", sep="\t", index=False)
+    pd.DataFrame({"review_id": range(1, 6), "text": [*frame["text"][:3], "Unseen one.",
+                                                     "Unseen two."]}).to_csv(
+        labeled_root / "unlabeled" / "more.csv", index=False)
+    distinct_texts = frame["text"].nunique()
+
+    summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=3)
+    metrics = Registry(labeled_root / "models").read_version(summary["version"])["metrics"]
+    parts = metrics["parts"]
+    kept = parts["train"]["rows"] + parts["selection"]["rows"] + parts["gate"]["rows"]
+    assert kept == distinct_texts and kept + parts["duplicates_removed"] == 601
+    counts = summary["row_counts"]
+    assert counts == {"labeled_rows_read": 602, "labeled_rows_rejected": 1,
+                      "labeled_duplicate_texts": 602 - 1 - distinct_texts,
+                      "labeled_rows_trained_or_held_out": distinct_texts,
+                      "unlabeled_rows_read": 5, "unlabeled_rows_rejected": 0,
+                      "unlabeled_labeled_text": 3, "unlabeled_held_out_group": 0,
+                      "unlabeled_duplicate_text": 0, "unlabeled_over_max_rows": 0,
+                      "unlabeled_learnable": 2}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and r.getMessage().startswith("training left out")]
+    assert warnings == [
+        f"training left out {602 - distinct_texts} of 602 labeled rows read (1 rejected, in "
+        f"quarantine/training/; {601 - distinct_texts} repeat another row's text, kept once) "
+        f"and 3 of 5 unlabeled rows (0 rejected, in quarantine/unlabeled/; 3 repeat a labeled "
+        f"text, 0 are of held-out movies or products, 0 repeat an unlabeled text, 0 over "
+        f"REVIEWFLOW_MAX_UNLABELED_ROWS)"]
+    assert metrics["training_data"]["ids_repeated_across_files"] == 2 * 300

@@ -100,3 +100,58 @@ def test_the_registry_writes_a_version_record_beside_its_model(tmp_path):
     assert json.loads((folder / DECISION_FILE).read_text()) == {"promote": True}
     assert json.loads((folder / PROFILE_FILE).read_text()) == {"p": 1}
     assert (folder / CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def numbered(texts: list[str], labels: list[int] | None = None) -> pd.DataFrame:
+    """Reviews numbered from 1, as each year's export of a site numbers them."""
+    frame = pd.DataFrame({"review_id": range(1, len(texts) + 1), "text": texts})
+    return frame.assign(label=labels) if labels is not None else frame
+
+
+def test_files_that_number_their_ids_alike_are_all_read_and_trained_on(tmp_path):
+    """movies_2023.tsv and movies_2024.tsv both number from 1: scoring keeps both files'
+    rows, and training must too (it used to keep one row per id: half the data)."""
+    from tasks.labeled import read_unlabeled_reviews
+
+    layout = DataLayout(root=tmp_path / "data").ensure()
+    for year in (2023, 2024):
+        numbered([f"a {year} review, number {i}" for i in range(200)],
+                 [i % 2 for i in range(200)]).to_csv(
+            layout.labeled / f"movies_{year}.tsv", sep="\t", index=False)
+        numbered([f"an unlabeled {year} review, number {i}" for i in range(50)]).to_csv(
+            layout.unlabeled / f"more_{year}.csv", index=False)
+    settings = Settings(data_dir=tmp_path / "data")
+    reviews, stats = read_labeled_reviews(settings, validator(), LOGGER)
+    assert len(reviews) == stats["rows_read"] == 400
+    assert stats["ids_repeated_across_files"] == 400  # said, and nothing dropped for it
+    split = split_labeled(reviews, 0.2)
+    assert len(split.train) + len(split.selection) + len(split.gate) == 400
+    assert split.duplicates_removed == 0
+    unlabeled, unlabeled_stats = read_unlabeled_reviews(
+        settings, ReviewValidator(load_suite_config(PACKAGED_SUITE),
+                                  parameters={"max_text_chars": 100_000}), LOGGER)
+    assert len(unlabeled) == unlabeled_stats["rows_read"] == 100
+
+
+def test_rows_training_leaves_out_are_counted_for_the_summary():
+    """Every labeled and unlabeled row read is trained on or counted as left out, by why."""
+    from tasks.training_record import left_out_rows, left_out_warning
+
+    read_stats = {"rows_read": 103, "rows_rejected": 3}
+    split = split_labeled(labeled(100).assign(
+        text=[f"review number {i % 95}" for i in range(100)]), 0.2)  # 5 texts twice
+    left = left_out_rows(read_stats, split, {"rows_read": 12, "rows_rejected": 2},
+                         {"rows": 10, "labeled_text": 4, "held_out_group": 1,
+                          "duplicate_text": 2, "over_max_rows": 0, "learnable": 3})
+    assert left == {"labeled_rows_read": 103, "labeled_rows_rejected": 3,
+                    "labeled_duplicate_texts": 5, "labeled_rows_trained_or_held_out": 95,
+                    "unlabeled_rows_read": 12, "unlabeled_rows_rejected": 2,
+                    "unlabeled_labeled_text": 4, "unlabeled_held_out_group": 1,
+                    "unlabeled_duplicate_text": 2, "unlabeled_over_max_rows": 0,
+                    "unlabeled_learnable": 3}
+    warning = left_out_warning(left)
+    assert warning.startswith("training left out 8 of 103 labeled rows read (3 rejected")
+    assert "and 9 of 12 unlabeled rows (2 rejected" in warning
+    clean = left_out_rows({"rows_read": 100, "rows_rejected": 0},
+                          split_labeled(labeled(100), 0.2), None, None)
+    assert left_out_warning(clean) is None

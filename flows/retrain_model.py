@@ -38,6 +38,8 @@ from tasks.split import Split, split_labeled
 from tasks.storage import LockHeldError, exclusive_lock
 from tasks.training_record import (
     check_parts,
+    left_out_rows,
+    left_out_warning,
     nothing_new,
     part_rows,
     training_inputs,
@@ -217,7 +219,11 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     latest = registry.latest_version()
     if not force and latest is not None and nothing_new(
             inputs, registry.read_version(latest).get("metrics", {})):
-        return report_nothing_new(registry, latest, part_rows(split))
+        row_counts = left_out_rows(read_stats, split, unlabeled_stats, None)
+        if (left_out := left_out_warning(row_counts)) is not None:
+            logger.warning(left_out)
+        return report_nothing_new(registry, latest, {**part_rows(split),
+                                                     "row_counts": row_counts})
     failpoint("retrain:before-training")
     trained, self_training = train_candidate(split, unlabeled, settings)
     if self_training is not None:
@@ -244,13 +250,16 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
 
     version = _record_version(registry, trained, split, settings, read_stats, candidate,
                               candidate_scores, compared, decision, self_training)
-    if decision.promote:
-        registry.set_champion(version, decision.reason, "promoted")
-    else:
-        registry.record({"event": "rejected", "version": version, "reason": decision.reason})
-    logger.info("%s %s: %s", "PROMOTED" if decision.promote else "REJECTED", version,
-                decision.reason)
-    summary = {"version": version, "promoted": decision.promote, "reason": decision.reason,
+    failpoint("retrain:decided")
+    # Promoted only if the champion is still the one compared against (tasks.registry).
+    promoted, reason = registry.conclude_training(version, decision.promote, decision.reason,
+                                                  compared[0] if compared else None)
+    logger.info("%s %s: %s", "PROMOTED" if promoted else "REJECTED" if reason == decision.reason
+                else "NOT PROMOTED", version, reason)
+    row_counts = left_out_rows(read_stats, split, unlabeled_stats, self_training)
+    if (left_out := left_out_warning(row_counts)) is not None:
+        logger.warning(left_out)
+    summary = {"version": version, "promoted": promoted, "reason": reason,
                "validation_accuracy": round(candidate["accuracy"], 4),
                "champion_before": compared[0] if compared else None,
                "champion_accuracy": round(compared[1]["accuracy"], 4) if compared else None,
@@ -258,7 +267,8 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
                "final_training_rows": trained.train_rows,
                "pseudo_labeled_rows": (sum(self_training["pseudo_labeled"].values())
                                        if self_training else 0),
-               "training_seconds": round(trained.training_seconds, 1)}
+               "training_seconds": round(trained.training_seconds, 1),
+               "row_counts": row_counts}
     publish_artifacts(summary, candidate, compared[1] if compared else None,
                       registry.versions / version)
     print(json.dumps(summary))
@@ -268,7 +278,7 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
 def _record_version(registry: Registry, trained, split, settings: Settings, read_stats: dict,
                     candidate: dict, candidate_scores: np.ndarray, compared, decision,
                     self_training: dict | None) -> str:
-    """Stage the model and its record, then publish the version whole (not yet champion)."""
+    """Stage the model and its record (``Registry.conclude_training`` publishes it)."""
     import keras
     import tensorflow as tf
 
@@ -287,9 +297,6 @@ def _record_version(registry: Registry, trained, split, settings: Settings, read
     registry.write_record(version, metrics, {"promote": decision.promote,
                                              "reason": decision.reason,
                                              "decided_at": metrics["trained_at"]}, profile)
-    failpoint("retrain:staged")
-    registry.publish(version)
-    failpoint("retrain:published")
     return version
 
 

@@ -11,6 +11,14 @@
 A crash at any moment leaves ``champion.json`` naming a complete version: versions are
 renamed into place whole, and the pointer is replaced only after that.
 
+Every change of the pointer (a retraining's promotion, ``models promote``, ``models
+rollback``) and every history line is made under one short lock, ``models/.champion.lock``
+(held for the read, check and replace, well under a second; not the retraining lock,
+which a retraining holds for its whole run), so two changes never interleave: each reads
+the pointer it replaces. A retraining compared its candidate against the champion of the
+moment; ``conclude_training`` promotes it only if that is still the champion
+(compare-and-swap), else records why not.
+
 ``root`` may be an ``ObjectPath`` (``s3://bucket/prefix/models``): scoring and
 ``reviewflow models list`` read the registry there, but it is read-only to reviewflow
 (no locks, no appends, no renames on object storage). Train and promote on a local data
@@ -20,16 +28,20 @@ root, then upload ``versions/<version>/`` first and ``champion.json`` last (READ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.errors import NoChampionError, RegistryError  # noqa: F401 - raised here, and imported from here
+from tasks.failpoints import failpoint
 from tasks.layout import (
     CHAMPION_FILE,
     CURVES_FILE,
@@ -43,10 +55,18 @@ from tasks.layout import (
     VERSIONS_FOLDER,
 )
 from tasks.objectstore import ObjectPath, is_remote
-from tasks.storage import _fsync_dir, write_json_atomic
+from tasks.storage import LockHeldError, _fsync_dir, exclusive_lock, write_json_atomic
 
 # History events after which the named version was the champion.
 CHAMPION_EVENTS = ("promoted", "manual promotion", "rollback")
+# The lock every pointer change and history append takes (the module docstring).
+POINTER_LOCK_FILE = ".champion.lock"
+# How long a change waits for another to finish: they take milliseconds, so a lock held
+# this long belongs to a process that is stuck (stopped, or paused in a debugger).
+POINTER_LOCK_WAIT_SECONDS = 60
+# list_versions' status of a version decided against a champion that was replaced while
+# it trained: not judged against the champion it would have replaced.
+NOT_PROMOTED_STATUS = "not promoted"
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,33 @@ class Registry:
     @property
     def retrain_lock(self) -> Path:
         return self.root / RETRAIN_LOCK_FILE
+
+    @property
+    def pointer_lock(self) -> Path:
+        return self.root / POINTER_LOCK_FILE
+
+    @contextlib.contextmanager
+    def _pointer_locked(self) -> Iterator[None]:
+        """Hold the pointer lock (waiting up to ``POINTER_LOCK_WAIT_SECONDS`` for it)."""
+        self._writable()
+        deadline = None
+        with contextlib.ExitStack() as held:
+            while True:
+                try:
+                    held.enter_context(exclusive_lock(self.pointer_lock))
+                    break
+                except LockHeldError as exc:
+                    if deadline is None:
+                        failpoint("registry:pointer-busy")
+                        deadline = time.monotonic() + POINTER_LOCK_WAIT_SECONDS
+                    elif time.monotonic() >= deadline:
+                        raise RegistryError(
+                            f"the champion pointer is being changed by another command and "
+                            f"has been for {POINTER_LOCK_WAIT_SECONDS} s ({exc}); nothing was "
+                            f"changed. If that process is stuck, end it, then run this again"
+                        ) from exc
+                    time.sleep(0.05)
+            yield
 
     def model_path(self, version: str) -> Path:
         return self.versions / _checked_version(version) / MODEL_FILE
@@ -172,7 +219,8 @@ class Registry:
             elif folder.name in former:
                 status = "former champion"
             else:
-                status = "rejected" if decision.get("promote") is False else "candidate"
+                status = (NOT_PROMOTED_STATUS if decision.get("champion_changed") else
+                          "rejected" if decision.get("promote") is False else "candidate")
             metrics = info.get("metrics", {})
             rows.append({"version": folder.name, "status": status,
                          "accuracy": metrics.get("validation", {}).get("accuracy"),
@@ -204,6 +252,11 @@ class Registry:
                 f"`reviewflow models list`")
         return pointer
 
+    def current_version(self) -> str | None:
+        """The version champion.json names, or None without a usable one (never raises)."""
+        pointer, _ = self._read_pointer()
+        return pointer["version"] if pointer else None
+
     def champion_version(self) -> str:
         pointer = self.champion()
         if pointer is None:
@@ -223,64 +276,136 @@ class Registry:
     def set_champion(self, version: str, reason: str, event: str, **record) -> dict:
         """Point the champion at ``version``; the old champion is kept for rollback."""
         self._writable()
+        self._require(version)
+        with self._pointer_locked():
+            old, _ = self._read_pointer()  # an unusable pointer is what a promotion repairs
+            failpoint("registry:pointer-read")
+            return self._move_pointer(version, reason, event, old, **record)
+
+    def promote_by_hand(self, version: str, reason: str, force: bool = False) -> dict:
+        """A manual promotion, recorded with its reason. A version that was rejected, or
+        whose recorded held-out accuracy is below the champion's, needs ``force``. The
+        check and the change are made on the same pointer, under the pointer lock."""
+        if not reason or not reason.strip():
+            raise RegistryError("a promotion by hand needs a reason (--reason '…'), kept in "
+                                "the history")
+        self._writable()
+        self._require(version)
+        with self._pointer_locked():
+            old, _ = self._read_pointer()
+            failpoint("registry:pointer-read")
+            if not force:
+                self._refuse_unless_fit(version, old)
+            return self._move_pointer(version, reason, "manual promotion", old,
+                                      **({"forced": True} if force else {}))
+
+    def _refuse_unless_fit(self, version: str, old: dict | None) -> None:
+        info = self.read_version(version)
+        decision = info.get("decision", {})
+        # Not promoted because the champion changed while it trained: never judged worse.
+        rejected = decision.get("promote") is False and not decision.get("champion_changed")
+        mine = info.get("metrics", {}).get("validation", {}).get("accuracy")
+        theirs = None
+        if old and old["version"] != version and self.exists(old["version"]):
+            theirs = (self.read_version(old["version"]).get("metrics", {})
+                      .get("validation", {}).get("accuracy"))
+        worse = mine is not None and theirs is not None and mine < theirs
+        if rejected or worse:
+            why = (f"it was rejected ({decision.get('reason')})" if rejected else
+                   f"its held-out accuracy {mine:.4f} is below the champion's {theirs:.4f}")
+            raise RegistryError(f"not promoting {version}: {why}. Add --force to promote "
+                                "it anyway; the history records that it was forced")
+
+    def rollback(self, reason: str) -> dict:
+        """Go back to the champion before the current one (read under the pointer lock, so
+        two rollbacks at once go back two champions)."""
+        self._writable()
+        with self._pointer_locked():
+            old = self.champion()
+            failpoint("registry:pointer-read")
+            if not old or not old.get("previous"):
+                raise RegistryError("there is no earlier champion to roll back to")
+            previous = list(old["previous"])
+            target = previous.pop()
+            if not self.exists(target):
+                raise RegistryError(f"the earlier champion {target!r} is not in "
+                                    f"{self.versions}; promote a version from `reviewflow "
+                                    f"models list` instead")
+            return self._write_pointer(target, reason, "rollback", previous, old)
+
+    def conclude_training(self, version: str, promote: bool, reason: str,
+                          compared_against: str | None) -> tuple[bool, str]:
+        """Publish the staged ``version`` and, if ``promote``, make it the champion: only
+        if the champion is still ``compared_against`` (None: there was none), the one its
+        figures were compared with. Returns ``(promoted, reason)``.
+
+        A champion changed meanwhile (``models promote``, ``models rollback``) stays: a
+        candidate never replaces a champion it was not compared with. The version is
+        published "not promoted", its decision.json and the history saying why and
+        against which champion it was decided, so it can be promoted by hand after a
+        look at both. (Comparing it with the new champion instead would need that
+        champion's scores on these gate rows, which no record holds, and would overrule
+        a choice someone made by hand while this run trained.)
+        """
+        self._writable()
+        with self._pointer_locked():
+            old, _ = self._read_pointer()
+            current = old["version"] if old else None
+            changed = current != compared_against
+            if promote and changed:
+                promote, reason = False, (
+                    f"not promoted: the champion changed from {compared_against or 'none'} to "
+                    f"{current or 'none'} during training; {version} was compared against "
+                    f"{compared_against or 'no champion'} ({reason}). Compare them and promote "
+                    f"by hand if it is better: `reviewflow models promote {version} --reason …`")
+                decision = self.staging / version / DECISION_FILE
+                write_json_atomic(decision, {
+                    **json.loads(decision.read_text(encoding="utf-8")), "promote": False,
+                    "reason": reason, "champion_changed": {"from": compared_against,
+                                                           "to": current}})
+            failpoint("retrain:staged")
+            self.publish(version)
+            failpoint("retrain:published")
+            if promote:
+                self._move_pointer(version, reason, "promoted", old,
+                                   compared_against=compared_against)
+            else:
+                self._append_history({
+                    "event": NOT_PROMOTED_STATUS if changed else "rejected", "version": version,
+                    "reason": reason, "compared_against": compared_against,
+                    **({"champion": current} if changed else {})})
+        return promote, reason
+
+    def _require(self, version: str) -> None:
         if not self.exists(version):
             raise RegistryError(f"version {version!r} is not in {self.versions}; "
                                 f"see `reviewflow models list`")
-        old, _ = self._read_pointer()  # an unusable pointer is what a promotion repairs
+
+    def _move_pointer(self, version: str, reason: str, event: str, old: dict | None,
+                      **record) -> dict:
         previous = list(old.get("previous", [])) if old else []
         if old and old["version"] != version:
             previous.append(old["version"])
         return self._write_pointer(version, reason, event, previous, old, **record)
 
-    def promote_by_hand(self, version: str, reason: str, force: bool = False) -> dict:
-        """A manual promotion, recorded with its reason. A version that was rejected, or
-        whose recorded held-out accuracy is below the champion's, needs ``force``."""
-        if not reason or not reason.strip():
-            raise RegistryError("a promotion by hand needs a reason (--reason '…'), kept in "
-                                "the history")
-        info = self.read_version(version) if self.exists(version) else {}
-        if info and not force:
-            old, _ = self._read_pointer()
-            rejected = info.get("decision", {}).get("promote") is False
-            mine = info.get("metrics", {}).get("validation", {}).get("accuracy")
-            theirs = None
-            if old and old["version"] != version and self.exists(old["version"]):
-                theirs = (self.read_version(old["version"]).get("metrics", {})
-                          .get("validation", {}).get("accuracy"))
-            worse = mine is not None and theirs is not None and mine < theirs
-            if rejected or worse:
-                why = (f"it was rejected ({info['decision'].get('reason')})" if rejected else
-                       f"its held-out accuracy {mine:.4f} is below the champion's {theirs:.4f}")
-                raise RegistryError(f"not promoting {version}: {why}. Add --force to promote "
-                                    "it anyway; the history records that it was forced")
-        return self.set_champion(version, reason, "manual promotion",
-                                 **({"forced": True} if force else {}))
-
-    def rollback(self, reason: str) -> dict:
-        """Go back to the champion before the current one."""
-        self._writable()
-        old = self.champion()
-        if not old or not old.get("previous"):
-            raise RegistryError("there is no earlier champion to roll back to")
-        previous = list(old["previous"])
-        target = previous.pop()
-        if not self.exists(target):
-            raise RegistryError(f"the earlier champion {target!r} is not in {self.versions}; "
-                                f"promote a version from `reviewflow models list` instead")
-        return self._write_pointer(target, reason, "rollback", previous, old)
-
     def _write_pointer(self, version: str, reason: str, event: str, previous: list[str],
                        old: dict | None, **record) -> dict:
+        """Replace champion.json and append the change to the history; the caller holds
+        the pointer lock."""
         pointer = {"version": version, "since": _now(), "reason": reason, "event": event,
                    "previous": previous}
         write_json_atomic(self.pointer, pointer)
-        self.record({"event": event, "version": version,
-                     "replaced": old["version"] if old else None, "reason": reason, **record})
+        self._append_history({"event": event, "version": version,
+                              "replaced": old["version"] if old else None, "reason": reason,
+                              **record})
         return pointer
 
     def record(self, entry: dict) -> None:
-        """Append one event to history.jsonl."""
-        self._writable()
+        """Append one event to history.jsonl (under the pointer lock)."""
+        with self._pointer_locked():
+            self._append_history(entry)
+
+    def _append_history(self, entry: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"at": _now(), **entry}, sort_keys=True, default=str)
         with open(self.history, "a", encoding="utf-8") as stream:

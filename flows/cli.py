@@ -16,7 +16,8 @@ environment (disk full, unwritable folder) or an unexpected failure, 2 nothing t
 with or a wrong request (no data root, no champion, no labeled data, a registry
 problem), 3 another retraining holds the registry, 4 no Prefect API: nothing answers at
 ``PREFECT_API_URL``, or it is not set and the temporary server this command starts did
-not answer in time (see ``flows/prefect_api.py``).
+not answer in time (see ``flows/prefect_api.py``); 130 interrupted (Ctrl-C, SIGINT) and
+143 stopped by SIGTERM, each with one line saying what was kept.
 
 Commands that find nothing heavy to do answer without importing TensorFlow, Great
 Expectations or Prefect: ``models``, ``init``, and ``score``/``retrain`` on a root with
@@ -30,6 +31,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import sys
 import threading
@@ -37,6 +39,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+# The shell's convention for a command a signal stopped: 128 + the signal's number.
+INTERRUPTED_EXIT = 128 + signal.SIGINT
+# What the command is doing, for the line an interruption prints
+# (flows.common.interrupted_line); set by _score and _retrain before their flow starts.
+_under_way: dict = {}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a supervisor stopping the command, ``kill``), raised in the main thread
+    like Ctrl-C's KeyboardInterrupt so the same unwinding runs: locks released, Prefect
+    told the run crashed, the temporary API server stopped, one line said."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def _quiet_defaults(verbose: bool) -> None:
@@ -127,6 +146,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    _under_way.clear()
     _quiet_defaults(args.verbose)
     from tasks.errors import ReviewflowError
 
@@ -157,6 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reviewflow: {args.command} stopped: {exc}. Files not yet committed were left "
               "where they were (incoming/, labeled/); fix the cause and run again.", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under run()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends it at once
+        if args.verbose:
+            raise
+        from flows.common import interrupted_line
+
+        print(f"reviewflow: {interrupted_line(_under_way, isinstance(exc, Terminated))}",
+              file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", INTERRUPTED_EXIT))
     return 0
 
 
@@ -267,6 +296,11 @@ def _warm_heavy_imports() -> Callable[[], None]:
 
 def _score(args) -> dict:
     from flows.prefect_api import PrefectAPI
+    from tasks.ledger import Ledger
+
+    layout = _settings(args).layout
+    _under_way.update(command="score", layout=layout,
+                      ledger_totals=Ledger(layout.ledger).totals())
 
     # First, from the main thread: a temporary server starts on the other core while
     # this process imports (see flows/prefect_api.py).
@@ -286,6 +320,11 @@ def _score(args) -> dict:
 
 def _retrain(args) -> dict:
     from flows.prefect_api import PrefectAPI
+    from tasks.registry import Registry
+
+    registry = Registry(_settings(args).layout.models)
+    _under_way.update(command="retrain", registry=registry,
+                      champion=registry.current_version())
 
     api = PrefectAPI.launch()  # see _score
     imported = _warm_heavy_imports()
@@ -428,14 +467,17 @@ def run() -> None:
     status = {"code": 1}  # an unexpected exception: Python prints it, the exit code is 1
     # Registered first, so it runs last (exit handlers run in reverse order).
     atexit.register(_exit_without_teardown, status)
+    # SIGTERM unwinds like Ctrl-C (Terminated) instead of ending the process on the spot,
+    # which would leave its Prefect run "Running" for ever on a server.
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         status["code"] = main()
     except SystemExit as exc:
         status["code"] = (exc.code if isinstance(exc.code, int)
                           else 0 if exc.code is None else 1)  # a message: Python prints it
         raise
-    except KeyboardInterrupt:
-        status["code"] = 130  # the shell's convention for SIGINT
+    except KeyboardInterrupt as exc:  # with --verbose: Python prints the traceback
+        status["code"] = getattr(exc, "exit_code", INTERRUPTED_EXIT)
         raise
     sys.exit(status["code"])
 

@@ -1,9 +1,11 @@
-"""Pieces both flows use: settings from parameters, the validator, a progress bar."""
+"""Pieces both flows use: settings from parameters, the validator, a progress bar, and
+the line a command interrupted while running one says."""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from tasks.settings import Settings
@@ -74,3 +76,48 @@ def run_as_command(command: str) -> NoReturn:
     """
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, "-m", "flows.cli", command, *sys.argv[1:]])
+
+
+def interrupted_line(under_way: dict, terminated: bool = False) -> str:
+    """The one line a command interrupted by Ctrl-C (or SIGTERM: ``terminated``) prints:
+    what was kept and what the next run does. ``under_way``: what the command was doing,
+    ``{"command": "score", "layout": …, "ledger_totals": …}`` (``Ledger.totals()``
+    before the run) or ``{"command": "retrain", "registry": …, "champion": …}`` (the
+    champion before it), or empty before either had started."""
+    how = "stopped by SIGTERM" if terminated else "interrupted"
+    if under_way.get("command") == "retrain":
+        return f"retrain {how}: {_retrain_kept(under_way)}"
+    if under_way.get("command") == "score":
+        return f"score {how}: {_score_kept(under_way)}"
+    return f"{how} before anything was changed"
+
+
+def _score_kept(under_way: dict) -> str:
+    from tasks.inbox import list_inbox
+    from tasks.layout import CLAIMS_FOLDER
+    from tasks.ledger import Ledger
+
+    layout, before = under_way["layout"], under_way["ledger_totals"]
+    rows = Ledger(layout.ledger).totals()["rows_read"] - before["rows_read"]
+    kept = (f"the files committed before the stop are kept ({rows} rows, in scored/ and "
+            f"quarantine/; their inputs in archive/)")
+    if not isinstance(layout.incoming, Path):
+        return f"{kept}; the next `reviewflow score` finishes the rest"
+    left = list_inbox(layout.incoming, 0).ready
+    claimed = sum(1 for path in left if path.parent.parent.name == CLAIMS_FOLDER)
+    return (f"{kept}; the next `reviewflow score` finishes the rest ({len(left)} files: "
+            f"{claimed} this run had claimed, in incoming/{CLAIMS_FOLDER}/, and "
+            f"{len(left) - claimed} not started)")
+
+
+def _retrain_kept(under_way: dict) -> str:
+    registry, before = under_way["registry"], under_way["champion"]
+    now = registry.current_version()
+    if now != before:
+        return (f"it had promoted {now} (now the champion, replacing {before or 'none'}) "
+                f"before the stop; `reviewflow models list` shows its figures")
+    half = (registry.staging.exists() and any(registry.staging.iterdir()))
+    return (f"no version was promoted; the champion is still {before or 'none (no model yet)'}"
+            + ("; the half-written version is removed by the next `reviewflow retrain`"
+               if half else "")
+            + ". Run `reviewflow retrain` again to train")

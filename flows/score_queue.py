@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from tasks.commit import HANDLED_ELSEWHERE, Claim, Committer, discard
-from tasks.inbox import Identity, claim_for_run
+from tasks.inbox import Identity, claim_for_run, is_claimed, runs_died
 from tasks.outcomes import FileOutcome
 from tasks.readers import detect_format
 from tasks.settings import Settings
 from tasks.shard_scoring import ScoringJob, ShardResult
-from tasks.storage import Location, file_sha256
+from tasks.storage import Location, file_sha256, readable_name
 
 # Files whose shards may be queued at once. Threads: the next file is hashed and planned
 # while one scores. Dask: enough to keep a large cluster busy, few enough that the driver
@@ -113,7 +113,8 @@ class _BundleSlot:
 
 
 Record = Callable[[FileOutcome, list[ShardResult], float], None]
-Begin = Callable[[Location, str, float, Identity | None], Claim | FileOutcome]
+# (path, sha256, started, identity, runs that died with it claimed: None for a new file)
+Begin = Callable[[Location, str, float, Identity | None, int | None], Claim | FileOutcome]
 
 
 @dataclass
@@ -144,19 +145,30 @@ class FileQueue:
         A file whose content is already in flight under another name (the same bytes
         twice in the inbox) waits until that one is committed, then is found in the
         ledger. On a failure every claim still held is released.
+
+        Claims left by runs that died come after the new files, fewest deaths first,
+        and each is in flight alone: a new file is never held up by one that keeps
+        killing runs, and a run that dies on a leftover counts a death for that file
+        only (``Committer.claim`` quarantines it at ``max_claim_deaths``).
         """
         try:
-            for path in ready:
+            for path in [p for p in ready if not is_claimed(p)]:
                 self._make_room()
                 self._take(path)
-            self._queue_bundle()
-            while self.in_flight:
-                self._finish_oldest()
+            self._drain()
+            for path in sorted((p for p in ready if is_claimed(p)), key=runs_died):
+                self._take(path, runs_died(path))
+                self._drain()
             for path, sha256, known in self.waiting:
                 self._score_alone(path, sha256, known)
         finally:
             for flight in [f for unit in self.in_flight for f in unit] + self.bundle:
                 flight.claim.release()
+
+    def _drain(self) -> None:
+        self._queue_bundle()
+        while self.in_flight:
+            self._finish_oldest()
 
     def _make_room(self) -> None:
         """Finish the oldest units until another may be queued."""
@@ -166,19 +178,20 @@ class FileQueue:
                                   or self._locked() >= MAX_FILES_LOCKED):
             self._finish_oldest()
 
-    def _take(self, path: Location) -> None:
+    def _take(self, path: Location, died: int | None = None) -> None:
         """Claim, hash and plan one inbox file, then queue it (or record why not)."""
         started = time.perf_counter()
         try:
             path, known = claim_for_run(path)
             sha256 = file_sha256(path)
         except FileNotFoundError:
-            self.record(FileOutcome(path.name, "busy", detail=HANDLED_ELSEWHERE), [], started)
+            self.record(FileOutcome(readable_name(path.name), "busy", detail=HANDLED_ELSEWHERE),
+                        [], started)
             return
         if self._pending(sha256):
             self.waiting.append((path, sha256, known))
             return
-        began = self.begin(path, sha256, started, known)
+        began = self.begin(path, sha256, started, known, died)
         if not isinstance(began, Claim):
             self.record(began, [], started)
             return
@@ -196,7 +209,7 @@ class FileQueue:
     def _score_alone(self, path: Location, sha256: str, known: Identity | None) -> None:
         """A file that waited for its twin: by now, usually found in the ledger."""
         started = time.perf_counter()
-        began = self.begin(path, sha256, started, known)
+        began = self.begin(path, sha256, started, known, None)
         if not isinstance(began, Claim):
             self.record(began, [], started)
             return

@@ -35,13 +35,13 @@ from tasks.commit import HANDLED_ELSEWHERE, Committer
 from tasks.errors import GPURequiredError
 from tasks.inbox import list_inbox
 from tasks.layout import DataLayout, day_of
-from tasks.ledger import Ledger
+from tasks.ledger import Ledger, claim_root_for_state
 from tasks.outcomes import FileOutcome
 from tasks.registry import Registry
 from tasks.settings import Settings
 from tasks.shard_scoring import ScoringJob, ShardResult
 from tasks.shards import Shard, plan_shards, unique_columns
-from tasks.storage import Location
+from tasks.storage import Location, readable_name
 from tasks.workers import ModelRef, cached_model, cached_validator
 
 
@@ -88,6 +88,8 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
                              shard_rows=shard_rows)
     layout = settings.layout.ensure()
     run_started, clock = datetime.now(UTC), time.perf_counter()
+    layout.check_contained(day_of(run_started))  # one line, exit 2, if a folder is a link
+    claim_root_for_state(layout)
     local = settings.task_runner == "threads"  # shards run in this process
     device = _local_device(settings, logger) if local else "Dask workers"
     registry, ledger = Registry(layout.models), Ledger(layout.ledger)
@@ -109,7 +111,7 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
     summary.inbox_note = inbox.note(settings.settle_seconds)
     for path in inbox.settling:
         logger.info("%s was modified in the last %.0f s; leaving it for the next run",
-                    path.name, settings.settle_seconds)
+                    readable_name(path.name), settings.settle_seconds)
     if inbox.settling:  # a WARNING, so `prefect deployment run --watch` shows why
         logger.warning(summary.inbox_note)
     for path in inbox.unsupported:
@@ -146,7 +148,7 @@ def _quarantine_unsupported(committer: Committer, path: Location) -> FileOutcome
     try:
         return committer.quarantine(path, reason)
     except FileNotFoundError:  # another run scoring this inbox quarantined it first
-        return FileOutcome(path.name, "busy", detail=HANDLED_ELSEWHERE)
+        return FileOutcome(readable_name(path.name), "busy", detail=HANDLED_ELSEWHERE)
 
 
 def _score_files(settings: Settings, layout: DataLayout, committer: Committer, job: ScoringJob,
@@ -156,10 +158,11 @@ def _score_files(settings: Settings, layout: DataLayout, committer: Committer, j
     drift = DriftWatch(layout, day, job, thresholds(settings), settings.monitor_emit_events,
                        logger)
 
-    def begin(path: Location, sha256: str, started: float, known):
+    def begin(path: Location, sha256: str, started: float, known, died: int | None):
         return committer.claim(path, sha256, started, known, plan=lambda claimed: plan_shards(
             claimed, settings.effective_shard_rows, unique, job.columns, job.read_batch_rows,
-            job.max_decompressed_bytes, **job.read_options(sha256)))
+            job.max_decompressed_bytes, **job.read_options(sha256)),
+            died=died, max_deaths=settings.max_claim_deaths)
 
     def record(outcome: FileOutcome, results: list[ShardResult], started: float) -> None:
         drift.observe(outcome, results, summary)

@@ -28,13 +28,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
+from tasks.errors import PartVanishedError
 from tasks.failpoints import failpoint
-from tasks.inbox import Identity, identity, release_claim_folder
+from tasks.inbox import Identity, identity, note_begun, release_claim_folder
 from tasks.layout import (
     DataLayout,
+    check_inside,
     content_key,
     day_of,
+    is_any_part_of,
     is_part_of,
     kept_name,
     part_glob,
@@ -43,7 +47,7 @@ from tasks.layout import (
 from tasks.ledger import Ledger, ScoredFile
 from tasks.outcomes import FileOutcome
 from tasks.readers import UnreadableFileError
-from tasks.shard_scoring import ShardResult
+from tasks.shard_scoring import ShardResult, poison_reason
 from tasks.shards import Shard
 from tasks.storage import (
     Location,
@@ -51,6 +55,7 @@ from tasks.storage import (
     exclusive_lock,
     move_file_keeping,
     publish,
+    readable_name,
     write_json_atomic,
 )
 
@@ -78,31 +83,60 @@ def quarantine_file(path: Location, layout: DataLayout, reason: str, sha256: str
     """Move a whole file to ``quarantine/files/<day>/`` beside a JSON reason file.
 
     Never replaces an earlier quarantined file or its reason: names that clean to one,
-    or one name twice in a day, get ``~2``, ``~3``, … (``move_file_keeping``).
+    or one name twice in a day, get ``~2``, ``~3``, … (``move_file_keeping``). The
+    file is named by ``readable_name`` everywhere (a name that is not UTF-8 is not
+    written to JSON, SQLite or logs as such).
     """
     target_dir = layout.quarantined_files(day_of(datetime.now(UTC)))
-    name = kept_name(sha256, path.name) if sha256 else path.name
+    shown = readable_name(path.name)
+    name = kept_name(sha256, shown) if sha256 else shown
+    check_moves(layout, path, target_dir)
     target = move_file_keeping(path, target_dir, name)
     release_claim_folder(path)
     write_json_atomic(reason_file(target),
-                      {"file": path.name, "sha256": sha256, "reason": reason,
+                      {"file": shown, "sha256": sha256, "reason": reason,
                        "quarantined_at": datetime.now(UTC).isoformat()})
     if sha256:
-        ledger.record_quarantined_file(sha256, path.name, reason, str(target))
-    return FileOutcome(path.name, "quarantined" if sha256 else "unsupported", detail=reason)
+        ledger.record_quarantined_file(sha256, shown, reason, str(target))
+    return FileOutcome(shown, "quarantined" if sha256 else "unsupported", detail=reason)
+
+
+def check_moves(layout: DataLayout, source: Location, target_dir: Location) -> None:
+    """Refuse (``LinkedFolderError``) a move whose source folder or target folder leads
+    out of the data root through a link: checked right before each move, since the
+    inbox is writable by uploaders while a run works."""
+    if isinstance(source, Path):
+        check_inside(layout.root, source.parent)
+        check_inside(layout.root, target_dir)
 
 
 def replace_stale_parts(published: list[Location], folder: Location, sha256: str,
-                        model_version: str | None) -> None:
-    """Remove what a killed run left of this file's parts: temporaries, and parts of the
-    same content and model under another name (another date partition, another shard
-    layout). Only names that are exactly this content's and model's parts: another
-    version's parts stay, whatever its name. Called under the file's lock, so no live
-    run owns them."""
-    keep = {str(p) for p in published}
+                        model_version: str | None, committed: list[str]) -> None:
+    """Remove what a killed run left of this file's parts, in every date partition.
+
+    With ``model_version`` (scored parts): every part of this content, by any model,
+    that is neither just published nor listed in the ledger (``committed``): a run
+    killed before its commit, then a new champion, would otherwise leave the old
+    model's rows beside the new one's. Parts another version committed stay (a
+    deliberate rescore keeps both), whatever its name. Without (rejected rows, named
+    for the content alone): this content's parts other than those just published.
+    Compared by partition and name, so a data root that moved keeps its committed
+    parts. Called under the file's lock, so no live run owns them."""
+    keep = {_where(p) for p in published}
+    if model_version is not None:
+        keep |= {_where(p) for p in committed}
     for stale in folder.glob(f"*/{part_glob(sha256)}"):
-        if str(stale) not in keep and is_part_of(stale.name, sha256, model_version):
+        ours = (is_any_part_of(stale.name, sha256) if model_version is not None
+                else is_part_of(stale.name, sha256, None))
+        if ours and _where(stale) not in keep:
             stale.unlink(missing_ok=True)
+
+
+def _where(part: Location | str) -> tuple[str, str]:
+    """A part's partition folder and name: what identifies it across a moved root."""
+    text = str(part).rstrip("/")
+    folder, _, name = text.rpartition("/")
+    return folder.rpartition("/")[2], name
 
 
 def part_record(parts: list[Location]) -> str | None:
@@ -133,9 +167,13 @@ class Committer:
     logger: object  # logging.Logger-like: the flow's run logger
 
     def claim(self, path: Location, sha256: str, started: float, known: Identity | None,
-              plan: Callable[[Location], list[Shard]]) -> Claim | FileOutcome:
+              plan: Callable[[Location], list[Shard]], died: int | None = None,
+              max_deaths: int | None = None) -> Claim | FileOutcome:
         """Lock the content, then archive it (already scored), quarantine it (``plan``
-        raises ``UnreadableFileError``) or return the claim with its shards, lock held.
+        raises ``UnreadableFileError`` or an unexpected error, ``poison_reason``; or
+        ``died``, the runs that died with this leftover claim in flight, reached
+        ``max_deaths``) or return the claim with its shards, lock held. ``died`` is None
+        for a file this run claimed from the inbox itself.
 
         ``known`` is the local file's identity when it was hashed: a file whose bytes
         changed since is not archived or scored under that hash."""
@@ -151,12 +189,23 @@ class Committer:
             if done:
                 with lock:
                     return self._already_scored(path, sha256, known, done.model_version)
+            if died is not None and max_deaths is not None and died >= max_deaths:
+                with lock:
+                    return self._quarantine(path, sha256, (
+                        f"{died} runs died while reading it (max_claim_deaths is "
+                        f"{max_deaths}); move it back to incoming/ to try again"))
+            if died is not None:
+                note_begun(path, died + 1)  # read by the next run if this one dies too
             try:
                 shards = plan(path)
             except UnreadableFileError as exc:
                 with lock:
-                    self.logger.warning("quarantined %s: %s", path.name, exc.reason)
-                    return quarantine_file(path, self.layout, exc.reason, sha256, self.ledger)
+                    return self._quarantine(path, sha256, exc.reason)
+            except Exception as exc:
+                if (reason := poison_reason(exc)) is None:
+                    raise
+                with lock:
+                    return self._quarantine(path, sha256, reason)
             return Claim(path, sha256, lock, started, known, shards, path.stat().st_size)
         except (LockHeldError, FileNotFoundError) as exc:
             lock.close()
@@ -164,6 +213,10 @@ class Committer:
         except BaseException:
             lock.close()
             raise
+
+    def _quarantine(self, path: Location, sha256: str, reason: str) -> FileOutcome:
+        self.logger.warning("quarantined %s: %s", readable_name(path.name), reason)
+        return quarantine_file(path, self.layout, reason, sha256, self.ledger)
 
     def _busy(self, path: Location, exc: Exception) -> FileOutcome:
         if isinstance(exc, LockHeldError):
@@ -224,15 +277,16 @@ class Committer:
         unreadable = next((r.unreadable for r in results if r.unreadable), None)
         if unreadable is not None:
             discard(results)
-            self.logger.warning("quarantined %s: %s", path.name, unreadable)
-            return quarantine_file(path, self.layout, unreadable, sha256, self.ledger), None
+            return self._quarantine(path, sha256, unreadable), None
         if self._changed(path, claim.identity):
             discard(results)
+            note_begun(path, 0)  # no run died on it: the next run starts its count anew
             return changed_outcome(path), None
-        scored = [publish(*r.scored_part) for r in results if r.scored_part]
-        rejected = [publish(*r.rejected_part) for r in results if r.rejected_part]
-        replace_stale_parts(scored, self.layout.scored, sha256, self.model_version)
-        replace_stale_parts(rejected, self.layout.rejected_rows, sha256, None)
+        scored = [self._publish_part(*r.scored_part) for r in results if r.scored_part]
+        rejected = [self._publish_part(*r.rejected_part) for r in results if r.rejected_part]
+        committed = self.ledger.committed_parts(sha256)
+        replace_stale_parts(scored, self.layout.scored, sha256, self.model_version, committed)
+        replace_stale_parts(rejected, self.layout.rejected_rows, sha256, None, committed)
         outcome = FileOutcome(path.name, "scored")
         for result in results:
             outcome.add(result)
@@ -242,13 +296,25 @@ class Committer:
             outcome.rows_quarantined, part_record(scored), part_record(rejected),
             encoding=outcome.encoding or None, rows_id_generated=outcome.rows_id_generated)
 
+    def _publish_part(self, temp: Location, final: Location) -> Location:
+        try:
+            return publish(temp, final)
+        except FileNotFoundError as exc:
+            raise PartVanishedError(
+                f"score stopped: the temporary part {temp} was removed while this run wrote "
+                "it: another run (with a different state folder?) swept it. Runs on one data "
+                "root must share one REVIEWFLOW_STATE_DIR; run again once the other run "
+                "ended") from exc
+
     def quarantine(self, path: Location, reason: str) -> FileOutcome:
         """Quarantine a file that is no review file at all (no hash, no ledger entry)."""
         return quarantine_file(path, self.layout, reason, None, self.ledger)
 
     def _move_to_archive(self, path: Location, sha256: str) -> None:
         """Beside, never over, an earlier copy of the same name."""
-        move_file_keeping(path, self.layout.archive_folder(self.day), kept_name(sha256, path.name))
+        folder = self.layout.archive_folder(self.day)
+        check_moves(self.layout, path, folder)
+        move_file_keeping(path, folder, kept_name(sha256, readable_name(path.name)))
         release_claim_folder(path)
 
     def _changed(self, path: Location, known: Identity | None) -> bool:

@@ -58,3 +58,17 @@ class APIUnreachableError(ReviewflowError, RuntimeError):
     """Nothing answers at PREFECT_API_URL; the message says what to do."""
 
     exit_code = 4
+
+
+class LinkedFolderError(ReviewflowError):
+    """A folder of the data contract is a symbolic link, or leads out of the data root."""
+
+
+class StateMismatchError(ReviewflowError):
+    """The data root was last scored with another state folder (ledger and locks)."""
+
+
+class PartVanishedError(ReviewflowError):
+    """A run's temporary part was removed under it by another run."""
+
+    exit_code = 1

@@ -4,6 +4,10 @@ With ``REVIEWFLOW_FAILPOINT=<name>`` in its environment, a process kills itself 
 SIGKILL when it reaches ``failpoint(<name>)``: no cleanup runs, as when a worker is
 killed or its machine loses power.
 
+With ``REVIEWFLOW_FAILPOINT_FILE=<file name>`` as well, only a point reached while
+that file is worked on (a caller that passes ``file``) kills: a file that kills every
+run that reads it, as one that exhausts memory would.
+
 With ``REVIEWFLOW_PAUSEPOINT=<name>`` and ``REVIEWFLOW_PAUSEPOINT_DIR=<folder>``, it
 instead writes ``<folder>/reached`` and waits (at most ``PAUSE_LIMIT_SECONDS``) until
 ``<folder>/go`` exists, so a test can change the world at exactly that point (replace
@@ -19,13 +23,15 @@ import time
 from pathlib import Path
 
 FAILPOINT_VARIABLE = "REVIEWFLOW_FAILPOINT"
+FAILPOINT_FILE_VARIABLE = "REVIEWFLOW_FAILPOINT_FILE"
 PAUSEPOINT_VARIABLE = "REVIEWFLOW_PAUSEPOINT"
 PAUSEPOINT_DIR_VARIABLE = "REVIEWFLOW_PAUSEPOINT_DIR"
 PAUSE_LIMIT_SECONDS = 600
 
 
-def failpoint(name: str) -> None:
-    if os.environ.get(FAILPOINT_VARIABLE) == name:
+def failpoint(name: str, file: str | None = None) -> None:
+    if os.environ.get(FAILPOINT_VARIABLE) == name and os.environ.get(
+            FAILPOINT_FILE_VARIABLE) in (None, file):
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get(PAUSEPOINT_VARIABLE) == name:
         folder = Path(os.environ[PAUSEPOINT_DIR_VARIABLE])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.layout import CLAIMS_FOLDER
+from tasks.layout import CLAIM_ATTEMPTS_FILE, CLAIMS_FOLDER, check_inside
 from tasks.readers import detect_format
+from tasks.storage import Location, readable_name
 
 
 @dataclass
@@ -46,10 +49,9 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
     # Files claimed by a run that died (or that found them changed) come first: they
     # have waited longest. One still claimed by a live run is skipped by its lock.
     # (Object storage has no claims: see claim_for_run.)
-    leftovers = (sorted((incoming / CLAIMS_FOLDER).glob("*/*")) if isinstance(incoming, Path)
-                 else [])
+    leftovers = leftover_claims(incoming) if isinstance(incoming, Path) else []
     for entry in [*leftovers, *sorted(incoming.iterdir())]:
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") and entry.parent.name != CLAIMS_FOLDER:
             continue
         try:
             if entry.is_dir() and not entry.is_symlink():
@@ -70,6 +72,25 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
     return inbox
 
 
+def leftover_claims(incoming: Path) -> list[Path]:
+    """What runs that died left in ``incoming/.claimed/``, listed without following a
+    link: a token folder that is a link, or a link inside a token folder, is returned
+    as itself (an unsupported entry, quarantined as the link), never its target's
+    files. ``.claimed`` itself being a link is refused (``LinkedFolderError``)."""
+    claims = incoming / CLAIMS_FOLDER
+    check_inside(incoming, claims)
+    found: list[Path] = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for token in sorted(os.scandir(claims), key=lambda e: e.name):
+            if not token.is_dir(follow_symlinks=False):
+                found.append(Path(token.path))  # a link or a stray file: never entered
+                continue
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                found += sorted(Path(e.path) for e in os.scandir(token.path)
+                                if not e.name.startswith("."))
+    return found
+
+
 @dataclass(frozen=True)
 class Identity:
     """What changes when a file's bytes change in place: an append, a rewrite."""
@@ -84,30 +105,73 @@ def identity(path: Path) -> Identity:
     return Identity(stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
+def is_claimed(path: Location) -> bool:
+    """True for a file in ``incoming/.claimed/<token>/``: a claim this run or a run that
+    died took."""
+    return isinstance(path, Path) and path.parent.parent.name == CLAIMS_FOLDER
+
+
 def claim(path: Path) -> Path:
     """Take a ready inbox file for this run: rename it to ``.claimed/<token>/<name>``
-    inside the inbox and return the new path (the file name is kept).
+    inside the inbox and return the new path.
 
     From then on the run reads, hashes and archives the claimed path, so an upload
     renamed over the inbox name meanwhile is a new file for the next run, never
     archived unscored under the old content's hash. A file already claimed (a leftover
     of a run that died) is returned as it is. FileNotFoundError: another run claimed it.
+
+    The claimed name is ``readable_name``'s: a name that is not UTF-8 or holds control
+    characters is cleaned here, so every later step (pyarrow, the ledger, the parts'
+    ``source_file``, reason files, logs) sees text. Every folder on the way is opened
+    without following links (``O_NOFOLLOW``): a ``.claimed`` or token folder made a
+    link by someone who can write to the inbox raises ``LinkedFolderError``, and
+    nothing moves out of the root through it.
     """
-    if path.parent.parent.name == CLAIMS_FOLDER:
-        return path
-    folder = path.parent / CLAIMS_FOLDER / uuid.uuid4().hex[:12]
-    for _ in range(100):  # another run may remove an empty .claimed/ in between
-        try:
-            folder.mkdir(parents=True)
-            break
-        except FileNotFoundError:
-            continue
+    if is_claimed(path):
+        cleaned = readable_name(path.name)
+        if cleaned == path.name:
+            return path
+        os.rename(path, path.with_name(cleaned))  # a leftover of a version that kept it
+        return path.with_name(cleaned)
+    cleaned = readable_name(path.name)
+    incoming = _open_folder(path.parent)
     try:
-        os.rename(path, folder / path.name)
-    except FileNotFoundError:
-        folder.rmdir()
+        for _ in range(100):  # another run may remove an empty .claimed/ in between
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(CLAIMS_FOLDER, dir_fd=incoming)
+            try:
+                claims = _open_folder(CLAIMS_FOLDER, dir_fd=incoming, shown=path.parent)
+                break
+            except FileNotFoundError:
+                continue
+        try:
+            token = uuid.uuid4().hex[:12]
+            os.mkdir(token, dir_fd=claims)
+            folder = _open_folder(token, dir_fd=claims, shown=path.parent / CLAIMS_FOLDER)
+            try:
+                os.rename(path.name, cleaned, src_dir_fd=incoming, dst_dir_fd=folder)
+            except FileNotFoundError:
+                os.rmdir(token, dir_fd=claims)
+                raise
+            finally:
+                os.close(folder)
+        finally:
+            os.close(claims)
+    finally:
+        os.close(incoming)
+    return path.parent / CLAIMS_FOLDER / token / cleaned
+
+
+def _open_folder(name: str | Path, dir_fd: int | None = None, shown: Path | None = None) -> int:
+    """A descriptor of a real folder; ``LinkedFolderError`` if it is a symbolic link."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        where = (shown / name) if shown is not None else Path(name)
+        check_inside(where.parent, where)  # raises, naming the link
         raise
-    return folder / path.name
 
 
 def claim_for_run(path: Path) -> tuple[Path, Identity | None]:
@@ -120,9 +184,30 @@ def claim_for_run(path: Path) -> tuple[Path, Identity | None]:
     return claimed, identity(claimed)
 
 
+def runs_died(path: Location) -> int:
+    """How many runs began work on this leftover claim and never finished it: the count
+    in its token folder (``note_begun``), or 1 (the run that claimed it) without one."""
+    try:
+        return int((path.parent / CLAIM_ATTEMPTS_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return 1
+
+
+def note_begun(path: Location, runs: int) -> None:
+    """Record, beside a claimed file, that ``runs`` runs have begun work on it: if this
+    one dies too, the next run reads the count (``runs_died``). Not fsynced: a count
+    lost with a power cut costs one more retry."""
+    if is_claimed(path):
+        temp = path.parent / f"{CLAIM_ATTEMPTS_FILE}.{uuid.uuid4().hex[:8]}.tmp"
+        temp.write_text(f"{runs}\n")
+        os.replace(temp, path.parent / CLAIM_ATTEMPTS_FILE)
+
+
 def release_claim_folder(path: Path) -> None:
     """Remove the empty ``.claimed/<token>/`` folder a claimed file has left."""
-    if isinstance(path, Path) and path.parent.parent.name == CLAIMS_FOLDER:
+    if is_claimed(path):
+        with contextlib.suppress(OSError):
+            (path.parent / CLAIM_ATTEMPTS_FILE).unlink()
         for folder in (path.parent, path.parent.parent):  # .claimed/ too, once empty
             try:
                 folder.rmdir()

@@ -7,6 +7,7 @@ answered here and nowhere else (README, "Data folder contract"). Everything else
     <root>/
       incoming/                        new review files (the inbox)
         .claimed/<token>/<name>        a file a run has claimed (tasks.inbox.claim)
+        .claimed/<token>/.attempts     runs that began work on it (tasks.inbox.runs_died)
       labeled/                         labeled review files for retraining
       unlabeled/                       review files without labels that retraining may
                                        learn from (self-training); never scored
@@ -27,6 +28,13 @@ answered here and nowhere else (README, "Data folder contract"). Everything else
       state/                           local even when the root is a URL
         ledger.sqlite                  which content was scored by which model
         locks/<sha16>.lock             held while a run works on that content
+        state-id                       names this state folder (see STATE_MARKER_FILE)
+      .reviewflow-state.json           which state folder scores this root (only with
+                                       a state folder outside the root)
+
+No product folder may be a symbolic link, nor lead out of the root another way: an
+uploader who can write only to ``incoming/`` could otherwise make the run move files
+from anywhere into the root (``DataLayout.check_contained``).
 
 Every name here is part of what a user's data root already holds: changing one breaks
 the ledger's recorded paths, the archive and the readers of ``scored/``.
@@ -34,17 +42,21 @@ the ledger's recorded paths, the archive and the readers of ``scored/``.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from tasks.errors import LinkedFolderError
 from tasks.objectstore import ObjectPath
 
 # Files a run has claimed live in ``incoming/.claimed/<token>/<name>``: a dot-name, so
 # no reader of incoming/ mistakes them for new uploads.
 CLAIMS_FOLDER = ".claimed"
+# Beside a claimed file: how many runs began work on it (tasks.inbox.runs_died).
+CLAIM_ATTEMPTS_FILE = ".attempts"
 
 # The registry (tasks.registry): its pointer, history and per-version files.
 CHAMPION_FILE = "champion.json"
@@ -59,6 +71,11 @@ CURVES_FILE = "curves.png"
 # The reference profile of a version's training data (tasks.monitoring); absent for
 # versions trained before profiles existed.
 PROFILE_FILE = "profile.json"
+
+# Which state folder (ledger and locks) scores a root whose state lives elsewhere: two
+# runs with different state folders would each sweep the other's temporary parts.
+STATE_MARKER_FILE = ".reviewflow-state.json"
+STATE_ID_FILE = "state-id"
 
 # The monitoring parts, found by name so the trends PNG beside them is never read.
 MONITORING_PARTS_GLOB = "run_date=*/*.parquet"
@@ -108,6 +125,13 @@ def is_part_of(name: str, sha256: str, model_version: str | None = None) -> bool
     stem = re.escape(f"part-{content_key(sha256)}"
                      + (f"-{model_version}" if model_version else ""))
     part = rf"{stem}(?:-s\d{{4}})?\.parquet"
+    return re.fullmatch(rf"{part}|\.{part}\.[0-9a-f]{{8}}\.tmp", name) is not None
+
+
+def is_any_part_of(name: str, sha256: str) -> bool:
+    """True if ``name`` is a part of this content by any model (any shard), or a
+    temporary of one: what a killed run may have left that a sweep must look at."""
+    part = rf"{re.escape(f'part-{content_key(sha256)}')}(?:-.+)?\.parquet"
     return re.fullmatch(rf"{part}|\.{part}\.[0-9a-f]{{8}}\.tmp", name) is not None
 
 
@@ -208,9 +232,69 @@ class DataLayout(BaseModel):
         """The lock a run holds while it works on this content."""
         return self.state / "locks" / f"{content_key(sha256)}.lock"
 
+    @property
+    def state_marker(self) -> Path | ObjectPath:
+        return self.root / STATE_MARKER_FILE
+
+    @property
+    def state_id_file(self) -> Path:
+        return self.state / STATE_ID_FILE
+
     def ensure(self) -> DataLayout:
-        """Create every folder of the contract that does not exist yet."""
+        """Create every folder of the contract that does not exist yet; refuse a root
+        whose folders are links (``check_contained``)."""
+        self.check_contained()
         for folder in (self.incoming, self.labeled, self.unlabeled, self.scored, self.quarantine,
                        self.models, self.state, self.archive, self.monitoring):
             folder.mkdir(parents=True, exist_ok=True)
         return self
+
+    def product_folders(self, day: str | None = None) -> list[Path]:
+        """Every folder a run reads or writes, with the dated ones of ``day``."""
+        folders = [self.incoming, self.incoming / CLAIMS_FOLDER, self.labeled, self.unlabeled,
+                   self.scored, self.rejected_rows, self.quarantine / "files",
+                   self.training_rejects, self.unlabeled_rejects, self.models,
+                   self.models / VERSIONS_FOLDER, self.models / STAGING_FOLDER, self.archive,
+                   self.monitoring, self.state, self.state / "locks"]
+        if day is not None:
+            folders += [self.scored_partition(day), self.rejected_partition(day),
+                        self.quarantined_files(day), self.monitoring_partition(day),
+                        self.archive_folder(day)]
+        return folders
+
+    def check_contained(self, day: str | None = None) -> None:
+        """Raise ``LinkedFolderError`` if a product folder (``product_folders``) is a
+        symbolic link, or has one on its way down from the root (or the state folder).
+        Folders not there yet are fine: the run creates them as real folders."""
+        if isinstance(self.root, ObjectPath):
+            if self.state_root is not None:
+                check_inside(self.state_root, self.state_root / "locks")
+            return
+        for folder in self.product_folders(day):
+            outside = self.state_root is not None and folder.is_relative_to(self.state_root)
+            base = self.state_root if outside else self.root
+            check_inside(base, folder)
+
+
+def check_inside(base: Path, path: Path) -> None:
+    """Raise ``LinkedFolderError`` if ``path`` (under ``base``) or any folder between the
+    two is a symbolic link, or if ``path`` is not under ``base`` at all. Looks at each
+    level with lstat, so no link is followed to decide."""
+    if isinstance(path, ObjectPath):
+        return
+    try:
+        parts = path.relative_to(base).parts
+    except ValueError:
+        raise LinkedFolderError(f"{path} is outside the data root {base}: refusing to "
+                                "read or write there") from None
+    current = base
+    for part in parts:
+        current = current / part
+        if part == "..":
+            raise LinkedFolderError(f"{path} leads out of the data root {base} ('..')")
+        if current.is_symlink():
+            raise LinkedFolderError(
+                f"{current} is a symbolic link (to {os.readlink(current)}): a folder of the "
+                "data root must be a real folder, or a run could move files from anywhere "
+                f"into it; replace the link with a folder (for example: rm {current} && "
+                f"mkdir {current}) and run again")

@@ -21,11 +21,18 @@ since those runs had ended).
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import sqlite3
+import uuid
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
+
+from tasks.errors import StateMismatchError
+from tasks.layout import DataLayout
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scored_files (
@@ -108,6 +115,17 @@ class Ledger:
                              " AND archived_at IS NULL", (sha256,)).fetchone()
         return ScoredFile(*row) if row else None
 
+    def committed_parts(self, sha256: str) -> list[str]:
+        """Every part path (scored and rejected) the ledger lists for this content, by
+        any model: the output a sweep of uncommitted parts must keep."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT scored_part, quarantine_part FROM scored_files WHERE "
+                              "source_sha256=?", (sha256,)).fetchall()
+        parts: list[str] = []
+        for record in (value for row in rows for value in row if value):
+            parts += json.loads(record) if record.startswith("[") else [record]
+        return parts
+
     def record_scored(self, entry: ScoredFile) -> None:
         self.record_scored_many([entry])
 
@@ -151,3 +169,53 @@ class Ledger:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def claim_root_for_state(layout: DataLayout) -> None:
+    """Refuse (``StateMismatchError``) to score a root another state folder scores.
+
+    Locks and the ledger live in the state folder, so two runs on one root with two
+    state folders (an s3:// prefix scored from two hosts, each with its own
+    REVIEWFLOW_STATE_DIR) would not see each other: each sweeps the other's temporary
+    parts and both may score a file. A run with a state folder of its own names it in
+    ``<root>/.reviewflow-state.json`` (``STATE_MARKER_FILE``); a run whose state
+    differs from the marker stops, with one line naming both."""
+    marker = layout.state_marker
+    if layout.state_root is None and not marker.exists():
+        return  # the state is inside the root: one root, one state
+    ours = {"state_id": _state_id(layout), "state_dir": str(layout.state),
+            "host": socket.gethostname()}
+    if not marker.exists():
+        marker.write_text(json.dumps(ours | {"written_at": _now()}, indent=2) + "\n")
+    try:
+        theirs = json.loads(marker.read_text())
+        their_id = theirs["state_id"]
+    except (ValueError, KeyError, TypeError):
+        raise StateMismatchError(
+            f"{marker} is unreadable; it names the state folder that scores this data "
+            "root: delete it and run again") from None
+    if their_id != ours["state_id"]:
+        raise StateMismatchError(
+            f"{layout.root} is scored with the state folder {theirs.get('state_dir')} on "
+            f"{theirs.get('host')} (id {their_id}), this run's is {ours['state_dir']} on "
+            f"{ours['host']} (id {ours['state_id']}): two state folders on one root sweep "
+            "each other's temporary parts; set REVIEWFLOW_STATE_DIR to the shared one, or, "
+            f"if that state folder is retired, delete {marker} and run again")
+
+
+def _state_id(layout: DataLayout) -> str:
+    """This state folder's id (``STATE_ID_FILE``), made on first use."""
+    path = layout.state_id_file
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        temp.write_text(uuid.uuid4().hex + "\n")
+        try:
+            os.link(temp, path)  # two first runs at once: one id wins
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+        return path.read_text().strip()

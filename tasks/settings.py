@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     accuracy_floor: float = Field(0.6, ge=0, le=1,
                                   description="A first model is promoted only at this accuracy.")
 
+    # --- a file a run keeps dying on (README, "What happens when")
+    max_claim_deaths: int = Field(
+        3, ge=1, description="A claimed file left by this many runs that died while it was in "
+                             "flight is quarantined (\"N runs died while reading it\") "
+                             "instead of being retried again.")
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _data_root(cls, value: Path | str) -> Path | str:

@@ -22,7 +22,7 @@ from datetime import datetime
 import pyarrow.compute as pc
 
 from tasks.columns import ColumnMapping
-from tasks.errors import GPURequiredError
+from tasks.errors import GPURequiredError, ReviewflowError
 from tasks.failpoints import failpoint
 from tasks.layout import part_name
 from tasks.monitoring import MonitorCounts, observe_batch
@@ -146,6 +146,19 @@ class ShardResult(RowCounts):
                 part[0].unlink(missing_ok=True)
 
 
+def poison_reason(exc: BaseException) -> str | None:
+    """Why to quarantine a file whose reading, validation or scoring raised ``exc`` (a
+    ``MemoryError`` on a huge JSON line, a bug a strange file brings out), so that one
+    file cannot stop every run; None for what must stop the run instead: the
+    environment (``OSError``: a full disk, an unwritable folder), an expected condition
+    (``ReviewflowError``), an interrupt."""
+    if not isinstance(exc, Exception) or isinstance(exc, OSError | ReviewflowError):
+        return None
+    detail = str(exc).splitlines()[0][:300] if str(exc).strip() else ""
+    return (f"reading or scoring it raised {type(exc).__name__}"
+            + (f" ({detail})" if detail else "") + "; every other file was scored")
+
+
 def worker_ready(job: ScoringJob) -> dict:
     """Where this shard runs; refuses to score without a GPU when the job requires one."""
     where = here()
@@ -210,7 +223,7 @@ def _score_checked(worker: _Worker, job: ScoringJob, path: Location, batch, chec
             checked.valid.column("text"), output.column("score").to_numpy(),
             output.column("label"), worker.vocabulary, job.profile, job.monitor_sample_rows))
     result.monitor_seconds += time.perf_counter() - counting
-    failpoint("score:mid-file")
+    failpoint("score:mid-file", path.name)
 
 
 def _finish_parts(result: ShardResult, scored: StagedParquet, rejected: StagedParquet,
@@ -249,10 +262,13 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
         scored.abort()
         rejected.abort()
         result.unreadable = exc.reason
-    except BaseException:
+    except BaseException as exc:
         scored.abort()
         rejected.abort()
-        raise
+        if (reason := poison_reason(exc)) is None:
+            raise
+        result.unreadable = reason
+        result.rows_read = result.rows_scored = result.rows_quarantined = 0
     result.encoding = found.encoding
     result.model_loads = model_loads(job.model)
     result.seconds = time.perf_counter() - started
@@ -279,6 +295,10 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> lis
                 report=found, **job.read_options(sha256)))
         except UnreadableFileError as exc:
             result.unreadable, batches = exc.reason, []
+        except Exception as exc:
+            if (reason := poison_reason(exc)) is None:
+                raise
+            result.unreadable, batches = reason, []
         result.encoding = found.encoding
         results.append(result)
         # One seen-ids dict per file, shared by its batches: uniqueness holds file-wide.

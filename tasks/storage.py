@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks import objectstore
+from tasks.failpoints import failpoint
 from tasks.objectstore import ObjectPath, is_remote
 
 Location = Path | ObjectPath
@@ -65,6 +68,26 @@ def safe_name(name: str) -> str:
     room = MAX_NAME_BYTES - len(extension.encode()) - (1 if extension else 0)
     stem = stem.encode()[:room].decode(errors="ignore").rstrip(" .")
     return f"{stem}.{extension}" if extension else stem
+
+
+# Tried in order on the bytes of a file name that is not UTF-8 (an old uploader's
+# Latin-1 ``café.csv``); latin-1 decodes any byte, so it always ends the search.
+NAME_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+
+
+def readable_name(name: str) -> str:
+    """``name`` as text every consumer can write (pyarrow, SQLite, JSON, logs): a name
+    that is not UTF-8 (Python holds its bytes as surrogate escapes) is decoded as
+    cp1252 or latin-1, and control characters (a newline, a tab, C1 codes) become
+    ``_``. A valid name without control characters is returned unchanged."""
+    raw = os.fsencode(name)
+    for encoding in NAME_ENCODINGS:
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    return "".join("_" if unicodedata.category(c) in ("Cc", "Cs") else c for c in text)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -190,12 +213,13 @@ def move_file_keeping(source: Location, target_dir: Location, name: str) -> Loca
     (``notes?.txt``, ``notes*.txt``) or arrive under one name on one day. On a local disk the name is
     taken with a hard link, which fails rather than replaces, so two runs cannot pick
     the same name; on object storage a name is checked, then written (no such primitive).
+    Across file systems (an inbox on its own mount) see ``_move_across``.
     """
     target_dir.mkdir(parents=True, exist_ok=True)
     cleaned = safe_name(name)
-    stem, dot, extension = cleaned.partition(".")
-    for attempt in range(1, 10_000):
-        target = target_dir / (cleaned if attempt == 1 else f"{stem}~{attempt}{dot}{extension}")
+    if not is_remote(source) and not is_remote(target_dir) and _other_device(source, target_dir):
+        return _move_across(source, target_dir, cleaned)
+    for target in _candidates(target_dir, cleaned):
         if is_remote(source) or is_remote(target):
             if not target.exists():
                 return publish(source, target)
@@ -214,6 +238,69 @@ def move_file_keeping(source: Location, target_dir: Location, name: str) -> Loca
         _fsync_dir(target_dir)
         return target
     raise FileExistsError(f"{target_dir} holds 10,000 files named like {cleaned}")
+
+
+def _candidates(target_dir: Location, cleaned: str) -> Iterator[Location]:
+    stem, dot, extension = cleaned.partition(".")
+    for attempt in range(1, 10_000):
+        yield target_dir / (cleaned if attempt == 1 else f"{stem}~{attempt}{dot}{extension}")
+
+
+def _other_device(source: Path, target_dir: Path) -> bool:
+    return os.lstat(source).st_dev != os.stat(target_dir).st_dev
+
+
+def _move_across(source: Path, target_dir: Path, cleaned: str) -> Path:
+    """``move_file_keeping`` onto another file system, where no rename or link reaches:
+    copy to a temporary beside the target, fsync, take the name with a hard link (never
+    replacing), then remove the source. A kill at any point leaves the file whole in one
+    place or both, never in neither; a later move of the same file that finds its
+    complete copy already there (same bytes, a name of this series) only removes the
+    source, so a move killed after its copy does not leave two copies."""
+    if os.path.islink(source):  # a link is moved as a link, never its target
+        copy = lambda temp: os.symlink(os.readlink(source), temp)  # noqa: E731
+    else:
+        copy = lambda temp: _copy_durably(source, temp)  # noqa: E731
+    for target in _candidates(target_dir, cleaned):
+        if os.path.lexists(target):
+            if not os.path.islink(source) and _same_bytes(source, target):
+                break
+            continue
+        temp = _temp_beside(target)
+        try:
+            copy(temp)
+            try:
+                os.link(temp, target, follow_symlinks=False)
+            except FileExistsError:
+                continue
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        _fsync_dir(target_dir)
+        break
+    else:
+        raise FileExistsError(f"{target_dir} holds 10,000 files named like {cleaned}")
+    failpoint("storage:copied-across")
+    os.unlink(source)
+    _fsync_dir(source.parent)
+    return target
+
+
+def _copy_durably(source: Path, temp: Path) -> None:
+    with open(source, "rb") as reading, open(temp, "xb") as writing:
+        shutil.copyfileobj(reading, writing, 1 << 20)
+        writing.flush()
+        os.fsync(writing.fileno())
+    shutil.copystat(source, temp)
+
+
+def _same_bytes(source: Path, target: Path) -> bool:
+    try:
+        if os.path.islink(target) or os.path.getsize(source) != os.path.getsize(target):
+            return False
+        return file_sha256(source) == file_sha256(target)
+    except OSError:
+        return False
 
 
 class LockHeldError(Exception):

@@ -18,7 +18,7 @@ import pytest
 from tasks.commit import Claim, Committer
 from tasks.inbox import claim_for_run
 from tasks.layout import DataLayout, day_of, kept_name, part_name
-from tasks.ledger import Ledger
+from tasks.ledger import Ledger, ScoredFile
 from tasks.readers import UnreadableFileError
 from tasks.shard_scoring import ShardResult
 from tasks.shards import Shard
@@ -143,9 +143,35 @@ def test_commit_sweeps_stale_parts_of_this_content_and_model_only(layout, commit
     for part in (stale, other):
         part.parent.mkdir(parents=True, exist_ok=True)
         part.write_bytes(b"left by a killed run")
+    # The other version committed its part (a deliberate rescore keeps both models'
+    # output); an uncommitted one is swept (test_commit_sweeps_uncommitted_parts_...).
+    Ledger(layout.ledger).record_scored(ScoredFile(sha256, VERSION + "-b", "a.csv", 1, 1, 0,
+                                                   str(other), None, archived_at="2025-12-31"))
     claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
     committer.commit([claim], [[staged_result(layout, sha256)]])
     assert not stale.exists() and other.exists()
+
+
+def test_commit_sweeps_uncommitted_parts_of_this_content_by_any_model(layout, committer):
+    """A run of another model killed after publishing its parts, before its ledger
+    commit, left them in scored/: the next commit of this content removes them, and
+    keeps only what the ledger lists."""
+    path, sha256, known = upload(layout, "a.csv")
+    day = layout.scored_partition("2025-12-31")
+    uncommitted = [day / part_name(sha256, "old"), day / part_name(sha256, "old", 2),
+                   day / f".{part_name(sha256, 'old')}.0123abcd.tmp"]
+    committed = day / part_name(sha256, "kept")
+    unrelated = day / part_name("f" * 64, "old")
+    for part in (*uncommitted, committed, unrelated):
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(b"parquet")
+    Ledger(layout.ledger).record_scored(ScoredFile(sha256, "kept", "a.csv", 1, 1, 0,
+                                                   str(committed), None,
+                                                   archived_at="2025-12-31"))
+    claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    committer.commit([claim], [[staged_result(layout, sha256)]])
+    assert [p.exists() for p in uncommitted] == [False, False, False]
+    assert committed.exists() and unrelated.exists()
 
 
 def test_a_local_file_is_claimed_by_a_rename_and_its_identity(tmp_path):

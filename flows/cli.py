@@ -178,12 +178,18 @@ def main(argv: list[str] | None = None) -> int:
               "where they were (incoming/, labeled/); fix the cause and run again.", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under run()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends it at once
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends it at once
         if args.verbose:
             raise
         from flows.common import interrupted_line
 
-        print(f"reviewflow: {interrupted_line(_under_way, isinstance(exc, Terminated))}",
+        terminated = isinstance(exc, Terminated)
+        try:
+            line = interrupted_line(_under_way, terminated)
+        except Exception:  # noqa: BLE001 - what was kept is a courtesy; the exit code is not
+            line = "stopped by SIGTERM" if terminated else "interrupted"
+        print(f"reviewflow: {args.command} {line}" if not _under_way else f"reviewflow: {line}",
               file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", INTERRUPTED_EXIT))
     return 0

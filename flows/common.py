@@ -89,7 +89,7 @@ def interrupted_line(under_way: dict, terminated: bool = False) -> str:
         return f"retrain {how}: {_retrain_kept(under_way)}"
     if under_way.get("command") == "score":
         return f"score {how}: {_score_kept(under_way)}"
-    return f"{how} before anything was changed"
+    return how
 
 
 def _score_kept(under_way: dict) -> str:

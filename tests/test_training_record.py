@@ -155,3 +155,19 @@ def test_rows_training_leaves_out_are_counted_for_the_summary():
     clean = left_out_rows({"rows_read": 100, "rows_rejected": 0},
                           split_labeled(labeled(100), 0.2), None, None)
     assert left_out_warning(clean) is None
+
+
+def test_the_same_file_under_two_names_is_read_twice_and_its_copies_counted(tmp_path):
+    """Without an id column ids come from the content hash: the same bytes under two
+    names give the same ids. Both files are read; the repeated texts are kept once and
+    counted (they used to vanish as 'ids repeated across files')."""
+    layout = DataLayout(root=tmp_path / "data").ensure()
+    body = labeled(60).drop(columns=["review_id"])
+    for name in ("export.csv", "export-copy.csv"):
+        body.to_csv(layout.labeled / name, index=False)
+    reviews, stats = read_labeled_reviews(Settings(data_dir=tmp_path / "data"), validator(),
+                                          LOGGER)
+    assert len(reviews) == stats["rows_read"] == stats["rows_id_generated"] == 120
+    split = split_labeled(reviews, 0.2)
+    assert split.duplicates_removed == 60
+    assert len(split.train) + len(split.selection) + len(split.gate) == 60

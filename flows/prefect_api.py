@@ -149,7 +149,12 @@ class PrefectAPI:
         environment = {**os.environ, "PREFECT_UI_ENABLED": "0",
                        "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
                        **get_current_settings().to_environment_variables(exclude_unset=True)}
-        self._server = subprocess.Popen(die_with_parent(command), env=environment)
+        # A process group of its own: Ctrl-C at a terminal signals the whole foreground
+        # group, and a server stopped by it left this process retrying its crash report
+        # against it for minutes, then a traceback. It still stops at exit (stop()) and
+        # dies with this process (the launcher's parent-death signal).
+        self._server = subprocess.Popen(die_with_parent(command), env=environment,
+                                        process_group=0)
 
     def connect(self) -> str | None:
         """Wait until the API answers and point this process's Prefect at it; its URL.

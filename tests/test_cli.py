@@ -294,10 +294,7 @@ def the_one_line(after: str) -> str:
 
 
 @pytest.mark.parametrize("signum, to_group", [
-    pytest.param(2, True, id="ctrl-c", marks=pytest.mark.xfail(
-        strict=True, reason="needs the temporary API server in a process group of its own "
-        "(flows/prefect_api.py, issue 28 item 14): Ctrl-C at a terminal reaches it too, and "
-        "the run then retries its crash report against a stopped server for minutes")),
+    pytest.param(2, True, id="ctrl-c"),
     pytest.param(15, False, id="sigterm")])
 def test_an_interrupted_score_says_what_it_kept_and_the_next_run_finishes(
         scoring_root, subprocess_env, tmp_path, signum, to_group):

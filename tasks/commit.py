@@ -9,7 +9,8 @@ shards in between (``tasks.shard_scoring``) only leave temporary parts:
    is archived now and not scored again. Otherwise plan its shards; a file that cannot
    be read is quarantined whole.
 2. ``Committer.commit``, once every shard is done: publish the parts (a rename each),
-   sweep what a killed run left of this content's parts under other names, record the
+   sweep what a killed run left of this content's parts, by any model, that the ledger
+   never committed (``replace_stale_parts``), record the
    file in the ledger (the commit point: one transaction for a bundle of files), move
    the input to ``archive/<day>/`` and mark it archived. A file whose bytes changed
    while it was read is left claimed for the next run, nothing of it kept.

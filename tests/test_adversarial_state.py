@@ -299,6 +299,27 @@ def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on
     assert not [p for p in inbox.rglob("*") if p.is_file()]
 
 
+def test_an_unexpected_error_planning_shards_quarantines_the_file(scoring_root, monkeypatch):
+    """The same in the driver, where a file is read once to plan its shards."""
+    from tasks import shards
+
+    real = shards.iter_review_batches
+
+    def reader(path, *args, **kwargs):
+        if path.name == "poison.csv":
+            raise MemoryError("cannot allocate")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(shards, "iter_review_batches", reader)
+    inbox = scoring_root / "incoming"
+    write_csv(inbox / "poison.csv", good_rows("p", 30))
+    write_csv(inbox / "z.csv", good_rows("z", 30))
+    summary = run(scoring_root, shard_rows=10)
+    assert summary["rows_scored"] == 30 and summary["files_scored"] == 1
+    reason = quarantined_files(scoring_root)["poison.csv"]["reason"]
+    assert "MemoryError (cannot allocate)" in reason
+
+
 def test_a_file_that_keeps_killing_runs_is_quarantined_and_blocks_nothing(
         scoring_root, subprocess_env, monkeypatch):
     """A file whose reading kills the process (SIGKILL, as the OOM killer does) used to

@@ -250,8 +250,9 @@ class Committer:
         try:
             outcomes: list[FileOutcome] = []
             commits: list[tuple[Claim, FileOutcome, list[ShardResult], ScoredFile]] = []
+            committed = self.ledger.committed_parts([claim.sha256 for claim in claims])
             for claim, shard_results in zip(claims, results):
-                outcome, entry = self._publish(claim, shard_results)
+                outcome, entry = self._publish(claim, shard_results, committed[claim.sha256])
                 outcomes.append(outcome)
                 if entry is not None:
                     commits.append((claim, outcome, shard_results, entry))
@@ -271,9 +272,10 @@ class Committer:
             for claim in claims:
                 claim.release()
 
-    def _publish(self, claim: Claim,
-                 results: list[ShardResult]) -> tuple[FileOutcome, ScoredFile | None]:
-        """One file's parts published and its ledger entry, or why it is not committed."""
+    def _publish(self, claim: Claim, results: list[ShardResult],
+                 committed: list[str]) -> tuple[FileOutcome, ScoredFile | None]:
+        """One file's parts published and its ledger entry, or why it is not committed.
+        ``committed``: the parts the ledger lists for this content (kept by the sweep)."""
         path, sha256 = claim.path, claim.sha256
         unreadable = next((r.unreadable for r in results if r.unreadable), None)
         if unreadable is not None:
@@ -285,7 +287,6 @@ class Committer:
             return changed_outcome(path), None
         scored = [self._publish_part(*r.scored_part) for r in results if r.scored_part]
         rejected = [self._publish_part(*r.rejected_part) for r in results if r.rejected_part]
-        committed = self.ledger.committed_parts(sha256)
         replace_stale_parts(scored, self.layout.scored, sha256, self.model_version, committed)
         replace_stale_parts(rejected, self.layout.rejected_rows, sha256, None, committed)
         outcome = FileOutcome(path.name, "scored")

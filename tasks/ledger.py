@@ -115,15 +115,20 @@ class Ledger:
                              " AND archived_at IS NULL", (sha256,)).fetchone()
         return ScoredFile(*row) if row else None
 
-    def committed_parts(self, sha256: str) -> list[str]:
-        """Every part path (scored and rejected) the ledger lists for this content, by
-        any model: the output a sweep of uncommitted parts must keep."""
+    def committed_parts(self, shas: list[str]) -> dict[str, list[str]]:
+        """Every part path (scored and rejected) the ledger lists for each of these
+        contents, by any model: the output a sweep of uncommitted parts must keep. One
+        query for a bundle of files."""
+        parts: dict[str, list[str]] = {sha: [] for sha in shas}
         with closing(self._connect()) as db:
-            rows = db.execute("SELECT scored_part, quarantine_part FROM scored_files WHERE "
-                              "source_sha256=?", (sha256,)).fetchall()
-        parts: list[str] = []
-        for record in (value for row in rows for value in row if value):
-            parts += json.loads(record) if record.startswith("[") else [record]
+            for start in range(0, len(shas), 500):  # under SQLite's limit of parameters
+                chunk = shas[start:start + 500]
+                rows = db.execute("SELECT source_sha256, scored_part, quarantine_part FROM "
+                                  f"scored_files WHERE source_sha256 IN "
+                                  f"({', '.join('?' * len(chunk))})", chunk).fetchall()
+                for sha, *records in rows:
+                    for record in (r for r in records if r):
+                        parts[sha] += json.loads(record) if record.startswith("[") else [record]
         return parts
 
     def record_scored(self, entry: ScoredFile) -> None:

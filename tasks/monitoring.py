@@ -16,9 +16,19 @@ the figures an operator reads:
   which looks those up character by character); computed on a sample of rows;
 - ``length_psi`` and ``score_psi``: the population stability index of text length (in
   characters) and of the score, over the reference profile's decile bins;
-- ``script_mix`` and ``script_shift``: the share of letters in each script, and its
-  total variation distance (half the L1 distance, 0 to 1) from the training text's;
+- ``script_mix``: the share of letters in each script; ``script_shift``: the share of
+  the file's reviews written mainly in a script the champion did not learn from (one
+  that fewer than ``KNOWN_SCRIPT_SHARE`` of its training reviews, and fewer than
+  ``KNOWN_SCRIPT_ROWS`` of them, are mainly written in);
 - ``positive_share`` and, where rows carry labels, ``accuracy``.
+
+A review is *mainly written* in the script most of its letters are in. The profile keeps
+each script's part of the training data apart (``by_script``), and a file is compared
+with the mixture of those parts weighted by its own reviews' scripts: a Korean file is
+measured against the champion's Korean training reviews, an English one against its
+English ones, so a bilingual champion does not flag every single-language file. A
+profile without ``by_script`` (saved before version 2) is compared whole, and its script
+shift is the total variation distance of the two script mixes.
 
 The population stability index is ``sum((a - e) * ln(a / e))`` over bins, with ``e``
 the reference share and ``a`` the observed share of a bin (each at least 1e-4, so an
@@ -33,6 +43,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -42,7 +53,7 @@ import pyarrow.compute as pc
 
 from tasks.layout import MONITORING_PARTS_GLOB
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 SCRIPTS = ("latin", "hangul", "han", "kana", "other")
 SCRIPT_NAMES = {"latin": "Latin-script", "hangul": "Hangul", "han": "Han", "kana": "Kana",
                 "other": "other-script"}
@@ -55,6 +66,13 @@ UNSPACED_SCRIPTS = r"\p{Hangul}\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}"
 # not imported, as that would import TensorFlow).
 ODD_SEPARATORS = r"(?:[^\P{Z} ]|[^\P{C}\t\n\r])+"
 PSI_FLOOR = 1e-4
+# A script the champion learned from: at least this share of its training reviews, or
+# this many of them, are mainly written in it.
+KNOWN_SCRIPT_SHARE = 0.05
+KNOWN_SCRIPT_ROWS = 1_000
+# How often a vocabulary's lookup set was built (once per loaded model; tests read it).
+LOOKUP_BUILDS = {"count": 0}
+_LOOKUP_LOCK = threading.Lock()
 DECILES = np.linspace(0.1, 0.9, 9)
 
 
@@ -71,6 +89,22 @@ class Vocabulary:
     tokens: pa.Array
     characters_of_unspaced_scripts: bool = False
     marks_are_words: bool = False
+
+    @property
+    def lookup(self) -> frozenset[str]:
+        """The tokens as a set, built once per vocabulary (so once per loaded model).
+
+        ``pc.is_in(found, value_set=tokens)`` hashes the whole vocabulary on every call,
+        a fixed cost per batch, so per one-row file, that grows with the vocabulary.
+        """
+        found = self.__dict__.get("_lookup")
+        if found is None:
+            with _LOOKUP_LOCK:  # shards in threads share the model's vocabulary
+                found = self.__dict__.get("_lookup")
+                if found is None:
+                    LOOKUP_BUILDS["count"] += 1
+                    found = self.__dict__["_lookup"] = frozenset(self.tokens.to_pylist())
+        return found
 
 
 @dataclass(frozen=True)
@@ -113,12 +147,13 @@ def unknown_tokens(texts: pa.Array, vocabulary: Vocabulary) -> tuple[int, int]:
     found = tokens(texts, vocabulary.characters_of_unspaced_scripts, vocabulary.marks_are_words)
     if len(found) == 0:
         return 0, 0
-    known = pc.sum(pc.is_in(found, value_set=vocabulary.tokens)).as_py() or 0
+    known = sum(map(vocabulary.lookup.__contains__, found.to_pylist()))
     return len(found), len(found) - known
 
 
-def script_letters(texts: pa.Array) -> list[int]:
-    """Letters of each script in ``SCRIPTS`` order ("other": letters of none of the four).
+def letters_per_row(texts: pa.Array) -> np.ndarray:
+    """Letters of each script per text: shape ``(len(texts), len(SCRIPTS))``, columns
+    in ``SCRIPTS`` order ("other": letters of none of the four).
 
     Letters are kept by deleting *runs* of everything else and measured by length: a
     regex that matched each letter costs a match per letter (10 times slower on English
@@ -126,10 +161,36 @@ def script_letters(texts: pa.Array) -> list[int]:
     what is not Latin from English text matches nothing at all.
     """
     letters = pc.replace_substring_regex(texts, r"[^\p{L}]+", "")
-    total = pc.sum(pc.utf8_length(letters)).as_py() or 0
-    counts = [pc.sum(pc.utf8_length(pc.replace_substring_regex(
-        letters, f"[^{_SCRIPT_CLASSES[s]}]+", ""))).as_py() or 0 for s in SCRIPTS[:-1]]
-    return [*counts, max(0, total - sum(counts))]
+    total = _lengths(letters)
+    counts = [_lengths(pc.replace_substring_regex(letters, f"[^{_SCRIPT_CLASSES[s]}]+", ""))
+              for s in SCRIPTS[:-1]]
+    found = np.zeros((len(total), len(SCRIPTS)), dtype=np.int64)
+    for index, column in enumerate(counts):
+        found[:, index] = column
+    found[:, -1] = np.maximum(0, total - found[:, :-1].sum(axis=1))
+    return found
+
+
+def _lengths(texts: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def script_letters(texts: pa.Array) -> list[int]:
+    """Letters of each script in ``SCRIPTS`` order, over all of ``texts``."""
+    return [int(n) for n in letters_per_row(texts).sum(axis=0)]
+
+
+def main_scripts(per_row: np.ndarray) -> np.ndarray:
+    """The index in ``SCRIPTS`` of the script each text is mainly written in (the one
+    most of its letters are in; ties to the first), -1 for a text without letters."""
+    if len(per_row) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.where(per_row.sum(axis=1) > 0, per_row.argmax(axis=1), -1)
+
+
+def rows_per_script(main: np.ndarray) -> list[int]:
+    """How many texts are mainly written in each script, in ``SCRIPTS`` order."""
+    return np.bincount(main[main >= 0], minlength=len(SCRIPTS)).tolist()
 
 
 def sample(texts: pa.Array, most: int) -> pa.Array:
@@ -200,30 +261,126 @@ def reference_profile(train_texts: pa.Array, validation_texts: pa.Array,
 
     Lengths and scripts of the training texts; vocabulary coverage, scores, positive
     share and accuracy on the held-out rows (the rows the model did not learn from,
-    which is what production text is too).
+    which is what production text is too). ``by_script``: the same figures for the
+    reviews mainly written in each script, over the same bins.
     """
-    lengths = pc.utf8_length(train_texts).to_numpy(zero_copy_only=False)
+    lengths = _lengths(train_texts)
     length_edges = decile_edges(lengths)
     scores = np.asarray(validation_scores, dtype=np.float64)
     score_edges = decile_edges(scores)
-    total, unknown = unknown_tokens(validation_texts, vocabulary)
-    predicted = scores >= 0.5
+    labels = np.asarray(validation_labels) == 1
+    train_letters = letters_per_row(train_texts)
+    train_main, held_main = main_scripts(train_letters), main_scripts(
+        letters_per_row(validation_texts))
+    whole = _part(lengths, scores, labels, validation_texts, vocabulary, length_edges,
+                  score_edges)
+    by_script = {}
+    for index, script in enumerate(SCRIPTS):
+        mine, held = train_main == index, held_main == index
+        if mine.any():
+            by_script[script] = _part(lengths[mine], scores[held], labels[held],
+                                      validation_texts.filter(pa.array(held)), vocabulary,
+                                      length_edges, score_edges)
     return {
         "profile_version": PROFILE_VERSION, "version": version, "architecture": architecture,
         "train_rows": len(train_texts), "validation_rows": len(validation_texts),
-        "length": {"edges": length_edges, "shares": shares(bin_counts(lengths, length_edges)),
-                   "mean": round(float(lengths.mean()), 2) if len(lengths) else None},
-        "script_mix": script_mix(script_letters(train_texts)),
+        "length": {"edges": length_edges, **whole["length"]},
+        "script_mix": script_mix(train_letters.sum(axis=0).tolist()),
         "vocabulary": {"size": len(vocabulary.tokens),
                        "characters_of_unspaced_scripts": vocabulary.characters_of_unspaced_scripts,
-                       "validation_tokens": total,
+                       **whole["vocabulary"]},
+        "score": {"edges": score_edges, **whole["score"]},
+        "accuracy": whole["accuracy"],
+        "by_script": by_script,
+    }
+
+
+def _part(lengths: np.ndarray, scores: np.ndarray, labels: np.ndarray, held_texts: pa.Array,
+          vocabulary: Vocabulary, length_edges: list[float], score_edges: list[float]) -> dict:
+    """The figures of (a script's part of) the training and held-out rows."""
+    total, unknown = unknown_tokens(held_texts, vocabulary)
+    predicted = scores >= 0.5
+    return {
+        "train_rows": len(lengths), "validation_rows": len(scores),
+        "length": {"shares": shares(bin_counts(lengths, length_edges).tolist()),
+                   "mean": round(float(lengths.mean()), 2) if len(lengths) else None},
+        "vocabulary": {"validation_tokens": total,
                        "oov_rate": round(unknown / total, 4) if total else None,
                        "coverage": round(1 - unknown / total, 4) if total else None},
-        "score": {"edges": score_edges, "shares": shares(bin_counts(scores, score_edges)),
+        "score": {"shares": shares(bin_counts(scores, score_edges).tolist()) if len(scores)
+                  else None,
                   "positive_share": round(float(predicted.mean()), 4) if len(scores) else None},
-        "accuracy": (round(float((predicted == (np.asarray(validation_labels) == 1)).mean()), 4)
-                     if len(scores) else None),
+        "accuracy": round(float((predicted == labels).mean()), 4) if len(scores) else None,
     }
+
+
+def known_scripts(profile: dict | None) -> set[str] | None:
+    """The scripts the champion learned from (see ``KNOWN_SCRIPT_SHARE``); None for a
+    profile without ``by_script``."""
+    parts = (profile or {}).get("by_script")
+    if not parts:
+        return None
+    rows = sum(part["train_rows"] for part in parts.values())
+    return {script for script, part in parts.items()
+            if part["train_rows"] >= min(KNOWN_SCRIPT_ROWS, KNOWN_SCRIPT_SHARE * rows)}
+
+
+def expected(profile: dict, script_rows: Sequence[int]) -> dict:
+    """What the champion's training data leads one to expect of a file whose sampled rows
+    are mainly written in each script as ``script_rows`` says: each figure of the
+    profile's ``by_script`` parts, weighted by the file's rows in that script. Rows in a
+    script the champion did not learn from, or without letters, count against the
+    whole profile (``script_shift`` speaks for them).
+
+    ``length_rows`` and ``score_rows``: how many reference rows the expected bin shares
+    rest on (``1 / sum(w**2 / n)`` over the parts weighted ``w``), for ``psi_allowance``.
+    """
+    known = known_scripts(profile) or set()
+    parts = profile.get("by_script") or {}
+    whole = {"length": profile["length"]["shares"], "mean_length": profile["length"]["mean"],
+             "score": profile["score"]["shares"],
+             "positive_share": profile["score"]["positive_share"],
+             "oov_rate": profile["vocabulary"].get("oov_rate"),
+             "accuracy": profile.get("accuracy"),
+             "length_rows": profile.get("train_rows"), "score_rows": profile.get("validation_rows"),
+             "by_script": False}
+    weights = {s: n for s, n in zip(SCRIPTS, script_rows) if n and s in known}
+    if not weights:
+        return whole
+    rest = sum(script_rows) - sum(weights.values())
+    where = {"length": ("length", "shares", "train_rows"),
+             "mean_length": ("length", "mean", "train_rows"),
+             "score": ("score", "shares", "validation_rows"),
+             "positive_share": ("score", "positive_share", "validation_rows"),
+             "oov_rate": ("vocabulary", "oov_rate", "validation_rows"),
+             "accuracy": (None, "accuracy", "validation_rows")}
+    found = {"by_script": True}
+    for key, (section, name, rows) in where.items():
+        terms = [(n, (parts[s][section] if section else parts[s])[name], parts[s][rows])
+                 for s, n in weights.items()]
+        terms.append((rest, whole[key], whole["length_rows" if rows == "train_rows"
+                                              else "score_rows"]))
+        terms = [(n, value, size) for n, value, size in terms if n and value is not None and size]
+        if not terms:
+            found[key] = whole[key]
+            continue
+        weight = sum(n for n, _, _ in terms)
+        if isinstance(terms[0][1], list):
+            found[key] = (sum(n * np.asarray(v) for n, v, _ in terms) / weight).tolist()
+            found[f"{key}_rows"] = round(1 / sum((n / weight) ** 2 / size for n, _, size in terms))
+        else:
+            found[key] = sum(n * v for n, v, _ in terms) / weight
+    return found
+
+
+def psi_allowance(bins: int, rows: int, reference_rows: int | None) -> float:
+    """The PSI two samples of one distribution show by chance alone, about
+    ``(bins - 1) * (1 / rows + 1 / reference_rows)``: a small reference (the held-out
+    Korean reviews of a small bilingual training set) is noisy by itself, so a flag
+    needs the PSI to exceed the threshold by this much."""
+    if not rows or not reference_rows or bins < 2:
+        return 0.0
+    return (bins - 1) * (1 / rows + 1 / reference_rows)
 
 
 # ---------------------------------------------------------------- counts while scoring
@@ -239,6 +396,7 @@ class MonitorCounts:
     tokens: int = 0
     unknown_tokens: int = 0
     letters: list[int] = field(default_factory=lambda: [0] * len(SCRIPTS))
+    script_rows: list[int] = field(default_factory=lambda: [0] * len(SCRIPTS))  # sampled rows
     positives: int = 0
     labeled: int = 0
     correct: int = 0
@@ -247,7 +405,7 @@ class MonitorCounts:
         for name in ("rows", "length_sum", "sampled_rows", "tokens", "unknown_tokens",
                      "positives", "labeled", "correct"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in ("length_bins", "score_bins", "letters"):
+        for name in ("length_bins", "score_bins", "letters", "script_rows"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if not mine:
                 setattr(self, name, list(theirs))
@@ -278,7 +436,9 @@ def observe_batch(texts: pa.Array | pa.ChunkedArray, scores: np.ndarray, labels:
     counts.sampled_rows = len(few)
     if vocabulary is not None:
         counts.tokens, counts.unknown_tokens = unknown_tokens(few, vocabulary)
-    counts.letters = script_letters(few)
+    per_row = letters_per_row(few)
+    counts.letters = [int(n) for n in per_row.sum(axis=0)]
+    counts.script_rows = rows_per_script(main_scripts(per_row))
     predicted = scores >= 0.5
     counts.positives = int(predicted.sum())
     given = pc.is_valid(labels).to_numpy(zero_copy_only=False)
@@ -291,9 +451,19 @@ def observe_batch(texts: pa.Array | pa.ChunkedArray, scores: np.ndarray, labels:
 
 # ---------------------------------------------------------------- signals and flags
 def signals(counts: MonitorCounts, profile: dict | None) -> dict:
-    """The figures of a file or a run; those that need the profile are None without one."""
+    """The figures of a file or a run; those that need the profile are None without one.
+
+    ``expected``: what the profile's parts in the file's own scripts lead one to expect
+    (see ``expected``); the flags' sentences quote it."""
     mix = script_mix(counts.letters)
-    reference = profile or {}
+    reference = expected(profile, counts.script_rows) if profile else {}
+    known = known_scripts(profile)
+    sampled = sum(counts.script_rows)
+    if known is None:  # a profile saved before by_script: the mixes compared whole
+        shift = script_shift(mix, (profile or {}).get("script_mix"))
+    else:
+        unknown = sum(n for s, n in zip(SCRIPTS, counts.script_rows) if s not in known)
+        shift = round(unknown / sampled, 4) if sampled else None
     return {
         "rows": counts.rows,
         "positive_share": round(counts.positives / counts.rows, 4) if counts.rows else None,
@@ -301,13 +471,17 @@ def signals(counts: MonitorCounts, profile: dict | None) -> dict:
         "accuracy": round(counts.correct / counts.labeled, 4) if counts.labeled else None,
         "oov_rate": round(counts.unknown_tokens / counts.tokens, 4) if counts.tokens else None,
         "mean_length": round(counts.length_sum / counts.rows, 1) if counts.rows else None,
-        "length_psi": _rounded(psi(reference["length"]["shares"], counts.length_bins)
+        "length_psi": _rounded(psi(reference["length"], counts.length_bins)
                                if profile and counts.length_bins else None),
-        "score_psi": _rounded(psi(reference["score"]["shares"], counts.score_bins)
+        "score_psi": _rounded(psi(reference["score"], counts.score_bins)
                               if profile and counts.score_bins else None),
         "script_mix": mix,
-        "script_shift": script_shift(mix, reference.get("script_mix")),
+        "script_shift": shift,
+        "unseen_scripts": sorted({s for s, n in zip(SCRIPTS, counts.script_rows) if n}
+                                 - known) if known is not None else [],
         "sampled_rows": counts.sampled_rows,
+        "expected": {k: (round(v, 4) if isinstance(v, float) else v)
+                     for k, v in reference.items() if k not in ("length", "score")},
     }
 
 
@@ -329,35 +503,63 @@ def flags(name: str, found: dict, profile: dict | None, limits: Thresholds) -> l
         return []
     trained_on = (f"it was trained on {describe_mix(profile.get('script_mix'))} text"
                   if profile else "it has no reference profile (trained before profiles)")
+    wanted = found.get("expected") or {}
+    shift = found["script_shift"]
+    shifted = shift is not None and shift > limits.max_script_shift
     raised = []
     oov = found["oov_rate"]
     if oov is not None and oov > limits.max_oov_rate:
         raised.append(Flag("oov_rate", f"{name} looks unlike the champion's training data: "
-                                       f"{oov:.0%} of its tokens are unknown to it; {trained_on}"))
-    shift = found["script_shift"]
-    if shift is not None and shift > limits.max_script_shift:
+                                       f"{oov:.0%} of its tokens are unknown to it; "
+                                       + _oov_cause(found, wanted, shifted, trained_on)))
+    if shifted:
+        unseen = ", ".join(SCRIPT_NAMES[s] for s in found.get("unseen_scripts") or [])
         raised.append(Flag("script_shift", f"{name} is written in {describe_mix(found['script_mix'])}"
-                                           f" text; the champion was trained on "
+                                           f" text" + (f" ({shift:.0%} of its reviews mainly in "
+                                                       f"{unseen}, which the champion did not "
+                                                       f"learn from)" if unseen else "")
+                                           + f"; the champion was trained on "
                                            f"{describe_mix(profile['script_mix'])} text"))
-    if found["length_psi"] is not None and found["length_psi"] > limits.max_psi:
+    same = " in the same scripts" if wanted.get("by_script") else ""
+    over = {}
+    for signal in ("length", "score"):
+        value = found[f"{signal}_psi"]
+        if value is not None:
+            bins = len(profile[signal]["edges"]) + 1
+            limit = limits.max_psi + psi_allowance(bins, found["rows"], wanted.get(f"{signal}_rows"))
+            if value > limit:
+                over[signal] = (f"PSI {value:.2f} > {limit:.2f}: the threshold {limits.max_psi}"
+                                f" and {limit - limits.max_psi:.2f} of sampling noise")
+    if "length" in over:
         raised.append(Flag("length_psi", f"{name}: review lengths differ from the champion's "
-                                         f"training data (PSI {found['length_psi']:.2f} > "
-                                         f"{limits.max_psi}; mean {found['mean_length']:.0f} "
-                                         f"characters against {profile['length']['mean']:.0f})"))
-    if found["score_psi"] is not None and found["score_psi"] > limits.max_psi:
+                                         f"training data{same} ({over['length']}; mean "
+                                         f"{found['mean_length']:.0f} characters against "
+                                         f"{wanted['mean_length']:.0f})"))
+    if "score" in over:
         raised.append(Flag("score_psi", f"{name}: the champion's scores are distributed unlike on "
-                                        f"its held-out reviews (PSI {found['score_psi']:.2f} > "
-                                        f"{limits.max_psi}; {found['positive_share']:.0%} positive"
-                                        f" against {profile['score']['positive_share']:.0%})"))
-    reference_accuracy = (profile or {}).get("accuracy")
+                                        f"its held-out reviews{same} ({over['score']}; "
+                                        f"{found['positive_share']:.0%} positive against "
+                                        f"{wanted['positive_share']:.0%})"))
+    reference_accuracy = wanted.get("accuracy")
     if (found["accuracy"] is not None and reference_accuracy is not None
             and found["labeled_rows"] >= limits.min_rows
             and reference_accuracy - found["accuracy"] > limits.max_accuracy_drop):
         raised.append(Flag("accuracy", f"{name}: accuracy on its {found['labeled_rows']} labeled "
                                        f"rows is {found['accuracy']:.1%}, more than "
                                        f"{limits.max_accuracy_drop:.0%} below the champion's "
-                                       f"held-out {reference_accuracy:.1%}"))
+                                       f"held-out {reference_accuracy:.1%}{same}"))
     return raised
+
+
+def _oov_cause(found: dict, wanted: dict, shifted: bool, trained_on: str) -> str:
+    """Why a file's tokens are unknown, as far as the signals tell."""
+    if shifted or found["script_shift"] is None:
+        return trained_on
+    reference = wanted.get("oov_rate")
+    against = f" (against {reference:.0%} on its held-out reviews)" if reference is not None else ""
+    return (f"its scripts ({describe_mix(found['script_mix'])}) are ones the champion learned "
+            f"from{against}: text unlike the training data in the same script (unnormalized "
+            f"Unicode, a different domain?)")
 
 
 # ---------------------------------------------------------------- the monitoring/ dataset

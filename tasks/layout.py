@@ -62,6 +62,8 @@ CLAIM_ATTEMPTS_FILE = ".attempts"
 CHAMPION_FILE = "champion.json"
 HISTORY_FILE = "history.jsonl"
 RETRAIN_LOCK_FILE = ".retrain.lock"
+# Held while the champion pointer or the history changes (tasks.registry).
+POINTER_LOCK_FILE = ".champion.lock"
 VERSIONS_FOLDER = "versions"
 STAGING_FOLDER = ".staging"
 MODEL_FILE = "model.keras"

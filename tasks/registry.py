@@ -49,6 +49,7 @@ from tasks.layout import (
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    POINTER_LOCK_FILE,
     PROFILE_FILE,
     RETRAIN_LOCK_FILE,
     STAGING_FOLDER,
@@ -59,8 +60,6 @@ from tasks.storage import LockHeldError, _fsync_dir, exclusive_lock, write_json_
 
 # History events after which the named version was the champion.
 CHAMPION_EVENTS = ("promoted", "manual promotion", "rollback")
-# The lock every pointer change and history append takes (the module docstring).
-POINTER_LOCK_FILE = ".champion.lock"
 # How long a change waits for another to finish: they take milliseconds, so a lock held
 # this long belongs to a process that is stuck (stopped, or paused in a debugger).
 POINTER_LOCK_WAIT_SECONDS = 60

@@ -10,6 +10,10 @@ temporary API per process, as a cron job runs it), the median of ``repeats`` run
 - an inbox of ``small_files`` one-row CSV files: files per second inside the flow.
 
 It needs no shared data: the champion is the seed model trained on the bundled sample.
+The many small files are scored by ``small_files_models`` when given (``make bench``
+passes its champion: the default architecture trained by ``retrain-model`` on IMDB, with
+its reference profile and full vocabulary, as a user's champion is), else by that seed
+model; the figures say which (``champion``).
 Runnable alone: ``python -m benchmarks.cli_latency [--repeats N] [--small-files N]``.
 """
 
@@ -69,7 +73,8 @@ def _median(argv_for_run, env: dict[str, str], repeats: int, prepare=None,
             **({"median_flow_seconds": round(statistics.median(flows), 3)} if flows else {})}
 
 
-def measure(work: Path, repeats: int = 5, small_files: int = 1000) -> dict:
+def measure(work: Path, repeats: int = 5, small_files: int = 1000,
+            small_files_models: Path | None = None) -> dict:
     """The section's figures (see the module docstring)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -113,6 +118,19 @@ def measure(work: Path, repeats: int = 5, small_files: int = 1000) -> dict:
     figures["score, one 20-row file"] = _median(["score", *data], env, repeats,
                                                 prepare=twenty_rows)
 
+    if small_files_models is not None:
+        root = work / "small-files"
+        layout = DataLayout(root=root)
+        subprocess.run([*REVIEWFLOW, "init", str(root)], env=env, check=True, capture_output=True)
+        shutil.rmtree(layout.models)
+        shutil.copytree(small_files_models, layout.models)
+        data, incoming = ["--data-dir", str(root)], layout.incoming
+    registry = Registry(layout.models)
+    profile = registry.read_profile(registry.champion_version())
+    champion = {"version": registry.champion_version(), "has_profile": profile is not None,
+                **({"architecture": profile["architecture"],
+                    "vocabulary_tokens": profile["vocabulary"]["size"]} if profile else {})}
+
     def many_small() -> None:
         run = next(counter)
         for i in range(small_files):
@@ -120,6 +138,7 @@ def measure(work: Path, repeats: int = 5, small_files: int = 1000) -> dict:
                 f"review_id,text\ns{run}-{i},one short review number {i}\n")
 
     small = _median(["score", *data], env, max(1, repeats // 2), prepare=many_small)
+    small["champion"] = champion
     small["files"] = small_files
     small["files_per_second_in_flow"] = round(small_files / small["median_flow_seconds"], 1)
     small["files_per_second_wall"] = round(small_files / small["median_seconds"], 1)

@@ -47,12 +47,14 @@ import gzip
 import io
 import json
 import re
+import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -84,9 +86,22 @@ SAMPLE_BYTES = 1 << 20
 MIN_DETECT_BYTES = 256
 # A rejected row keeps at most this much of its raw line(s).
 MAX_RAW_CHARS = 1 << 20
-# One element of a JSON array may not be larger than this (characters): it bounds the
-# memory a broken array (an element that never ends) can take before it is rejected.
-MAX_JSON_ELEMENT_CHARS = 64 << 20
+# Characters of a record (a line, a CSV record, a JSON element) beyond the longest
+# text allowed: the other fields, and escapes that make the raw text longer than the
+# text (a JSON "\ud83d\ude00" is 12 characters for one). A longer record cannot hold
+# a text short enough to score, so it is skipped while read, never held whole.
+RECORD_ESCAPE_FACTOR = 12
+RECORD_SLACK_CHARS = 1 << 20
+# Characters removed from texts before anything reads them: zero-width spaces and
+# joiners, word joiner, and a byte-order mark inside a text. They are invisible to a
+# reader but split the words a model sees.
+_ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff]"
+# CJK compatibility ideographs: Hanja that KS X 1001 (cp949) encodes twice for their
+# readings. NFC would merge them into the unified ones; they are kept as written.
+_COMPAT_IDEOGRAPHS = re.compile("([\uf900-\ufaff\U0002f800-\U0002fa1f]+)")
+# Longest record always read whole: a review past max_text_chars but within this is
+# read with its id and fails validation by its length, like any other too-long text.
+RECORD_MIN_CHARS = 64 << 20
 # Encodings that extend another: a file both decode the same way is not ambiguous.
 _ENCODING_FAMILY = {"euc_kr": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
                     "shift_jis": "cp932", "ascii": "utf_8"}
@@ -148,7 +163,8 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
                         encodings: Sequence[str] = (), detect_encoding: bool = True,
                         sha256: str | None = None,
                         report: ReadReport | None = None,
-                        with_group: bool = False) -> Iterator[pa.Table]:
+                        with_group: bool = False,
+                        max_text_chars: int | None = None) -> Iterator[pa.Table]:
     """Yield normalized batches of the reviews in ``path`` (of its rows ``rows`` only).
 
     ``encodings`` are tried, in order, on a text file that is not UTF-8 or UTF-16;
@@ -156,7 +172,10 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     the file's content hash, the seed of generated ids (computed here if needed and
     not given). ``report``, if given, is filled in with what was found (``ReadReport``).
     ``with_group`` adds the ``group`` column (``GROUPED_SCHEMA``); scoring leaves it out,
-    so what it writes does not depend on the file's other columns.
+    so what it writes does not depend on the file's other columns. ``max_text_chars``
+    (default: the setting's default) bounds what one record may hold: a line, CSV
+    record or JSON element too long to carry a text of that length is skipped while
+    read, in bounded memory, and yielded as a rejected row (``record_chars``).
 
     Raises ``UnreadableFileError`` if the file's format, encoding, compression or
     columns make it unreadable, or if not one row of it could be parsed. Batches
@@ -173,6 +192,7 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     if not with_group:
         columns = columns.model_copy(update={"group": []})
     ids = _GeneratedIds(path, sha256)
+    limit_chars = record_chars(max_text_chars)
     rows_seen = rows_parsed = 0
     first_error: str | None = None
     encoding = ""
@@ -187,10 +207,11 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
             text_sample = _decode_sample(sample, encoding, complete)
             if fmt.kind in ("json", "jsonl"):
                 batches = _json_batches(path, fmt, text_sample, encoding, columns, batch_rows,
-                                        max_decompressed_bytes, ids, report)
+                                        max_decompressed_bytes, ids, report, limit_chars)
             else:
                 batches = _delimited_batches(path, fmt, text_sample, complete, encoding, columns,
-                                             batch_rows, max_decompressed_bytes, ids, report)
+                                             batch_rows, max_decompressed_bytes, ids, report,
+                                             limit_chars)
         if rows is not None:
             batches = _within(batches, *rows)
         for batch in batches:
@@ -220,6 +241,15 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
                                         f"as {fmt.kind}; the first: {first_error}")
 
 
+def record_chars(max_text_chars: int | None) -> int:
+    """The longest record (characters) read for texts of at most ``max_text_chars``."""
+    if max_text_chars is None:
+        from tasks.settings import Settings
+
+        max_text_chars = Settings.model_fields["max_text_chars"].default
+    return max(RECORD_ESCAPE_FACTOR * max_text_chars + RECORD_SLACK_CHARS, RECORD_MIN_CHARS)
+
+
 def parquet_row_count(path) -> int:
     """Rows in a Parquet file, from its footer (no data is read)."""
     if isinstance(path, Path):
@@ -247,7 +277,7 @@ def resolve_encoding(path: Path, sample: bytes, encodings: Sequence[str] = (),
     for name in encodings:
         if _decodes(sample, name):
             return name
-    guess = _detected(sample) if detect else None
+    guess = (_detected(sample) or _korean(sample)) if detect else None
     if guess is not None:
         return guess
     tried = f" nor as {', '.join(encodings)}" if encodings else ""
@@ -297,6 +327,39 @@ def _detected(sample: bytes) -> str | None:
                 _decode_sample(sample, match.encoding, complete=False) != text:
             return None  # cp1250 or cp1252? a wrong guess would silently change the text
     return best.encoding
+
+
+# Of a Korean text's non-ASCII characters, the least share that is Hangul, and the most
+# that is Hanja, archaic jamo or the cp949-only syllables (those EUC-KR lacks): real
+# reviews, slang and emoticons included, stay far inside both (README, "Encodings").
+KOREAN_MIN_HANGUL = 0.6
+KOREAN_MAX_UNUSUAL = 0.1
+
+
+def _korean(sample: bytes) -> str | None:
+    """"cp949" if ``sample`` decodes strictly as cp949 to text that reads as Korean.
+
+    charset-normalizer names cp949 for real reviews but with a "chaos" of up to 8%
+    (ㅋㅋ, ㅠㅠ, emoticons), too much to trust its guess. Other bytes that happen to
+    decode as cp949 give other characters: Western single-byte text mostly fails to
+    decode at all, and otherwise gives cp949-only syllables (a lead byte before an ASCII
+    letter); Chinese (GBK) and Japanese (EUC-JP, Shift-JIS) give Hanja, archaic jamo or
+    cp949-only syllables.
+    """
+    if sum(1 for byte in sample if byte > 127) < MIN_DETECT_BYTES or \
+            not _decodes(sample, "cp949"):
+        return None
+    text = _decode_sample(sample, "cp949", complete=False)
+    other = "".join(char for char in text if char > "\x7f")
+    hangul = sum(1 for char in other if "\uac00" <= char <= "\ud7a3" or "\u3131" <= char <= "\u3163")
+    unusual = sum(1 for char in other if "\u3164" <= char <= "\u318e" or "\u4e00" <= char <= "\u9fff"
+                  or "\uf900" <= char <= "\ufaff")
+    # cp949-only characters: a lead or trail byte below 0xA1 (EUC-KR's are all above).
+    pairs = np.frombuffer(other.encode("cp949"), dtype=np.uint8).reshape(-1, 2)
+    unusual += int(np.count_nonzero((pairs < 0xA1).any(axis=1)))
+    if hangul < KOREAN_MIN_HANGUL * len(other) or unusual > KOREAN_MAX_UNUSUAL * len(other):
+        return None
+    return "cp949"
 
 
 def _decode_sample(sample: bytes, encoding: str, complete: bool) -> str:
@@ -424,26 +487,40 @@ class _Columns:
     with_group: bool = False  # batches carry a ``group`` column (null without one)
 
 
-def _resolve(path: Path, names: list[str], columns: ColumnMapping,
-             ids: _GeneratedIds | None = None) -> _Columns:
+class _NoColumns(Exception):
+    """The names lack a text column or name a column twice; the message says which."""
+
+
+def _names(names: list[str], columns: ColumnMapping, where: str = "the header"
+           ) -> tuple[str | None, str, str | None, str | None]:
+    """The names among ``names`` of the id, text, label and group columns."""
     review_id = _pick(names, columns.review_id)
     text = _pick(names, columns.text)
     label = _pick(names, columns.label)
     group = _pick(names, columns.group) if columns.group else None
     if text is None:
-        raise UnreadableFileError(
-            path, f"missing required column text (looked for {', '.join(columns.text)}); the "
-                  f"file has columns {names}. Rename the column or add its name to the "
-                  "column mapping settings")
+        raise _NoColumns(f"missing required column text (looked for {', '.join(columns.text)}); "
+                         f"{where} has {names}. Rename the column or add its name to the "
+                         "column mapping settings")
     keys = [_key(name) for name in names]
     for role, name in (("review_id", review_id), ("text", text), ("label", label),
                        ("group", group)):
         if name is not None and keys.count(_key(name)) > 1:
             # pyarrow would raise KeyError ('Field "text" exists 2 times in schema') far
             # from here; which of the two holds the reviews cannot be guessed.
-            raise UnreadableFileError(
-                path, f"column {name!r} (the {role} column) appears {keys.count(_key(name))} "
-                      f"times in the header {names}; rename or drop the extra one")
+            raise _NoColumns(f"column {name!r} (the {role} column) appears "
+                             f"{keys.count(_key(name))} times in {where} {names}; rename or "
+                             "drop the extra one")
+    return review_id, text, label, group
+
+
+def _resolve(path: Path, names: list[str], columns: ColumnMapping,
+             ids: _GeneratedIds | None = None) -> _Columns:
+    try:
+        review_id, text, label, group = _names(names, columns)
+    except _NoColumns as exc:
+        raise UnreadableFileError(path, str(exc).replace("the header has", "the file has "
+                                                         "columns")) from exc
     prefix = None
     if review_id is None:
         if ids is None:
@@ -464,6 +541,32 @@ def map_labels(raw: pa.Array, columns: ColumnMapping) -> pa.Array:
     return pc.if_else(blank, pa.scalar(None, pa.int8()), mapped)
 
 
+def normalize_text(texts: pa.Array) -> pa.Array:
+    """``texts`` without zero-width characters and in Unicode NFC.
+
+    The same words typed on macOS (NFD: 한 as three jamo) or pasted with zero-width
+    spaces read as the same characters, so training and scoring, which both read
+    through here, see one spelling. NFC, not NFKC: NFKC would also rewrite
+    compatibility characters (the jamo of ㅋㅋ, full-width letters) that models
+    trained before learned as they were.
+    """
+    if len(texts) == 0 or pc.all(pc.string_is_ascii(texts)).as_py() is not False:
+        return texts  # nothing to normalize (pure ASCII, or all null)
+    texts = pc.replace_substring_regex(texts, _ZERO_WIDTH, "")
+    normal = pc.utf8_normalize(texts, "NFC")
+    compat = pc.and_(pc.not_equal(normal, texts),
+                     pc.match_substring_regex(texts, _COMPAT_IDEOGRAPHS.pattern))
+    if not pc.any(compat).as_py():
+        return normal
+    fixed = normal.to_pylist()
+    for row in np.flatnonzero(compat.to_numpy(zero_copy_only=False)).tolist():
+        # rare: normalize around the compatibility ideographs, keeping them
+        parts = _COMPAT_IDEOGRAPHS.split(texts[row].as_py())
+        fixed[row] = "".join(part if index % 2 else unicodedata.normalize("NFC", part)
+                             for index, part in enumerate(parts))
+    return pa.array(fixed, pa.string())
+
+
 def _normalize(table: pa.Table, cols: _Columns, first_row: int, columns: ColumnMapping,
                read_error: pa.Array | None = None) -> pa.Table:
     n = table.num_rows
@@ -481,7 +584,7 @@ def _normalize(table: pa.Table, cols: _Columns, first_row: int, columns: ColumnM
     arrays = [
         source_row,
         review_id,
-        table.column(cols.text).combine_chunks(),
+        normalize_text(table.column(cols.text).combine_chunks().cast(pa.string())),
         label,
         label_raw,
         read_error if read_error is not None else pa.nulls(n, pa.string()),
@@ -593,7 +696,7 @@ def _dialect(delimiter: str, quoted: bool, strict: bool) -> dict:
 
 def _delimited_batches(path: Path, fmt: FileFormat, sample: str, complete: bool, encoding: str,
                        columns: ColumnMapping, batch_rows: int, limit: int, ids: _GeneratedIds,
-                       report: ReadReport) -> Iterator[pa.Table]:
+                       report: ReadReport, limit_chars: int) -> Iterator[pa.Table]:
     delimiter = "\t" if fmt.kind == "tsv" else ","
     quoted = fmt.kind == "csv" or tsv_is_quoted(sample, complete)
     report.layout = f"{fmt.kind} {'quoted' if quoted else 'unquoted'}"
@@ -621,7 +724,7 @@ def _delimited_batches(path: Path, fmt: FileFormat, sample: str, complete: bool,
         # parsing; the rows before that block are already out.
         report.careful = str(exc)
     yield from _careful_delimited(path, fmt, encoding, quoted, names, cols, columns,
-                                  batch_rows, limit, skip=yielded)
+                                  batch_rows, limit, skip=yielded, limit_chars=limit_chars)
 
 
 def _fast_delimited(path: Path, fmt: FileFormat, encoding: str, quoted: bool, names: list[str],
@@ -677,8 +780,10 @@ class _Lines:
 
     def __next__(self) -> str:
         line = self._back.popleft() if self._back else next(self._source)
-        self.taken.append(line)
         self.next_number += 1
+        if isinstance(line, _LongLine):
+            raise _TooLong(line)
+        self.taken.append(line)
         return line
 
     def begin(self) -> None:
@@ -691,19 +796,63 @@ class _Lines:
 
 
 @dataclass
+class _LongLine:
+    """A line longer than a record may be: what is kept of it once it was read past."""
+
+    head: str  # its first MAX_RAW_CHARS characters
+    chars: int  # its length
+    quotes: int  # double quotes in it: whether a quoted field goes on after it
+
+
+class _TooLong(Exception):
+    def __init__(self, line: _LongLine):
+        super().__init__("a line too long to read")
+        self.line = line
+
+
+def _bounded_lines(text, limit: int, chunk: int = 1 << 20) -> Iterator[str | _LongLine]:
+    """The lines of ``text``; one longer than ``limit`` characters comes as a ``_LongLine``,
+    read a chunk at a time and never held whole (a 3 GiB line takes a chunk of memory)."""
+    while True:
+        line = text.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line[-1] in "\r\n":
+            yield line
+            continue
+        head, chars, quotes = line[:MAX_RAW_CHARS], len(line), line.count('"')
+        del line
+        while True:
+            piece = text.readline(chunk)
+            chars += len(piece)
+            quotes += piece.count('"')
+            if not piece or piece[-1] in "\r\n":
+                break
+        yield _LongLine(head, chars, quotes)
+
+
+def _too_long(lines: str, chars: int, limit: int) -> str:
+    return (f"{lines}: {chars:,} characters, longer than any record with a text of "
+            f"max_text_chars can be ({limit:,}); skipped unread, the rest of the file is read")
+
+
+@dataclass
 class _Record:
     fields: list[str] | None  # None: rejected
     raw: str
     error: str | None = None
 
 
-def _records(lines: _Lines, delimiter: str, quoted: bool, width: int) -> Iterator[_Record]:
+def _records(lines: _Lines, delimiter: str, quoted: bool, width: int,
+             limit_chars: int = 0) -> Iterator[_Record]:
     """Records of a delimited text, each good or rejected with its line numbers.
 
     Blank lines are skipped (as pyarrow does). A record with the wrong number of fields,
     or a line Python's strict parser rejects, is rejected whole. A quote that never
     closes (the file ends, or the field outgrows csv's field size limit, inside it)
     rejects only the line it opened on; the lines after it are read again as records.
+    A line longer than ``limit_chars`` rejects its record (quoted: up to the line where
+    its quotes balance) without being held.
     """
     reader = csv.reader(lines, **_dialect(delimiter, quoted, strict=True))
     while True:
@@ -712,6 +861,9 @@ def _records(lines: _Lines, delimiter: str, quoted: bool, width: int) -> Iterato
             fields = next(reader)
         except StopIteration:
             return
+        except _TooLong as exc:
+            yield _long_record(lines, exc.line, quoted, limit_chars)
+            continue
         except csv.Error as exc:
             taken, first, message = lines.taken, lines.first, str(exc)
             if quoted and ("unexpected end of data" in message or "field limit" in message):
@@ -739,13 +891,36 @@ def _records(lines: _Lines, delimiter: str, quoted: bool, width: int) -> Iterato
         yield _Record(fields, "")
 
 
+def _long_record(lines: _Lines, long: _LongLine, quoted: bool, limit: int) -> _Record:
+    """The rejected record a too-long line belongs to, read to its end: with quoting, a
+    record goes on while its quotes are unbalanced (a field with line breaks)."""
+    first, before = lines.first, lines.taken
+    raw = "".join(before)[:MAX_RAW_CHARS]
+    raw += long.head[:MAX_RAW_CHARS - len(raw)]
+    chars = sum(map(len, before)) + long.chars
+    quotes = sum(line.count('"') for line in before) + long.quotes
+    while quoted and quotes % 2:
+        lines.taken = []  # read past, not kept
+        try:
+            line = next(lines)
+        except StopIteration:
+            break
+        except _TooLong as exc:
+            chars, quotes = chars + exc.line.chars, quotes + exc.line.quotes
+            continue
+        chars, quotes = chars + len(line), quotes + line.count('"')
+    count = lines.next_number - first
+    return _Record(None, raw, _too_long(_lines_named(first, count), chars, limit))
+
+
 def _lines_named(first: int, count: int) -> str:
     return f"line {first}" if count == 1 else f"lines {first}-{first + count - 1}"
 
 
 def _careful_delimited(path: Path, fmt: FileFormat, encoding: str, quoted: bool,
                        names: list[str], cols: _Columns, columns: ColumnMapping,
-                       batch_rows: int, limit: int, skip: int) -> Iterator[pa.Table]:
+                       batch_rows: int, limit: int, skip: int,
+                       limit_chars: int) -> Iterator[pa.Table]:
     """The same rows as ``_fast_delimited``, parsed line by line by Python's csv, with
     malformed lines as rejected rows; the first ``skip`` rows are not yielded again."""
     delimiter = "\t" if fmt.kind == "tsv" else ","
@@ -758,8 +933,11 @@ def _careful_delimited(path: Path, fmt: FileFormat, encoding: str, quoted: bool,
                                "error": []}
     row = 0
     with _open_text(path, fmt.gzipped, limit, encoding, newline="") as text:
-        lines = _Lines(text)
-        records = _records(lines, delimiter, quoted, len(names))
+        # csv's own cap on a field (128 KiB, process-wide) would reject long reviews
+        # a record of ``limit_chars`` may hold; lines are capped by ``_bounded_lines``.
+        csv.field_size_limit(max(csv.field_size_limit(), limit_chars))
+        lines = _Lines(_bounded_lines(text, limit_chars))
+        records = _records(lines, delimiter, quoted, len(names), limit_chars)
         next(records, None)  # the header
         for record in records:
             row += 1
@@ -809,13 +987,12 @@ def _parquet_file_batches(path, source, columns: ColumnMapping, batch_rows: int,
     cols = _resolve(path, schema.names, columns, ids)
     report.ids_generated = cols.review_id is None
     text_type = schema.field(cols.text).type
-    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+    if not _is_text_type(_plain_type(text_type)):
         raise UnreadableFileError(path, f"column {cols.text!r} holds {text_type}, not text; "
                                         "write the reviews as a string column")
     if cols.review_id is not None:
         id_type = schema.field(cols.review_id).type
-        if not (pa.types.is_string(id_type) or pa.types.is_large_string(id_type)
-                or pa.types.is_integer(id_type)):
+        if not (_is_text_type(_plain_type(id_type)) or pa.types.is_integer(_plain_type(id_type))):
             raise UnreadableFileError(path, f"column {cols.review_id!r} holds {id_type}; "
                                             "review ids must be strings or integers")
     wanted = [c for c in (cols.review_id, cols.text, cols.label, cols.group) if c is not None]
@@ -831,9 +1008,44 @@ def _parquet_file_batches(path, source, columns: ColumnMapping, batch_rows: int,
             offset += size
         if not groups:
             return
-    batches = (pa.Table.from_batches([b]) for b in
+    batches = (_plain_strings(path, pa.Table.from_batches([b]), cols) for b in
                parquet.iter_batches(batch_size=batch_rows, columns=wanted, row_groups=groups))
     yield from _rebatch(batches, cols, columns, batch_rows, first_row)
+
+
+def _plain_type(data_type: pa.DataType) -> pa.DataType:
+    return data_type.value_type if pa.types.is_dictionary(data_type) else data_type
+
+
+def _is_text_type(data_type: pa.DataType) -> bool:
+    """Types a user sees as plain strings: pandas writes ``category`` as a dictionary,
+    ``string[pyarrow]`` as large_string; newer writers use string_view; bytes count when
+    they hold UTF-8."""
+    return (pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+            or pa.types.is_string_view(data_type) or pa.types.is_binary(data_type)
+            or pa.types.is_large_binary(data_type) or pa.types.is_binary_view(data_type))
+
+
+def _plain_strings(path, table: pa.Table, cols: _Columns) -> pa.Table:
+    """``table`` with its id and text columns as plain ``string`` (dictionaries decoded),
+    so batches of row groups with different dictionaries or types concatenate."""
+    for name in (cols.review_id, cols.text, cols.label, cols.group):
+        if name is None:
+            continue
+        column = table.column(name)
+        data_type = column.type
+        if pa.types.is_dictionary(data_type):
+            column, data_type = column.cast(data_type.value_type), data_type.value_type
+        if name in (cols.review_id, cols.text) and _is_text_type(data_type) or \
+                pa.types.is_integer(data_type) and name == cols.review_id:
+            try:
+                column = column.cast(pa.string())
+            except pa.ArrowInvalid as exc:
+                raise UnreadableFileError(path, f"column {name!r} holds bytes that are not "
+                                                f"UTF-8 text ({exc}); write it as a string "
+                                                "column") from exc
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table
 
 
 # --------------------------------------------------------------------------- JSON
@@ -849,18 +1061,27 @@ class _JsonItem:
 
 def _json_batches(path: Path, fmt: FileFormat, sample: str, encoding: str,
                   columns: ColumnMapping, batch_rows: int, limit: int, ids: _GeneratedIds,
-                  report: ReadReport) -> Iterator[pa.Table]:
+                  report: ReadReport, limit_chars: int) -> Iterator[pa.Table]:
     """JSON Lines (one object a line), or for ``.json`` starting with '[' one array of
-    objects, streamed element by element. One bad line or element is one rejected row."""
+    objects, streamed element by element. One bad line or element is one rejected row.
+
+    Each object's fields are matched on their own (objects need not share keys, their
+    order or the alias they use): an object without a text field is one rejected row.
+    Whether the file has ids is decided by the first object with a text field; in a
+    file with ids, an object without one fails validation (review_id not null).
+    """
     array = fmt.kind == "json" and sample.lstrip("\ufeff \t\r\n").startswith("[")
     report.layout = "json array" if array else "json lines"
-    cols: _Columns | None = None
+    kind = "element" if array else "line"
+    by_keys: dict[tuple, tuple | str] = {}  # an object's keys -> their roles, or why none
+    has_ids: bool | None = None
     values: dict[str, list] = {"review_id": [], "text": [], "label": [], "group": [],
                                "error": []}
     row = 0
     first_row = 1
     with _open_text(path, fmt.gzipped, limit, encoding, newline="\n") as text:
-        items = _json_array_items(text) if array else _json_line_items(text)
+        items = (_json_array_items(text, limit_chars) if array
+                 else _json_line_items(text, limit_chars))
         for item in items:
             row += 1
             record_id = body = label = group = None
@@ -869,46 +1090,62 @@ def _json_batches(path: Path, fmt: FileFormat, sample: str, encoding: str,
             if error is not None:
                 body = item.raw[:MAX_RAW_CHARS] if item.raw else None
             elif not isinstance(record, dict):
-                error = (f"{'element' if array else 'line'} {row} is a JSON "
-                         f"{type(record).__name__}, not an object")
+                error = f"{kind} {row} is a JSON {type(record).__name__}, not an object"
             else:
-                if cols is None:
-                    cols = _resolve(path, list(record), columns, ids)
-                    report.ids_generated = cols.review_id is None
-                if cols.review_id is not None:
-                    raw_id = record.get(cols.review_id)
+                keys = tuple(record)
+                roles = by_keys.get(keys)
+                if roles is None:
+                    if len(by_keys) > 1024:
+                        by_keys.clear()  # objects with ever new keys: bound the memory
+                    try:
+                        roles = _names(list(keys), columns, "the object")
+                    except _NoColumns as exc:
+                        roles = str(exc)
+                    by_keys[keys] = roles
+                if isinstance(roles, str):
+                    error = f"{kind} {row}: {roles}"
+                    roles = (_pick(list(keys), columns.review_id), None, None, None)
+                elif has_ids is None:
+                    has_ids = roles[0] is not None
+                    report.ids_generated = not has_ids
+                id_key, text_key, label_key, group_key = roles
+                if id_key is not None:
+                    raw_id = record.get(id_key)
                     if isinstance(raw_id, float) and item.raw is not None:
                         # orjson turns integers past 64 bits into floats (1.2345678901234568e+29):
                         # the standard parser keeps every digit.
-                        raw_id = json.loads(item.raw, parse_float=Decimal).get(cols.review_id)
+                        raw_id = json.loads(item.raw, parse_float=Decimal).get(id_key)
                     record_id = _scalar_text(raw_id)
-                value = record.get(cols.text)
-                if value is None or isinstance(value, str):
-                    body = value
-                else:
-                    error = f"field {cols.text!r} is a JSON {type(value).__name__}, not a string"
-                if cols.label is not None:
-                    label = _scalar_text(record.get(cols.label))
-                if cols.group is not None:
-                    group = _scalar_text(record.get(cols.group))
+                if text_key is not None:
+                    value = record.get(text_key)
+                    if value is None or isinstance(value, str):
+                        body = value
+                    else:
+                        error = (f"field {text_key!r} is a JSON {type(value).__name__}, "
+                                 "not a string")
+                if label_key is not None:
+                    label = _scalar_text(record.get(label_key))
+                if group_key is not None:
+                    group = _scalar_text(record.get(group_key))
             values["review_id"].append(record_id)
             values["group"].append(group)
             values["text"].append(body)
             values["label"].append(label)
             values["error"].append(error)
             if len(values["text"]) == batch_rows:
-                yield _json_table(values, cols, first_row, columns)
+                yield _json_table(values, has_ids is False, ids, first_row, columns)
                 first_row += batch_rows
                 values = {key: [] for key in values}
-    if cols is None and row:
-        raise UnreadableFileError(path, f"no {'element' if array else 'line'} is a JSON object "
-                                        "with review fields")
     if values["text"]:
-        yield _json_table(values, cols, first_row, columns)
+        yield _json_table(values, has_ids is False, ids, first_row, columns)
 
 
-def _json_line_items(text) -> Iterator[_JsonItem]:
-    for number, line in enumerate(text, start=1):
+def _json_line_items(text, limit_chars: int) -> Iterator[_JsonItem]:
+    for number, line in enumerate(_bounded_lines(text, limit_chars), start=1):
+        if isinstance(line, _LongLine):
+            yield _JsonItem(error=_too_long(f"line {number}", line.chars, limit_chars),
+                            raw=line.head)
+            continue
         if not line.strip():
             continue  # blank lines separate nothing in JSON Lines
         try:
@@ -920,12 +1157,19 @@ def _json_line_items(text) -> Iterator[_JsonItem]:
 _SPACE = re.compile(r"[ \t\r\n\ufeff]*")
 
 
-def _json_array_items(text, chunk: int = 1 << 20) -> Iterator[_JsonItem]:
+# Outside a string, the characters that open or close an element; inside, its end.
+_JSON_STRUCTURE = re.compile(r'["{}\[\],]')
+_STRING_END = re.compile(r'["\\]')
+
+
+def _json_array_items(text, limit_chars: int, chunk: int = 1 << 20) -> Iterator[_JsonItem]:
     """The elements of one JSON array, read ``chunk`` characters at a time.
 
     Memory holds the current chunk and the current element, never the whole array. An
     element that is not valid JSON ends the array: what follows cannot be told apart
-    from it, so it is one rejected row holding the start of the rest.
+    from it, so it is one rejected row holding the start of the rest. An element longer
+    than ``limit_chars`` is one rejected row, scanned past chunk by chunk (strings and
+    brackets tracked, nothing parsed or kept).
     """
     # Python's parser: integers of any size stay exact, decimals keep their digits.
     decoder = json.JSONDecoder(parse_float=Decimal)
@@ -935,7 +1179,8 @@ def _json_array_items(text, chunk: int = 1 << 20) -> Iterator[_JsonItem]:
         nonlocal buffer, pos, eof
         buffer = buffer[pos:]
         pos = 0
-        more = text.read(max(chunk, len(buffer)))  # doubling: a large element is O(size)
+        # doubling (a large element is O(size)), up to just past the element limit
+        more = text.read(max(chunk, min(len(buffer), limit_chars + chunk - len(buffer))))
         eof = not more
         buffer += more
 
@@ -946,6 +1191,39 @@ def _json_array_items(text, chunk: int = 1 << 20) -> Iterator[_JsonItem]:
             if pos < len(buffer) or eof:
                 return
             fill()
+
+    def skip_element() -> int | None:
+        """Move ``pos`` past the element starting there; its length, or None if the
+        file ends inside it."""
+        nonlocal pos, buffer
+        depth, in_string, escaped, length = 0, False, False, 0
+        while True:
+            if pos >= len(buffer):
+                length += len(buffer)
+                buffer, pos = "", 0
+                if eof:
+                    return None
+                fill()
+                continue
+            if escaped:
+                pos, escaped = pos + 1, False
+                continue
+            match = (_STRING_END if in_string else _JSON_STRUCTURE).search(buffer, pos)
+            if match is None:
+                pos = len(buffer)
+                continue
+            found, pos = match.group(), match.end()
+            if in_string:
+                escaped, in_string = found == "\\", found != '"'
+            elif found == '"':
+                in_string = True
+            elif found in "{[":
+                depth += 1
+            elif found in "}]" and depth:
+                depth -= 1
+            elif depth == 0 and found in ",]":
+                pos -= 1
+                return length + pos
 
     fill()
     skip_space()
@@ -972,11 +1250,15 @@ def _json_array_items(text, chunk: int = 1 << 20) -> Iterator[_JsonItem]:
             pos += 1
             skip_space()
         number += 1
+        too_long = False
         while True:
             try:
                 value, end = decoder.raw_decode(buffer, pos)
             except json.JSONDecodeError as exc:
-                if eof or len(buffer) - pos > MAX_JSON_ELEMENT_CHARS:
+                if len(buffer) - pos > limit_chars:
+                    too_long = True
+                    break
+                if eof:
                     yield _JsonItem(error=f"element {number} is not valid JSON ({exc.msg}); the "
                                           "rest of the array cannot be read",
                                     raw=buffer[pos:pos + 1000])
@@ -987,8 +1269,17 @@ def _json_array_items(text, chunk: int = 1 << 20) -> Iterator[_JsonItem]:
                 fill()  # a number may go on in the next chunk
                 continue
             break
-        pos = end
-        yield _JsonItem(value)
+        if not too_long:
+            pos = end
+            yield _JsonItem(value)
+            continue
+        head = buffer[pos:pos + MAX_RAW_CHARS]
+        length = skip_element()
+        if length is None:
+            yield _JsonItem(error=f"element {number} never ends; the array ends inside it",
+                            raw=head)
+            return
+        yield _JsonItem(error=_too_long(f"element {number}", length, limit_chars), raw=head)
 
 
 def _scalar_text(value) -> str | None:
@@ -999,16 +1290,14 @@ def _scalar_text(value) -> str | None:
     return str(value)
 
 
-def _json_table(values: dict[str, list], cols: _Columns | None, first_row: int,
-                columns: ColumnMapping) -> pa.Table:
+def _json_table(values: dict[str, list], generated: bool, ids: _GeneratedIds,
+                first_row: int, columns: ColumnMapping) -> pa.Table:
     table = pa.table({key: pa.array(values[key], pa.string())
                       for key in ("review_id", "text", "label", "group")})
     has_label = any(label is not None for label in values["label"])
-    generated = cols is not None and cols.review_id is None
     # Decided by the settings, not by the objects seen so far: every batch of the file
     # has the same columns, even one of bad lines only.
     normalized = _Columns(None if generated else "review_id", "text",
-                          "label" if has_label else None, cols.id_prefix if generated else None,
-                          "group" if cols is not None and cols.group else None,
-                          bool(columns.group))
+                          "label" if has_label else None, ids.prefix() if generated else None,
+                          "group" if columns.group else None, bool(columns.group))
     return _normalize(table, normalized, first_row, columns, pa.array(values["error"], pa.string()))

@@ -162,6 +162,19 @@ def test_a_huge_line_is_skipped_in_bounded_memory(tmp_path, name):
     assert good == (["a0", "b0"] if kind == "json" else ["a0", "a1", "a2", "b0", "b1", "b2"])
 
 
+def test_a_quoted_record_going_on_after_a_too_long_line_is_one_row(tmp_path):
+    # The record's quote is still open at the end of the long line: its next line is
+    # part of it, not a row of its own.
+    path = tmp_path / "multi.csv"
+    path.write_text('review_id,text\n1,ok\n2,"' + "x" * (70 << 20)
+                    + '\nsecond ""line"" here"\n3,fine\n4,"a\nb"\n')
+    table = read(path)
+    assert table.column("review_id").to_pylist() == ["1", None, "3", "4"]
+    errors = errors_of(table)
+    assert list(errors) == [2] and errors[2].startswith("lines 3-4: 73,400,346 characters")
+    assert table.column("text").to_pylist()[3] == "a\nb"
+
+
 def test_the_record_limit_follows_max_text_chars(tmp_path):
     assert record_chars(None) == record_chars(100_000) == 64 << 20
     assert record_chars(10_000_000) > 12 * 10_000_000  # every character escaped, and more

@@ -66,6 +66,7 @@ UNSPACED_SCRIPTS = r"\p{Hangul}\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}"
 # not imported, as that would import TensorFlow).
 ODD_SEPARATORS = r"(?:[^\P{Z} ]|[^\P{C}\t\n\r])+"
 PSI_FLOOR = 1e-4
+ASCII_WHITESPACE = r"[ \t\n\v\f\r]"  # what pc.ascii_split_whitespace splits on
 # A script the champion learned from: at least this share of its training reviews, or
 # this many of them, are mainly written in it.
 KNOWN_SCRIPT_SHARE = 0.05
@@ -92,10 +93,13 @@ class Vocabulary:
 
     @property
     def lookup(self) -> frozenset[str]:
-        """The tokens as a set, built once per vocabulary (so once per loaded model).
+        """The tokens a looked-up token can equal, as a set, built once per vocabulary
+        (so once per loaded model).
 
         ``pc.is_in(found, value_set=tokens)`` hashes the whole vocabulary on every call,
-        a fixed cost per batch, so per one-row file, that grows with the vocabulary.
+        a fixed cost per batch, so per one-row file, that grows with the vocabulary. The
+        looked-up tokens are split on ASCII whitespace, so the n-grams (which hold a
+        space: 95% of an 800k-token vocabulary) can never match and are left out.
         """
         found = self.__dict__.get("_lookup")
         if found is None:
@@ -103,7 +107,9 @@ class Vocabulary:
                 found = self.__dict__.get("_lookup")
                 if found is None:
                     LOOKUP_BUILDS["count"] += 1
-                    found = self.__dict__["_lookup"] = frozenset(self.tokens.to_pylist())
+                    single = self.tokens.filter(pc.invert(pc.match_substring_regex(
+                        self.tokens, ASCII_WHITESPACE)))
+                    found = self.__dict__["_lookup"] = frozenset(single.to_pylist())
         return found
 
 

@@ -132,3 +132,16 @@ def test_many_small_files_build_the_vocabulary_lookup_once(scoring_root):
     assert len(monitoring_rows(scoring_root)) == 20
     # A fresh root: its champion is loaded anew (tasks.workers keys models by path).
     assert monitoring.LOOKUP_BUILDS["count"] - before == 1
+
+
+def test_the_lookup_set_counts_unknown_tokens_as_the_whole_vocabulary_does():
+    """Leaving the n-grams (tokens with a space) out of the lookup set changes no count."""
+    import pyarrow.compute as pc
+
+    vocabulary = monitoring.Vocabulary(pa.array(["a", "good film", "film", "재", "재미", "!!",
+                                                 "tab\tword", "tab", "映"]), True, True)
+    texts = pa.array(["A good film!! 재미있었어요", "tab\tword 映画 film", "nothing known"])
+    found = monitoring.tokens(texts, True, True)
+    known = pc.sum(pc.is_in(found, value_set=vocabulary.tokens)).as_py()
+    assert monitoring.unknown_tokens(texts, vocabulary) == (len(found), len(found) - known)
+    assert "good film" not in vocabulary.lookup and "film" in vocabulary.lookup

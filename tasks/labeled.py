@@ -22,7 +22,7 @@ from tasks.layout import part_name
 from tasks.ledger import Ledger
 from tasks.readers import ReadReport, UnreadableFileError, is_review_file, iter_review_batches
 from tasks.settings import Settings
-from tasks.storage import StagedParquet, file_sha256
+from tasks.storage import StagedParquet, file_sha256, readable_name
 from tasks.validation import QUARANTINE_SCHEMA, ReviewValidator, with_source
 
 # The columns training keeps: "group" is the review's movie or product, or null.
@@ -81,6 +81,7 @@ def _read_folder(folder, rejects_folder, columns: list[str], settings: Settings,
     paths = sorted(p for p in folder.rglob("*") if is_review_file(p)) if folder.exists() else []
     for path in paths:
         sha256 = file_sha256(path)
+        name = readable_name(path.name)  # what rows and logs record: a name pyarrow can write
         rejected = StagedParquet(rejects_folder / part_name(sha256), QUARANTINE_SCHEMA)
         seen: dict = {}  # column -> SeenValues, filled by the validator
         kept, read, dropped = [], 0, 0
@@ -90,20 +91,21 @@ def _read_folder(folder, rejects_folder, columns: list[str], settings: Settings,
                                              settings.max_decompressed_bytes,
                                              encodings=settings.encodings,
                                              detect_encoding=settings.detect_encoding,
+                                             max_text_chars=settings.max_text_chars,
                                              sha256=sha256, report=found, with_group=True):
-                checked = validator.validate(batch, seen, source_name=path.name)
+                checked = validator.validate(batch, seen, source_name=name)
                 kept.append(checked.valid.select(columns))
-                rejected.write(with_source(checked.rejected, path.name, sha256, now))
+                rejected.write(with_source(checked.rejected, name, sha256, now))
                 read += batch.num_rows
                 dropped += checked.rejected.num_rows
         except UnreadableFileError as exc:
             rejected.abort()
-            logger.warning("quarantined %s file %s: %s", folder.name, path.name, exc.reason)
+            logger.warning("quarantined %s file %s: %s", folder.name, name, exc.reason)
             quarantine_file(path, layout, exc.reason, sha256, ledger)
             stats["files_quarantined"] += 1
             continue
         rejected.commit()
-        contents.append(f"{path.relative_to(folder)}\t{sha256}")
+        contents.append(f"{readable_name(str(path.relative_to(folder)))}\t{sha256}")
         frame = pa.concat_tables(kept).to_pandas()
         stats["rows_with_group"] += int(frame["group"].notna().sum())
         frames.append(frame)
@@ -114,7 +116,7 @@ def _read_folder(folder, rejects_folder, columns: list[str], settings: Settings,
             stats["rows_id_generated"] += read
         if found.encoding:
             stats["encodings"][found.encoding] = stats["encodings"].get(found.encoding, 0) + 1
-        logger.info("%s: %d rows, %d rejected%s", path.name, read, dropped,
+        logger.info("%s: %d rows, %d rejected%s", name, read, dropped,
                     ", ids generated" if found.ids_generated else "")
     # Ids and labels are fingerprinted per part (metrics.json "parts"); this also
     # notices a text corrected under the same id.

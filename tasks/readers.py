@@ -250,9 +250,19 @@ def record_chars(max_text_chars: int | None) -> int:
     return max(RECORD_ESCAPE_FACTOR * max_text_chars + RECORD_SLACK_CHARS, RECORD_MIN_CHARS)
 
 
+def _native_path(path: Path) -> bool:
+    """Whether pyarrow can open ``path`` itself: it takes paths as UTF-8 only, and a name
+    that is not UTF-8 (a Latin-1 ``café.parquet`` in labeled/) is opened by Python."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parquet_row_count(path) -> int:
     """Rows in a Parquet file, from its footer (no data is read)."""
-    if isinstance(path, Path):
+    if isinstance(path, Path) and _native_path(path):
         return pq.ParquetFile(path).metadata.num_rows
     with path.open("rb") as handle:
         return pq.ParquetFile(handle).metadata.num_rows
@@ -969,10 +979,10 @@ def _careful_table(values: dict[str, list], cols: _Columns, first_row: int,
 def _parquet_batches(path: Path, columns: ColumnMapping, batch_rows: int,
                      rows: tuple[int, int | None] | None, ids: _GeneratedIds,
                      report: ReadReport) -> Iterator[pa.Table]:
-    if isinstance(path, Path):
+    if isinstance(path, Path) and _native_path(path):
         yield from _parquet_file_batches(path, path, columns, batch_rows, rows, ids, report)
     else:
-        with path.open("rb") as handle:  # ranged reads of the object
+        with path.open("rb") as handle:  # ranged reads of the object, or a name pyarrow refuses
             yield from _parquet_file_batches(path, handle, columns, batch_rows, rows, ids,
                                              report)
 

@@ -117,7 +117,8 @@ class ScoringJob:
     def read_options(self, sha256: str) -> dict:
         """How every reader of the file reads it: the shards and the shard planner alike."""
         return {"encodings": self.encodings, "detect_encoding": self.detect_encoding,
-                "sha256": sha256}
+                "sha256": sha256,
+                "max_text_chars": self.validator_parameters.get("max_text_chars")}
 
 
 @dataclass

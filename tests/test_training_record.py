@@ -171,3 +171,37 @@ def test_the_same_file_under_two_names_is_read_twice_and_its_copies_counted(tmp_
     split = split_labeled(reviews, 0.2)
     assert split.duplicates_removed == 60
     assert len(split.train) + len(split.selection) + len(split.gate) == 60
+
+
+def test_labeled_files_whose_names_are_not_utf8_are_read_under_a_cleaned_name(tmp_path):
+    """A Latin-1 ``café.csv`` (and a Parquet file named so) in labeled/: read and trained on,
+    recorded under a name pyarrow, JSON and logs can write (scoring renames such files
+    when it claims them; training reads labeled/ in place and never renames them)."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    layout = DataLayout(root=tmp_path / "data").ensure()
+    folder = os.fsencode(layout.labeled)
+    labeled(40).to_csv(os.fsdecode(folder + b"/caf\xe9.csv"), index=False)
+    with open(folder + b"/na\xefve.parquet", "wb") as out:  # pyarrow takes no such path
+        pq.write_table(pa_table(labeled(30).assign(review_id=[f"p{i}" for i in range(30)])),
+                       out)
+    bad = pd.DataFrame({"review_id": ["x1", "x1"], "text": ["one", "two"], "label": [0, 1]})
+    bad.to_csv(os.fsdecode(folder + b"/d\xfcp.csv"), index=False)  # a repeated id: rejected
+    reviews, stats = read_labeled_reviews(Settings(data_dir=tmp_path / "data"), validator(),
+                                          LOGGER)
+    assert stats["files"] == 3 and stats["rows_read"] == 72
+    assert len(reviews) == 72 - stats["rows_rejected"]
+    assert all(name.encode("utf-8") for name in
+               pq.read_table(layout.training_rejects).column("source_file").to_pylist())
+    assert set(pq.read_table(layout.training_rejects).column("source_file").to_pylist()) \
+        == {"düp.csv"}
+    assert all(os.path.exists(os.fsdecode(folder + name))  # left where they were
+               for name in (b"/caf\xe9.csv", b"/na\xefve.parquet", b"/d\xfcp.csv"))
+
+
+def pa_table(frame: pd.DataFrame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)

@@ -7,7 +7,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export GX_ANALYTICS_ENABLED := False
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install demo test test-under-load lint bench bench-quick lock clean-data
+.PHONY: help install demo test test-under-load lint bench bench-quick lock clean-data postgres
 
 help:
 	@echo "make demo    train a first model on the bundled sample if needed, then score the sample inbox"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench   run the benchmarks and rewrite BENCHMARKS.md"
 	@echo "make bench-quick  a smoke run of every section, reported under benchmarks/.work/"
 	@echo "make lint    ruff"
+	@echo "make postgres  a throwaway local PostgreSQL for REVIEWFLOW_STATE_URL (data in .postgres/)"
 
 install: $(VENV)/.installed
 
@@ -57,6 +58,11 @@ lock:
 	/tmp/reviewflow-lock/bin/pip install --quiet -e '.[test]'
 	/tmp/reviewflow-lock/bin/pip freeze --exclude-editable | sed '/^reviewflow/d' > requirements.lock.new
 	@echo "wrote requirements.lock.new"
+
+# A local PostgreSQL 15 for trying REVIEWFLOW_STATE_URL: data in .postgres/ (kept between
+# runs; delete the folder to start afresh), in the foreground until Ctrl-C; prints the URL.
+postgres: install
+	$(BIN)/python -m tests.postgres $(CURDIR)/.postgres
 
 clean-data:
 	find data/incoming data/labeled data/scored data/quarantine data/models data/state data/archive -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -1,0 +1,346 @@
+"""The run state in PostgreSQL (``REVIEWFLOW_STATE_URL=postgresql://user@host:port/db``).
+
+The same records as the SQLite ledger (tasks/ledger.py), in tables of the same names and
+columns, so that workers on several hosts share one record of what was scored:
+
+- ``scored_files``: one row per (content sha256, model version) committed; the commit
+  point of a file's scoring. ``archived_at`` NULL: committed, input not yet archived.
+- ``quarantined_files``: one row per content quarantined whole.
+- ``schema_version``: the migrations applied. The product creates and upgrades the
+  schema itself (``MIGRATIONS``), in one transaction under an advisory lock, so two
+  workers starting at once against an older schema do not race.
+
+Locks are session-level advisory locks (``pg_try_advisory_lock``), keyed by the first 64
+bits of the content's sha256 (a fixed key for retraining). They belong to this object's
+connection: PostgreSQL drops them the moment that backend ends, whether its process was
+SIGKILLed, its host vanished (TCP keepalives, set per session below, bound how long the
+server takes to notice) or the connection was cut (``pg_terminate_backend``). The ledger
+writes go over that same connection: a run whose session (and so whose locks) was lost
+cannot commit, it gets ``StateUnavailableError`` instead and stops, and the next run
+takes the file over. Advisory locks are reentrant within one session, so this object
+also keeps the keys it holds and refuses a second claim of one content in-process, as a
+second ``flock`` of one file does.
+
+The password comes from the URL, ``PGPASSWORD`` or ``~/.pgpass`` (libpq reads the last
+two itself); every message shows the database as host:port/db and never the password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from tasks.ledger import Ledger, ScoredFile, _now
+from tasks.state_backend import LockHeldError, StateUnavailableError
+
+CONNECT_TIMEOUT_S = 10
+STATEMENT_TIMEOUT_S = 60
+# How long the server waits before it drops the session of a client that vanished.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 30, 10, 3
+
+_FIELDS = [f.name for f in fields(ScoredFile)]
+_SCORED_COLUMNS = ", ".join(_FIELDS)
+
+
+def _key(label: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a fixed name."""
+    return int.from_bytes(hashlib.sha256(label.encode()).digest()[:8], "big", signed=True)
+
+
+def content_lock_key(sha256: str) -> int:
+    """The advisory-lock key of a content: the first 64 bits of its sha256, signed."""
+    return int.from_bytes(bytes.fromhex(sha256[:16]), "big", signed=True)
+
+
+MIGRATION_KEY = _key("reviewflow:schema-migration")
+RETRAIN_KEY = _key("reviewflow:retraining")
+
+# (version, statements). Version 1 is the ledger's first release; 2 adds what the SQLite
+# ledger gained later (and counts old rows as archived, as tasks/ledger.py does).
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, ["""CREATE TABLE scored_files (
+            source_sha256    TEXT NOT NULL,
+            model_version    TEXT NOT NULL,
+            source_file      TEXT NOT NULL,
+            rows_read        BIGINT NOT NULL,
+            rows_scored      BIGINT NOT NULL,
+            rows_quarantined BIGINT NOT NULL,
+            scored_part      TEXT,
+            quarantine_part  TEXT,
+            finished_at      TEXT NOT NULL,
+            PRIMARY KEY (source_sha256, model_version))""",
+         """CREATE TABLE quarantined_files (
+            source_sha256    TEXT PRIMARY KEY,
+            source_file      TEXT NOT NULL,
+            reason           TEXT NOT NULL,
+            quarantined_path TEXT NOT NULL,
+            finished_at      TEXT NOT NULL)"""]),
+    (2, ["ALTER TABLE scored_files ADD COLUMN encoding TEXT,"
+         " ADD COLUMN rows_id_generated BIGINT, ADD COLUMN archived_at TEXT",
+         "UPDATE scored_files SET archived_at = finished_at",
+         "CREATE INDEX scored_files_not_archived ON scored_files (source_sha256)"
+         " WHERE archived_at IS NULL"]),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def describe(url: str) -> str:
+    """host:port/db of a state URL: how messages name the database."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(an unreadable state URL)"
+    host = info.get("host") or os.environ.get("PGHOST") or "localhost"
+    port = info.get("port") or os.environ.get("PGPORT") or "5432"
+    db = info.get("dbname") or os.environ.get("PGDATABASE") or info.get("user") or "postgres"
+    return f"{host}:{port}/{db}"
+
+
+def _scrub(text: str, url: str) -> str:
+    """An error text from libpq with the URL's password (if any) taken out."""
+    try:
+        secret = conninfo_to_dict(url).get("password")
+    except psycopg.ProgrammingError:
+        secret = None
+    for candidate in filter(None, (secret, os.environ.get("PGPASSWORD"))):
+        text = text.replace(candidate, "***")
+    return " ".join(text.split())
+
+
+class PostgresState:
+    """The ledger and locks of one data root's runs in one PostgreSQL database."""
+
+    def __init__(self, url: str, connect_timeout: int = CONNECT_TIMEOUT_S,
+                 statement_timeout: int = STATEMENT_TIMEOUT_S):
+        self.url = url
+        self._where = describe(url)
+        self._mutex = threading.RLock()  # one connection, shared by the flow's threads
+        self._held: set[int] = set()
+        self._db = self._connect(connect_timeout, statement_timeout)
+        self._run(self._migrate)
+
+    def where(self) -> str:
+        return f"postgresql {self._where}"
+
+    def _connect(self, connect_timeout: int, statement_timeout: int) -> psycopg.Connection:
+        options = (f"-c statement_timeout={statement_timeout * 1000}"
+                   f" -c lock_timeout={statement_timeout * 1000}"
+                   f" -c tcp_keepalives_idle={KEEPALIVE_IDLE_S}"
+                   f" -c tcp_keepalives_interval={KEEPALIVE_INTERVAL_S}"
+                   f" -c tcp_keepalives_count={KEEPALIVE_COUNT}")
+        name = f"reviewflow {socket.gethostname()} pid {os.getpid()}"[:63]
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=connect_timeout,
+                                   application_name=name, options=options, keepalives=1,
+                                   keepalives_idle=KEEPALIVE_IDLE_S,
+                                   keepalives_interval=KEEPALIVE_INTERVAL_S,
+                                   keepalives_count=KEEPALIVE_COUNT)
+        except psycopg.Error as exc:
+            raise StateUnavailableError(
+                f"the state database {self._where} cannot be reached "
+                f"({_scrub(str(exc), self.url)}): start PostgreSQL there or correct "
+                "REVIEWFLOW_STATE_URL (the password comes from the URL, PGPASSWORD or "
+                "~/.pgpass), then run again; nothing was read or moved") from None
+
+    def _run(self, operation, *args):
+        """``operation(cursor, *args)`` under the mutex; a lost connection or a database
+        error becomes ``StateUnavailableError`` (the run stops; the locks this session
+        held are already released by the database)."""
+        with self._mutex:
+            try:
+                with self._db.cursor() as cursor:
+                    return operation(cursor, *args)
+            except psycopg.OperationalError as exc:
+                raise StateUnavailableError(
+                    f"the connection to the state database {self._where} failed mid-run "
+                    f"({_scrub(str(exc), self.url)}): this run stops here and its locks "
+                    "are released; run again once the database is back (what was "
+                    "committed stays committed)") from None
+
+    def _migrate(self, cursor) -> None:
+        with self._db.transaction():
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_KEY,))
+            cursor.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                           " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            current = cursor.execute("SELECT COALESCE(MAX(version), 0)"
+                                     " FROM schema_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise StateUnavailableError(
+                    f"the state database {self._where} has schema version {current}, newer "
+                    f"than this reviewflow's {SCHEMA_VERSION}: upgrade reviewflow on this host")
+            for version, statements in MIGRATIONS:
+                if version > current:
+                    for statement in statements:
+                        cursor.execute(statement)
+                    cursor.execute("INSERT INTO schema_version VALUES (%s, %s)",
+                                   (version, _now()))
+
+    def schema_version(self) -> int:
+        return self._run(lambda c: c.execute(
+            "SELECT MAX(version) FROM schema_version").fetchone()[0])
+
+    # -- the ledger --------------------------------------------------------------------
+    def scored(self, sha256: str, model_version: str) -> ScoredFile | None:
+        row = self._run(lambda c: c.execute(
+            f"SELECT {_SCORED_COLUMNS} FROM scored_files WHERE source_sha256=%s"
+            " AND model_version=%s", (sha256, model_version)).fetchone())
+        return ScoredFile(*row) if row else None
+
+    def committed_not_archived(self, sha256: str) -> ScoredFile | None:
+        row = self._run(lambda c: c.execute(
+            f"SELECT {_SCORED_COLUMNS} FROM scored_files WHERE source_sha256=%s"
+            " AND archived_at IS NULL LIMIT 1", (sha256,)).fetchone())
+        return ScoredFile(*row) if row else None
+
+    def committed_parts(self, shas: list[str]) -> dict[str, list[str]]:
+        import json
+
+        parts: dict[str, list[str]] = {sha: [] for sha in shas}
+        rows = self._run(lambda c: c.execute(
+            "SELECT source_sha256, scored_part, quarantine_part FROM scored_files"
+            " WHERE source_sha256 = ANY(%s)", (list(shas),)).fetchall())
+        for sha, *records in rows:
+            for record in (r for r in records if r):
+                parts[sha] += json.loads(record) if record.startswith("[") else [record]
+        return parts
+
+    def record_scored(self, entry: ScoredFile) -> None:
+        self.record_scored_many([entry])
+
+    def record_scored_many(self, entries: list[ScoredFile]) -> None:
+        if not entries:
+            return
+        values = [asdict(e) | {"finished_at": e.finished_at or _now()} for e in entries]
+        updates = ", ".join(f"{name}=EXCLUDED.{name}" for name in _FIELDS[2:])
+        sql = (f"INSERT INTO scored_files ({_SCORED_COLUMNS}) VALUES "
+               f"({', '.join(f'%({name})s' for name in _FIELDS)}) "
+               f"ON CONFLICT (source_sha256, model_version) DO UPDATE SET {updates}")
+
+        def write(cursor):
+            with self._db.transaction():
+                cursor.executemany(sql, values)
+        self._run(write)
+
+    def record_archived(self, sha256: str) -> None:
+        self.record_archived_many([sha256])
+
+    def record_archived_many(self, shas: list[str]) -> None:
+        if shas:
+            self._run(lambda c: c.execute(
+                "UPDATE scored_files SET archived_at=%s WHERE source_sha256 = ANY(%s)"
+                " AND archived_at IS NULL", (_now(), list(shas))))
+
+    def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
+                                path: str) -> None:
+        self._run(lambda c: c.execute(
+            "INSERT INTO quarantined_files VALUES (%s, %s, %s, %s, %s) ON CONFLICT"
+            " (source_sha256) DO UPDATE SET source_file=EXCLUDED.source_file,"
+            " reason=EXCLUDED.reason, quarantined_path=EXCLUDED.quarantined_path,"
+            " finished_at=EXCLUDED.finished_at", (sha256, source_file, reason, path, _now())))
+
+    def totals(self) -> dict[str, int]:
+        def read(cursor):
+            read, scored, quarantined = cursor.execute(
+                "SELECT COALESCE(SUM(rows_read),0), COALESCE(SUM(rows_scored),0),"
+                " COALESCE(SUM(rows_quarantined),0) FROM scored_files").fetchone()
+            files = cursor.execute("SELECT COUNT(*) FROM quarantined_files").fetchone()[0]
+            return {"rows_read": int(read), "rows_scored": int(scored),
+                    "rows_quarantined": int(quarantined), "files_quarantined": int(files)}
+        return self._run(read)
+
+    # -- the locks ---------------------------------------------------------------------
+    def content_lock(self, sha256: str) -> contextlib.AbstractContextManager[None]:
+        from tasks.layout import content_key
+
+        return self._advisory(content_lock_key(sha256), f"content {content_key(sha256)}")
+
+    def retrain_lock(self) -> contextlib.AbstractContextManager[None]:
+        return self._advisory(RETRAIN_KEY, "the retraining lock")
+
+    @contextlib.contextmanager
+    def _advisory(self, key: int, label: str) -> Iterator[None]:
+        with self._mutex:
+            if key in self._held:
+                raise LockHeldError(f"{label} in {self._where} is held by this run")
+            got = self._run(lambda c: c.execute("SELECT pg_try_advisory_lock(%s)",
+                                                (key,)).fetchone()[0])
+            if not got:
+                raise LockHeldError(f"{label} in {self._where} is held by {self._holder(key)}")
+            self._held.add(key)
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._held.discard(key)
+                with contextlib.suppress(psycopg.Error):  # a lost session holds nothing
+                    self._db.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def _holder(self, key: int) -> str:
+        unsigned = key & 0xFFFFFFFFFFFFFFFF
+        row = self._run(lambda c: c.execute(
+            "SELECT a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a"
+            " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
+            " AND l.classid::bigint = %s AND l.objid::bigint = %s",
+            (unsigned >> 32, unsigned & 0xFFFFFFFF)).fetchone())
+        return f"{row[0] or 'a client'} (backend {row[1]})" if row else "another run"
+
+    def backend_pid(self) -> int:
+        """This session's server process (what ``pg_terminate_backend`` takes)."""
+        return self._run(lambda c: c.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+    def close(self) -> None:
+        with self._mutex:
+            self._held.clear()
+            self._db.close()
+
+
+def migrate_sqlite(ledger: Path, url: str) -> dict[str, int]:
+    """Copy every row of the SQLite ledger at ``ledger`` into the state database at
+    ``url`` (rows already there are kept as they are: a second run copies nothing).
+    Returns the rows copied and the rows found already present, per table."""
+    if not ledger.exists():
+        raise StateUnavailableError(f"no SQLite ledger at {ledger}: nothing to migrate "
+                                    "(check --data-dir / REVIEWFLOW_STATE_DIR)")
+    Ledger(ledger)  # brings an old ledger's columns up to date first
+    with closing(sqlite3.connect(ledger)) as db:
+        scored = [dict(zip(_FIELDS, row)) for row in
+                  db.execute(f"SELECT {_SCORED_COLUMNS} FROM scored_files")]
+        quarantined = db.execute("SELECT source_sha256, source_file, reason,"
+                                 " quarantined_path, finished_at FROM quarantined_files"
+                                 ).fetchall()
+    state = PostgresState(url)
+    try:
+        def copy(cursor) -> dict[str, int]:
+            counts = {}
+            with state._db.transaction():
+                copied = 0
+                for row in scored:
+                    cursor.execute(
+                        f"INSERT INTO scored_files ({_SCORED_COLUMNS}) VALUES "
+                        f"({', '.join(f'%({name})s' for name in _FIELDS)}) ON CONFLICT DO NOTHING",
+                        row)
+                    copied += cursor.rowcount
+                counts["scored_files"], counts["scored_files_present"] = \
+                    copied, len(scored) - copied
+                copied = 0
+                for row in quarantined:
+                    cursor.execute("INSERT INTO quarantined_files VALUES (%s, %s, %s, %s, %s)"
+                                   " ON CONFLICT DO NOTHING", row)
+                    copied += cursor.rowcount
+                counts["quarantined_files"], counts["quarantined_files_present"] = \
+                    copied, len(quarantined) - copied
+            return counts
+        return state._run(copy)
+    finally:
+        state.close()

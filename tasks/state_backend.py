@@ -1,0 +1,164 @@
+"""The run state a scoring or retraining run needs, and where it lives.
+
+``RunState`` is what tasks/commit.py, the scoring flow and the retraining flow ask of
+the state: the ledger (which content was scored by which model, which input was
+archived, which file was quarantined) and the locks (one per content hash while a run
+works on it; one for retraining). Two implementations, tested by the same contract
+tests (tests/test_state_contract.py):
+
+- ``SQLiteState``: today's ``Ledger`` (``state/ledger.sqlite``) and ``flock`` lock files
+  under ``state/locks/``; zero set-up, one machine (or one shared POSIX folder).
+- ``tasks.pg_state.PostgresState``: the same records and session-level advisory locks
+  in one PostgreSQL database, for workers on several hosts (``REVIEWFLOW_STATE_URL``).
+
+Both locks are released when their holder dies, even by SIGKILL: the kernel drops a
+``flock`` with its process, PostgreSQL drops a session's advisory locks with its
+backend. A lock held elsewhere raises ``LockHeldError`` at once (never waits), as
+``exclusive_lock`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+from tasks.errors import ReviewflowError
+from tasks.ledger import Ledger, ScoredFile
+from tasks.storage import LockHeldError, exclusive_lock
+
+__all__ = ["LockHeldError", "RunState", "SQLiteState", "ScoredFile", "StateUnavailableError",
+           "open_state", "redacted"]
+
+STATE_URL_SCHEMES = ("postgresql", "postgres")
+
+
+class StateUnavailableError(ReviewflowError):
+    """The state database cannot be reached or used; the message names it (never its
+    password) and says what to do. Exit 1: the environment stopped the run."""
+
+    exit_code = 1
+
+
+@runtime_checkable
+class RunState(Protocol):
+    """The ledger and the locks of one data root's runs."""
+
+    def where(self) -> str:
+        """Where the state lives, fit for logs (no password)."""
+
+    # -- the ledger --------------------------------------------------------------------
+    def scored(self, sha256: str, model_version: str) -> ScoredFile | None: ...
+
+    def committed_not_archived(self, sha256: str) -> ScoredFile | None: ...
+
+    def committed_parts(self, shas: list[str]) -> dict[str, list[str]]: ...
+
+    def record_scored_many(self, entries: list[ScoredFile]) -> None:
+        """Commit several files' scorings in one transaction; a second record of one
+        (content, model) replaces the first."""
+
+    def record_archived_many(self, shas: list[str]) -> None: ...
+
+    def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
+                                path: str) -> None: ...
+
+    def totals(self) -> dict[str, int]: ...
+
+    # -- the locks ---------------------------------------------------------------------
+    def content_lock(self, sha256: str) -> contextlib.AbstractContextManager[None]:
+        """Held while a run works on this content; ``LockHeldError`` if another holder
+        (another process, or another claim in this one) has it."""
+
+    def retrain_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held while a retraining changes the registry; ``LockHeldError`` if held."""
+
+    def close(self) -> None: ...
+
+
+class SQLiteState:
+    """``Ledger`` plus ``flock`` files: the state when no state URL is set."""
+
+    def __init__(self, ledger: Path, locks: Path, retrain_lock: Path):
+        self.ledger = Ledger(ledger)
+        self.locks = locks
+        self.retrain_lock_file = retrain_lock
+
+    @classmethod
+    def for_layout(cls, layout) -> SQLiteState:
+        """The state folder of a ``DataLayout`` and its registry's retraining lock."""
+        from tasks.layout import RETRAIN_LOCK_FILE
+
+        return cls(layout.ledger, layout.lock_file("0" * 64).parent,
+                   layout.models / RETRAIN_LOCK_FILE)
+
+    def _lock_file(self, sha256: str) -> Path:
+        from tasks.layout import content_key
+
+        # The name DataLayout.lock_file gives: runs of older versions see these locks.
+        return self.locks / f"{content_key(sha256)}.lock"
+
+    def where(self) -> str:
+        return str(self.ledger.path)
+
+    def scored(self, sha256: str, model_version: str) -> ScoredFile | None:
+        return self.ledger.scored(sha256, model_version)
+
+    def committed_not_archived(self, sha256: str) -> ScoredFile | None:
+        return self.ledger.committed_not_archived(sha256)
+
+    def committed_parts(self, shas: list[str]) -> dict[str, list[str]]:
+        return self.ledger.committed_parts(shas)
+
+    def record_scored_many(self, entries: list[ScoredFile]) -> None:
+        self.ledger.record_scored_many(entries)
+
+    def record_archived_many(self, shas: list[str]) -> None:
+        self.ledger.record_archived_many(shas)
+
+    def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
+                                path: str) -> None:
+        self.ledger.record_quarantined_file(sha256, source_file, reason, path)
+
+    def totals(self) -> dict[str, int]:
+        return self.ledger.totals()
+
+    def content_lock(self, sha256: str) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self._lock_file(sha256))
+
+    def retrain_lock(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self.retrain_lock_file)
+
+    def close(self) -> None:
+        pass  # every ledger call opens and closes its own connection
+
+
+def is_state_url(url: str | None) -> bool:
+    return bool(url) and urlsplit(url).scheme in STATE_URL_SCHEMES
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***``: the only form of a state URL that
+    may be printed, logged or written."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def open_state(url: str | None, layout) -> RunState:
+    """The state for a run: PostgreSQL at ``url`` when it is a ``postgresql://`` URL,
+    else the SQLite ledger and lock files of ``layout``'s state folder."""
+    if url is None or url == "":
+        return SQLiteState.for_layout(layout)
+    if not is_state_url(url):
+        raise StateUnavailableError(
+            f"state URL {redacted(url)!r} is not a postgresql:// URL; set "
+            "REVIEWFLOW_STATE_URL to postgresql://user@host:port/database, or unset it "
+            "for the local SQLite ledger")
+    from tasks.pg_state import PostgresState
+
+    return PostgresState(url)

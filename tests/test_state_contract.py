@@ -1,0 +1,438 @@
+"""The run-state contract (tasks/state_backend.py), written once and run against both
+implementations: the SQLite ledger with flock files, and PostgreSQL (a real cluster
+started by tests/postgres.py, a fresh database per test). Lock tests use real
+processes: a holder in a child process, killed with SIGKILL, or (PostgreSQL) its
+backend ended with ``pg_terminate_backend``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tasks.ledger import Ledger, ScoredFile
+from tasks.state_backend import (
+    LockHeldError,
+    RunState,
+    SQLiteState,
+    StateUnavailableError,
+    open_state,
+    redacted,
+)
+from tests import postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+SHA_A, SHA_B = "a" * 64, "b" * 64
+WAIT_S = 120  # bound for a released lock to show: generous for a loaded host
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    if (why := postgres.available()) is not None:
+        pytest.skip(why)
+    cluster = postgres.temporary_cluster()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(cluster.folder, ignore_errors=True)
+
+
+def _open(spec: dict) -> RunState:
+    if spec["kind"] == "sqlite":
+        return SQLiteState(Path(spec["ledger"]), Path(spec["locks"]), Path(spec["retrain"]))
+    from tasks.pg_state import PostgresState
+
+    return PostgresState(spec["url"])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def spec(request, tmp_path) -> dict:
+    if request.param == "sqlite":
+        return {"kind": "sqlite", "ledger": str(tmp_path / "state" / "ledger.sqlite"),
+                "locks": str(tmp_path / "state" / "locks"),
+                "retrain": str(tmp_path / "models" / ".retrain.lock")}
+    cluster = request.getfixturevalue("pg_cluster")
+    return {"kind": "postgresql", "url": cluster.create_database(f"t{uuid.uuid4().hex[:12]}")}
+
+
+@pytest.fixture
+def state(spec):
+    opened = _open(spec)
+    yield opened
+    opened.close()
+
+
+def entry(sha: str, model: str = "v1", **changes) -> ScoredFile:
+    values = dict(source_sha256=sha, model_version=model, source_file=f"{sha[:4]}.csv",
+                  rows_read=10, rows_scored=9, rows_quarantined=1,
+                  scored_part=f"scored/{sha[:4]}.parquet", quarantine_part=None,
+                  finished_at="2026-12-02T10:00:00+00:00", encoding="utf-8",
+                  rows_id_generated=0)
+    return ScoredFile(**(values | changes))
+
+
+# -- the ledger ---------------------------------------------------------------------------
+
+def test_record_and_query(state):
+    assert isinstance(state, RunState)
+    assert state.scored(SHA_A, "v1") is None and state.committed_not_archived(SHA_A) is None
+    state.record_scored_many([entry(SHA_A), entry(SHA_B, scored_part=json.dumps(["p1", "p2"]),
+                                                  quarantine_part="q1")])
+    assert state.scored(SHA_A, "v1") == entry(SHA_A)
+    assert state.scored(SHA_A, "v2") is None
+    assert state.committed_not_archived(SHA_A) == entry(SHA_A)
+    assert state.committed_parts([SHA_A, SHA_B, "c" * 64]) == {
+        SHA_A: [f"scored/{SHA_A[:4]}.parquet"], SHA_B: ["p1", "p2", "q1"], "c" * 64: []}
+    assert state.totals() == {"rows_read": 20, "rows_scored": 18, "rows_quarantined": 2,
+                              "files_quarantined": 0}
+
+
+def test_records_are_idempotent(state):
+    state.record_scored_many([entry(SHA_A)])
+    state.record_scored_many([entry(SHA_A, rows_scored=8, rows_quarantined=2)])  # replaces
+    assert state.scored(SHA_A, "v1").rows_scored == 8
+    assert state.totals()["rows_read"] == 10
+    state.record_archived_many([SHA_A])
+    archived = state.scored(SHA_A, "v1").archived_at
+    assert archived and state.committed_not_archived(SHA_A) is None
+    state.record_archived_many([SHA_A, "c" * 64])  # again, and an unknown content: no change
+    assert state.scored(SHA_A, "v1").archived_at == archived
+    state.record_scored_many([])
+    state.record_archived_many([])
+    state.record_quarantined_file(SHA_B, "b.csv", "bad header", "quarantine/files/b.csv")
+    state.record_quarantined_file(SHA_B, "b.csv", "bad header", "quarantine/files/b~2.csv")
+    assert state.totals()["files_quarantined"] == 1
+
+
+def test_the_record_is_shared_by_every_opener(spec, state):
+    other = _open(spec)
+    try:
+        state.record_scored_many([entry(SHA_A)])
+        assert other.scored(SHA_A, "v1") == entry(SHA_A)
+    finally:
+        other.close()
+
+
+# -- the locks ----------------------------------------------------------------------------
+
+def test_a_content_lock_excludes_a_second_claim(spec, state):
+    other = _open(spec)
+    try:
+        with state.content_lock(SHA_A):
+            with pytest.raises(LockHeldError):  # another opener (another connection)
+                with other.content_lock(SHA_A):
+                    pass
+            with pytest.raises(LockHeldError):  # a second claim through the same one
+                with state.content_lock(SHA_A):
+                    pass
+            with other.content_lock(SHA_B):  # another content is free
+                pass
+        with other.content_lock(SHA_A):  # released on exit
+            pass
+        with state.retrain_lock():
+            with pytest.raises(LockHeldError):
+                with other.retrain_lock():
+                    pass
+        with other.retrain_lock():
+            pass
+    finally:
+        other.close()
+
+
+_HOLDER = """\
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from tests.test_state_contract import _open, entry
+spec = json.loads(sys.argv[1])
+state = _open(spec)
+lock = state.content_lock("a" * 64) if sys.argv[3] == "content" else state.retrain_lock()
+with lock:
+    pid = state.backend_pid() if spec["kind"] == "postgresql" else None
+    print(json.dumps({"held": True, "backend": pid}), flush=True)
+    for line in sys.stdin:  # "commit": try to commit while (believing it is) holding
+        try:
+            state.record_scored_many([entry("a" * 64, "holder")])
+            print(json.dumps({"committed": True}), flush=True)
+        except Exception as exc:
+            print(json.dumps({"committed": False, "error": type(exc).__name__,
+                              "message": str(exc)}), flush=True)
+"""
+
+
+def _holder(spec: dict, what: str = "content") -> tuple[subprocess.Popen, dict]:
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, json.dumps(spec), str(ROOT), what],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = child.stdout.readline()
+    assert line, f"the holder exited with {child.wait()} before taking the lock"
+    return child, json.loads(line)
+
+
+def _take_when_released(state: RunState, what: str = "content") -> None:
+    """Take the lock as soon as the database (or kernel) has released it; fail if it
+    is still held after WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            with state.content_lock(SHA_A) if what == "content" else state.retrain_lock():
+                return
+        except LockHeldError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("what", ["content", "retrain"])
+def test_a_lock_dies_with_its_sigkilled_holder(spec, state, what):
+    child, _ = _holder(spec, what)
+    try:
+        with pytest.raises(LockHeldError):
+            with state.content_lock(SHA_A) if what == "content" else state.retrain_lock():
+                pass
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    _take_when_released(state, what)
+
+
+def test_a_lock_dies_with_its_terminated_backend(spec, state, pg_cluster):
+    """The holder's connection is cut (``pg_terminate_backend``): the lock is free for
+    the next run at once, and the holder, still running, cannot commit any more."""
+    if spec["kind"] != "postgresql":
+        pytest.skip("a SQLite state has no connection to cut")
+    import psycopg
+
+    child, held = _holder(spec)
+    try:
+        with pytest.raises(LockHeldError, match="reviewflow"):  # names the holder
+            with state.content_lock(SHA_A):
+                pass
+        with psycopg.connect(spec["url"], autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)",
+                                 (held["backend"],)).fetchone()[0]
+        _take_when_released(state)
+        child.stdin.write("commit\n")
+        child.stdin.flush()
+        answer = json.loads(child.stdout.readline())
+        assert answer["committed"] is False and answer["error"] == "StateUnavailableError"
+        assert "127.0.0.1" in answer["message"] and postgres.PASSWORD not in answer["message"]
+        assert state.scored(SHA_A, "holder") is None
+    finally:
+        child.kill()
+        child.wait()
+
+
+# -- PostgreSQL: schema, connections, password --------------------------------------------
+
+def test_the_schema_is_made_on_first_use_by_concurrent_workers(pg_cluster):
+    """Three processes open one empty database at once: each gets the whole schema,
+    each migration is applied once."""
+    import psycopg
+
+    from tasks.pg_state import SCHEMA_VERSION
+
+    url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); from tasks.pg_state import "
+            "PostgresState; print(PostgresState(sys.argv[1]).schema_version())")
+    children = [subprocess.Popen([sys.executable, "-c", code, url, str(ROOT)],
+                                 stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [child.communicate()[0].strip() for child in children]
+    assert [child.returncode for child in children] == [0, 0, 0]
+    assert outputs == [str(SCHEMA_VERSION)] * 3
+    with psycopg.connect(url) as db:
+        versions = [v for (v,) in db.execute("SELECT version FROM schema_version ORDER BY 1")]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_an_older_schema_is_upgraded_in_place(pg_cluster):
+    import psycopg
+
+    from tasks.pg_state import MIGRATIONS, SCHEMA_VERSION, PostgresState
+
+    url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
+    with psycopg.connect(url) as db:  # a database left by a version-1 reviewflow
+        for statement in MIGRATIONS[0][1]:
+            db.execute(statement)
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                   " applied_at TEXT NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1, 'then')")
+        db.execute("INSERT INTO scored_files VALUES (%s, 'v0', 'old.csv', 5, 5, 0,"
+                   " 'scored/old.parquet', NULL, '2026-01-01T00:00:00+00:00')", (SHA_A,))
+    state = PostgresState(url)
+    try:
+        assert state.schema_version() == SCHEMA_VERSION
+        old = state.scored(SHA_A, "v0")
+        # Its run had ended: archived when it finished, as the SQLite ledger counts it.
+        assert old.archived_at == old.finished_at and old.encoding is None
+        assert state.committed_not_archived(SHA_A) is None
+        state.record_scored_many([entry(SHA_B)])
+        assert state.scored(SHA_B, "v1") == entry(SHA_B)
+    finally:
+        state.close()
+    with psycopg.connect(url) as db:
+        db.execute("UPDATE schema_version SET version = 99 WHERE version = 1")
+    with pytest.raises(StateUnavailableError, match="newer than this reviewflow"):
+        PostgresState(url)
+
+
+def _silent_server() -> tuple[socket.socket, int]:
+    """A port that accepts connections and never answers (a hung server or firewall)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    return server, server.getsockname()[1]
+
+
+def test_a_database_that_is_down_gives_one_clear_line(tmp_path):
+    from tasks.pg_state import PostgresState
+
+    port = postgres.free_port()  # nothing listens there
+    url = f"postgresql://reviewflow:{postgres.PASSWORD}@127.0.0.1:{port}/state"
+    with pytest.raises(StateUnavailableError) as caught:
+        PostgresState(url)
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}/state" in message and "REVIEWFLOW_STATE_URL" in message
+    assert postgres.PASSWORD not in message and "\n" not in message
+    assert caught.value.exit_code == 1
+
+    # A server that never answers: the connect timeout ends the wait.
+    server, port = _silent_server()
+    result: list[BaseException] = []
+    url = f"postgresql://reviewflow:{postgres.PASSWORD}@127.0.0.1:{port}/state"
+    worker = threading.Thread(target=lambda: _capture(result, PostgresState, url, 2))
+    try:
+        worker.start()
+        worker.join(WAIT_S)
+        assert not worker.is_alive(), "the connection attempt did not time out"
+    finally:
+        server.close()
+    assert isinstance(result[0], StateUnavailableError)
+    assert postgres.PASSWORD not in str(result[0])
+
+
+def _capture(into: list, function, *args) -> None:
+    try:
+        function(*args)
+    except BaseException as exc:  # handed to the test's thread
+        into.append(exc)
+
+
+def test_the_password_comes_from_the_url_pgpassword_or_pgpass(pg_cluster, tmp_path,
+                                                              monkeypatch):
+    from tasks.pg_state import PostgresState
+
+    url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
+    bare = url.replace(f":{postgres.PASSWORD}@", "@")
+    wrong = url.replace(postgres.PASSWORD, "not-the-password-9Z")
+    with pytest.raises(StateUnavailableError) as caught:
+        PostgresState(wrong)
+    assert "not-the-password-9Z" not in str(caught.value)
+    assert "127.0.0.1" in str(caught.value)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "absent"))
+    with pytest.raises(StateUnavailableError):
+        PostgresState(bare)
+    monkeypatch.setenv("PGPASSWORD", postgres.PASSWORD)
+    PostgresState(bare).close()
+    monkeypatch.delenv("PGPASSWORD")
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{pg_cluster.port}:*:{postgres.USER}:{postgres.PASSWORD}\n")
+    pgpass.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    state = PostgresState(bare)
+    assert postgres.PASSWORD not in state.where()
+    state.close()
+
+
+def test_redacted_hides_only_the_password():
+    assert redacted("postgresql://rf:s3cret@db.example:5433/state") == \
+        "postgresql://rf:***@db.example:5433/state"
+    assert redacted("postgresql://rf@db/state") == "postgresql://rf@db/state"
+
+
+def test_open_state_chooses_by_url(tmp_path, pg_cluster):
+    from tasks.layout import DataLayout
+    from tasks.pg_state import PostgresState
+
+    layout = DataLayout(root=tmp_path)
+    local = open_state(None, layout)
+    assert isinstance(local, SQLiteState) and local.where() == str(layout.ledger)
+    with pytest.raises(StateUnavailableError, match="not a postgresql:// URL"):
+        open_state("mysql://rf:pw@host/db", layout)
+    remote = open_state(pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}"), layout)
+    assert isinstance(remote, PostgresState)
+    remote.close()
+
+
+# -- migration from the SQLite ledger -----------------------------------------------------
+
+def test_migrating_a_sqlite_ledger_copies_every_row_once(tmp_path, pg_cluster):
+    from tasks.pg_state import PostgresState, migrate_sqlite
+
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    rows = [entry(f"{i:064x}", archived_at="2026-12-02T10:00:01+00:00") for i in range(1, 40)]
+    rows.append(entry(SHA_A, model="v2"))  # committed, never archived
+    ledger.record_scored_many(rows)
+    ledger.record_quarantined_file(SHA_B, "b.csv", "no text column", "quarantine/files/b.csv")
+    url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
+
+    assert migrate_sqlite(path, url) == {"scored_files": 40, "scored_files_present": 0,
+                                         "quarantined_files": 1,
+                                         "quarantined_files_present": 0}
+    assert migrate_sqlite(path, url) == {"scored_files": 0, "scored_files_present": 40,
+                                         "quarantined_files": 0,
+                                         "quarantined_files_present": 1}
+    state = PostgresState(url)
+    try:
+        assert all(state.scored(row.source_sha256, row.model_version) == row for row in rows)
+        assert state.committed_not_archived(SHA_A) == entry(SHA_A, model="v2")
+        assert state.totals() == ledger.totals()
+    finally:
+        state.close()
+
+
+def test_migrating_an_old_sqlite_ledger(tmp_path, pg_cluster):
+    """A ledger from before ``archived_at``: its rows arrive archived, as tasks/ledger.py
+    counts them."""
+    from tasks.pg_state import PostgresState, migrate_sqlite
+
+    path = tmp_path / "ledger.sqlite"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE scored_files (source_sha256 TEXT NOT NULL, model_version TEXT"
+                   " NOT NULL, source_file TEXT NOT NULL, rows_read INTEGER NOT NULL,"
+                   " rows_scored INTEGER NOT NULL, rows_quarantined INTEGER NOT NULL,"
+                   " scored_part TEXT, quarantine_part TEXT, finished_at TEXT NOT NULL,"
+                   " PRIMARY KEY (source_sha256, model_version))")
+        db.execute("CREATE TABLE quarantined_files (source_sha256 TEXT PRIMARY KEY, source_file"
+                   " TEXT NOT NULL, reason TEXT NOT NULL, quarantined_path TEXT NOT NULL,"
+                   " finished_at TEXT NOT NULL)")
+        db.execute("INSERT INTO scored_files VALUES (?, 'v0', 'a.csv', 3, 3, 0, 'p', NULL,"
+                   " '2026-01-01T00:00:00+00:00')", (SHA_A,))
+    url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
+    assert migrate_sqlite(path, url)["scored_files"] == 1
+    state = PostgresState(url)
+    try:
+        assert state.scored(SHA_A, "v0").archived_at == "2026-01-01T00:00:00+00:00"
+        assert state.committed_not_archived(SHA_A) is None
+    finally:
+        state.close()
+    with pytest.raises(StateUnavailableError, match="no SQLite ledger"):
+        migrate_sqlite(tmp_path / "absent.sqlite", url)
+
+
+def test_the_harness_uses_password_authentication(pg_cluster):
+    import psycopg
+
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(pg_cluster.url_for("postgres", password=False),
+                        connect_timeout=10, passfile=os.devnull).close()

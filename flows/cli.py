@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=argparse.SUPPRESS,
                         help="data root (default ./data or $REVIEWFLOW_DATA_DIR)")
+    common.add_argument("--state-url", default=argparse.SUPPRESS,
+                        help="postgresql://user@host:port/db for the ledger and locks "
+                             "(default $REVIEWFLOW_STATE_URL; unset: SQLite in the state folder)")
     common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks and library logs for expected errors too")
     # (No set_defaults here: the parents' actions are shared objects, so a default set
@@ -134,6 +137,14 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", required=True, help="why, for the history (required)")
 
     command("demo", help="train on the bundled samples if there is no model, then score them")
+
+    state = command("state", help="the run state (ledger and locks)")
+    state_actions = state.add_subparsers(dest="action", required=True)
+    migrate = state_actions.add_parser(
+        "migrate", parents=[common],
+        help="copy the SQLite ledger of the state folder into PostgreSQL (again: a no-op)")
+    migrate.add_argument("--to", required=True, metavar="URL",
+                         help="postgresql://user@host:port/db (password: PGPASSWORD or ~/.pgpass)")
     return parser
 
 
@@ -141,6 +152,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = _parser().parse_args(argv)
     args.data_dir = getattr(args, "data_dir", None)
     args.verbose = getattr(args, "verbose", False)
+    args.state_url = getattr(args, "state_url", None)
     return args
 
 
@@ -168,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                 _models(args)
             elif args.command == "monitor":
                 _monitor(args)
+            elif args.command == "state":
+                _migrate_state(args)
     except ReviewflowError as exc:
         if args.verbose:
             raise
@@ -198,7 +212,20 @@ def main(argv: list[str] | None = None) -> int:
 def _settings(args):
     from tasks.settings import Settings
 
-    return Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    given = {"data_dir": args.data_dir, "state_url": getattr(args, "state_url", None)}
+    return Settings(**{name: value for name, value in given.items() if value})
+
+
+def _migrate_state(args) -> None:
+    from tasks.pg_state import migrate_sqlite
+    from tasks.state_backend import redacted
+
+    layout = _settings(args).layout
+    counts = migrate_sqlite(layout.ledger, args.to)
+    print(f"copied {counts['scored_files']} scored files and {counts['quarantined_files']} "
+          f"quarantined files from {layout.ledger} to {redacted(args.to)} "
+          f"({counts['scored_files_present']} and {counts['quarantined_files_present']} were "
+          "there already); score with --state-url or REVIEWFLOW_STATE_URL set to it from now on")
 
 
 def _init(args) -> None:
@@ -229,6 +256,10 @@ def _score_if_needed(args) -> dict | None:
     from tasks.registry import Registry
 
     settings = _settings(args)
+    if settings.state_url:  # down: one line, exit 1, before the inbox is looked at
+        from tasks.state_backend import open_state
+
+        open_state(settings.state_url, settings.layout).close()
     if args.settle_seconds is not None:
         settings = settings.model_copy(update={"settle_seconds": args.settle_seconds})
     layout = settings.layout
@@ -250,7 +281,21 @@ def _preflight_retrain(args) -> None:
     from tasks.registry import Registry
     from tasks.storage import LockHeldError, exclusive_lock
 
-    layout = _settings(args).layout
+    settings = _settings(args)
+    layout = settings.layout
+    if settings.state_url:  # down: one line, exit 1; held: exit 3, as below
+        from tasks.pg_state import PostgresState
+
+        state = PostgresState(settings.state_url)
+        try:
+            with state.retrain_lock():
+                pass
+        except LockHeldError as exc:
+            raise RetrainingBusyError(f"another retraining is running ({exc}); this run "
+                                      "leaves the registry untouched. Try again when it has "
+                                      "finished.") from None
+        finally:
+            state.close()
     if isinstance(layout.labeled, Path) and not any(
             is_review_file(p) for p in layout.labeled.rglob("*")):
         raise NoLabeledDataError(
@@ -302,11 +347,17 @@ def _warm_heavy_imports() -> Callable[[], None]:
 
 def _score(args) -> dict:
     from flows.prefect_api import PrefectAPI
-    from tasks.ledger import Ledger
+    from tasks.state_backend import open_state
 
-    layout = _settings(args).layout
-    _under_way.update(command="score", layout=layout,
-                      ledger_totals=Ledger(layout.ledger).totals())
+    settings = _settings(args)
+    layout = settings.layout
+    state = open_state(settings.state_url, layout)
+    try:
+        totals = state.totals()
+    finally:
+        state.close()
+    _under_way.update(command="score", layout=layout, state_url=settings.state_url,
+                      ledger_totals=totals)
 
     # First, from the main thread: a temporary server starts on the other core while
     # this process imports (see flows/prefect_api.py).
@@ -319,7 +370,7 @@ def _score(args) -> dict:
     # Only the options given: the flow's defaults are the settings (environment included).
     # getattr: `demo` scores with its own arguments, which have none of these options.
     options = ("data_dir", "require_gpu", "settle_seconds", "task_runner", "dask_address",
-               "shard_rows")
+               "shard_rows", "state_url")
     return score_reviews(**{name: value for name in options
                             if (value := getattr(args, name, None)) is not None})
 
@@ -339,7 +390,8 @@ def _retrain(args) -> dict:
     api.connect()
     imported()
     # Only the options given: the flow's defaults are the settings (environment included).
-    options = ("data_dir", "architecture", "epochs", "min_delta", "require_significance")
+    options = ("data_dir", "architecture", "epochs", "min_delta", "require_significance",
+               "state_url")
     return retrain_model(**{name: value for name in options
                             if (value := getattr(args, name, None)) is not None},
                          force=getattr(args, "force", False))

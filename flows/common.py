@@ -93,12 +93,20 @@ def interrupted_line(under_way: dict, terminated: bool = False) -> str:
 
 
 def _score_kept(under_way: dict) -> str:
+    from tasks.errors import ReviewflowError
     from tasks.inbox import list_inbox
     from tasks.layout import CLAIMS_FOLDER
-    from tasks.ledger import Ledger
+    from tasks.state_backend import open_state
 
     layout, before = under_way["layout"], under_way["ledger_totals"]
-    rows = Ledger(layout.ledger).totals()["rows_read"] - before["rows_read"]
+    try:
+        state = open_state(under_way.get("state_url"), layout)
+        try:
+            rows = state.totals()["rows_read"] - before["rows_read"]
+        finally:
+            state.close()
+    except ReviewflowError:  # the state database is gone too: the line still says what is kept
+        rows = "?"
     kept = (f"the files committed before the stop are kept ({rows} rows, in scored/ and "
             f"quarantine/; their inputs in archive/)")
     if not isinstance(layout.incoming, Path):

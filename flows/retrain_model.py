@@ -31,6 +31,7 @@ from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_e
 from tasks.failpoints import failpoint
 from tasks.labeled import read_labeled_reviews, read_unlabeled_reviews
 from tasks.layout import MODEL_FILE
+from tasks.pg_state import PostgresState
 from tasks.registry import Registry
 from tasks.self_training import learnable_unlabeled, pseudo_labeled
 from tasks.settings import Settings
@@ -179,7 +180,8 @@ def retrain_model(data_dir: str = str(DEFAULTS.data_dir),
                   epochs: int = DEFAULTS.epochs,
                   min_delta: float = DEFAULTS.min_delta,
                   require_significance: bool = DEFAULTS.require_significance,
-                  force: bool = False) -> dict:
+                  force: bool = False,
+                  state_url: str | None = DEFAULTS.state_url) -> dict:
     """Train a candidate and promote it only if it beats the champion on the gate rows.
 
     When the labeled data, architecture and training settings are the same as for the
@@ -187,9 +189,17 @@ def retrain_model(data_dir: str = str(DEFAULTS.data_dir),
     trains anyway.
     """
     settings = settings_from(data_dir, architecture=architecture, epochs=epochs,
-                             min_delta=min_delta, require_significance=require_significance)
+                             min_delta=min_delta, require_significance=require_significance,
+                             state_url=state_url)
     registry = Registry(settings.layout.ensure().models)
     try:
+        if settings.state_url:  # the retraining lock in PostgreSQL: one for every host
+            state = PostgresState(settings.state_url)
+            try:
+                with state.retrain_lock():
+                    return _retrain(settings, registry, force)
+            finally:
+                state.close()
         with exclusive_lock(registry.retrain_lock):
             return _retrain(settings, registry, force)
     except LockHeldError as exc:

@@ -35,12 +35,13 @@ from tasks.commit import HANDLED_ELSEWHERE, Committer
 from tasks.errors import GPURequiredError
 from tasks.inbox import list_inbox
 from tasks.layout import DataLayout, day_of
-from tasks.ledger import Ledger, claim_root_for_state
+from tasks.ledger import claim_root_for_state
 from tasks.outcomes import FileOutcome
 from tasks.registry import Registry
 from tasks.settings import Settings
 from tasks.shard_scoring import ScoringJob, ShardResult
 from tasks.shards import Shard, plan_shards, unique_columns
+from tasks.state_backend import RunState, open_state
 from tasks.storage import Location, readable_name
 from tasks.workers import ModelRef, cached_model, cached_validator
 
@@ -74,25 +75,36 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
                   settle_seconds: float = DEFAULTS.settle_seconds,
                   task_runner: Literal["threads", "dask"] = DEFAULTS.task_runner,
                   dask_address: str | None = DEFAULTS.dask_address,
-                  shard_rows: int | None = DEFAULTS.shard_rows) -> dict:
+                  shard_rows: int | None = DEFAULTS.shard_rows,
+                  state_url: str | None = DEFAULTS.state_url) -> dict:
     """Score every new review file in the inbox with the champion model.
 
     ``data_dir`` is a folder or a URL (s3://bucket/prefix); ``task_runner`` ("threads" or
     "dask"), ``dask_address`` and ``shard_rows`` choose where shards run (README,
-    "Scaling out"). Returns the run summary; the same figures are published as Prefect
+    "Scaling out"); ``state_url`` (postgresql://user@host:port/db) keeps the ledger and
+    the locks in PostgreSQL instead of the state folder. Returns the run summary; the same figures are published as Prefect
     artifacts.
     """
     logger = get_run_logger()
     settings = settings_from(data_dir, require_gpu=require_gpu, settle_seconds=settle_seconds,
                              task_runner=task_runner, dask_address=dask_address,
-                             shard_rows=shard_rows)
+                             shard_rows=shard_rows, state_url=state_url)
+    # The database first: down, it stops the run before anything is read or moved.
+    state = open_state(settings.state_url, settings.layout)
+    try:
+        return _score_reviews(settings, state, logger)
+    finally:
+        state.close()
+
+
+def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
     layout = settings.layout.ensure()
     run_started, clock = datetime.now(UTC), time.perf_counter()
     layout.check_contained(day_of(run_started))  # one line, exit 2, if a folder is a link
-    claim_root_for_state(layout)
+    claim_root_for_state(layout, *ledger.identity())
     local = settings.task_runner == "threads"  # shards run in this process
     device = _local_device(settings, logger) if local else "Dask workers"
-    registry, ledger = Registry(layout.models), Ledger(layout.ledger)
+    registry = Registry(layout.models)
     version = registry.champion_version()
     model = ModelRef(version, registry.model_path(version))
     profile = registry.read_profile(version)

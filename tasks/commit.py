@@ -3,8 +3,9 @@
 One input file goes through these steps, all on the flow's side (the driver); the
 shards in between (``tasks.shard_scoring``) only leave temporary parts:
 
-1. ``Committer.claim``: lock the content (``DataLayout.lock_file``: one run at a time per
-   content hash, released even on SIGKILL), then ask the ledger. Content this model
+1. ``Committer.claim``: lock the content (``RunState.content_lock``: one run at a time per
+   content hash, released even on SIGKILL; a lock file, or a PostgreSQL advisory lock
+   with a state URL), then ask the ledger. Content this model
    scored before, or that any model committed in a run that died before archiving it,
    is archived now and not scored again. Otherwise plan its shards; a file that cannot
    be read is quarantined whole.
@@ -50,10 +51,10 @@ from tasks.outcomes import FileOutcome
 from tasks.readers import UnreadableFileError
 from tasks.shard_scoring import ShardResult, poison_reason
 from tasks.shards import Shard
+from tasks.state_backend import RunState, SQLiteState
 from tasks.storage import (
     Location,
     LockHeldError,
-    exclusive_lock,
     move_file_keeping,
     publish,
     readable_name,
@@ -80,7 +81,7 @@ class Claim:
 
 
 def quarantine_file(path: Location, layout: DataLayout, reason: str, sha256: str | None,
-                    ledger: Ledger) -> FileOutcome:
+                    ledger: RunState) -> FileOutcome:
     """Move a whole file to ``quarantine/files/<day>/`` beside a JSON reason file.
 
     Never replaces an earlier quarantined file or its reason: names that clean to one,
@@ -162,10 +163,14 @@ class Committer:
     """The exactly-once protocol for one run: claim, then commit (or quarantine)."""
 
     layout: DataLayout
-    ledger: Ledger
+    ledger: RunState  # the ledger and the locks (SQLite and flock, or PostgreSQL)
     model_version: str
     day: str  # the run's day: its archive folder
     logger: object  # logging.Logger-like: the flow's run logger
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ledger, Ledger):  # a bare SQLite ledger: its state folder's locks
+            self.ledger = SQLiteState.of_ledger(self.ledger, self.layout)
 
     def claim(self, path: Location, sha256: str, started: float, known: Identity | None,
               plan: Callable[[Location], list[Shard]], died: int | None = None,
@@ -180,7 +185,7 @@ class Committer:
         changed since is not archived or scored under that hash."""
         lock = contextlib.ExitStack()
         try:
-            lock.enter_context(exclusive_lock(self.layout.lock_file(sha256)))
+            lock.enter_context(self.ledger.content_lock(sha256))
             if not path.exists():
                 raise FileNotFoundError(path)
             # Committed before by this model, or by any model in a run that died before
@@ -233,7 +238,7 @@ class Committer:
         if self._changed(path, known):
             return changed_outcome(path)
         self._move_to_archive(path, sha256)
-        self.ledger.record_archived(sha256)
+        self.ledger.record_archived_many([sha256])
         return FileOutcome(path.name, "already scored",
                            detail=f"content {content_key(sha256)} was scored by {by_version}")
 

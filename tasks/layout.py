@@ -149,6 +149,8 @@ class DataLayout(BaseModel):
 
     root: Path | ObjectPath
     state_root: Path | None = None
+    # The ledger and the locks are in a database (a state URL): no state folder is needed.
+    state_in_database: bool = False
 
     @property
     def incoming(self) -> Path:
@@ -246,8 +248,9 @@ class DataLayout(BaseModel):
         """Create every folder of the contract that does not exist yet; refuse a root
         whose folders are links (``check_contained``)."""
         self.check_contained()
+        state = [] if self.state_in_database and self.state_root is None else [self.state]
         for folder in (self.incoming, self.labeled, self.unlabeled, self.scored, self.quarantine,
-                       self.models, self.state, self.archive, self.monitoring):
+                       self.models, *state, self.archive, self.monitoring):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -176,7 +176,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def claim_root_for_state(layout: DataLayout) -> None:
+def claim_root_for_state(layout: DataLayout, state_id: str | None = None,
+                         where: str | None = None) -> None:
     """Refuse (``StateMismatchError``) to score a root another state folder scores.
 
     Locks and the ledger live in the state folder, so two runs on one root with two
@@ -184,11 +185,12 @@ def claim_root_for_state(layout: DataLayout) -> None:
     REVIEWFLOW_STATE_DIR) would not see each other: each sweeps the other's temporary
     parts and both may score a file. A run with a state folder of its own names it in
     ``<root>/.reviewflow-state.json`` (``STATE_MARKER_FILE``); a run whose state
-    differs from the marker stops, with one line naming both."""
+    differs from the marker stops, with one line naming both. ``state_id`` and ``where``:
+    a state database's id and its name (``RunState.identity``), instead of the folder's."""
     marker = layout.state_marker
-    if layout.state_root is None and not marker.exists():
+    if state_id is None and layout.state_root is None and not marker.exists():
         return  # the state is inside the root: one root, one state
-    ours = {"state_id": _state_id(layout), "state_dir": str(layout.state),
+    ours = {"state_id": state_id or _state_id(layout), "state_dir": where or str(layout.state),
             "host": socket.gethostname()}
     if not marker.exists():
         marker.write_text(json.dumps(ours | {"written_at": _now()}, indent=2) + "\n")
@@ -204,7 +206,8 @@ def claim_root_for_state(layout: DataLayout) -> None:
             f"{layout.root} is scored with the state folder {theirs.get('state_dir')} on "
             f"{theirs.get('host')} (id {their_id}), this run's is {ours['state_dir']} on "
             f"{ours['host']} (id {ours['state_id']}): two state folders on one root sweep "
-            "each other's temporary parts; set REVIEWFLOW_STATE_DIR to the shared one, or, "
+            "each other's temporary parts; set REVIEWFLOW_STATE_DIR or REVIEWFLOW_STATE_URL to "
+            "the shared one, or, "
             f"if that state folder is retired, delete {marker} and run again")
 
 

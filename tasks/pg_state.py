@@ -91,6 +91,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
          "UPDATE scored_files SET archived_at = finished_at",
          "CREATE INDEX scored_files_not_archived ON scored_files (source_sha256)"
          " WHERE archived_at IS NULL"]),
+    # The database's id in the data root's state marker: two states on one root are refused.
+    (3, ["CREATE TABLE state_identity (state_id TEXT NOT NULL)",
+         "INSERT INTO state_identity SELECT replace(gen_random_uuid()::text, '-', '')"]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -185,6 +188,11 @@ class PostgresState:
                         cursor.execute(statement)
                     cursor.execute("INSERT INTO schema_version VALUES (%s, %s)",
                                    (version, _now()))
+
+    def identity(self) -> tuple[str | None, str | None]:
+        state_id = self._run(lambda c: c.execute(
+            "SELECT state_id FROM state_identity").fetchone()[0])
+        return f"pg-{state_id}", self.where()
 
     def schema_version(self) -> int:
         return self._run(lambda c: c.execute(
@@ -309,6 +317,11 @@ def migrate_sqlite(ledger: Path, url: str) -> dict[str, int]:
     """Copy every row of the SQLite ledger at ``ledger`` into the state database at
     ``url`` (rows already there are kept as they are: a second run copies nothing).
     Returns the rows copied and the rows found already present, per table."""
+    from tasks.state_backend import is_state_url, redacted
+
+    if not is_state_url(url):
+        raise StateUnavailableError(f"{redacted(url)!r} is not a postgresql:// URL: give "
+                                    "--to postgresql://user@host:port/db")
     if not ledger.exists():
         raise StateUnavailableError(f"no SQLite ledger at {ledger}: nothing to migrate "
                                     "(check --data-dir / REVIEWFLOW_STATE_DIR)")

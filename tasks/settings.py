@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     state_dir: Path | None = Field(
         None, description="Local (or shared POSIX) folder for the ledger and the locks. "
                           "Default <data_dir>/state; required when data_dir is a URL.")
+    state_url: str | None = Field(
+        None, description="postgresql://user@host:port/db: the ledger and the locks in "
+                          "PostgreSQL (tasks/pg_state.py), shared by workers on any host; "
+                          "unset: the SQLite ledger and lock files in state_dir. The "
+                          "password comes from the URL, PGPASSWORD or ~/.pgpass.")
     storage_options: dict[str, Any] = Field(
         default_factory=dict, description="fsspec options for URL data roots, e.g. "
                                           '{"endpoint_url": "http://127.0.0.1:9000"}.')
@@ -191,11 +196,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _state_is_local(self) -> Settings:
-        if self.remote and self.state_dir is None:
+        if self.remote and self.state_dir is None and not self.state_url:
             raise ValueError(
                 f"data_dir {self.data_dir} is a URL, so the ledger (SQLite) and the locks "
-                "cannot live under it: set REVIEWFLOW_STATE_DIR to a local folder, or one on "
-                "a POSIX file system every scoring run shares (for example "
+                "cannot live under it: set REVIEWFLOW_STATE_URL to a PostgreSQL database "
+                "(postgresql://user@host:port/db), or REVIEWFLOW_STATE_DIR to a local folder, "
+                "or one on a POSIX file system every scoring run shares (for example "
                 "REVIEWFLOW_STATE_DIR=/var/lib/reviewflow/state)")
         if self.state_dir is not None and is_url(self.state_dir):
             raise ValueError("state_dir must be a local folder, not a URL")
@@ -216,4 +222,5 @@ class Settings(BaseSettings):
     def layout(self) -> DataLayout:
         root = as_location(self.data_dir, self.storage_options)
         return DataLayout(root=root.resolve(),
-                          state_root=self.state_dir.resolve() if self.state_dir else None)
+                          state_root=self.state_dir.resolve() if self.state_dir else None,
+                          state_in_database=bool(self.state_url))

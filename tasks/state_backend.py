@@ -48,6 +48,10 @@ class RunState(Protocol):
     def where(self) -> str:
         """Where the state lives, fit for logs (no password)."""
 
+    def identity(self) -> tuple[str | None, str | None]:
+        """(state id, where) for the data root's state marker (``claim_root_for_state``);
+        (None, None): the state folder's own id file."""
+
     # -- the ledger --------------------------------------------------------------------
     def scored(self, sha256: str, model_version: str) -> ScoredFile | None: ...
 
@@ -93,6 +97,13 @@ class SQLiteState:
         return cls(layout.ledger, layout.lock_file("0" * 64).parent,
                    layout.models / RETRAIN_LOCK_FILE)
 
+    @classmethod
+    def of_ledger(cls, ledger: Ledger, layout) -> SQLiteState:
+        """An opened ``Ledger`` with ``layout``'s lock files (callers that made their own)."""
+        state = cls.for_layout(layout)
+        state.ledger = ledger
+        return state
+
     def _lock_file(self, sha256: str) -> Path:
         from tasks.layout import content_key
 
@@ -101,6 +112,9 @@ class SQLiteState:
 
     def where(self) -> str:
         return str(self.ledger.path)
+
+    def identity(self) -> tuple[str | None, str | None]:
+        return None, None
 
     def scored(self, sha256: str, model_version: str) -> ScoredFile | None:
         return self.ledger.scored(sha256, model_version)
@@ -116,6 +130,9 @@ class SQLiteState:
 
     def record_archived_many(self, shas: list[str]) -> None:
         self.ledger.record_archived_many(shas)
+
+    def record_archived(self, sha256: str) -> None:
+        self.ledger.record_archived(sha256)
 
     def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
                                 path: str) -> None:

@@ -89,7 +89,10 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
     settings = settings_from(data_dir, require_gpu=require_gpu, settle_seconds=settle_seconds,
                              task_runner=task_runner, dask_address=dask_address,
                              shard_rows=shard_rows, state_url=state_url)
-    # The database first: down, it stops the run before anything is read or moved.
+    # Before anything is read or moved: a linked folder (the state folder too, which the
+    # SQLite ledger would write through) and a state database that is down each stop the
+    # run in one line.
+    settings.layout.check_contained(day_of(datetime.now(UTC)))
     state = open_state(settings.state_url, settings.layout)
     try:
         return _score_reviews(settings, state, logger)

@@ -140,3 +140,25 @@ def test_an_s3_root_with_a_state_url_needs_no_state_folder(s3_env, trained_model
     monkeypatch.setenv("REVIEWFLOW_STATE_DIR", str(tmp_path / "state"))
     with pytest.raises(StateMismatchError, match="pg-"):
         score_reviews(data_dir=root, settle_seconds=0)
+
+
+def test_a_retraining_lock_held_in_postgresql_stops_another_retraining(
+        scoring_root, pg_cluster, subprocess_env):  # noqa: F811
+    from tasks.pg_state import PostgresState
+
+    url = _fresh(pg_cluster)
+    before = sorted(p.name for p in (scoring_root / "models").rglob("*"))
+    holder = PostgresState(url)  # another host's retraining, as far as the database knows
+    try:
+        with holder.retrain_lock():
+            done = subprocess.run(reviewflow_command("retrain", "--data-dir", str(scoring_root),
+                                                     "--state-url", url),
+                                  cwd=PROJECT, env=subprocess_env, capture_output=True,
+                                  text=True, timeout=600)
+    finally:
+        holder.close()
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "another retraining is running" in lines[0]
+    assert "reviewflow" in lines[0] and postgres.PASSWORD not in done.stderr + done.stdout
+    assert sorted(p.name for p in (scoring_root / "models").rglob("*")) == before

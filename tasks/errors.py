@@ -4,8 +4,8 @@ One home for them: the CLI catches ``ReviewflowError`` alone and prints its mess
 as one line, exiting with ``exit_code``; anything else is a bug and keeps its
 traceback. The messages say what happened and what to do.
 
-Exit codes: 0 done; 1 stopped by the environment (disk full, unwritable folder: run
-again once fixed) or an unexpected failure; 2 nothing to work with or a wrong
+Exit codes: 0 done; 1 stopped by the environment (disk full, unwritable folder, the state
+database down or unreachable: run again once fixed) or an unexpected failure; 2 nothing to work with or a wrong
 request (no champion, no labeled data, no data root, a registry problem); 3 another
 retraining holds the registry; 4 no Prefect API (the server PREFECT_API_URL names does not
 answer, or, with it unset, the temporary server this command starts did not answer in
@@ -70,5 +70,12 @@ class StateMismatchError(ReviewflowError):
 
 class PartVanishedError(ReviewflowError):
     """A run's temporary part was removed under it by another run."""
+
+    exit_code = 1
+
+
+class StateUnavailableError(ReviewflowError):
+    """The state database cannot be reached or used; the message names it (never its
+    password) and says what to do. Exit 1: the environment stopped the run."""
 
     exit_code = 1

@@ -41,8 +41,10 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from tasks.errors import StateUnavailableError
 from tasks.ledger import Ledger, ScoredFile, _now
-from tasks.state_backend import LockHeldError, StateUnavailableError
+from tasks.state_url import is_state_url, redacted
+from tasks.storage import LockHeldError
 
 CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_S = 60
@@ -317,7 +319,6 @@ def migrate_sqlite(ledger: Path, url: str) -> dict[str, int]:
     """Copy every row of the SQLite ledger at ``ledger`` into the state database at
     ``url`` (rows already there are kept as they are: a second run copies nothing).
     Returns the rows copied and the rows found already present, per table."""
-    from tasks.state_backend import is_state_url, redacted
 
     if not is_state_url(url):
         raise StateUnavailableError(f"{redacted(url)!r} is not a postgresql:// URL: give "

@@ -22,24 +22,14 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
 
-from tasks.errors import ReviewflowError
+from tasks.errors import StateUnavailableError
 from tasks.ledger import Ledger, ScoredFile
+from tasks.state_url import is_state_url, redacted
 from tasks.storage import LockHeldError, exclusive_lock
 
 __all__ = ["LockHeldError", "RunState", "SQLiteState", "ScoredFile", "StateUnavailableError",
            "open_state", "redacted"]
-
-STATE_URL_SCHEMES = ("postgresql", "postgres")
-
-
-class StateUnavailableError(ReviewflowError):
-    """The state database cannot be reached or used; the message names it (never its
-    password) and says what to do. Exit 1: the environment stopped the run."""
-
-    exit_code = 1
-
 
 @runtime_checkable
 class RunState(Protocol):
@@ -149,21 +139,6 @@ class SQLiteState:
 
     def close(self) -> None:
         pass  # every ledger call opens and closes its own connection
-
-
-def is_state_url(url: str | None) -> bool:
-    return bool(url) and urlsplit(url).scheme in STATE_URL_SCHEMES
-
-
-def redacted(url: str) -> str:
-    """``url`` with any password replaced by ``***``: the only form of a state URL that
-    may be printed, logged or written."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def open_state(url: str | None, layout) -> RunState:

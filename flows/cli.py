@@ -54,6 +54,9 @@ class Terminated(KeyboardInterrupt):
     exit_code = 128 + signal.SIGTERM
 
 
+INTERRUPTED_EXITS = (INTERRUPTED_EXIT, Terminated.exit_code)
+
+
 def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
@@ -533,11 +536,26 @@ def run() -> None:
     except SystemExit as exc:
         status["code"] = (exc.code if isinstance(exc.code, int)
                           else 0 if exc.code is None else 1)  # a message: Python prints it
+        if status["code"] in INTERRUPTED_EXITS:
+            _exit_now()
         raise
     except KeyboardInterrupt as exc:  # with --verbose: Python prints the traceback
         status["code"] = getattr(exc, "exit_code", INTERRUPTED_EXIT)
         raise
     sys.exit(status["code"])
+
+
+def _exit_now() -> None:
+    """End an interrupted command once its line is printed, without joining its threads.
+
+    Python's exit first waits for every worker thread, and a task thread caught mid-file
+    by the interrupt can wait for ever on the flow that stopped under it (seen under
+    load: the line printed, then no exit). Nothing it holds needs finishing: its parts
+    are temporaries the next run sweeps, its claim is picked up by the next run, as
+    after a SIGKILL. The exit handlers still run (Prefect's queues drained, the temporary
+    server stopped), the last of them ending the process with the exit code.
+    """
+    atexit._run_exitfuncs()
 
 
 def _exit_without_teardown(status: dict) -> None:

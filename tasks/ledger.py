@@ -127,8 +127,7 @@ class Ledger:
                                   f"scored_files WHERE source_sha256 IN "
                                   f"({', '.join('?' * len(chunk))})", chunk).fetchall()
                 for sha, *records in rows:
-                    for record in (r for r in records if r):
-                        parts[sha] += json.loads(record) if record.startswith("[") else [record]
+                    parts[sha] += [part for record in records for part in part_paths(record)]
         return parts
 
     def record_scored(self, entry: ScoredFile) -> None:
@@ -170,6 +169,14 @@ class Ledger:
             files = db.execute("SELECT COUNT(*) FROM quarantined_files").fetchone()[0]
         return {"rows_read": read, "rows_scored": scored, "rows_quarantined": quarantined,
                 "files_quarantined": files}
+
+
+def part_paths(record: str | None) -> list[str]:
+    """The paths a ``scored_part``/``quarantine_part`` value names (``commit.part_record``
+    writes it: one path, or a JSON list of a file's shard parts)."""
+    if not record:
+        return []
+    return json.loads(record) if record.startswith("[") else [record]
 
 
 def _now() -> str:

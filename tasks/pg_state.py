@@ -42,7 +42,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from tasks.errors import StateUnavailableError
-from tasks.ledger import Ledger, ScoredFile, _now
+from tasks.ledger import Ledger, ScoredFile, _now, part_paths
 from tasks.state_url import is_state_url, redacted
 from tasks.storage import LockHeldError
 
@@ -214,15 +214,12 @@ class PostgresState:
         return ScoredFile(*row) if row else None
 
     def committed_parts(self, shas: list[str]) -> dict[str, list[str]]:
-        import json
-
         parts: dict[str, list[str]] = {sha: [] for sha in shas}
         rows = self._run(lambda c: c.execute(
             "SELECT source_sha256, scored_part, quarantine_part FROM scored_files"
             " WHERE source_sha256 = ANY(%s)", (list(shas),)).fetchall())
         for sha, *records in rows:
-            for record in (r for r in records if r):
-                parts[sha] += json.loads(record) if record.startswith("[") else [record]
+            parts[sha] += [part for record in records for part in part_paths(record)]
         return parts
 
     def record_scored(self, entry: ScoredFile) -> None:

@@ -33,7 +33,7 @@ from tasks.model import (
     train_model,
 )
 from tasks.settings import Settings
-from tasks.split import Split, split_labeled
+from tasks.training.split import Split, split_labeled
 
 DEFAULT_PARQUET = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "train.parquet"
 PREDICT_BATCH_SIZE = 1024

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from tasks.layout import DataLayout
-from tasks.registry import Registry
+from tasks.training.registry import Registry
 
 PROJECT = Path(__file__).resolve().parents[1]
 SAMPLES = PROJECT / "data" / "samples"

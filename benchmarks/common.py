@@ -310,9 +310,9 @@ class Bench:
         return data
 
     def champion_ref(self):
-        """The champion as a ``tasks.workers.ModelRef``: what the flow's shards score with."""
-        from tasks.registry import Registry
-        from tasks.workers import ModelRef
+        """The champion as a ``tasks.scoring.workers.ModelRef``: what the flow's shards score with."""
+        from tasks.scoring.workers import ModelRef
+        from tasks.training.registry import Registry
 
         champion = self.champion()
         registry = Registry(DataLayout(root=champion["data_dir"].resolve()).models)
@@ -320,7 +320,7 @@ class Bench:
 
     def load_champion_model(self):
         from tasks.model import load_model
-        from tasks.registry import Registry
+        from tasks.training.registry import Registry
 
         champion = self.champion()
         registry = Registry(DataLayout(root=champion["data_dir"]).models)

@@ -1,6 +1,6 @@
 """Where a scoring run spends its time: the per-file work of ``score-reviews``, stage by stage.
 
-Runs the function the flow's ``score-shard`` task runs, ``tasks.shard_scoring.score_shard``,
+Runs the function the flow's ``score-shard`` task runs, ``tasks.scoring.shard.score_shard``,
 on one whole file, with a ``StageClock`` that times its stages, then publishes its parts
 as the commit does; without Prefect, the ledger or the archive move:
 
@@ -37,13 +37,13 @@ STAGES = ("hash", "read", "validate", "score", "monitor", "write")
 def profile_scoring(path: Path, model, settings, out_dir: Path) -> dict:
     """Score ``path`` stage by stage as the flow does; seconds per stage and the slowest.
 
-    ``model`` is a ``tasks.workers.ModelRef`` (loaded once per process, as on a worker),
+    ``model`` is a ``tasks.scoring.workers.ModelRef`` (loaded once per process, as on a worker),
     ``settings`` a ``tasks.settings.Settings`` (batch sizes, column names, the suite);
     outputs go under ``out_dir``.
     """
-    from tasks.shard_scoring import ScoringJob, StageClock, score_shard
-    from tasks.shards import Shard
-    from tasks.storage import file_sha256, publish
+    from tasks.scoring.planning import Shard
+    from tasks.scoring.shard import ScoringJob, StageClock, score_shard
+    from tasks.storage.local import file_sha256, publish
 
     job = ScoringJob.from_settings(settings, model, None, datetime.now(UTC),
                                    out_dir / "scored", out_dir / "rejected")
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cprofile", action="store_true", help="also list the hot functions")
     args = parser.parse_args(argv)
 
+    from tasks.scoring.workers import ModelRef
     from tasks.settings import Settings
-    from tasks.workers import ModelRef
 
     settings, model = Settings(), ModelRef("profiled", args.model.resolve())
     with tempfile.TemporaryDirectory() as out:

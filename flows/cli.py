@@ -220,8 +220,8 @@ def _settings(args):
 
 
 def _migrate_state(args) -> None:
-    from tasks.pg_state import migrate_sqlite
-    from tasks.state_backend import redacted
+    from tasks.state.backend import redacted
+    from tasks.state.postgres import migrate_sqlite
 
     layout = _settings(args).layout
     counts = migrate_sqlite(layout.ledger, args.to)
@@ -255,12 +255,12 @@ def _require_root(args) -> None:
 def _score_if_needed(args) -> dict | None:
     """Score, unless a look at the registry and the inbox shows there is nothing to do:
     then say so without starting Prefect or loading TensorFlow."""
-    from tasks.inbox import list_inbox
-    from tasks.registry import Registry
+    from tasks.state.inbox import list_inbox
+    from tasks.training.registry import Registry
 
     settings = _settings(args)
     if settings.state_url:  # down: one line, exit 1, before the inbox is looked at
-        from tasks.state_backend import open_state
+        from tasks.state.backend import open_state
 
         open_state(settings.state_url, settings.layout).close()
     if args.settle_seconds is not None:
@@ -280,14 +280,14 @@ def _preflight_retrain(args) -> None:
     """The conditions a retraining cannot start under, said in one line before Prefect
     and TensorFlow load. The flow checks them again (another run may come in between)."""
     from tasks.errors import NoLabeledDataError, RetrainingBusyError
-    from tasks.readers import is_review_file
-    from tasks.registry import Registry
-    from tasks.storage import LockHeldError, exclusive_lock
+    from tasks.reading import is_review_file
+    from tasks.storage.local import LockHeldError, exclusive_lock
+    from tasks.training.registry import Registry
 
     settings = _settings(args)
     layout = settings.layout
     if settings.state_url:  # down: one line, exit 1; held: exit 3, as below
-        from tasks.pg_state import PostgresState
+        from tasks.state.postgres import PostgresState
 
         state = PostgresState(settings.state_url)
         try:
@@ -350,7 +350,7 @@ def _warm_heavy_imports() -> Callable[[], None]:
 
 def _score(args) -> dict:
     from flows.prefect_api import PrefectAPI
-    from tasks.state_backend import open_state
+    from tasks.state.backend import open_state
 
     settings = _settings(args)
     layout = settings.layout
@@ -380,7 +380,7 @@ def _score(args) -> dict:
 
 def _retrain(args) -> dict:
     from flows.prefect_api import PrefectAPI
-    from tasks.registry import Registry
+    from tasks.training.registry import Registry
 
     registry = Registry(_settings(args).layout.models)
     _under_way.update(command="retrain", registry=registry,
@@ -427,7 +427,7 @@ def _print_retrain(summary: dict) -> None:
 
 
 def _models(args) -> None:
-    from tasks.registry import Registry
+    from tasks.training.registry import Registry
 
     registry = Registry(_settings(args).layout.models)
     if args.action == "list":
@@ -483,7 +483,7 @@ def _monitor(args) -> None:
 def _demo(args) -> None:
     """Create the root, train on the bundled English and Korean samples if there is no
     champion, then score the sample inbox and the Korean test reviews."""
-    from tasks.registry import Registry
+    from tasks.training.registry import Registry
 
     layout = _settings(args).layout.ensure()
     if Registry(layout.models).champion() is None:

@@ -94,9 +94,9 @@ def interrupted_line(under_way: dict, terminated: bool = False) -> str:
 
 def _score_kept(under_way: dict) -> str:
     from tasks.errors import ReviewflowError
-    from tasks.inbox import list_inbox
     from tasks.layout import CLAIMS_FOLDER
-    from tasks.state_backend import open_state
+    from tasks.state.backend import open_state
+    from tasks.state.inbox import list_inbox
 
     layout, before = under_way["layout"], under_way["ledger_totals"]
     try:

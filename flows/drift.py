@@ -18,9 +18,9 @@ from tasks.monitoring import (
     signals,
 )
 from tasks.outcomes import FileOutcome
+from tasks.scoring.shard import ScoringJob, ShardResult
 from tasks.settings import Settings
-from tasks.shard_scoring import ScoringJob, ShardResult
-from tasks.storage import StagedParquet
+from tasks.storage.local import StagedParquet
 
 DRIFT_EVENT = "reviewflow.drift.detected"
 

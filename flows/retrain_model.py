@@ -1,14 +1,14 @@
 """Flow ``retrain-model``: train a candidate on ``labeled/`` and promote it only on evidence.
 
 The steps: read and validate every labeled file, and every file of ``unlabeled/``
-(``tasks.labeled``); split three ways by each review's movie or product, else its id
-(``tasks.split``): train, selection (early stopping) and gate; unless nothing is new to
-learn (``tasks.training_record``), train the configured architecture (``tasks.model``),
-pseudo-label the unlabeled reviews it is sure of (``tasks.self_training``) and train
+(``tasks.training.labeled``); split three ways by each review's movie or product, else its id
+(``tasks.training.split``): train, selection (early stopping) and gate; unless nothing is new to
+learn (``tasks.training.record``), train the configured architecture (``tasks.model``),
+pseudo-label the unlabeled reviews it is sure of (``tasks.training.self_training``) and train
 again on more rows (``train_candidate``); compare the candidate and the
 champion now on the gate rows, which neither chose anything by, and decide
-(``tasks.evaluation``); record the version, its metrics, curves, decision and drift
-reference profile in the registry (``tasks.registry``). One retraining at a time.
+(``tasks.training.evaluation``); record the version, its metrics, curves, decision and drift
+reference profile in the registry (``tasks.training.registry``). One retraining at a time.
 
 Run it as ``reviewflow retrain`` or ``python -m flows.retrain_model``.
 """
@@ -27,17 +27,14 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import build_validator, environment_settings, settings_from, terminal_progress
 from flows.retrain_report import publish_artifacts, report_nothing_new
 from tasks.errors import RetrainingBusyError
-from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_exact
 from tasks.failpoints import failpoint
-from tasks.labeled import read_labeled_reviews, read_unlabeled_reviews
 from tasks.layout import MODEL_FILE
-from tasks.pg_state import PostgresState
-from tasks.registry import Registry
-from tasks.self_training import learnable_unlabeled, pseudo_labeled
 from tasks.settings import Settings
-from tasks.split import Split, split_labeled
-from tasks.storage import LockHeldError, exclusive_lock
-from tasks.training_record import (
+from tasks.state.postgres import PostgresState
+from tasks.storage.local import LockHeldError, exclusive_lock
+from tasks.training.evaluation import classification_metrics, decide_promotion, mcnemar_exact
+from tasks.training.labeled import read_labeled_reviews, read_unlabeled_reviews
+from tasks.training.record import (
     check_parts,
     left_out_rows,
     left_out_warning,
@@ -46,18 +43,21 @@ from tasks.training_record import (
     training_inputs,
     version_metrics,
 )
+from tasks.training.registry import Registry
+from tasks.training.self_training import learnable_unlabeled, pseudo_labeled
+from tasks.training.split import Split, split_labeled
 
 
 @task(name="read-labeled", cache_policy=NO_CACHE)
 def read_labeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
-    """``tasks.labeled.read_labeled_reviews`` as a task, with the suite requiring labels."""
+    """``tasks.training.labeled.read_labeled_reviews`` as a task, with the suite requiring labels."""
     return read_labeled_reviews(settings, build_validator(settings, require_label=True),
                                 get_run_logger())
 
 
 @task(name="read-unlabeled", cache_policy=NO_CACHE)
 def read_unlabeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
-    """``tasks.labeled.read_unlabeled_reviews`` as a task (labels not required)."""
+    """``tasks.training.labeled.read_unlabeled_reviews`` as a task (labels not required)."""
     return read_unlabeled_reviews(settings, build_validator(settings), get_run_logger())
 
 
@@ -261,7 +261,7 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     version = _record_version(registry, trained, split, settings, read_stats, candidate,
                               candidate_scores, compared, decision, self_training)
     failpoint("retrain:decided")
-    # Promoted only if the champion is still the one compared against (tasks.registry).
+    # Promoted only if the champion is still the one compared against (tasks.training.registry).
     promoted, reason = registry.conclude_training(version, decision.promote, decision.reason,
                                                   compared[0] if compared else None)
     logger.info("%s %s: %s", "PROMOTED" if promoted else "REJECTED" if reason == decision.reason

@@ -1,7 +1,7 @@
 """Where the scoring flow's shards run, and how files are queued to them.
 
 Who does what (README, "Scaling out"): the flow's process (the driver) claims each file
-and plans its shards (``tasks.commit``); each shard is a ``score-shard`` task run by the
+and plans its shards (``tasks.state.commit``); each shard is a ``score-shard`` task run by the
 task runner the settings choose: Prefect's thread pool in this process (the default),
 or prefect-dask's ``DaskTaskRunner`` on a Dask cluster. Only when every shard of a file
 is done does the driver commit it, so the crash-consistency of a single process holds
@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from tasks.commit import HANDLED_ELSEWHERE, Claim, Committer, discard
-from tasks.inbox import Identity, claim_for_run, is_claimed, runs_died
 from tasks.outcomes import FileOutcome
-from tasks.readers import detect_format
+from tasks.reading import detect_format
+from tasks.scoring.shard import ScoringJob, ShardResult
 from tasks.settings import Settings
-from tasks.shard_scoring import ScoringJob, ShardResult
-from tasks.storage import Location, file_sha256, readable_name
+from tasks.state.commit import HANDLED_ELSEWHERE, Claim, Committer, discard
+from tasks.state.inbox import Identity, claim_for_run, is_claimed, runs_died
+from tasks.storage.local import Location, file_sha256, readable_name
 
 # Files whose shards may be queued at once. Threads: the next file is hashed and planned
 # while one scores. Dask: enough to keep a large cluster busy, few enough that the driver
@@ -121,7 +121,7 @@ Begin = Callable[[Location, str, float, Identity | None, int | None], Claim | Fi
 class FileQueue:
     """Submits claimed files' shards to the task runner and commits files in order.
 
-    ``begin`` claims a file and plans its shards (``tasks.commit.Committer.claim``);
+    ``begin`` claims a file and plans its shards (``tasks.state.commit.Committer.claim``);
     ``record`` takes each file's outcome, its shard results and when its work began.
     """
 

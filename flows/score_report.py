@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows.common import terminal_progress
 from tasks.monitoring import MonitorCounts, signals
 from tasks.outcomes import FileOutcome
-from tasks.shard_scoring import ShardResult
+from tasks.scoring.shard import ShardResult
 
 
 @dataclass
@@ -20,7 +20,7 @@ class ScoreSummary:
     device: str
     files: list[FileOutcome] = field(default_factory=list)
     files_settling: int = 0
-    inbox_note: str = ""  # what the inbox held (tasks.inbox.Inbox.note)
+    inbox_note: str = ""  # what the inbox held (tasks.state.inbox.Inbox.note)
     seconds: float = 0.0
     task_runner: str = "threads"
     busy_seconds: float = 0.0  # wall time during which at least one file was being worked on

@@ -2,14 +2,14 @@
 
 The steps, each in its own module:
 
-1. list the inbox (``tasks.inbox``); quarantine what is no review file;
+1. list the inbox (``tasks.state.inbox``); quarantine what is no review file;
 2. for each ready file: claim it by its content hash, check the ledger and plan its
-   shards (``tasks.commit``, ``tasks.shards``);
+   shards (``tasks.state.commit``, ``tasks.scoring.planning``);
 3. submit its shards, a ``score-shard`` task each, or a bundle of small files as one
    ``score-small-files`` task, to the task runner (``flows.score_queue``); a shard reads,
-   validates and scores its rows into temporary parts (``tasks.shard_scoring``);
+   validates and scores its rows into temporary parts (``tasks.scoring.shard``);
 4. once every shard of a file is done, commit it: publish its parts, record it in the
-   ledger, archive the input (``tasks.commit``);
+   ledger, archive the input (``tasks.state.commit``);
 5. measure each scored file's drift (``flows.drift``) and report the run
    (``flows.score_report``).
 
@@ -30,37 +30,37 @@ from flows.common import environment_settings, settings_from
 from flows.drift import DriftWatch, thresholds
 from flows.score_queue import FileQueue, api_for_workers, task_runner_for
 from flows.score_report import Progress, ScoreSummary, publish_summary
-from tasks import shard_scoring
-from tasks.commit import HANDLED_ELSEWHERE, Committer
 from tasks.errors import GPURequiredError
-from tasks.inbox import list_inbox
 from tasks.layout import DataLayout, day_of
-from tasks.ledger import claim_root_for_state
 from tasks.outcomes import FileOutcome
-from tasks.registry import Registry
+from tasks.scoring import shard as shard_scoring
+from tasks.scoring.planning import Shard, plan_shards, unique_columns
+from tasks.scoring.shard import ScoringJob, ShardResult
+from tasks.scoring.workers import ModelRef, cached_model, cached_validator
 from tasks.settings import Settings
-from tasks.shard_scoring import ScoringJob, ShardResult
-from tasks.shards import Shard, plan_shards, unique_columns
-from tasks.state_backend import RunState, open_state
-from tasks.storage import Location, readable_name
-from tasks.workers import ModelRef, cached_model, cached_validator
+from tasks.state.backend import RunState, open_state
+from tasks.state.commit import HANDLED_ELSEWHERE, Committer
+from tasks.state.inbox import list_inbox
+from tasks.state.ledger import claim_root_for_state
+from tasks.storage.local import Location, readable_name
+from tasks.training.registry import Registry
 
 
 @task(name="load-champion", cache_policy=NO_CACHE)
 def load_champion(ref: ModelRef):
-    """The champion's model, loaded once per process in Keras safe mode (tasks.workers)."""
+    """The champion's model, loaded once per process in Keras safe mode (tasks.scoring.workers)."""
     return cached_model(ref)
 
 
 @task(name="score-shard", cache_policy=NO_CACHE)
 def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> ShardResult:
-    """``tasks.shard_scoring.score_shard`` as a task: one shard, on a thread or a Dask worker."""
+    """``tasks.scoring.shard.score_shard`` as a task: one shard, on a thread or a Dask worker."""
     return shard_scoring.score_shard(path, sha256, shard, job)
 
 
 @task(name="score-small-files", cache_policy=NO_CACHE)
 def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> list[ShardResult]:
-    """``tasks.shard_scoring.score_small_files`` as a task: a bundle of small whole files."""
+    """``tasks.scoring.shard.score_small_files`` as a task: a bundle of small whole files."""
     return shard_scoring.score_small_files(files, job)
 
 

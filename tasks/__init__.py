@@ -1,0 +1,16 @@
+"""Plain functions on plain data: no Prefect here (tests/test_imports.py holds to that).
+
+Sub-packages, one per subsystem:
+
+- ``reading``: review files of every supported format into normalized Arrow batches.
+- ``model``: text rules, layers, architectures, training and serving of sentiment models.
+- ``scoring``: one shard's work, how a file is split into shards, the per-worker cache.
+- ``training``: labeled data, the split, self-training, evaluation, the registry.
+- ``state``: the ledger, claims, locks and the exactly-once commit, on SQLite or PostgreSQL.
+- ``storage``: crash-safe local file operations and object-storage paths.
+
+Shared modules at the top: ``settings`` (every default), ``layout`` (every folder and file
+name of the data root), ``validation`` (the Great Expectations suite), ``errors`` (exit
+codes), ``outcomes`` (what happened to a file), ``monitoring`` (drift signals),
+``failpoints`` (crash points for tests).
+"""

@@ -6,8 +6,8 @@ answered here and nowhere else (README, "Data folder contract"). Everything else
 
     <root>/
       incoming/                        new review files (the inbox)
-        .claimed/<token>/<name>        a file a run has claimed (tasks.inbox.claim)
-        .claimed/<token>/.attempts     runs that began work on it (tasks.inbox.runs_died)
+        .claimed/<token>/<name>        a file a run has claimed (tasks.state.inbox.claim)
+        .claimed/<token>/.attempts     runs that began work on it (tasks.state.inbox.runs_died)
       labeled/                         labeled review files for retraining
       unlabeled/                       review files without labels that retraining may
                                        learn from (self-training); never scored
@@ -19,7 +19,7 @@ answered here and nowhere else (README, "Data folder contract"). Everything else
         training/                      rejected rows of labeled files
         unlabeled/                     rejected rows of unlabeled files
       monitoring/run_date=<day>/       drift signals, one row per scored file
-      models/                          the registry (tasks.registry)
+      models/                          the registry (tasks.training.registry)
         champion.json  history.jsonl  .retrain.lock
         versions/<version>/            model.keras, metrics.json, curves.png,
                                        decision.json, profile.json
@@ -50,19 +50,19 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from tasks.errors import LinkedFolderError
-from tasks.objectstore import ObjectPath
+from tasks.storage.objects import ObjectPath
 
 # Files a run has claimed live in ``incoming/.claimed/<token>/<name>``: a dot-name, so
 # no reader of incoming/ mistakes them for new uploads.
 CLAIMS_FOLDER = ".claimed"
-# Beside a claimed file: how many runs began work on it (tasks.inbox.runs_died).
+# Beside a claimed file: how many runs began work on it (tasks.state.inbox.runs_died).
 CLAIM_ATTEMPTS_FILE = ".attempts"
 
-# The registry (tasks.registry): its pointer, history and per-version files.
+# The registry (tasks.training.registry): its pointer, history and per-version files.
 CHAMPION_FILE = "champion.json"
 HISTORY_FILE = "history.jsonl"
 RETRAIN_LOCK_FILE = ".retrain.lock"
-# Held while the champion pointer or the history changes (tasks.registry).
+# Held while the champion pointer or the history changes (tasks.training.registry).
 POINTER_LOCK_FILE = ".champion.lock"
 VERSIONS_FOLDER = "versions"
 STAGING_FOLDER = ".staging"
@@ -123,7 +123,7 @@ def part_glob(sha256: str) -> str:
 
 def is_part_of(name: str, sha256: str, model_version: str | None = None) -> bool:
     """True if ``name`` is exactly a part ``part_name`` gives this content and model (any
-    shard), or a temporary of one (``.<part>.<8 hex>.tmp``, see tasks.storage)."""
+    shard), or a temporary of one (``.<part>.<8 hex>.tmp``, see tasks.storage.local)."""
     stem = re.escape(f"part-{content_key(sha256)}"
                      + (f"-{model_version}" if model_version else ""))
     part = rf"{stem}(?:-s\d{{4}})?\.parquet"

@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tasks.columns import ColumnMapping
 from tasks.layout import DataLayout
-from tasks.objectstore import as_location, is_url
+from tasks.reading.columns import ColumnMapping
+from tasks.storage.objects import as_location, is_url
 
 PACKAGED_SUITE = Path(__file__).parent / "expectations" / "review_suite.json"
 
@@ -38,7 +38,7 @@ class Settings(BaseSettings):
                           "Default <data_dir>/state; required when data_dir is a URL.")
     state_url: str | None = Field(
         None, description="postgresql://user@host:port/db: the ledger and the locks in "
-                          "PostgreSQL (tasks/pg_state.py), shared by workers on any host; "
+                          "PostgreSQL (tasks/state/postgres.py), shared by workers on any host; "
                           "unset: the SQLite ledger and lock files in state_dir. The "
                           "password comes from the URL, PGPASSWORD or ~/.pgpass.")
     storage_options: dict[str, Any] = Field(
@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     architecture: str = Field("ngram-marks", description="Named model configuration (see tasks.model).")
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of the labeled groups (or reviews, where files "
-                                     "name no group) held out of training (tasks.split).")
+                                     "name no group) held out of training (tasks.training.split).")
     selection_share: float = Field(
         0.5, gt=0, lt=1, description="Share of the held-out part on which early stopping "
                                      "selects the best epoch; the rest is the promotion gate.")

@@ -28,7 +28,7 @@ from test_score_flow import good_rows, quarantined_files, scored_rows, write_csv
 from flows.score_reviews import score_reviews
 from tasks.errors import LinkedFolderError, PartVanishedError, StateMismatchError
 from tasks.layout import DataLayout, day_of
-from tasks.registry import Registry
+from tasks.training.registry import Registry
 
 
 def run(root, **settings) -> dict:
@@ -275,7 +275,7 @@ def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on
         scoring_root, monkeypatch):
     """A reader that dies on one file with MemoryError (a 3 GiB JSON line) used to stop
     every run, the file staying claimed and the files behind it unscored."""
-    from tasks import shard_scoring
+    from tasks.scoring import shard as shard_scoring
 
     real = shard_scoring.iter_review_batches
 
@@ -301,7 +301,7 @@ def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on
 
 def test_an_unexpected_error_planning_shards_quarantines_the_file(scoring_root, monkeypatch):
     """The same in the driver, where a file is read once to plan its shards."""
-    from tasks import shards
+    from tasks.scoring import planning as shards
 
     real = shards.iter_review_batches
 
@@ -386,8 +386,8 @@ def test_a_temporary_part_swept_by_another_run_names_the_cause(tmp_path):
     """The message when a run's temporary part vanishes says who removes one."""
     import logging
 
-    from tasks.commit import Committer
-    from tasks.ledger import Ledger
+    from tasks.state.commit import Committer
+    from tasks.state.ledger import Ledger
 
     layout = DataLayout(root=tmp_path / "data").ensure()
     committer = Committer(layout, Ledger(layout.ledger), "v1", TODAY, logging.getLogger())

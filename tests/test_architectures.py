@@ -13,7 +13,6 @@ import pyarrow as pa
 import pytest
 import tensorflow as tf
 
-from tasks.columns import ColumnMapping
 from tasks.model import (
     ARCHITECTURES,
     Architecture,
@@ -34,9 +33,10 @@ from tasks.model import (
     standardize_review,
     train_model,
 )
-from tasks.readers import iter_review_batches
+from tasks.reading import iter_review_batches
+from tasks.reading.columns import ColumnMapping
 from tasks.settings import Settings
-from tasks.split import split_labeled
+from tasks.training.split import split_labeled
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 KOREAN = SAMPLES / "korean"

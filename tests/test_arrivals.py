@@ -22,14 +22,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.columns import ColumnMapping
-from tasks.readers import (
+from tasks.reading import (
     ReadReport,
     UnreadableFileError,
     iter_review_batches,
     record_chars,
     resolve_encoding,
 )
+from tasks.reading.columns import ColumnMapping
 from tasks.validation import ReviewValidator, load_suite_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,8 +139,8 @@ def test_a_huge_line_is_skipped_in_bounded_memory(tmp_path, name):
     child = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from tasks.columns import ColumnMapping\n"
-        "from tasks.readers import iter_review_batches\n"
+        "from tasks.reading.columns import ColumnMapping\n"
+        "from tasks.reading import iter_review_batches\n"
         "rows, errors = [], []\n"
         "for b in iter_review_batches(Path(sys.argv[1]), ColumnMapping(), 1000, 4 << 30):\n"
         "    rows += b.column('review_id').to_pylist(); errors += b.column('read_error').to_pylist()\n"
@@ -279,7 +279,7 @@ def test_compatibility_hanja_stay_as_written(tmp_path):
 
 def test_nfd_and_zero_width_reviews_score_like_nfc(tmp_path, trained_models):
     from tasks.model import load_model, predict_scores
-    from tasks.registry import Registry
+    from tasks.training.registry import Registry
 
     registry = Registry(trained_models)
     model = load_model(registry.model_path(registry.champion_version()))

@@ -349,7 +349,7 @@ def test_an_interrupted_retraining_says_nothing_was_promoted(scoring_root, subpr
     import shutil
     import signal
 
-    from tasks.registry import Registry
+    from tasks.training.registry import Registry
 
     for sample in (SAMPLES / "labeled").iterdir():
         shutil.copy2(sample, scoring_root / "labeled" / sample.name)

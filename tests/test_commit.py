@@ -1,4 +1,4 @@
-"""The exactly-once protocol (tasks.commit) on its own: claim, commit, archive, quarantine.
+"""The exactly-once protocol (tasks.state.commit) on its own: claim, commit, archive, quarantine.
 
 Plain functions over a real data root, a real ledger and real locks; shard results are
 made by hand (no model, no flow), so each step of the protocol is checked alone.
@@ -15,14 +15,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tasks.commit import Claim, Committer
-from tasks.inbox import claim_for_run
 from tasks.layout import DataLayout, day_of, kept_name, part_name
-from tasks.ledger import Ledger, ScoredFile
-from tasks.readers import UnreadableFileError
-from tasks.shard_scoring import ShardResult
-from tasks.shards import Shard
-from tasks.storage import StagedParquet, exclusive_lock, file_sha256
+from tasks.reading import UnreadableFileError
+from tasks.scoring.planning import Shard
+from tasks.scoring.shard import ShardResult
+from tasks.state.commit import Claim, Committer
+from tasks.state.inbox import claim_for_run
+from tasks.state.ledger import Ledger, ScoredFile
+from tasks.storage.local import StagedParquet, exclusive_lock, file_sha256
 
 VERSION = "v1"
 DAY = "2026-01-02"

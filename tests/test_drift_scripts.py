@@ -15,7 +15,7 @@ from conftest import SAMPLES
 from flows.score_reviews import score_reviews
 from tasks import monitoring
 from tasks.layout import DataLayout
-from tasks.registry import Registry
+from tasks.training.registry import Registry
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_many_small_files_build_the_vocabulary_lookup_once(scoring_root):
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert summary["files_scored"] == 20
     assert len(monitoring_rows(scoring_root)) == 20
-    # A fresh root: its champion is loaded anew (tasks.workers keys models by path).
+    # A fresh root: its champion is loaded anew (tasks.scoring.workers keys models by path).
     assert monitoring.LOOKUP_BUILDS["count"] - before == 1
 
 

@@ -17,8 +17,8 @@ from test_reliability import run_cli
 from test_score_flow import good_rows, quarantined_files, scored_rows, write_csv
 
 from flows.score_reviews import score_reviews
-from tasks.ledger import Ledger
-from tasks.registry import Registry, RegistryError
+from tasks.state.ledger import Ledger
+from tasks.training.registry import Registry, RegistryError
 
 
 def run(root) -> dict:
@@ -190,7 +190,7 @@ def test_a_ledger_from_before_archived_at_opens_with_its_files_archived(tmp_path
     ledger = Ledger(path)
     assert ledger.scored("s1", "v1").archived_at == "2026-11-01T00:00:00+00:00"
     assert ledger.committed_not_archived("s1") is None
-    from tasks.ledger import ScoredFile
+    from tasks.state.ledger import ScoredFile
 
     ledger.record_scored(ScoredFile("s2", "v1", "b.csv", 1, 1, 0, "p2", None))
     assert ledger.committed_not_archived("s2").source_file == "b.csv"

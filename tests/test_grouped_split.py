@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLES
 
-from tasks.columns import ColumnMapping
-from tasks.readers import GROUPED_SCHEMA, NORMALIZED_SCHEMA, iter_review_batches
-from tasks.registry import Registry
+from tasks.reading import GROUPED_SCHEMA, NORMALIZED_SCHEMA, iter_review_batches
+from tasks.reading.columns import ColumnMapping
+from tasks.training.registry import Registry
 
 COLUMNS = ColumnMapping()
 

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.score_reviews import score_reviews
-from tasks.columns import ColumnMapping
-from tasks.readers import UnreadableFileError, iter_review_batches
+from tasks.reading import UnreadableFileError, iter_review_batches
+from tasks.reading.columns import ColumnMapping
 from tasks.settings import PACKAGED_SUITE
-from tasks.split import split_labeled
+from tasks.training.split import split_labeled
 from tasks.validation import ReviewValidator, load_suite_config
 
 COLUMNS = ColumnMapping()

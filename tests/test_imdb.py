@@ -14,8 +14,8 @@ import pytest
 
 from flows.retrain_model import retrain_model
 from flows.score_reviews import score_reviews
-from tasks.registry import Registry
-from tasks.split import in_validation
+from tasks.training.registry import Registry
+from tasks.training.split import in_validation
 
 pytestmark = [pytest.mark.imdb, pytest.mark.slow]
 

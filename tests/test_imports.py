@@ -14,26 +14,53 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+MAX_MODULE_LINES = 450
+
+
 def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports; ``from pkg import name`` counts ``pkg.name`` too, which
+    matters only where that name is a module."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
     return found
 
 
+def module_files() -> dict[str, Path]:
+    """flows/ and tasks/ by dotted name; a package is its ``__init__.py``."""
+    found = {}
+    for folder in ("flows", "tasks"):
+        for path in (PROJECT / folder).rglob("*.py"):
+            parts = path.relative_to(PROJECT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
 def project_graph() -> dict[str, set[str]]:
-    modules = {f"{p.parent.name}.{p.stem}": p for folder in ("flows", "tasks")
-               for p in (PROJECT / folder).glob("*.py") if p.stem != "__init__"}
-    return {name: {m for m in imports_of(path) if m in modules}
+    modules = module_files()
+    return {name: {m for m in imports_of(path) if m in modules and m != name}
             for name, path in modules.items()}
 
 
 def test_tasks_import_no_prefect():
-    for path in (PROJECT / "tasks").glob("*.py"):
+    for path in (PROJECT / "tasks").rglob("*.py"):
         assert not any(m == "prefect" or m.startswith("prefect.") for m in imports_of(path)), path
+
+
+def test_no_module_is_several_modules_in_one():
+    long = {name: n for name, path in module_files().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_every_package_says_what_it_owns():
+    for path in [*(PROJECT / "tasks").rglob("__init__.py"), *(PROJECT / "flows").rglob("__init__.py")]:
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        assert docstring and len(docstring.split()) >= 8, f"{path} needs a docstring"
 
 
 def test_no_import_cycles():

@@ -26,7 +26,7 @@ from tasks.layout import (
     part_name,
     reason_file,
 )
-from tasks.registry import Registry
+from tasks.training.registry import Registry
 
 SHA = "ab" * 32
 

@@ -25,8 +25,8 @@ from flows.cli import main
 from flows.drift import DRIFT_EVENT, drift_resource
 from flows.score_reviews import score_reviews
 from tasks import monitoring
-from tasks.registry import PROFILE_FILE, Registry
-from tasks.training_record import nothing_new, recorded_inputs
+from tasks.training.record import nothing_new, recorded_inputs
+from tasks.training.registry import PROFILE_FILE, Registry
 
 
 # ---------------------------------------------------------------- pure functions

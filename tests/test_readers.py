@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.columns import ColumnMapping
-from tasks.readers import NORMALIZED_SCHEMA, UnreadableFileError, detect_format, iter_review_batches
+from tasks.reading import NORMALIZED_SCHEMA, UnreadableFileError, detect_format, iter_review_batches
+from tasks.reading.columns import ColumnMapping
 
 COLUMNS = ColumnMapping()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT, SAMPLES, reviewflow_command
 
-from tasks.registry import Registry
+from tasks.training.registry import Registry
 
 PAUSE_SECONDS = 300  # how long the test waits for a process to reach its pause point
 

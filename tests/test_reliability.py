@@ -114,7 +114,7 @@ class ListedBeforeAnotherRunMovedIt:
 def test_a_file_another_run_moved_after_the_listing_is_left_to_it(data_dir, gone):
     """Neither scored, nor quarantined as unsupported (the move would fail and stop the
     run): another run has it."""
-    from tasks.inbox import list_inbox
+    from tasks.state.inbox import list_inbox
 
     make_inbox(data_dir, files=1)
     inbox = list_inbox(ListedBeforeAnotherRunMovedIt(data_dir / "incoming", gone), 0)
@@ -196,7 +196,7 @@ def test_two_retraining_processes_never_corrupt_the_registry(scoring_root, subpr
 
     from conftest import SAMPLES
 
-    from tasks.registry import MODEL_FILE, Registry
+    from tasks.training.registry import MODEL_FILE, Registry
 
     for sample in (SAMPLES / "labeled").iterdir():
         shutil.copy2(sample, scoring_root / "labeled" / sample.name)

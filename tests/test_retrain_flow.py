@@ -17,9 +17,9 @@ from flows.cli import main
 from flows.retrain_model import retrain_model
 from tasks.errors import RetrainingBusyError
 from tasks.model import refit_epochs
-from tasks.registry import Registry
-from tasks.split import in_validation
-from tasks.storage import exclusive_lock
+from tasks.storage.local import exclusive_lock
+from tasks.training.registry import Registry
+from tasks.training.split import in_validation
 
 
 @pytest.fixture

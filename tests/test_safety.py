@@ -15,10 +15,10 @@ import tensorflow as tf
 from conftest import PROJECT, reviewflow_command
 
 from flows.score_reviews import score_reviews
-from tasks.columns import ColumnMapping
 from tasks.model import ModelLoadError, load_model
-from tasks.readers import iter_review_batches
-from tasks.registry import MODEL_FILE, Registry, RegistryError
+from tasks.reading import iter_review_batches
+from tasks.reading.columns import ColumnMapping
+from tasks.training.registry import MODEL_FILE, Registry, RegistryError
 
 # Modules and calls that turn bytes into arbitrary Python objects or run code.
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve",

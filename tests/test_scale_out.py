@@ -22,7 +22,7 @@ import pytest
 from conftest import assert_same_scored_rows
 
 from flows.score_reviews import score_reviews
-from tasks.ledger import Ledger
+from tasks.state.ledger import Ledger
 
 WORDS = ["wonderful and moving", "dull and far too long", "a delight", "a tedious mess",
          "not bad at all", "the worst I have seen"]

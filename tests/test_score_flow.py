@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.score_reviews import score_reviews
-from tasks.ledger import Ledger
+from tasks.state.ledger import Ledger
 
 
 def good_rows(prefix: str, n: int) -> list[dict]:

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.self_training import learnable_unlabeled, pseudo_labeled
-from tasks.split import split_labeled
+from tasks.training.self_training import learnable_unlabeled, pseudo_labeled
+from tasks.training.split import split_labeled
 
 
 def labeled(rows: int = 600, movies: int = 60) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""A shard's work as a plain function (tasks.shard_scoring): what the flow's tasks and the
+"""A shard's work as a plain function (tasks.scoring.shard): what the flow's tasks and the
 profiler call. No flow runs here; the model is the session's trained champion."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 from test_score_flow import good_rows, write_csv
 
 from tasks.layout import DataLayout, day_of
-from tasks.registry import Registry
+from tasks.scoring.planning import Shard
+from tasks.scoring.shard import STAGES, ScoringJob, StageClock, score_shard, score_small_files
+from tasks.scoring.workers import ModelRef
 from tasks.settings import Settings
-from tasks.shard_scoring import STAGES, ScoringJob, StageClock, score_shard, score_small_files
-from tasks.shards import Shard
-from tasks.storage import file_sha256
-from tasks.workers import ModelRef
+from tasks.storage.local import file_sha256
+from tasks.training.registry import Registry
 
 
 def job_for(root, **settings) -> ScoringJob:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.evaluation import classification_metrics, decide_promotion, mcnemar_exact
-from tasks.split import fingerprint, in_validation, split_labeled
+from tasks.training.evaluation import classification_metrics, decide_promotion, mcnemar_exact
+from tasks.training.split import fingerprint, in_validation, split_labeled
 
 
 def reviews(n: int) -> pd.DataFrame:

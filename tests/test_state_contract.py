@@ -1,4 +1,4 @@
-"""The run-state contract (tasks/state_backend.py), written once and run against both
+"""The run-state contract (tasks/state/backend.py), written once and run against both
 implementations: the SQLite ledger with flock files, and PostgreSQL (a real cluster
 started by tests/postgres.py, a fresh database per test). Lock tests use real
 processes: a holder in a child process, killed with SIGKILL, or (PostgreSQL) its
@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.ledger import Ledger, ScoredFile
-from tasks.state_backend import (
+from tasks.state.backend import (
     LockHeldError,
     RunState,
     SQLiteState,
@@ -31,6 +30,7 @@ from tasks.state_backend import (
     open_state,
     redacted,
 )
+from tasks.state.ledger import Ledger, ScoredFile
 from tests import postgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def pg_cluster():
 def _open(spec: dict) -> RunState:
     if spec["kind"] == "sqlite":
         return SQLiteState(Path(spec["ledger"]), Path(spec["locks"]), Path(spec["retrain"]))
-    from tasks.pg_state import PostgresState
+    from tasks.state.postgres import PostgresState
 
     return PostgresState(spec["url"])
 
@@ -239,10 +239,10 @@ def test_the_schema_is_made_on_first_use_by_concurrent_workers(pg_cluster):
     each migration is applied once."""
     import psycopg
 
-    from tasks.pg_state import SCHEMA_VERSION
+    from tasks.state.postgres import SCHEMA_VERSION
 
     url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); from tasks.pg_state import "
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); from tasks.state.postgres import "
             "PostgresState; print(PostgresState(sys.argv[1]).schema_version())")
     children = [subprocess.Popen([sys.executable, "-c", code, url, str(ROOT)],
                                  stdout=subprocess.PIPE, text=True) for _ in range(3)]
@@ -257,7 +257,7 @@ def test_the_schema_is_made_on_first_use_by_concurrent_workers(pg_cluster):
 def test_an_older_schema_is_upgraded_in_place(pg_cluster):
     import psycopg
 
-    from tasks.pg_state import MIGRATIONS, SCHEMA_VERSION, PostgresState
+    from tasks.state.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresState
 
     url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
     with psycopg.connect(url) as db:  # a database left by a version-1 reviewflow
@@ -294,7 +294,7 @@ def _silent_server() -> tuple[socket.socket, int]:
 
 
 def test_a_database_that_is_down_gives_one_clear_line(tmp_path):
-    from tasks.pg_state import PostgresState
+    from tasks.state.postgres import PostgresState
 
     port = postgres.free_port()  # nothing listens there
     url = f"postgresql://reviewflow:{postgres.PASSWORD}@127.0.0.1:{port}/state"
@@ -329,7 +329,7 @@ def _capture(into: list, function, *args) -> None:
 
 def test_the_password_comes_from_the_url_pgpassword_or_pgpass(pg_cluster, tmp_path,
                                                               monkeypatch):
-    from tasks.pg_state import PostgresState
+    from tasks.state.postgres import PostgresState
 
     url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
     bare = url.replace(f":{postgres.PASSWORD}@", "@")
@@ -361,7 +361,7 @@ def test_redacted_hides_only_the_password():
 
 def test_open_state_chooses_by_url(tmp_path, pg_cluster):
     from tasks.layout import DataLayout
-    from tasks.pg_state import PostgresState
+    from tasks.state.postgres import PostgresState
 
     layout = DataLayout(root=tmp_path)
     local = open_state(None, layout)
@@ -376,7 +376,7 @@ def test_open_state_chooses_by_url(tmp_path, pg_cluster):
 # -- migration from the SQLite ledger -----------------------------------------------------
 
 def test_migrating_a_sqlite_ledger_copies_every_row_once(tmp_path, pg_cluster):
-    from tasks.pg_state import PostgresState, migrate_sqlite
+    from tasks.state.postgres import PostgresState, migrate_sqlite
 
     path = tmp_path / "ledger.sqlite"
     ledger = Ledger(path)
@@ -402,9 +402,9 @@ def test_migrating_a_sqlite_ledger_copies_every_row_once(tmp_path, pg_cluster):
 
 
 def test_migrating_an_old_sqlite_ledger(tmp_path, pg_cluster):
-    """A ledger from before ``archived_at``: its rows arrive archived, as tasks/ledger.py
+    """A ledger from before ``archived_at``: its rows arrive archived, as tasks/state/ledger.py
     counts them."""
-    from tasks.pg_state import PostgresState, migrate_sqlite
+    from tasks.state.postgres import PostgresState, migrate_sqlite
 
     path = tmp_path / "ledger.sqlite"
     with closing(sqlite3.connect(path)) as db, db:

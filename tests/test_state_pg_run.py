@@ -144,7 +144,7 @@ def test_an_s3_root_with_a_state_url_needs_no_state_folder(s3_env, trained_model
 
 def test_a_retraining_lock_held_in_postgresql_stops_another_retraining(
         scoring_root, pg_cluster, subprocess_env):  # noqa: F811
-    from tasks.pg_state import PostgresState
+    from tasks.state.postgres import PostgresState
 
     url = _fresh(pg_cluster)
     before = sorted(p.name for p in (scoring_root / "models").rglob("*"))

@@ -11,12 +11,10 @@ import pandas as pd
 import pytest
 
 from tasks.errors import NoLabeledDataError
-from tasks.labeled import read_labeled_reviews
 from tasks.layout import CURVES_FILE, DECISION_FILE, METRICS_FILE, PROFILE_FILE, DataLayout
-from tasks.registry import Registry
 from tasks.settings import PACKAGED_SUITE, Settings
-from tasks.split import split_labeled
-from tasks.training_record import (
+from tasks.training.labeled import read_labeled_reviews
+from tasks.training.record import (
     check_parts,
     nothing_new,
     part_rows,
@@ -24,6 +22,8 @@ from tasks.training_record import (
     training_inputs,
     version_metrics,
 )
+from tasks.training.registry import Registry
+from tasks.training.split import split_labeled
 from tasks.validation import ReviewValidator, load_suite_config
 
 LOGGER = logging.getLogger("test")
@@ -111,7 +111,7 @@ def numbered(texts: list[str], labels: list[int] | None = None) -> pd.DataFrame:
 def test_files_that_number_their_ids_alike_are_all_read_and_trained_on(tmp_path):
     """movies_2023.tsv and movies_2024.tsv both number from 1: scoring keeps both files'
     rows, and training must too (it used to keep one row per id: half the data)."""
-    from tasks.labeled import read_unlabeled_reviews
+    from tasks.training.labeled import read_unlabeled_reviews
 
     layout = DataLayout(root=tmp_path / "data").ensure()
     for year in (2023, 2024):
@@ -135,7 +135,7 @@ def test_files_that_number_their_ids_alike_are_all_read_and_trained_on(tmp_path)
 
 def test_rows_training_leaves_out_are_counted_for_the_summary():
     """Every labeled and unlabeled row read is trained on or counted as left out, by why."""
-    from tasks.training_record import left_out_rows, left_out_warning
+    from tasks.training.record import left_out_rows, left_out_warning
 
     read_stats = {"rows_read": 103, "rows_rejected": 3}
     split = split_labeled(labeled(100).assign(

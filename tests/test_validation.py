@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.readers import NORMALIZED_SCHEMA
+from tasks.reading import NORMALIZED_SCHEMA
 from tasks.settings import PACKAGED_SUITE
 from tasks.validation import ReviewValidator, SeenValues, SuiteError, load_suite_config
 

@@ -24,16 +24,16 @@ from conftest import PROJECT, SAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.columns import ColumnMapping
-from tasks.ledger import Ledger, ScoredFile
-from tasks.readers import (
+from tasks.reading import (
     ReadReport,
     UnreadableFileError,
     iter_review_batches,
     tsv_is_quoted,
 )
+from tasks.reading.columns import ColumnMapping
 from tasks.settings import PACKAGED_SUITE, Settings
-from tasks.storage import file_sha256
+from tasks.state.ledger import Ledger, ScoredFile
+from tasks.storage.local import file_sha256
 from tasks.validation import ReviewValidator, load_suite_config
 
 COLUMNS = ColumnMapping()

@@ -21,17 +21,17 @@ def run(bench: Bench) -> dict:
     1 and of 2 Dask worker processes (README, "Scaling out").
 
     Each cluster is started here and its workers warmed (TensorFlow, Great Expectations
-    and the model loaded, ``tasks.workers.warm``) before the flow runs against it with
+    and the model loaded, ``tasks.scoring.workers.warm``) before the flow runs against it with
     ``dask_address``, as on a long-lived cluster; start-up is timed apart.
     """
     import pyarrow.parquet as pq
     from distributed import Client, LocalCluster
 
     from flows.score_reviews import score_reviews
-    from tasks.registry import Registry
+    from tasks.scoring.workers import ModelRef, warm
     from tasks.settings import Settings
+    from tasks.training.registry import Registry
     from tasks.validation import load_suite_config
-    from tasks.workers import ModelRef, warm
 
     reviews = bench.reviews()
     champion = bench.champion()

@@ -98,7 +98,7 @@ def write_labeled(frame: pd.DataFrame, language: str, folder: Path) -> Path:
 def measure_language(language: str, work: Path, quick: bool = False) -> dict:
     """Retrain and score through the flows, then the peers on the same rows."""
     from tasks.settings import Settings
-    from tasks.split import split_labeled
+    from tasks.training.split import split_labeled
 
     spec = LANGUAGES[language]
     reviews = load_reviews(language, quick)

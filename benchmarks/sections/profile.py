@@ -30,7 +30,7 @@ def run(bench: Bench) -> dict:
 
 
 def render(data: dict) -> list[str]:
-    lines = [f"The per-file work of `score-reviews` (`tasks.shard_scoring.score_shard`, the "
+    lines = [f"The per-file work of `score-reviews` (`tasks.scoring.shard.score_shard`, the "
              f"function its `score-shard` task runs, then the parts published; without the "
              f"ledger and the archive move) on the same {data['rows']:,} reviews in one Parquet file, model "
              "and validator warmed up, timed per stage (`benchmarks/profile_scoring.py`).", ""]

@@ -14,7 +14,7 @@ def run(bench: Bench) -> dict:
     import pyarrow as pa
 
     from flows.common import build_validator
-    from tasks.readers import NORMALIZED_SCHEMA
+    from tasks.reading import NORMALIZED_SCHEMA
     from tasks.settings import Settings
 
     reviews, sizes = bench.reviews(), bench.sizes

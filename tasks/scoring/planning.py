@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from tasks.columns import ColumnMapping
-from tasks.readers import detect_format, iter_review_batches, parquet_row_count
+from tasks.reading import detect_format, iter_review_batches, parquet_row_count
+from tasks.reading.columns import ColumnMapping
 from tasks.validation import UNIQUE, SeenValues
 
 

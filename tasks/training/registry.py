@@ -55,8 +55,8 @@ from tasks.layout import (
     STAGING_FOLDER,
     VERSIONS_FOLDER,
 )
-from tasks.objectstore import ObjectPath, is_remote
-from tasks.storage import LockHeldError, _fsync_dir, exclusive_lock, write_json_atomic
+from tasks.storage.local import LockHeldError, _fsync_dir, exclusive_lock, write_json_atomic
+from tasks.storage.objects import ObjectPath, is_remote
 
 # History events after which the named version was the champion.
 CHAMPION_EVENTS = ("promoted", "manual promotion", "rollback")
@@ -145,7 +145,7 @@ class Registry:
         """Write a staged version's record beside its model: ``metrics.json``,
         ``decision.json``, ``profile.json`` and the training curves (``curves.png``,
         drawn from ``metrics["history"]``). The version is published separately."""
-        from tasks.plots import plot_training_curves  # matplotlib: only when training
+        from tasks.training.plots import plot_training_curves  # matplotlib: only when training
 
         folder = self.staging / _checked_version(version)
         plot_training_curves(metrics["history"], folder / CURVES_FILE, f"reviewflow {version}")
@@ -437,7 +437,7 @@ def _checked_version(version: str) -> str:
                             f" '-'; no paths); see `reviewflow models list`")
     if _SHARD_SUFFIX.search(version):
         # Part names put "-s0003" after the version for shard 3: version "V-s0003" would
-        # name the same part as shard 3 of version "V" (tasks.inbox.part_name).
+        # name the same part as shard 3 of version "V" (tasks.state.inbox.part_name).
         raise RegistryError(f"{version!r} is not a version name: a name may not end in '-s' "
                             f"and four digits, which scored part names use for shards")
     return version

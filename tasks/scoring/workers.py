@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.layout import MODEL_FILE
-from tasks.objectstore import ObjectPath, download, is_remote
+from tasks.storage.objects import ObjectPath, download, is_remote
 
 _lock = threading.Lock()
 _model: tuple[tuple[str, str], object] | None = None

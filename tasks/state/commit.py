@@ -1,7 +1,7 @@
 """How a file is committed exactly once (README, "What happens when").
 
 One input file goes through these steps, all on the flow's side (the driver); the
-shards in between (``tasks.shard_scoring``) only leave temporary parts:
+shards in between (``tasks.scoring.shard``) only leave temporary parts:
 
 1. ``Committer.claim``: lock the content (``RunState.content_lock``: one run at a time per
    content hash, released even on SIGKILL; a lock file, or a PostgreSQL advisory lock
@@ -34,7 +34,6 @@ from pathlib import Path
 
 from tasks.errors import PartVanishedError
 from tasks.failpoints import failpoint
-from tasks.inbox import Identity, identity, note_begun, release_claim_folder
 from tasks.layout import (
     DataLayout,
     check_inside,
@@ -46,13 +45,14 @@ from tasks.layout import (
     part_glob,
     reason_file,
 )
-from tasks.ledger import Ledger, ScoredFile
 from tasks.outcomes import FileOutcome
-from tasks.readers import UnreadableFileError
-from tasks.shard_scoring import ShardResult, poison_reason
-from tasks.shards import Shard
-from tasks.state_backend import RunState, SQLiteState
-from tasks.storage import (
+from tasks.reading import UnreadableFileError
+from tasks.scoring.planning import Shard
+from tasks.scoring.shard import ShardResult, poison_reason
+from tasks.state.backend import RunState, SQLiteState
+from tasks.state.inbox import Identity, identity, note_begun, release_claim_folder
+from tasks.state.ledger import Ledger, ScoredFile
+from tasks.storage.local import (
     Location,
     LockHeldError,
     move_file_keeping,

@@ -3,7 +3,7 @@
 Read the rows in record batches, validate each batch with the expectation suite, score
 the valid rows, count the drift signals, and stream the scored and the rejected rows to
 staged Parquet parts, left under temporary names. Nothing here publishes a part, touches
-the ledger or moves an input: ``tasks.commit`` does that once every shard of a file is
+the ledger or moves an input: ``tasks.state.commit`` does that once every shard of a file is
 done, under the file's lock.
 
 These are plain functions: the flow wraps them in thin Prefect tasks (which run in a
@@ -21,18 +21,18 @@ from datetime import datetime
 
 import pyarrow.compute as pc
 
-from tasks.columns import ColumnMapping
 from tasks.errors import GPURequiredError, ReviewflowError
 from tasks.failpoints import failpoint
 from tasks.layout import part_name
 from tasks.monitoring import MonitorCounts, observe_batch
 from tasks.outcomes import RowCounts
-from tasks.readers import ReadReport, UnreadableFileError, iter_review_batches
+from tasks.reading import ReadReport, UnreadableFileError, iter_review_batches
+from tasks.reading.columns import ColumnMapping
+from tasks.scoring.planning import Shard
+from tasks.scoring.workers import ModelRef, cached_model, cached_validator, here, model_loads
 from tasks.settings import Settings
-from tasks.shards import Shard
-from tasks.storage import Location, StagedParquet
+from tasks.storage.local import Location, StagedParquet
 from tasks.validation import QUARANTINE_SCHEMA, SeenValues, with_source
-from tasks.workers import ModelRef, cached_model, cached_validator, here, model_loads
 
 STAGES = ("read", "validate", "score", "monitor", "write")
 
@@ -187,7 +187,7 @@ class _Worker:
 
 
 def _staged_parts(job: ScoringJob, sha256: str, index: int | None):
-    from tasks.scoring import SCORED_SCHEMA
+    from tasks.scoring.rows import SCORED_SCHEMA
 
     scored = StagedParquet(job.scored_dir / part_name(sha256, job.model.version, index),
                            SCORED_SCHEMA)
@@ -200,7 +200,7 @@ def _score_checked(worker: _Worker, job: ScoringJob, path: Location, batch, chec
                    result: ShardResult, clock: StageClock) -> None:
     """Score a validated batch, stream both parts, count what happened to its rows and
     the drift signals' counts."""
-    from tasks.scoring import score_batch
+    from tasks.scoring.rows import score_batch
 
     sha256 = result.sha256
     with clock.stage("score"):
@@ -239,7 +239,7 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
                 clock: StageClock = NO_CLOCK) -> ShardResult:
     """Validate and score one shard (or the whole file); leave its parts as temporaries.
 
-    The model and the validator come from this process's cache (``tasks.workers``), so
+    The model and the validator come from this process's cache (``tasks.scoring.workers``), so
     a worker loads the model once however many shards it scores. A file that cannot be
     read gives a result with ``unreadable`` set and no parts.
     """

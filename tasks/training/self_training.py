@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tasks.split import Split
+from tasks.training.split import Split
 
 
 def learnable_unlabeled(unlabeled: pd.DataFrame, split: Split,

@@ -13,7 +13,7 @@ import pandas as pd
 
 from tasks.errors import NoLabeledDataError
 from tasks.settings import Settings
-from tasks.split import PARTS, Split, fingerprint
+from tasks.training.split import PARTS, Split, fingerprint
 
 # The keys of metrics.json "hyperparameters" that decide a run's result.
 _DECIDING_HYPERPARAMETERS = ("architecture", "max_tokens", "epochs", "batch_size", "patience",
@@ -146,7 +146,7 @@ def version_metrics(version: str, trained, split: Split, settings: Settings, rea
     }
 
 
-# What self-training leaves out of unlabeled/, by why (tasks.self_training), in the
+# What self-training leaves out of unlabeled/, by why (tasks.training.self_training), in the
 # order the summary and the warning name them.
 _UNLABELED_LEFT_OUT = ("labeled_text", "held_out_group", "duplicate_text", "over_max_rows")
 
@@ -156,9 +156,9 @@ def left_out_rows(read_stats: dict, split: Split, unlabeled_stats: dict | None,
     """For the run summary: every row read, and those training left out, by why.
 
     Labeled rows: read, rejected by the suite (in ``quarantine/training/``), and texts
-    that repeat another labeled row's (kept once, ``tasks.split``); the rest are trained
+    that repeat another labeled row's (kept once, ``tasks.training.split``); the rest are trained
     on or held out. Unlabeled rows (when ``unlabeled/`` was read): read, rejected (in
-    ``quarantine/unlabeled/``), and each reason ``tasks.self_training`` leaves one out.
+    ``quarantine/unlabeled/``), and each reason ``tasks.training.self_training`` leaves one out.
     Nothing is left out for a review id another file also uses.
     """
     kept = len(split.train) + len(split.selection) + len(split.gate)

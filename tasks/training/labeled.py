@@ -4,7 +4,7 @@ Plain I/O without Prefect: the retraining flow passes its validator and its logg
 Rejected rows go to ``quarantine/training/part-<sha>.parquet`` (``quarantine/unlabeled/``
 for ``unlabeled/``; rewritten on every run,
 so they are never counted twice); a file that cannot be read at all is moved to
-quarantine (``tasks.commit.quarantine_file``).
+quarantine (``tasks.state.commit.quarantine_file``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 import pandas as pd
 import pyarrow as pa
 
-from tasks.commit import quarantine_file
 from tasks.errors import NoLabeledDataError
 from tasks.layout import part_name
-from tasks.ledger import Ledger
-from tasks.readers import ReadReport, UnreadableFileError, is_review_file, iter_review_batches
+from tasks.reading import ReadReport, UnreadableFileError, is_review_file, iter_review_batches
 from tasks.settings import Settings
-from tasks.storage import StagedParquet, file_sha256, readable_name
+from tasks.state.commit import quarantine_file
+from tasks.state.ledger import Ledger
+from tasks.storage.local import StagedParquet, file_sha256, readable_name
 from tasks.validation import QUARANTINE_SCHEMA, ReviewValidator, with_source
 
 # The columns training keeps: "group" is the review's movie or product, or null.

@@ -4,7 +4,7 @@
 (``/``, ``name``, ``suffixes``, ``exists``, ``iterdir``, ``glob``, ``stat``, ``open``,
 ``read_text``, ``unlink``, ...), implemented with fsspec. Code written against that
 interface works on a local ``Path`` and on an ``ObjectPath`` alike; where the two must
-differ (renames, fsync, locks), ``tasks.storage`` branches on ``is_remote``.
+differ (renames, fsync, locks), ``tasks.storage.local`` branches on ``is_remote``.
 
 An ``ObjectPath`` holds only its URL and the fsspec storage options, so it pickles to
 Dask workers, which open their own connection (fsspec caches one per set of options).

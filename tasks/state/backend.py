@@ -1,6 +1,6 @@
 """The run state a scoring or retraining run needs, and where it lives.
 
-``RunState`` is what tasks/commit.py, the scoring flow and the retraining flow ask of
+``RunState`` is what tasks/state/commit.py, the scoring flow and the retraining flow ask of
 the state: the ledger (which content was scored by which model, which input was
 archived, which file was quarantined) and the locks (one per content hash while a run
 works on it; one for retraining). Two implementations, tested by the same contract
@@ -8,7 +8,7 @@ tests (tests/test_state_contract.py):
 
 - ``SQLiteState``: today's ``Ledger`` (``state/ledger.sqlite``) and ``flock`` lock files
   under ``state/locks/``; zero set-up, one machine (or one shared POSIX folder).
-- ``tasks.pg_state.PostgresState``: the same records and session-level advisory locks
+- ``tasks.state.postgres.PostgresState``: the same records and session-level advisory locks
   in one PostgreSQL database, for workers on several hosts (``REVIEWFLOW_STATE_URL``).
 
 Both locks are released when their holder dies, even by SIGKILL: the kernel drops a
@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from tasks.errors import StateUnavailableError
-from tasks.ledger import Ledger, ScoredFile
-from tasks.state_url import is_state_url, redacted
-from tasks.storage import LockHeldError, exclusive_lock
+from tasks.state.ledger import Ledger, ScoredFile
+from tasks.state.url import is_state_url, redacted
+from tasks.storage.local import LockHeldError, exclusive_lock
 
 __all__ = ["LockHeldError", "RunState", "SQLiteState", "ScoredFile", "StateUnavailableError",
            "open_state", "redacted"]
@@ -151,6 +151,6 @@ def open_state(url: str | None, layout) -> RunState:
             f"state URL {redacted(url)!r} is not a postgresql:// URL; set "
             "REVIEWFLOW_STATE_URL to postgresql://user@host:port/database, or unset it "
             "for the local SQLite ledger")
-    from tasks.pg_state import PostgresState
+    from tasks.state.postgres import PostgresState
 
     return PostgresState(url)

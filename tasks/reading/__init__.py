@@ -61,7 +61,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tasks.columns import ColumnMapping
+from tasks.reading.columns import ColumnMapping
 
 NORMALIZED_SCHEMA = pa.schema([
     ("source_row", pa.int64()),
@@ -469,7 +469,7 @@ class _GeneratedIds:
 
     def prefix(self) -> str:
         if self.sha256 is None:
-            from tasks.storage import file_sha256
+            from tasks.storage.local import file_sha256
 
             self.sha256 = file_sha256(self.path)
         return f"{self.sha256[:16]}-row"

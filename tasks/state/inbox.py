@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.layout import CLAIM_ATTEMPTS_FILE, CLAIMS_FOLDER, check_inside
-from tasks.readers import detect_format
-from tasks.storage import Location, readable_name
+from tasks.reading import detect_format
+from tasks.storage.local import Location, readable_name
 
 
 @dataclass

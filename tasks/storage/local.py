@@ -5,7 +5,7 @@ under a temporary dot-name in its final folder, flushed to disk and renamed into
 place, so readers see either the whole file or nothing. Temporary names start with a
 dot and end in ``.tmp``: pyarrow, pandas and DuckDB globs of ``*.parquet`` never see them.
 
-The same functions take an ``ObjectPath`` (``s3://...``, see ``tasks.objectstore``).
+The same functions take an ``ObjectPath`` (``s3://...``, see ``tasks.storage.objects``).
 There a "rename" is a server-side copy and a delete, and each object PUT or copy is
 atomic, so a part still appears whole or not at all; what a crash between copy and
 delete leaves behind is handled by deterministic names (see README, "Scaling out").
@@ -30,9 +30,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks import objectstore
 from tasks.failpoints import failpoint
-from tasks.objectstore import ObjectPath, is_remote
+from tasks.storage import objects as objectstore
+from tasks.storage.objects import ObjectPath, is_remote
 
 Location = Path | ObjectPath
 

@@ -1,6 +1,6 @@
 """What a state URL is (``REVIEWFLOW_STATE_URL``), and the one form of it that may be shown.
 
-Kept apart from tasks/state_backend.py so that both backends and the CLI can use these
+Kept apart from tasks/state/backend.py so that both backends and the CLI can use these
 rules without importing each other.
 """
 

@@ -1,6 +1,6 @@
 """The run state in PostgreSQL (``REVIEWFLOW_STATE_URL=postgresql://user@host:port/db``).
 
-The same records as the SQLite ledger (tasks/ledger.py), in tables of the same names and
+The same records as the SQLite ledger (tasks/state/ledger.py), in tables of the same names and
 columns, so that workers on several hosts share one record of what was scored:
 
 - ``scored_files``: one row per (content sha256, model version) committed; the commit
@@ -42,9 +42,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from tasks.errors import StateUnavailableError
-from tasks.ledger import Ledger, ScoredFile, _now, part_paths
-from tasks.state_url import is_state_url, redacted
-from tasks.storage import LockHeldError
+from tasks.state.ledger import Ledger, ScoredFile, _now, part_paths
+from tasks.state.url import is_state_url, redacted
+from tasks.storage.local import LockHeldError
 
 CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_S = 60
@@ -69,7 +69,7 @@ MIGRATION_KEY = _key("reviewflow:schema-migration")
 RETRAIN_KEY = _key("reviewflow:retraining")
 
 # (version, statements). Version 1 is the ledger's first release; 2 adds what the SQLite
-# ledger gained later (and counts old rows as archived, as tasks/ledger.py does).
+# ledger gained later (and counts old rows as archived, as tasks/state/ledger.py does).
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, ["""CREATE TABLE scored_files (
             source_sha256    TEXT NOT NULL,

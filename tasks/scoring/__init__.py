@@ -1,0 +1,8 @@
+"""Scoring review files: the work one worker does, and how it is divided.
+
+- ``shard``: score one shard of a file, or a bundle of small files (``score_shard``,
+  ``score_small_files``, ``ScoringJob``, ``ShardResult``).
+- ``planning``: split a large file into shards by rows (``plan_shards``, ``Shard``).
+- ``workers``: what each worker process keeps for itself (the model, the validator).
+- ``rows``: validated reviews into the rows of ``scored/`` (the output schema).
+"""

@@ -17,7 +17,7 @@ from tasks.monitoring import (
     monitoring_table,
     signals,
 )
-from tasks.outcomes import FileOutcome
+from tasks.outcomes import FileOutcome, FileStatus
 from tasks.scoring.shard import ScoringJob, ShardResult
 from tasks.settings import Settings
 from tasks.storage.local import StagedParquet
@@ -48,7 +48,7 @@ class DriftWatch:
                 summary: ScoreSummary) -> None:
         """The drift signals of a scored file: one monitoring/ row (written now, beside
         the file's parts), a WARNING per threshold crossed, a Prefect event if flagged."""
-        if outcome.status != "scored" or not results:
+        if outcome.status != FileStatus.SCORED or not results:
             return
         counts = MonitorCounts()
         for result in results:

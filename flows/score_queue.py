@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from tasks.outcomes import FileOutcome
+from tasks.outcomes import FileOutcome, FileStatus
 from tasks.reading import detect_format
 from tasks.scoring.shard import ScoringJob, ShardResult
 from tasks.settings import Settings
@@ -185,7 +185,7 @@ class FileQueue:
             path, known = claim_for_run(path)
             sha256 = file_sha256(path)
         except FileNotFoundError:
-            self.record(FileOutcome(readable_name(path.name), "busy", detail=HANDLED_ELSEWHERE),
+            self.record(FileOutcome(readable_name(path.name), FileStatus.BUSY, detail=HANDLED_ELSEWHERE),
                         [], started)
             return
         if self._pending(sha256):

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.common import terminal_progress
 from tasks.monitoring import MonitorCounts, signals
-from tasks.outcomes import FileOutcome
+from tasks.outcomes import FileOutcome, FileStatus
 from tasks.scoring.shard import ShardResult
 
 
@@ -75,7 +75,7 @@ class ScoreSummary:
     def reviews_per_second(self) -> float:
         # Files overlap in time when several workers score, so their seconds are not
         # summed: the busy wall time (for one file at a time, the same thing).
-        busy = self.busy_seconds or sum(f.seconds for f in self.files if f.status == "scored")
+        busy = self.busy_seconds or sum(f.seconds for f in self.files if f.status == FileStatus.SCORED)
         return self.total("rows_scored") / busy if busy else 0.0
 
     def as_dict(self) -> dict:
@@ -84,9 +84,9 @@ class ScoreSummary:
         return {
             "model_version": self.model_version, "device": self.device,
             "inbox": self.inbox_note,
-            "files_scored": self.count("scored"), "files_already_scored": self.count("already scored"),
-            "files_quarantined": self.count("quarantined") + self.count("unsupported"),
-            "files_busy": self.count("busy"), "files_changed": self.count("changed"),
+            "files_scored": self.count(FileStatus.SCORED), "files_already_scored": self.count(FileStatus.ALREADY_SCORED),
+            "files_quarantined": self.count(FileStatus.QUARANTINED) + self.count(FileStatus.UNSUPPORTED),
+            "files_busy": self.count(FileStatus.BUSY), "files_changed": self.count(FileStatus.CHANGED),
             "files_settling": self.files_settling,
             "rows_read": self.total("rows_read"), "rows_scored": scored,
             "rows_quarantined": self.total("rows_quarantined"),

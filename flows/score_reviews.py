@@ -32,7 +32,7 @@ from flows.score_queue import FileQueue, api_for_workers, task_runner_for
 from flows.score_report import Progress, ScoreSummary, publish_summary
 from tasks.errors import GPURequiredError
 from tasks.layout import DataLayout, day_of
-from tasks.outcomes import FileOutcome
+from tasks.outcomes import FileOutcome, FileStatus
 from tasks.scoring import shard as shard_scoring
 from tasks.scoring.planning import Shard, plan_shards, unique_columns
 from tasks.scoring.shard import ScoringJob, ShardResult
@@ -163,7 +163,7 @@ def _quarantine_unsupported(committer: Committer, path: Location) -> FileOutcome
     try:
         return committer.quarantine(path, reason)
     except FileNotFoundError:  # another run scoring this inbox quarantined it first
-        return FileOutcome(readable_name(path.name), "busy", detail=HANDLED_ELSEWHERE)
+        return FileOutcome(readable_name(path.name), FileStatus.BUSY, detail=HANDLED_ELSEWHERE)
 
 
 def _score_files(settings: Settings, layout: DataLayout, committer: Committer, job: ScoringJob,

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from enum import StrEnum
+
+
+class FileStatus(StrEnum):
+    """What a run did with one input file (``FileOutcome.status``, the run summary's rows)."""
+
+    SCORED = "scored"
+    ALREADY_SCORED = "already scored"   # its content was scored before, by this model
+    QUARANTINED = "quarantined"         # whole file to quarantine/files/ with its reason
+    UNSUPPORTED = "unsupported"         # not a format reviewflow reads; quarantined too
+    BUSY = "busy"                       # another run holds it
+    CHANGED = "changed"                 # modified while read; left for the next run
 
 
 @dataclass(kw_only=True)
@@ -25,7 +37,7 @@ class RowCounts:
 @dataclass
 class FileOutcome(RowCounts):
     file: str
-    status: str  # scored | already scored | quarantined | unsupported | busy | changed | read
+    status: FileStatus
     seconds: float = 0.0
     encoding: str = ""  # the text encoding it was read in ("" for Parquet)
     detail: str = ""

@@ -45,7 +45,7 @@ from tasks.layout import (
     part_glob,
     reason_file,
 )
-from tasks.outcomes import FileOutcome
+from tasks.outcomes import FileOutcome, FileStatus
 from tasks.reading import UnreadableFileError
 from tasks.scoring.planning import Shard
 from tasks.scoring.shard import ShardResult, poison_reason
@@ -100,7 +100,7 @@ def quarantine_file(path: Location, layout: DataLayout, reason: str, sha256: str
                        "quarantined_at": datetime.now(UTC).isoformat()})
     if sha256:
         ledger.record_quarantined_file(sha256, shown, reason, str(target))
-    return FileOutcome(shown, "quarantined" if sha256 else "unsupported", detail=reason)
+    return FileOutcome(shown, FileStatus.QUARANTINED if sha256 else FileStatus.UNSUPPORTED, detail=reason)
 
 
 def check_moves(layout: DataLayout, source: Location, target_dir: Location) -> None:
@@ -155,7 +155,7 @@ def discard(results: list[ShardResult]) -> None:
 
 
 def changed_outcome(path: Location) -> FileOutcome:
-    return FileOutcome(path.name, "changed", detail="modified while read; left for the next run")
+    return FileOutcome(path.name, FileStatus.CHANGED, detail="modified while read; left for the next run")
 
 
 @dataclass
@@ -228,10 +228,10 @@ class Committer:
         if isinstance(exc, LockHeldError):
             self.logger.info("%s: another run is scoring this content; leaving it to that run",
                              path.name)
-            return FileOutcome(path.name, "busy")
+            return FileOutcome(path.name, FileStatus.BUSY)
         self.logger.info("%s: moved by another run while this one waited; nothing to do",
                          path.name)
-        return FileOutcome(path.name, "busy", detail=HANDLED_ELSEWHERE)
+        return FileOutcome(path.name, FileStatus.BUSY, detail=HANDLED_ELSEWHERE)
 
     def _already_scored(self, path: Location, sha256: str, known: Identity | None,
                         by_version: str) -> FileOutcome:
@@ -239,7 +239,7 @@ class Committer:
             return changed_outcome(path)
         self._move_to_archive(path, sha256)
         self.ledger.record_archived_many([sha256])
-        return FileOutcome(path.name, "already scored",
+        return FileOutcome(path.name, FileStatus.ALREADY_SCORED,
                            detail=f"content {content_key(sha256)} was scored by {by_version}")
 
     def commit(self, claims: list[Claim],
@@ -294,7 +294,7 @@ class Committer:
         rejected = [self._publish_part(*r.rejected_part) for r in results if r.rejected_part]
         replace_stale_parts(scored, self.layout.scored, sha256, self.model_version, committed)
         replace_stale_parts(rejected, self.layout.rejected_rows, sha256, None, committed)
-        outcome = FileOutcome(path.name, "scored")
+        outcome = FileOutcome(path.name, FileStatus.SCORED)
         for result in results:
             outcome.add(result)
         outcome.encoding = next((r.encoding for r in results if r.encoding), "")

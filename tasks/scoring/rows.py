@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import numpy as np
 import pyarrow as pa
 
 from tasks.model import predict_scores
+from tasks.model.decision import predicted_labels
 
 SCORED_SCHEMA = pa.schema([
     ("review_id", pa.string()),
@@ -27,7 +27,7 @@ def score_batch(model, valid: pa.Table, batch_size: int, model_version: str, sou
     """Score the ``text`` of ``valid`` rows; one output row per input row, in order.
 
     ``label`` carries the label given in the input, if any, so accuracy can be read
-    off the output; ``predicted_label`` is 1 where the score is at least 0.5.
+    off the output; ``predicted_label`` is 1 where the score is at least ``DECISION_THRESHOLD``.
     """
     texts = valid.column("text").to_numpy(zero_copy_only=False)
     scores = predict_scores(model, texts, batch_size)
@@ -35,7 +35,7 @@ def score_batch(model, valid: pa.Table, batch_size: int, model_version: str, sou
     return pa.Table.from_arrays([
         valid.column("review_id"),
         pa.array(scores, pa.float32()),
-        pa.array((scores >= 0.5).astype(np.int8), pa.int8()),
+        pa.array(predicted_labels(scores), pa.int8()),
         valid.column("label"),
         pa.repeat(pa.scalar(model_version, pa.string()), n),
         pa.repeat(pa.scalar(source_file, pa.string()), n),

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binomtest, rankdata
 
+from tasks.model.decision import predicted_labels
+
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
     """Accuracy, log loss, ROC AUC, precision, recall, F1 and the confusion matrix."""
     labels = np.asarray(labels).astype(int)
     scores = np.asarray(scores, dtype=np.float64)
-    predicted = (scores >= 0.5).astype(int)
+    predicted = predicted_labels(scores).astype(int)
     tp = int(((predicted == 1) & (labels == 1)).sum())
     tn = int(((predicted == 0) & (labels == 0)).sum())
     fp = int(((predicted == 1) & (labels == 0)).sum())
@@ -38,8 +40,8 @@ def mcnemar_exact(labels: np.ndarray, champion_scores: np.ndarray,
                   candidate_scores: np.ndarray) -> dict:
     """Exact (binomial) McNemar test on paired predictions of the same rows."""
     labels = np.asarray(labels).astype(int)
-    champion_right = (np.asarray(champion_scores) >= 0.5).astype(int) == labels
-    candidate_right = (np.asarray(candidate_scores) >= 0.5).astype(int) == labels
+    champion_right = predicted_labels(champion_scores) == labels
+    candidate_right = predicted_labels(candidate_scores) == labels
     only_candidate = int((candidate_right & ~champion_right).sum())
     only_champion = int((champion_right & ~candidate_right).sum())
     discordant = only_candidate + only_champion

@@ -427,7 +427,7 @@ def _print_retrain(summary: dict) -> None:
 
 
 def _models(args) -> None:
-    from tasks.training.registry import Registry
+    from tasks.training.registry import Registry, VersionStatus
 
     registry = Registry(_settings(args).layout.models)
     if args.action == "list":
@@ -436,7 +436,7 @@ def _models(args) -> None:
             print("no model versions yet; run `reviewflow retrain`")
         for row in rows:
             accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
-            marker = "*" if row["status"] == "champion" else " "
+            marker = "*" if row["status"] == VersionStatus.CHAMPION else " "
             print(f"{marker} {row['version']}  {row['status']:<16} accuracy {accuracy}  "
                   f"trained {row['trained_at']}  {row['decision'] or ''}")
         history = registry.read_history()

@@ -11,13 +11,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.layout import CURVES_FILE
 from tasks.training.record import nothing_new_reason
-from tasks.training.registry import Registry
+from tasks.training.registry import HistoryEvent, Registry
 
 
 def report_nothing_new(registry: Registry, latest: str, rows: dict) -> dict:
     """Record that there is nothing new to learn; no version is made."""
     reason = nothing_new_reason(latest)
-    registry.record({"event": "nothing new to learn", "version": latest, "reason": reason})
+    registry.record({"event": HistoryEvent.NOTHING_NEW, "version": latest, "reason": reason})
     get_run_logger().info(reason)
     pointer = registry.champion()
     summary = {"version": None, "promoted": False, "nothing_new": True, "reason": reason,

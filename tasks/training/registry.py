@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from tasks.errors import NoChampionError, RegistryError  # noqa: F401 - raised here, and imported from here
@@ -58,14 +59,33 @@ from tasks.layout import (
 from tasks.storage.local import LockHeldError, _fsync_dir, exclusive_lock, write_json_atomic
 from tasks.storage.objects import ObjectPath, is_remote
 
+
+class HistoryEvent(StrEnum):
+    """The ``event`` of a line of ``models/history.jsonl`` (and of the champion pointer)."""
+
+    PROMOTED = "promoted"                    # a retraining's candidate beat the champion
+    MANUAL_PROMOTION = "manual promotion"    # reviewflow models promote
+    ROLLBACK = "rollback"                    # reviewflow models rollback
+    REJECTED = "rejected"                    # a candidate that did not beat the champion
+    NOT_PROMOTED = "not promoted"            # judged against a champion replaced meanwhile
+    NOTHING_NEW = "nothing new to learn"     # a retraining that found no new labeled rows
+
+
+class VersionStatus(StrEnum):
+    """A version's status in ``Registry.list_versions`` (``reviewflow models list``)."""
+
+    CHAMPION = "champion"
+    FORMER_CHAMPION = "former champion"
+    NOT_PROMOTED = "not promoted"  # decided against a champion replaced while it trained
+    REJECTED = "rejected"
+    CANDIDATE = "candidate"
+
+
 # History events after which the named version was the champion.
-CHAMPION_EVENTS = ("promoted", "manual promotion", "rollback")
+CHAMPION_EVENTS = (HistoryEvent.PROMOTED, HistoryEvent.MANUAL_PROMOTION, HistoryEvent.ROLLBACK)
 # How long a change waits for another to finish: they take milliseconds, so a lock held
 # this long belongs to a process that is stuck (stopped, or paused in a debugger).
 POINTER_LOCK_WAIT_SECONDS = 60
-# list_versions' status of a version decided against a champion that was replaced while
-# it trained: not judged against the champion it would have replaced.
-NOT_PROMOTED_STATUS = "not promoted"
 
 
 @dataclass(frozen=True)
@@ -214,12 +234,13 @@ class Registry:
             info = self.read_version(folder.name)
             decision = info.get("decision", {})
             if folder.name == current:
-                status = "champion"
+                status = VersionStatus.CHAMPION
             elif folder.name in former:
-                status = "former champion"
+                status = VersionStatus.FORMER_CHAMPION
             else:
-                status = (NOT_PROMOTED_STATUS if decision.get("champion_changed") else
-                          "rejected" if decision.get("promote") is False else "candidate")
+                status = (VersionStatus.NOT_PROMOTED if decision.get("champion_changed") else
+                          VersionStatus.REJECTED if decision.get("promote") is False
+                          else VersionStatus.CANDIDATE)
             metrics = info.get("metrics", {})
             rows.append({"version": folder.name, "status": status,
                          "accuracy": metrics.get("validation", {}).get("accuracy"),
@@ -272,7 +293,7 @@ class Registry:
                 f"from `reviewflow models list`")
         return version
 
-    def set_champion(self, version: str, reason: str, event: str, **record) -> dict:
+    def set_champion(self, version: str, reason: str, event: HistoryEvent, **record) -> dict:
         """Point the champion at ``version``; the old champion is kept for rollback."""
         self._writable()
         self._require(version)
@@ -295,7 +316,7 @@ class Registry:
             failpoint("registry:pointer-read")
             if not force:
                 self._refuse_unless_fit(version, old)
-            return self._move_pointer(version, reason, "manual promotion", old,
+            return self._move_pointer(version, reason, HistoryEvent.MANUAL_PROMOTION, old,
                                       **({"forced": True} if force else {}))
 
     def _refuse_unless_fit(self, version: str, old: dict | None) -> None:
@@ -330,7 +351,7 @@ class Registry:
                 raise RegistryError(f"the earlier champion {target!r} is not in "
                                     f"{self.versions}; promote a version from `reviewflow "
                                     f"models list` instead")
-            return self._write_pointer(target, reason, "rollback", previous, old)
+            return self._write_pointer(target, reason, HistoryEvent.ROLLBACK, previous, old)
 
     def conclude_training(self, version: str, promote: bool, reason: str,
                           compared_against: str | None) -> tuple[bool, str]:
@@ -366,11 +387,11 @@ class Registry:
             self.publish(version)
             failpoint("retrain:published")
             if promote:
-                self._move_pointer(version, reason, "promoted", old,
+                self._move_pointer(version, reason, HistoryEvent.PROMOTED, old,
                                    compared_against=compared_against)
             else:
                 self._append_history({
-                    "event": NOT_PROMOTED_STATUS if changed else "rejected", "version": version,
+                    "event": HistoryEvent.NOT_PROMOTED if changed else HistoryEvent.REJECTED, "version": version,
                     "reason": reason, "compared_against": compared_against,
                     **({"champion": current} if changed else {})})
         return promote, reason
@@ -380,7 +401,7 @@ class Registry:
             raise RegistryError(f"version {version!r} is not in {self.versions}; "
                                 f"see `reviewflow models list`")
 
-    def _move_pointer(self, version: str, reason: str, event: str, old: dict | None,
+    def _move_pointer(self, version: str, reason: str, event: HistoryEvent, old: dict | None,
                       **record) -> dict:
         previous = list(old.get("previous", [])) if old else []
         if old and old["version"] != version:

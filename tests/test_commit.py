@@ -145,8 +145,8 @@ def test_commit_sweeps_stale_parts_of_this_content_and_model_only(layout, commit
         part.write_bytes(b"left by a killed run")
     # The other version committed its part (a deliberate rescore keeps both models'
     # output); an uncommitted one is swept (test_commit_sweeps_uncommitted_parts_...).
-    Ledger(layout.ledger).record_scored(ScoredFile(sha256, VERSION + "-b", "a.csv", 1, 1, 0,
-                                                   str(other), None, archived_at="2025-12-31"))
+    Ledger(layout.ledger).record_scored_many([ScoredFile(sha256, VERSION + "-b", "a.csv", 1, 1, 0,
+                                                   str(other), None, archived_at="2025-12-31")])
     claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
     committer.commit([claim], [[staged_result(layout, sha256)]])
     assert not stale.exists() and other.exists()
@@ -165,9 +165,9 @@ def test_commit_sweeps_uncommitted_parts_of_this_content_by_any_model(layout, co
     for part in (*uncommitted, committed, unrelated):
         part.parent.mkdir(parents=True, exist_ok=True)
         part.write_bytes(b"parquet")
-    Ledger(layout.ledger).record_scored(ScoredFile(sha256, "kept", "a.csv", 1, 1, 0,
+    Ledger(layout.ledger).record_scored_many([ScoredFile(sha256, "kept", "a.csv", 1, 1, 0,
                                                    str(committed), None,
-                                                   archived_at="2025-12-31"))
+                                                   archived_at="2025-12-31")])
     claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
     committer.commit([claim], [[staged_result(layout, sha256)]])
     assert [p.exists() for p in uncommitted] == [False, False, False]

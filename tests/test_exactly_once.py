@@ -192,7 +192,7 @@ def test_a_ledger_from_before_archived_at_opens_with_its_files_archived(tmp_path
     assert ledger.committed_not_archived("s1") is None
     from tasks.state.ledger import ScoredFile
 
-    ledger.record_scored(ScoredFile("s2", "v1", "b.csv", 1, 1, 0, "p2", None))
+    ledger.record_scored_many([ScoredFile("s2", "v1", "b.csv", 1, 1, 0, "p2", None)])
     assert ledger.committed_not_archived("s2").source_file == "b.csv"
     ledger.record_archived("s2")
     assert ledger.committed_not_archived("s2") is None

@@ -15,7 +15,7 @@ import pytest
 from flows.retrain_model import retrain_model
 from flows.score_reviews import score_reviews
 from tasks.training.registry import Registry
-from tasks.training.split import in_validation
+from tests.helpers import held_out
 
 pytestmark = [pytest.mark.imdb, pytest.mark.slow]
 
@@ -99,7 +99,7 @@ def test_flipped_labels_are_rejected_with_default_settings(imdb_root, first_cham
     registry = Registry(imdb_root / "models")
     champion = registry.champion_version()
     frame = pq.read_table(imdb_root / "labeled" / "train.parquet").to_pandas()
-    flip = in_validation(frame["review_id"] + "#flip", 0.4)
+    flip = held_out(frame["review_id"] + "#flip", 0.4)
     frame.loc[flip, "label"] = 1 - frame.loc[flip, "label"]
     (imdb_root / "labeled" / "train.parquet").unlink()
     frame.to_parquet(imdb_root / "labeled" / "noisy.parquet")

@@ -19,7 +19,7 @@ from tasks.errors import RetrainingBusyError
 from tasks.model import refit_epochs
 from tasks.storage.local import exclusive_lock
 from tasks.training.registry import Registry
-from tasks.training.split import in_validation
+from tests.helpers import held_out
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_noisy_labels_are_rejected(labeled_root):
     for path in (labeled_root / "labeled").iterdir():
         path.unlink()
     frame = sample_labeled_frame()
-    flip = in_validation(frame["review_id"] + "#flip", 0.4)  # a fixed 40% of rows
+    flip = held_out(frame["review_id"] + "#flip", 0.4)  # a fixed 40% of rows
     frame.loc[flip, "label"] = 1 - frame.loc[flip, "label"].astype(int)
     frame.to_parquet(labeled_root / "labeled" / "noisy.parquet")
     summary = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from tasks.training.evaluation import classification_metrics, decide_promotion, mcnemar_exact
-from tasks.training.split import fingerprint, in_validation, split_labeled
+from tasks.training.split import fingerprint, split_labeled
+from tests.helpers import held_out
 
 
 def reviews(n: int) -> pd.DataFrame:
@@ -30,7 +31,7 @@ def test_duplicate_texts_never_leak_into_training():
     assert split.duplicates_removed == 1000
     assert set(split.train["text"]).isdisjoint(split.validation["text"])
     assert split.train["text"].is_unique and split.validation["text"].is_unique
-    in_val = in_validation(frame["review_id"], 0.3)
+    in_val = held_out(frame["review_id"], 0.3)
     texts_with_val = set(frame.loc[in_val, "text"])
     assert texts_with_val == set(split.validation["text"])
 
@@ -45,7 +46,7 @@ def test_three_parts_are_disjoint_and_the_gate_keeps_a_shared_text():
     # The gate (what the champion is compared on) is the most protected part: a text
     # whose rows fall in the gate and elsewhere is kept in the gate.
     keys = frame["review_id"]
-    in_gate = in_validation(keys, 0.15)
+    in_gate = held_out(keys, 0.15)
     assert set(frame.loc[in_gate, "text"]) == texts[2]
     # A text with two rows is in the gate if either row is (1 - 0.85**2 = 0.28 of texts),
     # in selection if neither is in the gate and one is in selection (0.85**2 - 0.7**2).

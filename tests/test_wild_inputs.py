@@ -396,8 +396,8 @@ def test_a_ledger_from_before_the_encoding_column_still_opens(tmp_path):
     old = ledger.scored("aa", "v1")
     assert (old.source_file, old.rows_read, old.encoding, old.rows_id_generated) == \
         ("old.csv", 3, None, None)
-    ledger.record_scored(ScoredFile("bb", "v1", "new.csv", 2, 2, 0, "q", None,
-                                    encoding="cp949", rows_id_generated=2))
+    ledger.record_scored_many([ScoredFile("bb", "v1", "new.csv", 2, 2, 0, "q", None,
+                                    encoding="cp949", rows_id_generated=2)])
     new = Ledger(path).scored("bb", "v1")
     assert (new.encoding, new.rows_id_generated) == ("cp949", 2)
     assert ledger.totals()["rows_read"] == 5

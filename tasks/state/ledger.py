@@ -130,9 +130,6 @@ class Ledger:
                     parts[sha] += [part for record in records for part in part_paths(record)]
         return parts
 
-    def record_scored(self, entry: ScoredFile) -> None:
-        self.record_scored_many([entry])
-
     def record_scored_many(self, entries: list[ScoredFile]) -> None:
         """Commit several files' scorings in one transaction (one fsync)."""
         if not entries:

@@ -222,9 +222,6 @@ class PostgresState:
             parts[sha] += [part for record in records for part in part_paths(record)]
         return parts
 
-    def record_scored(self, entry: ScoredFile) -> None:
-        self.record_scored_many([entry])
-
     def record_scored_many(self, entries: list[ScoredFile]) -> None:
         if not entries:
             return

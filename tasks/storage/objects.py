@@ -134,10 +134,6 @@ class ObjectPath:
     def expanduser(self) -> ObjectPath:
         return self
 
-    def is_relative_to(self, other: ObjectPath) -> bool:
-        return isinstance(other, ObjectPath) and (
-            self.url == other.url or self.url.startswith(other.url + "/"))
-
     # ------------------------------------------------------------------ queries
     def _fresh(self):
         """The file system with this path's listing cache dropped: another process

@@ -32,11 +32,6 @@ def _position(keys: pd.Series) -> np.ndarray:
          / 2**64 for k in keys), dtype=np.float64, count=len(keys))
 
 
-def in_validation(review_ids: pd.Series, fraction: float) -> np.ndarray:
-    """True where a review without a group is held out of training (selection or gate)."""
-    return _position(review_ids) < fraction
-
-
 def split_keys(reviews: pd.DataFrame) -> pd.Series:
     """What each row is split by: its group where it has one, else its review id.
 

@@ -31,8 +31,8 @@ UNIQUE = "expect_column_values_to_be_unique"
 class SeenValues:
     """The values of one column already seen in a file, kept as sorted 64-bit hashes.
 
-    Eight bytes a value: a Python set of id strings took about 115 MiB more per million
-    rows, the one part of a scoring run's memory that grew with the file. Two different
+    Eight bytes a value, where a Python set of id strings would be the one part of a
+    scoring run's memory that grows fast with the file (BENCHMARKS.md, memory). Two different
     ids share a hash with probability about n²/2^65 (3e-8 for a million-row file); the
     later one would then be quarantined as a duplicate, with its reason, never lost.
     """

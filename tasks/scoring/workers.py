@@ -1,8 +1,8 @@
 """What each process that scores shards keeps for itself: the model, the validator, who it is.
 
 A Dask worker runs many shard tasks, often of several files and runs; loading the
-champion (seconds, hundreds of MB) or building the Great Expectations validator (a 5 s
-import) per task would cost more than scoring a shard. So both are cached here, at
+champion or building the Great Expectations validator per task would cost more than
+scoring a shard (BENCHMARKS.md has both costs). So both are cached here, at
 module level, which on a Dask worker means once per worker process: each worker has its
 own interpreter, nothing is shared between workers, and a worker that is restarted
 starts with an empty cache. It is a cache, not state: the entry is keyed by everything

@@ -12,11 +12,11 @@ object storage (``state_dir``): it is the commit record there as well. ``scored_
 holds the path or URL of a file's part, or a JSON list of them for a file scored in
 shards.
 
-``encoding`` (the text encoding the file was read in; NULL for Parquet) and
+``encoding`` (the text encoding the file was read in; NULL for Parquet),
 ``rows_id_generated`` (rows whose ``review_id`` was generated because the file has no
-id column) were added later, and so was ``archived_at``: a ledger made before them gains
-the columns when opened, its old rows NULL there (``archived_at``: their ``finished_at``,
-since those runs had ended).
+id column) and ``archived_at``: a ledger without these columns gains them when opened,
+its old rows NULL there (``archived_at``: their ``finished_at``, since those runs had
+ended).
 """
 
 from __future__ import annotations

@@ -185,8 +185,8 @@ class ReviewValidator:
                       ) -> list[ValidatedBatch]:
         """``validate`` for several batches (of one file or of many) in one suite run.
 
-        Great Expectations' cost is mostly fixed per run (about 70 ms here, building
-        its metric graph), whatever the rows: for an inbox of small files, one run over
+        Great Expectations' cost is mostly fixed per run (building its metric graph),
+        whatever the rows: for an inbox of small files, one run over
         all of them instead of one per file. The row-level expectations see each row
         alone, so the result is the same as batch by batch; uniqueness is checked per
         item against its own ``seen_ids`` (items of one file share one dict, in order).

@@ -14,7 +14,7 @@ figures as ``benchmarks/results.json``:
    1,000,000 reviews (and on one of 250,000, to see whether memory grows with the file).
 4. ``validation``: Great Expectations time per 100,000 rows.
 5. ``orchestration``: a one-file scoring run without and with a running Prefect server
-   (``deployments/measure_overhead.py``).
+   (``benchmarks/measure_overhead.py``).
 6. ``gpu``: section 2 on a GPU when TensorFlow sees one; otherwise says why it did not run.
 7. ``profile``: seconds per stage (hash, read, validate, score, monitor, write) of the flow's
    per-file work, and the slowest stage.

@@ -1,5 +1,5 @@
 """Section 5, ``orchestration``: one-file scoring runs without and with a running Prefect
-server (``deployments/measure_overhead.py``)."""
+server (``benchmarks/measure_overhead.py``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ TITLE = "5. Orchestration overhead (Prefect)"
 def run(bench: Bench) -> dict:
     """One-file scoring runs without and with a running Prefect server (measure_overhead)."""
     try:
-        from deployments.measure_overhead import measure_overhead
+        from benchmarks.measure_overhead import measure_overhead
     except Exception as exc:  # absent or broken: report, do not fail the benchmark
-        return {"status": "not run", "reason": f"deployments.measure_overhead could not be "
+        return {"status": "not run", "reason": f"benchmarks.measure_overhead could not be "
                                                f"imported: {type(exc).__name__}: {exc}"}
     workdir = fresh_dir(WORK / "overhead")
     log(f"orchestration: measure_overhead({workdir.relative_to(PROJECT)}, "
@@ -38,7 +38,7 @@ def render(data: dict) -> list[str]:
                      ", ".join(str(s) for s in result.get(f"{mode}_runs_s", []))])
     lines = [f"Wall seconds of `reviewflow score` as a fresh process scoring one new file of "
              f"{result.get('rows_per_file')} rows with a trained champion "
-             "(`deployments/measure_overhead.py`): median of the measured runs after one "
+             "(`benchmarks/measure_overhead.py`): median of the measured runs after one "
              "unmeasured first run per mode; \"in flow\" is the run time the flow reports.", ""]
     lines += md_table(["mode", "median wall s", "median in-flow s", "first run s",
                        "measured runs s"], rows)
@@ -60,7 +60,7 @@ def render(data: dict) -> list[str]:
 
 def _stage_lines(result: dict) -> list[str]:
     """Where a run's seconds go: the stages between its log lines' milestones."""
-    from deployments.measure_overhead import MILESTONES
+    from benchmarks.measure_overhead import MILESTONES
 
     no_server, server = result.get("no_server_stages_median_s"), result.get("server_stages_median_s")
     if not no_server and not server:

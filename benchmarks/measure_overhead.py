@@ -17,7 +17,7 @@ no-server mode that is the run that creates the database in a fresh PREFECT_HOME
 ``repeats`` measured runs whose median is reported. Everything lives under ``workdir``;
 the server listens on 127.0.0.1 only and is stopped before this returns.
 
-    python deployments/measure_overhead.py [--workdir DIR] [--repeats 3]
+    python -m benchmarks.measure_overhead [--workdir DIR] [--repeats 3]
 
 prints one JSON line. From Python: ``measure_overhead(Path(dir), repeats=3) -> dict``.
 """

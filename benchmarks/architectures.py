@@ -59,9 +59,7 @@ def measure_architecture(name: str, train_parquet: Path) -> dict:
     selection part) and measure it on the gate part."""
     settings = Settings()
     reviews, split = split_for_bench(train_parquet)
-    params = TrainingParams(architecture=name, max_tokens=settings.max_tokens,
-                            epochs=settings.epochs, batch_size=settings.batch_size,
-                            patience=settings.patience, seed=settings.seed)
+    params = TrainingParams.from_settings(settings, architecture=name)
     trained = train_model(_texts(split.train), split.train["label"].to_numpy(),
                           _texts(split.selection), split.selection["label"].to_numpy(), params)
     with tempfile.TemporaryDirectory() as folder:

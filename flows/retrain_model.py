@@ -80,9 +80,7 @@ def train_candidate(split: Split, unlabeled: pd.DataFrame, settings: Settings):
         train_model,
     )
 
-    params = TrainingParams(architecture=settings.architecture, max_tokens=settings.max_tokens,
-                            epochs=settings.epochs, batch_size=settings.batch_size,
-                            patience=settings.patience, seed=settings.seed)
+    params = TrainingParams.from_settings(settings)
     logger = get_run_logger()
     train, selection = split.train, split.selection
     with _epoch_progress(params.epochs, "training", "selection", logger) as show_epoch:

@@ -224,3 +224,13 @@ class Settings(BaseSettings):
         return DataLayout(root=root.resolve(),
                           state_root=self.state_dir.resolve() if self.state_dir else None,
                           state_in_database=bool(self.state_url))
+
+
+def default_of(name: str) -> Any:
+    """The default of the ``Settings`` field ``name``.
+
+    The plain classes that take their values from ``Settings`` (``tasks.model.params.
+    TrainingParams``, ``tasks.monitoring.Thresholds``) default to these, so each default
+    is written once, here.
+    """
+    return Settings.model_fields[name].get_default(call_default_factory=True)

@@ -1,0 +1,146 @@
+"""Saving, loading and serving models: ``save_model``, ``load_model`` (Keras safe mode),
+``warm_up``, ``predict_scores``, and what the drift monitor and the run summary read
+from a loaded model (``model_vocabulary``, ``compute_device``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from tasks.errors import RegistryError
+from tasks.model.backend import keras, tf
+
+# Loading a model finds its layers and text functions by their registered names;
+# importing their modules registers them all (tokenizers.py, layers.py).
+from tasks.model.layers import NaiveBayesLogistic  # noqa: F401
+from tasks.model.tokenizers import standardization_of, tokenizer_of
+
+
+def save_model(model: keras.Model, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return path
+
+
+class ModelLoadError(RegistryError):
+    """A saved model cannot be loaded safely; the message says what to do.
+
+    A ``RegistryError``, so the CLI reports it in one line with exit code 2 without
+    importing TensorFlow first."""
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a saved end-to-end model in Keras safe mode (no arbitrary code runs).
+
+    Safe mode refuses models that carry Python code (a ``Lambda`` layer's bytecode, an
+    unregistered custom object); reviewflow's own layers and functions are registered
+    by name, so every model it trains loads.
+    """
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, TypeError) as exc:
+        raise ModelLoadError(
+            f"cannot load the model {path} in Keras safe mode: {exc}. reviewflow loads only "
+            f"models built from its own registered layers; train a new version with "
+            f"`reviewflow retrain`, or point the champion at a good one with "
+            f"`reviewflow models rollback` or `reviewflow models promote <version>`") from exc
+
+
+# One traced serving function per loaded model. A cache, not configuration: keyed
+# weakly, so it lives exactly as long as the model object it belongs to.
+_SERVING_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _serving_function(model: keras.Model):
+    """``model`` as a graph function over a 1-D batch of strings of any length.
+
+    The fixed signature traces once per model. ``model.predict`` wraps every call in
+    Keras' data-adapter machinery, which cost 10-40% of scoring time here for the
+    n-gram model at batch 1024 (see BENCHMARKS.md).
+    """
+    function = _SERVING_FUNCTIONS.get(model)
+    if function is None:
+        # autograph=False: the model's call needs no Python-to-graph rewriting (Keras
+        # layers trace as they are), and autograph would leave one generated source
+        # file per model in the system temp folder, never removed.
+        function = tf.function(lambda texts: model(texts, training=False),
+                               input_signature=[tf.TensorSpec([None], tf.string)],
+                               autograph=False)
+        _SERVING_FUNCTIONS[model] = function
+    return function
+
+
+def warm_up(model: keras.Model) -> keras.Model:
+    """Trace ``model``'s serving function now (about 0.5 s for the n-gram model), so a
+    process that loads a model to serve pays it once, at load, not inside a file."""
+    predict_scores(model, np.array(["warm up"], dtype=object), 1)
+    return model
+
+
+def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int) -> np.ndarray:
+    """Probabilities of positive sentiment, float32, one per text, in ``batch_size`` slices."""
+    scores = np.empty(len(texts), dtype=np.float32)
+    serve = _serving_function(model)
+    for start in range(0, len(texts), batch_size):
+        batch = tf.constant(texts[start:start + batch_size], dtype=tf.string)
+        scores[start:start + batch_size] = serve(batch).numpy().reshape(-1)
+    return scores
+
+
+# One vocabulary per loaded model, for the drift signals (tasks.monitoring). A cache, keyed
+# weakly like _SERVING_FUNCTIONS: it lives exactly as long as its model.
+_VOCABULARIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_vocabulary(model: keras.Model):
+    """The model's own vocabulary as ``tasks.monitoring.Vocabulary``: the tokens its
+    TextVectorization layer knows, whether it looks up unspaced scripts character by
+    character (the n-gram splits) and whether runs of marks are words. The kinds come
+    from the registered names of the split and standardization the layer's config
+    records (``tasks.model.tokenizers.TOKENIZERS``, ``STANDARDIZATIONS``). Read from
+    the layer, so the model is not changed and scores are not touched; None for a
+    model without a layer named "vectorizer"."""
+    found = _VOCABULARIES.get(model)
+    if found is None:
+        from tasks.monitoring import Vocabulary
+
+        try:
+            vectorizer = model.get_layer("vectorizer")
+        except ValueError:
+            return None
+        config = vectorizer.get_config()
+        found = Vocabulary(_vocabulary_tokens(vectorizer),
+                           tokenizer_of(config).characters_of_unspaced_scripts,
+                           standardization_of(config).marks_are_words)
+        _VOCABULARIES[model] = found
+    return found
+
+
+def _vocabulary_tokens(vectorizer) -> pa.Array:
+    """The vectorizer's tokens (without the padding and out-of-vocabulary entries).
+
+    Exported from its lookup table as one byte array (0.09 s for 200k n-grams) rather
+    than through ``get_vocabulary``, which builds a sorted Python list (0.55 s); that
+    public path is the fallback where the layer's internals differ.
+    """
+    table = getattr(getattr(vectorizer, "_lookup_layer", None), "lookup_table", None)
+    if table is not None:
+        try:
+            keys, _ = table.export()
+            return pa.array(keys.numpy(), pa.binary()).cast(pa.string())
+        except (AttributeError, TypeError, ValueError, pa.ArrowInvalid):
+            pass
+    return pa.array([t for t in vectorizer.get_vocabulary() if t and t != "[UNK]"], pa.string())
+
+
+def compute_device() -> str:
+    """The device TensorFlow places work on: the first visible GPU, else the CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU:0 ({details.get('device_name', 'unknown')})"
+    return "CPU"

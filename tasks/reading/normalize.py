@@ -1,0 +1,135 @@
+"""From the columns a reader parsed to batches of ``NORMALIZED_SCHEMA``: labels mapped to
+1/0/-1, texts in one Unicode spelling, source rows numbered, generated ids filled in,
+tables re-cut into batches of ``batch_rows`` and shards cut out of them."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasks.reading.columns import ColumnMapping, _Columns
+from tasks.reading.schema import GROUPED_SCHEMA, NORMALIZED_SCHEMA
+
+# Characters removed from texts before anything reads them: zero-width spaces and
+# joiners, word joiner, and a byte-order mark inside a text. They are invisible to a
+# reader but split the words a model sees.
+_ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff]"
+# CJK compatibility ideographs: Hanja that KS X 1001 (cp949) encodes twice for their
+# readings. NFC would merge them into the unified ones; they are kept as written.
+_COMPAT_IDEOGRAPHS = re.compile("([\uf900-\ufaff\U0002f800-\U0002fa1f]+)")
+
+
+def map_labels(raw: pa.Array, columns: ColumnMapping) -> pa.Array:
+    """Map label values given as numbers or words to int8 1/0; -1 where not understood."""
+    as_text = pc.utf8_lower(pc.utf8_trim_whitespace(raw.cast(pa.string())))
+    # "1.0" and "0.0" as written by pandas for float columns
+    as_text = pc.replace_substring_regex(as_text, r"^([01])\.0+$", r"\1")
+    positive = pc.is_in(as_text, value_set=pa.array(columns.positive_labels))
+    negative = pc.is_in(as_text, value_set=pa.array(columns.negative_labels))
+    mapped = pc.if_else(positive, 1, pc.if_else(negative, 0, -1)).cast(pa.int8())
+    blank = pc.or_kleene(pc.is_null(as_text), pc.equal(as_text, ""))
+    return pc.if_else(blank, pa.scalar(None, pa.int8()), mapped)
+
+
+def normalize_text(texts: pa.Array) -> pa.Array:
+    """``texts`` without zero-width characters and in Unicode NFC.
+
+    The same words typed on macOS (NFD: 한 as three jamo) or pasted with zero-width
+    spaces read as the same characters, so training and scoring, which both read
+    through here, see one spelling. NFC, not NFKC: NFKC would also rewrite
+    compatibility characters (the jamo of ㅋㅋ, full-width letters) that models
+    trained before learned as they were.
+    """
+    if len(texts) == 0 or pc.all(pc.string_is_ascii(texts)).as_py() is not False:
+        return texts  # nothing to normalize (pure ASCII, or all null)
+    texts = pc.replace_substring_regex(texts, _ZERO_WIDTH, "")
+    normal = pc.utf8_normalize(texts, "NFC")
+    compat = pc.and_(pc.not_equal(normal, texts),
+                     pc.match_substring_regex(texts, _COMPAT_IDEOGRAPHS.pattern))
+    if not pc.any(compat).as_py():
+        return normal
+    fixed = normal.to_pylist()
+    for row in np.flatnonzero(compat.to_numpy(zero_copy_only=False)).tolist():
+        # rare: normalize around the compatibility ideographs, keeping them
+        parts = _COMPAT_IDEOGRAPHS.split(texts[row].as_py())
+        fixed[row] = "".join(part if index % 2 else unicodedata.normalize("NFC", part)
+                             for index, part in enumerate(parts))
+    return pa.array(fixed, pa.string())
+
+
+def _normalize(table: pa.Table, cols: _Columns, first_row: int, columns: ColumnMapping,
+               read_error: pa.Array | None = None) -> pa.Table:
+    n = table.num_rows
+    if cols.label is not None:
+        label_raw = table.column(cols.label).combine_chunks().cast(pa.string())
+        label = map_labels(label_raw, columns)
+    else:
+        label_raw = pa.nulls(n, pa.string())
+        label = pa.nulls(n, pa.int8())
+    source_row = pa.array(range(first_row, first_row + n), pa.int64())
+    if cols.review_id is None:
+        review_id = pc.binary_join_element_wise(cols.id_prefix, source_row.cast(pa.string()), "")
+    else:
+        review_id = table.column(cols.review_id).combine_chunks().cast(pa.string())
+    arrays = [
+        source_row,
+        review_id,
+        normalize_text(table.column(cols.text).combine_chunks().cast(pa.string())),
+        label,
+        label_raw,
+        read_error if read_error is not None else pa.nulls(n, pa.string()),
+    ]
+    if not cols.with_group:
+        return pa.Table.from_arrays(arrays, schema=NORMALIZED_SCHEMA)
+    group = (table.column(cols.group).combine_chunks().cast(pa.string())
+             if cols.group is not None else pa.nulls(n, pa.string()))
+    return pa.Table.from_arrays([*arrays, group], schema=GROUPED_SCHEMA)
+
+
+def _rebatch(tables: Iterator[pa.Table], cols: _Columns, columns: ColumnMapping,
+             batch_rows: int, first_row: int = 1,
+             before_last: Callable[[pa.Table], None] | None = None) -> Iterator[pa.Table]:
+    """Re-cut incoming tables into batches of ``batch_rows`` and normalize them.
+
+    With ``before_last``, the file's last row is held back until every table is in and
+    ``before_last(rows not yielded yet)`` has run: it may raise, and the last row is
+    the one an unclosed quote would have swallowed the rest of the file into.
+    """
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    next_row = first_row
+    keep = 1 if before_last is not None else 0
+    for table in tables:
+        pending.append(table)
+        pending_rows += table.num_rows
+        while pending_rows - keep >= batch_rows:
+            merged = pa.concat_tables(pending)
+            head, rest = merged.slice(0, batch_rows), merged.slice(batch_rows)
+            yield _normalize(head, cols, next_row, columns)
+            next_row += batch_rows
+            pending, pending_rows = [rest], rest.num_rows
+    if pending_rows:
+        rest = pa.concat_tables(pending)
+        if before_last is not None:
+            before_last(rest)
+        yield _normalize(rest, cols, next_row, columns)
+
+
+def _within(batches: Iterator[pa.Table], start: int, stop: int | None) -> Iterator[pa.Table]:
+    """The rows of ``batches`` whose 0-based index (``source_row`` - 1) is in [start, stop)."""
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        first = batch.column("source_row")[0].as_py() - 1
+        low = max(start - first, 0)
+        high = batch.num_rows if stop is None else min(stop - first, batch.num_rows)
+        if high > low:
+            yield batch.slice(low, high - low)
+        if stop is not None and first + batch.num_rows >= stop:
+            return  # past the shard: stop reading (the generator below closes the file)
+

@@ -26,11 +26,7 @@ DRIFT_EVENT = "reviewflow.drift.detected"
 
 
 def thresholds(settings: Settings) -> Thresholds:
-    return Thresholds(max_oov_rate=settings.monitor_max_oov_rate,
-                      max_psi=settings.monitor_max_psi,
-                      max_script_shift=settings.monitor_max_script_shift,
-                      max_accuracy_drop=settings.monitor_max_accuracy_drop,
-                      min_rows=settings.monitor_min_rows)
+    return Thresholds.from_settings(settings)
 
 
 @dataclass

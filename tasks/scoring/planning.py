@@ -9,8 +9,9 @@ the unique-checked columns that it shares with earlier shards: seeded into the
 validator's ``seen`` sets, they make the shard reject exactly the rows a single pass
 would have rejected.
 
-Planning reads a Parquet file's row count from its footer; a Parquet file with more
-rows than ``shard_rows``, and any text file when sharding is on, are read once (in the
+Planning reads the row count of a file whose format records it (Parquet, in its
+footer: ``Format.row_count`` in ``tasks.reading.formats``); such a file with more rows
+than ``shard_rows``, and any other file when sharding is on, are read once (in the
 flow's process) for the row count and those values, remembering the ids of earlier
 shards as 8-byte hashes. A file that cannot be read raises
 ``UnreadableFileError`` here, before any shard runs.
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from tasks.reading import detect_format, iter_review_batches, parquet_row_count
+from tasks.reading import detect_format, iter_review_batches
 from tasks.reading.columns import ColumnMapping
 from tasks.validation import UNIQUE, SeenValues
 
@@ -54,9 +55,9 @@ def plan_shards(path, shard_rows: int | None, unique: list[str], columns: Column
     if shard_rows is None:
         return [Shard()]
     fmt = detect_format(path)
-    if fmt is not None and fmt.kind == "parquet":
+    if fmt is not None and fmt.format.row_count is not None:  # counted from its metadata
         try:
-            if parquet_row_count(path) <= shard_rows:
+            if fmt.format.row_count(path) <= shard_rows:
                 return [Shard()]
         except (pa.ArrowException, OSError):
             return [Shard()]  # the shard's reader reports what is wrong with it

@@ -18,7 +18,13 @@ import pyarrow as pa
 
 from tasks.errors import NoLabeledDataError
 from tasks.layout import part_name
-from tasks.reading import ReadReport, UnreadableFileError, is_review_file, iter_review_batches
+from tasks.reading import (
+    ReadReport,
+    UnreadableFileError,
+    describe_supported,
+    is_review_file,
+    iter_review_batches,
+)
 from tasks.settings import Settings
 from tasks.state.commit import quarantine_file
 from tasks.state.ledger import Ledger
@@ -47,8 +53,9 @@ def read_labeled_reviews(settings: Settings, validator: ReviewValidator,
                                   settings, validator, logger)
     if reviews is None:
         raise NoLabeledDataError(
-            f"no usable labeled reviews in {layout.labeled}; add CSV, TSV, JSON (Lines) or Parquet"
-            " files with text and label (0/1 or negative/positive) columns (review_id optional)")
+            f"no usable labeled reviews in {layout.labeled}; add review files "
+            f"{describe_supported()} with text and label (0/1 or negative/positive) columns "
+            "(review_id optional)")
     return reviews, stats
 
 

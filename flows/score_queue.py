@@ -1,12 +1,15 @@
 """Where the scoring flow's shards run, and how files are queued to them.
 
-Who does what (README, "Scaling out"): the flow's process (the driver) claims each file
+Who does what (docs/scaling-out.md): the flow's process (the driver) claims each file
 and plans its shards (``tasks.state.commit``); each shard is a ``score-shard`` task run by the
 task runner the settings choose: Prefect's thread pool in this process (the default),
 or prefect-dask's ``DaskTaskRunner`` on a Dask cluster. Only when every shard of a file
 is done does the driver commit it, so the crash-consistency of a single process holds
 for any number of workers. Small whole files go to workers in bundles, one
 ``score-small-files`` task each.
+
+``FileQueue`` does all of that for the flow: it claims, plans, submits and commits, and
+hands each file back to the flow as it is committed, for the run's report.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from tasks.outcomes import FileOutcome, FileStatus
 from tasks.reading import detect_format
+from tasks.scoring import shard as shard_scoring
+from tasks.scoring.planning import Shard, plan_shards, unique_columns
 from tasks.scoring.shard import ScoringJob, ShardResult
 from tasks.settings import Settings
 from tasks.state.commit import HANDLED_ELSEWHERE, Claim, Committer, discard
@@ -43,8 +50,27 @@ BUNDLE_BYTES = 32 << 20
 MAX_FILES_LOCKED = 384
 
 
+@task(name="score-shard", cache_policy=NO_CACHE)
+def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> ShardResult:
+    """``tasks.scoring.shard.score_shard`` as a task: one shard, on a thread or a Dask worker."""
+    return shard_scoring.score_shard(path, sha256, shard, job)
+
+
+@task(name="score-small-files", cache_policy=NO_CACHE)
+def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> list[ShardResult]:
+    """``tasks.scoring.shard.score_small_files`` as a task: a bundle of small whole files."""
+    return shard_scoring.score_small_files(files, job)
+
+
 def task_runner_for(settings: Settings) -> TaskRunner:
-    """The task runner the settings choose for the shards."""
+    """The task runner the settings choose for the shards.
+
+    Built here, inside the run, because the flow's parameters choose it (``task_runner``,
+    ``dask_address``), and a deployment run or a direct call passes them per run:
+    ``score_reviews.with_options(task_runner=...)`` fixes a runner where the flow is
+    called, before its parameters are known, and ``score_shard.submit()`` always goes to
+    the flow's own runner. So ``FileQueue`` submits to this runner with ``runner.submit``.
+    """
     if settings.task_runner == "threads":
         return ThreadPoolTaskRunner(max_workers=settings.thread_workers)
     try:
@@ -66,8 +92,8 @@ def api_for_workers(settings: Settings):
     """Point Dask workers at this process's Prefect API.
 
     Without PREFECT_API_URL (no-server mode) the flow talks to a temporary server this
-    process started; a worker process would otherwise start one of its own (seconds
-    each, and its task runs land elsewhere). The URL travels in the settings context
+    process started; a worker process would otherwise start one of its own (slow to
+    start, and its task runs land elsewhere). The URL travels in the settings context
     that prefect-dask sends with each task. Workers on other hosts cannot reach that
     temporary server: give them a real one (PREFECT_API_URL) instead.
     """
@@ -112,34 +138,41 @@ class _BundleSlot:
         return self.future.result()[self.index]
 
 
-Record = Callable[[FileOutcome, list[ShardResult], float], None]
-# (path, sha256, started, identity, runs that died with it claimed: None for a new file)
-Begin = Callable[[Location, str, float, Identity | None, int | None], Claim | FileOutcome]
+# A file done: its outcome, its shards' results and when its work began (perf_counter).
+Done = tuple[FileOutcome, list[ShardResult], float]
 
 
 @dataclass
 class FileQueue:
-    """Submits claimed files' shards to the task runner and commits files in order.
+    """Claims files, submits their shards to ``runner`` and commits files in order.
 
-    ``begin`` claims a file and plans its shards (``tasks.state.commit.Committer.claim``);
-    ``record`` takes each file's outcome, its shard results and when its work began.
+    ``score(ready)`` yields each file as it is done, for the run's report. Used as a
+    context manager: leaving it releases every claim still held, whether the queue or
+    its caller failed.
     """
 
     settings: Settings
     runner: TaskRunner
     job: ScoringJob
     committer: Committer
-    shard_task: object  # the flow's score-shard task
-    bundle_task: object  # the flow's score-small-files task
-    begin: Begin
-    record: Record
     # Units (one file's shards, or a bundle of small files) in the order they were queued;
     # small files claimed and not yet queued; files waiting for their twin's commit.
     in_flight: deque[list[_InFlight]] = field(default_factory=deque)
     bundle: list[_InFlight] = field(default_factory=list)
     waiting: list[tuple[Location, str, Identity | None]] = field(default_factory=list)
+    unique: list[str] = field(init=False)  # the columns unique over a whole file
 
-    def run(self, ready: list[Location]) -> None:
+    def __post_init__(self) -> None:
+        self.unique = unique_columns(self.job.suite_config)
+
+    def __enter__(self) -> FileQueue:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for flight in [f for unit in self.in_flight for f in unit] + self.bundle:
+            flight.claim.release()
+
+    def score(self, ready: list[Location]) -> Iterator[Done]:
         """Queue files' work a few units ahead, finish files in the order they were listed.
 
         A file whose content is already in flight under another name (the same bytes
@@ -151,49 +184,55 @@ class FileQueue:
         killing runs, and a run that dies on a leftover counts a death for that file
         only (``Committer.claim`` quarantines it at ``max_claim_deaths``).
         """
-        try:
-            for path in [p for p in ready if not is_claimed(p)]:
-                self._make_room()
-                self._take(path)
-            self._drain()
-            for path in sorted((p for p in ready if is_claimed(p)), key=runs_died):
-                self._take(path, runs_died(path))
-                self._drain()
-            for path, sha256, known in self.waiting:
-                self._score_alone(path, sha256, known)
-        finally:
-            for flight in [f for unit in self.in_flight for f in unit] + self.bundle:
-                flight.claim.release()
+        for path in [p for p in ready if not is_claimed(p)]:
+            yield from self._make_room()
+            yield from self._take(path)
+        yield from self._drain()
+        for path in sorted((p for p in ready if is_claimed(p)), key=runs_died):
+            yield from self._take(path, runs_died(path))
+            yield from self._drain()
+        for path, sha256, known in self.waiting:
+            yield from self._score_alone(path, sha256, known)
 
-    def _drain(self) -> None:
+    def _drain(self) -> Iterator[Done]:
         self._queue_bundle()
         while self.in_flight:
-            self._finish_oldest()
+            yield from self._finish_oldest()
 
-    def _make_room(self) -> None:
+    def _make_room(self) -> Iterator[Done]:
         """Finish the oldest units until another may be queued."""
         ahead = (self.settings.thread_workers + THREADS_FILES_AHEAD
                  if self.settings.task_runner == "threads" else DASK_FILES_IN_FLIGHT)
         while self.in_flight and (len(self.in_flight) >= ahead
                                   or self._locked() >= MAX_FILES_LOCKED):
-            self._finish_oldest()
+            yield from self._finish_oldest()
 
-    def _take(self, path: Location, died: int | None = None) -> None:
-        """Claim, hash and plan one inbox file, then queue it (or record why not)."""
+    def _claim(self, path: Location, sha256: str, started: float, known: Identity | None,
+               died: int | None) -> Claim | FileOutcome:
+        """Lock the file's content and plan its shards (``Committer.claim``); ``died``: the
+        runs that died with it claimed, None for a file this run claimed itself."""
+        job = self.job
+        return self.committer.claim(path, sha256, started, known, plan=lambda claimed: plan_shards(
+            claimed, self.settings.effective_shard_rows, self.unique, job.columns,
+            job.read_batch_rows, job.max_decompressed_bytes, **job.read_options(sha256)),
+            died=died, max_deaths=self.settings.max_claim_deaths)
+
+    def _take(self, path: Location, died: int | None = None) -> Iterator[Done]:
+        """Claim, hash and plan one inbox file, then queue it (or yield why not)."""
         started = time.perf_counter()
         try:
             path, known = claim_for_run(path)
             sha256 = file_sha256(path)
         except FileNotFoundError:
-            self.record(FileOutcome(readable_name(path.name), FileStatus.BUSY, detail=HANDLED_ELSEWHERE),
-                        [], started)
+            yield (FileOutcome(readable_name(path.name), FileStatus.BUSY, detail=HANDLED_ELSEWHERE),
+                   [], started)
             return
         if self._pending(sha256):
             self.waiting.append((path, sha256, known))
             return
-        began = self.begin(path, sha256, started, known, died)
+        began = self._claim(path, sha256, started, known, died)
         if not isinstance(began, Claim):
-            self.record(began, [], started)
+            yield began, [], started
             return
         flight = _InFlight(began)
         if flight.small:
@@ -206,17 +245,17 @@ class FileQueue:
             self._submit_shards(flight)
             self.in_flight.append([flight])
 
-    def _score_alone(self, path: Location, sha256: str, known: Identity | None) -> None:
+    def _score_alone(self, path: Location, sha256: str, known: Identity | None) -> Iterator[Done]:
         """A file that waited for its twin: by now, usually found in the ledger."""
         started = time.perf_counter()
-        began = self.begin(path, sha256, started, known, None)
+        began = self._claim(path, sha256, started, known, None)
         if not isinstance(began, Claim):
-            self.record(began, [], started)
+            yield began, [], started
             return
         flight = _InFlight(began)
         self._submit_shards(flight)
         ((outcome, results),) = self._finish([flight])
-        self.record(outcome, results, started)
+        yield outcome, results, started
 
     def _locked(self) -> int:
         return sum(len(unit) for unit in self.in_flight) + len(self.bundle)
@@ -231,21 +270,21 @@ class FileQueue:
             self.in_flight.append(list(self.bundle))
             self.bundle.clear()
 
-    def _finish_oldest(self) -> None:
+    def _finish_oldest(self) -> Iterator[Done]:
         unit = self.in_flight.popleft()
         for flight, (outcome, results) in zip(unit, self._finish(unit)):
-            self.record(outcome, results, flight.claim.started)
+            yield outcome, results, flight.claim.started
 
     def _submit_shards(self, flight: _InFlight) -> None:
         """Queue one ``score-shard`` task per shard of a claimed file."""
         claimed = flight.claim
-        flight.futures = [self._submit(self.shard_task, {
+        flight.futures = [self._submit(score_shard, {
             "path": claimed.path, "sha256": claimed.sha256, "shard": shard, "job": self.job})
             for shard in claimed.shards]
 
     def _submit_bundle(self, flights: list[_InFlight]) -> None:
         """Queue one ``score-small-files`` task for several small claimed files."""
-        future = self._submit(self.bundle_task, {
+        future = self._submit(score_small_files, {
             "files": [(f.claim.path, f.claim.sha256) for f in flights], "job": self.job})
         for index, flight in enumerate(flights):
             flight.futures = [_BundleSlot(future, index)]

@@ -3,8 +3,9 @@
 The steps, each in its own module:
 
 1. list the inbox (``tasks.state.inbox``); quarantine what is no review file;
-2. for each ready file: claim it by its content hash, check the ledger and plan its
-   shards (``tasks.state.commit``, ``tasks.scoring.planning``);
+2. for each ready file (``flows.score_queue.FileQueue``, a few files ahead): claim it by
+   its content hash, check the ledger and plan its shards (``tasks.state.commit``,
+   ``tasks.scoring.planning``);
 3. submit its shards, a ``score-shard`` task each, or a bundle of small files as one
    ``score-small-files`` task, to the task runner (``flows.score_queue``); a shard reads,
    validates and scores its rows into temporary parts (``tasks.scoring.shard``);
@@ -33,9 +34,7 @@ from flows.score_report import Progress, ScoreSummary, publish_summary
 from tasks.errors import GPURequiredError
 from tasks.layout import DataLayout, day_of
 from tasks.outcomes import FileOutcome, FileStatus
-from tasks.scoring import shard as shard_scoring
-from tasks.scoring.planning import Shard, plan_shards, unique_columns
-from tasks.scoring.shard import ScoringJob, ShardResult
+from tasks.scoring.shard import ScoringJob
 from tasks.scoring.workers import ModelRef, cached_model, cached_validator
 from tasks.settings import Settings
 from tasks.state.backend import RunState, open_state
@@ -50,18 +49,6 @@ from tasks.training.registry import Registry
 def load_champion(ref: ModelRef):
     """The champion's model, loaded once per process in Keras safe mode (tasks.scoring.workers)."""
     return cached_model(ref)
-
-
-@task(name="score-shard", cache_policy=NO_CACHE)
-def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> ShardResult:
-    """``tasks.scoring.shard.score_shard`` as a task: one shard, on a thread or a Dask worker."""
-    return shard_scoring.score_shard(path, sha256, shard, job)
-
-
-@task(name="score-small-files", cache_policy=NO_CACHE)
-def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> list[ShardResult]:
-    """``tasks.scoring.shard.score_small_files`` as a task: a bundle of small whole files."""
-    return shard_scoring.score_small_files(files, job)
 
 
 # The parameters' defaults are the settings this environment gives, so a deployment and
@@ -80,10 +67,10 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
     """Score every new review file in the inbox with the champion model.
 
     ``data_dir`` is a folder or a URL (s3://bucket/prefix); ``task_runner`` ("threads" or
-    "dask"), ``dask_address`` and ``shard_rows`` choose where shards run (README,
-    "Scaling out"); ``state_url`` (postgresql://user@host:port/db) keeps the ledger and
-    the locks in PostgreSQL instead of the state folder. Returns the run summary; the same figures are published as Prefect
-    artifacts.
+    "dask"), ``dask_address`` and ``shard_rows`` choose where shards run
+    (docs/scaling-out.md); ``state_url`` (postgresql://user@host:port/db) keeps the ledger
+    and the locks in PostgreSQL instead of the state folder. Returns the run summary; the
+    same figures are published as Prefect artifacts.
     """
     logger = get_run_logger()
     settings = settings_from(data_dir, require_gpu=require_gpu, settle_seconds=settle_seconds,
@@ -134,7 +121,7 @@ def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
     if inbox.ready:
         job = ScoringJob.from_settings(settings, model, profile, run_started,
                                        layout.scored_partition(day), layout.rejected_partition(day))
-        if local:  # built here once, as before, so its slow import is not inside a file's time
+        if local:  # built here once, so its slow import is not inside a file's time
             cached_validator(job.suite_config, job.validator_parameters)
         _score_files(settings, layout, committer, job, day, inbox.ready, summary, logger)
         if not local:
@@ -168,27 +155,18 @@ def _quarantine_unsupported(committer: Committer, path: Location) -> FileOutcome
 
 def _score_files(settings: Settings, layout: DataLayout, committer: Committer, job: ScoringJob,
                  day: str, ready: list[Location], summary: ScoreSummary, logger) -> None:
-    """Claim and plan each file, submit its shards, commit it, and record its outcome."""
-    unique = unique_columns(job.suite_config)
+    """Claim, plan, score and commit each file on the task runner (``FileQueue``); report
+    each one as it is done: its drift signals, its outcome, the progress."""
     drift = DriftWatch(layout, day, job, thresholds(settings), settings.monitor_emit_events,
                        logger)
-
-    def begin(path: Location, sha256: str, started: float, known, died: int | None):
-        return committer.claim(path, sha256, started, known, plan=lambda claimed: plan_shards(
-            claimed, settings.effective_shard_rows, unique, job.columns, job.read_batch_rows,
-            job.max_decompressed_bytes, **job.read_options(sha256)),
-            died=died, max_deaths=settings.max_claim_deaths)
-
-    def record(outcome: FileOutcome, results: list[ShardResult], started: float) -> None:
-        drift.observe(outcome, results, summary)
-        summary.record(outcome, results, started)
-        progress.file_done(outcome)
-
     with api_for_workers(settings), task_runner_for(settings) as runner:
         progress = Progress(len(ready), logger)  # once the runner is up: rates exclude its start
         try:
-            FileQueue(settings, runner, job, committer, score_shard, score_small_files,
-                      begin, record).run(ready)
+            with FileQueue(settings, runner, job, committer) as queue:
+                for outcome, results, started in queue.score(ready):
+                    drift.observe(outcome, results, summary)
+                    summary.record(outcome, results, started)
+                    progress.file_done(outcome)
         finally:
             progress.close()
     summary.finish_files()

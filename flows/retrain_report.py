@@ -10,8 +10,9 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.layout import CURVES_FILE
+from tasks.training.events import HistoryEvent
 from tasks.training.record import nothing_new_reason
-from tasks.training.registry import HistoryEvent, Registry
+from tasks.training.registry import Registry
 
 
 def report_nothing_new(registry: Registry, latest: str, rows: dict) -> dict:

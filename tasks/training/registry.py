@@ -38,7 +38,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
 from tasks.errors import NoChampionError, RegistryError  # noqa: F401 - raised here, and imported from here
@@ -58,31 +57,8 @@ from tasks.layout import (
 )
 from tasks.storage.local import LockHeldError, _fsync_dir, exclusive_lock, write_json_atomic
 from tasks.storage.objects import ObjectPath, is_remote
+from tasks.training.events import CHAMPION_EVENTS, HistoryEvent, VersionStatus
 
-
-class HistoryEvent(StrEnum):
-    """The ``event`` of a line of ``models/history.jsonl`` (and of the champion pointer)."""
-
-    PROMOTED = "promoted"                    # a retraining's candidate beat the champion
-    MANUAL_PROMOTION = "manual promotion"    # reviewflow models promote
-    ROLLBACK = "rollback"                    # reviewflow models rollback
-    REJECTED = "rejected"                    # a candidate that did not beat the champion
-    NOT_PROMOTED = "not promoted"            # judged against a champion replaced meanwhile
-    NOTHING_NEW = "nothing new to learn"     # a retraining that found no new labeled rows
-
-
-class VersionStatus(StrEnum):
-    """A version's status in ``Registry.list_versions`` (``reviewflow models list``)."""
-
-    CHAMPION = "champion"
-    FORMER_CHAMPION = "former champion"
-    NOT_PROMOTED = "not promoted"  # decided against a champion replaced while it trained
-    REJECTED = "rejected"
-    CANDIDATE = "candidate"
-
-
-# History events after which the named version was the champion.
-CHAMPION_EVENTS = (HistoryEvent.PROMOTED, HistoryEvent.MANUAL_PROMOTION, HistoryEvent.ROLLBACK)
 # How long a change waits for another to finish: they take milliseconds, so a lock held
 # this long belongs to a process that is stuck (stopped, or paused in a debugger).
 POINTER_LOCK_WAIT_SECONDS = 60

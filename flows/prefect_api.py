@@ -8,16 +8,15 @@ first time a flow needs one, wait ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SEC
 (20 s by default) for it to answer, and stop it when the process exits. Three things go
 wrong with that:
 
-- 20 s is too short on a busy host: a first run with a new ``PREFECT_HOME`` creates the
-  database, and with the load at 3-7 on 2 cores the start alone took longer, so the
-  run died with a traceback before it had read anything.
-- A process killed with SIGKILL runs no exit handlers, so its server lived on as an
-  orphan (~250 MB), holding the dead process's stdout and stderr open: whoever waited
-  for that output waited forever.
+- That wait is too short on a busy host: a first run with a new ``PREFECT_HOME``
+  creates the database, and the start alone can take longer, so the run would die
+  with a traceback before it had read anything.
+- A process killed with SIGKILL runs no exit handlers, so its server would live on as
+  an orphan, holding the dead process's stdout and stderr open: whoever waited for
+  that output would wait forever.
 - It is slow to start where it starts: inside the first flow, after this process has
-  imported Prefect's whole server package (FastAPI, SQLAlchemy, the database layer:
-  about 2 s of one core on a quiet 2-core host) only to launch a child that imports it
-  again.
+  imported Prefect's whole server package (FastAPI, SQLAlchemy, the database layer)
+  only to launch a child that imports it again.
 
 So a command starts that server itself, as early as it can: ``PrefectAPI.launch()``
 runs the same uvicorn command with the same environment as Prefect 3.8.8's
@@ -51,8 +50,8 @@ API_WAIT_SECONDS = 15.0
 
 # Seconds to wait for the temporary API to answer when the user did not set
 # PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS. A first start (database creation)
-# took about 30 s on a quiet 2-core host and several times that under load; waiting
-# longer costs nothing when the server is up sooner.
+# can take many times Prefect's default on a small, busy host; waiting longer costs
+# nothing when the server is up sooner.
 DEFAULT_STARTUP_SECONDS = 180
 TIMEOUT_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 

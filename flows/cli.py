@@ -27,52 +27,24 @@ no champion, an empty inbox or no labeled files.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
-import os
 import shutil
-import signal
 import sqlite3
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
+from flows.startup import (
+    interrupted,
+    quiet_defaults,
+    run_program,
+    second_interrupt_ends_it,
+    starting_flow,
+)
+
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
-# The shell's convention for a command a signal stopped: 128 + the signal's number.
-INTERRUPTED_EXIT = 128 + signal.SIGINT
 # What the command is doing, for the line an interruption prints
 # (flows.common.interrupted_line); set by _score and _retrain before their flow starts.
 _under_way: dict = {}
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a supervisor stopping the command, ``kill``), raised in the main thread
-    like Ctrl-C's KeyboardInterrupt so the same unwinding runs: locks released, Prefect
-    told the run crashed, the temporary API server stopped, one line said."""
-
-    exit_code = 128 + signal.SIGTERM
-
-
-INTERRUPTED_EXITS = (INTERRUPTED_EXIT, Terminated.exit_code)
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-def _quiet_defaults(verbose: bool) -> None:
-    """Defaults that keep expected noise off a user's terminal; their own settings win.
-
-    No usage analytics or telemetry (this host may have no internet: Prefect's temporary
-    server would log an ERROR for each failed send), and no TensorFlow C++ logs below
-    FATAL (a host without a GPU would print a CUDA probe ERROR on every run; the flow
-    logs the device it scores on instead). ``--verbose`` keeps TensorFlow's errors.
-    """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbose else "3")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -162,7 +134,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     _under_way.clear()
-    _quiet_defaults(args.verbose)
+    quiet_defaults(args.verbose)
     from tasks.errors import ReviewflowError
 
     try:
@@ -195,20 +167,10 @@ def main(argv: list[str] | None = None) -> int:
               "where they were (incoming/, labeled/); fix the cause and run again.", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under run()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends it at once
+        second_interrupt_ends_it()
         if args.verbose:
             raise
-        from flows.common import interrupted_line
-
-        terminated = isinstance(exc, Terminated)
-        try:
-            line = interrupted_line(_under_way, terminated)
-        except Exception:  # noqa: BLE001 - what was kept is a courtesy; the exit code is not
-            line = "stopped by SIGTERM" if terminated else "interrupted"
-        print(f"reviewflow: {args.command} {line}" if not _under_way else f"reviewflow: {line}",
-              file=sys.stderr)
-        sys.exit(getattr(exc, "exit_code", INTERRUPTED_EXIT))
+        sys.exit(interrupted(exc, args.command, _under_way))
     return 0
 
 
@@ -315,41 +277,7 @@ def _preflight_retrain(args) -> None:
                 from None
 
 
-def _warm_heavy_imports() -> Callable[[], None]:
-    """Import TensorFlow and Great Expectations in background threads, one each; return
-    a function that waits for both.
-
-    Until its first flow runs, this process imports Prefect and waits for its API (a
-    temporary server starting in a child process); meanwhile it would leave the second
-    core idle. The two heaviest libraries import then, not inside the flow. Each has a
-    thread of its own: much of an import is loading and initializing native libraries,
-    so the two overlap (about 5 s instead of 6 s on a quiet 2-core host).
-
-    Call the returned function before the flow: the flow imports the same packages, and
-    two threads importing modules of one package that import each other can deadlock.
-    Python then raises in one thread and leaves modules half made: under load a
-    ``reviewflow score`` whose flow reached Great Expectations before the warm-up thread
-    had finished importing it printed "Exception in thread warm-gx" and never ended.
-    """
-    def load_validation() -> None:
-        import great_expectations  # noqa: F401
-
-    def load_model() -> None:
-        import tasks.model  # noqa: F401 - TensorFlow and Keras
-
-    threads = [threading.Thread(target=load, name=name, daemon=True)
-               for name, load in (("warm-gx", load_validation), ("warm-tf", load_model))]
-    for thread in threads:
-        thread.start()
-
-    def imported() -> None:
-        for thread in threads:
-            thread.join()  # an import that failed raises again, with its message, in the flow
-    return imported
-
-
 def _score(args) -> dict:
-    from flows.prefect_api import PrefectAPI
     from tasks.state.backend import open_state
 
     settings = _settings(args)
@@ -362,14 +290,8 @@ def _score(args) -> dict:
     _under_way.update(command="score", layout=layout, state_url=settings.state_url,
                       ledger_totals=totals)
 
-    # First, from the main thread: a temporary server starts on the other core while
-    # this process imports (see flows/prefect_api.py).
-    api = PrefectAPI.launch()
-    imported = _warm_heavy_imports()
-    from flows.score_reviews import score_reviews  # Prefect, with its logging set up
-
-    api.connect()  # before any flow: one line and exit 4 if there is no API
-    imported()
+    with starting_flow():  # the Prefect API starts while the flow imports (flows.startup)
+        from flows.score_reviews import score_reviews
     # Only the options given: the flow's defaults are the settings (environment included).
     # getattr: `demo` scores with its own arguments, which have none of these options.
     options = ("data_dir", "require_gpu", "settle_seconds", "task_runner", "dask_address",
@@ -379,19 +301,14 @@ def _score(args) -> dict:
 
 
 def _retrain(args) -> dict:
-    from flows.prefect_api import PrefectAPI
     from tasks.training.registry import Registry
 
     registry = Registry(_settings(args).layout.models)
     _under_way.update(command="retrain", registry=registry,
                       champion=registry.current_version())
 
-    api = PrefectAPI.launch()  # see _score
-    imported = _warm_heavy_imports()
-    from flows.retrain_model import retrain_model
-
-    api.connect()
-    imported()
+    with starting_flow():  # see _score
+        from flows.retrain_model import retrain_model
     # Only the options given: the flow's defaults are the settings (environment included).
     options = ("data_dir", "architecture", "epochs", "min_delta", "require_significance",
                "state_url")
@@ -427,7 +344,8 @@ def _print_retrain(summary: dict) -> None:
 
 
 def _models(args) -> None:
-    from tasks.training.registry import Registry, VersionStatus
+    from tasks.training.events import VersionStatus
+    from tasks.training.registry import Registry
 
     registry = Registry(_settings(args).layout.models)
     if args.action == "list":
@@ -513,61 +431,9 @@ def _show_output(scored: Path) -> None:
 
 def run() -> None:
     """The ``reviewflow`` program: ``main()``, then an exit that skips the interpreter's
-    teardown.
-
-    A process that imported TensorFlow spent 1-2.5 s tearing it down after its last
-    line was printed (module and C++ static destructors; 2 of the 9 s of a one-file
-    run with a running server, BENCHMARKS.md section 5). Nothing of reviewflow's needs
-    that teardown: every file is written, fsynced and closed, and every ledger
-    transaction committed, before the command returns. So once Python has done what
-    an exit must (Prefect's log and event queues drained, the exit handlers run: the
-    temporary server stopped, and so on), the last exit handler flushes the output and
-    ends the process with the command's exit code. ``main()`` called as a function (the
-    tests do) exits nothing.
-    """
-    status = {"code": 1}  # an unexpected exception: Python prints it, the exit code is 1
-    # Registered first, so it runs last (exit handlers run in reverse order).
-    atexit.register(_exit_without_teardown, status)
-    # SIGTERM unwinds like Ctrl-C (Terminated) instead of ending the process on the spot,
-    # which would leave its Prefect run "Running" for ever on a server.
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        status["code"] = main()
-    except SystemExit as exc:
-        status["code"] = (exc.code if isinstance(exc.code, int)
-                          else 0 if exc.code is None else 1)  # a message: Python prints it
-        if status["code"] in INTERRUPTED_EXITS:
-            _exit_now()
-        raise
-    except KeyboardInterrupt as exc:  # with --verbose: Python prints the traceback
-        status["code"] = getattr(exc, "exit_code", INTERRUPTED_EXIT)
-        raise
-    sys.exit(status["code"])
-
-
-def _exit_now() -> None:
-    """End an interrupted command once its line is printed, without joining its threads.
-
-    Python's exit first waits for every worker thread, and a task thread caught mid-file
-    by the interrupt can wait for ever on the flow that stopped under it (seen under
-    load: the line printed, then no exit). Nothing it holds needs finishing: its parts
-    are temporaries the next run sweeps, its claim is picked up by the next run, as
-    after a SIGKILL. The exit handlers still run (Prefect's queues drained, the temporary
-    server stopped), the last of them ending the process with the exit code.
-    """
-    atexit._run_exitfuncs()
-
-
-def _exit_without_teardown(status: dict) -> None:
-    import logging
-
-    logging.shutdown()  # its own exit handler was registered before this one: it would not run
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):
-            pass
-    os._exit(status["code"])
+    teardown (``flows.startup.run_program``). ``main()`` called as a function (the tests
+    do) exits nothing."""
+    run_program(main)
 
 
 if __name__ == "__main__":

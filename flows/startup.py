@@ -1,0 +1,182 @@
+"""How the ``reviewflow`` command starts and ends, around its commands (``flows.cli``).
+
+- ``quiet_defaults``: environment defaults that keep expected noise off the terminal.
+- ``starting_flow``: the Prefect API (``flows.prefect_api``: the user's server, or a
+  temporary one started in a child process) comes up while the flow and the heavy
+  libraries (TensorFlow, Great Expectations) import.
+- ``Terminated``: SIGTERM raised in the main thread like Ctrl-C, so both unwind the same
+  way; ``interrupted`` prints the one line an interrupted command says.
+- ``run_program``: runs the command, then ends the process without the interpreter's
+  teardown, with the command's exit code.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import NoReturn
+
+# The shell's convention for a command a signal stopped: 128 + the signal's number.
+INTERRUPTED_EXIT = 128 + signal.SIGINT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a supervisor stopping the command, ``kill``), raised in the main thread
+    like Ctrl-C's KeyboardInterrupt so the same unwinding runs: locks released, Prefect
+    told the run crashed, the temporary API server stopped, one line said."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+INTERRUPTED_EXITS = (INTERRUPTED_EXIT, Terminated.exit_code)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def quiet_defaults(verbose: bool) -> None:
+    """Defaults that keep expected noise off a user's terminal; their own settings win.
+
+    No usage analytics or telemetry (this host may have no internet: Prefect's temporary
+    server would log an ERROR for each failed send), and no TensorFlow C++ logs below
+    FATAL (a host without a GPU would print a CUDA probe ERROR on every run; the flow
+    logs the device it scores on instead). ``--verbose`` keeps TensorFlow's errors.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbose else "3")
+
+
+@contextlib.contextmanager
+def starting_flow() -> Iterator[None]:
+    """Around the import of a flow: the Prefect API starts before it, and is answering
+    after it (one line and exit 4 if there is none: ``PrefectAPI.connect``).
+
+    From the main thread, first: a temporary server starts on the other core while this
+    process imports (see flows/prefect_api.py), and TensorFlow and Great Expectations
+    import in background threads meanwhile (``warm_heavy_imports``).
+    """
+    from flows.prefect_api import PrefectAPI
+
+    api = PrefectAPI.launch()
+    imported = warm_heavy_imports()
+    yield  # the caller imports its flow: Prefect, with its logging set up
+    api.connect()  # before any flow
+    imported()
+
+
+def warm_heavy_imports() -> Callable[[], None]:
+    """Import TensorFlow and Great Expectations in background threads, one each; return
+    a function that waits for both.
+
+    Until its first flow runs, this process imports Prefect and waits for its API (a
+    temporary server starting in a child process); meanwhile it would leave the second
+    core idle. The two heaviest libraries import then, not inside the flow. Each has a
+    thread of its own: much of an import is loading and initializing native libraries,
+    so the two overlap.
+
+    Call the returned function before the flow: the flow imports the same packages, and
+    two threads importing modules of one package that import each other can deadlock.
+    Python then raises in one thread and leaves modules half made: a flow that reached
+    Great Expectations before the warm-up thread had finished importing it would print
+    "Exception in thread warm-gx" and never end.
+    """
+    def load_validation() -> None:
+        import great_expectations  # noqa: F401
+
+    def load_model() -> None:
+        import tasks.model  # noqa: F401 - TensorFlow and Keras
+
+    threads = [threading.Thread(target=load, name=name, daemon=True)
+               for name, load in (("warm-gx", load_validation), ("warm-tf", load_model))]
+    for thread in threads:
+        thread.start()
+
+    def imported() -> None:
+        for thread in threads:
+            thread.join()  # an import that failed raises again, with its message, in the flow
+    return imported
+
+
+def second_interrupt_ends_it() -> None:
+    """After a first Ctrl-C, a second one ends the process at once."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupted(exc: KeyboardInterrupt, command: str, under_way: dict) -> int:
+    """Print the line of a command interrupted by Ctrl-C or SIGTERM (what was kept:
+    ``flows.common.interrupted_line``); return its exit code."""
+    from flows.common import interrupted_line
+
+    terminated = isinstance(exc, Terminated)
+    try:
+        line = interrupted_line(under_way, terminated)
+    except Exception:  # noqa: BLE001 - what was kept is a courtesy; the exit code is not
+        line = "stopped by SIGTERM" if terminated else "interrupted"
+    print(f"reviewflow: {command} {line}" if not under_way else f"reviewflow: {line}",
+          file=sys.stderr)
+    return getattr(exc, "exit_code", INTERRUPTED_EXIT)
+
+
+def run_program(main: Callable[[], int]) -> NoReturn:
+    """``main()``, then an exit that skips the interpreter's teardown.
+
+    A process that imported TensorFlow spends a noticeable time tearing it down after
+    its last line is printed (module and C++ static destructors; BENCHMARKS.md section
+    5). Nothing of reviewflow's needs that teardown: every file is written, fsynced and
+    closed, and every ledger transaction committed, before the command returns. So once
+    Python has done what an exit must (Prefect's log and event queues drained, the exit
+    handlers run: the temporary server stopped, and so on), the last exit handler
+    flushes the output and ends the process with the command's exit code.
+    """
+    status = {"code": 1}  # an unexpected exception: Python prints it, the exit code is 1
+    # Registered first, so it runs last (exit handlers run in reverse order).
+    atexit.register(_exit_without_teardown, status)
+    # SIGTERM unwinds like Ctrl-C (Terminated) instead of ending the process on the spot,
+    # which would leave its Prefect run "Running" for ever on a server.
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        status["code"] = main()
+    except SystemExit as exc:
+        status["code"] = (exc.code if isinstance(exc.code, int)
+                          else 0 if exc.code is None else 1)  # a message: Python prints it
+        if status["code"] in INTERRUPTED_EXITS:
+            _exit_now()
+        raise
+    except KeyboardInterrupt as exc:  # with --verbose: Python prints the traceback
+        status["code"] = getattr(exc, "exit_code", INTERRUPTED_EXIT)
+        raise
+    sys.exit(status["code"])
+
+
+def _exit_now() -> None:
+    """End an interrupted command once its line is printed, without joining its threads.
+
+    Python's exit first waits for every worker thread, and a task thread caught mid-file
+    by the interrupt can wait for ever on the flow that stopped under it. Nothing it
+    holds needs finishing: its parts are temporaries the next run sweeps, its claim is
+    picked up by the next run, as after a SIGKILL. The exit handlers still run
+    (Prefect's queues drained, the temporary server stopped), the last of them ending
+    the process with the exit code.
+    """
+    atexit._run_exitfuncs()
+
+
+def _exit_without_teardown(status: dict) -> None:
+    import logging
+
+    logging.shutdown()  # its own exit handler was registered before this one: it would not run
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(status["code"])

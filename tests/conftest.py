@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated Prefect, a fresh data root per test, a champion trained once."""
+"""Shared fixtures: an isolated Prefect, a fresh data root per test, a champion trained once,
+the packaged validator, a PostgreSQL cluster and an S3 server for the tests that need them."""
 
 from __future__ import annotations
 
@@ -89,6 +90,64 @@ def scoring_root(data_dir, trained_models) -> Path:
     shutil.rmtree(data_dir / "models")
     shutil.copytree(trained_models, data_dir / "models")
     return data_dir
+
+
+@pytest.fixture
+def labeled_root(scoring_root) -> Path:
+    """A data root with the sample champion and the sample's labeled files."""
+    for sample in (SAMPLES / "labeled").iterdir():
+        shutil.copy2(sample, scoring_root / "labeled" / sample.name)
+    return scoring_root
+
+
+@pytest.fixture(scope="module")
+def validator():
+    """A ``ReviewValidator`` with the packaged suite, as scoring checks rows (a module
+    that needs other settings overrides it with ``tests.helpers.packaged_validator``)."""
+    from tests.helpers import packaged_validator
+
+    return packaged_validator()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One temporary PostgreSQL cluster for the session (tests/postgres.py); a test
+    creates its own database in it. Skips where PostgreSQL cannot start."""
+    from tests import postgres
+
+    if (why := postgres.available()) is not None:
+        pytest.skip(why)
+    cluster = postgres.temporary_cluster()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(cluster.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """moto's S3 server on 127.0.0.1 (a free port), with dummy credentials."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, monkeypatch):
+    """The S3 endpoint and an s3fs file system on it, with the credentials moto takes."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    return s3_endpoint, fs
 
 
 @pytest.fixture

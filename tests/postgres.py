@@ -20,12 +20,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tests.helpers import free_port
 
 BIN = Path(os.environ.get("REVIEWFLOW_PG_BIN", "/usr/lib/postgresql/15/bin"))
 USER = "reviewflow"
@@ -43,12 +44,6 @@ def available() -> str | None:
         except KeyError:
             return "running as root and there is no postgres user to run PostgreSQL as"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Cluster:

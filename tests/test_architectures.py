@@ -9,7 +9,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 import tensorflow as tf
 
@@ -33,19 +32,17 @@ from tasks.model import (
     standardize_review,
     train_model,
 )
-from tasks.reading import iter_review_batches
-from tasks.reading.columns import ColumnMapping
 from tasks.settings import Settings
 from tasks.training.split import split_labeled
+from tests.helpers import read_reviews
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 KOREAN = SAMPLES / "korean"
 
 
-def read_reviews(path: Path) -> pd.DataFrame:
+def read_frame(path: Path) -> pd.DataFrame:
     """Any supported file, through the project's own reader (NSMC columns included)."""
-    tables = iter_review_batches(path, ColumnMapping(), 10_000, 10**9)
-    return pa.concat_tables(list(tables)).to_pandas()[["review_id", "text", "label"]]
+    return read_reviews(path, 10_000).to_pandas()[["review_id", "text", "label"]]
 
 
 def train(reviews: pd.DataFrame, name: str, epochs: int):
@@ -66,7 +63,7 @@ def accuracy(model, reviews: pd.DataFrame) -> float:
 
 @pytest.fixture(scope="module")
 def english() -> pd.DataFrame:
-    return read_reviews(SAMPLES / "labeled" / "reviews-b.jsonl")
+    return read_frame(SAMPLES / "labeled" / "reviews-b.jsonl")
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -110,7 +107,7 @@ def test_the_vocabulary_is_the_one_keras_adapt_chooses(name, max_tokens, english
     """Same tokens in the same order as ``TextVectorization.adapt``, for every
     architecture's tokens, with a cut at ``max_tokens`` that falls among tied counts;
     batches of 7 reviews, counted in parts of about 500 tokens and summed."""
-    korean = read_reviews(KOREAN / "train.tsv")["text"].head(40)
+    korean = read_frame(KOREAN / "train.tsv")["text"].head(40)
     corpus = np.concatenate([texts(english), korean.to_numpy(dtype=object),
                              np.array(["", "[UNK] [unk]", "great!! great!! ^^"], dtype=object)])
     params = TrainingParams(max_tokens=max_tokens or 10**6)
@@ -240,8 +237,8 @@ def test_marks_become_words_of_their_own_and_words_stay_as_they_were():
 
 
 def test_korean_reviews_need_character_ngrams(monkeypatch):
-    train_reviews = read_reviews(KOREAN / "train.tsv")
-    test_reviews = read_reviews(KOREAN / "test.tsv")
+    train_reviews = read_frame(KOREAN / "train.tsv")
+    test_reviews = read_frame(KOREAN / "test.tsv")
     monkeypatch.setitem(ARCHITECTURES, "words-only", word_ngram_architecture())
     default = accuracy(train(train_reviews, Settings().architecture, epochs=10).model,
                        test_reviews)

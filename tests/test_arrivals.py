@@ -30,29 +30,16 @@ from tasks.reading import (
     resolve_encoding,
 )
 from tasks.reading.columns import ColumnMapping
-from tasks.validation import ReviewValidator, load_suite_config
+from tests.helpers import read_reviews
 
 ROOT = Path(__file__).resolve().parent.parent
 NSMC = ROOT.parent / "shared" / "data" / "nsmc" / "train.parquet"
 COLUMNS = ColumnMapping()
 
 
-def read(path: Path, batch_rows: int = 1000, **options) -> pa.Table:
-    return pa.concat_tables(list(iter_review_batches(path, COLUMNS, batch_rows, 1 << 32,
-                                                     **options)))
-
-
 def errors_of(table: pa.Table) -> dict[int, str]:
     return {row: error for row, error in zip(table.column("source_row").to_pylist(),
                                              table.column("read_error").to_pylist()) if error}
-
-
-@pytest.fixture(scope="module")
-def validator() -> ReviewValidator:
-    from tasks.settings import PACKAGED_SUITE
-
-    return ReviewValidator(load_suite_config(PACKAGED_SUITE),
-                           parameters={"max_text_chars": 100_000})
 
 
 # --------------------------------------------------------------------------- one huge record
@@ -76,7 +63,7 @@ def test_a_review_past_the_block_size_is_one_quarantined_row(tmp_path, validator
     body = _delimited(kind, quoted, long_text).encode()
     path = tmp_path / f"long.{kind}{'.gz' if gzipped else ''}"
     path.write_bytes(gzip.compress(body, 1) if gzipped else body)
-    table = read(path)
+    table = read_reviews(path)
     assert table.num_rows == 6
     kept = table.filter(pa.compute.not_equal(table.column("review_id"), "big"))
     assert errors_of(kept) == {}
@@ -168,7 +155,7 @@ def test_a_quoted_record_going_on_after_a_too_long_line_is_one_row(tmp_path):
     path = tmp_path / "multi.csv"
     path.write_text('review_id,text\n1,ok\n2,"' + "x" * (70 << 20)
                     + '\nsecond ""line"" here"\n3,fine\n4,"a\nb"\n')
-    table = read(path)
+    table = read_reviews(path)
     assert table.column("review_id").to_pylist() == ["1", None, "3", "4"]
     errors = errors_of(table)
     assert list(errors) == [2] and errors[2].startswith("lines 3-4: 73,400,346 characters")
@@ -180,8 +167,8 @@ def test_the_record_limit_follows_max_text_chars(tmp_path):
     assert record_chars(10_000_000) > 12 * 10_000_000  # every character escaped, and more
     path = tmp_path / "r.tsv"
     path.write_text("review_id\ttext\n1\t" + "z" * (70 << 20) + "\n2\tok\n")
-    assert list(errors_of(read(path))) == [1]
-    assert errors_of(read(path, max_text_chars=10_000_000)) == {}
+    assert list(errors_of(read_reviews(path))) == [1]
+    assert errors_of(read_reviews(path, max_text_chars=10_000_000)) == {}
 
 
 # --------------------------------------------------------------------------- JSON objects one by one
@@ -207,7 +194,7 @@ def test_json_objects_are_matched_one_by_one(tmp_path, validator, layout):
     else:
         path = tmp_path / "reviews.jsonl"
         path.write_text("".join(json.dumps(o) + "\n" for o in objects))
-    table = read(path, batch_rows=2)
+    table = read_reviews(path, batch_rows=2)
     shift = len(objects) - len(JSON_OBJECTS)
     assert table.num_rows == len(objects)
     errors = errors_of(table)
@@ -227,7 +214,7 @@ def test_json_lines_without_any_text_field_is_still_unreadable(tmp_path):
     path = tmp_path / "stars.jsonl"
     path.write_text('{"review_id": "1", "stars": 5}\n{"review_id": "2", "stars": 3}\n')
     with pytest.raises(UnreadableFileError, match="missing required column text"):
-        read(path)
+        read_reviews(path)
 
 
 # --------------------------------------------------------------------------- Unicode forms
@@ -265,7 +252,7 @@ def test_nfd_and_zero_width_texts_read_as_nfc(tmp_path, kind):
     for form, given in forms.items():
         path = tmp_path / f"{form}.{kind}"
         _write(path, given)
-        texts[form] = read(path).column("text").to_pylist()
+        texts[form] = read_reviews(path).column("text").to_pylist()
     assert texts["nfc"] == texts["nfd"] == texts["zw"] == KOREAN
 
 
@@ -273,7 +260,7 @@ def test_compatibility_hanja_stay_as_written(tmp_path):
     # KS X 1001 encodes some Hanja twice (U+F900 block): NFC would merge them.
     texts = ["\uf933\uf990 영화", unicodedata.normalize("NFD", "한국") + "\uf9cf"]
     _write(tmp_path / "hanja.csv", texts)
-    assert read(tmp_path / "hanja.csv").column("text").to_pylist() == [
+    assert read_reviews(tmp_path / "hanja.csv").column("text").to_pylist() == [
         "\uf933\uf990 영화", "한국\uf9cf"]
 
 
@@ -288,7 +275,7 @@ def test_nfd_and_zero_width_reviews_score_like_nfc(tmp_path, trained_models):
                         ("zw", [_zero_width(t) for t in KOREAN])):
         path = tmp_path / f"{form}.csv"
         _write(path, given)
-        texts = np.array(read(path).column("text").to_pylist(), dtype=object)
+        texts = np.array(read_reviews(path).column("text").to_pylist(), dtype=object)
         scores[form] = predict_scores(model, texts, 8)
     np.testing.assert_array_equal(scores["nfd"], scores["nfc"])
     np.testing.assert_array_equal(scores["zw"], scores["nfc"])
@@ -323,7 +310,7 @@ def test_real_korean_reviews_in_cp949_are_detected(tmp_path):
         path = tmp_path / f"ko{trial}.tsv"
         path.write_bytes(data)
         report = ReadReport()
-        texts = read(path, report=report).column("text").to_pylist()
+        texts = read_reviews(path, report=report).column("text").to_pylist()
         assert report.encoding == "cp949", trial
         assert texts == sample
 
@@ -350,7 +337,7 @@ def test_western_single_byte_files_are_never_read_as_korean(tmp_path, language, 
                      .encode(encoding))
     report = ReadReport()
     try:
-        got = read(path, report=report).column("text").to_pylist()
+        got = read_reviews(path, report=report).column("text").to_pylist()
     except UnreadableFileError as exc:
         assert "REVIEWFLOW_ENCODINGS" in exc.reason  # not detected: it waits for the setting
         return
@@ -391,11 +378,11 @@ def test_parquet_strings_of_every_kind_are_read(tmp_path):
                              "text": pa.array(texts).dictionary_encode()}),
                    tmp_path / "groups.parquet", row_group_size=1)
     for name in ("category", "view", "large", "binary", "groups"):
-        table = read(tmp_path / f"{name}.parquet", batch_rows=3)
+        table = read_reviews(tmp_path / f"{name}.parquet", batch_rows=3)
         assert table.column("text").to_pylist() == texts, name
         assert errors_of(table) == {}
-    assert read(tmp_path / "category.parquet").column("label").to_pylist() == [1, 0, 1, 1]
-    assert read(tmp_path / "large.parquet").column("review_id").to_pylist() == ["1", "2", "3", "4"]
+    assert read_reviews(tmp_path / "category.parquet").column("label").to_pylist() == [1, 0, 1, 1]
+    assert read_reviews(tmp_path / "large.parquet").column("review_id").to_pylist() == ["1", "2", "3", "4"]
 
 
 def test_parquet_bytes_that_are_not_text_are_unreadable(tmp_path):
@@ -403,4 +390,4 @@ def test_parquet_bytes_that_are_not_text_are_unreadable(tmp_path):
     pq.write_table(pa.table({"review_id": ["a"], "text": pa.array([b"\xff\xfe"], pa.binary())}),
                    path)
     with pytest.raises(UnreadableFileError, match="not UTF-8 text"):
-        read(path)
+        read_reviews(path)

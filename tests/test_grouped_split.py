@@ -12,15 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLES
 
-from tasks.reading import GROUPED_SCHEMA, NORMALIZED_SCHEMA, iter_review_batches
+from tasks.reading import GROUPED_SCHEMA, NORMALIZED_SCHEMA
 from tasks.reading.columns import ColumnMapping
 from tasks.training.registry import Registry
-
-COLUMNS = ColumnMapping()
-
-
-def read(path, **options) -> pa.Table:
-    return pa.concat_tables(list(iter_review_batches(path, COLUMNS, 1000, 10**9, **options)))
+from tests.helpers import read_reviews
 
 
 def frame() -> pd.DataFrame:
@@ -55,20 +50,20 @@ def test_every_format_carries_the_group_for_training_only(tmp_path, kind):
     else:
         path = tmp_path / "r.parquet"
         pq.write_table(pa.Table.from_pandas(data.assign(movie_id=[101, 102, 101])), path)
-    grouped = read(path, with_group=True)
+    grouped = read_reviews(path, with_group=True)
     assert grouped.schema == GROUPED_SCHEMA
     good = grouped.filter(pa.compute.is_null(grouped.column("read_error")))
     expected = ["101", "102", "101"] if kind.startswith("parquet") else ["tt1", "tt2", "tt1"]
     assert good.column("group").to_pylist() == expected
     assert good.column("text").to_pylist() == data["document"].tolist()
     # Scoring reads the same file without it: its output does not depend on extra columns.
-    assert read(path).schema == NORMALIZED_SCHEMA
+    assert read_reviews(path).schema == NORMALIZED_SCHEMA
 
 
 def test_a_file_without_a_group_column_reads_null_groups(tmp_path):
     path = tmp_path / "r.csv"
     frame().drop(columns="movie_id").to_csv(path, index=False)
-    grouped = read(path, with_group=True)
+    grouped = read_reviews(path, with_group=True)
     assert grouped.schema == GROUPED_SCHEMA
     assert grouped.column("group").null_count == 3
 
@@ -77,8 +72,7 @@ def test_the_group_setting_names_the_column(tmp_path):
     path = tmp_path / "r.csv"
     frame().rename(columns={"movie_id": "asin"}).to_csv(path, index=False)
     mapping = ColumnMapping(group=["asin"])
-    table = pa.concat_tables(list(iter_review_batches(path, mapping, 1000, 10**9,
-                                                      with_group=True)))
+    table = read_reviews(path, columns=mapping, with_group=True)
     assert table.column("group").to_pylist() == ["tt1", "tt2", "tt1"]
 
 

@@ -17,15 +17,9 @@ import pytest
 from conftest import PROJECT, SAMPLES, reviewflow_command
 
 from tasks.training.registry import Registry
+from tests.helpers import add_version
 
 PAUSE_SECONDS = 300  # how long the test waits for a process to reach its pause point
-
-
-def add_version(root: Path, name: str) -> str:
-    """Publish a copy of the champion under another version name."""
-    registry = Registry(root / "models")
-    shutil.copytree(registry.versions / registry.champion_version(), registry.versions / name)
-    return name
 
 
 def start(argv: list[str], env: dict, log: Path, pause: str | None = None,

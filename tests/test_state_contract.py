@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -36,16 +35,6 @@ from tests import postgres
 ROOT = Path(__file__).resolve().parent.parent
 SHA_A, SHA_B = "a" * 64, "b" * 64
 WAIT_S = 120  # bound for a released lock to show: generous for a loaded host
-
-
-@pytest.fixture(scope="session")
-def pg_cluster():
-    if (why := postgres.available()) is not None:
-        pytest.skip(why)
-    cluster = postgres.temporary_cluster()
-    yield cluster
-    cluster.stop()
-    shutil.rmtree(cluster.folder, ignore_errors=True)
 
 
 def _open(spec: dict) -> RunState:

@@ -15,12 +15,10 @@ import uuid
 import psycopg
 import pytest
 from conftest import PROJECT, reviewflow_command
-from test_scale_out import s3_endpoint, s3_env  # noqa: F401 - fixtures
-from test_score_flow import good_rows, scored_rows, write_csv
-from test_state_contract import pg_cluster  # noqa: F401 - fixture
 
 from flows.score_reviews import score_reviews
 from tests import postgres
+from tests.helpers import good_rows, scored_parts, scored_rows, write_csv
 
 
 def _fresh(cluster) -> str:
@@ -40,7 +38,7 @@ def _ledger_rows(url: str) -> list[tuple]:
 
 
 def test_a_run_keeps_its_state_in_postgresql_and_a_rerun_scores_nothing_new(
-        scoring_root, pg_cluster):  # noqa: F811
+        scoring_root, pg_cluster):
     url = _fresh(pg_cluster)
     inbox = _inbox(scoring_root)
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0, state_url=url)
@@ -79,12 +77,12 @@ def test_a_database_that_is_down_stops_the_command_before_the_inbox(scoring_root
         assert len(lines) == 1 and f"127.0.0.1:{port}/state" in lines[0], done.stderr
         assert postgres.PASSWORD not in done.stderr + done.stdout
     assert {p.name: p.read_bytes() for p in (scoring_root / "incoming").glob("*.csv")} == inbox
-    assert not any((scoring_root / "scored").rglob("*.parquet"))
+    assert not scored_parts(scoring_root)
     assert not any((scoring_root / "archive").rglob("*.csv"))
 
 
 def test_migrating_the_sqlite_ledger_scores_nothing_it_committed(
-        scoring_root, pg_cluster, subprocess_env):  # noqa: F811
+        scoring_root, pg_cluster, subprocess_env):
     inbox = _inbox(scoring_root)
     assert score_reviews(data_dir=str(scoring_root), settle_seconds=0)["rows_scored"] == 12
     url = _fresh(pg_cluster)
@@ -109,8 +107,8 @@ def test_migrating_the_sqlite_ledger_scores_nothing_it_committed(
     assert scored_rows(scoring_root).num_rows == 12
 
 
-def test_an_s3_root_with_a_state_url_needs_no_state_folder(s3_env, trained_models, tmp_path,  # noqa: F811
-                                                           monkeypatch, pg_cluster):  # noqa: F811
+def test_an_s3_root_with_a_state_url_needs_no_state_folder(s3_env, trained_models, tmp_path,
+                                                           monkeypatch, pg_cluster):
     from tasks.errors import StateMismatchError
 
     endpoint, fs = s3_env
@@ -143,7 +141,7 @@ def test_an_s3_root_with_a_state_url_needs_no_state_folder(s3_env, trained_model
 
 
 def test_a_retraining_lock_held_in_postgresql_stops_another_retraining(
-        scoring_root, pg_cluster, subprocess_env):  # noqa: F811
+        scoring_root, pg_cluster, subprocess_env):
     from tasks.state.postgres import PostgresState
 
     url = _fresh(pg_cluster)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tasks.reading import NORMALIZED_SCHEMA
 from tasks.settings import PACKAGED_SUITE
 from tasks.validation import ReviewValidator, SeenValues, SuiteError, load_suite_config
+from tests.helpers import packaged_validator
 
 
 def batch(rows: list[dict], first_row: int = 1) -> pa.Table:
@@ -23,7 +24,7 @@ def batch(rows: list[dict], first_row: int = 1) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def validator() -> ReviewValidator:
-    return ReviewValidator(load_suite_config(PACKAGED_SUITE), parameters={"max_text_chars": 50})
+    return packaged_validator(max_text_chars=50)
 
 
 def test_each_bad_row_is_named_with_its_expectations(validator):
@@ -65,8 +66,7 @@ def test_duplicate_ids_keep_the_first_across_batches(validator):
 
 
 def test_training_requires_a_label():
-    strict = ReviewValidator(load_suite_config(PACKAGED_SUITE),
-                             parameters={"max_text_chars": 50}, require_label=True)
+    strict = packaged_validator(max_text_chars=50, require_label=True)
     result = strict.validate(batch([{"review_id": "a", "text": "t", "label": 1},
                                     {"review_id": "b", "text": "t2", "label": None}]), {})
     assert result.valid.num_rows == 1

@@ -20,19 +20,22 @@ from pathlib import Path
 
 import pytest
 from conftest import PROJECT, reviewflow_command
-from test_exactly_once import add_version
 from test_reliability import run_cli
-from test_scale_out import s3_endpoint, s3_env  # noqa: F401 - fixtures
-from test_score_flow import good_rows, quarantined_files, scored_rows, write_csv
 
 from flows.score_reviews import score_reviews
 from tasks.errors import LinkedFolderError, PartVanishedError, StateMismatchError
-from tasks.layout import DataLayout, day_of
+from tasks.layout import VERSIONS_FOLDER, DataLayout, day_of
 from tasks.training.registry import Registry
-
-
-def run(root, **settings) -> dict:
-    return score_reviews(data_dir=str(root), settle_seconds=0, **settings)
+from tests.helpers import (
+    add_version,
+    good_rows,
+    layout_of,
+    quarantine_files_folder,
+    quarantined_files,
+    score,
+    scored_rows,
+    write_csv,
+)
 
 
 def files_under(folder: Path) -> dict[str, bytes]:
@@ -64,10 +67,10 @@ def test_a_claims_folder_link_moves_nothing_into_the_root(scoring_root, outside)
     write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 4))
     (scoring_root / "incoming" / ".claimed").symlink_to(outside)
     with pytest.raises(LinkedFolderError, match=r"\.claimed is a symbolic link"):
-        run(scoring_root)
+        score(scoring_root)
     assert files_under(outside) == before
     assert (scoring_root / "incoming" / "a.csv").is_file()
-    assert not list((scoring_root / "quarantine").rglob("*.*"))
+    assert not list(layout_of(scoring_root).quarantine.rglob("*.*"))
     assert scored_rows(scoring_root).num_rows == 0
 
 
@@ -84,10 +87,13 @@ def test_the_command_says_so_in_one_line_and_exits_2(scoring_root, outside, subp
 
 
 TODAY = day_of(datetime.now(UTC))
-LINKABLE = ["archive", "quarantine", "quarantine/files", "quarantine/rows", "scored",
-            "monitoring", "state", "state/locks", "models/versions", "incoming",
-            f"archive/{TODAY}", f"quarantine/files/{TODAY}", f"scored/scored_date={TODAY}",
-            f"quarantine/rows/quarantined_date={TODAY}", f"monitoring/run_date={TODAY}"]
+_AT = DataLayout(root=Path())  # the folders, relative to the root
+LINKABLE = [str(p) for p in (
+    _AT.archive, _AT.quarantine, _AT.quarantined_files(TODAY).parent, _AT.rejected_rows,
+    _AT.scored, _AT.monitoring, _AT.state, _AT.lock_file("0" * 64).parent,
+    _AT.models / VERSIONS_FOLDER, _AT.incoming, _AT.archive_folder(TODAY),
+    _AT.quarantined_files(TODAY), _AT.scored_partition(TODAY), _AT.rejected_partition(TODAY),
+    _AT.monitoring_partition(TODAY))]
 
 
 @pytest.mark.parametrize("folder", LINKABLE)
@@ -108,7 +114,7 @@ def test_a_product_folder_that_is_a_link_is_refused(scoring_root, tmp_path, fold
     (inbox / "notes.txt").write_text("not reviews")
     before = files_under(target)
     with pytest.raises(LinkedFolderError, match="is a symbolic link"):
-        run(scoring_root)
+        score(scoring_root)
     assert files_under(target) == before
     assert (inbox / "a.csv").is_file() and (inbox / "notes.txt").is_file()
 
@@ -125,13 +131,13 @@ def test_a_claim_token_link_or_a_link_in_a_claim_is_quarantined_as_itself(scorin
     (claims / "ba9876543210").mkdir()
     (claims / "ba9876543210" / "clients.csv").symlink_to(outside / "exports" / "clients.csv")
     write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 4))
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert files_under(outside) == before
     assert summary["rows_scored"] == 4 and summary["files_scored"] == 1
     reasons = quarantined_files(scoring_root)
     assert set(reasons) == {"0123456789ab", "clients.csv"}
     assert all("symbolic link" in r["reason"] for r in reasons.values())
-    links = [p for p in (scoring_root / "quarantine" / "files").rglob("*") if p.is_symlink()]
+    links = [p for p in quarantine_files_folder(scoring_root).rglob("*") if p.is_symlink()]
     assert len(links) == 2  # moved as links: the root holds no copy of the targets
     assert set(scored_rows(scoring_root).column("source_file").to_pylist()) == {"a.csv"}
 
@@ -139,7 +145,7 @@ def test_a_claim_token_link_or_a_link_in_a_claim_is_quarantined_as_itself(scorin
 def test_a_link_as_a_file_in_the_inbox_moves_the_link_only(scoring_root, outside):
     before = files_under(outside)
     (scoring_root / "incoming" / "clients.csv").symlink_to(outside / "exports" / "clients.csv")
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert summary["rows_scored"] == 0 and files_under(outside) == before
     assert "symbolic link" in quarantined_files(scoring_root)["clients.csv"]["reason"]
 
@@ -164,7 +170,7 @@ def test_a_file_name_that_is_not_utf8_is_scored_under_a_cleaned_name(scoring_roo
     write_csv(Path(os.fsdecode(inbox + b"/two\nlines\x07.csv")), good_rows("n", 4))
     Path(os.fsdecode(inbox + b"/notes\xff.txt")).write_text("not reviews")
     Path(os.fsdecode(inbox + b"/empty\xe9.csv")).write_bytes(b"")
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert summary["rows_scored"] == 6 + 5 + 4 and summary["files_scored"] == 3
     files = scored_rows(scoring_root).column("source_file").to_pylist()
     assert sorted(set(files)) == ["café.csv", "two_lines_.csv"]
@@ -173,8 +179,9 @@ def test_a_file_name_that_is_not_utf8_is_scored_under_a_cleaned_name(scoring_roo
     assert not os.listdir(inbox)
     archived = sorted(p.name.split("-", 1)[1] for p in (scoring_root / "archive").rglob("*.csv"))
     assert archived == ["café.csv", "café.csv", "two_lines_.csv"]
-    for folder in ("archive", "quarantine", "scored"):  # every stored name is text
-        for entry in (scoring_root / folder).rglob("*"):
+    where = layout_of(scoring_root)
+    for folder in (where.archive, where.quarantine, where.scored):  # every stored name is text
+        for entry in folder.rglob("*"):
             entry.name.encode("utf-8")
 
 
@@ -184,7 +191,7 @@ def test_a_leftover_claim_with_a_name_that_is_not_utf8_is_scored(scoring_root):
     token = scoring_root / "incoming" / ".claimed" / "0123456789ab"
     token.mkdir(parents=True)
     write_csv(Path(os.fsdecode(os.fsencode(token) + b"/na\xefve.csv")), good_rows("x", 3))
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert summary["rows_scored"] == 3
     assert scored_rows(scoring_root).column("source_file").to_pylist() == ["naïve.csv"] * 3
     assert not (scoring_root / "incoming" / ".claimed").exists()
@@ -215,7 +222,7 @@ def test_an_inbox_on_another_file_system_is_scored_and_archived(scoring_root, in
     write_csv(inbox_on_tmpfs / "a.csv", good_rows("a", 5))
     write_csv(inbox_on_tmpfs / "b.csv", good_rows("b", 3))
     (inbox_on_tmpfs / "notes.txt").write_text("not reviews")
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert summary["rows_scored"] == 8 and summary["files_scored"] == 2
     assert set(quarantined_files(scoring_root)) == {"notes.txt"}
     assert not [p for p in inbox_on_tmpfs.rglob("*") if p.is_file()]
@@ -238,7 +245,7 @@ def test_a_kill_between_copy_and_remove_leaves_the_file_once_and_is_finished(
     assert len(archived) + len(claimed) >= 1
     for copy in archived + claimed:
         assert copy.read_bytes().count(b"\n") == 6  # whole: header and 5 rows
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert summary["rows_scored"] == 0 and summary["files_already_scored"] == 1
     assert scored_rows(scoring_root).num_rows == 5
     assert len(list((scoring_root / "archive").rglob("*a.csv"))) == 1
@@ -261,7 +268,7 @@ def test_parts_of_a_run_killed_before_its_commit_are_swept_for_a_new_champion(
     assert scored_rows(scoring_root).num_rows == 500  # published, never committed
     Registry(scoring_root / "models").set_champion(add_version(scoring_root, "next"), "test",
                                                    "manual promotion")
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert summary["rows_scored"] == 500
     scored = scored_rows(scoring_root)
     assert scored.num_rows == 500
@@ -291,7 +298,7 @@ def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on
     (inbox / "poison.jsonl").write_text(json.dumps({"text": "x" * 100}) + "\n")
     # Over the small-file size: read by its own score-shard task, not in a bundle.
     (inbox / "poison-big.jsonl").write_text(json.dumps({"text": "y" * (2 << 20)}) + "\n")
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert summary["files_scored"] == 2 and summary["rows_scored"] == 8
     reasons = quarantined_files(scoring_root)
     assert "MemoryError" in reasons["poison.jsonl"]["reason"]
@@ -314,7 +321,7 @@ def test_an_unexpected_error_planning_shards_quarantines_the_file(scoring_root, 
     inbox = scoring_root / "incoming"
     write_csv(inbox / "poison.csv", good_rows("p", 30))
     write_csv(inbox / "z.csv", good_rows("z", 30))
-    summary = run(scoring_root, shard_rows=10)
+    summary = score(scoring_root, shard_rows=10)
     assert summary["rows_scored"] == 30 and summary["files_scored"] == 1
     reason = quarantined_files(scoring_root)["poison.csv"]["reason"]
     assert "MemoryError (cannot allocate)" in reason
@@ -339,7 +346,7 @@ def test_a_file_that_keeps_killing_runs_is_quarantined_and_blocks_nothing(
     assert second.returncode == -signal.SIGKILL, output[-3000:]
     assert "d-new.csv" in scored_rows(scoring_root).column("source_file").to_pylist()
     monkeypatch.setenv("REVIEWFLOW_MAX_CLAIM_DEATHS", "2")
-    summary = run(scoring_root)  # the file would kill this run too: it is not read
+    summary = score(scoring_root)  # the file would kill this run too: it is not read
     reason = quarantined_files(scoring_root)["b-poison.csv"]["reason"]
     assert reason.startswith("2 runs died while reading it")
     scored = scored_rows(scoring_root)
@@ -351,7 +358,7 @@ def test_a_file_that_keeps_killing_runs_is_quarantined_and_blocks_nothing(
 
 # ------------------------------------------------------------------ 15. two state folders
 
-def test_two_state_folders_on_one_bucket_are_refused_in_one_line(s3_env, trained_models,  # noqa: F811
+def test_two_state_folders_on_one_bucket_are_refused_in_one_line(s3_env, trained_models,
                                                                   tmp_path, monkeypatch):
     """Two runs on one s3:// prefix with different state folders used to sweep each
     other's temporary parts, the first dying with a message that named no cause."""

@@ -10,6 +10,7 @@ import pytest
 from conftest import PROJECT, SAMPLES
 
 from flows.cli import _parse, main
+from tests.helpers import scored_rows
 
 HEAVY = ("tensorflow", "prefect", "great_expectations")
 
@@ -109,10 +110,8 @@ def test_nothing_to_score_says_why_in_one_line(scoring_root, capsys):
 def test_demo_knows_both_bundled_languages(data_dir, capsys):
     """`make demo` trains on the English and the Korean samples; its Korean scores are
     sensible (the Korean test sample carries labels)."""
-    import pyarrow.dataset as ds
-
     assert main(["demo", "--data-dir", str(data_dir)]) == 0
-    scored = ds.dataset(data_dir / "scored", partitioning="hive").to_table().to_pandas()
+    scored = scored_rows(data_dir).to_pandas()
     korean = scored[scored["source_file"] == "korean-test.tsv"]
     assert len(korean) == sum(1 for _ in open(SAMPLES / "korean" / "test.tsv")) - 1
     assert (korean["predicted_label"] == korean["label"]).mean() >= 0.8
@@ -303,8 +302,6 @@ def test_an_interrupted_score_says_what_it_kept_and_the_next_run_finishes(
     exit 128 + the signal; the next run scores the rest, every row once."""
     import re
 
-    import pyarrow.dataset as ds
-
     files, rows = 12, 25_000  # each over 1 MiB: scored one by one, not in a bundle
     for f in range(files):
         (scoring_root / "incoming" / f"batch{f:02d}.csv").write_text(
@@ -330,16 +327,14 @@ def test_an_interrupted_score_says_what_it_kept_and_the_next_run_finishes(
         r"incoming/\.claimed/, and (\d+) not started\)", line)
     assert kept, line
     committed, left, claimed, fresh = map(int, kept.groups())
-    scored = ds.dataset(scoring_root / "scored", partitioning="hive").to_table(
-        columns=["review_id"]).column("review_id").to_pylist()
+    scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
     assert committed == len(scored) and committed % rows == 0 and committed >= rows
     assert left == files - committed // rows == claimed + fresh and left > 0
     assert len([p for p in (scoring_root / "incoming" / ".claimed").glob("*/*")
                 if not p.name.startswith(".")]) == claimed
 
     assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
-    scored = ds.dataset(scoring_root / "scored", partitioning="hive").to_table(
-        columns=["review_id"]).column("review_id").to_pylist()
+    scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
     assert sorted(scored) == sorted(f"{f}-{i}" for f in range(files) for i in range(rows))
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import scored_rows
 from tests.prefect_server import PREFECT, PROJECT, PrefectServer, scheduler_errors
 
 SAMPLES = PROJECT / "data" / "samples"
@@ -154,9 +155,7 @@ def test_yaml_deployments_run_on_schedule_on_process_workers(tmp_path):
     champion = json.loads((data / "models" / "champion.json").read_text())
     assert (data / "models" / "versions" / champion["version"] / "model.keras").is_file()
 
-    import pyarrow.dataset as ds
-
-    scored = ds.dataset(data / "scored", format="parquet", partitioning="hive").to_table()
+    scored = scored_rows(data)
     assert scored.num_rows == 120
     assert set(scored.column("model_version").to_pylist()) == {champion["version"]}
     assert not [p for p in (data / "incoming").iterdir() if p.is_file()], "inputs not archived"

@@ -8,7 +8,6 @@ import shutil
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pytest
 from conftest import SAMPLES
 
@@ -16,6 +15,7 @@ from flows.score_reviews import score_reviews
 from tasks import monitoring
 from tasks.layout import DataLayout
 from tasks.training.registry import Registry
+from tests.helpers import monitoring_rows
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,6 @@ def bilingual_root(data_dir, bilingual_models):
     shutil.rmtree(data_dir / "models")
     shutil.copytree(bilingual_models, data_dir / "models")
     return data_dir
-
-
-def monitoring_rows(root) -> pd.DataFrame:
-    return ds.dataset(root / "monitoring", format="parquet", partitioning="hive").to_table() \
-        .to_pandas().set_index("source_file")
 
 
 def english_reviews() -> pd.DataFrame:
@@ -72,7 +67,7 @@ def test_the_demo_inbox_flags_nothing_and_shifted_files_still_are(bilingual_root
 
     summary = score_reviews(data_dir=str(bilingual_root), settle_seconds=0)
 
-    rows = monitoring_rows(bilingual_root)
+    rows = monitoring_rows(bilingual_root).to_pandas().set_index("source_file")
     print(rows[["rows", "oov_rate", "length_psi", "score_psi", "script_shift", "flags"]])
     korean = rows.loc["korean-test.tsv"]
     assert korean["share_hangul"] > 0.9 and korean["rows"] == 300

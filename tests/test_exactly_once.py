@@ -14,22 +14,19 @@ from pathlib import Path
 
 import pytest
 from test_reliability import run_cli
-from test_score_flow import good_rows, quarantined_files, scored_rows, write_csv
 
-from flows.score_reviews import score_reviews
 from tasks.state.ledger import Ledger
 from tasks.training.registry import Registry, RegistryError
-
-
-def run(root) -> dict:
-    return score_reviews(data_dir=str(root), settle_seconds=0)
-
-
-def add_version(root, name: str) -> str:
-    """Publish a copy of the champion under another version name."""
-    registry = Registry(root / "models")
-    shutil.copytree(registry.versions / registry.champion_version(), registry.versions / name)
-    return name
+from tests.helpers import (
+    add_version,
+    good_rows,
+    quarantined_copies,
+    quarantined_files,
+    quarantined_reasons,
+    score,
+    scored_rows,
+    write_csv,
+)
 
 
 def test_version_names_cannot_look_like_shards(tmp_path):
@@ -47,11 +44,11 @@ def test_rescoring_with_a_version_whose_name_prefixes_another_keeps_its_parts(sc
     inbox = scoring_root / "incoming"
     registry.set_champion("v-b", "test", "manual promotion")
     write_csv(inbox / "a.csv", good_rows("a", 5))
-    assert run(scoring_root)["rows_scored"] == 5
+    assert score(scoring_root)["rows_scored"] == 5
     registry.set_champion("v", "test", "rollback")
     for archived in (scoring_root / "archive").rglob("*a.csv"):  # rescore it on purpose
         shutil.move(archived, inbox / "a.csv")
-    assert run(scoring_root)["rows_scored"] == 5
+    assert score(scoring_root)["rows_scored"] == 5
     versions = sorted(scored_rows(scoring_root).column("model_version").to_pylist())
     assert versions == ["v"] * 5 + ["v-b"] * 5
     ledger = Ledger(scoring_root / "state" / "ledger.sqlite")
@@ -68,14 +65,13 @@ def test_unsupported_files_with_colliding_names_are_all_kept(scoring_root):
     for i, name in enumerate(["notes?.txt", "notes*.txt", "notes:.txt", "notes.txt"]):
         contents[name] = f"not reviews {i}"
         (inbox / name).write_text(contents[name])
-    run(scoring_root)
+    score(scoring_root)
     (inbox / "notes.txt").write_text("not reviews, second run")
-    run(scoring_root)
-    kept = [p for p in (scoring_root / "quarantine" / "files").rglob("*")
-            if p.is_file() and not p.name.endswith(".reason.json")]
+    score(scoring_root)
+    kept = quarantined_copies(scoring_root)
     assert sorted(p.read_text() for p in kept) == sorted([*contents.values(),
                                                           "not reviews, second run"])
-    reasons = list((scoring_root / "quarantine" / "files").rglob("*.reason.json"))
+    reasons = quarantined_reasons(scoring_root)
     assert len(reasons) == 5
     for reason in reasons:  # each reason sits beside its own file
         assert reason.with_name(reason.name.removesuffix(".reason.json")).is_file()
@@ -95,7 +91,7 @@ def test_a_committed_file_is_not_rescored_after_a_promotion(scoring_root, subpro
     assert [p.name for p in inbox.rglob("*") if p.is_file()] == ["a.csv"]  # still claimed
     Registry(scoring_root / "models").set_champion(add_version(scoring_root, "next"), "test",
                                                    "manual promotion")
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert summary["rows_scored"] == 0 and summary["files_already_scored"] == 1
     assert scored_rows(scoring_root).column("model_version").to_pylist() == [first] * 7
     assert not list(inbox.iterdir())
@@ -105,11 +101,11 @@ def test_a_file_moved_back_from_the_archive_is_scored_by_the_new_champion(scorin
     """What the README tells users to do to rescore old files still works."""
     inbox = scoring_root / "incoming"
     write_csv(inbox / "a.csv", good_rows("a", 7))
-    run(scoring_root)
+    score(scoring_root)
     Registry(scoring_root / "models").set_champion(add_version(scoring_root, "next"), "test",
                                                    "manual promotion")
     shutil.move(next((scoring_root / "archive").rglob("*a.csv")), inbox / "a.csv")
-    assert run(scoring_root)["rows_scored"] == 7
+    assert score(scoring_root)["rows_scored"] == 7
     versions = scored_rows(scoring_root).column("model_version").to_pylist()
     assert sorted(set(versions)) == sorted({"next", Registry(scoring_root / "models").read_history()[0]["version"]})
 
@@ -148,7 +144,7 @@ def test_a_file_replaced_while_it_is_read_loses_nothing(scoring_root, subprocess
     write_csv(inbox / ".a.csv.tmp", good_rows("new", 60))
     os.replace(inbox / ".a.csv.tmp", inbox / "a.csv")  # as the README tells uploaders to
     resume(process, tmp_path / "pause")
-    run(scoring_root)
+    score(scoring_root)
     expected = sorted([r["review_id"] for r in good_rows("old", 50) + good_rows("new", 60)])
     assert scored_ids(scoring_root) == expected
     assert not [p for p in inbox.rglob("*") if p.is_file()]
@@ -168,7 +164,7 @@ def test_a_file_appended_to_while_it_is_read_loses_nothing(scoring_root, subproc
     output = resume(process, tmp_path / "pause")
     assert '"files_changed": 1' in output
     assert not scored_ids(scoring_root)
-    run(scoring_root)
+    score(scoring_root)
     assert scored_ids(scoring_root) == sorted(r["review_id"] for r in good_rows("a", 50) + more)
     assert not [p for p in inbox.rglob("*") if p.is_file()]
 

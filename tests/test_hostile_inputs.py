@@ -7,7 +7,6 @@ import json
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,9 +15,8 @@ from hypothesis import strategies as st
 from flows.score_reviews import score_reviews
 from tasks.reading import UnreadableFileError, iter_review_batches
 from tasks.reading.columns import ColumnMapping
-from tasks.settings import PACKAGED_SUITE
 from tasks.training.split import split_labeled
-from tasks.validation import ReviewValidator, load_suite_config
+from tests.helpers import packaged_validator, quarantined_rows, scored_rows
 
 COLUMNS = ColumnMapping()
 
@@ -30,7 +28,7 @@ rows = st.lists(st.tuples(ids, texts, labels), min_size=1, max_size=40)
 
 @pytest.fixture(scope="module")
 def validator():
-    return ReviewValidator(load_suite_config(PACKAGED_SUITE), parameters={"max_text_chars": 60})
+    return packaged_validator(max_text_chars=60)
 
 
 def write(path, records, fmt):
@@ -75,19 +73,6 @@ def test_split_never_leaks_and_loses_only_duplicates(records, fraction):
     assert len(split.train) + len(split.validation) + split.duplicates_removed == len(frame)
 
 
-def scored_ids(root):
-    if not list((root / "scored").rglob("*.parquet")):
-        return []
-    return ds.dataset(root / "scored", partitioning="hive").to_table().column("review_id").to_pylist()
-
-
-def quarantined(root):
-    folder = root / "quarantine" / "rows"
-    if not folder.exists() or not list(folder.rglob("*.parquet")):
-        return []
-    return ds.dataset(folder, partitioning="hive").to_table().to_pylist()
-
-
 def test_hostile_files_in_one_run(scoring_root):
     inbox = scoring_root / "incoming"
     (inbox / "nul bytes.csv").write_bytes(b"review_id,text\nn1,before\x00after is great\nn2,fine\n")
@@ -100,9 +85,9 @@ def test_hostile_files_in_one_run(scoring_root):
     (inbox / "second.csv").write_text("review_id,text\nsame,second file\n")
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
 
-    got = sorted(scored_ids(scoring_root))
+    got = sorted(scored_rows(scoring_root).column("review_id").to_pylist())
     assert got == sorted(["n1", "n2", "h2", "k1", "b1", "u1", "same", "same"])
-    bad = quarantined(scoring_root)
+    bad = quarantined_rows(scoring_root).to_pylist()
     assert [r["review_id"] for r in bad] == ["h1"]  # the 50 MB review, over max_text_chars
     assert bad[0]["failed_expectations"] == ["expect_column_value_lengths_to_be_between(text)"]
     assert summary["rows_read"] == summary["rows_scored"] + summary["rows_quarantined"] == 9

@@ -15,7 +15,7 @@ import pytest
 from flows.retrain_model import retrain_model
 from flows.score_reviews import score_reviews
 from tasks.training.registry import Registry
-from tests.helpers import held_out
+from tests.helpers import held_out, scored_sql
 
 pytestmark = [pytest.mark.imdb, pytest.mark.slow]
 
@@ -63,11 +63,10 @@ def test_three_formats_scored_exactly_once(imdb_root, first_champion):
     assert summary["rows_read"] == 25_000
     assert summary["rows_scored"] + summary["rows_quarantined"] == 25_000
 
-    glob = str(imdb_root / "scored" / "**" / "*.parquet")
     labels = str(imdb_root / "labeled" / "train.parquet")
     rows, distinct, accuracy = duckdb.sql(
         f"SELECT count(*), count(DISTINCT s.review_id), avg((s.predicted_label = l.label)::INT) "
-        f"FROM read_parquet('{glob}', hive_partitioning=true) s "
+        f"FROM {scored_sql(imdb_root)} s "
         f"JOIN read_parquet('{labels}') l USING (review_id)").fetchall()[0]
     assert rows == distinct == summary["rows_scored"]
     print(f"\nchampion accuracy on the {rows} scored rows: {accuracy:.4f} "
@@ -76,7 +75,7 @@ def test_three_formats_scored_exactly_once(imdb_root, first_champion):
 
     again = score_reviews(data_dir=str(imdb_root), settle_seconds=0)
     assert again["rows_scored"] == 0
-    count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall()[0][0]
+    count = duckdb.sql(f"SELECT count(*) FROM {scored_sql(imdb_root)}").fetchall()[0][0]
     assert count == rows
 
 

@@ -25,8 +25,10 @@ from flows.cli import main
 from flows.drift import DRIFT_EVENT, drift_resource
 from flows.score_reviews import score_reviews
 from tasks import monitoring
+from tasks.layout import TRENDS_FILE
 from tasks.training.record import nothing_new, recorded_inputs
 from tasks.training.registry import PROFILE_FILE, Registry
+from tests.helpers import layout_of, monitoring_rows, monitoring_sql, scored_rows
 
 
 # ---------------------------------------------------------------- pure functions
@@ -141,11 +143,6 @@ def warnings_seen():
     logger.removeHandler(handler)
 
 
-def read_monitoring(root: Path) -> pd.DataFrame:
-    return ds.dataset(root / "monitoring", format="parquet", partitioning="hive").to_table() \
-        .to_pandas().set_index("source_file")
-
-
 def test_english_champion_flags_a_korean_file_and_not_an_english_one(scoring_root,
                                                                      warnings_seen, capsys):
     inbox = scoring_root / "incoming"
@@ -159,7 +156,7 @@ def test_english_champion_flags_a_korean_file_and_not_an_english_one(scoring_roo
 
     drift = summary["drift"]
     assert drift["has_profile"] and drift["files_flagged"] == 1
-    rows = read_monitoring(scoring_root)
+    rows = monitoring_rows(scoring_root).to_pandas().set_index("source_file")
     assert sorted(rows.index) == ["english.csv", "korean.tsv"]
     ko, en = rows.loc["korean.tsv"], rows.loc["english.csv"]
     assert ko["flow_run_id"] and ko["flow_run_id"] == en["flow_run_id"]  # one run
@@ -170,7 +167,7 @@ def test_english_champion_flags_a_korean_file_and_not_an_english_one(scoring_roo
     assert ko["score_psi"] > 0.25 and ko["labeled_rows"] == 300
     assert list(en["flags"]) == []
     assert en["oov_rate"] < 0.05 and en["share_latin"] == 1.0 and en["labeled_rows"] == 600
-    scored = ds.dataset(scoring_root / "scored", format="parquet", partitioning="hive").to_table()
+    scored = scored_rows(scoring_root)
     live = scored.filter(ds.field("source_file") == "english.csv").to_pandas()
     assert en["accuracy"] == round((live["predicted_label"] == live["label"]).mean(), 4)
     assert en["length_psi"] < 0.25 and en["score_psi"] < 0.25
@@ -183,11 +180,10 @@ def test_english_champion_flags_a_korean_file_and_not_an_english_one(scoring_roo
     assert not any("english.csv" in line for line in warnings_seen), warnings_seen
 
     # The same rows through DuckDB and pandas, as scored/ reads.
-    glob = str(scoring_root / "monitoring" / "**" / "*.parquet")
-    flagged = duckdb.sql(f"SELECT source_file FROM read_parquet('{glob}', hive_partitioning=true)"
+    flagged = duckdb.sql(f"SELECT source_file FROM {monitoring_sql(scoring_root)}"
                          f" WHERE len(flags) > 0").fetchall()
     assert flagged == [("korean.tsv",)]
-    assert len(pd.read_parquet(scoring_root / "monitoring")) == 2
+    assert len(pd.read_parquet(layout_of(scoring_root).monitoring)) == 2
 
     # The Prefect event, on the session's server, naming the model and the file.
     from prefect.client.orchestration import get_client
@@ -213,9 +209,10 @@ def test_english_champion_flags_a_korean_file_and_not_an_english_one(scoring_roo
     assert f"model {champion}: 1 runs, 2 files" in out
     korean_line = next(line for line in out.splitlines() if "korean.tsv" in line)
     assert "oov_rate, script_shift" in korean_line
-    png = scoring_root / "monitoring" / "_trends.png"
+    monitoring_folder = layout_of(scoring_root).monitoring
+    png = monitoring_folder / TRENDS_FILE
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(pd.read_parquet(scoring_root / "monitoring")) == 2  # the PNG is not read as data
+    assert len(pd.read_parquet(monitoring_folder)) == 2  # the PNG is not read as data
 
 
 def test_a_champion_without_a_profile_gives_empty_signals_not_an_error(scoring_root,
@@ -225,7 +222,7 @@ def test_a_champion_without_a_profile_gives_empty_signals_not_an_error(scoring_r
     shutil.copy(SAMPLES / "korean" / "test.tsv", scoring_root / "incoming" / "korean.tsv")
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert summary["files_scored"] == 1 and summary["drift"]["has_profile"] is False
-    row = read_monitoring(scoring_root).loc["korean.tsv"]
+    row = monitoring_rows(scoring_root).to_pandas().set_index("source_file").loc["korean.tsv"]
     assert not row["has_profile"]
     assert pd.isna(row["length_psi"]) and pd.isna(row["score_psi"]) and pd.isna(row["script_shift"])
     assert row["oov_rate"] > 0.9 and list(row["flags"]) == ["oov_rate"]  # the model alone says so
@@ -233,13 +230,6 @@ def test_a_champion_without_a_profile_gives_empty_signals_not_an_error(scoring_r
 
 
 # ---------------------------------------------------------------- nothing new to learn
-@pytest.fixture
-def labeled_root(scoring_root):
-    for sample in (SAMPLES / "labeled").iterdir():
-        shutil.copy2(sample, scoring_root / "labeled" / sample.name)
-    return scoring_root
-
-
 def test_unchanged_labels_make_no_new_version_unless_forced(labeled_root, capsys):
     registry = Registry(labeled_root / "models")
     champion = registry.champion_version()

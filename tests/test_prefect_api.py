@@ -18,6 +18,7 @@ import pytest
 from conftest import PROJECT, reviewflow_command
 
 from flows.prefect_api import DEFAULT_STARTUP_SECONDS, TIMEOUT_VARIABLE, startup_seconds
+from tests.helpers import scored_parts
 
 SERVER_APP = "prefect.server.api.server:create_app"
 
@@ -94,7 +95,7 @@ def score_expecting_exit_4(scoring_root: Path, env: dict) -> str:
     assert len(lines) == 1, output[-3000:]
     assert sorted(p.name for p in (scoring_root / "incoming").iterdir()) == [
         "batch-0.csv", "batch-1.csv"]
-    assert not list((scoring_root / "scored").rglob("*.parquet"))
+    assert not scored_parts(scoring_root)
     return lines[0]
 
 
@@ -138,7 +139,7 @@ def test_a_run_killed_with_sigkill_leaves_no_process_behind(scoring_root, no_ser
     assert left == [], f"left running after the kill: {left}"
     # The run got as far as the failpoint: both small files (one bundle, one ledger
     # transaction) committed, neither archived yet.
-    assert len(list((scoring_root / "scored").rglob("*.parquet"))) == 2
+    assert len(scored_parts(scoring_root)) == 2
     assert not list((scoring_root / "archive").rglob("*.csv"))
 
 

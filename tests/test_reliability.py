@@ -7,11 +7,11 @@ import signal
 import subprocess
 
 import pandas as pd
-import pyarrow.dataset as ds
 import pytest
 from conftest import PROJECT, assert_same_scored_rows, reviewflow_command
 
 from flows.score_reviews import score_reviews
+from tests.helpers import layout_of, quarantined_rows, scored_parts, scored_rows, scored_sql
 
 
 def make_inbox(root, files: int = 3, rows: int = 40) -> int:
@@ -32,9 +32,8 @@ def in_inbox(root, name: str) -> bool:
 
 def scored_view(root) -> pd.DataFrame:
     """The rows of scored/ as a reader sees them (temporaries are invisible to readers)."""
-    table = ds.dataset(root / "scored", format="parquet", partitioning="hive").to_table(
-        columns=["review_id", "source_file", "source_row", "predicted_label", "model_version",
-                 "score"])
+    table = scored_rows(root, columns=["review_id", "source_file", "source_row",
+                                       "predicted_label", "model_version", "score"])
     return table.to_pandas().sort_values(["source_file", "source_row"]).reset_index(drop=True)
 
 
@@ -48,8 +47,7 @@ def assert_same_result(root, clean_result) -> None:
 
 
 def quarantined_ids(root) -> list[str]:
-    table = ds.dataset(root / "quarantine" / "rows", format="parquet",
-                       partitioning="hive").to_table(columns=["review_id"])
+    table = quarantined_rows(root, columns=["review_id"])
     return sorted(table.column("review_id").to_pylist())
 
 
@@ -83,7 +81,7 @@ def test_sigkill_then_rerun_equals_one_clean_run(scoring_root, subprocess_env, c
     score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert_same_result(scoring_root, clean_result)
     assert not list((scoring_root / "incoming").iterdir())
-    assert not [p for p in (scoring_root / "scored").rglob("*") if p.name.endswith(".tmp")]
+    assert not [p for p in layout_of(scoring_root).scored.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_two_runs_at_once_score_each_file_once(scoring_root, subprocess_env, clean_result):
@@ -124,14 +122,15 @@ def test_a_file_another_run_moved_after_the_listing_is_left_to_it(data_dir, gone
 
 def test_unwritable_output_fails_clearly_and_keeps_inputs(scoring_root, subprocess_env):
     make_inbox(scoring_root, files=1)
-    shutil.rmtree(scoring_root / "scored")
-    (scoring_root / "scored").write_text("not a folder")  # root ignores permission bits
+    scored = layout_of(scoring_root).scored
+    shutil.rmtree(scored)
+    scored.write_text("not a folder")  # root ignores permission bits
     process = run_cli(scoring_root, subprocess_env)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 1
     assert "reviewflow: score stopped:" in output and "run again" in output
     assert in_inbox(scoring_root, "batch-0.csv")
-    (scoring_root / "scored").unlink()
+    scored.unlink()
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert summary["rows_scored"] == 39
 
@@ -155,7 +154,7 @@ def test_disk_full_fails_clearly_and_the_next_run_succeeds(scoring_root, subproc
     assert "reviewflow: score stopped:" in process.stderr and "run again" in process.stderr
     assert "File too large" in process.stderr or "disk I/O error" in process.stderr
     assert in_inbox(scoring_root, "batch-0.csv")
-    assert not list((scoring_root / "scored").rglob("*.parquet"))
+    assert not scored_parts(scoring_root)
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert summary["rows_scored"] == 19_999
 
@@ -172,10 +171,9 @@ def test_a_million_one_word_rows_are_each_scored_once(scoring_root):
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert summary["rows_read"] == summary["rows_scored"] == rows
     assert summary["rows_quarantined"] == 0
-    parts = str(scoring_root / "scored" / "**" / "*.parquet")
     (count, distinct, first, last), = duckdb.sql(  # source_row counts data rows from 1
         f"SELECT count(*), count(DISTINCT review_id), min(source_row), max(source_row) "
-        f"FROM read_parquet('{parts}')").fetchall()
+        f"FROM {scored_sql(scoring_root)}").fetchall()
     assert count == distinct == last == rows and first == 1
 
 

@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from conftest import PROJECT, SAMPLES, reviewflow_command
 
@@ -19,15 +18,7 @@ from tasks.errors import RetrainingBusyError
 from tasks.model import refit_epochs
 from tasks.storage.local import exclusive_lock
 from tasks.training.registry import Registry
-from tests.helpers import held_out
-
-
-@pytest.fixture
-def labeled_root(scoring_root):
-    """A data root with the sample champion and the sample's labeled files."""
-    for sample in (SAMPLES / "labeled").iterdir():
-        shutil.copy2(sample, scoring_root / "labeled" / sample.name)
-    return scoring_root
+from tests.helpers import held_out, quarantined_rows
 
 
 def test_first_model_records_everything(trained_models):
@@ -241,7 +232,7 @@ def test_self_training_learns_from_unlabeled_reviews_and_accounts_for_each(label
     assert metrics["hyperparameters"]["refit"]["rows"] == summary["final_training_rows"] == (
         parts["train"]["rows"] + parts["selection"]["rows"] + 2 * pseudo["positive"])
     assert summary["pseudo_labeled_rows"] == 2 * pseudo["positive"]
-    rejected = pq.read_table(labeled_root / "quarantine" / "unlabeled").to_pylist()
+    rejected = quarantined_rows(labeled_root, of="unlabeled").to_pylist()
     assert [(row["review_id"], row["source_file"]) for row in rejected] == [
         ("copy-empty", "copies.csv")]
     assert rejected[0]["reason"]

@@ -19,6 +19,7 @@ from tasks.model import ModelLoadError, load_model
 from tasks.reading import iter_review_batches
 from tasks.reading.columns import ColumnMapping
 from tasks.training.registry import MODEL_FILE, Registry, RegistryError
+from tests.helpers import scored_parts
 
 # Modules and calls that turn bytes into arbitrary Python objects or run code.
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve",
@@ -112,7 +113,7 @@ def test_scoring_refuses_a_champion_carrying_code_and_keeps_the_inbox(scoring_ro
     last_line = process.stderr.strip().splitlines()[-1]
     assert last_line.startswith("reviewflow: cannot load the model"), last_line
     assert (scoring_root / "incoming" / "a.csv").exists()
-    assert not list((scoring_root / "scored").rglob("*.parquet"))
+    assert not scored_parts(scoring_root)
 
 
 def test_a_model_file_outside_the_registry_is_never_the_champion(trained_models, tmp_path):

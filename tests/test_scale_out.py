@@ -9,20 +9,19 @@ the flow with the data root in a bucket.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from conftest import assert_same_scored_rows
 
 from flows.score_reviews import score_reviews
 from tasks.state.ledger import Ledger
+from tests.helpers import layout_of, quarantined_rows, scored_parts, scored_rows, scored_sql
 
 WORDS = ["wonderful and moving", "dull and far too long", "a delight", "a tedious mess",
          "not bad at all", "the worst I have seen"]
@@ -49,8 +48,8 @@ def make_inbox(inbox: Path) -> int:
     return 330 + 251 + 30
 
 
-def table_of(folder: Path, sort: list[str]) -> pd.DataFrame:
-    frame = ds.dataset(folder, format="parquet", partitioning="hive").to_table().to_pandas()
+def table_of(table: pa.Table, sort: list[str]) -> pd.DataFrame:
+    frame = table.to_pandas()
     frame = frame.drop(columns=[c for c in RUN_TIME if c in frame.columns])
     return frame.sort_values(sort).reset_index(drop=True)
 
@@ -79,10 +78,10 @@ def test_dask_cluster_of_two_workers_equals_a_single_process_run(two_roots, monk
     # to float32 round-off: the workers score other batches (shards) in other processes
     # (conftest.SCORE_TOLERANCE says why); ids, labels, model and sources exactly.
     key = ["source_file", "source_row"]
-    assert_same_scored_rows(table_of(dask_root / "scored", key),
-                            table_of(threads_root / "scored", key))
-    pd.testing.assert_frame_equal(table_of(dask_root / "quarantine/rows", key),
-                                  table_of(threads_root / "quarantine/rows", key),
+    assert_same_scored_rows(table_of(scored_rows(dask_root), key),
+                            table_of(scored_rows(threads_root), key))
+    pd.testing.assert_frame_equal(table_of(quarantined_rows(dask_root), key),
+                                  table_of(quarantined_rows(threads_root), key),
                                   check_exact=True)
     assert single["rows_read"] == spread["rows_read"] == rows
     assert spread["rows_scored"] + spread["rows_quarantined"] == rows
@@ -101,37 +100,14 @@ def test_dask_cluster_of_two_workers_equals_a_single_process_run(two_roots, monk
     # Each file is committed once, and its outcome says where its shards ran.
     ledger = Ledger(dask_root / "state" / "ledger.sqlite").totals()
     assert ledger["rows_read"] == rows
-    parts = sorted(p.name for p in (dask_root / "scored").rglob("*.parquet"))
+    parts = sorted(p.name for p in scored_parts(dask_root))
     assert len(parts) == 8 and sum("-s0" in name for name in parts) == 7
     assert not list((dask_root / "incoming").iterdir())
     assert not [p for p in dask_root.rglob("*.tmp")]
 
 
 # --------------------------------------------------------------------------- S3
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """moto's S3 server on 127.0.0.1 (a free port), with dummy credentials."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_env(s3_endpoint, monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    import s3fs
-
-    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
-    return s3_endpoint, fs
-
+# (the S3 server and file system: conftest's s3_endpoint and s3_env)
 
 def test_scoring_with_inputs_and_outputs_on_s3(s3_env, trained_models, tmp_path, monkeypatch):
     endpoint, fs = s3_env
@@ -161,19 +137,16 @@ def test_scoring_with_inputs_and_outputs_on_s3(s3_env, trained_models, tmp_path,
         "latin1.csv", "latin1.csv.reason.json"]
 
     # Read the output where it is, with pyarrow over fsspec ...
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-    scored = ds.dataset(f"{bucket}/team/reviews/scored", filesystem=PyFileSystem(FSSpecHandler(fs)),
-                        format="parquet", partitioning="hive").to_table()
+    scored = scored_rows(root, filesystem=fs)
     ids = scored.column("review_id").to_pylist()
     assert scored.num_rows == first["rows_scored"] and len(ids) == len(set(ids))
     # ... and with DuckDB on a downloaded copy; temporaries never reached it.
-    fs.get(f"{root}/scored", str(tmp_path / "scored"), recursive=True)
-    fs.get(f"{root}/quarantine/rows", str(tmp_path / "rows"), recursive=True)
+    remote, copy = layout_of(root), layout_of(tmp_path)
+    fs.get(str(remote.scored), str(copy.scored), recursive=True)
+    fs.get(str(remote.rejected_rows), str(tmp_path / "rows"), recursive=True)
     assert not [p for p in tmp_path.rglob("*.tmp")]
-    glob = tmp_path / "scored" / "**" / "*.parquet"
     count, distinct = duckdb.sql(f"SELECT count(*), count(DISTINCT (source_file, review_id)) "
-                                 f"FROM read_parquet('{glob}', hive_partitioning=true)").fetchall()[0]
+                                 f"FROM {scored_sql(tmp_path)}").fetchall()[0]
     rejected = pq.ParquetDataset(tmp_path / "rows").read().num_rows
     assert count == distinct == first["rows_scored"] and count + rejected == rows
 
@@ -220,10 +193,7 @@ def test_dask_workers_score_from_and_to_s3(s3_env, trained_models, tmp_path, mon
     assert all(w["model_loads"] == 1 for w in summary["workers"].values())
     parts = fs.glob(f"{root}/scored/*/*.parquet")
     assert len(parts) == 8
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-    scored = ds.dataset(f"{bucket}/reviews/scored", filesystem=PyFileSystem(FSSpecHandler(fs)),
-                        format="parquet", partitioning="hive").to_table()
+    scored = scored_rows(root, filesystem=fs)
     keys = list(zip(scored.column("source_file").to_pylist(),
                     scored.column("review_id").to_pylist()))
     assert len(keys) == len(set(keys)) == summary["rows_scored"]
@@ -260,9 +230,9 @@ def test_the_command_line_chooses_runner_and_shards(scoring_root):
     rows = make_inbox(scoring_root / "incoming")
     main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0",
           "--task-runner", "threads", "--shard-rows", "100"])
-    parts = sorted(p.name for p in (scoring_root / "scored").rglob("*.parquet"))
+    parts = sorted(p.name for p in scored_parts(scoring_root))
     # big.csv (330 rows) in 4 shards, big.parquet (251) in 3, small.jsonl (30) whole
     assert len(parts) == 8 and sum("-s000" in name for name in parts) == 7
-    scored = table_of(scoring_root / "scored", ["source_file", "source_row"])
-    quarantined = table_of(scoring_root / "quarantine" / "rows", ["source_file", "source_row"])
+    scored = table_of(scored_rows(scoring_root), ["source_file", "source_row"])
+    quarantined = table_of(quarantined_rows(scoring_root), ["source_file", "source_row"])
     assert len(scored) + len(quarantined) == rows

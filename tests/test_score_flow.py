@@ -5,51 +5,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
 from flows.score_reviews import score_reviews
 from tasks.state.ledger import Ledger
-
-
-def good_rows(prefix: str, n: int) -> list[dict]:
-    words = ["wonderful and moving", "dull and far too long", "a delight", "a tedious mess"]
-    return [{"review_id": f"{prefix}-{i}", "text": f"The film was {words[i % 4]}."}
-            for i in range(n)]
-
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
-
-
-def scored_rows(root: Path) -> pa.Table:
-    folder = root / "scored"
-    if not any(folder.rglob("*.parquet")):
-        return pa.table({"review_id": pa.array([], pa.string())})
-    return ds.dataset(folder, format="parquet", partitioning="hive").to_table()
-
-
-def quarantined_rows(root: Path) -> pa.Table:
-    folder = root / "quarantine" / "rows"
-    if not folder.exists() or not any(folder.rglob("*.parquet")):
-        return pa.table({"review_id": pa.array([], pa.string())})
-    return ds.dataset(folder, format="parquet", partitioning="hive").to_table()
-
-
-def quarantined_files(root: Path) -> dict[str, dict]:
-    reasons = (root / "quarantine" / "files").rglob("*.reason.json")
-    return {json.loads(p.read_text())["file"]: json.loads(p.read_text()) for p in reasons}
-
-
-def run(root: Path) -> dict:
-    return score_reviews(data_dir=str(root), settle_seconds=0)
+from tests.helpers import (
+    good_rows,
+    layout_of,
+    quarantined_copies,
+    quarantined_files,
+    quarantined_rows,
+    score,
+    scored_parts,
+    scored_rows,
+    scored_sql,
+    write_csv,
+)
 
 
 def test_mixed_inbox_accounts_for_every_row(scoring_root):
@@ -64,7 +40,7 @@ def test_mixed_inbox_accounts_for_every_row(scoring_root):
     write_csv(inbox / "dupes.csv", good_rows("d", 10) + good_rows("d", 3))
     write_csv(inbox / "blanks.csv", good_rows("b", 8) + [{"review_id": "b-blank", "text": "  "},
                                                           {"review_id": "b-null", "text": None}])
-    summary = run(scoring_root)
+    summary = score(scoring_root)
 
     scored, rejected = scored_rows(scoring_root), quarantined_rows(scoring_root)
     assert summary["rows_scored"] == scored.num_rows == 40 + 25 + 15 + 10 + 8
@@ -81,24 +57,24 @@ def test_mixed_inbox_accounts_for_every_row(scoring_root):
 def test_invalid_utf8_file_is_quarantined_whole_with_a_reason(scoring_root):
     (scoring_root / "incoming" / "broken.csv").write_bytes(b"review_id,text\n1,ok\n2,\xff\xfe\n")
     write_csv(scoring_root / "incoming" / "fine.csv", good_rows("f", 5))
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     reason = quarantined_files(scoring_root)["broken.csv"]["reason"]
     assert "invalid UTF8" in reason or "utf" in reason.lower()
     assert summary["rows_scored"] == 5  # the run went on with the other file
-    kept = list((scoring_root / "quarantine" / "files").rglob("*broken.csv"))
+    kept = quarantined_copies(scoring_root, "*broken.csv")
     assert len(kept) == 1 and kept[0].read_bytes().endswith(b"\xff\xfe\n")  # byte for byte
 
 
 def test_file_without_text_column_is_quarantined(scoring_root):
     write_csv(scoring_root / "incoming" / "ids-only.csv", [{"review_id": "1", "stars": 3}])
-    run(scoring_root)
+    score(scoring_root)
     reason = quarantined_files(scoring_root)["ids-only.csv"]["reason"]
     assert "missing required column text" in reason and "stars" in reason
 
 
 def test_empty_file_is_quarantined(scoring_root):
     (scoring_root / "incoming" / "nothing.jsonl").write_bytes(b"")
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert quarantined_files(scoring_root)["nothing.jsonl"]["reason"] == "the file is empty"
     assert summary["rows_scored"] == 0
 
@@ -106,7 +82,7 @@ def test_empty_file_is_quarantined(scoring_root):
 def test_duplicate_ids_keep_the_first_and_quarantine_the_rest(scoring_root):
     rows = good_rows("d", 4) + [{"review_id": "d-1", "text": "A second, different d-1."}]
     write_csv(scoring_root / "incoming" / "dupes.csv", rows)
-    run(scoring_root)
+    score(scoring_root)
     rejected = quarantined_rows(scoring_root).to_pylist()
     assert [(r["review_id"], r["source_row"]) for r in rejected] == [("d-1", 5)]
     assert rejected[0]["failed_expectations"] == ["expect_column_values_to_be_unique(review_id)"]
@@ -117,7 +93,7 @@ def test_duplicate_ids_keep_the_first_and_quarantine_the_rest(scoring_root):
 def test_blank_reviews_are_quarantined_row_by_row(scoring_root):
     rows = good_rows("b", 3) + [{"review_id": "b-x", "text": " \t "}]
     write_csv(scoring_root / "incoming" / "blanks.csv", rows)
-    run(scoring_root)
+    score(scoring_root)
     rejected = quarantined_rows(scoring_root).to_pylist()
     assert [r["review_id"] for r in rejected] == ["b-x"]
     assert rejected[0]["text"] == " \t "  # the row is kept as it came
@@ -127,20 +103,20 @@ def test_blank_reviews_are_quarantined_row_by_row(scoring_root):
 def test_second_run_and_a_resubmitted_file_add_nothing(scoring_root):
     source = write_csv(scoring_root.parent / "batch.csv", good_rows("s", 30))
     shutil.copy2(source, scoring_root / "incoming" / "batch.csv")
-    first = run(scoring_root)
+    first = score(scoring_root)
     assert first["rows_scored"] == 30
-    assert run(scoring_root)["rows_scored"] == 0
+    assert score(scoring_root)["rows_scored"] == 0
     shutil.copy2(source, scoring_root / "incoming" / "batch-again.csv")  # same content, new name
-    third = run(scoring_root)
+    third = score(scoring_root)
     assert third["files_already_scored"] == 1 and third["rows_scored"] == 0
     assert scored_rows(scoring_root).num_rows == 30
-    assert len(list((scoring_root / "scored").rglob("*.parquet"))) == 1
+    assert len(scored_parts(scoring_root)) == 1
 
 
 def test_output_schema_and_readers(scoring_root):
     write_csv(scoring_root / "incoming" / "a.csv",
               [dict(r, label=i % 2) for i, r in enumerate(good_rows("a", 20))])
-    summary = run(scoring_root)
+    summary = score(scoring_root)
     assert summary["accuracy_on_labeled_rows"] is not None
     table = scored_rows(scoring_root)
     types = {f.name: str(f.type) for f in table.schema}
@@ -153,11 +129,10 @@ def test_output_schema_and_readers(scoring_root):
     assert ((scores >= 0) & (scores <= 1)).all()
     assert (table.column("predicted_label").to_numpy() == (scores >= 0.5)).all()
 
-    frame = pd.read_parquet(scoring_root / "scored")
+    frame = pd.read_parquet(layout_of(scoring_root).scored)
     assert len(frame) == 20
-    glob = str(scoring_root / "scored" / "**" / "*.parquet")
     count, dates = duckdb.sql(f"SELECT count(*), count(DISTINCT scored_date) FROM "
-                              f"read_parquet('{glob}', hive_partitioning=true)").fetchall()[0]
+                              f"{scored_sql(scoring_root)}").fetchall()[0]
     assert (count, dates) == (20, 1)
     ledger = Ledger(scoring_root / "state" / "ledger.sqlite").totals()
     assert ledger["rows_read"] == ledger["rows_scored"] + ledger["rows_quarantined"] == 20
@@ -202,7 +177,7 @@ def test_demo_trains_a_first_model_then_scores_the_sample(data_dir, capsys):
     assert main(["demo", "--data-dir", str(data_dir)]) == 0
     printed = capsys.readouterr().out
     assert "promoted to champion" in printed and "scored " in printed
-    assert list((data_dir / "scored").rglob("*.parquet"))
+    assert scored_parts(data_dir)
     assert not list((data_dir / "incoming").iterdir())
 
 

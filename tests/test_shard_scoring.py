@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
-from test_score_flow import good_rows, write_csv
 
 from tasks.layout import DataLayout, day_of
 from tasks.scoring.planning import Shard
@@ -15,6 +14,7 @@ from tasks.scoring.workers import ModelRef
 from tasks.settings import Settings
 from tasks.storage.local import file_sha256
 from tasks.training.registry import Registry
+from tests.helpers import good_rows, write_csv
 
 
 def job_for(root, **settings) -> ScoringJob:

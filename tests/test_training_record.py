@@ -12,7 +12,7 @@ import pytest
 
 from tasks.errors import NoLabeledDataError
 from tasks.layout import CURVES_FILE, DECISION_FILE, METRICS_FILE, PROFILE_FILE, DataLayout
-from tasks.settings import PACKAGED_SUITE, Settings
+from tasks.settings import Settings
 from tasks.training.labeled import read_labeled_reviews
 from tasks.training.record import (
     check_parts,
@@ -24,7 +24,7 @@ from tasks.training.record import (
 )
 from tasks.training.registry import Registry
 from tasks.training.split import split_labeled
-from tasks.validation import ReviewValidator, load_suite_config
+from tests.helpers import packaged_validator, quarantined_rows
 
 LOGGER = logging.getLogger("test")
 
@@ -36,9 +36,8 @@ def labeled(n: int, movies: int | None = None) -> pd.DataFrame:
     return frame.assign(group=[f"tt{i % movies}" for i in range(n)]) if movies else frame
 
 
-def validator() -> ReviewValidator:
-    return ReviewValidator(load_suite_config(PACKAGED_SUITE),
-                           parameters={"max_text_chars": 100_000}, require_label=True)
+def validator():
+    return packaged_validator(require_label=True)
 
 
 def test_reading_labeled_keeps_groups_quarantines_the_unreadable_and_fingerprints(tmp_path):
@@ -128,8 +127,7 @@ def test_files_that_number_their_ids_alike_are_all_read_and_trained_on(tmp_path)
     assert len(split.train) + len(split.selection) + len(split.gate) == 400
     assert split.duplicates_removed == 0
     unlabeled, unlabeled_stats = read_unlabeled_reviews(
-        settings, ReviewValidator(load_suite_config(PACKAGED_SUITE),
-                                  parameters={"max_text_chars": 100_000}), LOGGER)
+        settings, packaged_validator(), LOGGER)
     assert len(unlabeled) == unlabeled_stats["rows_read"] == 100
 
 
@@ -193,10 +191,9 @@ def test_labeled_files_whose_names_are_not_utf8_are_read_under_a_cleaned_name(tm
                                           LOGGER)
     assert stats["files"] == 3 and stats["rows_read"] == 72
     assert len(reviews) == 72 - stats["rows_rejected"]
-    assert all(name.encode("utf-8") for name in
-               pq.read_table(layout.training_rejects).column("source_file").to_pylist())
-    assert set(pq.read_table(layout.training_rejects).column("source_file").to_pylist()) \
-        == {"düp.csv"}
+    rejected = quarantined_rows(layout.root, of="training").column("source_file").to_pylist()
+    assert all(name.encode("utf-8") for name in rejected)
+    assert set(rejected) == {"düp.csv"}
     assert all(os.path.exists(os.fsdecode(folder + name))  # left where they were
                for name in (b"/caf\xe9.csv", b"/na\xefve.parquet", b"/d\xfcp.csv"))
 

@@ -17,7 +17,6 @@ import tracemalloc
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from conftest import PROJECT, SAMPLES
@@ -31,10 +30,16 @@ from tasks.reading import (
     tsv_is_quoted,
 )
 from tasks.reading.columns import ColumnMapping
-from tasks.settings import PACKAGED_SUITE, Settings
+from tasks.settings import Settings
 from tasks.state.ledger import Ledger, ScoredFile
 from tasks.storage.local import file_sha256
-from tasks.validation import ReviewValidator, load_suite_config
+from tests.helpers import (
+    quarantine_files_folder,
+    quarantined_reasons,
+    quarantined_rows,
+    read_reviews,
+    scored_rows,
+)
 
 COLUMNS = ColumnMapping()
 NSMC = PROJECT.parent / "shared" / "data" / "nsmc" / "train.parquet"
@@ -43,17 +48,6 @@ NSMC = PROJECT.parent / "shared" / "data" / "nsmc" / "train.parquet"
 HARD_TEXTS = ['plain words', 'she said "wow", twice', 'a\ttab inside', 'two\nlines',
               'windows\r\nline break', '"starts and ends with quotes"', 'trailing quote"',
               '아 더빙.. 진짜 짜증나네요 "목소리']
-
-
-def read(path, batch_rows=1000, report=None, **options) -> pa.Table:
-    return pa.concat_tables(list(iter_review_batches(path, COLUMNS, batch_rows, 10**9,
-                                                     report=report, **options)))
-
-
-@pytest.fixture(scope="module")
-def validator():
-    return ReviewValidator(load_suite_config(PACKAGED_SUITE),
-                           parameters={"max_text_chars": 100_000})
 
 
 def validate_all(validator, path, batch_rows=1000):
@@ -73,7 +67,7 @@ def test_imdb_csv_without_ids_gets_stable_generated_ids(tmp_path):
     pd.DataFrame({"review": ["One of the best films.", "Awful, just awful."],
                   "sentiment": ["positive", "negative"]}).to_csv(path, index=False)
     report = ReadReport()
-    table = read(path, report=report)
+    table = read_reviews(path, report=report)
     prefix = file_sha256(path)[:16]
     assert report.ids_generated
     assert table.column("review_id").to_pylist() == [f"{prefix}-row1", f"{prefix}-row2"]
@@ -81,14 +75,14 @@ def test_imdb_csv_without_ids_gets_stable_generated_ids(tmp_path):
     # The same bytes under another name give the same ids: the ledger's once-only holds.
     copy = tmp_path / "renamed.csv"
     shutil.copy(path, copy)
-    assert read(copy).column("review_id").equals(table.column("review_id"))
+    assert read_reviews(copy).column("review_id").equals(table.column("review_id"))
     # Other bytes, other ids; and a file with ids keeps its own.
     copy.write_text(path.read_text() + '"A third review.",positive\n')
-    assert read(copy).column("review_id")[0].as_py() != f"{prefix}-row1"
+    assert read_reviews(copy).column("review_id")[0].as_py() != f"{prefix}-row1"
     with_ids = tmp_path / "ids.csv"
     with_ids.write_text("id,review\n7,fine\n")
     report = ReadReport()
-    assert read(with_ids, report=report).column("review_id").to_pylist() == ["7"]
+    assert read_reviews(with_ids, report=report).column("review_id").to_pylist() == ["7"]
     assert not report.ids_generated
 
 
@@ -96,14 +90,14 @@ def test_parquet_and_jsonl_without_ids_and_shards_agree(tmp_path):
     rows = [{"text": f"review {i}", "label": i % 2} for i in range(30)]
     parquet = tmp_path / "no-ids.parquet"
     pq.write_table(pa.Table.from_pylist(rows), parquet, row_group_size=7)
-    whole = read(parquet, batch_rows=4)
+    whole = read_reviews(parquet, batch_rows=4)
     assert whole.column("review_id").to_pylist() == [
         f"{file_sha256(parquet)[:16]}-row{i}" for i in range(1, 31)]
-    shard = pa.concat_tables(list(iter_review_batches(parquet, COLUMNS, 4, 10**9, rows=(10, 20))))
+    shard = read_reviews(parquet, 4, rows=(10, 20))
     assert shard.column("review_id").to_pylist() == whole.column("review_id").to_pylist()[10:20]
     jsonl = tmp_path / "no-ids.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    given = read(jsonl, sha256="ab" * 32)  # the flow passes the hash it already has
+    given = read_reviews(jsonl, sha256="ab" * 32)  # the flow passes the hash it already has
     assert given.column("review_id")[29].as_py() == "abababababababab-row30"
 
 
@@ -127,7 +121,7 @@ def test_quoted_exports_read_exactly(tmp_path, name, write):
     path = tmp_path / name
     write(frame, path)
     report = ReadReport()
-    table = read(path, batch_rows=3, report=report)
+    table = read_reviews(path, batch_rows=3, report=report)
     assert table.column("text").to_pylist() == HARD_TEXTS
     assert table.column("review_id").to_pylist() == frame["id"].tolist()
     assert report.layout.endswith("quoted") and not report.layout.endswith("unquoted")
@@ -142,7 +136,7 @@ def test_nsmc_style_tsv_keeps_quotes_as_text(tmp_path):
     path.write_text("id\tdocument\tlabel\n" + "".join(f"{i}\t{t}\t1\n" for i, t in
                                                      enumerate(texts)), encoding="utf-8")
     report = ReadReport()
-    table = read(path, batch_rows=2, report=report)
+    table = read_reviews(path, batch_rows=2, report=report)
     assert report.layout == "tsv unquoted"
     assert table.column("text").to_pylist() == texts
 
@@ -160,7 +154,7 @@ def test_tsv_convention_is_decided_from_the_file(tmp_path):
     # ... and both files read back to the same texts.
     (tmp_path / "raw.tsv").write_text(raw, encoding="utf-8")
     (tmp_path / "pandas.tsv").write_text(quoted, encoding="utf-8")
-    a, b = read(tmp_path / "raw.tsv", 5000), read(tmp_path / "pandas.tsv", 5000)
+    a, b = read_reviews(tmp_path / "raw.tsv", 5000), read_reviews(tmp_path / "pandas.tsv", 5000)
     assert a.column("text").equals(b.column("text"))
     assert a.column("text").to_pylist() == frame.document.fillna("").tolist()
 
@@ -172,7 +166,7 @@ def test_pandas_tsv_with_line_breaks_in_reviews(tmp_path):
     frame = pd.DataFrame({"id": range(3000), "document": texts, "label": [1] * 3000})
     path = tmp_path / "korean.tsv"
     frame.to_csv(path, sep="\t", index=False)
-    table = read(path, batch_rows=500)
+    table = read_reviews(path, batch_rows=500)
     assert table.column("text").to_pylist() == texts
     assert table.column("read_error").null_count == 3000
 
@@ -198,7 +192,7 @@ def test_one_malformed_line_rejects_one_row(tmp_path, validator, suffix, delimit
 def test_malformed_lines_after_quoted_line_breaks_keep_their_numbers(tmp_path):
     path = tmp_path / "mixed.csv"
     path.write_bytes(b'review_id,text\r\n1,"two\r\nlines"\r\n2,too,many\r\n3,"ok ""quoted"""\r\n')
-    table = read(path)
+    table = read_reviews(path)
     assert table.column("review_id").to_pylist() == ["1", None, "3"]
     assert table.column("text").to_pylist() == ["two\r\nlines", "2,too,many\r\n", 'ok "quoted"']
     assert table.column("read_error")[1].as_py() == "line 4: expected 2 fields, found 3"
@@ -220,7 +214,7 @@ def test_unclosed_quote_is_rejected_not_merged(tmp_path, validator):
 def test_a_review_that_really_ends_with_a_line_break_is_kept(tmp_path):
     path = tmp_path / "last-multiline.csv"
     path.write_text('review_id,text\n1,fine\n2,"ends on\ntwo lines"\n', encoding="utf-8")
-    table = read(path)
+    table = read_reviews(path)
     assert table.column("text").to_pylist() == ["fine", "ends on\ntwo lines"]
     assert table.column("read_error").null_count == 2
 
@@ -231,16 +225,16 @@ def test_duplicate_columns_are_a_clean_quarantine_reason(tmp_path):
     path.write_text("review_id,text,text\n1,a,b\n", encoding="utf-8")
     with pytest.raises(UnreadableFileError, match=r"column 'text' \(the text column\) appears 2 "
                                                   "times in the header"):
-        read(path)
+        read_reviews(path)
     parquet = tmp_path / "dup.parquet"
     pq.write_table(pa.Table.from_arrays([pa.array(["1"]), pa.array(["a"]), pa.array(["b"])],
                                         names=["review_id", "text", "text"]), parquet)
     with pytest.raises(UnreadableFileError, match="appears 2 times"):
-        read(parquet)
+        read_reviews(parquet)
     # A repeated column nobody reads is no reason to refuse the file.
     unused = tmp_path / "unused-dup.csv"
     unused.write_text("review_id,text,note,note\n1,a,x,y\n", encoding="utf-8")
-    assert read(unused).column("text").to_pylist() == ["a"]
+    assert read_reviews(unused).column("text").to_pylist() == ["a"]
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -252,7 +246,7 @@ def test_whole_file_quarantine_only_when_nothing_parses(tmp_path, content, reaso
     path = tmp_path / "nothing.csv"
     path.write_bytes(content)
     with pytest.raises(UnreadableFileError, match=reason):
-        read(path)
+        read_reviews(path)
 
 
 # --------------------------------------------------------------------------- encodings
@@ -268,7 +262,7 @@ def test_korean_legacy_encodings_are_detected(tmp_path, encoding):
     path.write_bytes(("id\tdocument\n" + "".join(f"{i}\t{t}\n" for i, t in enumerate(texts)))
                      .encode(encoding))
     report = ReadReport()
-    assert read(path, report=report).column("text").to_pylist() == texts
+    assert read_reviews(path, report=report).column("text").to_pylist() == texts
     assert report.encoding in ("cp949", "euc_kr")
 
 
@@ -279,15 +273,15 @@ def test_western_legacy_encoding_needs_the_setting(tmp_path):
     path.write_bytes(("id,review\n" + "".join(f"{i},{t}\n" for i, t in enumerate(texts)))
                      .encode("cp1252"))
     with pytest.raises(UnreadableFileError, match="REVIEWFLOW_ENCODINGS=") as caught:
-        read(path)
+        read_reviews(path)
     assert "cannot be decoded as UTF-8" in caught.value.reason
     report = ReadReport()
-    table = read(path, report=report, encodings=["cp949", "cp1252"])
+    table = read_reviews(path, report=report, encodings=["cp949", "cp1252"])
     assert table.column("text").to_pylist() == texts
     assert report.encoding == "cp1252"
     # Detection off and nothing configured: the file waits for the setting.
     with pytest.raises(UnreadableFileError, match="encodings setting"):
-        read(tmp_path / "en.csv", detect_encoding=False)
+        read_reviews(tmp_path / "en.csv", detect_encoding=False)
 
 
 def test_utf8_and_utf16_are_read_as_before(tmp_path):
@@ -297,7 +291,7 @@ def test_utf8_and_utf16_are_read_as_before(tmp_path):
         path = tmp_path / name
         path.write_bytes(data)
         report = ReadReport()
-        assert read(path, report=report).column("text").to_pylist() == ["héllo"]
+        assert read_reviews(path, report=report).column("text").to_pylist() == ["héllo"]
         assert report.encoding == encoding
 
 
@@ -319,7 +313,7 @@ def test_json_array_export_is_read(tmp_path):
                for i in range(25)]
     path.write_text(json.dumps(records, indent=2), encoding="utf-8")
     report = ReadReport()
-    table = read(path, batch_rows=4, report=report)
+    table = read_reviews(path, batch_rows=4, report=report)
     assert report.layout == "json array"
     assert table.column("review_id").to_pylist() == [str(i) for i in range(25)]
     assert table.column("label").to_pylist() == [i % 2 for i in range(25)]
@@ -330,7 +324,7 @@ def test_json_array_odd_elements_and_a_broken_tail(tmp_path):
     path = tmp_path / "odd.json"
     path.write_text('[{"review_id": "a", "text": "fine"}, 5, {"review_id": "c", "text": 3},'
                     ' {"review_id": "d", "text": "x" oops}, {"review_id": "e", "text": "lost"}]')
-    table = read(path)
+    table = read_reviews(path)
     errors = table.column("read_error").to_pylist()
     assert table.num_rows == 4 and errors[0] is None
     assert "element 2 is a JSON int" in errors[1] and "not a string" in errors[2]
@@ -369,11 +363,11 @@ def test_ids_beyond_64_bits_stay_exact(tmp_path):
     lines.write_text(f'{{"review_id": {big}, "text": "a"}}\n'
                      f'{{"review_id": 18446744073709551616, "text": "b"}}\n'
                      '{"review_id": 2.50, "text": "c"}\n{"review_id": 7, "text": "d"}\n')
-    assert read(lines).column("review_id").to_pylist() == [
+    assert read_reviews(lines).column("review_id").to_pylist() == [
         big, "18446744073709551616", "2.50", "7"]
     array = tmp_path / "big-ids.json"
     array.write_text(f'[{{"review_id": {big}, "text": "a"}}, {{"review_id": 7, "text": "b"}}]')
-    assert read(array).column("review_id").to_pylist() == [big, "7"]
+    assert read_reviews(array).column("review_id").to_pylist() == [big, "7"]
 
 
 # --------------------------------------------------------------------------- ledger
@@ -427,12 +421,12 @@ def test_wild_files_in_one_scoring_run(scoring_root):
     assert summary["rows_quarantined"] == 1
     assert summary["rows_id_generated"] == 2
     assert summary["encodings"] == {"utf-8": 4, "cp949": 1}
-    reason = next((scoring_root / "quarantine" / "files").rglob("*dup.csv.reason.json"))
+    reason = next(iter(quarantined_reasons(scoring_root, "*dup.csv")))
     assert "appears 2 times" in json.loads(reason.read_text())["reason"]
-    bad = ds.dataset(scoring_root / "quarantine" / "rows", partitioning="hive").to_table()
+    bad = quarantined_rows(scoring_root)
     assert bad.column("text").to_pylist() == ["b2,too,many\n"]
     assert "line 3: expected 2 fields, found 3" in bad.column("reason")[0].as_py()
-    scored = ds.dataset(scoring_root / "scored", partitioning="hive").to_table()
+    scored = scored_rows(scoring_root)
     generated = [i for i in scored.column("review_id").to_pylist() if "-row" in i]
     prefix = hashlib.sha256(imdb_bytes).hexdigest()[:16]
     assert sorted(generated) == [f"{prefix}-row1", f"{prefix}-row2"]
@@ -468,7 +462,7 @@ def test_retraining_uses_labeled_files_without_ids(scoring_root):
     assert data["rows_id_generated"] == data["rows_read"] > 0
     assert data["encodings"] == {"utf-8": 2}
     assert summary["train_rows"] + summary["validation_rows"] > 0
-    assert not list((scoring_root / "quarantine" / "files").rglob("*"))
+    assert not list(quarantine_files_folder(scoring_root).rglob("*"))
 
 
 # --------------------------------------------------------------------------- more CSV/TSV
@@ -501,11 +495,10 @@ def test_shards_of_a_file_with_a_bad_line_match_the_whole(tmp_path):
     lines = ["id\tdocument"] + [f"s{i}\t\"quoted\" {i}" for i in range(3000)]
     lines[1500] = "s1499\ttoo\tmany"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    whole = read(path, batch_rows=400)
+    whole = read_reviews(path, batch_rows=400)
     assert whole.column("read_error").null_count == 2999
     for start, stop in ((0, 1000), (1000, 2000), (2000, None)):
-        shard = pa.concat_tables(list(iter_review_batches(path, COLUMNS, 400, 10**9,
-                                                          rows=(start, stop))))
+        shard = read_reviews(path, 400, rows=(start, stop))
         assert shard.equals(whole.slice(start, (stop or 3000) - start))
 
 
@@ -520,6 +513,6 @@ def test_whatever_pandas_writes_reads_back_exactly(tmp_path_factory, texts, sep)
     frame = pd.DataFrame({"review_id": [f"id{i}" for i in range(len(texts))], "text": texts})
     path = tmp_path_factory.mktemp("roundtrip") / ("r.tsv" if sep == "\t" else "r.csv")
     frame.to_csv(path, sep=sep, index=False)
-    table = read(path, batch_rows=7)
+    table = read_reviews(path, batch_rows=7)
     assert table.column("text").to_pylist() == texts
     assert table.column("review_id").to_pylist() == frame["review_id"].tolist()

@@ -1,4 +1,4 @@
-"""The drift signals of each scored file (README, "Monitoring"): one ``monitoring/`` row,
+"""The drift signals of each scored file (docs/monitoring.md): one ``monitoring/`` row,
 a WARNING per threshold crossed, and the Prefect event ``reviewflow.drift.detected``."""
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from flows.score_report import Progress, ScoreSummary, publish_summary
 from tasks.errors import GPURequiredError
 from tasks.layout import DataLayout, day_of
 from tasks.outcomes import FileOutcome, FileStatus
+from tasks.reading import describe_supported
 from tasks.scoring.shard import ScoringJob
 from tasks.scoring.workers import ModelRef, cached_model, cached_validator
 from tasks.settings import Settings
@@ -146,7 +147,7 @@ def _local_device(settings: Settings, logger) -> str:
 
 def _quarantine_unsupported(committer: Committer, path: Location) -> FileOutcome:
     reason = ("a symbolic link; put the file itself in the inbox" if path.is_symlink()
-              else "not a supported review file (.csv, .tsv, .jsonl, .json, .parquet, .gz)")
+              else f"not a supported review file {describe_supported()}")
     try:
         return committer.quarantine(path, reason)
     except FileNotFoundError:  # another run scoring this inbox quarantined it first

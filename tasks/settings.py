@@ -66,9 +66,8 @@ class Settings(BaseSettings):
     # --- scoring
     predict_batch_size: int = Field(
         512, gt=0, description="Reviews per prediction batch. A batch's tokens and n-grams "
-                               "are held at once: at 1024, scoring 250,000 IMDB reviews with "
-                               "ngram-marks peaked at 2,012 MiB, at 512 at 1,831 MiB, in the "
-                               "same 46 s (bare English scoring 2% slower).")
+                               "are held at once, so memory grows with it (docs/settings.md has "
+                               "the peak at 512 and 1024).")
     require_gpu: bool = Field(False, description="Fail the scoring run if no GPU is visible.")
 
     # --- where the per-file work runs (README, "Scaling out")
@@ -105,9 +104,11 @@ class Settings(BaseSettings):
                                 "lengths or of its scores exceeds this (0.25: a significant "
                                 "shift by the usual rule of thumb).")
     monitor_max_script_shift: float = Field(
-        0.2, ge=0, le=1, description="Flag a file when its mix of scripts (Latin, Hangul, Han, "
-                                     "Kana, other) differs from the training text's by more "
-                                     "than this total variation distance.")
+        0.2, ge=0, le=1, description="Flag a file when more than this share of its reviews is "
+                                     "mainly written in a script the champion did not learn "
+                                     "from (for a profile without per-script parts: the total "
+                                     "variation distance between the file's script mix and "
+                                     "the training text's).")
     monitor_max_accuracy_drop: float = Field(
         0.1, ge=0, le=1, description="Flag a file whose labeled rows are scored less "
                                      "accurately than the champion's held-out accuracy by "

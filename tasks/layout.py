@@ -1,7 +1,7 @@
 """The data-folder contract: every folder, partition and file name under the data root.
 
 This module plays the part of Kedro's data catalog: "where does X land on disk?" is
-answered here and nowhere else (README, "Data folder contract"). Everything else asks
+answered here and nowhere else (docs/data-contract.md). Everything else asks
 ``DataLayout`` or the functions below for a path or a name; nothing else spells one.
 
     <root>/
@@ -162,7 +162,7 @@ class DataLayout(BaseModel):
 
     @property
     def unlabeled(self) -> Path:
-        """Review files without labels for self-training (README, "Self-training")."""
+        """Review files without labels for self-training (docs/retraining.md)."""
         return self.root / "unlabeled"
 
     @property
@@ -192,7 +192,7 @@ class DataLayout(BaseModel):
 
     @property
     def monitoring(self) -> Path:
-        """Drift signals, one row per scored file per run (README, "Monitoring")."""
+        """Drift signals, one row per scored file per run (docs/monitoring.md)."""
         return self.root / "monitoring"
 
     # --- partitions and dated folders: ``day`` is ``day_of(run start)``

@@ -41,7 +41,7 @@ class FileOutcome(RowCounts):
     seconds: float = 0.0
     encoding: str = ""  # the text encoding it was read in ("" for Parquet)
     detail: str = ""
-    # Where the file's work ran (README, "Scaling out"): its shards, and the Dask worker
+    # Where the file's work ran (docs/scaling-out.md): its shards, and the Dask worker
     # addresses ("local" for the flow's own process), hosts and devices they ran on.
     shards: int = 0
     workers: str = ""

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
                                "the peak at 512 and 1024).")
     require_gpu: bool = Field(False, description="Fail the scoring run if no GPU is visible.")
 
-    # --- where the per-file work runs (README, "Scaling out")
+    # --- where the per-file work runs (docs/scaling-out.md)
     task_runner: Literal["threads", "dask"] = Field(
         "threads", description="threads: Prefect's thread pool in the flow's process; "
                                "dask: prefect-dask's DaskTaskRunner.")
@@ -89,7 +89,7 @@ class Settings(BaseSettings):
                                 "rows, one task each. Default: 250,000 with dask, no "
                                 "splitting with threads.")
 
-    # --- monitoring: drift signals of every scoring run (README, "Monitoring")
+    # --- monitoring: drift signals of every scoring run (docs/monitoring.md)
     monitor_sample_rows: int = Field(
         1_000, gt=0, description="Rows per read batch whose text is tokenized for the "
                                  "unknown-token rate and the script mix (every k-th row); "
@@ -137,9 +137,9 @@ class Settings(BaseSettings):
     self_training: bool = Field(
         True, description="When unlabeled/ holds reviews, learn from them too: the first "
                           "model pseudo-labels the ones it scores confidently, and the "
-                          "final model trains on them with the labeled rows (README, "
-                          "\"Self-training\").")
-    # 0.7 rather than 0.8 or 0.6: the figures are in README, "Self-training".
+                          "final model trains on them with the labeled rows "
+                          "(docs/retraining.md).")
+    # 0.7 rather than 0.8 or 0.6: the figures are in docs/retraining.md.
     pseudo_label_confidence: float = Field(
         0.7, gt=0.5, lt=1, description="A review of unlabeled/ is pseudo-labeled positive at "
                                        "this score or above, negative at 1 minus it or below.")
@@ -154,7 +154,7 @@ class Settings(BaseSettings):
     accuracy_floor: float = Field(0.6, ge=0, le=1,
                                   description="A first model is promoted only at this accuracy.")
 
-    # --- a file a run keeps dying on (README, "What happens when")
+    # --- a file a run keeps dying on (docs/what-happens-when.md)
     max_claim_deaths: int = Field(
         3, ge=1, description="A claimed file left by this many runs that died while it was in "
                              "flight is quarantined (\"N runs died while reading it\") "

@@ -1,4 +1,4 @@
-"""Holes an adversarial run found in the exactly-once contract (README, "What happens when").
+"""Holes an adversarial run found in the exactly-once contract (docs/what-happens-when.md).
 
 Each test builds the situation on a real data root and checks the contract: every row
 of every input ends in ``scored/`` or ``quarantine/`` once, and nothing is deleted.

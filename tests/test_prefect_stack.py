@@ -1,6 +1,6 @@
 """Stack smoke test: the locked Prefect, FastAPI and SQLAlchemy work together as a server.
 
-Two breaks of the locked set went unseen by every other test (README, "Development"):
+Two breaks of the locked set went unseen by every other test (docs/development.md):
 with SQLAlchemy 2.1 the server's scheduler logs an ``InvalidRequestError`` once a
 minute and never creates a run; with FastAPI 0.153/0.154 the server answers 422 to the
 ``null``s in Prefect's own filter requests, so ``prefect deploy`` and every ``ls``

@@ -18,7 +18,7 @@ DASK_FILES = 4  # the reviews are split into this many inbox files
 
 def run(bench: Bench) -> dict:
     """``score-reviews`` on the same inbox with the thread runner, then on a LocalCluster of
-    1 and of 2 Dask worker processes (README, "Scaling out").
+    1 and of 2 Dask worker processes (docs/scaling-out.md).
 
     Each cluster is started here and its workers warmed (TensorFlow, Great Expectations
     and the model loaded, ``tasks.scoring.workers.warm``) before the flow runs against it with

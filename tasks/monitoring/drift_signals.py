@@ -37,7 +37,7 @@ from tasks.settings import Settings, default_of
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a file is flagged (README, "Monitoring"): each field is the Settings field
+    """When a file is flagged (docs/monitoring.md): each field is the Settings field
     ``monitor_<name>``, and defaults to its default."""
 
     max_oov_rate: float = default_of("monitor_max_oov_rate")

@@ -2,8 +2,8 @@
 
 UTF-8 (with or without a byte-order mark) and UTF-16 with a byte-order mark are read as
 they are; any other encoding when named in the ``encodings`` setting or detected
-unambiguously by charset-normalizer, or for Korean text in cp949 (README,
-"Encodings"). ``ReadReport.encoding`` records which. A file none of these decode is
+unambiguously by charset-normalizer, or for Korean text in cp949
+(docs/data-contract.md). ``ReadReport.encoding`` records which. A file none of these decode is
 unreadable, with a reason that names the setting that would make it readable.
 """
 
@@ -96,7 +96,7 @@ def _detected(sample: bytes) -> str | None:
 
 # Of a Korean text's non-ASCII characters, the least share that is Hangul, and the most
 # that is Hanja, archaic jamo or the cp949-only syllables (those EUC-KR lacks): real
-# reviews, slang and emoticons included, stay far inside both (README, "Encodings").
+# reviews, slang and emoticons included, stay far inside both (docs/data-contract.md).
 KOREAN_MIN_HANGUL = 0.6
 KOREAN_MAX_UNUSUAL = 0.1
 

@@ -1,4 +1,4 @@
-"""How a file is committed exactly once (README, "What happens when").
+"""How a file is committed exactly once (docs/what-happens-when.md).
 
 One input file goes through these steps, all on the flow's side (the driver); the
 shards in between (``tasks.scoring.shard``) only leave temporary parts:

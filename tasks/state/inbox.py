@@ -67,7 +67,7 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
                 inbox.ready.append(entry)
         except FileNotFoundError:
             # Listed, then claimed, archived or quarantined by another run scoring the same
-            # inbox (they run at once: README, "What happens when"). That run has it.
+            # inbox (they run at once: docs/what-happens-when.md). That run has it.
             continue
     return inbox
 
@@ -176,8 +176,9 @@ def _open_folder(name: str | Path, dir_fd: int | None = None, shown: Path | None
 
 def claim_for_run(path: Path) -> tuple[Path, Identity | None]:
     """Claim a local inbox file for this run (``claim``) and note its identity before it
-    is hashed; object storage has no rename to claim with (README, "Exactly once without
-    rename": uploaders never overwrite an object there), so an object is its own claim."""
+    is hashed; object storage has no rename to claim with (docs/scaling-out.md, "Exactly
+    once without rename": uploaders never overwrite an object there), so an object is its
+    own claim."""
     if not isinstance(path, Path):
         return path, None
     claimed = claim(path)

@@ -8,7 +8,7 @@ dot and end in ``.tmp``: pyarrow, pandas and DuckDB globs of ``*.parquet`` never
 The same functions take an ``ObjectPath`` (``s3://...``, see ``tasks.storage.objects``).
 There a "rename" is a server-side copy and a delete, and each object PUT or copy is
 atomic, so a part still appears whole or not at all; what a crash between copy and
-delete leaves behind is handled by deterministic names (see README, "Scaling out").
+delete leaves behind is handled by deterministic names (see docs/scaling-out.md).
 Locks are always local: ``exclusive_lock`` takes a local path only.
 """
 

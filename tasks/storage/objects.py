@@ -11,7 +11,7 @@ Dask workers, which open their own connection (fsspec caches one per set of opti
 
 Object stores have no rename: ``replace`` is a server-side copy and a delete. What
 reviewflow relies on instead is that an object PUT (or copy) is atomic: a reader sees
-the whole object or none of it. See README, "Scaling out", for how the exactly-once
+the whole object or none of it. See docs/scaling-out.md for how the exactly-once
 guarantee is kept on that basis.
 """
 

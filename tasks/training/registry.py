@@ -22,8 +22,8 @@ moment; ``conclude_training`` promotes it only if that is still the champion
 ``root`` may be an ``ObjectPath`` (``s3://bucket/prefix/models``): scoring and
 ``reviewflow models list`` read the registry there, but it is read-only to reviewflow
 (no locks, no appends, no renames on object storage). Train and promote on a local data
-root, then upload ``versions/<version>/`` first and ``champion.json`` last (README,
-"Scaling out").
+root, then upload ``versions/<version>/`` first and ``champion.json`` last
+(docs/scaling-out.md).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Registry:
             raise RegistryError(
                 f"the registry at {self.root} is on object storage, where reviewflow only reads"
                 " it: train and promote with a local data root, then upload versions/<version>/"
-                " and, last, champion.json (README, \"Scaling out\")")
+                " and, last, champion.json (docs/scaling-out.md)")
 
     @property
     def versions(self) -> Path:

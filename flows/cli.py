@@ -242,7 +242,7 @@ def _preflight_retrain(args) -> None:
     """The conditions a retraining cannot start under, said in one line before Prefect
     and TensorFlow load. The flow checks them again (another run may come in between)."""
     from tasks.errors import NoLabeledDataError, RetrainingBusyError
-    from tasks.reading import is_review_file
+    from tasks.reading import describe_supported, is_review_file
     from tasks.storage.local import LockHeldError, exclusive_lock
     from tasks.training.registry import Registry
 
@@ -264,8 +264,8 @@ def _preflight_retrain(args) -> None:
     if isinstance(layout.labeled, Path) and not any(
             is_review_file(p) for p in layout.labeled.rglob("*")):
         raise NoLabeledDataError(
-            f"no labeled review files in {layout.labeled}; add CSV, TSV, JSON Lines or Parquet "
-            "files with text and label (0/1 or negative/positive) columns")
+            f"no labeled review files in {layout.labeled}; add review files "
+            f"{describe_supported()} with text and label (0/1 or negative/positive) columns")
     registry = Registry(layout.models)
     if isinstance(layout.models, Path) and registry.retrain_lock.exists():
         try:

@@ -188,6 +188,6 @@ def publish_summary(summary: ScoreSummary) -> None:
         create_table_artifact(
             key="score-monitoring", table=rows,
             description="Drift signals per file against the champion's reference profile "
-                        "(README, Monitoring)" + ("" if summary.profile else
+                        "(docs/monitoring.md)" + ("" if summary.profile else
                                                   "; this champion has no profile"))
     print(json.dumps(figures))

@@ -92,7 +92,7 @@ def warm_heavy_imports() -> Callable[[], None]:
         import great_expectations  # noqa: F401
 
     def load_model() -> None:
-        import tasks.model  # noqa: F401 - TensorFlow and Keras
+        import tasks.model.serving  # noqa: F401 - TensorFlow, Keras and the registered layers
 
     threads = [threading.Thread(target=load, name=name, daemon=True)
                for name, load in (("warm-gx", load_validation), ("warm-tf", load_model))]

@@ -5,13 +5,15 @@
   temporary one started in a child process) comes up while the flow and the heavy
   libraries (TensorFlow, Great Expectations) import.
 - ``Terminated``: SIGTERM raised in the main thread like Ctrl-C, so both unwind the same
-  way; ``interrupted`` prints the one line an interrupted command says.
+  way; ``deliver_dropped_interrupts``: neither is lost in a finalizer; ``interrupted``
+  prints the one line an interrupted command says.
 - ``run_program``: runs the command, then ends the process without the interpreter's
   teardown, with the command's exit code.
 """
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import contextlib
 import os
@@ -38,6 +40,38 @@ INTERRUPTED_EXITS = (INTERRUPTED_EXIT, Terminated.exit_code)
 
 def _raise_terminated(signum, frame) -> None:
     raise Terminated()
+
+
+# How soon a dropped interrupt is sent again.
+REDELIVER_SECONDS = 0.05
+
+
+def deliver_dropped_interrupts() -> None:
+    """Send again an interrupt that Python dropped because it landed in a finalizer.
+
+    A signal's handler runs in the main thread between two bytecodes, whichever code
+    they belong to: when that is a finalizer (a ``__del__``, a weakref callback; the
+    libraries the flows run have many), the KeyboardInterrupt it raises cannot unwind the
+    command. Python prints it as "Exception ignored" and the command goes on as if Ctrl-C
+    or SIGTERM had never come. Python hands such exceptions to ``sys.unraisablehook``;
+    there the same signal is sent again to the main thread, where it unwinds as any
+    other.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        kind = unraisable.exc_type
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            # From another thread, a moment later: raised in this hook, the interrupt
+            # would be dropped again. Should it land in a finalizer again, it comes back.
+            signum = signal.SIGTERM if issubclass(kind, Terminated) else signal.SIGINT
+            resend = threading.Timer(REDELIVER_SECONDS, _thread.interrupt_main, (signum,))
+            resend.daemon = True
+            resend.start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def quiet_defaults(verbose: bool) -> None:
@@ -143,6 +177,7 @@ def run_program(main: Callable[[], int]) -> NoReturn:
     # SIGTERM unwinds like Ctrl-C (Terminated) instead of ending the process on the spot,
     # which would leave its Prefect run "Running" for ever on a server.
     signal.signal(signal.SIGTERM, _raise_terminated)
+    deliver_dropped_interrupts()
     try:
         status["code"] = main()
     except SystemExit as exc:

@@ -16,8 +16,6 @@ from tasks.model import (
     ARCHITECTURES,
     Architecture,
     TrainingParams,
-    _adapt_nb_ratios,
-    _nb_logistic_classifier,
     adapt_vocabulary,
     load_model,
     model_vocabulary,
@@ -32,6 +30,7 @@ from tasks.model import (
     standardize_review,
     train_model,
 )
+from tasks.model.architectures import _adapt_nb_ratios, _nb_logistic_classifier
 from tasks.settings import Settings
 from tasks.training.split import split_labeled
 from tests.helpers import read_reviews

@@ -69,14 +69,14 @@ def test_unknown_tokens_are_counted_in_the_models_own_terms():
     import tensorflow as tf
 
     from tasks.model import (
-        _UNSPACED_SCRIPTS,
         ODD_SEPARATORS,
+        UNSPACED_SCRIPTS,
         split_ngrams,
         standardize_keeping_marks,
         standardize_review,
     )
 
-    assert monitoring.UNSPACED_SCRIPTS == _UNSPACED_SCRIPTS
+    assert monitoring.UNSPACED_SCRIPTS == UNSPACED_SCRIPTS
     assert monitoring.ODD_SEPARATORS == ODD_SEPARATORS
     texts = ["Great FILM!<br />It's ÉLAN, 재미있었어요 映画。", "tab\tand  spaces, 123",
              "odd\u00a0spaces\u2028and\x85breaks\u200b, kept\u3000apart"]

@@ -53,22 +53,14 @@ _EXPORTS = {
     **dict.fromkeys(["ModelLoadError", "compute_device", "load_model", "model_vocabulary",
                      "predict_scores", "save_model", "warm_up"], "serving"),
 }
-# Private names the tests import from here: (module, name there).
-_PRIVATE = {"_UNSPACED_SCRIPTS": ("text", "UNSPACED_SCRIPTS"),
-            "_adapt_nb_ratios": ("architectures", "_adapt_nb_ratios"),
-            "_nb_logistic_classifier": ("architectures", "_nb_logistic_classifier")}
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name in _EXPORTS:
-        module, attribute = _EXPORTS[name], name
-    elif name in _PRIVATE:
-        module, attribute = _PRIVATE[name]
-    else:
+    if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
     globals()[name] = value  # found once; later lookups do not come here
     return value
 

@@ -160,3 +160,27 @@ def test_a_retraining_lock_held_in_postgresql_stops_another_retraining(
     assert len(lines) == 1 and "another retraining is running" in lines[0]
     assert "reviewflow" in lines[0] and postgres.PASSWORD not in done.stderr + done.stdout
     assert sorted(p.name for p in (scoring_root / "models").rglob("*")) == before
+
+
+def test_a_labeled_file_quarantined_by_a_retraining_is_recorded_in_postgresql(
+        tmp_path, pg_cluster):
+    import logging
+
+    from tasks.layout import DataLayout
+    from tasks.settings import Settings
+    from tasks.training.labeled import read_labeled_reviews
+    from tests.helpers import packaged_validator
+
+    url = _fresh(pg_cluster)
+    layout = DataLayout(root=tmp_path / "data").ensure()
+    write_csv(layout.labeled / "good.csv",
+              [{"review_id": f"g{i}", "text": f"review {i}", "label": i % 2} for i in range(8)])
+    (layout.labeled / "broken.csv").write_text("alpha,beta\n1,2\n")  # no text column
+    settings = Settings(data_dir=tmp_path / "data", state_url=url)
+    reviews, stats = read_labeled_reviews(settings, packaged_validator(require_label=True),
+                                          logging.getLogger("test"))
+    assert len(reviews) == 8 and stats["files_quarantined"] == 1
+    with psycopg.connect(url) as db:
+        rows = db.execute("SELECT source_file, reason FROM quarantined_files").fetchall()
+    assert [name for name, _ in rows] == ["broken.csv"] and "text" in rows[0][1]
+    assert not layout.ledger.exists()  # nothing written to a local ledger

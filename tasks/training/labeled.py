@@ -26,8 +26,8 @@ from tasks.reading import (
     iter_review_batches,
 )
 from tasks.settings import Settings
+from tasks.state.backend import open_state
 from tasks.state.commit import quarantine_file
-from tasks.state.ledger import Ledger
 from tasks.storage.local import StagedParquet, file_sha256, readable_name
 from tasks.validation import QUARANTINE_SCHEMA, ReviewValidator, with_source
 
@@ -80,7 +80,19 @@ def _read_folder(folder, rejects_folder, columns: list[str], settings: Settings,
     """The valid rows (``columns``) of every review file under ``folder``, or None when no
     file gives one; rejected rows to ``rejects_folder``, unreadable files to quarantine."""
     layout = settings.layout
-    ledger = Ledger(layout.ledger)
+    # The quarantine records of labeled files go where the scoring runs' records go:
+    # the SQLite ledger, or the state database of REVIEWFLOW_STATE_URL.
+    state = open_state(settings.state_url, layout)
+    try:
+        return _read_files(folder, rejects_folder, columns, settings, validator, logger, state)
+    finally:
+        state.close()
+
+
+def _read_files(folder, rejects_folder, columns: list[str], settings: Settings,
+                validator: ReviewValidator, logger: logging.Logger | logging.LoggerAdapter,
+                ledger) -> tuple[pd.DataFrame | None, dict]:
+    layout = settings.layout
     frames, stats = [], {"files": 0, "files_quarantined": 0, "rows_read": 0, "rows_rejected": 0,
                          "rows_id_generated": 0, "rows_with_group": 0, "encodings": {}}
     now = datetime.now(UTC)

@@ -179,3 +179,37 @@ def test_a_local_file_is_claimed_by_a_rename_and_its_identity(tmp_path):
     path.write_text("review_id,text\n")
     claimed, known = claim_for_run(path)
     assert claimed.parent.parent.name == ".claimed" and known is not None
+
+
+def test_a_move_killed_between_its_copy_and_its_delete_is_finished_not_repeated(
+        tmp_path, s3_env):
+    """The archive step of a run SIGKILLed after it took the archive name and before it
+    removed the input: the next run's move removes the input, and the file is archived
+    once (no ``~2`` copy), on a local disk and on object storage."""
+    from tasks.storage.local import move_file_keeping
+    from tasks.storage.objects import ObjectPath
+
+    source, archive = tmp_path / "incoming" / "a.csv", tmp_path / "archive"
+    source.parent.mkdir()
+    archive.mkdir()
+    source.write_text("review_id,text\n1,fine\n")
+    os.link(source, archive / "a.csv")  # the killed move's hard link
+    assert move_file_keeping(source, archive, "a.csv") == archive / "a.csv"
+    assert not source.exists() and [p.name for p in archive.iterdir()] == ["a.csv"]
+
+    other = tmp_path / "incoming" / "a.csv"  # another file of that name: kept beside
+    other.write_text("review_id,text\n2,other\n")
+    assert move_file_keeping(other, archive, "a.csv").name == "a~2.csv"
+
+    endpoint, fs = s3_env
+    fs.mkdir("moves")
+    options = {"endpoint_url": endpoint}
+    fs.pipe_file("moves/incoming/b.csv", b"review_id,text\n1,fine\n")
+    fs.copy("moves/incoming/b.csv", "moves/archive/b.csv")  # the killed move's copy
+    remote = ObjectPath("s3://moves/incoming/b.csv", options)
+    folder = ObjectPath("s3://moves/archive", options)
+    assert move_file_keeping(remote, folder, "b.csv").name == "b.csv"
+    assert not fs.exists("moves/incoming/b.csv")
+    assert [p.rpartition("/")[2] for p in fs.ls("moves/archive", refresh=True)] == ["b.csv"]
+    fs.pipe_file("moves/incoming/b.csv", b"review_id,text\n2,other\n")
+    assert move_file_keeping(remote, folder, "b.csv").name == "b~2.csv"

@@ -223,10 +223,17 @@ def move_file_keeping(source: Location, target_dir: Location, name: str) -> Loca
         if is_remote(source) or is_remote(target):
             if not target.exists():
                 return publish(source, target)
+            if _same_object(source, target):  # a killed move's copy: finish that move
+                source.unlink(missing_ok=True)
+                return target
             continue
         try:
             os.link(source, target, follow_symlinks=False)  # a link is moved, never its target
         except FileExistsError:
+            if os.path.samestat(os.lstat(source), os.lstat(target)):
+                os.unlink(source)  # linked by a move killed before its unlink: finish it
+                _fsync_dir(target_dir)
+                return target
             continue
         except PermissionError:  # a file system without hard links: check, then rename
             if target.exists():
@@ -238,6 +245,19 @@ def move_file_keeping(source: Location, target_dir: Location, name: str) -> Loca
         _fsync_dir(target_dir)
         return target
     raise FileExistsError(f"{target_dir} holds 10,000 files named like {cleaned}")
+
+
+def _same_object(source, target) -> bool:
+    """True when ``target`` is a whole copy of ``source`` (same size and ETag): what a
+    move killed between its copy and its delete leaves, so the file is archived once."""
+    if not (is_remote(source) and is_remote(target)):
+        return False
+    try:
+        etag = target.etag()
+        return (etag is not None and source.etag() == etag
+                and source.stat().st_size == target.stat().st_size)
+    except FileNotFoundError:
+        return False
 
 
 def _candidates(target_dir: Location, cleaned: str) -> Iterator[Location]:

@@ -161,6 +161,12 @@ class ObjectPath:
         info = self._fresh().info(self.url)
         return SimpleNamespace(st_size=int(info.get("size") or 0), st_mtime=_mtime(info))
 
+    def etag(self) -> str | None:
+        """The object's ETag (its version's fingerprint), or None where the store has none."""
+        info = self._fresh().info(self.url)
+        value = info.get("ETag") or info.get("etag") or info.get("md5")
+        return str(value).strip('"') if value else None
+
     def iterdir(self):
         fs = self._fresh()
         base = self.url.split("://", 1)[1]

@@ -109,6 +109,9 @@ def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
                            task_runner=settings.task_runner, profile=profile)
     day = day_of(run_started)
     committer = Committer(layout, ledger, version, day, logger)
+    if marked := committer.finish_archive_marks():
+        logger.info("marked %d files archived that a killed run had archived but not yet "
+                    "marked in the ledger", marked)
     inbox = list_inbox(layout.incoming, settings.settle_seconds)
     summary.files_settling = len(inbox.settling)
     summary.inbox_note = inbox.note(settings.settle_seconds)

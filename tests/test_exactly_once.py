@@ -97,6 +97,30 @@ def test_a_committed_file_is_not_rescored_after_a_promotion(scoring_root, subpro
     assert not list(inbox.iterdir())
 
 
+def test_a_run_killed_between_its_archive_moves_and_their_mark_leaves_a_ledger_that_agrees(
+        scoring_root, subprocess_env):
+    """Killed once its inputs were in archive/ but before the ledger marked them: the
+    inputs are gone from incoming/, so no claim ever came back to mark them, and the
+    ledger said forever that they were still to be archived. The next run marks them."""
+    inbox = scoring_root / "incoming"
+    for name in ("a.csv", "b.csv"):
+        write_csv(inbox / name, good_rows(name[0], 4))
+    killed = run_cli(scoring_root, subprocess_env, "score:inputs-archived")
+    output, _ = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, output[-3000:]
+    ledger = Ledger(scoring_root / "state" / "ledger.sqlite")
+    assert len(ledger.unarchived()) == 2  # the window this test is about
+    assert not [p for p in inbox.rglob("*") if p.is_file()]
+    write_csv(inbox / "c.csv", good_rows("c", 3))
+    summary = score(scoring_root)
+    assert summary["rows_scored"] == 3 and summary["files_already_scored"] == 0
+    assert ledger.unarchived() == []
+    assert scored_ids(scoring_root) == sorted(
+        [*(r["review_id"] for r in good_rows("a", 4)), *(r["review_id"] for r in good_rows("b", 4)),
+         *(r["review_id"] for r in good_rows("c", 3))])
+    assert len(list((scoring_root / "archive").rglob("*.csv"))) == 3
+
+
 def test_a_file_moved_back_from_the_archive_is_scored_by_the_new_champion(scoring_root):
     """What the README tells users to do to rescore old files still works."""
     inbox = scoring_root / "incoming"

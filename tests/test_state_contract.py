@@ -81,6 +81,9 @@ def test_record_and_query(state):
     assert state.scored(SHA_A, "v1") == entry(SHA_A)
     assert state.scored(SHA_A, "v2") is None
     assert state.committed_not_archived(SHA_A) == entry(SHA_A)
+    assert sorted(e.source_sha256 for e in state.unarchived()) == [SHA_A, SHA_B]
+    state.record_archived_many([SHA_B])
+    assert state.unarchived() == [entry(SHA_A)]
     assert state.committed_parts([SHA_A, SHA_B, "c" * 64]) == {
         SHA_A: [f"scored/{SHA_A[:4]}.parquet"], SHA_B: ["p1", "p2", "q1"], "c" * 64: []}
     assert state.totals() == {"rows_read": 20, "rows_scored": 18, "rows_quarantined": 2,

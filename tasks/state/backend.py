@@ -47,6 +47,10 @@ class RunState(Protocol):
 
     def committed_not_archived(self, sha256: str) -> ScoredFile | None: ...
 
+    def unarchived(self) -> list[ScoredFile]:
+        """Committed scorings whose input is not marked archived: in flight in a live run,
+        or left by a run that died between its commit and its archive mark."""
+
     def committed_parts(self, shas: list[str]) -> dict[str, list[str]]: ...
 
     def record_scored_many(self, entries: list[ScoredFile]) -> None:
@@ -111,6 +115,9 @@ class SQLiteState:
 
     def committed_not_archived(self, sha256: str) -> ScoredFile | None:
         return self.ledger.committed_not_archived(sha256)
+
+    def unarchived(self) -> list[ScoredFile]:
+        return self.ledger.unarchived()
 
     def committed_parts(self, shas: list[str]) -> dict[str, list[str]]:
         return self.ledger.committed_parts(shas)

@@ -29,7 +29,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tasks.errors import PartVanishedError
@@ -50,7 +50,13 @@ from tasks.reading import UnreadableFileError
 from tasks.scoring.planning import Shard
 from tasks.scoring.shard import ShardResult, poison_reason
 from tasks.state.backend import RunState, SQLiteState
-from tasks.state.inbox import Identity, identity, note_begun, release_claim_folder
+from tasks.state.inbox import (
+    Identity,
+    identity,
+    leftover_claims,
+    note_begun,
+    release_claim_folder,
+)
 from tasks.state.ledger import Ledger, ScoredFile
 from tasks.storage.local import (
     Location,
@@ -62,6 +68,13 @@ from tasks.storage.local import (
 )
 
 HANDLED_ELSEWHERE = "handled by another run"
+
+
+def _archive_days(committed_at: str) -> list[str]:
+    """The archive folders a file committed at ``committed_at`` may be in: its run's day
+    is the commit's day, or the day before for a run that started before midnight."""
+    committed = datetime.fromisoformat(committed_at)
+    return [day_of(committed), day_of(committed - timedelta(days=1))]
 
 
 @dataclass
@@ -220,6 +233,25 @@ class Committer:
             lock.close()
             raise
 
+    def finish_archive_marks(self) -> int:
+        """Mark archived the contents whose input a killed run moved to ``archive/`` but
+        never marked (it died between the move and the mark), so the ledger agrees with
+        ``archive/``. One whose input is still in the inbox is left to ``claim``, which
+        archives and marks it. Returns how many were marked."""
+        incoming = self.layout.incoming
+        waiting = {p.name for p in leftover_claims(incoming)} if isinstance(incoming, Path) \
+            else set()
+        marked = []
+        for entry in self.ledger.unarchived():
+            if entry.source_file in waiting or (incoming / entry.source_file).exists():
+                continue
+            kept = kept_name(entry.source_sha256, readable_name(entry.source_file))
+            if any((self.layout.archive_folder(day) / kept).exists()
+                   for day in _archive_days(entry.finished_at)):
+                marked.append(entry.source_sha256)
+        self.ledger.record_archived_many(marked)
+        return len(marked)
+
     def _quarantine(self, path: Location, sha256: str, reason: str) -> FileOutcome:
         self.logger.warning("quarantined %s: %s", readable_name(path.name), reason)
         return quarantine_file(path, self.layout, reason, sha256, self.ledger)
@@ -271,6 +303,7 @@ class Committer:
                 outcome.hosts = ", ".join(sorted({r.host for r in shard_results}))
                 outcome.devices = ", ".join(sorted({r.device for r in shard_results}))
                 outcome.seconds = time.perf_counter() - claim.started
+            failpoint("score:inputs-archived")
             self.ledger.record_archived_many([claim.sha256 for claim, *_ in commits])
             return outcomes
         finally:

@@ -115,6 +115,12 @@ class Ledger:
                              " AND archived_at IS NULL", (sha256,)).fetchone()
         return ScoredFile(*row) if row else None
 
+    def unarchived(self) -> list[ScoredFile]:
+        with closing(self._connect()) as db:
+            rows = db.execute(f"SELECT {_SCORED_COLUMNS} FROM scored_files"
+                              " WHERE archived_at IS NULL").fetchall()
+        return [ScoredFile(*row) for row in rows]
+
     def committed_parts(self, shas: list[str]) -> dict[str, list[str]]:
         """Every part path (scored and rejected) the ledger lists for each of these
         contents, by any model: the output a sweep of uncommitted parts must keep. One

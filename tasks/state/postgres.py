@@ -213,6 +213,11 @@ class PostgresState:
             " AND archived_at IS NULL LIMIT 1", (sha256,)).fetchone())
         return ScoredFile(*row) if row else None
 
+    def unarchived(self) -> list[ScoredFile]:
+        rows = self._run(lambda c: c.execute(
+            f"SELECT {_SCORED_COLUMNS} FROM scored_files WHERE archived_at IS NULL").fetchall())
+        return [ScoredFile(*row) for row in rows]
+
     def committed_parts(self, shas: list[str]) -> dict[str, list[str]]:
         parts: dict[str, list[str]] = {sha: [] for sha in shas}
         rows = self._run(lambda c: c.execute(

@@ -22,6 +22,7 @@ class ScoreSummary:
     files_settling: int = 0
     inbox_note: str = ""  # what the inbox held (tasks.state.inbox.Inbox.note)
     seconds: float = 0.0
+    state_seconds: float = 0.0  # in the ledger and taking/releasing locks (TimedState)
     task_runner: str = "threads"
     busy_seconds: float = 0.0  # wall time during which at least one file was being worked on
     workers: dict[str, dict] = field(default_factory=dict)  # where shards ran (see here())
@@ -96,6 +97,7 @@ class ScoreSummary:
             "accuracy_on_labeled_rows": round(self.total("correct") / labeled, 4) if labeled else None,
             "reviews_per_second": round(self.reviews_per_second, 1),
             "seconds": round(self.seconds, 2),
+            "state_seconds": round(self.state_seconds, 3),
             "task_runner": self.task_runner,
             "shards": self.total("shards"),
             "workers": self.workers,

@@ -38,7 +38,7 @@ from tasks.reading import describe_supported
 from tasks.scoring.shard import ScoringJob
 from tasks.scoring.workers import ModelRef, cached_model, cached_validator
 from tasks.settings import Settings
-from tasks.state.backend import RunState, open_state
+from tasks.state.backend import RunState, TimedState, open_state
 from tasks.state.commit import HANDLED_ELSEWHERE, Committer
 from tasks.state.inbox import list_inbox
 from tasks.state.ledger import claim_root_for_state
@@ -81,7 +81,7 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
     # SQLite ledger would write through) and a state database that is down each stop the
     # run in one line.
     settings.layout.check_contained(day_of(datetime.now(UTC)))
-    state = open_state(settings.state_url, settings.layout)
+    state = TimedState(open_state(settings.state_url, settings.layout))
     try:
         return _score_reviews(settings, state, logger)
     finally:
@@ -132,6 +132,7 @@ def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
             summary.device = ", ".join(sorted({w["device"] for w in summary.workers.values()})) \
                 or "Dask workers"
     summary.seconds = time.perf_counter() - clock
+    summary.state_seconds = getattr(ledger, "seconds", 0.0)
     publish_summary(summary)
     return summary.as_dict()
 

@@ -46,6 +46,7 @@ def test_mixed_inbox_accounts_for_every_row(scoring_root):
     assert summary["rows_scored"] == scored.num_rows == 40 + 25 + 15 + 10 + 8
     assert summary["rows_quarantined"] == rejected.num_rows == 3 + 2
     assert summary["rows_read"] == summary["rows_scored"] + summary["rows_quarantined"]
+    assert 0 < summary["state_seconds"] < summary["seconds"]  # ledger and locks, timed
     assert set(quarantined_files(scoring_root)) == {"latin1.csv", "no-text.csv", "empty.csv"}
     assert summary["files_scored"] == 5 and summary["files_quarantined"] == 3
     assert list(inbox.iterdir()) == []  # every file was archived or quarantined

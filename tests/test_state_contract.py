@@ -26,6 +26,7 @@ from tasks.state.backend import (
     RunState,
     SQLiteState,
     StateUnavailableError,
+    TimedState,
     open_state,
     redacted,
 )
@@ -118,8 +119,12 @@ def test_the_record_is_shared_by_every_opener(spec, state):
 
 # -- the locks ----------------------------------------------------------------------------
 
-def test_a_content_lock_excludes_a_second_claim(spec, state):
+@pytest.mark.parametrize("timed", [False, True], ids=["bare", "timed"])
+def test_a_content_lock_excludes_a_second_claim(spec, state, timed):
+    """Also through ``TimedState`` (what a scoring run uses): timing changes nothing."""
     other = _open(spec)
+    if timed:
+        state, other = TimedState(state), TimedState(other)
     try:
         with state.content_lock(SHA_A):
             with pytest.raises(LockHeldError):  # another opener (another connection)
@@ -138,6 +143,9 @@ def test_a_content_lock_excludes_a_second_claim(spec, state):
                     pass
         with other.retrain_lock():
             pass
+        if timed:
+            assert state.seconds > 0 and other.seconds > 0
+            assert isinstance(state, RunState) and state.where() == other.where()
     finally:
         other.close()
 

@@ -20,6 +20,7 @@ backend. A lock held elsewhere raises ``LockHeldError`` at once (never waits), a
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -29,7 +30,7 @@ from tasks.state.url import is_state_url, redacted
 from tasks.storage.local import LockHeldError, exclusive_lock
 
 __all__ = ["LockHeldError", "RunState", "SQLiteState", "ScoredFile", "StateUnavailableError",
-           "open_state", "redacted"]
+           "TimedState", "open_state", "redacted"]
 
 @runtime_checkable
 class RunState(Protocol):
@@ -161,3 +162,48 @@ def open_state(url: str | None, layout) -> RunState:
     from tasks.state.postgres import PostgresState
 
     return PostgresState(url)
+
+
+class TimedState:
+    """A ``RunState`` that adds up the wall time spent in it: every ledger call, and the
+    taking and the release of a lock (not the time it is held). The run summary reports
+    it, so a user sees what the shared state costs a run."""
+
+    def __init__(self, state: RunState):
+        self.state = state
+        self.seconds = 0.0
+
+    def __getattr__(self, name: str):
+        found = getattr(self.state, name)
+        if not callable(found):
+            return found
+
+        def timed(*args, **kwargs):
+            with self._timing():
+                result = found(*args, **kwargs)
+            if isinstance(result, contextlib.AbstractContextManager):
+                return self._timed_lock(result)
+            return result
+        return timed
+
+    @contextlib.contextmanager
+    def _timing(self):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    @contextlib.contextmanager
+    def _timed_lock(self, lock: contextlib.AbstractContextManager):
+        with self._timing():
+            lock.__enter__()
+        try:
+            yield
+        except BaseException as exc:
+            with self._timing():
+                if not lock.__exit__(type(exc), exc, exc.__traceback__):
+                    raise
+        else:
+            with self._timing():
+                lock.__exit__(None, None, None)

@@ -30,9 +30,10 @@ from tasks.scoring import shard as shard_scoring
 from tasks.scoring.planning import Shard, plan_shards, unique_columns
 from tasks.scoring.shard import ScoringJob, ShardResult
 from tasks.settings import Settings
-from tasks.state.commit import HANDLED_ELSEWHERE, Claim, Committer, discard
+from tasks.state.commit import HANDLED_ELSEWHERE, Claim, Committer, changed_outcome, discard
 from tasks.state.inbox import Identity, claim_for_run, is_claimed, runs_died
-from tasks.storage.local import Location, file_sha256, readable_name
+from tasks.state.object_claims import ObjectChangedError
+from tasks.storage.local import Location, LockHeldError, file_sha256, readable_name
 
 # Files whose shards may be queued at once. Threads: the next file is hashed and planned
 # while one scores. Dask: enough to keep a large cluster busy, few enough that the driver
@@ -221,11 +222,15 @@ class FileQueue:
         """Claim, hash and plan one inbox file, then queue it (or yield why not)."""
         started = time.perf_counter()
         try:
-            path, known = claim_for_run(path)
+            path, known = claim_for_run(path, self.committer.ledger.claim_lock)
             sha256 = file_sha256(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, LockHeldError):  # claimed by another run, or being
             yield (FileOutcome(readable_name(path.name), FileStatus.BUSY, detail=HANDLED_ELSEWHERE),
                    [], started)
+            return
+        except ObjectChangedError as exc:
+            self.committer.logger.warning("%s", exc)
+            yield changed_outcome(path), [], started
             return
         if self._pending(sha256):
             self.waiting.append((path, sha256, known))

@@ -6,6 +6,7 @@ made by hand (no model, no flow), so each step of the protocol is checked alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -39,11 +40,15 @@ def committer(layout) -> Committer:
     return Committer(layout, Ledger(layout.ledger), VERSION, DAY, logging.getLogger("test"))
 
 
+def NO_CLAIM_LOCK(key: str):  # a local claim is a rename: it takes no claim lock
+    return contextlib.nullcontext()
+
+
 def upload(layout: DataLayout, name: str, text: str = "review_id,text\na,good\n"):
     """An inbox file, claimed and hashed as the flow does."""
     path = layout.incoming / name
     path.write_text(text)
-    claimed, known = claim_for_run(path)
+    claimed, known = claim_for_run(path, NO_CLAIM_LOCK)
     return claimed, file_sha256(claimed), known
 
 
@@ -177,7 +182,7 @@ def test_commit_sweeps_uncommitted_parts_of_this_content_by_any_model(layout, co
 def test_a_local_file_is_claimed_by_a_rename_and_its_identity(tmp_path):
     path = Path(tmp_path / "x.csv")
     path.write_text("review_id,text\n")
-    claimed, known = claim_for_run(path)
+    claimed, known = claim_for_run(path, NO_CLAIM_LOCK)
     assert claimed.parent.parent.name == ".claimed" and known is not None
 
 

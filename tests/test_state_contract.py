@@ -141,6 +141,14 @@ def test_a_content_lock_excludes_a_second_claim(spec, state, timed):
             with pytest.raises(LockHeldError):
                 with other.retrain_lock():
                     pass
+        with state.claim_lock("bucket/incoming/a.csv"):  # one claimer per inbox object
+            with pytest.raises(LockHeldError):
+                with other.claim_lock("bucket/incoming/a.csv"):
+                    pass
+            with other.claim_lock("bucket/incoming/b.csv"):
+                pass
+        with other.claim_lock("bucket/incoming/a.csv"):
+            pass
         with other.retrain_lock():
             pass
         if timed:

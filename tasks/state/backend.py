@@ -20,6 +20,7 @@ backend. A lock held elsewhere raises ``LockHeldError`` at once (never waits), a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -69,6 +70,10 @@ class RunState(Protocol):
     def content_lock(self, sha256: str) -> contextlib.AbstractContextManager[None]:
         """Held while a run works on this content; ``LockHeldError`` if another holder
         (another process, or another claim in this one) has it."""
+
+    def claim_lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Held while a run claims the inbox object ``key`` (``tasks.state.object_claims``):
+        one claimer per object at a time; ``LockHeldError`` if held."""
 
     def retrain_lock(self) -> contextlib.AbstractContextManager[None]:
         """Held while a retraining changes the registry; ``LockHeldError`` if held."""
@@ -141,6 +146,10 @@ class SQLiteState:
 
     def content_lock(self, sha256: str) -> contextlib.AbstractContextManager[None]:
         return exclusive_lock(self._lock_file(sha256))
+
+    def claim_lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+        return exclusive_lock(self.locks / f"claim-{digest[:16]}.lock")
 
     def retrain_lock(self) -> contextlib.AbstractContextManager[None]:
         return exclusive_lock(self.retrain_lock_file)

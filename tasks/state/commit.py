@@ -52,12 +52,13 @@ from tasks.scoring.shard import ShardResult, poison_reason
 from tasks.state.backend import RunState, SQLiteState
 from tasks.state.inbox import (
     Identity,
+    claimed_files,
     identity,
-    leftover_claims,
     note_begun,
     release_claim_folder,
 )
 from tasks.state.ledger import Ledger, ScoredFile
+from tasks.state.object_claims import ObjectVersion
 from tasks.storage.local import (
     Location,
     LockHeldError,
@@ -85,7 +86,7 @@ class Claim:
     sha256: str
     lock: contextlib.ExitStack
     started: float  # when this file's work began (time.perf_counter)
-    identity: Identity | None  # of a local file when hashed; None on object storage
+    identity: Identity | ObjectVersion | None  # when hashed; None: a store without claims
     shards: list[Shard]
     size: int = 0  # bytes
 
@@ -239,8 +240,7 @@ class Committer:
         ``archive/``. One whose input is still in the inbox is left to ``claim``, which
         archives and marks it. Returns how many were marked."""
         incoming = self.layout.incoming
-        waiting = {p.name for p in leftover_claims(incoming)} if isinstance(incoming, Path) \
-            else set()
+        waiting = {p.name for p in claimed_files(incoming)}
         marked = []
         for entry in self.ledger.unarchived():
             if entry.source_file in waiting or (incoming / entry.source_file).exists():

@@ -7,11 +7,18 @@ import errno
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.layout import CLAIM_ATTEMPTS_FILE, CLAIMS_FOLDER, check_inside
 from tasks.reading import detect_format
+from tasks.state.object_claims import (
+    ObjectVersion,
+    claim_object,
+    leftover_object_claims,
+    supports_claims,
+)
 from tasks.storage.local import Location, readable_name
 
 
@@ -48,9 +55,7 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
         return inbox
     # Files claimed by a run that died (or that found them changed) come first: they
     # have waited longest. One still claimed by a live run is skipped by its lock.
-    # (Object storage has no claims: see claim_for_run.)
-    leftovers = leftover_claims(incoming) if isinstance(incoming, Path) else []
-    for entry in [*leftovers, *sorted(incoming.iterdir())]:
+    for entry in [*claimed_files(incoming), *sorted(incoming.iterdir())]:
         if entry.name.startswith(".") and entry.parent.name != CLAIMS_FOLDER:
             continue
         try:
@@ -70,6 +75,14 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
             # inbox (they run at once: docs/what-happens-when.md). That run has it.
             continue
     return inbox
+
+
+def claimed_files(incoming: Location) -> list[Location]:
+    """The files in ``incoming/.claimed/<token>/``: left by runs that died, or held by
+    live runs (whose content lock tells them apart)."""
+    if isinstance(incoming, Path):
+        return leftover_claims(incoming)
+    return leftover_object_claims(incoming) if supports_claims(incoming) else []
 
 
 def leftover_claims(incoming: Path) -> list[Path]:
@@ -100,7 +113,10 @@ class Identity:
     mtime_ns: int
 
 
-def identity(path: Path) -> Identity:
+def identity(path: Location) -> Identity | ObjectVersion:
+    """A local file's inode, size and mtime; an object's ETag."""
+    if not isinstance(path, Path):
+        return ObjectVersion(path.etag())
     stat = os.stat(path, follow_symlinks=False)
     return Identity(stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
@@ -108,7 +124,7 @@ def identity(path: Path) -> Identity:
 def is_claimed(path: Location) -> bool:
     """True for a file in ``incoming/.claimed/<token>/``: a claim this run or a run that
     died took."""
-    return isinstance(path, Path) and path.parent.parent.name == CLAIMS_FOLDER
+    return path.parent.parent.name == CLAIMS_FOLDER
 
 
 def claim(path: Path) -> Path:
@@ -174,15 +190,19 @@ def _open_folder(name: str | Path, dir_fd: int | None = None, shown: Path | None
         raise
 
 
-def claim_for_run(path: Path) -> tuple[Path, Identity | None]:
-    """Claim a local inbox file for this run (``claim``) and note its identity before it
-    is hashed; object storage has no rename to claim with (docs/scaling-out.md, "Exactly
-    once without rename": uploaders never overwrite an object there), so an object is its
-    own claim."""
-    if not isinstance(path, Path):
-        return path, None
-    claimed = claim(path)
-    return claimed, identity(claimed)
+def claim_for_run(path: Location, claim_lock: Callable[[str], contextlib.AbstractContextManager]
+                  ) -> tuple[Location, Identity | ObjectVersion | None]:
+    """Claim an inbox file for this run and note its identity before it is hashed: a
+    local file by a rename (``claim``), an S3 object by a conditional copy and delete
+    under ``claim_lock`` (``tasks.state.object_claims``). Other object stores have
+    neither, so their object is its own claim (docs/scaling-out.md, "Exactly once
+    without rename": uploaders must never overwrite an object there)."""
+    if isinstance(path, Path):
+        claimed = claim(path)
+        return claimed, identity(claimed)
+    if supports_claims(path):
+        return claim_object(path, claim_lock)
+    return path, None
 
 
 def runs_died(path: Location) -> int:
@@ -198,15 +218,20 @@ def note_begun(path: Location, runs: int) -> None:
     """Record, beside a claimed file, that ``runs`` runs have begun work on it: if this
     one dies too, the next run reads the count (``runs_died``). Not fsynced: a count
     lost with a power cut costs one more retry."""
-    if is_claimed(path):
+    if is_claimed(path) and not isinstance(path, Path):
+        (path.parent / CLAIM_ATTEMPTS_FILE).write_text(f"{runs}\n")  # a PUT is atomic
+    elif is_claimed(path):
         temp = path.parent / f"{CLAIM_ATTEMPTS_FILE}.{uuid.uuid4().hex[:8]}.tmp"
         temp.write_text(f"{runs}\n")
         os.replace(temp, path.parent / CLAIM_ATTEMPTS_FILE)
 
 
-def release_claim_folder(path: Path) -> None:
-    """Remove the empty ``.claimed/<token>/`` folder a claimed file has left."""
-    if is_claimed(path):
+def release_claim_folder(path: Location) -> None:
+    """Remove the empty ``.claimed/<token>/`` folder a claimed file has left (on object
+    storage, only its attempts count: a prefix is no object)."""
+    if is_claimed(path) and not isinstance(path, Path):
+        (path.parent / CLAIM_ATTEMPTS_FILE).unlink(missing_ok=True)
+    elif is_claimed(path):
         with contextlib.suppress(OSError):
             (path.parent / CLAIM_ATTEMPTS_FILE).unlink()
         for folder in (path.parent, path.parent.parent):  # .claimed/ too, once empty

@@ -57,7 +57,8 @@ _SCORED_COLUMNS = ", ".join(_FIELDS)
 
 def _key(label: str) -> int:
     """A stable signed 64-bit advisory-lock key for a fixed name."""
-    return int.from_bytes(hashlib.sha256(label.encode()).digest()[:8], "big", signed=True)
+    digest = hashlib.sha256(label.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def content_lock_key(sha256: str) -> int:
@@ -273,6 +274,9 @@ class PostgresState:
         from tasks.layout import content_key
 
         return self._advisory(content_lock_key(sha256), f"content {content_key(sha256)}")
+
+    def claim_lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        return self._advisory(_key(f"reviewflow:claim:{key}"), f"the claim of {key}")
 
     def retrain_lock(self) -> contextlib.AbstractContextManager[None]:
         return self._advisory(RETRAIN_KEY, "the retraining lock")

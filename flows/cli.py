@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
 import sys
@@ -36,10 +37,12 @@ from pathlib import Path
 from flows.startup import (
     interrupted,
     quiet_defaults,
+    reported_errors,
     run_program,
     second_interrupt_ends_it,
     starting_flow,
 )
+from tasks.state.url import without_password
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 # What the command is doing, for the line an interruption prints
@@ -128,6 +131,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args.data_dir = getattr(args, "data_dir", None)
     args.verbose = getattr(args, "verbose", False)
     args.state_url = getattr(args, "state_url", None)
+    if args.state_url and (bare := without_password(args.state_url)) != args.state_url:
+        # The flow gets the URL as a parameter, which Prefect keeps and shows: its
+        # password goes to this process's environment, where Settings finds it.
+        os.environ["REVIEWFLOW_STATE_URL"], args.state_url = args.state_url, bare
     return args
 
 
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 _monitor(args)
             elif args.command == "state":
                 _migrate_state(args)
-    except ReviewflowError as exc:
+    except ReviewflowError as exc:  # these three: flows.startup.reported_errors
         if args.verbose:
             raise
         print(f"reviewflow: {exc}", file=sys.stderr)
@@ -290,7 +297,8 @@ def _score(args) -> dict:
     _under_way.update(command="score", layout=layout, state_url=settings.state_url,
                       ledger_totals=totals)
 
-    with starting_flow():  # the Prefect API starts while the flow imports (flows.startup)
+    # The Prefect API starts while the flow imports (flows.startup).
+    with starting_flow(() if args.verbose else reported_errors()):
         from flows.score_reviews import score_reviews
     # Only the options given: the flow's defaults are the settings (environment included).
     # getattr: `demo` scores with its own arguments, which have none of these options.
@@ -307,7 +315,7 @@ def _retrain(args) -> dict:
     _under_way.update(command="retrain", registry=registry,
                       champion=registry.current_version())
 
-    with starting_flow():  # see _score
+    with starting_flow(() if args.verbose else reported_errors()):  # see _score
         from flows.retrain_model import retrain_model
     # Only the options given: the flow's defaults are the settings (environment included).
     options = ("data_dir", "architecture", "epochs", "min_delta", "require_significance",

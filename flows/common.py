@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from tasks.settings import Settings
+from tasks.state.url import without_password
 from tasks.validation import ReviewValidator, load_suite_config
 
 
@@ -57,14 +58,18 @@ def environment_settings() -> Settings:
 
     Read once, when the flow's module is imported (on a worker, in the worker's
     environment). An environment that does not validate gives the plain defaults here,
-    so the module still imports; the run itself then reports what is wrong.
+    so the module still imports; the run itself then reports what is wrong. A state
+    URL's password is left out.
     """
     from pydantic import ValidationError
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError:
         return Settings.model_construct()
+    # Prefect keeps and shows a run's parameters: the password stays in the environment,
+    # where Settings finds it again (Settings._password_from_environment).
+    return settings.model_copy(update={"state_url": without_password(settings.state_url)})
 
 
 def run_as_command(command: str) -> NoReturn:

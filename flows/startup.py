@@ -1,6 +1,8 @@
 """How the ``reviewflow`` command starts and ends, around its commands (``flows.cli``).
 
 - ``quiet_defaults``: environment defaults that keep expected noise off the terminal.
+- ``quiet_reported_tracebacks``: Prefect's terminal traceback of an error the command
+  reports in one line itself is left to the Prefect run's log.
 - ``starting_flow``: the Prefect API (``flows.prefect_api``: the user's server, or a
   temporary one started in a child process) comes up while the flow and the heavy
   libraries (TensorFlow, Great Expectations) import.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import _thread
 import atexit
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -88,10 +91,44 @@ def quiet_defaults(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbose else "3")
 
 
+class _ReportedByTheCommand(logging.Filter):
+    """Drops a log record carrying an error the command reports itself, in one line
+    naming what to do (``flows.cli.main``): a state database gone mid-run, a full disk.
+    Prefect logs it with its traceback ("Encountered exception during execution") before
+    the command's line; on the terminal that buries the line. The Prefect run's own
+    log (its API handler) keeps the record, traceback and all."""
+
+    def __init__(self, reported: tuple[type[BaseException], ...]):
+        super().__init__()
+        self.reported = reported
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, self.reported)
+
+
+def reported_errors() -> tuple[type[BaseException], ...]:
+    """The errors ``flows.cli.main`` reports in one line of its own."""
+    import sqlite3
+
+    from tasks.errors import ReviewflowError
+
+    return ReviewflowError, OSError, sqlite3.OperationalError
+
+
+def quiet_reported_tracebacks(reported: tuple[type[BaseException], ...]) -> None:
+    """Filter ``reported`` errors' records out of the terminal's log handlers (those of
+    the root logger, where Prefect's console handler sits). ``--verbose`` skips this."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _ReportedByTheCommand) for f in handler.filters):
+            handler.addFilter(_ReportedByTheCommand(reported))
+
+
 @contextlib.contextmanager
-def starting_flow() -> Iterator[None]:
+def starting_flow(quiet: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Around the import of a flow: the Prefect API starts before it, and is answering
-    after it (one line and exit 4 if there is none: ``PrefectAPI.connect``).
+    after it (one line and exit 4 if there is none: ``PrefectAPI.connect``). ``quiet``:
+    the errors whose Prefect tracebacks stay off the terminal (``quiet_reported_tracebacks``).
 
     From the main thread, first: a temporary server starts on the other core while this
     process imports (see flows/prefect_api.py), and TensorFlow and Great Expectations
@@ -102,6 +139,8 @@ def starting_flow() -> Iterator[None]:
     api = PrefectAPI.launch()
     imported = warm_heavy_imports()
     yield  # the caller imports its flow: Prefect, with its logging set up
+    if quiet:
+        quiet_reported_tracebacks(quiet)
     api.connect()  # before any flow
     imported()
 

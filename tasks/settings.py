@@ -10,6 +10,7 @@ arguments (the CLI and flow parameters pass theirs that way). Flows build one
 from __future__ import annotations
 
 import codecs
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasks.layout import DataLayout
 from tasks.reading.columns import ColumnMapping
+from tasks.state.url import with_password_of
 from tasks.storage.objects import as_location, is_url
 
 PACKAGED_SUITE = Path(__file__).parent / "expectations" / "review_suite.json"
@@ -189,6 +191,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown encoding {name!r} in encodings; use a Python codec "
                                  "name such as cp949, euc-kr, cp1252 or latin-1") from exc
         return value
+
+    @field_validator("state_url")
+    @classmethod
+    def _password_from_environment(cls, url: str | None) -> str | None:
+        """A URL given without its password (a flow parameter, which Prefect keeps and
+        shows) takes it from ``REVIEWFLOW_STATE_URL`` when that names the same database."""
+        return with_password_of(url, os.environ.get("REVIEWFLOW_STATE_URL"))
 
     @field_validator("suite_path", "state_dir")
     @classmethod

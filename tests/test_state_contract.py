@@ -367,6 +367,28 @@ def test_redacted_hides_only_the_password():
     assert redacted("postgresql://rf@db/state") == "postgresql://rf@db/state"
 
 
+def test_a_url_without_its_password_takes_it_from_the_environment(monkeypatch):
+    """What a flow parameter holds (Prefect keeps it) and how the run gets the password."""
+    from tasks.settings import Settings
+    from tasks.state.url import with_password_of, without_password
+
+    full = "postgresql://rf:s3cret@db.example:5433/state?sslmode=require"
+    bare = "postgresql://rf@db.example:5433/state?sslmode=require"
+    assert without_password(full) == bare and without_password(bare) == bare
+    assert without_password(None) is None
+    assert with_password_of(bare, full) == full
+    for other in ("postgresql://rf:s3cret@db.example:5433/other?sslmode=require",
+                  "postgresql://admin:s3cret@db.example:5433/state?sslmode=require",
+                  "postgresql://rf:s3cret@db.example:5432/state?sslmode=require", None):
+        assert with_password_of(bare, other) == bare  # never lent to another database
+    assert with_password_of("postgresql://rf:mine@db.example:5433/state", full) == \
+        "postgresql://rf:mine@db.example:5433/state"  # a password given wins
+    monkeypatch.setenv("REVIEWFLOW_STATE_URL", full)
+    assert Settings(state_url=bare).state_url == full
+    monkeypatch.delenv("REVIEWFLOW_STATE_URL")
+    assert Settings(state_url=bare).state_url == bare
+
+
 def test_open_state_chooses_by_url(tmp_path, pg_cluster):
     from tasks.layout import DataLayout
     from tasks.state.postgres import PostgresState

@@ -24,3 +24,25 @@ def redacted(url: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def without_password(url: str | None) -> str | None:
+    """``url`` with no password at all: what may be kept where it is shown, such as a
+    Prefect flow run's parameters (the password then comes from ``with_password_of``,
+    ``PGPASSWORD`` or ``~/.pgpass``)."""
+    if not url or urlsplit(url).password is None:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
+
+
+def with_password_of(url: str | None, source: str | None) -> str | None:
+    """``url`` with the password of ``source`` when ``url`` has none and ``source`` names
+    the same user, host, port and database; otherwise ``url`` as it is."""
+    if not (is_state_url(url) and is_state_url(source)):
+        return url
+    if urlsplit(url).password is not None or urlsplit(source).password is None:
+        return url
+    return source if without_password(source) == url else url

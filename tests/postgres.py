@@ -2,12 +2,12 @@
 
 ``Cluster(folder).start()`` runs ``initdb`` (password authentication, scram-sha-256, one
 superuser with a password: the product must pass a password the way a real
-deployment does) and ``postgres`` on a free 127.0.0.1 port, then waits until it
-accepts connections. PostgreSQL refuses to run as root, so as root its binaries run as
-the ``postgres`` user, the folder handed to it. The server asks the kernel to be
-SIGKILLed when the thread that started it dies (``PR_SET_PDEATHSIG``, as
-flows/prefect_api.py does for Prefect's server): a test process killed outright leaves
-no server behind.
+deployment does) and ``postgres`` on a free port of 127.0.0.1 (or of the addresses
+it is given), then waits until it accepts connections. PostgreSQL refuses to run as
+root, so as root its binaries run as the ``postgres`` user, the folder handed to it.
+The server asks the kernel to be SIGKILLed when the thread that started it dies
+(``PR_SET_PDEATHSIG``, as flows/prefect_api.py does for Prefect's server): a test
+process killed outright leaves no server behind.
 
 ``python -m tests.postgres FOLDER`` (``make postgres``) starts one in FOLDER (kept
 between runs), prints its URL and serves in the foreground until Ctrl-C.
@@ -47,10 +47,19 @@ def available() -> str | None:
 
 
 class Cluster:
-    def __init__(self, folder: Path, port: int | None = None):
+    """``listen`` is the addresses the server takes connections on, the first one the
+    host in its URLs; ``hba`` is extra ``pg_hba.conf`` lines (e.g. one that lets a
+    subnet in with a password). Both exist for a test whose clients come from other
+    network namespaces (tests/netns.py); by default only 127.0.0.1 is served."""
+
+    def __init__(self, folder: Path, port: int | None = None, *,
+                 listen: tuple[str, ...] = ("127.0.0.1",), hba: tuple[str, ...] = ()):
         self.folder = Path(folder)
         self.data = self.folder / "data"
         self.port = port or free_port()
+        self.listen = tuple(listen)
+        self.host = self.listen[0]
+        self.hba = tuple(hba)
         self.process: subprocess.Popen | None = None
         self._as = _run_as()
 
@@ -60,15 +69,17 @@ class Cluster:
 
     def url_for(self, database: str, password: bool = True) -> str:
         secret = f":{PASSWORD}" if password else ""
-        return f"postgresql://{USER}{secret}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{USER}{secret}@{self.host}:{self.port}/{database}"
 
     def start(self) -> Cluster:
         self.folder.mkdir(parents=True, exist_ok=True)
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
+        self._allow(self.hba)
         log = open(self.folder / "server.log", "ab")
         command = [str(BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                   "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+                   "-c", f"listen_addresses={','.join(self.listen)}",
+                   "-c", "unix_socket_directories=",
                    "-c", "max_connections=200", "-c", "fsync=off"]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                         preexec_fn=_server_child(os.getpid()))
@@ -91,6 +102,17 @@ class Cluster:
         secret.unlink()
         if done.returncode:
             raise RuntimeError(f"initdb failed in {self.data}:\n{done.stdout}\n{done.stderr}")
+
+    def _allow(self, lines: tuple[str, ...]) -> None:
+        """Append the ``pg_hba.conf`` lines not there yet (a kept folder starts again)."""
+        if not lines:
+            return
+        hba = self.data / "pg_hba.conf"
+        present = set(hba.read_text().splitlines())
+        missing = [line for line in lines if line not in present]
+        if missing:
+            with hba.open("a") as out:  # appending keeps the postgres user's ownership
+                out.write("".join(line + "\n" for line in missing))
 
     def _wait_ready(self) -> None:
         import psycopg
@@ -155,12 +177,13 @@ def _server_child(parent: int):
     return setup
 
 
-def temporary_cluster() -> Cluster:
+def temporary_cluster(**options) -> Cluster:
     """A started cluster in a fresh folder under the system's temporary folder (a folder
-    the postgres user can reach, unlike pytest's 0700 ones)."""
+    the postgres user can reach, unlike pytest's 0700 ones); ``options`` go to
+    ``Cluster`` (``listen``, ``hba``)."""
     folder = Path(tempfile.mkdtemp(prefix="reviewflow-pg-"))
     os.chmod(folder, 0o755)
-    return Cluster(folder).start()
+    return Cluster(folder, **options).start()
 
 
 def main(argv: list[str]) -> int:

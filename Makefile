@@ -82,9 +82,30 @@ $(OPERATOR_TARGETS): export PREFECT_API_URL ?= $(API_URL)
 
 .PHONY: server pools deploy worker-scoring worker-training run-score run-retrain serve
 
-# The server keeps its database in its own Prefect home, apart from no-server runs.
+# The server's database: PostgreSQL when PREFECT_API_DATABASE_CONNECTION_URL (or its newer
+# name PREFECT_SERVER_DATABASE_CONNECTION_URL, which Prefect reads first) names one, else
+# SQLite in its own Prefect home, apart from no-server runs. Read with $(value): a URL may
+# hold Prefect's literal ${PREFECT_API_DATABASE_PASSWORD}, which make must not expand.
+SERVER_DB_URL = $(or $(value PREFECT_SERVER_DATABASE_CONNECTION_URL),$(value PREFECT_API_DATABASE_CONNECTION_URL))
+LOOPBACK_HOSTS := 127.% localhost ::1
+# Checked when make reads this file, so a refusal comes before `install` and prints one
+# line: anyone who can reach a port without the auth string may create deployments,
+# change their data_dir and start runs; a plain postgresql:// URL would make Prefect
+# look for psycopg2 (not installed) and fail with a traceback.
+ifneq ($(filter server,$(MAKECMDGOALS)),)
+ifeq ($(filter $(LOOPBACK_HOSTS),$(API_HOST)),)
+ifeq ($(value PREFECT_SERVER_API_AUTH_STRING),)
+$(error make server: API_HOST=$(API_HOST) lets other hosts reach the Prefect API and PREFECT_SERVER_API_AUTH_STRING is not set; export PREFECT_SERVER_API_AUTH_STRING=user:password first (deployments/README.md), or keep API_HOST=127.0.0.1)
+endif
+endif
+ifneq ($(filter postgres://% postgresql://%,$(SERVER_DB_URL)),)
+$(error make server: the database URL must start with postgresql+asyncpg:// (Prefect's server needs the asyncpg driver))
+endif
+endif
+
 server: install
 	@mkdir -p $(CURDIR)/.prefect/server
+	@echo "Prefect server database: $(if $(SERVER_DB_URL),PostgreSQL (from the connection URL in the environment),SQLite in .prefect/server/)"
 	PREFECT_HOME=$(CURDIR)/.prefect/server PREFECT_SERVER_ANALYTICS_ENABLED=false \
 	  $(BIN)/prefect server start --host $(API_HOST) --port $(API_PORT)
 

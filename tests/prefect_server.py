@@ -152,9 +152,16 @@ class PrefectServer:
     Started with every service Prefect starts by default, the scheduler included:
     these tests exist to see the parts an operator relies on. ``processes`` starts the
     commands and workers that talk to it, with ``PREFECT_API_URL`` already set.
+
+    ``database_url`` (a ``postgresql+asyncpg://`` URL) puts the server's database there
+    instead of SQLite in its home; only the server's environment holds it. With
+    ``auth_string`` (``user:password``) the server asks for it
+    (``PREFECT_SERVER_API_AUTH_STRING``) and ``processes`` and ``client`` send it
+    (``PREFECT_API_AUTH_STRING``).
     """
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, *, database_url: str | None = None,
+                 auth_string: str | None = None):
         home, logs = tmp_path / "prefect-home", tmp_path / "logs"
         home.mkdir()
         logs.mkdir()
@@ -169,13 +176,20 @@ class PrefectServer:
             "REVIEWFLOW_E2E_MARKER": self.marker,
             "COLUMNS": "250",  # rich tables of the `ls` commands, not cut to 80 columns
         })
+        self.auth_string = auth_string
+        self.server_env: dict[str, str] = {}
+        if database_url is not None:
+            self.server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+        if auth_string is not None:
+            env["PREFECT_API_AUTH_STRING"] = auth_string
+            self.server_env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
         self.processes = Processes(logs, env, self.marker)
 
     def start(self) -> None:
         port = self.api_url.rsplit(":", 1)[1].split("/")[0]
         server = self.processes.start(
             "server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", port,
-                       "--no-ui"])
+                       "--no-ui"], **self.server_env)
         wait_for_server(self.api_url, server, self.processes)
 
     def prefect(self, name: str, *args: str, **env: str) -> str:
@@ -193,7 +207,7 @@ class PrefectServer:
         """A synchronous Prefect client for this server (use as a context manager)."""
         from prefect.client.orchestration import SyncPrefectClient
 
-        return SyncPrefectClient(self.api_url)
+        return SyncPrefectClient(self.api_url, auth_string=self.auth_string)
 
 
 def scheduler_errors(server_log: str) -> list[str]:

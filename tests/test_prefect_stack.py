@@ -12,6 +12,12 @@ and checks, in well under a minute:
    ``auto_scheduled``, without anybody starting one;
 3. its log holds no error.
 
+It runs twice: on the server's default SQLite database and on PostgreSQL (issue 31), as
+deployments/README.md sets it up: a role with a password that owns the database and is
+no superuser (Prefect's migrations create the ``pg_trgm`` extension, trusted since
+PostgreSQL 13), reached through ``postgresql+asyncpg://``. The PostgreSQL run uses the
+session's test cluster (tests/postgres.py) and is skipped where none can start.
+
 It runs as part of ``make test``, so a refreshed lock that breaks scheduling or the CLI
 fails the suite.
 """
@@ -26,6 +32,8 @@ import pytest
 from tests.prefect_server import PrefectServer, scheduler_errors
 
 SCHEDULE_TIMEOUT = 60
+PG_ROLE, PG_DATABASE = "prefect_stack", "prefect_stack"
+PG_PASSWORD = "pf-stack-secret-3K"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -44,11 +52,37 @@ def auto_scheduled_runs(client, deployment_id) -> list:
     return [run for run in runs if run.auto_scheduled]
 
 
-def test_locked_prefect_stack_lists_and_schedules(tmp_path):
+def prefect_database(cluster) -> str:
+    """A fresh database owned by a password role that is no superuser; its asyncpg URL."""
+    import psycopg
+
+    with psycopg.connect(cluster.url, autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        db.execute(f'DROP ROLE IF EXISTS "{PG_ROLE}"')
+        db.execute(f"CREATE ROLE \"{PG_ROLE}\" LOGIN PASSWORD '{PG_PASSWORD}'")
+        db.execute(f'CREATE DATABASE "{PG_DATABASE}" OWNER "{PG_ROLE}"')
+    return (f"postgresql+asyncpg://{PG_ROLE}:{PG_PASSWORD}@{cluster.host}:{cluster.port}/"
+            f"{PG_DATABASE}")
+
+
+def in_postgres(cluster) -> tuple[list[str], list[str]]:
+    """The deployments in Prefect's database, and its extensions."""
+    import psycopg
+
+    url = f"postgresql://{PG_ROLE}:{PG_PASSWORD}@{cluster.host}:{cluster.port}/{PG_DATABASE}"
+    with psycopg.connect(url) as db:
+        return ([name for (name,) in db.execute("SELECT name FROM deployment")],
+                [name for (name,) in db.execute("SELECT extname FROM pg_extension")])
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_locked_prefect_stack_lists_and_schedules(tmp_path, request, database):
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.schedules import IntervalSchedule
 
-    server = PrefectServer(tmp_path)
+    cluster = request.getfixturevalue("pg_cluster") if database == "postgresql" else None
+    server = PrefectServer(tmp_path,
+                           database_url=prefect_database(cluster) if cluster else None)
     try:
         server.start()
         for command in (["work-pool", "ls"], ["deployment", "ls"], ["flow-run", "ls"],
@@ -75,3 +109,10 @@ def test_locked_prefect_stack_lists_and_schedules(tmp_path):
     finally:
         server.stop()
     assert scheduler_errors(server.server_log()) == []
+    sqlite_file = tmp_path / "prefect-home" / "prefect.db"
+    if cluster is not None:  # the server kept its state in PostgreSQL, not beside it
+        deployments, extensions = in_postgres(cluster)
+        assert deployments == ["every-minute"] and "pg_trgm" in extensions
+        assert not sqlite_file.exists()
+    else:
+        assert sqlite_file.exists()

@@ -53,6 +53,8 @@ class ObjectChangedError(Exception):
 
 def supports_claims(path: ObjectPath) -> bool:
     """True where the store has conditional copies and deletes (S3 and its peers)."""
+    if not isinstance(path, ObjectPath):
+        return False
     try:
         import s3fs
     except ImportError:

@@ -101,13 +101,15 @@ def _score_kept(under_way: dict) -> str:
     from tasks.errors import ReviewflowError
     from tasks.layout import CLAIMS_FOLDER
     from tasks.state.backend import open_state
-    from tasks.state.inbox import list_inbox
+    from tasks.state.inbox import is_claimed, list_inbox
 
     layout, before = under_way["layout"], under_way["ledger_totals"]
+    unarchived: set[str] = set()
     try:
         state = open_state(under_way.get("state_url"), layout)
         try:
             rows = state.totals()["rows_read"] - before["rows_read"]
+            unarchived = {entry.source_file for entry in state.unarchived()}
         finally:
             state.close()
     except ReviewflowError:  # the state database is gone too: the line still says what is kept
@@ -117,10 +119,17 @@ def _score_kept(under_way: dict) -> str:
     if not isinstance(layout.incoming, Path):
         return f"{kept}; the next `reviewflow score` finishes the rest"
     left = list_inbox(layout.incoming, 0).ready
-    claimed = sum(1 for path in left if path.parent.parent.name == CLAIMS_FOLDER)
-    return (f"{kept}; the next `reviewflow score` finishes the rest ({len(left)} files: "
+    # Stopped between a commit and its archive move: scored, only the move is left.
+    archiving = [path for path in left if is_claimed(path) and path.name in unarchived]
+    left = [path for path in left if path not in archiving]
+    claimed = sum(1 for path in left if is_claimed(path))
+    line = (f"{kept}; the next `reviewflow score` finishes the rest ({len(left)} files: "
             f"{claimed} this run had claimed, in incoming/{CLAIMS_FOLDER}/, and "
             f"{len(left) - claimed} not started)")
+    if archiving:
+        line += (f"; {len(archiving)} committed files are still in incoming/{CLAIMS_FOLDER}/: "
+                 "the next run archives them without scoring them again")
+    return line
 
 
 def _retrain_kept(under_way: dict) -> str:

@@ -324,18 +324,44 @@ def test_an_interrupted_score_says_what_it_kept_and_the_next_run_finishes(
         rf"reviewflow: score {how}: the files committed before the stop are kept \((\d+) "
         r"rows, in scored/ and quarantine/; their inputs in archive/\); the next `reviewflow "
         r"score` finishes the rest \((\d+) files: (\d+) this run had claimed, in "
-        r"incoming/\.claimed/, and (\d+) not started\)", line)
+        r"incoming/\.claimed/, and (\d+) not started\)(?:; (\d+) committed files are still "
+        r"in incoming/\.claimed/: the next run archives them without scoring them again)?",
+        line)
     assert kept, line
-    committed, left, claimed, fresh = map(int, kept.groups())
+    committed, left, claimed, fresh = map(int, kept.groups()[:4])
+    archiving = int(kept.group(5) or 0)  # stopped between a commit and its archive move
     scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
     assert committed == len(scored) and committed % rows == 0 and committed >= rows
     assert left == files - committed // rows == claimed + fresh and left > 0
     assert len([p for p in (scoring_root / "incoming" / ".claimed").glob("*/*")
-                if not p.name.startswith(".")]) == claimed
+                if not p.name.startswith(".")]) == claimed + archiving
 
     assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
     scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
     assert sorted(scored) == sorted(f"{f}-{i}" for f in range(files) for i in range(rows))
+
+
+def test_a_stop_between_a_commit_and_its_archive_move_is_told_apart(tmp_path):
+    """The interrupted line counts a claimed file whose content the ledger committed
+    (stopped before its archive move) as committed, not as left to score."""
+    from flows.common import interrupted_line
+    from tasks.layout import DataLayout
+    from tasks.state.ledger import Ledger, ScoredFile
+
+    layout = DataLayout(root=tmp_path / "data").ensure()
+    before = Ledger(layout.ledger).totals()
+    for folder, name in (("tok1", "a.csv"), ("tok2", "b.csv"), (None, "c.csv")):
+        path = layout.incoming / (f".claimed/{folder}/{name}" if folder else name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("review_id,text\n1,fine\n")
+    Ledger(layout.ledger).record_scored_many([ScoredFile(
+        "a" * 64, "v1", "a.csv", 1, 1, 0, None, None)])
+    line = interrupted_line({"command": "score", "layout": layout, "ledger_totals": before})
+    assert line.endswith("finishes the rest (2 files: 1 this run had claimed, in "
+                         "incoming/.claimed/, and 1 not started); 1 committed files are still "
+                         "in incoming/.claimed/: the next run archives them without scoring "
+                         "them again"), line
+    assert "(1 rows, in scored/" in line
 
 
 def test_an_interrupted_retraining_says_nothing_was_promoted(scoring_root, subprocess_env,

@@ -306,6 +306,41 @@ def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on
     assert not [p for p in inbox.rglob("*") if p.is_file()]
 
 
+def test_an_unexpected_error_validating_or_scoring_one_small_file_quarantines_only_it(
+        scoring_root, monkeypatch):
+    """Small files are validated in one suite run and scored in one task: an error that
+    one of them brings out there used to fail the whole bundle, and so the run."""
+    from tasks.scoring import rows
+    from tasks.validation import ReviewValidator
+
+    real_score, real_validate = rows.score_batch, ReviewValidator.validate_many
+
+    def score_batch(model, valid, batch_size, model_version, source_file, *args):
+        if source_file == "poison-score.csv":
+            raise MemoryError("cannot allocate")
+        return real_score(model, valid, batch_size, model_version, source_file, *args)
+
+    def validate_many(self, items):
+        if any(name == "poison-check.csv" for _, _, name in items):
+            raise ValueError("a value the suite cannot take")
+        return real_validate(self, items)
+
+    monkeypatch.setattr(rows, "score_batch", score_batch)
+    monkeypatch.setattr(ReviewValidator, "validate_many", validate_many)
+    inbox = scoring_root / "incoming"
+    for name in ("a.csv", "poison-check.csv", "poison-score.csv", "z.csv"):
+        write_csv(inbox / name, good_rows(name[0], 4))
+    summary = score(scoring_root)
+    assert summary["files_scored"] == 2 and summary["rows_scored"] == 8
+    assert sorted(scored_rows(scoring_root).column("source_file").to_pylist()) == \
+        ["a.csv"] * 4 + ["z.csv"] * 4
+    reasons = quarantined_files(scoring_root)
+    assert "MemoryError (cannot allocate)" in reasons["poison-score.csv"]["reason"]
+    assert "ValueError (a value the suite cannot take)" in reasons["poison-check.csv"]["reason"]
+    assert not [p for p in inbox.rglob("*") if p.is_file()]
+    assert not list(scoring_root.rglob("*.tmp"))  # the poisoned files' parts are gone
+
+
 def test_an_unexpected_error_planning_shards_quarantines_the_file(scoring_root, monkeypatch):
     """The same in the driver, where a file is read once to plan its shards."""
     from tasks.scoring import planning as shards

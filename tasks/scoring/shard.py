@@ -276,6 +276,33 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
     return result
 
 
+def _validate_each(worker: _Worker, read: list, results: list[ShardResult]) -> list[list]:
+    """The suite's verdicts on every batch of every small file, per file, from one suite
+    run over all of them. If that run raises what one strange file can bring out
+    (``poison_reason``), each file is validated alone (its ids seen afresh), so only
+    the file that raises is quarantined (its ``unreadable`` set), as a file scored in
+    a task of its own would be."""
+    items = [(batch, seen, path.name) for path, batches, _, seen in read for batch in batches]
+    try:
+        checked = iter(worker.validator.validate_many(items))
+        return [[next(checked) for _ in batches] for _, batches, _, _ in read]
+    except Exception as exc:
+        if poison_reason(exc) is None:
+            raise
+    verdicts: list[list] = []
+    for index, (path, batches, _, _) in enumerate(read):
+        fresh: dict = {}  # the failed run may have filled the shared ones part way
+        try:
+            verdicts.append(worker.validator.validate_many(
+                [(batch, fresh, path.name) for batch in batches]))
+        except Exception as exc:
+            if (reason := poison_reason(exc)) is None:
+                raise
+            results[index].unreadable = reason
+            verdicts.append([])
+    return verdicts
+
+
 def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> list[ShardResult]:
     """``score_shard`` for many small whole files at once: one result per file, in order.
 
@@ -304,19 +331,27 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> lis
         results.append(result)
         # One seen-ids dict per file, shared by its batches: uniqueness holds file-wide.
         read.append((path, batches, found.ids_generated, {}))
-    checked = iter(worker.validator.validate_many(
-        [(batch, seen, path.name) for path, batches, _, seen in read for batch in batches]))
+    checks = _validate_each(worker, read, results)
     staged = []
     try:
-        for result, (path, batches, ids_generated, _) in zip(results, read):
+        for index, (path, batches, ids_generated, _) in enumerate(read):
+            result = results[index]
             if result.unreadable is not None:
                 continue
             scored, rejected = _staged_parts(job, result.sha256, None)
             staged.append((scored, rejected))
-            for batch in batches:
-                _score_checked(worker, job, path, batch, next(checked), ids_generated,
-                               scored, rejected, result, NO_CLOCK)
-            _finish_parts(result, scored, rejected, NO_CLOCK)
+            try:
+                for batch, checked in zip(batches, checks[index], strict=True):
+                    _score_checked(worker, job, path, batch, checked, ids_generated,
+                                   scored, rejected, result, NO_CLOCK)
+                _finish_parts(result, scored, rejected, NO_CLOCK)
+            except Exception as exc:  # one strange file: quarantined, the bundle goes on
+                if (reason := poison_reason(exc)) is None:
+                    raise
+                scored.abort()
+                rejected.abort()
+                results[index] = worker.result(None, result.sha256)
+                results[index].unreadable, results[index].encoding = reason, result.encoding
     except BaseException:
         for scored, rejected in staged:
             scored.abort()

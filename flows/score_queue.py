@@ -31,7 +31,7 @@ from tasks.scoring.planning import Shard, plan_shards, unique_columns
 from tasks.scoring.shard import ScoringJob, ShardResult
 from tasks.settings import Settings
 from tasks.state.commit import HANDLED_ELSEWHERE, Claim, Committer, changed_outcome, discard
-from tasks.state.inbox import Identity, claim_for_run, is_claimed, runs_died
+from tasks.state.inbox import Identity, claim_for_run, claim_key, is_claimed, runs_died
 from tasks.state.object_claims import ObjectChangedError
 from tasks.storage.local import Location, LockHeldError, file_sha256, readable_name
 
@@ -160,7 +160,8 @@ class FileQueue:
     # small files claimed and not yet queued; files waiting for their twin's commit.
     in_flight: deque[list[_InFlight]] = field(default_factory=deque)
     bundle: list[_InFlight] = field(default_factory=list)
-    waiting: list[tuple[Location, str, Identity | None]] = field(default_factory=list)
+    waiting: list[tuple[Location, str, Identity | None, contextlib.ExitStack]] = field(
+        default_factory=list)
     unique: list[str] = field(init=False)  # the columns unique over a whole file
 
     def __post_init__(self) -> None:
@@ -172,6 +173,8 @@ class FileQueue:
     def __exit__(self, *exc_info) -> None:
         for flight in [f for unit in self.in_flight for f in unit] + self.bundle:
             flight.claim.release()
+        for *_, held in self.waiting:
+            held.close()
 
     def score(self, ready: list[Location]) -> Iterator[Done]:
         """Queue files' work a few units ahead, finish files in the order they were listed.
@@ -192,8 +195,8 @@ class FileQueue:
         for path in sorted((p for p in ready if is_claimed(p)), key=runs_died):
             yield from self._take(path, runs_died(path))
             yield from self._drain()
-        for path, sha256, known in self.waiting:
-            yield from self._score_alone(path, sha256, known)
+        for path, sha256, known, held in self.waiting:
+            yield from self._score_alone(path, sha256, known, held)
 
     def _drain(self) -> Iterator[Done]:
         self._queue_bundle()
@@ -209,22 +212,27 @@ class FileQueue:
             yield from self._finish_oldest()
 
     def _claim(self, path: Location, sha256: str, started: float, known: Identity | None,
-               died: int | None) -> Claim | FileOutcome:
+               died: int | None, held: contextlib.ExitStack) -> Claim | FileOutcome:
         """Lock the file's content and plan its shards (``Committer.claim``); ``died``: the
         runs that died with it claimed, None for a file this run claimed itself."""
         job = self.job
         return self.committer.claim(path, sha256, started, known, plan=lambda claimed: plan_shards(
             claimed, self.settings.effective_shard_rows, self.unique, job.columns,
             job.read_batch_rows, job.max_decompressed_bytes, **job.read_options(sha256)),
-            died=died, max_deaths=self.settings.max_claim_deaths)
+            died=died, max_deaths=self.settings.max_claim_deaths, held=held)
 
     def _take(self, path: Location, died: int | None = None) -> Iterator[Done]:
         """Claim, hash and plan one inbox file, then queue it (or yield why not)."""
         started = time.perf_counter()
+        held = contextlib.ExitStack()  # this run's hold on the claim, released with it
         try:
             path, known = claim_for_run(path, self.committer.ledger.claim_lock)
+            # Held while this run has the file: another run that lists the claim skips
+            # it at once instead of reading (downloading) the whole file to hash it.
+            held.enter_context(self.committer.ledger.claim_lock(claim_key(path)))
             sha256 = file_sha256(path)
         except (FileNotFoundError, LockHeldError):  # claimed by another run, or being
+            held.close()
             yield (FileOutcome(readable_name(path.name), FileStatus.BUSY, detail=HANDLED_ELSEWHERE),
                    [], started)
             return
@@ -232,10 +240,13 @@ class FileQueue:
             self.committer.logger.warning("%s", exc)
             yield changed_outcome(path), [], started
             return
+        except BaseException:
+            held.close()
+            raise
         if self._pending(sha256):
-            self.waiting.append((path, sha256, known))
+            self.waiting.append((path, sha256, known, held))
             return
-        began = self._claim(path, sha256, started, known, died)
+        began = self._claim(path, sha256, started, known, died, held)
         if not isinstance(began, Claim):
             yield began, [], started
             return
@@ -250,10 +261,11 @@ class FileQueue:
             self._submit_shards(flight)
             self.in_flight.append([flight])
 
-    def _score_alone(self, path: Location, sha256: str, known: Identity | None) -> Iterator[Done]:
+    def _score_alone(self, path: Location, sha256: str, known: Identity | None,
+                     held: contextlib.ExitStack) -> Iterator[Done]:
         """A file that waited for its twin: by now, usually found in the ledger."""
         started = time.perf_counter()
-        began = self._claim(path, sha256, started, known, None)
+        began = self._claim(path, sha256, started, known, None, held)
         if not isinstance(began, Claim):
             yield began, [], started
             return

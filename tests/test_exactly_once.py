@@ -174,6 +174,28 @@ def test_a_file_replaced_while_it_is_read_loses_nothing(scoring_root, subprocess
     assert not [p for p in inbox.rglob("*") if p.is_file()]
 
 
+def test_a_file_claimed_by_a_live_run_is_skipped_by_another_without_reading_it(
+        scoring_root, subprocess_env, tmp_path, monkeypatch):
+    """A run holds a lock on each claim it works on (``RunState.claim_lock``): another
+    run that lists the claim leaves it at once. It used to read the whole file to hash
+    it only to find the content locked, on object storage a whole download per run."""
+    from flows import score_queue
+
+    inbox = scoring_root / "incoming"
+    write_csv(inbox / "a.csv", good_rows("a", 50))
+    process = run_paused(scoring_root, subprocess_env, tmp_path / "pause")
+    write_csv(inbox / "b.csv", good_rows("b", 3))
+    hashed, real = [], score_queue.file_sha256
+    monkeypatch.setattr(score_queue, "file_sha256",
+                        lambda path: hashed.append(path.name) or real(path))
+    summary = score(scoring_root)
+    assert summary["files_scored"] == 1 and summary["files_busy"] == 1
+    assert hashed == ["b.csv"]  # the live run's claim was not read
+    resume(process, tmp_path / "pause")
+    assert scored_ids(scoring_root) == sorted(r["review_id"] for r in good_rows("a", 50)
+                                              + good_rows("b", 3))
+
+
 def test_a_file_appended_to_while_it_is_read_loses_nothing(scoring_root, subprocess_env,
                                                             tmp_path):
     """An append in place while a run reads: nothing is kept from the run that saw the

@@ -188,7 +188,8 @@ class Committer:
 
     def claim(self, path: Location, sha256: str, started: float, known: Identity | None,
               plan: Callable[[Location], list[Shard]], died: int | None = None,
-              max_deaths: int | None = None) -> Claim | FileOutcome:
+              max_deaths: int | None = None,
+              held: contextlib.AbstractContextManager | None = None) -> Claim | FileOutcome:
         """Lock the content, then archive it (already scored), quarantine it (``plan``
         raises ``UnreadableFileError`` or an unexpected error, ``poison_reason``; or
         ``died``, the runs that died with this leftover claim in flight, reached
@@ -196,9 +197,12 @@ class Committer:
         for a file this run claimed from the inbox itself.
 
         ``known`` is the local file's identity when it was hashed: a file whose bytes
-        changed since is not archived or scored under that hash."""
+        changed since is not archived or scored under that hash. ``held``: what the caller
+        holds for this file (its claim lock), released with the claim."""
         lock = contextlib.ExitStack()
         try:
+            if held is not None:  # released with the claim (the caller's claim lock)
+                lock.enter_context(held)
             lock.enter_context(self.ledger.content_lock(sha256))
             if not path.exists():
                 raise FileNotFoundError(path)

@@ -190,6 +190,12 @@ def _open_folder(name: str | Path, dir_fd: int | None = None, shown: Path | None
         raise
 
 
+def claim_key(path: Location) -> str:
+    """What names a claimed file for ``RunState.claim_lock``: its path, or its object's
+    bucket and key."""
+    return str(path) if isinstance(path, Path) else path.url.split("://", 1)[1]
+
+
 def claim_for_run(path: Location, claim_lock: Callable[[str], contextlib.AbstractContextManager]
                   ) -> tuple[Location, Identity | ObjectVersion | None]:
     """Claim an inbox file for this run and note its identity before it is hashed: a

@@ -70,7 +70,7 @@ def claim_object(path: ObjectPath, lock: Callable[[str], contextlib.AbstractCont
     changing. A leftover claim is returned as it is."""
     if path.parent.parent.name == CLAIMS_FOLDER:
         return path, ObjectVersion(path.etag())
-    with lock(_key(path)):
+    with lock(path.url.split("://", 1)[1]):
         for _ in range(CLAIM_TRIES):
             etag = path.etag()  # FileNotFoundError: claimed by another run, or removed
             claimed = path.parent / CLAIMS_FOLDER / uuid.uuid4().hex[:12] / readable_name(path.name)
@@ -90,12 +90,8 @@ def leftover_object_claims(incoming: ObjectPath) -> list[ObjectPath]:
     return [p for p in (incoming / CLAIMS_FOLDER).glob("*/*") if not p.name.startswith(".")]
 
 
-def _key(path: ObjectPath) -> str:
-    return path.url.split("://", 1)[1]
-
-
 def _split(path: ObjectPath) -> tuple[str, str]:
-    bucket, _, key = _key(path).partition("/")
+    bucket, _, key = path.url.split("://", 1)[1].partition("/")
     return bucket, key
 
 

@@ -17,6 +17,7 @@ help:
 	@echo "make bench-quick  a smoke run of every section, reported under benchmarks/.work/"
 	@echo "make lint    ruff"
 	@echo "make postgres  a throwaway local PostgreSQL for REVIEWFLOW_STATE_URL (data in .postgres/)"
+	@echo "make server  Prefect's server (PostgreSQL if PREFECT_API_DATABASE_CONNECTION_URL names one; beyond 127.0.0.1 only with PREFECT_SERVER_API_AUTH_STRING); deployments/README.md"
 
 install: $(VENV)/.installed
 

@@ -25,6 +25,9 @@ figures as ``benchmarks/results.json``:
     ``retrain-model`` and scored through ``score-reviews`` on reviews of movies held out
     of training, beside scikit-learn word and char n-gram peers on the same rows, and a
     probe: the default averaged with a small CNN that reads word order.
+11. ``shared_state``: 1, 2 and 4 ``reviewflow score`` processes on one inbox of small
+    files and one of large files, their state in SQLite and in PostgreSQL: files/s,
+    reviews/s and the share of time in state operations (``benchmarks/shared_state.py``).
 
 Targets that are missed are printed and marked in the report; they do not fail the
 run. A section that raises is reported as failed and the others still run (exit code 1).
@@ -71,6 +74,7 @@ from benchmarks.sections import (
     memory,
     orchestration,
     profile,
+    shared_state,
     throughput,
     validation,
 )
@@ -79,11 +83,11 @@ from benchmarks.sections import (
 SECTION_MODULES: dict[str, ModuleType] = {
     "accuracy": accuracy, "throughput": throughput, "memory": memory, "validation": validation,
     "orchestration": orchestration, "gpu": gpu, "profile": profile, "dask": dask, "cli": cli,
-    "languages": languages,
+    "languages": languages, "shared_state": shared_state,
 }
 SECTIONS = tuple(SECTION_MODULES)
 # Sections that need no shared data; every other one needs IMDB_PARQUET.
-WITHOUT_SHARED_DATA = ("orchestration", "gpu", "cli")
+WITHOUT_SHARED_DATA = ("orchestration", "gpu", "cli", "shared_state")
 
 
 def run_section(name: str, bench: Bench) -> dict:

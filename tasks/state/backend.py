@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -181,6 +182,7 @@ class TimedState:
     def __init__(self, state: RunState):
         self.state = state
         self.seconds = 0.0
+        self._adding = threading.Lock()  # the driver's threads may time calls at once
 
     def __getattr__(self, name: str):
         found = getattr(self.state, name)
@@ -201,7 +203,8 @@ class TimedState:
         try:
             yield
         finally:
-            self.seconds += time.perf_counter() - started
+            with self._adding:
+                self.seconds += time.perf_counter() - started
 
     @contextlib.contextmanager
     def _timed_lock(self, lock: contextlib.AbstractContextManager):

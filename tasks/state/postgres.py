@@ -11,7 +11,8 @@ columns, so that workers on several hosts share one record of what was scored:
   workers starting at once against an older schema do not race.
 
 Locks are session-level advisory locks (``pg_try_advisory_lock``), keyed by the first 64
-bits of the content's sha256 (a fixed key for retraining). They belong to this object's
+bits of the content's sha256, by a hash of an inbox object's or claimed file's key for a
+claim (``claim_lock``), and by a fixed key for retraining. They belong to this object's
 connection: PostgreSQL drops them the moment that backend ends, whether its process was
 SIGKILLed, its host vanished (TCP keepalives, set per session below, bound how long the
 server takes to notice) or the connection was cut (``pg_terminate_backend``). The ledger

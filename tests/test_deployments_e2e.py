@@ -2,7 +2,7 @@
 its scheduler on, as an operator runs it (deployments/README.md).
 
 1. ``prefect server start`` on 127.0.0.1 (a free port) with a temporary PREFECT_HOME and
-   every service Prefect starts by default, the scheduler included;
+   every service Prefect starts by default, the scheduler included (looping every 5 s);
 2. ``prefect work-pool create ... --type process`` for both pools, one
    ``prefect worker start`` per pool;
 3. plain ``prefect deploy --all --prefect-file deployments/prefect.yaml`` with
@@ -41,6 +41,7 @@ POOLS = {"reviewflow-scoring": "score-reviews/scheduled",
 RUN_TIMEOUT = 300
 SCHEDULED_RUN_TIMEOUT = 300  # a 60 s interval: the next slot, then the run itself
 ANCHOR_AHEAD_SECONDS = 15  # the first slot: time for the scheduler to see the schedule
+SCHEDULER_LOOP_SECONDS = 5
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -103,6 +104,10 @@ def wait_for_completed_auto_scheduled_run(server: PrefectServer, deployment):
 def test_yaml_deployments_run_on_schedule_on_process_workers(tmp_path):
     data = tmp_path / "data"
     server = PrefectServer(tmp_path)
+    # The scheduler still runs as for an operator, only more often than its 60 s default:
+    # a schedule added to a deployment (step 5) is seen at the scheduler's next loop, and
+    # the anchored first slot below is then never missed.
+    server.server_env["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = str(SCHEDULER_LOOP_SECONDS)
     try:
         server.start()
         for pool in POOLS:

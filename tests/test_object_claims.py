@@ -79,8 +79,8 @@ def test_an_overwrite_after_the_copy_stays_in_the_inbox_for_the_next_run(
     _put(fs, source, b"old")
     copy = object_claims._copy_if_match
 
-    def copy_then_upload(src, target, etag):
-        copied = copy(src, target, etag)
+    def copy_then_upload(src, target, etag, size):
+        copied = copy(src, target, etag, size)
         _put(fs, source, b"new content")  # the uploader, between the copy and the delete
         return copied
     monkeypatch.setattr(object_claims, "_copy_if_match", copy_then_upload)
@@ -97,10 +97,10 @@ def test_an_overwrite_before_the_copy_is_claimed_at_its_new_version(inbox, state
     copy = object_claims._copy_if_match
     uploads = iter([b"newer", b"newest"])
 
-    def upload_then_copy(src, target, etag):
+    def upload_then_copy(src, target, etag, size):
         if (data := next(uploads, None)) is not None:
             _put(fs, source, data)  # the uploader, between the look and the copy
-        return copy(src, target, etag)
+        return copy(src, target, etag, size)
     monkeypatch.setattr(object_claims, "_copy_if_match", upload_then_copy)
     claimed, _ = claim_for_run(source, state.claim_lock)
     assert claimed.read_bytes() == b"newest" and not source.exists()
@@ -114,9 +114,9 @@ def test_an_object_that_keeps_changing_is_left_for_the_next_run(inbox, state, mo
     copy = object_claims._copy_if_match
     counter = iter(range(1, 100))
 
-    def always_new(src, target, etag):
+    def always_new(src, target, etag, size):
         _put(fs, source, f"v{next(counter)}".encode())
-        return copy(src, target, etag)
+        return copy(src, target, etag, size)
     monkeypatch.setattr(object_claims, "_copy_if_match", always_new)
     with pytest.raises(object_claims.ObjectChangedError, match="next run"):
         claim_for_run(source, state.claim_lock)

@@ -243,10 +243,13 @@ class Committer:
         never marked (it died between the move and the mark), so the ledger agrees with
         ``archive/``. One whose input is still in the inbox is left to ``claim``, which
         archives and marks it. Returns how many were marked."""
+        unarchived = self.ledger.unarchived()
+        if not unarchived:  # the usual case: no listing of the claims
+            return 0
         incoming = self.layout.incoming
         waiting = {p.name for p in claimed_files(incoming)}
         marked = []
-        for entry in self.ledger.unarchived():
+        for entry in unarchived:
             if entry.source_file in waiting or (incoming / entry.source_file).exists():
                 continue
             kept = kept_name(entry.source_sha256, readable_name(entry.source_file))

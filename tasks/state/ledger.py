@@ -96,6 +96,9 @@ class Ledger:
                 # Its files count as archived: their runs ended before this version
                 # could say otherwise.
                 db.execute("UPDATE scored_files SET archived_at = finished_at")
+            # What each run's start asks for (``unarchived``): the few rows, not a scan.
+            db.execute("CREATE INDEX IF NOT EXISTS scored_files_not_archived ON scored_files"
+                       " (source_sha256) WHERE archived_at IS NULL")
 
     def _connect(self) -> sqlite3.Connection:
         # Two workers may commit at once; wait for the other's transaction to end.

@@ -72,9 +72,9 @@ def claim_object(path: ObjectPath, lock: Callable[[str], contextlib.AbstractCont
         return path, ObjectVersion(path.etag())
     with lock(path.url.split("://", 1)[1]):
         for _ in range(CLAIM_TRIES):
-            etag = path.etag()  # FileNotFoundError: claimed by another run, or removed
+            etag, size = path.version()  # FileNotFoundError: claimed by another run, or removed
             claimed = path.parent / CLAIMS_FOLDER / uuid.uuid4().hex[:12] / readable_name(path.name)
-            copied = _copy_if_match(path, claimed, etag)
+            copied = _copy_if_match(path, claimed, etag, size)
             if copied is None:
                 continue  # overwritten between the look and the copy: claim the new one
             _delete_if_match(path, etag)
@@ -95,13 +95,13 @@ def _split(path: ObjectPath) -> tuple[str, str]:
     return bucket, key
 
 
-def _copy_if_match(source: ObjectPath, target: ObjectPath, etag: str) -> str | None:
-    """Copy ``source`` at version ``etag`` to ``target``; the copy's ETag, or None (and
-    no copy left) if ``source`` is at another version now."""
+def _copy_if_match(source: ObjectPath, target: ObjectPath, etag: str, size: int) -> str | None:
+    """Copy ``source`` at version ``etag`` (of ``size`` bytes) to ``target``; the copy's
+    ETag, or None (and no copy left) if ``source`` is at another version now."""
     fs = source.fs
     bucket, key = _split(source)
     target_bucket, target_key = _split(target)
-    if source.stat().st_size > SINGLE_COPY_BYTES:
+    if size > SINGLE_COPY_BYTES:
         fs.copy(source.url, target.url)
         copied = target.etag()
     else:

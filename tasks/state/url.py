@@ -18,12 +18,7 @@ def is_state_url(url: str | None) -> bool:
 def redacted(url: str) -> str:
     """``url`` with any password replaced by ``***``: the only form of a state URL that
     may be printed, logged or written."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return url if urlsplit(url).password is None else _with_password(url, "***")
 
 
 def without_password(url: str | None) -> str | None:
@@ -32,10 +27,7 @@ def without_password(url: str | None) -> str | None:
     ``PGPASSWORD`` or ``~/.pgpass``)."""
     if not url or urlsplit(url).password is None:
         return url
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username
-    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
+    return _with_password(url, None)
 
 
 def with_password_of(url: str | None, source: str | None) -> str | None:
@@ -46,3 +38,13 @@ def with_password_of(url: str | None, source: str | None) -> str | None:
     if urlsplit(url).password is not None or urlsplit(source).password is None:
         return url
     return source if without_password(source) == url else url
+
+
+def _with_password(url: str, password: str | None) -> str:
+    """``url`` with its password replaced by ``password``, or dropped for None."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    if password is not None:
+        user = f"{user}:{password}"
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))

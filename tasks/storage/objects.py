@@ -163,9 +163,13 @@ class ObjectPath:
 
     def etag(self) -> str | None:
         """The object's ETag (its version's fingerprint), or None where the store has none."""
+        return self.version()[0]
+
+    def version(self) -> tuple[str | None, int]:
+        """The object's ETag and size, from one request."""
         info = self._fresh().info(self.url)
         value = info.get("ETag") or info.get("etag") or info.get("md5")
-        return str(value).strip('"') if value else None
+        return (str(value).strip('"') if value else None), int(info.get("size") or 0)
 
     def iterdir(self):
         fs = self._fresh()

@@ -250,15 +250,16 @@ def _preflight_retrain(args) -> None:
     and TensorFlow load. The flow checks them again (another run may come in between)."""
     from tasks.errors import NoLabeledDataError, RetrainingBusyError
     from tasks.reading import describe_supported, is_review_file
-    from tasks.storage.local import LockHeldError, exclusive_lock
+    from tasks.state.backend import open_state
+    from tasks.storage.local import LockHeldError
     from tasks.training.registry import Registry
 
     settings = _settings(args)
     layout = settings.layout
-    if settings.state_url:  # down: one line, exit 1; held: exit 3, as below
-        from tasks.state.postgres import PostgresState
-
-        state = PostgresState(settings.state_url)
+    # The locks the flow takes (flows.retrain_model); a local one only once it exists.
+    if (settings.state_url or not isinstance(layout.models, Path)
+            or Registry(layout.models).retrain_lock.exists()):
+        state = open_state(settings.state_url, layout)  # down: one line, exit 1
         try:
             with state.retrain_lock():
                 pass
@@ -273,15 +274,6 @@ def _preflight_retrain(args) -> None:
         raise NoLabeledDataError(
             f"no labeled review files in {layout.labeled}; add review files "
             f"{describe_supported()} with text and label (0/1 or negative/positive) columns")
-    registry = Registry(layout.models)
-    if isinstance(layout.models, Path) and registry.retrain_lock.exists():
-        try:
-            with exclusive_lock(registry.retrain_lock):
-                pass
-        except LockHeldError as exc:
-            raise RetrainingBusyError(f"another retraining is running ({exc}); this run leaves "
-                                      "the registry untouched. Try again when it has finished.") \
-                from None
 
 
 def _score(args) -> dict:
@@ -352,32 +344,39 @@ def _print_retrain(summary: dict) -> None:
 
 
 def _models(args) -> None:
-    from tasks.training.events import VersionStatus
-    from tasks.training.registry import Registry
+    from tasks.training.registry import Registry, open_registry
 
-    registry = Registry(_settings(args).layout.models)
+    settings = _settings(args)
     if args.action == "list":
-        rows = registry.list_versions()
-        if not rows:
-            print("no model versions yet; run `reviewflow retrain`")
-        for row in rows:
-            accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
-            marker = "*" if row["status"] == VersionStatus.CHAMPION else " "
-            print(f"{marker} {row['version']}  {row['status']:<16} accuracy {accuracy}  "
-                  f"trained {row['trained_at']}  {row['decision'] or ''}")
-        history = registry.read_history()
-        if history:
-            print("\nhistory:")
-            for entry in history:
-                forced = " (forced)" if entry.get("forced") else ""
-                print(f"  {entry['at']}  {entry['event']:<9} {entry['version']}  "
-                      f"{entry.get('reason', '')}{forced}")
-    elif args.action == "promote":
-        pointer = registry.promote_by_hand(args.version, args.reason, force=args.force)
-        print(f"champion is now {pointer['version']}")
-    elif args.action == "rollback":
-        pointer = registry.rollback(args.reason)
-        print(f"rolled back; champion is now {pointer['version']}")
+        _list_models(Registry(settings.layout.models))
+        return
+    with open_registry(settings.layout, settings.state_url) as registry:
+        if args.action == "promote":
+            pointer = registry.promote_by_hand(args.version, args.reason, force=args.force)
+            print(f"champion is now {pointer['version']}")
+        elif args.action == "rollback":
+            pointer = registry.rollback(args.reason)
+            print(f"rolled back; champion is now {pointer['version']}")
+
+
+def _list_models(registry) -> None:
+    from tasks.training.events import VersionStatus
+
+    rows = registry.list_versions()
+    if not rows:
+        print("no model versions yet; run `reviewflow retrain`")
+    for row in rows:
+        accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
+        marker = "*" if row["status"] == VersionStatus.CHAMPION else " "
+        print(f"{marker} {row['version']}  {row['status']:<16} accuracy {accuracy}  "
+              f"trained {row['trained_at']}  {row['decision'] or ''}")
+    history = registry.read_history()
+    if history:
+        print("\nhistory:")
+        for entry in history:
+            forced = " (forced)" if entry.get("forced") else ""
+            print(f"  {entry['at']}  {entry['event']:<9} {entry['version']}  "
+                  f"{entry.get('reason', '')}{forced}")
 
 
 def _monitor(args) -> None:

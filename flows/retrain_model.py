@@ -15,6 +15,7 @@ Run it as ``reviewflow retrain`` or ``python -m flows.retrain_model``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from contextlib import contextmanager
 
@@ -30,8 +31,9 @@ from tasks.errors import RetrainingBusyError
 from tasks.failpoints import failpoint
 from tasks.layout import MODEL_FILE
 from tasks.settings import Settings
-from tasks.state.postgres import PostgresState
+from tasks.state.backend import open_state
 from tasks.storage.local import LockHeldError, exclusive_lock
+from tasks.storage.objects import is_remote
 from tasks.training.evaluation import classification_metrics, decide_promotion, mcnemar_exact
 from tasks.training.labeled import read_labeled_reviews, read_unlabeled_reviews
 from tasks.training.record import (
@@ -159,7 +161,7 @@ def score_champion(registry: Registry, gate: pd.DataFrame,
     pointer = registry.champion()
     if pointer is None:
         return None
-    model = load_model(registry.model_path(pointer["version"]))
+    model = load_model(registry.local_model(pointer["version"]))
     return pointer["version"], predict_scores(model, _texts(gate), batch_size)
 
 
@@ -189,20 +191,23 @@ def retrain_model(data_dir: str = str(DEFAULTS.data_dir),
     settings = settings_from(data_dir, architecture=architecture, epochs=epochs,
                              min_delta=min_delta, require_significance=require_significance,
                              state_url=state_url)
-    registry = Registry(settings.layout.ensure().models)
+    layout = settings.layout.ensure()
+    # The retraining and pointer locks: in PostgreSQL with a state URL (one for every
+    # host), else lock files (tasks.state.backend.SQLiteState.for_layout).
+    state = open_state(settings.state_url, layout)
+    registry = Registry(layout.models, state)
     try:
-        if settings.state_url:  # the retraining lock in PostgreSQL: one for every host
-            state = PostgresState(settings.state_url)
-            try:
-                with state.retrain_lock():
-                    return _retrain(settings, registry, force)
-            finally:
-                state.close()
-        with exclusive_lock(registry.retrain_lock):
+        with contextlib.ExitStack() as held:
+            held.enter_context(state.retrain_lock())
+            if settings.state_url and not is_remote(layout.models):
+                # A local registry's lock file too, which runs without the URL take.
+                held.enter_context(exclusive_lock(registry.retrain_lock))
             return _retrain(settings, registry, force)
     except LockHeldError as exc:
         raise RetrainingBusyError(f"another retraining is running ({exc}); this run leaves the "
                                   "registry untouched. Try again when it has finished.") from exc
+    finally:
+        state.close()
 
 
 def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dict:

@@ -21,6 +21,7 @@ answered here and nowhere else (docs/data-contract.md). Everything else asks
       monitoring/run_date=<day>/       drift signals, one row per scored file
       models/                          the registry (tasks.training.registry)
         champion.json  history.jsonl  .retrain.lock
+        history/<utc time>-<hex>.json  one history event each, on object storage
         versions/<version>/            model.keras, metrics.json, curves.png,
                                        decision.json, profile.json
         .staging/<version>/            a version being written
@@ -61,6 +62,8 @@ CLAIM_ATTEMPTS_FILE = ".attempts"
 # The registry (tasks.training.registry): its pointer, history and per-version files.
 CHAMPION_FILE = "champion.json"
 HISTORY_FILE = "history.jsonl"
+# On object storage, which cannot append: one object per history event.
+HISTORY_EVENTS_FOLDER = "history"
 RETRAIN_LOCK_FILE = ".retrain.lock"
 # Held while the champion pointer or the history changes (tasks.training.registry).
 POINTER_LOCK_FILE = ".champion.lock"

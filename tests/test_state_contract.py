@@ -151,6 +151,14 @@ def test_a_content_lock_excludes_a_second_claim(spec, state, timed):
             pass
         with other.retrain_lock():
             pass
+        with state.pointer_lock():  # a registry on object storage (tasks.training.registry)
+            with pytest.raises(LockHeldError):
+                with other.pointer_lock():
+                    pass
+            with other.retrain_lock():  # not the retraining lock
+                pass
+        with other.pointer_lock():
+            pass
         if timed:
             assert state.seconds > 0 and other.seconds > 0
             assert isinstance(state, RunState) and state.where() == other.where()

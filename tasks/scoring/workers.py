@@ -15,17 +15,15 @@ In the flow's own process (the thread runner) the same cache serves the flow's t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.layout import MODEL_FILE
-from tasks.storage.objects import ObjectPath, download, is_remote
+from tasks.storage.objects import ObjectPath, is_remote, local_copy
 
 _lock = threading.Lock()
 _model: tuple[tuple[str, str], object] | None = None
@@ -77,11 +75,7 @@ def _local_copy(ref: ModelRef) -> Path:
                 f"{ref.location} does not exist on {socket.gethostname()}: Dask workers on "
                 "other machines need the data root on shared storage or object storage")
         return Path(ref.location)
-    digest = hashlib.sha256(ref.location.url.encode()).hexdigest()[:16]
-    local = Path(tempfile.gettempdir()) / "reviewflow-models" / digest / ref.version / MODEL_FILE
-    if not local.exists():
-        download(ref.location, local)
-    return local
+    return local_copy(ref.location, ref.version, MODEL_FILE)
 
 
 def cached_validator(suite_config: dict, parameters: dict, require_label: bool = False):

@@ -79,24 +79,48 @@ class RunState(Protocol):
     def retrain_lock(self) -> contextlib.AbstractContextManager[None]:
         """Held while a retraining changes the registry; ``LockHeldError`` if held."""
 
+    def pointer_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held for the moment a registry on object storage changes its champion pointer
+        or history (``tasks.training.registry``); ``LockHeldError`` if held."""
+
     def close(self) -> None: ...
 
 
 class SQLiteState:
     """``Ledger`` plus ``flock`` files: the state when no state URL is set."""
 
-    def __init__(self, ledger: Path, locks: Path, retrain_lock: Path):
-        self.ledger = Ledger(ledger)
+    def __init__(self, ledger: Path, locks: Path, retrain_lock: Path,
+                 pointer_lock: Path | None = None):
+        self.ledger_path = ledger
+        self._ledger: Ledger | None = None
         self.locks = locks
         self.retrain_lock_file = retrain_lock
+        self.pointer_lock_file = pointer_lock or locks / "champion.lock"
+
+    @property
+    def ledger(self) -> Ledger:
+        """Opened (created) at first use: a retraining takes only the locks."""
+        if self._ledger is None:
+            self._ledger = Ledger(self.ledger_path)
+        return self._ledger
+
+    @ledger.setter
+    def ledger(self, ledger: Ledger) -> None:
+        self._ledger = ledger
 
     @classmethod
     def for_layout(cls, layout) -> SQLiteState:
-        """The state folder of a ``DataLayout`` and its registry's retraining lock."""
-        from tasks.layout import RETRAIN_LOCK_FILE
+        """The state folder of a ``DataLayout`` and its registry's locks: beside the
+        registry (``models/``) when it is local, where every older run looks for them;
+        in the local state folder when the registry is on object storage, which has no
+        lock files."""
+        from tasks.layout import POINTER_LOCK_FILE, RETRAIN_LOCK_FILE
+        from tasks.storage.objects import is_remote
 
-        return cls(layout.ledger, layout.lock_file("0" * 64).parent,
-                   layout.models / RETRAIN_LOCK_FILE)
+        locks = layout.lock_file("0" * 64).parent
+        registry = locks if is_remote(layout.models) else layout.models
+        return cls(layout.ledger, locks, registry / RETRAIN_LOCK_FILE,
+                   registry / POINTER_LOCK_FILE)
 
     @classmethod
     def of_ledger(cls, ledger: Ledger, layout) -> SQLiteState:
@@ -112,7 +136,7 @@ class SQLiteState:
         return self.locks / f"{content_key(sha256)}.lock"
 
     def where(self) -> str:
-        return str(self.ledger.path)
+        return str(self.ledger_path)
 
     def identity(self) -> tuple[str | None, str | None]:
         return None, None
@@ -154,6 +178,9 @@ class SQLiteState:
 
     def retrain_lock(self) -> contextlib.AbstractContextManager[None]:
         return exclusive_lock(self.retrain_lock_file)
+
+    def pointer_lock(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self.pointer_lock_file)
 
     def close(self) -> None:
         pass  # every ledger call opens and closes its own connection

@@ -69,6 +69,7 @@ def content_lock_key(sha256: str) -> int:
 
 MIGRATION_KEY = _key("reviewflow:schema-migration")
 RETRAIN_KEY = _key("reviewflow:retraining")
+POINTER_KEY = _key("reviewflow:champion-pointer")
 
 # (version, statements). Version 1 is the ledger's first release; 2 adds what the SQLite
 # ledger gained later (and counts old rows as archived, as tasks/state/ledger.py does).
@@ -281,6 +282,9 @@ class PostgresState:
 
     def retrain_lock(self) -> contextlib.AbstractContextManager[None]:
         return self._advisory(RETRAIN_KEY, "the retraining lock")
+
+    def pointer_lock(self) -> contextlib.AbstractContextManager[None]:
+        return self._advisory(POINTER_KEY, "the champion pointer lock")
 
     @contextlib.contextmanager
     def _advisory(self, key: int, label: str) -> Iterator[None]:

@@ -18,7 +18,9 @@ guarantee is kept on that basis.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import tempfile
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
@@ -128,6 +130,12 @@ class ObjectPath:
     def with_name(self, name: str) -> ObjectPath:
         return self.parent / name
 
+    def relative_to(self, other: ObjectPath) -> PurePosixPath:
+        prefix = other.url.rstrip("/") + "/"
+        if not self.url.startswith(prefix):
+            raise ValueError(f"{self.url} is not under {other.url}")
+        return PurePosixPath(self.url[len(prefix):])
+
     def resolve(self) -> ObjectPath:
         return self
 
@@ -185,6 +193,15 @@ class ObjectPath:
             yield ObjectPath(f"{self.protocol}://{str(found).split('://', 1)[-1]}",
                              self.storage_options)
 
+    def rglob(self, pattern: str):
+        """Every object below this prefix whose name matches ``pattern``."""
+        fs = self._fresh()
+        base = self.url.split("://", 1)[1].rstrip("/") + "/"
+        for found in sorted(fs.find(self.url)):
+            key = str(found).split("://", 1)[-1]
+            if key.startswith(base) and PurePosixPath(key).match(pattern):
+                yield ObjectPath(f"{self.protocol}://{key}", self.storage_options)
+
     # ------------------------------------------------------------------ content
     def open(self, mode: str = "rb", **kwargs):
         return self.fs.open(self.url, mode, **kwargs)
@@ -238,6 +255,17 @@ def download(source: ObjectPath, target: Path) -> Path:
     source.fs.get_file(source.url, str(temp))
     os.replace(temp, target)
     return target
+
+
+def local_copy(source: ObjectPath, *name: str) -> Path:
+    """A local file of an object that never changes once written (a published model
+    version), downloaded once and reused: ``<temp>/reviewflow-models/<url hash>/<name...>``.
+    Keras and other readers that need a real file read that."""
+    digest = hashlib.sha256(source.url.encode()).hexdigest()[:16]
+    local = Path(tempfile.gettempdir()) / "reviewflow-models" / digest / Path(*name)
+    if not local.exists():
+        download(source, local)
+    return local
 
 
 def _mtime(info: dict) -> float:

@@ -4,6 +4,7 @@
       champion.json          the pointer: which version scores, since when, why, and
                              the champions before it (for rollback); replaced atomically
       history.jsonl          every decision and pointer change, one JSON object a line
+                             (on object storage: history/, one object per event)
       versions/<version>/    model.keras, metrics.json, curves.png, decision.json,
                              profile.json (reference profile for drift signals)
       .staging/<version>/    a version being written; renamed into versions/ when whole
@@ -19,24 +20,20 @@ the pointer it replaces. A retraining compared its candidate against the champio
 moment; ``conclude_training`` promotes it only if that is still the champion
 (compare-and-swap), else records why not.
 
-``root`` may be an ``ObjectPath`` (``s3://bucket/prefix/models``): scoring and
-``reviewflow models list`` read the registry there, but it is read-only to reviewflow
-(no locks, no appends, no renames on object storage). Train and promote on a local data
-root, then upload ``versions/<version>/`` first and ``champion.json`` last
-(docs/scaling-out.md).
+``root`` may be an ``ObjectPath`` (``s3://bucket/prefix/models``): retraining, promotion
+and rollback work there as on a folder, with the same guarantees, by other means (no
+renames, appends or lock files there: ``tasks.training.registry_files``). Changing it
+takes the run state's pointer lock (``Registry(root, state)``): with a state URL, one
+lock for every host.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
 import secrets
-import shutil
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,28 +49,34 @@ from tasks.layout import (
     POINTER_LOCK_FILE,
     PROFILE_FILE,
     RETRAIN_LOCK_FILE,
-    STAGING_FOLDER,
     VERSIONS_FOLDER,
 )
-from tasks.storage.local import LockHeldError, _fsync_dir, exclusive_lock, write_json_atomic
-from tasks.storage.objects import ObjectPath, is_remote
+from tasks.storage.local import write_json_atomic
+from tasks.storage.objects import ObjectPath, is_remote, local_copy
 from tasks.training.events import CHAMPION_EVENTS, HistoryEvent, VersionStatus
-
-# How long a change waits for another to finish: they take milliseconds, so a lock held
-# this long belongs to a process that is stuck (stopped, or paused in a debugger).
-POINTER_LOCK_WAIT_SECONDS = 60
+from tasks.training.registry_files import (
+    VERSION_NAME,
+    LocalFiles,
+    ObjectFiles,
+    checked_version,
+    registry_files,
+    waiting_for,
+)
 
 
 @dataclass(frozen=True)
 class Registry:
     root: Path | ObjectPath
+    # The run state (tasks.state.backend.RunState) whose pointer lock guards a registry on
+    # object storage; a local registry locks its own folder and needs none.
+    state: object | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def files(self) -> LocalFiles | ObjectFiles:
+        return registry_files(self.root, self.state)
 
     def _writable(self) -> None:
-        if is_remote(self.root):
-            raise RegistryError(
-                f"the registry at {self.root} is on object storage, where reviewflow only reads"
-                " it: train and promote with a local data root, then upload versions/<version>/"
-                " and, last, champion.json (docs/scaling-out.md)")
+        self.files.check_writable()
 
     @property
     def versions(self) -> Path:
@@ -81,7 +84,8 @@ class Registry:
 
     @property
     def staging(self) -> Path:
-        return self.root / STAGING_FOLDER
+        """Where versions are written before ``publish``: always a local folder."""
+        return self.files.staging
 
     @property
     def pointer(self) -> Path:
@@ -99,31 +103,19 @@ class Registry:
     def pointer_lock(self) -> Path:
         return self.root / POINTER_LOCK_FILE
 
-    @contextlib.contextmanager
-    def _pointer_locked(self) -> Iterator[None]:
+    def _pointer_locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the pointer lock (waiting up to ``POINTER_LOCK_WAIT_SECONDS`` for it)."""
         self._writable()
-        deadline = None
-        with contextlib.ExitStack() as held:
-            while True:
-                try:
-                    held.enter_context(exclusive_lock(self.pointer_lock))
-                    break
-                except LockHeldError as exc:
-                    if deadline is None:
-                        failpoint("registry:pointer-busy")
-                        deadline = time.monotonic() + POINTER_LOCK_WAIT_SECONDS
-                    elif time.monotonic() >= deadline:
-                        raise RegistryError(
-                            f"the champion pointer is being changed by another command and "
-                            f"has been for {POINTER_LOCK_WAIT_SECONDS} s ({exc}); nothing was "
-                            f"changed. If that process is stuck, end it, then run this again"
-                        ) from exc
-                    time.sleep(0.05)
-            yield
+        return waiting_for(self.files.pointer_lock)
 
     def model_path(self, version: str) -> Path:
-        return self.versions / _checked_version(version) / MODEL_FILE
+        return self.versions / checked_version(version) / MODEL_FILE
+
+    def local_model(self, version: str) -> Path:
+        """The version's model as a local file (Keras loads only those): itself, or a
+        copy kept in the temp folder (a published version never changes)."""
+        path = self.model_path(version)
+        return local_copy(path, version, MODEL_FILE) if is_remote(path) else path
 
     # ---------------------------------------------------------------- versions
     def new_version(self) -> str:
@@ -143,7 +135,7 @@ class Registry:
         drawn from ``metrics["history"]``). The version is published separately."""
         from tasks.training.plots import plot_training_curves  # matplotlib: only when training
 
-        folder = self.staging / _checked_version(version)
+        folder = self.staging / checked_version(version)
         plot_training_curves(metrics["history"], folder / CURVES_FILE, f"reviewflow {version}")
         (folder / PROFILE_FILE).write_text(json.dumps(profile, indent=2))
         (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
@@ -151,27 +143,19 @@ class Registry:
         return folder
 
     def publish(self, version: str) -> Path:
-        """Move a whole staged version into ``versions/``."""
+        """Make a whole staged version visible in ``versions/``."""
         self._writable()
-        self.versions.mkdir(parents=True, exist_ok=True)
-        final = self.versions / version
-        os.replace(self.staging / version, final)
-        _fsync_dir(self.versions)
-        return final
+        return self.files.publish(version)
 
     def clean_staging(self) -> list[str]:
         """Remove versions left half-written by a crashed run; returns their names."""
-        if not self.staging.exists():
-            return []
-        removed = sorted(p.name for p in self.staging.iterdir())
-        shutil.rmtree(self.staging, ignore_errors=True)
-        return removed
+        return self.files.clean_staging()
 
     def exists(self, version: str) -> bool:
         return self.model_path(version).exists()
 
     def read_version(self, version: str) -> dict:
-        folder = self.versions / _checked_version(version)
+        folder = self.versions / checked_version(version)
         info = {"version": version}
         for name, file in (("metrics", METRICS_FILE), ("decision", DECISION_FILE)):
             path = folder / file
@@ -181,7 +165,7 @@ class Registry:
 
     def read_profile(self, version: str) -> dict | None:
         """The version's reference profile, or None when it was trained without one."""
-        path = self.versions / _checked_version(version) / PROFILE_FILE
+        path = self.versions / checked_version(version) / PROFILE_FILE
         if not path.exists():
             return None
         return json.loads(path.read_text(encoding="utf-8"))
@@ -189,40 +173,41 @@ class Registry:
     def latest_version(self) -> str | None:
         """The most recently trained published version, by metrics.json ``trained_at``
         (then by name: new_version() names sort by time, operators may name others)."""
-        if not self.versions.exists():
-            return None
-        names = [p.name for p in self.versions.iterdir()
-                 if p.is_dir() and _VERSION_NAME.fullmatch(p.name)]
+        names = self._version_names()
         trained = {name: self.read_version(name).get("metrics", {}).get("trained_at") or ""
                    for name in names}
         return max(names, key=lambda name: (trained[name], name)) if names else None
 
     def list_versions(self) -> list[dict]:
         """Every published version, oldest first, with its status."""
-        if not self.versions.exists():
+        names = self._version_names()
+        if not names:
             return []
         pointer, _ = self._read_pointer()  # a list still works while the pointer is broken
         current = pointer["version"] if pointer else None
         former = {e["version"] for e in self.read_history() if e.get("event") in CHAMPION_EVENTS}
         rows = []
-        for folder in sorted(p for p in self.versions.iterdir()
-                             if p.is_dir() and _VERSION_NAME.fullmatch(p.name)):
-            info = self.read_version(folder.name)
+        for name in names:
+            info = self.read_version(name)
             decision = info.get("decision", {})
-            if folder.name == current:
+            if name == current:
                 status = VersionStatus.CHAMPION
-            elif folder.name in former:
+            elif name in former:
                 status = VersionStatus.FORMER_CHAMPION
             else:
                 status = (VersionStatus.NOT_PROMOTED if decision.get("champion_changed") else
                           VersionStatus.REJECTED if decision.get("promote") is False
                           else VersionStatus.CANDIDATE)
             metrics = info.get("metrics", {})
-            rows.append({"version": folder.name, "status": status,
+            rows.append({"version": name, "status": status,
                          "accuracy": metrics.get("validation", {}).get("accuracy"),
                          "trained_at": metrics.get("trained_at"),
                          "decision": decision.get("reason")})
         return rows
+
+    def _version_names(self) -> list[str]:
+        return sorted(name for name in self.files.version_names()
+                      if VERSION_NAME.fullmatch(name))
 
     # ---------------------------------------------------------------- champion
     def _read_pointer(self) -> tuple[dict | None, str | None]:
@@ -387,11 +372,18 @@ class Registry:
     def _write_pointer(self, version: str, reason: str, event: str, previous: list[str],
                        old: dict | None, **record) -> dict:
         """Replace champion.json and append the change to the history; the caller holds
-        the pointer lock."""
+        the pointer lock. Each change has an id in both, so a change whose history event
+        a kill cut off (between the two writes) is recorded by the next, from ``old``."""
+        if old and old.get("change") and all(e.get("change") != old["change"]
+                                              for e in self.read_history()):
+            self._append_history({"at": old["since"], "event": old["event"], "recorded_late":
+                                  True, **{k: old.get(k) for k in ("version", "reason", "change")}})
+        change = secrets.token_hex(6)
         pointer = {"version": version, "since": _now(), "reason": reason, "event": event,
-                   "previous": previous}
+                   "previous": previous, "change": change}
         write_json_atomic(self.pointer, pointer)
-        self._append_history({"event": event, "version": version,
+        failpoint("registry:pointer-written")
+        self._append_history({"event": event, "version": version, "change": change,
                               "replaced": old["version"] if old else None, "reason": reason,
                               **record})
         return pointer
@@ -402,18 +394,11 @@ class Registry:
             self._append_history(entry)
 
     def _append_history(self, entry: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"at": _now(), **entry}, sort_keys=True, default=str)
-        with open(self.history, "a", encoding="utf-8") as stream:
-            stream.write(line + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+        self.files.append_event(json.dumps({"at": _now(), **entry}, sort_keys=True, default=str))
 
     def read_history(self) -> list[dict]:
-        if not self.history.exists():
-            return []
         entries = []
-        for line in self.history.read_text(encoding="utf-8").splitlines():
+        for line in self.files.event_lines():
             try:
                 entries.append(json.loads(line))
             except ValueError:
@@ -421,23 +406,20 @@ class Registry:
         return entries
 
 
-# What new_version() makes, and any plain name an operator may give a version folder.
-_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-_SHARD_SUFFIX = re.compile(r"-s\d{4}$")
+@contextlib.contextmanager
+def open_registry(layout, state_url: str | None) -> Iterator[Registry]:
+    """The data root's registry; on object storage with the run state open for its
+    pointer lock (``open_state``: PostgreSQL at ``state_url``, else the state folder)."""
+    if not is_remote(layout.models):
+        yield Registry(layout.models)
+        return
+    from tasks.state.backend import open_state
 
-
-def _checked_version(version: str) -> str:
-    """``version`` if it names a folder inside versions/, else RegistryError: a version
-    comes from the command line or champion.json, and must never be a path."""
-    if not _VERSION_NAME.fullmatch(version) or ".." in version:
-        raise RegistryError(f"{version!r} is not a version name (letters, digits, '_', '.',"
-                            f" '-'; no paths); see `reviewflow models list`")
-    if _SHARD_SUFFIX.search(version):
-        # Part names put "-s0003" after the version for shard 3: version "V-s0003" would
-        # name the same part as shard 3 of version "V" (tasks.state.inbox.part_name).
-        raise RegistryError(f"{version!r} is not a version name: a name may not end in '-s' "
-                            f"and four digits, which scored part names use for shards")
-    return version
+    state = open_state(state_url, layout)
+    try:
+        yield Registry(layout.models, state)
+    finally:
+        state.close()
 
 
 def _now() -> str:

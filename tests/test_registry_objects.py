@@ -138,8 +138,12 @@ def test_a_retraining_on_s3_promotes_a_whole_version_that_the_next_scoring_run_u
     history = s3.registry.read_history()
     assert history[-1]["event"] == "promoted" and history[-1]["version"] == new
     assert history[-1]["replaced"] == before
+    # The same data again: nothing new to learn, recorded (under the pointer lock).
+    again = retrain_model(data_dir=s3.root, architecture="ngram", epochs=5)
+    assert again.get("nothing_new") and again["latest_version"] == new
+    assert s3.registry.read_history()[-1]["event"] == "nothing new to learn"
     events = objects_under(s3.fs, f"{s3.root}/models/{HISTORY_EVENTS_FOLDER}")
-    assert len(events) == 1
+    assert len(events) == 2
 
     # Rollback and promotion by hand, through the command line; each one more event.
     main(["models", "rollback", "--reason", "back", "--data-dir", s3.root])
@@ -150,8 +154,8 @@ def test_a_retraining_on_s3_promotes_a_whole_version_that_the_next_scoring_run_u
     listed = capsys.readouterr().out
     assert f"* {new}  champion" in listed and f"  {before}  former champion" in listed
     assert [(e["event"], e["version"]) for e in s3.registry.read_history()[-3:]] == [
-        ("promoted", new), ("rollback", before), ("manual promotion", new)]
-    assert len(objects_under(s3.fs, f"{s3.root}/models/{HISTORY_EVENTS_FOLDER}")) == 3
+        ("nothing new to learn", new), ("rollback", before), ("manual promotion", new)]
+    assert len(objects_under(s3.fs, f"{s3.root}/models/{HISTORY_EVENTS_FOLDER}")) == 4
 
     # A scoring run (another host's: nothing of this one's is needed) uses the champion.
     s3.fs.put_file(str(SAMPLES / "incoming" / "new-reviews.csv"),

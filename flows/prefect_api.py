@@ -235,11 +235,13 @@ def _free_port() -> int:
 
 
 def check_api(url: str, wait_seconds: float = API_WAIT_SECONDS) -> None:
-    """Raise ``APIUnreachableError`` unless something answers HTTP at ``url``.
+    """Raise ``APIUnreachableError`` unless something answers HTTP at ``url``, and
+    ``APIRefusedError`` if it answers 401 to this process's credentials.
 
-    Any HTTP answer counts, 401 and 404 included: Prefect Cloud wants credentials for
-    its health route, and whether the API works is for Prefect's client to say. Only
-    no answer at all (refused, timed out, unknown host) within ``wait_seconds`` fails.
+    Any answer of the health route counts, 401 and 404 included: Prefect Cloud wants
+    credentials for its health route, and whether the API works is for Prefect's client
+    to say. Only no answer at all (refused, timed out, unknown host) within
+    ``wait_seconds`` fails. Then ``check_credentials``.
     """
     import httpx
 
@@ -248,6 +250,7 @@ def check_api(url: str, wait_seconds: float = API_WAIT_SECONDS) -> None:
     while True:
         try:
             httpx.get(health, timeout=5.0)
+            check_credentials(url)
             return
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
@@ -258,3 +261,41 @@ def check_api(url: str, wait_seconds: float = API_WAIT_SECONDS) -> None:
                 f"(`make server`), or unset PREFECT_API_URL and this command starts a "
                 f"temporary one of its own.")
         time.sleep(0.5)
+
+
+class APIRefusedError(APIUnreachableError):
+    """The Prefect API answers, but 401 to this process's PREFECT_API_AUTH_STRING."""
+
+
+def check_credentials(url: str) -> None:
+    """Raise ``APIRefusedError`` if ``url`` answers 401 to the request Prefect's client
+    makes first (``/admin/version``, its API version check), sent with the header that
+    client sends (``PREFECT_API_AUTH_STRING`` as basic auth, else ``PREFECT_API_KEY``).
+
+    A server with ``PREFECT_SERVER_API_AUTH_STRING`` leaves its health route open, so a
+    missing or wrong string passes ``check_api``'s probe; without this check the first
+    flow would end in Prefect's traceback of that 401. Any other answer is left to
+    Prefect's client.
+    """
+    import base64
+
+    import httpx
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
+
+    auth_string, api_key = PREFECT_API_AUTH_STRING.value(), PREFECT_API_KEY.value()
+    headers = {}
+    if auth_string:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth_string.encode()).decode()
+    elif api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    answer = httpx.get(url.rstrip("/") + "/admin/version", headers=headers, timeout=10.0)
+    if answer.status_code != 401:
+        return
+    given = ("PREFECT_API_AUTH_STRING is not the server's" if auth_string
+             else "PREFECT_API_KEY was refused" if api_key
+             else "PREFECT_API_AUTH_STRING is not set")
+    raise APIRefusedError(
+        f"the Prefect API at {url} (PREFECT_API_URL) answered 401 Unauthorized: it asks for "
+        f"a password and {given}; nothing was read or moved. Export "
+        "PREFECT_API_AUTH_STRING=user:password, the server's PREFECT_SERVER_API_AUTH_STRING "
+        "(deployments/README.md).")

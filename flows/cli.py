@@ -212,10 +212,13 @@ def _init(args) -> None:
 def _require_root(args) -> None:
     """A mistyped --data-dir must not grow a whole empty tree and then report 'no champion'."""
     from tasks.errors import DataRootMissingError
+    from tasks.storage.objects import check_reachable
 
     settings = _settings(args)
     root = settings.layout.root
-    if isinstance(root, Path) and not root.is_dir():
+    if not isinstance(root, Path):  # unreachable: one line, exit 1
+        check_reachable(root)
+    elif not root.is_dir():
         raise DataRootMissingError(
             f"no data root at {root}; check --data-dir / REVIEWFLOW_DATA_DIR, or create one "
             f"with `reviewflow init {root}`")

@@ -79,3 +79,10 @@ class StateUnavailableError(ReviewflowError):
     password) and says what to do. Exit 1: the environment stopped the run."""
 
     exit_code = 1
+
+
+class StorageUnavailableError(ReviewflowError):
+    """The object store of an ``s3://`` (or other URL) data root cannot be reached; the
+    message names it and says what to check. Exit 1: the environment stopped the run."""
+
+    exit_code = 1

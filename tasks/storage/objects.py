@@ -268,6 +268,33 @@ def local_copy(source: ObjectPath, *name: str) -> Path:
     return local
 
 
+def check_reachable(root: ObjectPath) -> None:
+    """One request to ``root``'s store; ``StorageUnavailableError`` in one line if the
+    store cannot be reached (no connection, a timeout), so a command says that at once
+    instead of a traceback from deep inside a run."""
+    from tasks.errors import StorageUnavailableError
+
+    try:
+        root.exists()
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        raise StorageUnavailableError(
+            f"cannot reach the object store of {root}: {exc}. Check the endpoint "
+            "(REVIEWFLOW_STORAGE_OPTIONS endpoint_url, or AWS_ENDPOINT_URL), the network "
+            "and the credentials, then run again") from None
+
+
+def _unreachable(exc: BaseException) -> bool:
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import NoCredentialsError
+    except ImportError:  # a store without botocore: its own errors stay as they are
+        return isinstance(exc, (ConnectionError, TimeoutError))
+    return isinstance(exc, (BotoConnectionError, NoCredentialsError, ConnectionError,
+                            TimeoutError))
+
+
 def _mtime(info: dict) -> float:
     for key in ("LastModified", "last_modified", "mtime", "updated", "created"):
         value = info.get(key)

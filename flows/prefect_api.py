@@ -241,7 +241,7 @@ def check_api(url: str, wait_seconds: float = API_WAIT_SECONDS) -> None:
     Any answer of the health route counts, 401 and 404 included: Prefect Cloud wants
     credentials for its health route, and whether the API works is for Prefect's client
     to say. Only no answer at all (refused, timed out, unknown host) within
-    ``wait_seconds`` fails. Then ``check_credentials``.
+    ``wait_seconds`` fails. Then ``check_credentials`` and ``check_ready``.
     """
     import httpx
 
@@ -251,6 +251,7 @@ def check_api(url: str, wait_seconds: float = API_WAIT_SECONDS) -> None:
         try:
             httpx.get(health, timeout=5.0)
             check_credentials(url)
+            check_ready(url)
             return
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
@@ -299,3 +300,21 @@ def check_credentials(url: str) -> None:
         f"a password and {given}; nothing was read or moved. Export "
         "PREFECT_API_AUTH_STRING=user:password, the server's PREFECT_SERVER_API_AUTH_STRING "
         "(deployments/README.md).")
+
+
+def check_ready(url: str) -> None:
+    """Raise ``APIUnreachableError`` if the server says it is not ready: Prefect's
+    ``/ready`` answers 503 when the server cannot reach its own database (PostgreSQL
+    down), while ``/health`` still answers 200. Without this check the first flow would
+    end in Prefect's traceback of a 500. Any other answer (a server without the route)
+    is left to Prefect's client."""
+    import httpx
+
+    answer = httpx.get(url.rstrip("/") + "/ready", timeout=10.0)
+    if answer.status_code != 503:
+        return
+    raise APIUnreachableError(
+        f"the Prefect API at {url} (PREFECT_API_URL) answers, but is not ready (503 from "
+        "/ready): the server cannot reach its database (PREFECT_API_DATABASE_CONNECTION_URL "
+        "on the server's host); nothing was read or moved. Start that database, or look in "
+        "the server's log, then run again.")

@@ -8,6 +8,8 @@ Prefect's client asks first, with the same header, and the command stops with on
 ``reviewflow:`` line and exit 4 before anything is read or moved; with the right
 string the same command runs.
 
+The same for a server whose own database (PostgreSQL) is down: ``/ready`` answers 503.
+
 A real ``prefect server start`` with ``PREFECT_SERVER_API_AUTH_STRING``
 (tests/prefect_server.py) and real ``reviewflow score`` and ``retrain`` processes.
 """
@@ -71,3 +73,38 @@ def test_a_wrong_or_missing_prefect_auth_string_is_one_line_and_exit_4(
         server.stop()
     assert len(scored_parts(scoring_root)) == 1
     print(wrong, missing, sep="\n")
+
+
+def test_a_prefect_server_whose_database_is_down_is_one_line_and_exit_4(
+        scoring_root, subprocess_env, tmp_path):
+    """Prefect's server on PostgreSQL, that PostgreSQL stopped: ``/health`` still answers,
+    ``/ready`` answers 503 (Prefect's readiness check), and the command says so in one
+    line instead of Prefect's traceback of a 500 from the first flow."""
+    import shutil
+
+    from tests import postgres
+
+    if (why := postgres.available()) is not None:
+        pytest.skip(why)
+    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
+    cluster = postgres.temporary_cluster()
+    try:
+        database = cluster.create_database("prefect").replace(
+            "postgresql://", "postgresql+asyncpg://", 1)
+        (tmp_path / "server-files").mkdir()
+        server = PrefectServer(tmp_path / "server-files", database_url=database,
+                               auth_string=AUTH)
+        try:
+            server.start()
+            cluster.stop()
+            env = dict(subprocess_env, PREFECT_API_URL=server.api_url,
+                       PREFECT_API_AUTH_STRING=AUTH, REVIEWFLOW_SETTLE_SECONDS="0")
+            line = the_line(run(env, "score", "--data-dir", str(scoring_root)), 4)
+        finally:
+            server.stop()
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.folder, ignore_errors=True)
+    assert "not ready (503 from /ready)" in line and "its database" in line, line
+    assert not scored_parts(scoring_root) and (scoring_root / "incoming" / "a.csv").exists()
+    print(line)

@@ -1,7 +1,7 @@
 """A real ``prefect server start`` and other long-running Prefect processes for tests.
 
-Shared by the stack smoke test (``test_prefect_stack.py``) and the deployment end-to-end
-test (``test_deployments_e2e.py``). Every process runs in a session of its own, with an
+Shared by the stack smoke test (``test_prefect_stack.py``) and the end-to-end
+tests (``test_multi_host_e2e.py``, ``test_prefect_auth.py``). Every process runs in a session of its own, with an
 explicit environment (nothing from the caller's Prefect or reviewflow settings leaks in)
 that carries a marker; ``Processes.stop_all`` stops the process groups (TERM, then KILL)
 and then kills any process still carrying the marker (workers start flow runs in

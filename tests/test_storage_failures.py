@@ -65,6 +65,15 @@ def test_a_wrong_database_password_is_one_line_and_exit_1(pg_cluster, scoring_ro
                {**subprocess_env, "REVIEWFLOW_STATE_URL": wrong})
     assert done.returncode == 1, done.stderr[-3000:]
     line = one_line(done)
-    assert "password authentication failed" in line
+    assert "refused the login" in line and "password authentication failed" in line
     assert "not-the-password" not in done.stdout + done.stderr
     assert (scoring_root / "incoming" / "a.csv").exists()  # nothing moved
+
+
+def test_a_missing_bucket_is_one_line_and_exit_1(s3_endpoint, subprocess_env, tmp_path):
+    env = {**subprocess_env, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "REVIEWFLOW_STATE_DIR": str(tmp_path / "state"),
+           "REVIEWFLOW_STORAGE_OPTIONS": json.dumps({"endpoint_url": s3_endpoint})}
+    done = run(["score", "--data-dir", "s3://no-such-bucket-here/team"], env)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "the bucket s3://no-such-bucket-here of the data root" in one_line(done)

@@ -155,9 +155,12 @@ class PostgresState:
                                    keepalives_interval=KEEPALIVE_INTERVAL_S,
                                    keepalives_count=KEEPALIVE_COUNT)
         except psycopg.Error as exc:
+            refused = "password authentication failed" in str(exc)
             raise StateUnavailableError(
-                f"the state database {self._where} cannot be reached "
-                f"({_scrub(str(exc), self.url)}): start PostgreSQL there or correct "
+                f"the state database {self._where} "
+                f"{'refused the login' if refused else 'cannot be reached'} "
+                f"({_scrub(str(exc), self.url)}): "
+                f"{'correct the password of' if refused else 'start PostgreSQL there or correct'} "
                 "REVIEWFLOW_STATE_URL (the password comes from the URL, PGPASSWORD or "
                 "~/.pgpass), then run again; nothing was read or moved") from None
 

@@ -269,13 +269,22 @@ def local_copy(source: ObjectPath, *name: str) -> Path:
 
 
 def check_reachable(root: ObjectPath) -> None:
-    """One request to ``root``'s store; ``StorageUnavailableError`` in one line if the
-    store cannot be reached (no connection, a timeout), so a command says that at once
-    instead of a traceback from deep inside a run."""
+    """A request to ``root``'s store (two when nothing is under ``root`` yet);
+    ``StorageUnavailableError`` in one line if the store cannot be reached (no
+    connection, a timeout) or the bucket does not exist, so a command says that at once
+    instead of a traceback from deep inside a run, or "no champion model"."""
     from tasks.errors import StorageUnavailableError
 
     try:
-        root.exists()
+        bucket = ObjectPath(f"{root.protocol}://{root.url.split('://', 1)[1].split('/')[0]}",
+                            root.storage_options)
+        if root.protocol in OBJECT_STORES and not root.exists() and not bucket.exists():
+            raise StorageUnavailableError(
+                f"the bucket {bucket} of the data root {root} does not exist, or these "
+                "credentials cannot see it: create it, or correct --data-dir / "
+                "REVIEWFLOW_DATA_DIR and the credentials, then run again")
+    except StorageUnavailableError:
+        raise
     except Exception as exc:
         if not _unreachable(exc):
             raise

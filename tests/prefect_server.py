@@ -1,9 +1,9 @@
 """A real ``prefect server start`` and other long-running Prefect processes for tests.
 
-Shared by the stack smoke test (``test_prefect_stack.py``) and the end-to-end
-tests (``test_multi_host_e2e.py``, ``test_prefect_auth.py``). Every process runs in a session of its own, with an
-explicit environment (nothing from the caller's Prefect or reviewflow settings leaks in)
-that carries a marker; ``Processes.stop_all`` stops the process groups (TERM, then KILL)
+Shared by the stack smoke test (``test_prefect_stack.py``) and the end-to-end tests
+(``test_deployments_e2e.py``, ``test_multi_host_e2e.py``, ``test_prefect_auth.py``).
+Every process runs in a session of its own, with an explicit environment (nothing
+from the caller's Prefect or reviewflow settings leaks in) that carries a marker; ``Processes.stop_all`` stops the process groups (TERM, then KILL)
 and then kills any process still carrying the marker (workers start flow runs in
 sessions of their own), so nothing outlives a test, also when it fails.
 """

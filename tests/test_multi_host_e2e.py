@@ -50,6 +50,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import psycopg
 import pytest
@@ -57,7 +58,7 @@ import pytest
 from tasks.storage.objects import as_location
 from tasks.training.registry import Registry
 from tests import netns, postgres
-from tests.helpers import good_rows, quarantined_rows, scored_rows
+from tests.helpers import good_rows, quarantined_rows, scored_rows, scored_sql
 from tests.prefect_server import PREFECT, PROJECT, PrefectServer, scheduler_errors
 
 SAMPLES = PROJECT / "data" / "samples"
@@ -321,6 +322,9 @@ def test_an_operator_deployment_on_three_hosts_trains_promotes_and_scores(tmp_pa
         later_ids = {row["review_id"] for row in later if row["text"]}
         assert by_model.get(second) == later_ids
         assert len(by_model.get(first, ())) == 120 and set(by_model) == {first, second}
+        count, distinct = duckdb.sql(f"SELECT count(*), count(DISTINCT review_id) FROM "
+                                     f"{scored_sql(local)}").fetchall()[0]
+        assert count == distinct == 120 + len(later_ids)  # DuckDB reads the same
         history = registry.read_history()
         promoted = [(e["version"], e["replaced"]) for e in history if e["event"] == "promoted"]
         assert promoted == [(first, None), (second, first)]

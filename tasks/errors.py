@@ -5,11 +5,13 @@ as one line, exiting with ``exit_code``; anything else is a bug and keeps its
 traceback. The messages say what happened and what to do.
 
 Exit codes: 0 done; 1 stopped by the environment (disk full, unwritable folder, the state
-database down or unreachable: run again once fixed) or an unexpected failure; 2 nothing to work with or a wrong
-request (no champion, no labeled data, no data root, a registry problem); 3 another
-retraining holds the registry; 4 no Prefect API (the server PREFECT_API_URL names does not
-answer, or, with it unset, the temporary server this command starts did not answer in
-time: flows/prefect_api.py).
+database down, unreachable or refusing the login, the object store unreachable or its
+bucket missing: run again once fixed) or an unexpected failure; 2 nothing to work with or
+a wrong request (no champion, no labeled data, no data root, a registry problem); 3
+another retraining holds the registry; 4 no usable Prefect API (the server PREFECT_API_URL
+names does not answer, answers 401 to PREFECT_API_AUTH_STRING, or 503 from /ready because
+its own database is down; or, with it unset, the temporary server this command starts did
+not answer in time: flows/prefect_api.py).
 """
 
 from __future__ import annotations

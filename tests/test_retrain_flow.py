@@ -122,9 +122,12 @@ def test_one_class_labels_never_promote_a_constant_model(labeled_root):
 def test_promote_rollback_and_list(labeled_root, capsys):
     registry = Registry(labeled_root / "models")
     first = registry.champion_version()
+    # Rejected by a gain it cannot reach: retraining is seeded, not bit for bit repeatable
+    # (CPU threads may sum in another order on a busy host), so "the same data again" could
+    # score one gate row better and be promoted (seen once in a full run).
     second = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,
-                           force=True)["version"]
-    assert registry.read_version(second)["decision"]["promote"] is False  # same data: rejected
+                           force=True, min_delta=0.99)["version"]
+    assert registry.read_version(second)["decision"]["promote"] is False
     root = ["--data-dir", str(labeled_root)]
     with pytest.raises(SystemExit) as stopped:  # a rejected version needs --force
         main(["models", *root, "promote", second, "--reason", "reviewed by hand"])

@@ -210,6 +210,26 @@ class PrefectServer:
         return SyncPrefectClient(self.api_url, auth_string=self.auth_string)
 
 
+def runs_of(client, deployment) -> list:
+    """The flow runs of ``deployment``, through a client of ``PrefectServer.client``."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    return client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+
+
+def wait_for_upcoming_runs(server: PrefectServer, client, deployments, timeout: float = 60
+                           ) -> None:
+    """Until the scheduler has filled in upcoming auto-scheduled runs for each deployment
+    (it does within seconds of a deploy)."""
+    deadline = time.monotonic() + timeout
+    while not all(any(run.auto_scheduled and run.state_type.value == "SCHEDULED"
+                      for run in runs_of(client, deployment)) for deployment in deployments):
+        assert time.monotonic() < deadline, (
+            f"no upcoming auto-scheduled runs:\n{server.processes.tail('server')}")
+        time.sleep(1)
+
+
 def scheduler_errors(server_log: str) -> list[str]:
     """Lines of a server log that show the scheduler failing.
 

@@ -32,7 +32,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import scored_rows
-from tests.prefect_server import PREFECT, PROJECT, PrefectServer, scheduler_errors
+from tests.prefect_server import (
+    PREFECT,
+    PROJECT,
+    PrefectServer,
+    runs_of,
+    scheduler_errors,
+    wait_for_upcoming_runs,
+)
 
 SAMPLES = PROJECT / "data" / "samples"
 POOLS = {"reviewflow-scoring": "score-reviews/scheduled",
@@ -76,13 +83,6 @@ def run_and_wait(server: PrefectServer, name: str):
     assert state.is_completed(), (
         f"{name} ended {state.type}: {state.message}\n{server.processes.tails()}")
     return flow_run
-
-
-def runs_of(client, deployment) -> list:
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-
-    return client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
 
 
 def wait_for_completed_auto_scheduled_run(server: PrefectServer, deployment):
@@ -133,14 +133,7 @@ def test_yaml_deployments_run_on_schedule_on_process_workers(tmp_path):
             assert [s.schedule.interval.total_seconds() for s in scoring.schedules] == [900]
             assert [s.schedule.cron for s in training.schedules] == ["30 2 * * *"]
             assert training.global_concurrency_limit.limit == 1
-            # The scheduler fills in upcoming runs for both within seconds of the deploy.
-            deadline = time.monotonic() + 60
-            while not all(any(run.auto_scheduled and run.state_type.value == "SCHEDULED"
-                              for run in runs_of(client, deployment))
-                          for deployment in (scoring, training)):
-                assert time.monotonic() < deadline, (
-                    f"no upcoming auto-scheduled runs:\n{server.processes.tail('server')}")
-                time.sleep(1)
+            wait_for_upcoming_runs(server, client, (scoring, training))
 
         copy_samples("labeled", data / "labeled")
         retrain_run = run_and_wait(server, "retrain-model/nightly")

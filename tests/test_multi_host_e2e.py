@@ -59,7 +59,14 @@ from tasks.storage.objects import as_location
 from tasks.training.registry import Registry
 from tests import netns, postgres
 from tests.helpers import good_rows, quarantined_rows, scored_rows, scored_sql
-from tests.prefect_server import PREFECT, PROJECT, PrefectServer, scheduler_errors
+from tests.prefect_server import (
+    PREFECT,
+    PROJECT,
+    PrefectServer,
+    runs_of,
+    scheduler_errors,
+    wait_for_upcoming_runs,
+)
 
 SAMPLES = PROJECT / "data" / "samples"
 AUTH = "operator:e2e-secret-4K"
@@ -121,13 +128,6 @@ def hosts_and_servers(tmp_path: Path):
         stack.callback(moto.stop)
         host, port = moto.get_host_and_port()
         yield net, address, cluster, f"http://{host}:{port}"
-
-
-def runs_of(client, deployment) -> list:
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-
-    return client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
 
 
 def wait_for_runs(server: PrefectServer, deployment: str, count: int, since: float,
@@ -260,14 +260,7 @@ def test_an_operator_deployment_on_three_hosts_trains_promotes_and_scores(tmp_pa
                 assert training.global_concurrency_limit.limit == 1
                 assert scoring.pull_steps == [{"prefect.deployments.steps.set_working_directory":
                                                {"directory": str(PROJECT)}}]
-                # The scheduler fills in upcoming runs for both within seconds of the deploy.
-                deadline = time.monotonic() + 60
-                while not all(any(run.auto_scheduled and run.state_type.value == "SCHEDULED"
-                                  for run in runs_of(client, deployment))
-                              for deployment in (scoring, training)):
-                    assert time.monotonic() < deadline, (
-                        f"no upcoming auto-scheduled runs:\n{server.processes.tail('server')}")
-                    time.sleep(1)
+                wait_for_upcoming_runs(server, client, (scoring, training))
                 # No champion yet: the quarter-hourly scoring waits for the first one (a
                 # run at :00, :15, :30 or :45 would fail with "no champion model").
                 quarterly = (scoring.id, scoring.schedules[0].id)

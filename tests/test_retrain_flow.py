@@ -123,8 +123,8 @@ def test_promote_rollback_and_list(labeled_root, capsys):
     registry = Registry(labeled_root / "models")
     first = registry.champion_version()
     # Rejected by a gain it cannot reach: retraining is seeded, not bit for bit repeatable
-    # (CPU threads may sum in another order on a busy host), so "the same data again" could
-    # score one gate row better and be promoted (seen once in a full run).
+    # (CPU threads may sum in another order on a busy host), so "the same data again" can
+    # score one gate row better and be promoted.
     second = retrain_model(data_dir=str(labeled_root), architecture="seed", epochs=10,
                            force=True, min_delta=0.99)["version"]
     assert registry.read_version(second)["decision"]["promote"] is False

@@ -95,7 +95,7 @@ class SQLiteState:
         self._ledger: Ledger | None = None
         self.locks = locks
         self.retrain_lock_file = retrain_lock
-        self.pointer_lock_file = pointer_lock or locks / "champion.lock"
+        self.pointer_lock_file = pointer_lock or locks / ".champion.lock"  # POINTER_LOCK_FILE
 
     @property
     def ledger(self) -> Ledger:

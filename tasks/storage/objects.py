@@ -275,16 +275,10 @@ def check_reachable(root: ObjectPath) -> None:
     instead of a traceback from deep inside a run, or "no champion model"."""
     from tasks.errors import StorageUnavailableError
 
+    bucket = ObjectPath(f"{root.protocol}://{root.url.split('://', 1)[1].split('/')[0]}",
+                        root.storage_options)
     try:
-        bucket = ObjectPath(f"{root.protocol}://{root.url.split('://', 1)[1].split('/')[0]}",
-                            root.storage_options)
-        if root.protocol in OBJECT_STORES and not root.exists() and not bucket.exists():
-            raise StorageUnavailableError(
-                f"the bucket {bucket} of the data root {root} does not exist, or these "
-                "credentials cannot see it: create it, or correct --data-dir / "
-                "REVIEWFLOW_DATA_DIR and the credentials, then run again")
-    except StorageUnavailableError:
-        raise
+        found = root.protocol not in OBJECT_STORES or root.exists() or bucket.exists()
     except Exception as exc:
         if not _unreachable(exc):
             raise
@@ -292,6 +286,11 @@ def check_reachable(root: ObjectPath) -> None:
             f"cannot reach the object store of {root}: {exc}. Check the endpoint "
             "(REVIEWFLOW_STORAGE_OPTIONS endpoint_url, or AWS_ENDPOINT_URL), the network "
             "and the credentials, then run again") from None
+    if not found:
+        raise StorageUnavailableError(
+            f"the bucket {bucket} of the data root {root} does not exist, or these "
+            "credentials cannot see it: create it, or correct --data-dir / "
+            "REVIEWFLOW_DATA_DIR and the credentials, then run again")
 
 
 def _unreachable(exc: BaseException) -> bool:

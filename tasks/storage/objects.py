@@ -5,6 +5,8 @@
 ``read_text``, ``unlink``, ...), implemented with fsspec. Code written against that
 interface works on a local ``Path`` and on an ``ObjectPath`` alike; where the two must
 differ (renames, fsync, locks), ``tasks.storage.local`` branches on ``is_remote``.
+``scan`` lists a folder of either kind with each child's type, size and time, from the
+listing itself (``Entry``).
 
 An ``ObjectPath`` holds only its URL and the fsspec storage options, so it pickles to
 Dask workers, which open their own connection (fsspec caches one per set of options).
@@ -20,8 +22,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat as stat_mode
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from typing import Any
@@ -49,6 +54,55 @@ def as_location(value: str | os.PathLike, storage_options: dict[str, Any] | None
 
 def is_remote(path: Path | ObjectPath) -> bool:
     return isinstance(path, ObjectPath)
+
+
+class EntryKind(StrEnum):
+    FILE = "file"
+    FOLDER = "folder"  # a local folder, or a key prefix with objects under it
+    LINK = "link"      # local only: object stores have no links
+    OTHER = "other"    # local only: a FIFO, a socket, a device
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A child of a folder as its listing described it: its type, size and modification
+    time need no further request."""
+
+    path: Path | ObjectPath
+    kind: EntryKind
+    size: int
+    mtime: float
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def scan(folder: Path | ObjectPath) -> list[Entry]:
+    """The children of ``folder`` with their type, size and time, in no order: one
+    ``os.scandir`` (and an ``lstat`` per child, links not followed) locally, the
+    listing's own answers on object storage (``ObjectPath.scan``). A missing folder is
+    empty; a child gone between the listing and its ``lstat`` is left out."""
+    if isinstance(folder, ObjectPath):
+        return folder.scan()
+    try:
+        with os.scandir(folder) as children:
+            return [entry for child in children if (entry := local_entry(child)) is not None]
+    except FileNotFoundError:
+        return []
+
+
+def local_entry(child: os.DirEntry) -> Entry | None:
+    """The ``Entry`` of a local ``os.scandir`` child (its ``lstat``), or None if it is gone."""
+    try:
+        info = child.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    mode = info.st_mode
+    kind = (EntryKind.LINK if stat_mode.S_ISLNK(mode) else EntryKind.FOLDER
+            if stat_mode.S_ISDIR(mode) else EntryKind.FILE if stat_mode.S_ISREG(mode)
+            else EntryKind.OTHER)
+    return Entry(Path(child.path), kind, info.st_size, info.st_mtime)
 
 
 class ObjectPath:
@@ -180,12 +234,35 @@ class ObjectPath:
         return (str(value).strip('"') if value else None), int(info.get("size") or 0)
 
     def iterdir(self):
-        fs = self._fresh()
-        base = self.url.split("://", 1)[1]
-        for entry in fs.ls(self.url, detail=False):
-            name = str(entry).split("://", 1)[-1].rstrip("/")
-            if name != base:  # some stores list the folder itself
-                yield ObjectPath(f"{self.protocol}://{name}", self.storage_options)
+        for entry in sorted(self.scan(), key=lambda e: e.name):
+            yield entry.path
+
+    def scan(self) -> list[Entry]:
+        """The objects and sub-prefixes right under this prefix, with what the listing
+        says of each (size, last-modified time): one request per 1,000 children on S3
+        (``ls`` with details, paginated by s3fs), none per child."""
+        try:
+            listed = self._fresh().ls(self.url, detail=True)
+        except FileNotFoundError:
+            return []
+        return [entry for info in listed if (entry := self._entry(info))]
+
+    def scan_tree(self) -> list[Entry]:
+        """Every object below this prefix, at any depth, with what the listing says of
+        it: one request per 1,000 objects on S3 (``find``: a listing without delimiter)."""
+        found = self._fresh().find(self.url, detail=True)
+        return [entry for info in found.values()
+                if (entry := self._entry(info))]
+
+    def _entry(self, info: dict) -> Entry | None:
+        """The ``Entry`` of one listed child; None for this path itself (some stores list
+        the folder in it) or anything not below it."""
+        key = str(info["name"]).split("://", 1)[-1].rstrip("/")
+        if not key.startswith(self.url.split("://", 1)[1] + "/"):
+            return None
+        kind = EntryKind.FOLDER if info.get("type") == "directory" else EntryKind.FILE
+        return Entry(ObjectPath(f"{self.protocol}://{key}", self.storage_options), kind,
+                     int(info.get("size") or 0), _mtime(info))
 
     def glob(self, pattern: str):
         fs = self._fresh()

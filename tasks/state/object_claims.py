@@ -106,7 +106,7 @@ def _copy_if_match(source: ObjectPath, target: ObjectPath, etag: str, size: int)
     bucket, key = _split(source)
     target_bucket, target_key = _split(target)
     if size > SINGLE_COPY_BYTES:
-        fs.copy(source.url, target.url)
+        fs.cp_file(source.url, target.url)  # in parts; ``copy`` would expand a glob
         copied = target.etag()
     else:
         try:

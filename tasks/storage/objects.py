@@ -8,6 +8,13 @@ differ (renames, fsync, locks), ``tasks.storage.local`` branches on ``is_remote`
 ``scan`` lists a folder of either kind with each child's type, size and time, from the
 listing itself (``Entry``).
 
+A key is taken literally: ``[``, ``]``, ``*`` and ``?`` are ordinary characters in an
+object's name (``good[1].csv``), while fsspec's ``copy``, ``rm``, ``cat``, ``get``,
+``put`` and ``glob`` read them as a pattern. Only the single-object calls (``info``,
+``cp_file``, ``rm_file``, ``cat_file``, ``cat_ranges``, ``pipe_file``, ``get_file``,
+``put_file``, ``open``) and listings (``ls``, ``find``) take a key here; a pattern
+(``glob``) is matched against listed names, never sent to fsspec.
+
 An ``ObjectPath`` holds only its URL and the fsspec storage options, so it pickles to
 Dask workers, which open their own connection (fsspec caches one per set of options).
 
@@ -27,6 +34,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from typing import Any
@@ -265,19 +273,29 @@ class ObjectPath:
                      int(info.get("size") or 0), _mtime(info))
 
     def glob(self, pattern: str):
-        fs = self._fresh()
-        for found in sorted(fs.glob(f"{self.url}/{pattern}")):
-            yield ObjectPath(f"{self.protocol}://{str(found).split('://', 1)[-1]}",
-                             self.storage_options)
+        """What lies below this prefix and matches ``pattern`` one ``/``-separated level
+        at a time (``*``, ``?`` and ``[...]`` within a level, as ``fnmatch``): each level
+        is a listing of the folders the one before matched. This path's own key is never
+        a pattern, whatever it holds (a root under ``team[1]/``)."""
+        levels = pattern.split("/")
+        if "**" in levels:
+            raise ValueError(f"{pattern!r}: ObjectPath.glob matches one level at a time; "
+                             "use rglob for any depth")
+        matched = [self]
+        for depth, level in enumerate(levels):
+            last = depth == len(levels) - 1
+            matched = [entry.path for folder in matched for entry in folder.scan()
+                       if fnmatchcase(entry.name, level)
+                       and (last or entry.kind is EntryKind.FOLDER)]
+        yield from sorted(matched)
 
     def rglob(self, pattern: str):
         """Every object below this prefix whose name matches ``pattern``."""
-        fs = self._fresh()
-        base = self.url.split("://", 1)[1].rstrip("/") + "/"
-        for found in sorted(fs.find(self.url)):
-            key = str(found).split("://", 1)[-1]
-            if key.startswith(base) and PurePosixPath(key).match(pattern):
-                yield ObjectPath(f"{self.protocol}://{key}", self.storage_options)
+        base = self.url.split("://", 1)[1] + "/"
+        for entry in sorted(self.scan_tree(), key=lambda e: e.path.url):
+            key = entry.path.url.split("://", 1)[1]
+            if PurePosixPath(key[len(base):]).match(pattern):
+                yield entry.path
 
     # ------------------------------------------------------------------ content
     def open(self, mode: str = "rb", **kwargs):
@@ -318,11 +336,28 @@ def replace(source: ObjectPath, target: ObjectPath) -> None:
     fs = source.fs
     with contextlib.suppress(Exception):
         fs.invalidate_cache(source.parent.url)
-    fs.copy(source.url, target.url)
+    fs.cp_file(source.url, target.url)  # one object: ``copy`` would expand a glob
     fs.rm_file(source.url)
     with contextlib.suppress(Exception):
         fs.invalidate_cache(target.parent.url)
         fs.invalidate_cache(source.parent.url)
+
+
+def read_all(paths: list[ObjectPath]) -> list[bytes]:
+    """The bytes of each object, in order, fetched concurrently; each key taken
+    literally (fsspec's ``cat`` of a list expands the keys as globs)."""
+    if not paths:
+        return []
+    return paths[0].fs.cat_ranges([p.url for p in paths], None, None, on_error="raise")
+
+
+def remove_tree(prefix: ObjectPath) -> None:
+    """Delete every object under ``prefix``, each by its own key (fsspec's recursive
+    ``rm`` expands a key holding ``[``, ``*`` or ``?`` as a glob)."""
+    fs = prefix.fs
+    for entry in prefix.scan_tree():
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(entry.path.url)
 
 
 def download(source: ObjectPath, target: Path) -> Path:

@@ -28,6 +28,8 @@ figures as ``benchmarks/results.json``:
 11. ``shared_state``: 1, 2 and 4 ``reviewflow score`` processes on one inbox of small
     files and one of large files, their state in SQLite and in PostgreSQL: files/s,
     reviews/s and the share of time in state operations (``benchmarks/shared_state.py``).
+12. ``object_listing``: ``list_inbox`` on an s3 inbox of 10,000 small objects on moto's
+    S3 server: seconds and requests (``benchmarks/sections/object_listing.py``).
 
 Targets that are missed are printed and marked in the report; they do not fail the
 run. A section that raises is reported as failed and the others still run (exit code 1).
@@ -72,6 +74,7 @@ from benchmarks.sections import (
     gpu,
     languages,
     memory,
+    object_listing,
     orchestration,
     profile,
     shared_state,
@@ -83,11 +86,11 @@ from benchmarks.sections import (
 SECTION_MODULES: dict[str, ModuleType] = {
     "accuracy": accuracy, "throughput": throughput, "memory": memory, "validation": validation,
     "orchestration": orchestration, "gpu": gpu, "profile": profile, "dask": dask, "cli": cli,
-    "languages": languages, "shared_state": shared_state,
+    "languages": languages, "shared_state": shared_state, "object_listing": object_listing,
 }
 SECTIONS = tuple(SECTION_MODULES)
 # Sections that need no shared data; every other one needs IMDB_PARQUET.
-WITHOUT_SHARED_DATA = ("orchestration", "gpu", "cli", "shared_state")
+WITHOUT_SHARED_DATA = ("orchestration", "gpu", "cli", "shared_state", "object_listing")
 
 
 def run_section(name: str, bench: Bench) -> dict:

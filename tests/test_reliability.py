@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -93,31 +94,44 @@ def test_two_runs_at_once_score_each_file_once(scoring_root, subprocess_env, cle
     assert_same_result(scoring_root, clean_result)
 
 
-class ListedBeforeAnotherRunMovedIt:
-    """An inbox folder as a run sees it when another run archives or quarantines one of
-    its entries between the listing (``iterdir``) and the look at that entry: the
+class Listing(list):
+    """What ``os.scandir`` returned, as a list that is also its context manager."""
+
+    def __enter__(self):
+        return iter(self)
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+
+def moved_after_the_listing(monkeypatch, gone) -> None:
+    """The inbox as a run sees it when another run archives or quarantines ``gone``
+    between the listing (``os.scandir``) and the look at that entry (its ``lstat``): the
     window two runs at once hit when one starts while the other is already archiving."""
+    scandir = os.scandir
 
-    def __init__(self, folder, gone):
-        self.folder, self.gone = folder, gone
-
-    def exists(self) -> bool:
-        return True
-
-    def iterdir(self):
-        return iter([*self.folder.iterdir(), self.folder / self.gone])
+    def listed_then_moved(folder):
+        with scandir(folder) as entries:
+            listed = Listing(entries)
+        if os.fspath(folder) == os.fspath(gone.parent):
+            gone.unlink()
+        return listed
+    monkeypatch.setattr(os, "scandir", listed_then_moved)
 
 
 @pytest.mark.parametrize("gone", ["batch-9.csv", "notes.txt"])
-def test_a_file_another_run_moved_after_the_listing_is_left_to_it(data_dir, gone):
+def test_a_file_another_run_moved_after_the_listing_is_left_to_it(data_dir, gone, monkeypatch):
     """Neither scored, nor quarantined as unsupported (the move would fail and stop the
     run): another run has it."""
     from tasks.state.inbox import list_inbox
 
     make_inbox(data_dir, files=1)
-    inbox = list_inbox(ListedBeforeAnotherRunMovedIt(data_dir / "incoming", gone), 0)
+    (data_dir / "incoming" / gone).write_text("review_id,text\n1,moved\n")
+    moved_after_the_listing(monkeypatch, data_dir / "incoming" / gone)
+    inbox = list_inbox(data_dir / "incoming", 0)
     assert [p.name for p in inbox.ready] == ["batch-0.csv"]
     assert inbox.settling == [] and inbox.unsupported == []
+    assert not (data_dir / "incoming" / gone).exists()  # the window was taken
 
 
 def test_unwritable_output_fails_clearly_and_keeps_inputs(scoring_root, subprocess_env):

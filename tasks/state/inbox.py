@@ -20,6 +20,7 @@ from tasks.state.object_claims import (
     supports_claims,
 )
 from tasks.storage.local import Location, readable_name
+from tasks.storage.objects import Entry, EntryKind, local_entry, scan
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Inbox:
         return note
 
 
-def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) -> Inbox:
+def list_inbox(incoming: Location, settle_seconds: float, now: float | None = None) -> Inbox:
     """Sort the inbox's entries by what the run does with them.
 
     Names starting with a dot are uploads in progress (write ``.name.tmp``, then rename)
@@ -46,61 +47,65 @@ def list_inbox(incoming: Path, settle_seconds: float, now: float | None = None) 
     being written and waits for the next run. Symbolic links and files of
     unknown type are reported as unsupported; sub-folders are left alone; the caller quarantines them.
 
-    ``incoming`` may be an ``ObjectPath``: objects are listed with their last-modified
-    time (an upload is visible only once complete), and key prefixes count as sub-folders.
+    Each entry is sorted by what the listing said of it (``scan``: type, size, time), with
+    no request or ``stat`` of its own. ``incoming`` may be an ``ObjectPath``: objects are
+    listed with their last-modified time (an upload is visible only once complete), and
+    key prefixes count as sub-folders; the listing costs one request per 1,000 objects.
     """
     now = time.time() if now is None else now
     inbox = Inbox()
-    if not incoming.exists():
-        return inbox
     # Files claimed by a run that died (or that found them changed) come first: they
     # have waited longest. One still claimed by a live run is skipped by its lock.
-    for entry in [*claimed_files(incoming), *sorted(incoming.iterdir())]:
-        if entry.name.startswith(".") and entry.parent.name != CLAIMS_FOLDER:
+    # An entry listed, then claimed, archived or quarantined by another run scoring the
+    # same inbox is that run's (they run at once: docs/what-happens-when.md).
+    for entry in [*claimed_entries(incoming), *sorted(scan(incoming), key=lambda e: e.name)]:
+        path = entry.path
+        if entry.name.startswith(".") and path.parent.name != CLAIMS_FOLDER:
             continue
-        try:
-            if entry.is_dir() and not entry.is_symlink():
-                continue
-            if entry.is_symlink():
-                inbox.unsupported.append(entry)
-            elif not entry.is_file() or detect_format(entry) is None:
-                entry.stat()  # raises if the entry is gone (see below) rather than odd
-                inbox.unsupported.append(entry)
-            elif now - entry.stat().st_mtime < settle_seconds:
-                inbox.settling.append(entry)
-            else:
-                inbox.ready.append(entry)
-        except FileNotFoundError:
-            # Listed, then claimed, archived or quarantined by another run scoring the same
-            # inbox (they run at once: docs/what-happens-when.md). That run has it.
+        if entry.kind is EntryKind.FOLDER:
             continue
+        if entry.kind is not EntryKind.FILE or detect_format(path) is None:
+            inbox.unsupported.append(path)
+        elif now - entry.mtime < settle_seconds:
+            inbox.settling.append(path)
+        else:
+            inbox.ready.append(path)
     return inbox
 
 
 def claimed_files(incoming: Location) -> list[Location]:
     """The files in ``incoming/.claimed/<token>/``: left by runs that died, or held by
     live runs (whose content lock tells them apart)."""
+    return [entry.path for entry in claimed_entries(incoming)]
+
+
+def claimed_entries(incoming: Location) -> list[Entry]:
+    """``claimed_files`` with what their listing said of each (``Entry``)."""
     if isinstance(incoming, Path):
         return leftover_claims(incoming)
     return leftover_object_claims(incoming) if supports_claims(incoming) else []
 
 
-def leftover_claims(incoming: Path) -> list[Path]:
+def leftover_claims(incoming: Path) -> list[Entry]:
     """What runs that died left in ``incoming/.claimed/``, listed without following a
     link: a token folder that is a link, or a link inside a token folder, is returned
     as itself (an unsupported entry, quarantined as the link), never its target's
     files. ``.claimed`` itself being a link is refused (``LinkedFolderError``)."""
     claims = incoming / CLAIMS_FOLDER
     check_inside(incoming, claims)
-    found: list[Path] = []
+    found: list[Entry] = []
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for token in sorted(os.scandir(claims), key=lambda e: e.name):
-            if not token.is_dir(follow_symlinks=False):
-                found.append(Path(token.path))  # a link or a stray file: never entered
+            if (entry := local_entry(token)) is None:
+                continue
+            if entry.kind is not EntryKind.FOLDER:
+                found.append(entry)  # a link or a stray file: never entered
                 continue
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                found += sorted(Path(e.path) for e in os.scandir(token.path)
-                                if not e.name.startswith("."))
+                found += sorted((e for child in os.scandir(token.path)
+                                 if not child.name.startswith(".")
+                                 and (e := local_entry(child)) is not None),
+                                key=lambda e: e.name)
     return found
 
 

@@ -43,7 +43,7 @@ from tasks.layout import (
     VERSIONS_FOLDER,
 )
 from tasks.storage.local import LockHeldError, _fsync_dir, exclusive_lock
-from tasks.storage.objects import ObjectPath, is_remote
+from tasks.storage.objects import ObjectPath, is_remote, read_all, remove_tree
 
 # What new_version() makes, and any plain name an operator may give a version folder.
 VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -154,7 +154,7 @@ class ObjectFiles:
         for file in files:
             if file.name == MODEL_FILE:
                 failpoint("registry:record-copied")
-            fs.copy((remote / file.name).url, (final / file.name).url)
+            fs.cp_file((remote / file.name).url, (final / file.name).url)
         failpoint("registry:model-copied")
         _remove_prefix(remote)
         shutil.rmtree(local, ignore_errors=True)
@@ -188,12 +188,7 @@ class ObjectFiles:
         legacy = self.root / HISTORY_FILE
         lines = legacy.read_text(encoding="utf-8").splitlines() if legacy.exists() else []
         events = self.root / HISTORY_EVENTS_FOLDER
-        urls = sorted(p.url for p in events.glob("*.json"))
-        if urls:
-            # Fetched concurrently; fsspec keys the answers by path without the protocol.
-            found = {key.split("://")[-1]: data for key, data in self.root.fs.cat(urls).items()}
-            lines += [found[url.split("://", 1)[1]].decode("utf-8") for url in urls]
-        return lines
+        return lines + [data.decode("utf-8") for data in read_all(list(events.glob("*.json")))]
 
 
 # How long a change waits for another to finish: they take milliseconds, so a lock held
@@ -229,6 +224,5 @@ def registry_files(root: Path | ObjectPath, state=None) -> LocalFiles | ObjectFi
 
 
 def _remove_prefix(prefix: ObjectPath) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        prefix.fs.rm(prefix.url, recursive=True)
+    remove_tree(prefix)
 

@@ -16,6 +16,7 @@ help:
 	@echo "make bench   run the benchmarks and rewrite BENCHMARKS.md"
 	@echo "make bench-quick  a smoke run of every section, reported under benchmarks/.work/"
 	@echo "make lint    ruff"
+	@echo "make clean-data  empty the data root's runtime folders (DATA=data): inbox, labeled, scored, quarantine, models, state, archive, monitoring"
 	@echo "make postgres  a throwaway local PostgreSQL for REVIEWFLOW_STATE_URL (data in .postgres/)"
 	@echo "make server  Prefect's server (PostgreSQL if PREFECT_API_DATABASE_CONNECTION_URL names one; beyond 127.0.0.1 only with PREFECT_SERVER_API_AUTH_STRING); deployments/README.md"
 
@@ -65,8 +66,17 @@ lock:
 postgres: install
 	$(BIN)/python -m tests.postgres $(CURDIR)/.postgres
 
+# What runs and users put in the data root (DATA, default data/): its folders are
+# DataLayout.data_folders() and the default state folder, its file the state marker
+# (tasks/layout.py); tests/test_layout.py checks these lists against it and .gitignore.
+DATA ?= data
+DATA_FOLDERS := incoming labeled unlabeled scored quarantine models state archive monitoring
+DATA_FILES := .reviewflow-state.json
 clean-data:
-	find data/incoming data/labeled data/scored data/quarantine data/models data/state data/archive -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	@for folder in $(addprefix $(DATA)/,$(DATA_FOLDERS)); do \
+	  if [ -d "$$folder" ]; then find "$$folder" -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +; fi; \
+	done
+	rm -f $(addprefix $(DATA)/,$(DATA_FILES))
 
 # ---- operator targets (deployments) ----
 # Scheduled runs under a local Prefect server with process workers (deployments/README.md).

@@ -31,8 +31,9 @@ PROJECT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = Path(__file__).with_name("prefect.yaml")
 SERVED_SUFFIX = "-served"
 
+# TensorFlow's log level is left to tasks.model (tasks/native_logs.py, quiet_by_default),
+# in the flow runs' own processes.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def data_dir_from_env() -> Path:

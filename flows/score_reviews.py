@@ -1,6 +1,7 @@
 """Flow ``score-reviews``: score every new file in ``incoming/`` with the champion model.
 
-The steps, each in its own module:
+The steps, each in its own module (none on a registry that never had a champion: the
+run ends Completed with a WARNING, the inbox untouched):
 
 1. list the inbox (``tasks.state.inbox``); quarantine what is no review file;
 2. for each ready file (``flows.score_queue.FileQueue``, a few files ahead): claim it by
@@ -31,7 +32,7 @@ from flows.common import environment_settings, settings_from
 from flows.drift import DriftWatch, thresholds
 from flows.score_queue import FileQueue, api_for_workers, task_runner_for
 from flows.score_report import Progress, ScoreSummary, publish_summary
-from tasks.errors import GPURequiredError
+from tasks.errors import GPURequiredError, NoChampionError
 from tasks.layout import DataLayout, day_of
 from tasks.outcomes import FileOutcome, FileStatus
 from tasks.reading import describe_supported
@@ -81,6 +82,8 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
     # SQLite ledger would write through) and a state database that is down each stop the
     # run in one line.
     settings.layout.check_contained(day_of(datetime.now(UTC)))
+    if (waiting := _before_first_champion(settings, logger)) is not None:
+        return waiting
     state = TimedState(open_state(settings.state_url, settings.layout))
     try:
         return _score_reviews(settings, state, logger)
@@ -133,6 +136,29 @@ def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
                 or "Dask workers"
     summary.seconds = time.perf_counter() - clock
     summary.state_seconds = getattr(ledger, "seconds", 0.0)
+    publish_summary(summary)
+    return summary.as_dict()
+
+
+def _before_first_champion(settings: Settings, logger) -> dict | None:
+    """The summary of a run on a registry that never had a champion (a new deployment
+    whose first retraining has not run): a WARNING, nothing read or moved, and the run
+    ends Completed, since every scheduled run until then is expected to find the same.
+    None when there is a champion; a champion lost (``RegistryError``) fails the run."""
+    try:
+        Registry(settings.layout.models).champion_version()
+        return None
+    except NoChampionError:
+        pass
+    incoming = settings.layout.incoming
+    inbox = list_inbox(incoming, settings.settle_seconds)
+    waiting = len(inbox.ready) + len(inbox.settling) + len(inbox.unsupported)
+    summary = ScoreSummary(model_version=None, device="", task_runner=settings.task_runner)
+    summary.files_settling = len(inbox.settling)
+    summary.inbox_note = (f"no champion yet: nothing scored; {waiting} files wait in {incoming} "
+                          f"({inbox.note(settings.settle_seconds)}) for a first model: "
+                          "`reviewflow retrain` or the retrain-model deployment")
+    logger.warning(summary.inbox_note)
     publish_summary(summary)
     return summary.as_dict()
 

@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
+from tasks.native_logs import quiet_by_default
+
 # The shell's convention for a command a signal stopped: 128 + the signal's number.
 INTERRUPTED_EXIT = 128 + signal.SIGINT
 
@@ -88,7 +90,7 @@ def quiet_defaults(verbose: bool) -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbose else "3")
+    quiet_by_default(verbose)
 
 
 class _ReportedByTheCommand(logging.Filter):

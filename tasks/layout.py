@@ -247,13 +247,20 @@ class DataLayout(BaseModel):
     def state_id_file(self) -> Path:
         return self.state / STATE_ID_FILE
 
+    def data_folders(self) -> list[Path]:
+        """The folders directly under the root whose contents runs and users put there
+        (the state folder apart: it may live elsewhere). ``make clean-data`` empties
+        these, and git ignores their contents; tests/test_layout.py holds the Makefile
+        and .gitignore to this list."""
+        return [self.incoming, self.labeled, self.unlabeled, self.scored, self.quarantine,
+                self.models, self.archive, self.monitoring]
+
     def ensure(self) -> DataLayout:
         """Create every folder of the contract that does not exist yet; refuse a root
         whose folders are links (``check_contained``)."""
         self.check_contained()
         state = [] if self.state_in_database and self.state_root is None else [self.state]
-        for folder in (self.incoming, self.labeled, self.unlabeled, self.scored, self.quarantine,
-                       self.models, *state, self.archive, self.monitoring):
+        for folder in (*self.data_folders(), *state):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 

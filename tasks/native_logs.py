@@ -13,7 +13,12 @@ block runs (the import): file descriptor 2 goes through a pipe whose reader thre
 passes every line on at once, except absl-format lines (``I0000 …``, ``W0000 …``)
 below the level and absl's preamble line when the level hides warnings. Python's own
 stderr goes through the same pipe meanwhile, so nothing else is held back or
-reordered. With the level at 0 (or unset) nothing is filtered.
+reordered. With the level at 0 nothing is filtered.
+
+``quiet_by_default()`` sets the level every process that loads TensorFlow gets when
+the user set none (``QUIET_LEVEL``): ``tasks.model.backend`` calls it before the import,
+so the ``reviewflow`` command, a worker's flow run, a Dask worker and
+``deployments/serve.py``'s runs all get it, whoever started them.
 """
 
 from __future__ import annotations
@@ -26,10 +31,23 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# TensorFlow's C++ log level where the user set none: FATAL lines only. Below it, a host
+# without a GPU prints the CUDA probe's ERROR ("failed call to cuInit") in every process
+# that looks for a device; the flows log the device they score on instead.
+QUIET_LEVEL = 3
+# What `reviewflow --verbose` shows: TensorFlow's errors too.
+VERBOSE_LEVEL = 2
+
 # absl's line prefix: severity letter, month and day (0000 before logging is set up).
 _ABSL_LINE = re.compile(rb"^([IWEF])\d{4} ")
 _ABSL_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called"
 _SEVERITY = {b"I": 0, b"W": 1, b"E": 2, b"F": 3}
+
+
+def quiet_by_default(verbose: bool = False) -> None:
+    """Set ``TF_CPP_MIN_LOG_LEVEL`` to ``QUIET_LEVEL`` (``VERBOSE_LEVEL`` with ``verbose``)
+    unless the user set it: before TensorFlow loads, since it reads the level once."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(VERBOSE_LEVEL if verbose else QUIET_LEVEL))
 
 
 def min_log_level() -> int:

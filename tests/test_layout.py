@@ -7,10 +7,13 @@ archived inputs, locks).
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import PROJECT
 
 from tasks.layout import (
     CHAMPION_FILE,
@@ -18,6 +21,7 @@ from tasks.layout import (
     METRICS_FILE,
     MODEL_FILE,
     PROFILE_FILE,
+    STATE_MARKER_FILE,
     DataLayout,
     day_of,
     is_part_of,
@@ -89,3 +93,49 @@ def test_the_registry_uses_the_contract_names(tmp_path):
     assert (MODEL_FILE, METRICS_FILE, DECISION_FILE, PROFILE_FILE) == (
         "model.keras", "metrics.json", "decision.json", "profile.json")
     assert isinstance(registry.versions, Path)
+
+
+def runtime_folders(layout: DataLayout) -> list[Path]:
+    """The folders runs and users fill in a data root: its data folders and the default
+    state folder."""
+    return [*layout.data_folders(), layout.state]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_clean_data_empties_every_folder_runs_fill(tmp_path):
+    """After `make clean-data`, `reviewflow monitor` must not report a model that is gone:
+    every folder of the contract is emptied, its .gitkeep kept, and nothing else."""
+    root = tmp_path / "data"
+    layout = DataLayout(root=root).ensure()
+    for folder in runtime_folders(layout):
+        (folder / ".gitkeep").touch()
+        (folder / "run_date=2026-03-01").mkdir()
+        (folder / "run_date=2026-03-01" / "part.parquet").write_bytes(b"x")
+        (folder / "loose.json").write_text("{}")
+    layout.state_marker.write_text("{}")
+    (root / "samples").mkdir()
+    (root / "samples" / "keep.csv").write_text("review_id,text\n")
+    done = subprocess.run(["make", "-s", "clean-data", f"DATA={root}"], cwd=PROJECT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for folder in runtime_folders(layout):
+        assert [p.name for p in folder.iterdir()] == [".gitkeep"], folder
+    assert not layout.state_marker.exists()
+    assert (root / "samples" / "keep.csv").exists()
+
+
+def test_git_ignores_what_runs_write_under_data_but_keeps_the_folders():
+    if subprocess.run(["git", "rev-parse"], cwd=PROJECT, capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    layout = DataLayout(root=Path("data"))
+
+    def ignored(path: Path) -> bool:
+        return subprocess.run(["git", "check-ignore", "--no-index", "-q", str(path)],
+                              cwd=PROJECT).returncode == 0
+
+    assert layout.state_marker.name == STATE_MARKER_FILE
+    assert ignored(layout.state_marker)
+    for folder in runtime_folders(layout):
+        assert ignored(folder / "run_date=2026-03-01" / "part.parquet"), folder
+        assert not ignored(folder / ".gitkeep"), folder
+        assert (PROJECT / folder / ".gitkeep").exists(), folder  # a fresh clone has it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -53,3 +54,35 @@ def test_the_filter_passes_everything_else_in_order_and_restores_stderr(level):
         inside = [line for line in inside if not is_hidden(line, int(level))]
     # After the block nothing is filtered: the INFO line written then stays.
     assert done.stderr.split(b"\n") == [b"before", *inside, INFO, b"after", b""]
+
+
+# What a process that no `reviewflow` command started runs: a Prefect worker's flow run
+# (`python -m prefect.engine` loads the deployment's entry point and calls the flow), a
+# Dask worker placing its first shard (``here()`` asks TensorFlow for the device).
+WORKER_STARTS = {
+    "flow run": "from prefect.flows import load_flow_from_entrypoint\n"
+                "flow = load_flow_from_entrypoint('flows/score_reviews.py:score_reviews')\n"
+                "print(flow(data_dir={root!r}, settle_seconds=0)['rows_scored'])\n",
+    "dask worker": "from tasks.scoring.workers import here\nprint(here()['device'])\n",
+}
+CUDA_PROBE = (b"cuInit", b"cuda drivers", b"CUDA error", b"E0000", b"absl::InitializeLog")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start", sorted(WORKER_STARTS))
+def test_a_process_a_worker_starts_prints_no_cuda_probe(start, scoring_root, tmp_path):
+    """Started without the command's defaults and without TF_CPP_MIN_LOG_LEVEL, as a
+    worker's environment has it: on a host without a GPU (this one), TensorFlow's CUDA
+    probe would print "failed call to cuInit" when the device is looked up."""
+    (scoring_root / "incoming" / "a.csv").write_text("review_id,text\n1,A fine film.\n")
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k != "TF_CPP_MIN_LOG_LEVEL" and not k.startswith(("REVIEWFLOW_", "PREFECT_API"))}
+    env.update(PREFECT_HOME=str(home), PREFECT_LOGGING_LEVEL="INFO", PYTHONPATH=str(PROJECT))
+    done = subprocess.run([sys.executable, "-c", WORKER_STARTS[start].format(root=str(scoring_root))],
+                          cwd=PROJECT, capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] in (b"1", b"CPU") or done.stdout.startswith(b"GPU")
+    for probe in CUDA_PROBE:
+        assert probe not in done.stderr, done.stderr[-3000:]

@@ -148,7 +148,7 @@ def test_unsupported_entries_are_quarantined_and_recent_files_wait(scoring_root,
     write_csv(inbox / "fresh.csv", good_rows("n", 2))
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=3600)
     assert summary["files_settling"] == 1 and (inbox / "fresh.csv").exists()
-    why = "0 files ready; 1 left for the next run (modified in the last 3600 s)"
+    why = "0 files ready, 2 not review files; 1 left for the next run (modified in the last 3600 s)"
     assert summary["inbox"] == why
     assert any(r.levelname == "WARNING" and r.getMessage() == why for r in caplog.records)
     from prefect.artifacts import Artifact
@@ -157,6 +157,45 @@ def test_unsupported_entries_are_quarantined_and_recent_files_wait(scoring_root,
     assert set(quarantined_files(scoring_root)) == {"notes.txt", "link.csv"}
     assert outside.exists()  # the link was moved, never what it points to
     assert summary["rows_scored"] == 0
+
+
+def test_every_file_quarantined_whole_is_a_warning_and_the_counts_agree(scoring_root,
+                                                                       tmp_path, caplog):
+    """Each way a whole file is quarantined (not a review file, a link, unreadable, not
+    one row parsed, runs died on it) logs one WARNING naming it and why, and the
+    summary counts what the inbox held, review files or not."""
+    from prefect.artifacts import Artifact
+
+    from tasks.layout import CLAIM_ATTEMPTS_FILE, CLAIMS_FOLDER
+
+    inbox = scoring_root / "incoming"
+    (inbox / "notes.txt").write_text("not reviews")
+    os.symlink(write_csv(tmp_path / "outside.csv", good_rows("o", 2)), inbox / "link.csv")
+    (inbox / "empty.csv").write_bytes(b"")
+    (inbox / "broken.jsonl").write_text("{not json\n[1, 2\n")
+    write_csv(inbox / "good.csv", good_rows("g", 4))
+    dead = inbox / CLAIMS_FOLDER / "0123456789ab"
+    dead.mkdir(parents=True)
+    write_csv(dead / "dead.csv", good_rows("d", 2))
+    (dead / CLAIM_ATTEMPTS_FILE).write_text("3\n")
+    summary = score(scoring_root)
+
+    quarantined = quarantined_files(scoring_root)
+    assert set(quarantined) == {"notes.txt", "link.csv", "empty.csv", "broken.jsonl", "dead.csv"}
+    warned = {r.getMessage().split(":", 1)[0].removeprefix("quarantined "): r.getMessage()
+              for r in caplog.records
+              if r.levelname == "WARNING" and r.getMessage().startswith("quarantined ")}
+    assert set(warned) == set(quarantined), warned
+    for name, message in warned.items():
+        assert message == f"quarantined {name}: {quarantined[name]['reason']}"
+    assert "not a supported review file" in warned["notes.txt"]
+    assert "symbolic link" in warned["link.csv"] and "3 runs died" in warned["dead.csv"]
+    note = "4 files ready, 2 not review files"
+    assert summary["inbox"] == note
+    assert summary["files_quarantined"] == len(quarantined) == 5
+    assert summary["files_scored"] == 1 and summary["rows_scored"] == 4
+    assert f"| inbox | {note} |" in Artifact.get("score-summary").data
+    assert f"| files_quarantined | {len(quarantined)} |" in Artifact.get("score-summary").data
 
 
 def test_no_champion_says_how_to_train_one(data_dir, capsys):

@@ -2,16 +2,16 @@
 
 TensorFlow's libraries log while they load, ignoring ``TF_CPP_MIN_LOG_LEVEL`` unless
 filtered (``tasks/native_logs.py``); importing them here, and only here, keeps that
-filter on every path that loads them through ``tasks.model``.
+filter and the quiet default level (``quiet_by_default``) on every path that loads them
+through ``tasks.model``, in whatever process: a host without a GPU prints no CUDA probe
+line.
 """
 
 from __future__ import annotations
 
-import os
+from tasks.native_logs import native_log_filter, quiet_by_default
 
-from tasks.native_logs import native_log_filter
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_by_default()
 
 with native_log_filter():
     import keras

@@ -13,7 +13,8 @@ code imports from ``tasks.reading`` itself: ``iter_review_batches`` (the entry p
 - ``schema``: what every reader yields (``NORMALIZED_SCHEMA``), reports and raises.
 - ``request``: ``ReadRequest``, what a format's reader is given.
 - ``columns``: ``ColumnMapping`` and how a file's columns are found by name.
-- ``encodings``: which encoding a text file is read in.
+- ``encodings``: which encoding a text file is read in, and the records holding bytes
+  it cannot decode (a few are rejected rows; more make the file unreadable).
 - ``streams``: opening files, gzip, the decompressed-size and record-length limits.
 - ``normalize``: labels, Unicode, row numbers and batch sizes of what readers parsed.
 - one module per format: ``delimited`` (CSV, TSV) with ``careful`` (its line-by-line
@@ -28,6 +29,8 @@ from tasks.reading.delimited import tsv_is_quoted
 from tasks.reading.encodings import (
     KOREAN_MAX_UNUSUAL,
     KOREAN_MIN_HANGUL,
+    MAX_UNDECODABLE_RECORDS,
+    MAX_UNDECODABLE_SHARE,
     MIN_DETECT_BYTES,
     resolve_encoding,
 )
@@ -62,6 +65,8 @@ __all__ = [
     "KOREAN_MAX_UNUSUAL",
     "KOREAN_MIN_HANGUL",
     "MAX_RAW_CHARS",
+    "MAX_UNDECODABLE_RECORDS",
+    "MAX_UNDECODABLE_SHARE",
     "MIN_DETECT_BYTES",
     "NORMALIZED_SCHEMA",
     "RECORD_ESCAPE_FACTOR",

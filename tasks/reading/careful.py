@@ -6,7 +6,9 @@ did not yield. Each bad record becomes one rejected row that keeps its raw lines
 names them in ``read_error``: a record with the wrong number of fields, a line the
 strict parser rejects, a quote that never closes (only the line it opened on is
 rejected; the lines after it are read again as rows), a line too long for any record
-to hold a scorable text. ``ReadReport.careful`` says why the path was taken.
+to hold a scorable text, a record holding bytes the file's encoding cannot decode
+(shown as ``\\xff``, counted in ``ReadReport.undecodable``). ``ReadReport.careful`` says
+why the path was taken.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from tasks.reading.columns import ColumnMapping, _Columns
+from tasks.reading.encodings import has_undecodable, shown, undecodable_reason
 from tasks.reading.normalize import _normalize
 from tasks.reading.request import ReadRequest
 from tasks.reading.streams import MAX_RAW_CHARS, _bounded_lines, _LongLine, _open_text, _too_long
@@ -76,10 +79,11 @@ class _Record:
     fields: list[str] | None  # None: rejected
     raw: str
     error: str | None = None
+    undecodable: bool = False  # rejected for bytes the encoding cannot decode
 
 
 def _records(lines: _Lines, delimiter: str, quoted: bool, width: int,
-             limit_chars: int = 0) -> Iterator[_Record]:
+             limit_chars: int = 0, encoding: str = "utf-8") -> Iterator[_Record]:
     """Records of a delimited text, each good or rejected with its line numbers.
 
     Blank lines are skipped (as pyarrow does). A record with the wrong number of fields,
@@ -87,7 +91,8 @@ def _records(lines: _Lines, delimiter: str, quoted: bool, width: int,
     closes (the file ends, or the field outgrows csv's field size limit, inside it)
     rejects only the line it opened on; the lines after it are read again as records.
     A line longer than ``limit_chars`` rejects its record (quoted: up to the line where
-    its quotes balance) without being held.
+    its quotes balance) without being held. A record holding bytes that did not decode
+    in ``encoding`` is rejected whole, however many lines its quoted fields span.
     """
     reader = csv.reader(lines, **_dialect(delimiter, quoted, strict=True))
     while True:
@@ -122,6 +127,11 @@ def _records(lines: _Lines, delimiter: str, quoted: bool, width: int,
             yield _Record(None, "".join(lines.taken),
                           f"{_lines_named(lines.first, len(lines.taken))}: expected {width} "
                           f"fields, found {len(fields)}")
+            continue
+        if any(map(has_undecodable, fields)):
+            raw = "".join(lines.taken)
+            yield _Record(None, raw, undecodable_reason(
+                _lines_named(lines.first, len(lines.taken)), raw, encoding), undecodable=True)
             continue
         yield _Record(fields, "")
 
@@ -172,14 +182,16 @@ def _careful_delimited(request: ReadRequest, quoted: bool, names: list[str], col
         # a record of ``limit_chars`` may hold; lines are capped by ``_bounded_lines``.
         csv.field_size_limit(max(csv.field_size_limit(), limit_chars))
         lines = _Lines(_bounded_lines(text, limit_chars))
-        records = _records(lines, delimiter, quoted, len(names), limit_chars)
+        records = _records(lines, delimiter, quoted, len(names), limit_chars, request.encoding)
         next(records, None)  # the header
         for record in records:
             row += 1
             if row <= skip:
                 continue
+            if record.undecodable:
+                request.report.note_undecodable(record.error)
             if record.fields is None:
-                picked = [None, record.raw[:MAX_RAW_CHARS], None, None]
+                picked = [None, shown(record.raw[:MAX_RAW_CHARS]), None, None]
             else:
                 picked = [record.fields[i] if i is not None else None for i in positions]
             for key, value in zip(("review_id", "text", "label", "group"), picked):

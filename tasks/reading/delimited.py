@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 
 from tasks.reading.careful import _careful_delimited, _dialect
 from tasks.reading.columns import _Columns, _resolve
+from tasks.reading.encodings import has_undecodable, undecodable_reason
 from tasks.reading.normalize import _rebatch
 from tasks.reading.request import ReadRequest
 from tasks.reading.schema import UnreadableFileError
@@ -104,6 +105,10 @@ def read_delimited(request: ReadRequest) -> Iterator[pa.Table]:
     if not any(name.strip() for name in names):
         raise UnreadableFileError(path, "the first line holds no column names; the file "
                                         "needs a header line (review_id, text, label)")
+    if any(map(has_undecodable, names)):
+        raise UnreadableFileError(path, undecodable_reason(
+            "the header line", ",".join(names), request.encoding)
+            + "; without its column names no row can be read: write the header again")
     cols = _resolve(path, names, request.columns, request.ids)
     report.ids_generated = cols.review_id is None
     yielded = 0
@@ -114,9 +119,10 @@ def read_delimited(request: ReadRequest) -> Iterator[pa.Table]:
         return
     except _CarefulRead as exc:
         report.careful = str(exc)
-    except pa.ArrowInvalid as exc:
-        # A malformed line (or bytes that are not valid text) in the block pyarrow was
-        # parsing; the rows before that block are already out.
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        # A malformed line, or bytes that are not valid text (pyarrow's UTF-8 check, or
+        # its decoding of another encoding), in the block pyarrow was parsing; the rows
+        # before that block are already out.
         report.careful = str(exc)
     yield from _careful_delimited(request, quoted, names, cols, skip=yielded)
 

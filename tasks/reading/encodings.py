@@ -1,16 +1,27 @@
-"""Which encoding a text file is read in (``resolve_encoding``), judged from its first bytes.
+"""Which encoding a text file is read in (``resolve_encoding``), judged from its first bytes,
+and what becomes of the bytes that encoding cannot decode.
 
 UTF-8 (with or without a byte-order mark) and UTF-16 with a byte-order mark are read as
 they are; any other encoding when named in the ``encodings`` setting or detected
 unambiguously by charset-normalizer, or for Korean text in cp949
 (docs/data-contract.md). ``ReadReport.encoding`` records which. A file none of these decode is
 unreadable, with a reason that names the setting that would make it readable.
+
+A file that decodes but for a few records (``few_undecodable``) keeps its other rows:
+it is read with ``UNDECODABLE_ERRORS``, which turns each byte that does not decode into
+a lone surrogate (U+DC80-U+DCFF, never the result of decoding), and the readers
+quarantine every record holding one (``has_undecodable``) as a rejected row that shows
+the bytes as ``\\xff`` (``shown``) and names them (``undecodable_reason``). More such
+records than that, and the file is more likely in another encoding: it is unreadable,
+the reason naming the setting.
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,28 +36,117 @@ _ENCODING_FAMILY = {"euc_kr": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
                     "shift_jis": "cp932", "ascii": "utf_8"}
 
 
+# A text file with at most this many records holding bytes its encoding cannot decode,
+# and at most this share of its records, is read with those records quarantined (a stray
+# byte, a bad copy, a write cut short); with more, it is more likely in another encoding
+# and is quarantined whole, the reason naming the encodings setting.
+MAX_UNDECODABLE_RECORDS = 100
+MAX_UNDECODABLE_SHARE = 0.05
+# How a file is decoded: each byte that does not decode becomes the lone surrogate
+# U+DC80 + byte, which no valid text decodes to, so a reader can find and show it.
+UNDECODABLE_ERRORS = "surrogateescape"
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_UNDECODABLE_RUN = re.compile("[\udc80-\udcff]+")
+# Any lone surrogate: also what a JSON escape such as "\ud83d" without its pair gives.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def few_undecodable(bad: int, records: int) -> bool:
+    """Whether ``bad`` of ``records`` records holding undecodable bytes are few enough to
+    quarantine them alone and read the rest (``MAX_UNDECODABLE_RECORDS`` and ``_SHARE``)."""
+    return bad <= MAX_UNDECODABLE_RECORDS and bad <= MAX_UNDECODABLE_SHARE * records
+
+
+def has_undecodable(text: str) -> bool:
+    """Whether ``text`` (decoded with ``UNDECODABLE_ERRORS``) holds bytes that did not decode."""
+    return not text.isascii() and _UNDECODABLE.search(text) is not None  # isascii: O(1)
+
+
+def has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate: no character, so no Parquet string holds it."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def shown(text: str) -> str:
+    """``text`` with each undecodable byte written ``\\xff`` and any other lone surrogate
+    ``\\ud83d``: what a quarantined row keeps of a record, as valid text."""
+    return _SURROGATE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def undecodable_reason(where: str, raw: str, encoding: str) -> str:
+    """The read error of a record holding undecodable bytes: where it is, which bytes."""
+    found = [f"0x{ord(char) - 0xDC00:02X}" for char in _UNDECODABLE.findall(raw)]
+    listed = " ".join(found[:8]) + (" …" if len(found) > 8 else "")
+    return f"{where}: bytes {listed} are not valid {encoding_name(encoding)}"
+
+
+def encoding_name(encoding: str) -> str:
+    return "UTF-8" if encoding == "utf-8" else encoding
+
+
+def undecodable_file_reason(encoding: str, bad: int, records: int, first: str) -> str:
+    """Why a file with too many undecodable records (``few_undecodable``) is unreadable,
+    and what to do; ``first`` names the first such record and its bytes."""
+    return (f"is not valid {encoding_name(encoding)}: {bad:,} of {records:,} records read hold "
+            f"bytes that do not decode ({first}), too many to be a few damaged records; if "
+            "the file uses another encoding, name it in the encodings setting "
+            "(REVIEWFLOW_ENCODINGS=cp949, cp1252, ...)")
+
+
 def resolve_encoding(path: Path, sample: bytes, encodings: Sequence[str] = (),
                      detect: bool = True) -> str:
     """The encoding to read a text file in, judged from its first bytes ``sample``.
 
-    In order: a UTF-16 byte-order mark; UTF-8 (with or without its mark); the first of
-    ``encodings`` that decodes the sample; charset-normalizer's guess, taken only when
-    it is unambiguous (every low-chaos candidate decodes the sample to the same text)
-    and rests on at least ``MIN_DETECT_BYTES`` non-ASCII bytes. Otherwise the file is
-    unreadable, and the reason names the setting that would make it readable.
+    In order: a UTF-16 byte-order mark; UTF-8 (with or without its mark); UTF-8 with
+    bytes that are not, when more of its non-ASCII bytes form UTF-8 characters than not
+    (read as anything else, every row would be garbled; the reader then quarantines the
+    records that do not decode, or the file when they are more than a few); the first
+    of ``encodings`` that decodes the sample; charset-normalizer's guess, taken only
+    when it is unambiguous (every low-chaos candidate decodes the sample to the same
+    text) and rests on at least ``MIN_DETECT_BYTES`` non-ASCII bytes; UTF-8 but for a
+    few places (``few_undecodable``). Otherwise the file is unreadable, and the reason
+    names the setting that would make it readable.
     """
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if _decodes(sample, "utf-8"):
         return "utf-8"  # pyarrow skips a UTF-8 byte-order mark itself
+    damaged = _damaged_utf8(sample)
+    if damaged.characters > damaged.undecodable:  # mostly UTF-8: never garbled as another
+        return "utf-8"
     for name in encodings:
         if _decodes(sample, name):
             return name
     guess = (_detected(sample) or _korean(sample)) if detect else None
     if guess is not None:
         return guess
+    if damaged.few:
+        return "utf-8"
     tried = f" nor as {', '.join(encodings)}" if encodings else ""
     return _undecodable(path, sample, tried, detect)
+
+
+@dataclass(frozen=True)
+class _Damage:
+    few: bool  # few places hold bytes that are not UTF-8 (``few_undecodable``)
+    characters: int  # non-ASCII characters that are valid UTF-8
+    undecodable: int  # bytes that are not
+
+
+def _damaged_utf8(sample: bytes) -> _Damage:
+    """How much of ``sample`` is not UTF-8: its runs of undecodable bytes against its
+    records, counted as its lines or, for JSON written on a few lines, its objects."""
+    text = codecs.getincrementaldecoder("utf-8")(errors=UNDECODABLE_ERRORS).decode(sample)
+    runs = len(_UNDECODABLE_RUN.findall(text))
+    records = max(sum(1 for line in text.splitlines() if line.strip()), text.count("{"))
+    undecodable = len(_UNDECODABLE.findall(text))
+    characters = len(text) - len(text.encode("ascii", "ignore")) - undecodable
+    return _Damage(few_undecodable(runs, records), characters, undecodable)
 
 
 def _undecodable(path: Path, sample: bytes, tried: str, detect: bool) -> str:
@@ -128,7 +228,8 @@ def _korean(sample: bytes) -> str | None:
 
 
 def _decode_sample(sample: bytes, encoding: str, complete: bool) -> str:
-    decoder = codecs.getincrementaldecoder(_python_codec(encoding))(errors="strict")
+    """``sample`` decoded as the file will be (``UNDECODABLE_ERRORS``)."""
+    decoder = codecs.getincrementaldecoder(_python_codec(encoding))(errors=UNDECODABLE_ERRORS)
     return decoder.decode(sample, final=complete)
 
 

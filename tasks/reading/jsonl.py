@@ -4,8 +4,9 @@ A ``.json`` holding one array of objects is streamed element by element, never h
 whole; a ``.json`` starting with ``{`` is read as JSON Lines. Each object's fields are
 matched on their own: objects need not share keys, their order or the alias they use.
 One bad line or element (not valid JSON, not an object, no text field, a text that is
-not a string) is one rejected row. Integer ids of any size and decimal ids keep every
-digit.
+not a string, bytes the file's encoding cannot decode, a string holding half of a
+surrogate pair such as ``"\\ud83d"``) is one rejected row. Integer ids of any size and
+decimal ids keep every digit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 import pyarrow as pa
 
 from tasks.reading.columns import ColumnMapping, _Columns, _GeneratedIds, _names, _NoColumns, _pick
+from tasks.reading.encodings import has_surrogate, has_undecodable, shown, undecodable_reason
 from tasks.reading.normalize import _normalize
 from tasks.reading.request import ReadRequest
 from tasks.reading.streams import MAX_RAW_CHARS, _bounded_lines, _LongLine, _open_text, _too_long
@@ -32,6 +34,7 @@ class _JsonItem:
     value: object = None
     error: str | None = None
     raw: str | None = None  # the line, kept to re-read numbers exactly or to quarantine
+    undecodable: bool = False  # rejected for bytes the encoding cannot decode
 
 
 def read_json(request: ReadRequest) -> Iterator[pa.Table]:
@@ -57,15 +60,17 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
     first_row = 1
     with _open_text(request.path, request.gzipped, request.max_decompressed_bytes,
                     request.encoding, newline="\n") as text:
-        items = (_json_array_items(text, limit_chars) if array
-                 else _json_line_items(text, limit_chars))
+        items = (_json_array_items(text, limit_chars, request.encoding) if array
+                 else _json_line_items(text, limit_chars, request.encoding))
         for item in items:
             row += 1
             record_id = body = label = group = None
             error = item.error
             record = item.value
+            if item.undecodable:
+                report.note_undecodable(error)
             if error is not None:
-                body = item.raw[:MAX_RAW_CHARS] if item.raw else None
+                body = shown(item.raw[:MAX_RAW_CHARS]) if item.raw else None
             elif not isinstance(record, dict):
                 error = f"{kind} {row} is a JSON {type(record).__name__}, not an object"
             else:
@@ -104,6 +109,14 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
                     label = _scalar_text(record.get(label_key))
                 if group_key is not None:
                     group = _scalar_text(record.get(group_key))
+                if array and "\\u" in (item.raw or "") and any(
+                        has_surrogate(v) for v in (record_id, body, label, group) if v):
+                    # Python's parser keeps "\ud83d" without its pair as a lone surrogate
+                    # (orjson, which reads JSON Lines, rejects the line).
+                    error = (f"{kind} {row}: a string holds half of a surrogate pair (an "
+                             "escape such as \\ud83d without its partner), which is no "
+                             "character; write the character whole")
+                    record_id, body, label, group = None, shown(item.raw or ""), None, None
             values["review_id"].append(record_id)
             values["group"].append(group)
             values["text"].append(body)
@@ -117,7 +130,7 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
         yield _json_table(values, has_ids is False, ids, first_row, columns)
 
 
-def _json_line_items(text, limit_chars: int) -> Iterator[_JsonItem]:
+def _json_line_items(text, limit_chars: int, encoding: str) -> Iterator[_JsonItem]:
     for number, line in enumerate(_bounded_lines(text, limit_chars), start=1):
         if isinstance(line, _LongLine):
             yield _JsonItem(error=_too_long(f"line {number}", line.chars, limit_chars),
@@ -125,6 +138,10 @@ def _json_line_items(text, limit_chars: int) -> Iterator[_JsonItem]:
             continue
         if not line.strip():
             continue  # blank lines separate nothing in JSON Lines
+        if has_undecodable(line):
+            yield _JsonItem(error=undecodable_reason(f"line {number}", line, encoding),
+                            raw=line, undecodable=True)
+            continue
         try:
             yield _JsonItem(orjson.loads(line), raw=line)
         except orjson.JSONDecodeError as exc:
@@ -139,27 +156,38 @@ _JSON_STRUCTURE = re.compile(r'["{}\[\],]')
 _STRING_END = re.compile(r'["\\]')
 
 
-def _json_array_items(text, limit_chars: int, chunk: int = 1 << 20) -> Iterator[_JsonItem]:
+def _json_array_items(text, limit_chars: int, encoding: str = "utf-8",
+                      chunk: int = 1 << 20) -> Iterator[_JsonItem]:
     """The elements of one JSON array, read ``chunk`` characters at a time.
 
     Memory holds the current chunk and the current element, never the whole array. An
     element that is not valid JSON ends the array: what follows cannot be told apart
     from it, so it is one rejected row holding the start of the rest. An element longer
     than ``limit_chars`` is one rejected row, scanned past chunk by chunk (strings and
-    brackets tracked, nothing parsed or kept).
+    brackets tracked, nothing parsed or kept). An element holding bytes that did not
+    decode in ``encoding`` is one rejected row naming its number and line.
     """
     # Python's parser: integers of any size stay exact, decimals keep their digits.
     decoder = json.JSONDecoder(parse_float=Decimal)
     buffer, pos, eof = "", 0, False
+    lines_before = 0  # line breaks in what was read and dropped from the buffer
+    # The buffer may hold undecodable bytes or \u escapes (a lone surrogate?): only then
+    # is each element's text looked at (a check per chunk, not per element).
+    suspect = False
+
+    def line_at(where: int) -> int:
+        return lines_before + buffer.count("\n", 0, where) + 1
 
     def fill() -> None:
-        nonlocal buffer, pos, eof
+        nonlocal buffer, pos, eof, lines_before, suspect
+        lines_before += buffer.count("\n", 0, pos)
         buffer = buffer[pos:]
         pos = 0
         # doubling (a large element is O(size)), up to just past the element limit
         more = text.read(max(chunk, min(len(buffer), limit_chars + chunk - len(buffer))))
         eof = not more
         buffer += more
+        suspect = has_undecodable(buffer) or "\\u" in buffer
 
     def skip_space() -> None:
         nonlocal pos
@@ -172,11 +200,12 @@ def _json_array_items(text, limit_chars: int, chunk: int = 1 << 20) -> Iterator[
     def skip_element() -> int | None:
         """Move ``pos`` past the element starting there; its length, or None if the
         file ends inside it."""
-        nonlocal pos, buffer
+        nonlocal pos, buffer, lines_before
         depth, in_string, escaped, length = 0, False, False, 0
         while True:
             if pos >= len(buffer):
                 length += len(buffer)
+                lines_before += buffer.count("\n")
                 buffer, pos = "", 0
                 if eof:
                     return None
@@ -247,8 +276,15 @@ def _json_array_items(text, limit_chars: int, chunk: int = 1 << 20) -> Iterator[
                 continue
             break
         if not too_long:
+            item = _JsonItem(value)
+            if suspect:
+                item.raw = buffer[pos:end]
+                if has_undecodable(item.raw):
+                    where = f"element {number} (line {line_at(pos)})"
+                    item = _JsonItem(error=undecodable_reason(where, item.raw, encoding),
+                                     raw=item.raw, undecodable=True)
             pos = end
-            yield _JsonItem(value)
+            yield item
             continue
         head = buffer[pos:pos + MAX_RAW_CHARS]
         length = skip_element()

@@ -20,7 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.reading.columns import ColumnMapping, _GeneratedIds
-from tasks.reading.encodings import _decode_sample, resolve_encoding
+from tasks.reading.encodings import (
+    MAX_UNDECODABLE_RECORDS,
+    _decode_sample,
+    few_undecodable,
+    resolve_encoding,
+    undecodable_file_reason,
+)
 from tasks.reading.formats import detect_format, unsupported_reason
 from tasks.reading.normalize import _within
 from tasks.reading.request import ReadRequest
@@ -49,7 +55,9 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     read, in bounded memory, and yielded as a rejected row (``record_chars``).
 
     Raises ``UnreadableFileError`` if the file's format, encoding, compression or
-    columns make it unreadable, or if not one row of it could be parsed. Batches
+    columns make it unreadable, if not one row of it could be parsed, or if more of its
+    records hold bytes its encoding cannot decode than a few damaged records would
+    (``tasks.reading.encodings.few_undecodable``; a few are rejected rows). Batches
     already yielded stay valid, so callers that need all-or-nothing handling must
     stage their output until the generator ends.
     """
@@ -83,6 +91,8 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
             batches = _within(batches, *rows)
         for batch in batches:
             rows_seen += batch.num_rows
+            if rows is None and report.undecodable > MAX_UNDECODABLE_RECORDS:
+                break  # enough to tell: not a few damaged records
             errors = batch.column("read_error")
             rows_parsed += errors.null_count
             if first_error is None and errors.null_count < batch.num_rows:
@@ -100,6 +110,10 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
             EOFError, gzip.BadGzipFile) as exc:
         where = f" after row {rows_seen}" if rows_seen else ""
         raise UnreadableFileError(path, f"cannot be read as {fmt.kind}{where}: {exc}") from exc
+    # A shard leaves this to the planner, which read the whole file (rows None).
+    if rows is None and not few_undecodable(report.undecodable, rows_seen):
+        raise UnreadableFileError(path, undecodable_file_reason(
+            encoding, report.undecodable, rows_seen, report.first_undecodable))
     if rows_seen == 0:
         raise UnreadableFileError(path, "the file has no data rows")
     if rows_parsed == 0 and rows is None:

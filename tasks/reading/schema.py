@@ -6,7 +6,8 @@ called its columns, and whatever types it stored them as, downstream code sees
 ``review_id`` and ``text`` as strings, ``label`` as int8 (1 positive, 0 negative, -1 not
 understood, null absent), the 1-based ``source_row`` of each row in its file, and
 ``read_error`` for rows the reader could parse only partly or not at all (a CSV line
-with too many fields, a JSON line that is not an object, a text that is not a string).
+with too many fields, a JSON line that is not an object, a text that is not a string,
+a record holding bytes that are not valid in the file's encoding).
 Such a row keeps the raw line in ``text`` and says why, with its line number, in
 ``read_error``; validation quarantines it.
 
@@ -57,10 +58,18 @@ class ReadReport:
     has no id column, so every ``review_id`` was generated from the content hash and
     row number. ``layout``: how the file was parsed ("csv quoted", "tsv unquoted",
     "json array", ...). ``careful``: why the careful (line by line) path was taken, if
-    it was.
+    it was. ``undecodable``: records rejected because they hold bytes the encoding
+    cannot decode, the first of them named in ``first_undecodable``
+    (``tasks.reading.encodings``).
     """
 
     encoding: str = ""
     ids_generated: bool = False
     layout: str = ""
     careful: str = ""
+    undecodable: int = 0
+    first_undecodable: str = ""
+
+    def note_undecodable(self, reason: str) -> None:
+        self.undecodable += 1
+        self.first_undecodable = self.first_undecodable or reason

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.reading.encodings import _python_codec
+from tasks.reading.encodings import UNDECODABLE_ERRORS, _python_codec
 from tasks.reading.schema import UnreadableFileError
 
 # The start of a text file that decides its encoding and, for TSV, its quoting.
@@ -101,7 +101,9 @@ def _head(path: Path, gzipped: bool, limit: int) -> tuple[bytes, bool]:
 
 def _open_text(path: Path, gzipped: bool, limit: int, encoding: str, newline: str | None):
     raw = _open_bytes(path, gzipped, limit)
-    return io.TextIOWrapper(raw, encoding=_python_codec(encoding), errors="strict",
+    # Bytes that do not decode are kept as lone surrogates: the reader quarantines the
+    # records that hold them (tasks.reading.encodings).
+    return io.TextIOWrapper(raw, encoding=_python_codec(encoding), errors=UNDECODABLE_ERRORS,
                             newline=newline)
 
 

@@ -355,7 +355,9 @@ class Committer:
 
     def quarantine(self, path: Location, reason: str) -> FileOutcome:
         """Quarantine a file that is no review file at all (no hash, no ledger entry)."""
-        return quarantine_file(path, self.layout, reason, None, self.ledger)
+        outcome = quarantine_file(path, self.layout, reason, None, self.ledger)
+        self.logger.warning("quarantined %s: %s", outcome.file, reason)
+        return outcome
 
     def _move_to_archive(self, path: Location, sha256: str) -> None:
         """Beside, never over, an earlier copy of the same name."""

@@ -31,8 +31,11 @@ class Inbox:
 
     def note(self, settle_seconds: float, where: str = "") -> str:
         """What the inbox held, as the line an operator reads when a run scored nothing:
-        "0 files ready[ in WHERE]; 2 left for the next run (modified in the last 60 s)"."""
+        "0 files ready[ in WHERE][, 1 not a review file]; 2 left for the next run
+        (modified in the last 60 s)". Files not review files are quarantined by the run."""
         note = f"{len(self.ready)} files ready" + (f" in {where}" if where else "")
+        if odd := len(self.unsupported):
+            note += f", {odd} not {'a review file' if odd == 1 else 'review files'}"
         if self.settling:
             note += (f"; {len(self.settling)} left for the next run (modified in the last "
                      f"{settle_seconds:.0f} s)")

@@ -239,8 +239,16 @@ class Registry:
         return pointer["version"] if pointer else None
 
     def champion_version(self) -> str:
+        """The champion's version. ``NoChampionError``: the registry never had one (before
+        the first retraining); ``RegistryError``: it had one and lost it (champion.json
+        missing or unusable, or naming a version whose model is not there)."""
         pointer = self.champion()
         if pointer is None:
+            if (last := self.last_champion()) is not None:
+                raise RegistryError(
+                    f"{self.pointer} is missing, but {self.root} had a champion ({last}); "
+                    f"name it again: `reviewflow models promote VERSION --reason '…'` with a "
+                    f"VERSION from `reviewflow models list`")
             raise NoChampionError(
                 f"no champion model in {self.root}. Train one first: put labeled reviews "
                 f"(review_id, text, label) in the labeled/ folder and run `reviewflow retrain`"
@@ -253,6 +261,17 @@ class Registry:
                 f"rollback`, or `reviewflow models promote VERSION --reason '…'` with a VERSION "
                 f"from `reviewflow models list`")
         return version
+
+    def last_champion(self) -> str | None:
+        """The last champion the history names, else the last version whose decision
+        promoted it (the history lost too); None: the registry never had a champion."""
+        events = [e.get("version") for e in self.read_history()
+                  if e.get("event") in CHAMPION_EVENTS and e.get("version")]
+        if events:
+            return events[-1]
+        promoted = [name for name in self._version_names()
+                    if self.read_version(name).get("decision", {}).get("promote") is True]
+        return promoted[-1] if promoted else None
 
     def set_champion(self, version: str, reason: str, event: HistoryEvent, **record) -> dict:
         """Point the champion at ``version``; the old champion is kept for rollback."""

@@ -34,6 +34,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from flows import admin
 from flows.startup import (
     interrupted,
     quiet_defaults,
@@ -159,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                 _preflight_retrain(args)
                 _print_retrain(_retrain(args))
             elif args.command == "models":
-                _models(args)
+                admin.models(args, _settings(args))
             elif args.command == "monitor":
                 _monitor(args)
             elif args.command == "state":
-                _migrate_state(args)
+                admin.migrate(args, _settings(args))
     except ReviewflowError as exc:  # these three: flows.startup.reported_errors
         if args.verbose:
             raise
@@ -186,18 +187,6 @@ def _settings(args):
 
     given = {"data_dir": args.data_dir, "state_url": getattr(args, "state_url", None)}
     return Settings(**{name: value for name, value in given.items() if value})
-
-
-def _migrate_state(args) -> None:
-    from tasks.state.backend import redacted
-    from tasks.state.postgres import migrate_sqlite
-
-    layout = _settings(args).layout
-    counts = migrate_sqlite(layout.ledger, args.to)
-    print(f"copied {counts['scored_files']} scored files and {counts['quarantined_files']} "
-          f"quarantined files from {layout.ledger} to {redacted(args.to)} "
-          f"({counts['scored_files_present']} and {counts['quarantined_files_present']} were "
-          "there already); score with --state-url or REVIEWFLOW_STATE_URL set to it from now on")
 
 
 def _init(args) -> None:
@@ -344,42 +333,6 @@ def _print_retrain(summary: dict) -> None:
         print(f"learned from {summary['final_training_rows']} rows, "
               f"{summary['pseudo_labeled_rows']} of them pseudo-labeled from unlabeled/")
     print(f"reason: {summary['reason']}")
-
-
-def _models(args) -> None:
-    from tasks.training.registry import Registry, open_registry
-
-    settings = _settings(args)
-    if args.action == "list":
-        _list_models(Registry(settings.layout.models))
-        return
-    with open_registry(settings.layout, settings.state_url) as registry:
-        if args.action == "promote":
-            pointer = registry.promote_by_hand(args.version, args.reason, force=args.force)
-            print(f"champion is now {pointer['version']}")
-        elif args.action == "rollback":
-            pointer = registry.rollback(args.reason)
-            print(f"rolled back; champion is now {pointer['version']}")
-
-
-def _list_models(registry) -> None:
-    from tasks.training.events import VersionStatus
-
-    rows = registry.list_versions()
-    if not rows:
-        print("no model versions yet; run `reviewflow retrain`")
-    for row in rows:
-        accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
-        marker = "*" if row["status"] == VersionStatus.CHAMPION else " "
-        print(f"{marker} {row['version']}  {row['status']:<16} accuracy {accuracy}  "
-              f"trained {row['trained_at']}  {row['decision'] or ''}")
-    history = registry.read_history()
-    if history:
-        print("\nhistory:")
-        for entry in history:
-            forced = " (forced)" if entry.get("forced") else ""
-            print(f"  {entry['at']}  {entry['event']:<9} {entry['version']}  "
-                  f"{entry.get('reason', '')}{forced}")
 
 
 def _monitor(args) -> None:

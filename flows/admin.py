@@ -1,0 +1,56 @@
+"""The ``reviewflow`` commands that change the registry or the run state by hand, with no
+flow: ``models list|promote|rollback`` and ``state migrate`` (flows/cli.py parses them
+and reports their errors). None of them imports Prefect, TensorFlow or Great
+Expectations.
+"""
+
+from __future__ import annotations
+
+
+def models(args, settings) -> None:
+    """``reviewflow models list|promote|rollback``."""
+    from tasks.training.registry import Registry, open_registry
+
+    if args.action == "list":
+        list_models(Registry(settings.layout.models))
+        return
+    with open_registry(settings.layout, settings.state_url) as registry:
+        if args.action == "promote":
+            pointer = registry.promote_by_hand(args.version, args.reason, force=args.force)
+            print(f"champion is now {pointer['version']}")
+        elif args.action == "rollback":
+            pointer = registry.rollback(args.reason)
+            print(f"rolled back; champion is now {pointer['version']}")
+
+
+def list_models(registry) -> None:
+    from tasks.training.events import VersionStatus
+
+    rows = registry.list_versions()
+    if not rows:
+        print("no model versions yet; run `reviewflow retrain`")
+    for row in rows:
+        accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
+        marker = "*" if row["status"] == VersionStatus.CHAMPION else " "
+        print(f"{marker} {row['version']}  {row['status']:<16} accuracy {accuracy}  "
+              f"trained {row['trained_at']}  {row['decision'] or ''}")
+    history = registry.read_history()
+    if history:
+        print("\nhistory:")
+        for entry in history:
+            forced = " (forced)" if entry.get("forced") else ""
+            print(f"  {entry['at']}  {entry['event']:<9} {entry['version']}  "
+                  f"{entry.get('reason', '')}{forced}")
+
+
+def migrate(args, settings) -> None:
+    """``reviewflow state migrate --to URL``: the SQLite ledger copied into PostgreSQL."""
+    from tasks.state.backend import redacted
+    from tasks.state.postgres import migrate_sqlite
+
+    layout = settings.layout
+    counts = migrate_sqlite(layout.ledger, args.to)
+    print(f"copied {counts['scored_files']} scored files and {counts['quarantined_files']} "
+          f"quarantined files from {layout.ledger} to {redacted(args.to)} "
+          f"({counts['scored_files_present']} and {counts['quarantined_files_present']} were "
+          "there already); score with --state-url or REVIEWFLOW_STATE_URL set to it from now on")

@@ -43,7 +43,7 @@ from flows.startup import (
     second_interrupt_ends_it,
     starting_flow,
 )
-from tasks.state.url import without_password
+from tasks.state.url import has_password, without_password
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 # What the command is doing, for the line an interruption prints
@@ -132,11 +132,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args.data_dir = getattr(args, "data_dir", None)
     args.verbose = getattr(args, "verbose", False)
     args.state_url = getattr(args, "state_url", None)
-    if args.state_url and (bare := without_password(args.state_url)) != args.state_url:
-        # The flow gets the URL as a parameter, which Prefect keeps and shows: its
-        # password goes to this process's environment, where Settings finds it.
-        os.environ["REVIEWFLOW_STATE_URL"], args.state_url = args.state_url, bare
     return args
+
+
+def _password_out_of_parameters(args) -> None:
+    """The flow gets the state URL as a parameter, which Prefect keeps and shows: a
+    password in it goes to this process's environment, where Settings finds it."""
+    if args.state_url and has_password(args.state_url):  # StateURLError if unreadable
+        os.environ["REVIEWFLOW_STATE_URL"] = args.state_url
+        args.state_url = without_password(args.state_url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.errors import ReviewflowError
 
     try:
+        _password_out_of_parameters(args)
         if args.command == "init":
             _init(args)
         elif args.command == "demo":

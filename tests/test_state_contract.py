@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.errors import StateURLError
 from tasks.state.backend import (
     LockHeldError,
     RunState,
@@ -404,8 +405,9 @@ def test_open_state_chooses_by_url(tmp_path, pg_cluster):
     layout = DataLayout(root=tmp_path)
     local = open_state(None, layout)
     assert isinstance(local, SQLiteState) and local.where() == str(layout.ledger)
-    with pytest.raises(StateUnavailableError, match="not a postgresql:// URL"):
-        open_state("mysql://rf:pw@host/db", layout)
+    with pytest.raises(StateURLError, match="neither a postgresql:// URL") as refused:
+        open_state("mysql://rf:pw-9Zq@host/db", layout)
+    assert "pw-9Zq" not in str(refused.value)
     remote = open_state(pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}"), layout)
     assert isinstance(remote, PostgresState)
     remote.close()

@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 
 from tasks.errors import StateUnavailableError
 from tasks.state.ledger import Ledger, ScoredFile
-from tasks.state.url import is_state_url, redacted
+from tasks.state.url import redacted
 from tasks.storage.local import LockHeldError, exclusive_lock
 
 __all__ = ["LockHeldError", "RunState", "SQLiteState", "ScoredFile", "StateUnavailableError",
@@ -187,18 +187,13 @@ class SQLiteState:
 
 
 def open_state(url: str | None, layout) -> RunState:
-    """The state for a run: PostgreSQL at ``url`` when it is a ``postgresql://`` URL,
-    else the SQLite ledger and lock files of ``layout``'s state folder."""
+    """The state for a run: PostgreSQL at the state URL ``url``, else the SQLite ledger
+    and lock files of ``layout``'s state folder."""
     if url is None or url == "":
         return SQLiteState.for_layout(layout)
-    if not is_state_url(url):
-        raise StateUnavailableError(
-            f"state URL {redacted(url)!r} is not a postgresql:// URL; set "
-            "REVIEWFLOW_STATE_URL to postgresql://user@host:port/database, or unset it "
-            "for the local SQLite ledger")
     from tasks.state.postgres import PostgresState
 
-    return PostgresState(url)
+    return PostgresState(url)  # StateURLError first, for a URL libpq cannot read
 
 
 class TimedState:

@@ -67,6 +67,7 @@ postgres: install
 
 clean-data:
 	find data/incoming data/labeled data/scored data/quarantine data/models data/state data/archive -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -f data/.reviewflow-state.json
 
 # ---- operator targets (deployments) ----
 # Scheduled runs under a local Prefect server with process workers (deployments/README.md).

@@ -44,13 +44,13 @@ def list_models(registry) -> None:
 
 
 def migrate(args, settings) -> None:
-    """``reviewflow state migrate --to URL``: the SQLite ledger copied into PostgreSQL."""
-    from tasks.state.backend import redacted
-    from tasks.state.postgres import migrate_sqlite
+    """``reviewflow state migrate --to URL``: the state folder's SQLite ledger copied into
+    PostgreSQL, and the root's marker moved to it (``tasks.state.migrate``)."""
+    from tasks.state.migrate import migrate_to_database
 
     layout = settings.layout
-    counts = migrate_sqlite(layout.ledger, args.to)
+    counts = migrate_to_database(layout, layout.state, args.to)
     print(f"copied {counts['scored_files']} scored files and {counts['quarantined_files']} "
-          f"quarantined files from {layout.ledger} to {redacted(args.to)} "
+          f"quarantined files from {layout.ledger} to {counts['target']} "
           f"({counts['scored_files_present']} and {counts['quarantined_files_present']} were "
           "there already); score with --state-url or REVIEWFLOW_STATE_URL set to it from now on")

@@ -14,7 +14,7 @@ before or after the command. Every option also has an environment variable (see
 ``tasks/settings.py``). Exit codes (``tasks/errors.py``): 0 done, 1 stopped by the
 environment (disk full, unwritable folder) or an unexpected failure, 2 nothing to work
 with or a wrong request (no data root, no champion, no labeled data, a registry
-problem), 3 another retraining holds the registry, 4 no Prefect API: nothing answers at
+problem, a state URL that cannot be read, a root scored with another run state), 3 another retraining holds the registry, 4 no Prefect API: nothing answers at
 ``PREFECT_API_URL``, or it is not set and the temporary server this command starts did
 not answer in time (see ``flows/prefect_api.py``); 130 interrupted (Ctrl-C, SIGINT) and
 143 stopped by SIGTERM, each with one line saying what was kept.
@@ -221,14 +221,14 @@ def _require_root(args) -> None:
 def _score_if_needed(args) -> dict | None:
     """Score, unless a look at the registry and the inbox shows there is nothing to do:
     then say so without starting Prefect or loading TensorFlow."""
+    from tasks.state.backend import open_state
     from tasks.state.inbox import list_inbox
     from tasks.training.registry import Registry
 
     settings = _settings(args)
-    if settings.state_url:  # down: one line, exit 1, before the inbox is looked at
-        from tasks.state.backend import open_state
-
-        open_state(settings.state_url, settings.layout).close()
+    # A state database that is down (exit 1) or a root scored with another run state
+    # (exit 2): one line, before the inbox is looked at.
+    open_state(settings.state_url, settings.layout).close()
     if args.settle_seconds is not None:
         settings = settings.model_copy(update={"settle_seconds": args.settle_seconds})
     layout = settings.layout
@@ -253,19 +253,20 @@ def _preflight_retrain(args) -> None:
 
     settings = _settings(args)
     layout = settings.layout
-    # The locks the flow takes (flows.retrain_model); a local one only once it exists.
-    if (settings.state_url or not isinstance(layout.models, Path)
-            or Registry(layout.models).retrain_lock.exists()):
-        state = open_state(settings.state_url, layout)  # down: one line, exit 1
-        try:
+    # Down: exit 1; a root scored with another run state: exit 2; each in one line.
+    state = open_state(settings.state_url, layout)
+    try:
+        # The locks the flow takes (flows.retrain_model); a local one only once it exists.
+        if (settings.state_url or not isinstance(layout.models, Path)
+                or Registry(layout.models).retrain_lock.exists()):
             with state.retrain_lock():
                 pass
-        except LockHeldError as exc:
-            raise RetrainingBusyError(f"another retraining is running ({exc}); this run "
-                                      "leaves the registry untouched. Try again when it has "
-                                      "finished.") from None
-        finally:
-            state.close()
+    except LockHeldError as exc:
+        raise RetrainingBusyError(f"another retraining is running ({exc}); this run "
+                                  "leaves the registry untouched. Try again when it has "
+                                  "finished.") from None
+    finally:
+        state.close()
     if isinstance(layout.labeled, Path) and not any(
             is_review_file(p) for p in layout.labeled.rglob("*")):
         raise NoLabeledDataError(

@@ -8,7 +8,7 @@ Exit codes: 0 done; 1 stopped by the environment (disk full, unwritable folder, 
 database down, unreachable or refusing the login, the object store unreachable or its
 bucket missing: run again once fixed) or an unexpected failure; 2 nothing to work with or
 a wrong request (no champion, no labeled data, no data root, a registry problem, a state
-URL libpq cannot read); 3
+URL libpq cannot read, a data root scored with another run state); 3
 another retraining holds the registry; 4 no usable Prefect API (the server PREFECT_API_URL
 names does not answer, answers 401 to PREFECT_API_AUTH_STRING, or 503 from /ready because
 its own database is down; or, with it unset, the temporary server this command starts did
@@ -68,7 +68,8 @@ class LinkedFolderError(ReviewflowError):
 
 
 class StateMismatchError(ReviewflowError):
-    """The data root was last scored with another state folder (ledger and locks)."""
+    """The data root is scored with another run state (its marker names another state
+    folder or database) than the one this command was given."""
 
 
 class StateURLError(ReviewflowError):

@@ -165,6 +165,8 @@ def test_each_password_logs_in_in_every_form_and_a_wrong_one_is_never_shown(
                     assert_hidden(state.where() + str(state.identity()))
                 finally:
                     state.close()
+        assert_hidden((layout.root / STATE_MARKER_FILE).read_text())
+
         wrong = password_with(middle, WRONG_HALVES)
         for name, (url, env) in forms(user, wrong, host, port, db, tmp_path).items():
             with monkeypatch.context() as patched:

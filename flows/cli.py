@@ -14,7 +14,8 @@ before or after the command. Every option also has an environment variable (see
 ``tasks/settings.py``). Exit codes (``tasks/errors.py``): 0 done, 1 stopped by the
 environment (disk full, unwritable folder) or an unexpected failure, 2 nothing to work
 with or a wrong request (no data root, no champion, no labeled data, a registry
-problem, a state URL that cannot be read, a root scored with another run state), 3 another retraining holds the registry, 4 no Prefect API: nothing answers at
+problem, a setting or state URL that cannot be read, a root scored with another run
+state), 3 another retraining holds the registry, 4 no Prefect API: nothing answers at
 ``PREFECT_API_URL``, or it is not set and the temporary server this command starts did
 not answer in time (see ``flows/prefect_api.py``); 130 interrupted (Ctrl-C, SIGINT) and
 143 stopped by SIGTERM, each with one line saying what was kept.
@@ -188,10 +189,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _settings(args):
+    from pydantic import ValidationError
+
+    from tasks.errors import SettingsError
     from tasks.settings import Settings
 
     given = {"data_dir": args.data_dir, "state_url": getattr(args, "state_url", None)}
-    return Settings(**{name: value for name, value in given.items() if value})
+    try:
+        return Settings(**{name: value for name, value in given.items() if value})
+    except ValidationError as exc:  # its text would repeat the values: the causes only
+        raise SettingsError("; ".join(
+            ("REVIEWFLOW_" + "__".join(map(str, error["loc"])).upper() + ": " if error["loc"]
+             else "") + error["msg"].removeprefix("Value error, ")
+            for error in exc.errors())) from None
 
 
 def _init(args) -> None:

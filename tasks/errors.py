@@ -77,6 +77,11 @@ class StateURLError(ReviewflowError):
     without repeating it (it may hold a password)."""
 
 
+class SettingsError(ReviewflowError):
+    """A setting has a value it cannot take; the message names it and why (never the
+    value: it may be a password)."""
+
+
 class PartVanishedError(ReviewflowError):
     """A run's temporary part was removed under it by another run."""
 

@@ -6,9 +6,13 @@ Expectations.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def models(args, settings) -> None:
-    """``reviewflow models list|promote|rollback``."""
+    """``reviewflow models list|promote|rollback``: promote and rollback open the root's
+    run state first (``open_registry``), so they take the lock every other command on
+    the root takes, or are refused."""
     from tasks.training.registry import Registry, open_registry
 
     if args.action == "list":
@@ -44,13 +48,17 @@ def list_models(registry) -> None:
 
 
 def migrate(args, settings) -> None:
-    """``reviewflow state migrate --to URL``: the state folder's SQLite ledger copied into
-    PostgreSQL, and the root's marker moved to it (``tasks.state.migrate``)."""
-    from tasks.state.migrate import migrate_to_database
+    """``reviewflow state migrate [--from-state-dir DIR] --to URL``: the ledger of the
+    state folder DIR (default: ``default_source``) copied into the database at URL, and
+    the root's marker moved to it (``tasks.state.migrate``)."""
+    from tasks.state.migrate import default_source, migrate_to_database
 
     layout = settings.layout
-    counts = migrate_to_database(layout, layout.state, args.to)
+    source = Path(args.from_state_dir).expanduser().resolve() if args.from_state_dir \
+        else default_source(layout)
+    counts = migrate_to_database(layout, source, args.to)
     print(f"copied {counts['scored_files']} scored files and {counts['quarantined_files']} "
-          f"quarantined files from {layout.ledger} to {counts['target']} "
+          f"quarantined files from {source} to {counts['target']} "
           f"({counts['scored_files_present']} and {counts['quarantined_files_present']} were "
-          "there already); score with --state-url or REVIEWFLOW_STATE_URL set to it from now on")
+          f"there already); {layout.root} is now scored with that database: score with "
+          "--state-url or REVIEWFLOW_STATE_URL set to it from now on")

@@ -7,6 +7,7 @@
                          [--force]
     reviewflow monitor   [--runs N] [--png PATH]
     reviewflow models    list | promote VERSION --reason R [--force] | rollback --reason R
+    reviewflow state     migrate [--from-state-dir DIR] --to URL
     reviewflow demo
 
 ``--data-dir D`` (default ``./data`` or ``REVIEWFLOW_DATA_DIR``) and ``--verbose`` go
@@ -122,9 +123,13 @@ def _parser() -> argparse.ArgumentParser:
     state_actions = state.add_subparsers(dest="action", required=True)
     migrate = state_actions.add_parser(
         "migrate", parents=[common],
-        help="copy the SQLite ledger of the state folder into PostgreSQL (again: a no-op)")
+        help="copy a state folder's SQLite ledger into PostgreSQL and make that database "
+             "the root's run state (again: finishes, copies nothing twice)")
     migrate.add_argument("--to", required=True, metavar="URL",
                          help="postgresql://user@host:port/db (password: PGPASSWORD or ~/.pgpass)")
+    migrate.add_argument("--from-state-dir", metavar="DIR",
+                         help="the state folder the root was scored with until now (default "
+                              "$REVIEWFLOW_STATE_DIR, else a local root's state/)")
     return parser
 
 
@@ -194,7 +199,9 @@ def _settings(args):
     from tasks.errors import SettingsError
     from tasks.settings import Settings
 
-    given = {"data_dir": args.data_dir, "state_url": getattr(args, "state_url", None)}
+    # `state migrate`: the database it copies to is the state the root will have.
+    given = {"data_dir": args.data_dir,
+             "state_url": getattr(args, "state_url", None) or getattr(args, "to", None)}
     try:
         return Settings(**{name: value for name, value in given.items() if value})
     except ValidationError as exc:  # its text would repeat the values: the causes only

@@ -82,6 +82,10 @@ class SettingsError(ReviewflowError):
     value: it may be a password)."""
 
 
+class NothingToMigrateError(ReviewflowError):
+    """``reviewflow state migrate`` found no SQLite ledger to copy from."""
+
+
 class PartVanishedError(ReviewflowError):
     """A run's temporary part was removed under it by another run."""
 

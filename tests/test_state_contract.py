@@ -457,6 +457,7 @@ def test_migrating_a_sqlite_ledger_copies_every_row_once(tmp_path, pg_cluster):
 def test_migrating_an_old_sqlite_ledger(tmp_path, pg_cluster):
     """A ledger from before ``archived_at``: its rows arrive archived, as tasks/state/ledger.py
     counts them."""
+    from tasks.errors import NothingToMigrateError
     from tasks.state.postgres import PostgresState
 
     path = tmp_path / "state" / "ledger.sqlite"
@@ -480,7 +481,7 @@ def test_migrating_an_old_sqlite_ledger(tmp_path, pg_cluster):
         assert state.committed_not_archived(SHA_A) is None
     finally:
         state.close()
-    with pytest.raises(StateUnavailableError, match="no SQLite ledger"):
+    with pytest.raises(NothingToMigrateError, match="no SQLite ledger"):
         _migrate(tmp_path / "absent", url)
 
 

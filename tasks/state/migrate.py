@@ -14,10 +14,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.errors import StateMismatchError, StateUnavailableError
+from tasks.errors import NothingToMigrateError, StateMismatchError
 from tasks.failpoints import failpoint
 from tasks.layout import DataLayout
 from tasks.state.marker import StateName, folder_state_id, move_marker, read_marker
+
+# What to name when there is no source: said by every refusal that lacks one.
+SOURCE_HELP = ("name the state folder this root was scored with until now: "
+               "--from-state-dir DIR (that host's REVIEWFLOW_STATE_DIR; a local root's own "
+               "is <root>/state)")
+
+
+def default_source(layout: DataLayout) -> Path:
+    """The state folder a root was scored with, when ``--from-state-dir`` is not given:
+    ``REVIEWFLOW_STATE_DIR`` (``layout.state_root``), else a local root's own ``state/``."""
+    if layout.state_root is not None:
+        return layout.state_root
+    if isinstance(layout.root, Path):
+        return layout.root / "state"
+    raise NothingToMigrateError(f"{layout.root} is not a local folder, so it has no state "
+                                f"folder of its own: {SOURCE_HELP}")
 
 
 def migrate_to_database(layout: DataLayout, source: Path, url: str) -> dict:
@@ -29,8 +45,8 @@ def migrate_to_database(layout: DataLayout, source: Path, url: str) -> dict:
 
     ledger = DataLayout(root=layout.root, state_root=source).ledger
     if not ledger.is_file():
-        raise StateUnavailableError(f"no SQLite ledger at {ledger}: nothing to migrate "
-                                    "(check --data-dir / REVIEWFLOW_STATE_DIR)")
+        raise NothingToMigrateError(f"no SQLite ledger at {ledger}, nothing to migrate: "
+                                    f"{SOURCE_HELP}")
     ours = StateName(folder_state_id(source), str(source))
     target = PostgresState(url)
     try:

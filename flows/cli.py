@@ -7,6 +7,7 @@
                          [--force]
     reviewflow monitor   [--runs N] [--png PATH]
     reviewflow models    list | promote VERSION --reason R [--force] | rollback --reason R
+    reviewflow state     migrate [--from-state-dir DIR] --to URL
     reviewflow demo
 
 ``--data-dir D`` (default ``./data`` or ``REVIEWFLOW_DATA_DIR``) and ``--verbose`` go
@@ -14,7 +15,8 @@ before or after the command. Every option also has an environment variable (see
 ``tasks/settings.py``). Exit codes (``tasks/errors.py``): 0 done, 1 stopped by the
 environment (disk full, unwritable folder) or an unexpected failure, 2 nothing to work
 with or a wrong request (no data root, no champion, no labeled data, a registry
-problem), 3 another retraining holds the registry, 4 no Prefect API: nothing answers at
+problem, a setting or state URL that cannot be read, a root scored with another run
+state), 3 another retraining holds the registry, 4 no Prefect API: nothing answers at
 ``PREFECT_API_URL``, or it is not set and the temporary server this command starts did
 not answer in time (see ``flows/prefect_api.py``); 130 interrupted (Ctrl-C, SIGINT) and
 143 stopped by SIGTERM, each with one line saying what was kept.
@@ -34,6 +36,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from flows import admin
 from flows.startup import (
     interrupted,
     quiet_defaults,
@@ -42,7 +45,7 @@ from flows.startup import (
     second_interrupt_ends_it,
     starting_flow,
 )
-from tasks.state.url import without_password
+from tasks.state.url import has_password, without_password
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 # What the command is doing, for the line an interruption prints
@@ -120,9 +123,13 @@ def _parser() -> argparse.ArgumentParser:
     state_actions = state.add_subparsers(dest="action", required=True)
     migrate = state_actions.add_parser(
         "migrate", parents=[common],
-        help="copy the SQLite ledger of the state folder into PostgreSQL (again: a no-op)")
+        help="copy a state folder's SQLite ledger into PostgreSQL and make that database "
+             "the root's run state (again: finishes, copies nothing twice)")
     migrate.add_argument("--to", required=True, metavar="URL",
                          help="postgresql://user@host:port/db (password: PGPASSWORD or ~/.pgpass)")
+    migrate.add_argument("--from-state-dir", metavar="DIR",
+                         help="the state folder the root was scored with until now (default "
+                              "$REVIEWFLOW_STATE_DIR, else a local root's state/)")
     return parser
 
 
@@ -131,11 +138,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args.data_dir = getattr(args, "data_dir", None)
     args.verbose = getattr(args, "verbose", False)
     args.state_url = getattr(args, "state_url", None)
-    if args.state_url and (bare := without_password(args.state_url)) != args.state_url:
-        # The flow gets the URL as a parameter, which Prefect keeps and shows: its
-        # password goes to this process's environment, where Settings finds it.
-        os.environ["REVIEWFLOW_STATE_URL"], args.state_url = args.state_url, bare
     return args
+
+
+def _password_out_of_parameters(args) -> None:
+    """The flow gets the state URL as a parameter, which Prefect keeps and shows: a
+    password in it goes to this process's environment, where Settings finds it."""
+    if args.state_url and has_password(args.state_url):  # StateURLError if unreadable
+        os.environ["REVIEWFLOW_STATE_URL"] = args.state_url
+        args.state_url = without_password(args.state_url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.errors import ReviewflowError
 
     try:
+        _password_out_of_parameters(args)
         if args.command == "init":
             _init(args)
         elif args.command == "demo":
@@ -159,11 +171,11 @@ def main(argv: list[str] | None = None) -> int:
                 _preflight_retrain(args)
                 _print_retrain(_retrain(args))
             elif args.command == "models":
-                _models(args)
+                admin.models(args, _settings(args))
             elif args.command == "monitor":
                 _monitor(args)
             elif args.command == "state":
-                _migrate_state(args)
+                admin.migrate(args, _settings(args))
     except ReviewflowError as exc:  # these three: flows.startup.reported_errors
         if args.verbose:
             raise
@@ -182,22 +194,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _settings(args):
+    from pydantic import ValidationError
+
+    from tasks.errors import SettingsError
     from tasks.settings import Settings
 
-    given = {"data_dir": args.data_dir, "state_url": getattr(args, "state_url", None)}
-    return Settings(**{name: value for name, value in given.items() if value})
-
-
-def _migrate_state(args) -> None:
-    from tasks.state.backend import redacted
-    from tasks.state.postgres import migrate_sqlite
-
-    layout = _settings(args).layout
-    counts = migrate_sqlite(layout.ledger, args.to)
-    print(f"copied {counts['scored_files']} scored files and {counts['quarantined_files']} "
-          f"quarantined files from {layout.ledger} to {redacted(args.to)} "
-          f"({counts['scored_files_present']} and {counts['quarantined_files_present']} were "
-          "there already); score with --state-url or REVIEWFLOW_STATE_URL set to it from now on")
+    # `state migrate`: the database it copies to is the state the root will have.
+    given = {"data_dir": args.data_dir,
+             "state_url": getattr(args, "state_url", None) or getattr(args, "to", None)}
+    try:
+        return Settings(**{name: value for name, value in given.items() if value})
+    except ValidationError as exc:  # its text would repeat the values: the causes only
+        raise SettingsError("; ".join(
+            ("REVIEWFLOW_" + "__".join(map(str, error["loc"])).upper() + ": " if error["loc"]
+             else "") + error["msg"].removeprefix("Value error, ")
+            for error in exc.errors())) from None
 
 
 def _init(args) -> None:
@@ -227,14 +238,14 @@ def _require_root(args) -> None:
 def _score_if_needed(args) -> dict | None:
     """Score, unless a look at the registry and the inbox shows there is nothing to do:
     then say so without starting Prefect or loading TensorFlow."""
+    from tasks.state.backend import open_state
     from tasks.state.inbox import list_inbox
     from tasks.training.registry import Registry
 
     settings = _settings(args)
-    if settings.state_url:  # down: one line, exit 1, before the inbox is looked at
-        from tasks.state.backend import open_state
-
-        open_state(settings.state_url, settings.layout).close()
+    # A state database that is down (exit 1) or a root scored with another run state
+    # (exit 2): one line, before the inbox is looked at.
+    open_state(settings.state_url, settings.layout).close()
     if args.settle_seconds is not None:
         settings = settings.model_copy(update={"settle_seconds": args.settle_seconds})
     layout = settings.layout
@@ -259,19 +270,20 @@ def _preflight_retrain(args) -> None:
 
     settings = _settings(args)
     layout = settings.layout
-    # The locks the flow takes (flows.retrain_model); a local one only once it exists.
-    if (settings.state_url or not isinstance(layout.models, Path)
-            or Registry(layout.models).retrain_lock.exists()):
-        state = open_state(settings.state_url, layout)  # down: one line, exit 1
-        try:
+    # Down: exit 1; a root scored with another run state: exit 2; each in one line.
+    state = open_state(settings.state_url, layout)
+    try:
+        # The locks the flow takes (flows.retrain_model); a local one only once it exists.
+        if (settings.state_url or not isinstance(layout.models, Path)
+                or Registry(layout.models).retrain_lock.exists()):
             with state.retrain_lock():
                 pass
-        except LockHeldError as exc:
-            raise RetrainingBusyError(f"another retraining is running ({exc}); this run "
-                                      "leaves the registry untouched. Try again when it has "
-                                      "finished.") from None
-        finally:
-            state.close()
+    except LockHeldError as exc:
+        raise RetrainingBusyError(f"another retraining is running ({exc}); this run "
+                                  "leaves the registry untouched. Try again when it has "
+                                  "finished.") from None
+    finally:
+        state.close()
     if isinstance(layout.labeled, Path) and not any(
             is_review_file(p) for p in layout.labeled.rglob("*")):
         raise NoLabeledDataError(
@@ -344,42 +356,6 @@ def _print_retrain(summary: dict) -> None:
         print(f"learned from {summary['final_training_rows']} rows, "
               f"{summary['pseudo_labeled_rows']} of them pseudo-labeled from unlabeled/")
     print(f"reason: {summary['reason']}")
-
-
-def _models(args) -> None:
-    from tasks.training.registry import Registry, open_registry
-
-    settings = _settings(args)
-    if args.action == "list":
-        _list_models(Registry(settings.layout.models))
-        return
-    with open_registry(settings.layout, settings.state_url) as registry:
-        if args.action == "promote":
-            pointer = registry.promote_by_hand(args.version, args.reason, force=args.force)
-            print(f"champion is now {pointer['version']}")
-        elif args.action == "rollback":
-            pointer = registry.rollback(args.reason)
-            print(f"rolled back; champion is now {pointer['version']}")
-
-
-def _list_models(registry) -> None:
-    from tasks.training.events import VersionStatus
-
-    rows = registry.list_versions()
-    if not rows:
-        print("no model versions yet; run `reviewflow retrain`")
-    for row in rows:
-        accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
-        marker = "*" if row["status"] == VersionStatus.CHAMPION else " "
-        print(f"{marker} {row['version']}  {row['status']:<16} accuracy {accuracy}  "
-              f"trained {row['trained_at']}  {row['decision'] or ''}")
-    history = registry.read_history()
-    if history:
-        print("\nhistory:")
-        for entry in history:
-            forced = " (forced)" if entry.get("forced") else ""
-            print(f"  {entry['at']}  {entry['event']:<9} {entry['version']}  "
-                  f"{entry.get('reason', '')}{forced}")
 
 
 def _monitor(args) -> None:

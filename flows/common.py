@@ -63,9 +63,11 @@ def environment_settings() -> Settings:
     """
     from pydantic import ValidationError
 
+    from tasks.errors import ReviewflowError
+
     try:
         settings = Settings()
-    except ValidationError:
+    except (ValidationError, ReviewflowError):  # a state URL libpq cannot read, say
         return Settings.model_construct()
     # Prefect keeps and shows a run's parameters: the password stays in the environment,
     # where Settings finds it again (Settings._password_from_environment).

@@ -42,7 +42,6 @@ from tasks.settings import Settings
 from tasks.state.backend import RunState, TimedState, open_state
 from tasks.state.commit import HANDLED_ELSEWHERE, Committer
 from tasks.state.inbox import list_inbox
-from tasks.state.ledger import claim_root_for_state
 from tasks.storage.local import Location, readable_name
 from tasks.training.registry import Registry
 
@@ -79,8 +78,9 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
                              task_runner=task_runner, dask_address=dask_address,
                              shard_rows=shard_rows, state_url=state_url)
     # Before anything is read or moved: a linked folder (the state folder too, which the
-    # SQLite ledger would write through) and a state database that is down each stop the
-    # run in one line.
+    # SQLite ledger would write through), a state database that is down and a root
+    # scored with another run state (open_state checks its marker) each stop the run in
+    # one line.
     settings.layout.check_contained(day_of(datetime.now(UTC)))
     if (waiting := _before_first_champion(settings, logger)) is not None:
         return waiting
@@ -95,7 +95,6 @@ def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
     layout = settings.layout.ensure()
     run_started, clock = datetime.now(UTC), time.perf_counter()
     layout.check_contained(day_of(run_started))  # one line, exit 2, if a folder is a link
-    claim_root_for_state(layout, *ledger.identity())
     local = settings.task_runner == "threads"  # shards run in this process
     device = _local_device(settings, logger) if local else "Dask workers"
     registry = Registry(layout.models)

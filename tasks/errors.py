@@ -7,7 +7,8 @@ traceback. The messages say what happened and what to do.
 Exit codes: 0 done; 1 stopped by the environment (disk full, unwritable folder, the state
 database down, unreachable or refusing the login, the object store unreachable or its
 bucket missing: run again once fixed) or an unexpected failure; 2 nothing to work with or
-a wrong request (no champion, no labeled data, no data root, a registry problem); 3
+a wrong request (no champion, no labeled data, no data root, a registry problem, a state
+URL libpq cannot read, a data root scored with another run state); 3
 another retraining holds the registry; 4 no usable Prefect API (the server PREFECT_API_URL
 names does not answer, answers 401 to PREFECT_API_AUTH_STRING, or 503 from /ready because
 its own database is down; or, with it unset, the temporary server this command starts did
@@ -67,7 +68,22 @@ class LinkedFolderError(ReviewflowError):
 
 
 class StateMismatchError(ReviewflowError):
-    """The data root was last scored with another state folder (ledger and locks)."""
+    """The data root is scored with another run state (its marker names another state
+    folder or database) than the one this command was given."""
+
+
+class StateURLError(ReviewflowError):
+    """The state URL is not a connection string libpq can read; the message says why
+    without repeating it (it may hold a password)."""
+
+
+class SettingsError(ReviewflowError):
+    """A setting has a value it cannot take; the message names it and why (never the
+    value: it may be a password)."""
+
+
+class NothingToMigrateError(ReviewflowError):
+    """``reviewflow state migrate`` found no SQLite ledger to copy from."""
 
 
 class PartVanishedError(ReviewflowError):

@@ -30,8 +30,8 @@ answered here and nowhere else (docs/data-contract.md). Everything else asks
         ledger.sqlite                  which content was scored by which model
         locks/<sha16>.lock             held while a run works on that content
         state-id                       names this state folder (see STATE_MARKER_FILE)
-      .reviewflow-state.json           which state folder scores this root (only with
-                                       a state folder outside the root)
+      .reviewflow-state.json           which run state (state folder or database)
+                                       scores this root (tasks.state.marker)
 
 No product folder may be a symbolic link, nor lead out of the root another way: an
 uploader who can write only to ``incoming/`` could otherwise make the run move files
@@ -77,8 +77,8 @@ CURVES_FILE = "curves.png"
 # versions trained before profiles existed.
 PROFILE_FILE = "profile.json"
 
-# Which state folder (ledger and locks) scores a root whose state lives elsewhere: two
-# runs with different state folders would each sweep the other's temporary parts.
+# Which run state (ledger and locks: a state folder or a database) scores a root: two
+# commands with different states would not see each other's locks (tasks.state.marker).
 STATE_MARKER_FILE = ".reviewflow-state.json"
 STATE_ID_FILE = "state-id"
 

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasks.layout import DataLayout
 from tasks.reading.columns import ColumnMapping
-from tasks.state.url import with_password_of
+from tasks.state.url import parse, with_password_of
 from tasks.storage.objects import as_location, is_url
 
 PACKAGED_SUITE = Path(__file__).parent / "expectations" / "review_suite.json"
@@ -39,8 +39,9 @@ class Settings(BaseSettings):
         None, description="Local (or shared POSIX) folder for the ledger and the locks. "
                           "Default <data_dir>/state; required when data_dir is a URL.")
     state_url: str | None = Field(
-        None, description="postgresql://user@host:port/db: the ledger and the locks in "
-                          "PostgreSQL (tasks/state/postgres.py), shared by workers on any host; "
+        None, description="postgresql://user@host:port/db (or any connection string "
+                          "libpq takes): the ledger and the locks in PostgreSQL "
+                          "(tasks/state/postgres.py), shared by workers on any host; "
                           "unset: the SQLite ledger and lock files in state_dir. The "
                           "password comes from the URL, PGPASSWORD or ~/.pgpass.")
     storage_options: dict[str, Any] = Field(
@@ -195,8 +196,13 @@ class Settings(BaseSettings):
     @field_validator("state_url")
     @classmethod
     def _password_from_environment(cls, url: str | None) -> str | None:
-        """A URL given without its password (a flow parameter, which Prefect keeps and
+        """A URL libpq cannot read is refused here, in one line that does not repeat it
+        (``StateURLError``: not a ValueError, which pydantic would report with the value).
+        A URL given without its password (a flow parameter, which Prefect keeps and
         shows) takes it from ``REVIEWFLOW_STATE_URL`` when that names the same database."""
+        if not url:
+            return None
+        parse(url)
         return with_password_of(url, os.environ.get("REVIEWFLOW_STATE_URL"))
 
     @field_validator("suite_path", "state_dir")

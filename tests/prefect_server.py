@@ -6,10 +6,12 @@ Every process runs in a session of its own, with an explicit environment (nothin
 from the caller's Prefect or reviewflow settings leaks in) that carries a marker; ``Processes.stop_all`` stops the process groups (TERM, then KILL)
 and then kills any process still carrying the marker (workers start flow runs in
 sessions of their own), so nothing outlives a test, also when it fails.
+``what_prefect_keeps`` reads back what the API holds of a command's flow run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -241,3 +243,26 @@ def scheduler_errors(server_log: str) -> list[str]:
     return [line for line in lines
             if ("| ERROR" in line and "schedul" in line.lower())
             or "InvalidRequestError" in line or "schedule_deployments" in line]
+
+
+def what_prefect_keeps(stderr: str) -> str:
+    """The flow run of a command's output as the Prefect API keeps it: its parameters,
+    artifacts (the run summary among them) and logs, as one JSON text."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    run_id = stderr.split("/runs/flow-run/")[1].split()[0]
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+        logs = client.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    assert artifacts and logs  # the summary and the run's log are there to be searched
+    return json.dumps([run.model_dump(mode="json"), [a.model_dump(mode="json") for a in artifacts],
+                       [entry.model_dump(mode="json") for entry in logs]])

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.errors import StateMismatchError, StateURLError
 from tasks.state.backend import (
     LockHeldError,
     RunState,
@@ -404,19 +405,33 @@ def test_open_state_chooses_by_url(tmp_path, pg_cluster):
     layout = DataLayout(root=tmp_path)
     local = open_state(None, layout)
     assert isinstance(local, SQLiteState) and local.where() == str(layout.ledger)
-    with pytest.raises(StateUnavailableError, match="not a postgresql:// URL"):
-        open_state("mysql://rf:pw@host/db", layout)
-    remote = open_state(pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}"), layout)
+    with pytest.raises(StateURLError, match="neither a postgresql:// URL") as refused:
+        open_state("mysql://rf:pw-9Zq@host/db", layout)
+    assert "pw-9Zq" not in str(refused.value)
+    url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
+    remote = open_state(url, DataLayout(root=tmp_path / "other"))
     assert isinstance(remote, PostgresState)
     remote.close()
+    with pytest.raises(StateMismatchError):  # the first root is the state folder's
+        open_state(url, layout)
 
 
 # -- migration from the SQLite ledger -----------------------------------------------------
 
-def test_migrating_a_sqlite_ledger_copies_every_row_once(tmp_path, pg_cluster):
-    from tasks.state.postgres import PostgresState, migrate_sqlite
+def _migrate(source: Path, url: str) -> dict:
+    """``tasks.state.migrate.migrate_to_database`` of the state folder ``source`` for a
+    root beside it; the row counts it reports."""
+    from tasks.layout import DataLayout
+    from tasks.state.migrate import migrate_to_database
 
-    path = tmp_path / "ledger.sqlite"
+    counts = migrate_to_database(DataLayout(root=source.parent / "data"), source, url)
+    return {name: count for name, count in counts.items() if name != "target"}
+
+
+def test_migrating_a_sqlite_ledger_copies_every_row_once(tmp_path, pg_cluster):
+    from tasks.state.postgres import PostgresState
+
+    path = tmp_path / "state" / "ledger.sqlite"
     ledger = Ledger(path)
     rows = [entry(f"{i:064x}", archived_at="2026-12-02T10:00:01+00:00") for i in range(1, 40)]
     rows.append(entry(SHA_A, model="v2"))  # committed, never archived
@@ -424,12 +439,12 @@ def test_migrating_a_sqlite_ledger_copies_every_row_once(tmp_path, pg_cluster):
     ledger.record_quarantined_file(SHA_B, "b.csv", "no text column", "quarantine/files/b.csv")
     url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
 
-    assert migrate_sqlite(path, url) == {"scored_files": 40, "scored_files_present": 0,
-                                         "quarantined_files": 1,
-                                         "quarantined_files_present": 0}
-    assert migrate_sqlite(path, url) == {"scored_files": 0, "scored_files_present": 40,
-                                         "quarantined_files": 0,
-                                         "quarantined_files_present": 1}
+    assert _migrate(path.parent, url) == {"scored_files": 40, "scored_files_present": 0,
+                                          "quarantined_files": 1,
+                                          "quarantined_files_present": 0}
+    assert _migrate(path.parent, url) == {"scored_files": 0, "scored_files_present": 40,
+                                          "quarantined_files": 0,
+                                          "quarantined_files_present": 1}
     state = PostgresState(url)
     try:
         assert all(state.scored(row.source_sha256, row.model_version) == row for row in rows)
@@ -442,9 +457,11 @@ def test_migrating_a_sqlite_ledger_copies_every_row_once(tmp_path, pg_cluster):
 def test_migrating_an_old_sqlite_ledger(tmp_path, pg_cluster):
     """A ledger from before ``archived_at``: its rows arrive archived, as tasks/state/ledger.py
     counts them."""
-    from tasks.state.postgres import PostgresState, migrate_sqlite
+    from tasks.errors import NothingToMigrateError
+    from tasks.state.postgres import PostgresState
 
-    path = tmp_path / "ledger.sqlite"
+    path = tmp_path / "state" / "ledger.sqlite"
+    path.parent.mkdir()
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("CREATE TABLE scored_files (source_sha256 TEXT NOT NULL, model_version TEXT"
                    " NOT NULL, source_file TEXT NOT NULL, rows_read INTEGER NOT NULL,"
@@ -457,15 +474,15 @@ def test_migrating_an_old_sqlite_ledger(tmp_path, pg_cluster):
         db.execute("INSERT INTO scored_files VALUES (?, 'v0', 'a.csv', 3, 3, 0, 'p', NULL,"
                    " '2026-01-01T00:00:00+00:00')", (SHA_A,))
     url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
-    assert migrate_sqlite(path, url)["scored_files"] == 1
+    assert _migrate(path.parent, url)["scored_files"] == 1
     state = PostgresState(url)
     try:
         assert state.scored(SHA_A, "v0").archived_at == "2026-01-01T00:00:00+00:00"
         assert state.committed_not_archived(SHA_A) is None
     finally:
         state.close()
-    with pytest.raises(StateUnavailableError, match="no SQLite ledger"):
-        migrate_sqlite(tmp_path / "absent.sqlite", url)
+    with pytest.raises(NothingToMigrateError, match="no SQLite ledger"):
+        _migrate(tmp_path / "absent", url)
 
 
 def test_the_harness_uses_password_authentication(pg_cluster):

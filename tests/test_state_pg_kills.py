@@ -6,7 +6,6 @@ scored/ exactly once; no run prints or writes the database password."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -19,6 +18,7 @@ from conftest import PROJECT, reviewflow_command
 
 from tests import postgres
 from tests.helpers import good_rows, scored_rows, write_csv
+from tests.prefect_server import what_prefect_keeps
 
 NAMES_ROWS = (("a", 3), ("b", 4), ("c", 5))
 
@@ -159,29 +159,6 @@ def test_the_database_stopped_mid_run_stops_the_run_and_the_next_run_completes(
         shutil.rmtree(cluster.folder, ignore_errors=True)
 
 
-def _what_prefect_keeps(stderr: str) -> str:
-    """The flow run of a command's output as the Prefect API keeps it: its parameters,
-    artifacts (the run summary among them) and logs, as one JSON text."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        LogFilter,
-        LogFilterFlowRunId,
-    )
-
-    run_id = stderr.split("/runs/flow-run/")[1].split()[0]
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_id)
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
-        logs = client.read_logs(log_filter=LogFilter(
-            flow_run_id=LogFilterFlowRunId(any_=[run.id])))
-    assert artifacts and logs  # the summary and the run's log are there to be searched
-    return json.dumps([run.model_dump(mode="json"), [a.model_dump(mode="json") for a in artifacts],
-                       [entry.model_dump(mode="json") for entry in logs]])
-
-
 def test_no_run_prints_or_writes_the_database_password(scoring_root, pg_cluster,
                                                        subprocess_env):
     url = _fresh(pg_cluster)
@@ -191,13 +168,13 @@ def test_no_run_prints_or_writes_the_database_password(scoring_root, pg_cluster,
     done = _run(scoring_root, env, "--verbose")
     assert done.returncode == 0, done.stderr
     assert postgres.PASSWORD not in done.stdout + done.stderr
-    assert postgres.PASSWORD not in _what_prefect_keeps(done.stderr)
+    assert postgres.PASSWORD not in what_prefect_keeps(done.stderr)
     write_csv(scoring_root / "incoming" / "more.csv", good_rows("more", 3))
     without = {k: v for k, v in env.items() if k != "REVIEWFLOW_STATE_URL"}
     given = _run(scoring_root, without, "--state-url", url)  # the URL on the command line
     assert given.returncode == 0, given.stderr
     assert postgres.PASSWORD not in given.stdout + given.stderr
-    assert postgres.PASSWORD not in _what_prefect_keeps(given.stderr)
+    assert postgres.PASSWORD not in what_prefect_keeps(given.stderr)
     secret = postgres.PASSWORD.encode()
     for path in scoring_root.rglob("*"):
         if path.is_file():

@@ -2,7 +2,9 @@
 
 - ``backend``: the ``RunState`` interface and ``open_state`` (a second backend goes here).
 - ``ledger``: the SQLite ledger under ``state/``; ``postgres``: the same in PostgreSQL.
-- ``url``: what a state URL is and the password-free form of it that may be shown.
+- ``url``: a state URL read as libpq reads it, and the password-free form of it that may be shown.
+- ``marker``: which run state scores a data root (``.reviewflow-state.json``), checked by
+  ``open_state``; ``migrate``: a root moved from a state folder to a state database.
 - ``inbox``: what is in the inbox, and claiming a file of it for one run.
 - ``commit``: publishing a file's scored parts and quarantine exactly once.
 """

@@ -15,6 +15,10 @@ Both locks are released when their holder dies, even by SIGKILL: the kernel drop
 ``flock`` with its process, PostgreSQL drops a session's advisory locks with its
 backend. A lock held elsewhere raises ``LockHeldError`` at once (never waits), as
 ``exclusive_lock`` does.
+
+``open_state`` is the one way a command opens the run state of a data root: it checks
+(and, for the root's first user, writes) the root's state marker (``tasks.state.marker``),
+so every command on a root uses the same state or is refused.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from typing import Protocol, runtime_checkable
 
 from tasks.errors import StateUnavailableError
 from tasks.state.ledger import Ledger, ScoredFile
-from tasks.state.url import is_state_url, redacted
+from tasks.state.marker import StateName, claim_root, folder_state_id
+from tasks.state.url import redacted
 from tasks.storage.local import LockHeldError, exclusive_lock
 
 __all__ = ["LockHeldError", "RunState", "SQLiteState", "ScoredFile", "StateUnavailableError",
@@ -41,9 +46,9 @@ class RunState(Protocol):
     def where(self) -> str:
         """Where the state lives, fit for logs (no password)."""
 
-    def identity(self) -> tuple[str | None, str | None]:
-        """(state id, where) for the data root's state marker (``claim_root_for_state``);
-        (None, None): the state folder's own id file."""
+    def identity(self) -> StateName:
+        """This state's id and where it is, as the data root's marker names it
+        (``tasks.state.marker``)."""
 
     # -- the ledger --------------------------------------------------------------------
     def scored(self, sha256: str, model_version: str) -> ScoredFile | None: ...
@@ -138,8 +143,9 @@ class SQLiteState:
     def where(self) -> str:
         return str(self.ledger_path)
 
-    def identity(self) -> tuple[str | None, str | None]:
-        return None, None
+    def identity(self) -> StateName:
+        folder = self.ledger_path.parent
+        return StateName(folder_state_id(folder), str(folder))
 
     def scored(self, sha256: str, model_version: str) -> ScoredFile | None:
         return self.ledger.scored(sha256, model_version)
@@ -187,18 +193,21 @@ class SQLiteState:
 
 
 def open_state(url: str | None, layout) -> RunState:
-    """The state for a run: PostgreSQL at ``url`` when it is a ``postgresql://`` URL,
-    else the SQLite ledger and lock files of ``layout``'s state folder."""
+    """The run state of ``layout``'s root: PostgreSQL at the state URL ``url``, else the
+    SQLite ledger and lock files of ``layout``'s state folder; refused
+    (``StateMismatchError``) when the root's marker names another state."""
     if url is None or url == "":
-        return SQLiteState.for_layout(layout)
-    if not is_state_url(url):
-        raise StateUnavailableError(
-            f"state URL {redacted(url)!r} is not a postgresql:// URL; set "
-            "REVIEWFLOW_STATE_URL to postgresql://user@host:port/database, or unset it "
-            "for the local SQLite ledger")
-    from tasks.state.postgres import PostgresState
+        state: RunState = SQLiteState.for_layout(layout)
+    else:
+        from tasks.state.postgres import PostgresState
 
-    return PostgresState(url)
+        state = PostgresState(url)  # StateURLError first, for a URL libpq cannot read
+    try:
+        claim_root(layout, state.identity())
+    except BaseException:
+        state.close()
+        raise
+    return state
 
 
 class TimedState:

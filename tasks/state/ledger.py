@@ -22,17 +22,11 @@ ended).
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
-import uuid
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-
-from tasks.errors import StateMismatchError
-from tasks.layout import DataLayout
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scored_files (
@@ -187,56 +181,3 @@ def part_paths(record: str | None) -> list[str]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def claim_root_for_state(layout: DataLayout, state_id: str | None = None,
-                         where: str | None = None) -> None:
-    """Refuse (``StateMismatchError``) to score a root another state folder scores.
-
-    Locks and the ledger live in the state folder, so two runs on one root with two
-    state folders (an s3:// prefix scored from two hosts, each with its own
-    REVIEWFLOW_STATE_DIR) would not see each other: each sweeps the other's temporary
-    parts and both may score a file. A run with a state folder of its own names it in
-    ``<root>/.reviewflow-state.json`` (``STATE_MARKER_FILE``); a run whose state
-    differs from the marker stops, with one line naming both. ``state_id`` and ``where``:
-    a state database's id and its name (``RunState.identity``), instead of the folder's."""
-    marker = layout.state_marker
-    if state_id is None and layout.state_root is None and not marker.exists():
-        return  # the state is inside the root: one root, one state
-    ours = {"state_id": state_id or _state_id(layout), "state_dir": where or str(layout.state),
-            "host": socket.gethostname()}
-    if not marker.exists():
-        marker.write_text(json.dumps(ours | {"written_at": _now()}, indent=2) + "\n")
-    try:
-        theirs = json.loads(marker.read_text())
-        their_id = theirs["state_id"]
-    except (ValueError, KeyError, TypeError):
-        raise StateMismatchError(
-            f"{marker} is unreadable; it names the state folder that scores this data "
-            "root: delete it and run again") from None
-    if their_id != ours["state_id"]:
-        raise StateMismatchError(
-            f"{layout.root} is scored with the state folder {theirs.get('state_dir')} on "
-            f"{theirs.get('host')} (id {their_id}), this run's is {ours['state_dir']} on "
-            f"{ours['host']} (id {ours['state_id']}): two state folders on one root sweep "
-            "each other's temporary parts; set REVIEWFLOW_STATE_DIR or REVIEWFLOW_STATE_URL to "
-            "the shared one, or, "
-            f"if that state folder is retired, delete {marker} and run again")
-
-
-def _state_id(layout: DataLayout) -> str:
-    """This state folder's id (``STATE_ID_FILE``), made on first use."""
-    path = layout.state_id_file
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        temp.write_text(uuid.uuid4().hex + "\n")
-        try:
-            os.link(temp, path)  # two first runs at once: one id wins
-        except FileExistsError:
-            pass
-        finally:
-            temp.unlink()
-        return path.read_text().strip()

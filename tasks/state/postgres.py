@@ -23,7 +23,8 @@ also keeps the keys it holds and refuses a second claim of one content in-proces
 second ``flock`` of one file does.
 
 The password comes from the URL, ``PGPASSWORD`` or ``~/.pgpass`` (libpq reads the last
-two itself); every message shows the database as host:port/db and never the password.
+two itself); every message shows the database as host:port/db and never the password
+(``tasks.state.url`` reads the URL as libpq does, and scrubs libpq's messages of it).
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from tasks.errors import StateUnavailableError
 from tasks.state.ledger import Ledger, ScoredFile, _now, part_paths
-from tasks.state.url import is_state_url, redacted
+from tasks.state.marker import StateName
+from tasks.state.url import describe, parse, secrets_of
 from tasks.storage.local import LockHeldError
 
 CONNECT_TIMEOUT_S = 10
@@ -103,26 +104,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def describe(url: str) -> str:
-    """host:port/db of a state URL: how messages name the database."""
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "(an unreadable state URL)"
-    host = info.get("host") or os.environ.get("PGHOST") or "localhost"
-    port = info.get("port") or os.environ.get("PGPORT") or "5432"
-    db = info.get("dbname") or os.environ.get("PGDATABASE") or info.get("user") or "postgres"
-    return f"{host}:{port}/{db}"
-
-
 def _scrub(text: str, url: str) -> str:
-    """An error text from libpq with the URL's password (if any) taken out."""
-    try:
-        secret = conninfo_to_dict(url).get("password")
-    except psycopg.ProgrammingError:
-        secret = None
-    for candidate in filter(None, (secret, os.environ.get("PGPASSWORD"))):
-        text = text.replace(candidate, "***")
+    """An error text from libpq with every password it could hold taken out (the URL's,
+    as libpq reads it, and PGPASSWORD's), on one line."""
+    for secret in secrets_of(url):
+        text = text.replace(secret, "***")
     return " ".join(text.split())
 
 
@@ -131,6 +117,7 @@ class PostgresState:
 
     def __init__(self, url: str, connect_timeout: int = CONNECT_TIMEOUT_S,
                  statement_timeout: int = STATEMENT_TIMEOUT_S):
+        parse(url)  # StateURLError, which does not echo it, for one libpq cannot read
         self.url = url
         self._where = describe(url)
         self._mutex = threading.RLock()  # one connection, shared by the flow's threads
@@ -197,10 +184,10 @@ class PostgresState:
                     cursor.execute("INSERT INTO schema_version VALUES (%s, %s)",
                                    (version, _now()))
 
-    def identity(self) -> tuple[str | None, str | None]:
+    def identity(self) -> StateName:
         state_id = self._run(lambda c: c.execute(
             "SELECT state_id FROM state_identity").fetchone()[0])
-        return f"pg-{state_id}", self.where()
+        return StateName(f"pg-{state_id}", self.where())
 
     def schema_version(self) -> int:
         return self._run(lambda c: c.execute(
@@ -325,47 +312,33 @@ class PostgresState:
             self._held.clear()
             self._db.close()
 
+    def copy_ledger(self, ledger: Path) -> dict[str, int]:
+        """Copy every row of the SQLite ledger at ``ledger`` into this database, in one
+        transaction (rows already here are kept as they are: a second copy adds
+        nothing). Returns the rows copied and the rows found already present, per table."""
+        Ledger(ledger)  # brings an old ledger's columns up to date first
+        with closing(sqlite3.connect(ledger)) as db:
+            scored = [dict(zip(_FIELDS, row)) for row in
+                      db.execute(f"SELECT {_SCORED_COLUMNS} FROM scored_files")]
+            quarantined = db.execute("SELECT source_sha256, source_file, reason,"
+                                     " quarantined_path, finished_at FROM quarantined_files"
+                                     ).fetchall()
+        insert_scored = (f"INSERT INTO scored_files ({_SCORED_COLUMNS}) VALUES "
+                         f"({', '.join(f'%({name})s' for name in _FIELDS)}) "
+                         "ON CONFLICT DO NOTHING")
+        insert_quarantined = ("INSERT INTO quarantined_files VALUES (%s, %s, %s, %s, %s)"
+                              " ON CONFLICT DO NOTHING")
 
-def migrate_sqlite(ledger: Path, url: str) -> dict[str, int]:
-    """Copy every row of the SQLite ledger at ``ledger`` into the state database at
-    ``url`` (rows already there are kept as they are: a second run copies nothing).
-    Returns the rows copied and the rows found already present, per table."""
-
-    if not is_state_url(url):
-        raise StateUnavailableError(f"{redacted(url)!r} is not a postgresql:// URL: give "
-                                    "--to postgresql://user@host:port/db")
-    if not ledger.exists():
-        raise StateUnavailableError(f"no SQLite ledger at {ledger}: nothing to migrate "
-                                    "(check --data-dir / REVIEWFLOW_STATE_DIR)")
-    Ledger(ledger)  # brings an old ledger's columns up to date first
-    with closing(sqlite3.connect(ledger)) as db:
-        scored = [dict(zip(_FIELDS, row)) for row in
-                  db.execute(f"SELECT {_SCORED_COLUMNS} FROM scored_files")]
-        quarantined = db.execute("SELECT source_sha256, source_file, reason,"
-                                 " quarantined_path, finished_at FROM quarantined_files"
-                                 ).fetchall()
-    state = PostgresState(url)
-    try:
         def copy(cursor) -> dict[str, int]:
             counts = {}
-            with state._db.transaction():
-                copied = 0
-                for row in scored:
-                    cursor.execute(
-                        f"INSERT INTO scored_files ({_SCORED_COLUMNS}) VALUES "
-                        f"({', '.join(f'%({name})s' for name in _FIELDS)}) ON CONFLICT DO NOTHING",
-                        row)
-                    copied += cursor.rowcount
-                counts["scored_files"], counts["scored_files_present"] = \
-                    copied, len(scored) - copied
-                copied = 0
-                for row in quarantined:
-                    cursor.execute("INSERT INTO quarantined_files VALUES (%s, %s, %s, %s, %s)"
-                                   " ON CONFLICT DO NOTHING", row)
-                    copied += cursor.rowcount
-                counts["quarantined_files"], counts["quarantined_files_present"] = \
-                    copied, len(quarantined) - copied
+            with self._db.transaction():
+                for table, sql, rows in (("scored_files", insert_scored, scored),
+                                         ("quarantined_files", insert_quarantined,
+                                          quarantined)):
+                    copied = 0
+                    for row in rows:
+                        cursor.execute(sql, row)
+                        copied += cursor.rowcount
+                    counts[table], counts[f"{table}_present"] = copied, len(rows) - copied
             return counts
-        return state._run(copy)
-    finally:
-        state.close()
+        return self._run(copy)

@@ -427,16 +427,15 @@ class Registry:
 
 @contextlib.contextmanager
 def open_registry(layout, state_url: str | None) -> Iterator[Registry]:
-    """The data root's registry; on object storage with the run state open for its
-    pointer lock (``open_state``: PostgreSQL at ``state_url``, else the state folder)."""
-    if not is_remote(layout.models):
-        yield Registry(layout.models)
-        return
+    """The data root's registry, to change it, with the root's run state open
+    (``open_state``: PostgreSQL at ``state_url``, else the state folder; refused when
+    the root is scored with another state). On object storage the registry takes that
+    state's pointer lock; a local registry locks its own folder."""
     from tasks.state.backend import open_state
 
     state = open_state(state_url, layout)
     try:
-        yield Registry(layout.models, state)
+        yield Registry(layout.models, state if is_remote(layout.models) else None)
     finally:
         state.close()
 

@@ -1,0 +1,64 @@
+"""The ``reviewflow`` commands that change the registry or the run state by hand, with no
+flow: ``models list|promote|rollback`` and ``state migrate`` (flows/cli.py parses them
+and reports their errors). None of them imports Prefect, TensorFlow or Great
+Expectations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def models(args, settings) -> None:
+    """``reviewflow models list|promote|rollback``: promote and rollback open the root's
+    run state first (``open_registry``), so they take the lock every other command on
+    the root takes, or are refused."""
+    from tasks.training.registry import Registry, open_registry
+
+    if args.action == "list":
+        list_models(Registry(settings.layout.models))
+        return
+    with open_registry(settings.layout, settings.state_url) as registry:
+        if args.action == "promote":
+            pointer = registry.promote_by_hand(args.version, args.reason, force=args.force)
+            print(f"champion is now {pointer['version']}")
+        elif args.action == "rollback":
+            pointer = registry.rollback(args.reason)
+            print(f"rolled back; champion is now {pointer['version']}")
+
+
+def list_models(registry) -> None:
+    from tasks.training.events import VersionStatus
+
+    rows = registry.list_versions()
+    if not rows:
+        print("no model versions yet; run `reviewflow retrain`")
+    for row in rows:
+        accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
+        marker = "*" if row["status"] == VersionStatus.CHAMPION else " "
+        print(f"{marker} {row['version']}  {row['status']:<16} accuracy {accuracy}  "
+              f"trained {row['trained_at']}  {row['decision'] or ''}")
+    history = registry.read_history()
+    if history:
+        print("\nhistory:")
+        for entry in history:
+            forced = " (forced)" if entry.get("forced") else ""
+            print(f"  {entry['at']}  {entry['event']:<9} {entry['version']}  "
+                  f"{entry.get('reason', '')}{forced}")
+
+
+def migrate(args, settings) -> None:
+    """``reviewflow state migrate [--from-state-dir DIR] --to URL``: the ledger of the
+    state folder DIR (default: ``default_source``) copied into the database at URL, and
+    the root's marker moved to it (``tasks.state.migrate``)."""
+    from tasks.state.migrate import default_source, migrate_to_database
+
+    layout = settings.layout
+    source = Path(args.from_state_dir).expanduser().resolve() if args.from_state_dir \
+        else default_source(layout)
+    counts = migrate_to_database(layout, source, args.to)
+    print(f"copied {counts['scored_files']} scored files and {counts['quarantined_files']} "
+          f"quarantined files from {source} to {counts['target']} "
+          f"({counts['scored_files_present']} and {counts['quarantined_files_present']} were "
+          f"there already); {layout.root} is now scored with that database: score with "
+          "--state-url or REVIEWFLOW_STATE_URL set to it from now on")

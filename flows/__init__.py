@@ -4,6 +4,7 @@
 drives, with the tasks it submits); ``retrain_model`` and ``retrain_report``; ``score_report``
 and ``drift`` (what a scoring run publishes); ``cli`` (the command's arguments and commands),
 ``startup`` (how the command starts and ends: quiet defaults, the Prefect API while the
-flow imports, SIGTERM, the fast exit), ``prefect_api`` (the temporary API a command starts
-when none is configured) and ``common`` (settings and progress shared by them).
+flow imports, the fast exit), ``stopping`` (Ctrl-C and SIGTERM at any point, and the line
+a stopped command says), ``prefect_api`` (the temporary API a command starts when none is
+configured) and ``common`` (settings and progress shared by them).
 """

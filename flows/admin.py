@@ -19,6 +19,9 @@ def models(args, settings) -> None:
         list_models(Registry(settings.layout.models))
         return
     with open_registry(settings.layout, settings.state_url) as registry:
+        # What a stop mid-change says became of the champion (flows.stopping).
+        args.under_way.update(command="models", registry=registry,
+                              champion=registry.current_version())
         if args.action == "promote":
             pointer = registry.promote_by_hand(args.version, args.reason, force=args.force)
             print(f"champion is now {pointer['version']}")

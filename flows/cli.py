@@ -29,28 +29,21 @@ no champion, an empty inbox or no labeled files.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
 import sqlite3
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from flows import admin
-from flows.startup import (
-    interrupted,
-    quiet_defaults,
-    reported_errors,
-    run_program,
-    second_interrupt_ends_it,
-    starting_flow,
-)
+from flows.startup import quiet_defaults, reported_errors, run_program, starting_flow
+from flows.stopping import Stop, say_stopped
 from tasks.state.url import has_password, without_password
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
-# What the command is doing, for the line an interruption prints
-# (flows.common.interrupted_line); set by _score and _retrain before their flow starts.
-_under_way: dict = {}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,12 +142,13 @@ def _password_out_of_parameters(args) -> None:
         args.state_url = without_password(args.state_url)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
     args = _parse(argv)
-    _under_way.clear()
+    args.under_way = {}  # what it does, for the line a stop prints: set by _score, _retrain
+    stop = stop or Stop()  # called as a function: no signal handlers of its own
+    stop.say = functools.partial(say_stopped, command=args.command, under_way=args.under_way)
+    stop.traceback = args.verbose
     quiet_defaults(args.verbose)
-    from tasks.errors import ReviewflowError
-
     try:
         _password_out_of_parameters(args)
         if args.command == "init":
@@ -176,21 +170,26 @@ def main(argv: list[str] | None = None) -> int:
                 _monitor(args)
             elif args.command == "state":
                 admin.migrate(args, _settings(args))
-    except ReviewflowError as exc:  # these three: flows.startup.reported_errors
-        if args.verbose:
-            raise
+    except BaseException as exc:
+        # Ctrl-C or SIGTERM, whatever exception a library made of it: one line, 130/143.
+        if (signum := stop.stopped_by(exc)) is not None:
+            stop.end(signum, exc)
+        _fail(args, exc)
+    return 0
+
+
+def _fail(args, exc: BaseException) -> NoReturn:
+    """One line and an exit code for ``flows.startup.reported_errors``; else the traceback."""
+    from tasks.errors import ReviewflowError
+
+    if isinstance(exc, ReviewflowError) and not args.verbose:
         print(f"reviewflow: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except (OSError, sqlite3.OperationalError) as exc:  # disk full, unwritable folders
+    if isinstance(exc, OSError | sqlite3.OperationalError):  # disk full, unwritable folders
         print(f"reviewflow: {args.command} stopped: {exc}. Files not yet committed were left "
               "where they were (incoming/, labeled/); fix the cause and run again.", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under run()
-        second_interrupt_ends_it()
-        if args.verbose:
-            raise
-        sys.exit(interrupted(exc, args.command, _under_way))
-    return 0
+    raise exc
 
 
 def _settings(args):
@@ -301,8 +300,8 @@ def _score(args) -> dict:
         totals = state.totals()
     finally:
         state.close()
-    _under_way.update(command="score", layout=layout, state_url=settings.state_url,
-                      ledger_totals=totals)
+    args.under_way.update(command="score", layout=layout, state_url=settings.state_url,
+                          ledger_totals=totals)
 
     # The Prefect API starts while the flow imports (flows.startup).
     with starting_flow(() if args.verbose else reported_errors()):
@@ -319,8 +318,8 @@ def _retrain(args) -> dict:
     from tasks.training.registry import Registry
 
     registry = Registry(_settings(args).layout.models)
-    _under_way.update(command="retrain", registry=registry,
-                      champion=registry.current_version())
+    args.under_way.update(command="retrain", registry=registry,
+                          champion=registry.current_version(), latest=registry.latest_version())
 
     with starting_flow(() if args.verbose else reported_errors()):  # see _score
         from flows.retrain_model import retrain_model
@@ -419,7 +418,7 @@ def run() -> None:
     """The ``reviewflow`` program: ``main()``, then an exit that skips the interpreter's
     teardown (``flows.startup.run_program``). ``main()`` called as a function (the tests
     do) exits nothing."""
-    run_program(main)
+    run_program(lambda stop: main(stop=stop))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,9 @@
-"""Pieces both flows use: settings from parameters, the validator, a progress bar, and
-the line a command interrupted while running one says."""
+"""Pieces both flows use: settings from parameters, the validator, a progress bar."""
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 from tasks.settings import Settings
@@ -83,65 +81,3 @@ def run_as_command(command: str) -> NoReturn:
     """
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, "-m", "flows.cli", command, *sys.argv[1:]])
-
-
-def interrupted_line(under_way: dict, terminated: bool = False) -> str:
-    """The one line a command interrupted by Ctrl-C (or SIGTERM: ``terminated``) prints:
-    what was kept and what the next run does. ``under_way``: what the command was doing,
-    ``{"command": "score", "layout": …, "ledger_totals": …}`` (``Ledger.totals()``
-    before the run) or ``{"command": "retrain", "registry": …, "champion": …}`` (the
-    champion before it), or empty before either had started."""
-    how = "stopped by SIGTERM" if terminated else "interrupted"
-    if under_way.get("command") == "retrain":
-        return f"retrain {how}: {_retrain_kept(under_way)}"
-    if under_way.get("command") == "score":
-        return f"score {how}: {_score_kept(under_way)}"
-    return how
-
-
-def _score_kept(under_way: dict) -> str:
-    from tasks.errors import ReviewflowError
-    from tasks.layout import CLAIMS_FOLDER
-    from tasks.state.backend import open_state
-    from tasks.state.inbox import is_claimed, list_inbox
-
-    layout, before = under_way["layout"], under_way["ledger_totals"]
-    unarchived: set[str] = set()
-    try:
-        state = open_state(under_way.get("state_url"), layout)
-        try:
-            rows = state.totals()["rows_read"] - before["rows_read"]
-            unarchived = {entry.source_file for entry in state.unarchived()}
-        finally:
-            state.close()
-    except ReviewflowError:  # the state database is gone too: the line still says what is kept
-        rows = "?"
-    kept = (f"the files committed before the stop are kept ({rows} rows, in scored/ and "
-            f"quarantine/; their inputs in archive/)")
-    if not isinstance(layout.incoming, Path):
-        return f"{kept}; the next `reviewflow score` finishes the rest"
-    left = list_inbox(layout.incoming, 0).ready
-    # Stopped between a commit and its archive move: scored, only the move is left.
-    archiving = [path for path in left if is_claimed(path) and path.name in unarchived]
-    left = [path for path in left if path not in archiving]
-    claimed = sum(1 for path in left if is_claimed(path))
-    line = (f"{kept}; the next `reviewflow score` finishes the rest ({len(left)} files: "
-            f"{claimed} this run had claimed, in incoming/{CLAIMS_FOLDER}/, and "
-            f"{len(left) - claimed} not started)")
-    if archiving:
-        line += (f"; {len(archiving)} committed files are still in incoming/{CLAIMS_FOLDER}/: "
-                 "the next run archives them without scoring them again")
-    return line
-
-
-def _retrain_kept(under_way: dict) -> str:
-    registry, before = under_way["registry"], under_way["champion"]
-    now = registry.current_version()
-    if now != before:
-        return (f"it had promoted {now} (now the champion, replacing {before or 'none'}) "
-                f"before the stop; `reviewflow models list` shows its figures")
-    half = (registry.staging.exists() and any(registry.staging.iterdir()))
-    return (f"no version was promoted; the champion is still {before or 'none (no model yet)'}"
-            + ("; the half-written version is removed by the next `reviewflow retrain`"
-               if half else "")
-            + ". Run `reviewflow retrain` again to train")

@@ -27,6 +27,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import build_validator, environment_settings, settings_from, terminal_progress
 from flows.retrain_report import publish_artifacts, report_nothing_new
+from flows.stopping import raise_if_stopped
 from tasks.errors import RetrainingBusyError
 from tasks.failpoints import failpoint
 from tasks.layout import MODEL_FILE
@@ -132,6 +133,7 @@ def _epoch_progress(epochs: int, what: str, held_out: str | None, logger):
     bar = terminal_progress(epochs, what, details)
 
     def show_epoch(epoch: int, logs: dict) -> None:
+        raise_if_stopped()  # one a library dropped: no further epoch
         loss, accuracy = logs.get("loss", float("nan")), logs.get("val_accuracy", float("nan"))
         if bar is not None:
             bar.update(bar.task_ids[0], completed=epoch, loss=loss, accuracy=accuracy)
@@ -188,6 +190,7 @@ def retrain_model(data_dir: str = str(DEFAULTS.data_dir),
     latest trained version, records "nothing new to learn" and trains nothing; ``force``
     trains anyway.
     """
+    raise_if_stopped()  # one the engine dropped while it created this run
     settings = settings_from(data_dir, architecture=architecture, epochs=epochs,
                              min_delta=min_delta, require_significance=require_significance,
                              state_url=state_url)

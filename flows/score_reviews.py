@@ -32,6 +32,7 @@ from flows.common import environment_settings, settings_from
 from flows.drift import DriftWatch, thresholds
 from flows.score_queue import FileQueue, api_for_workers, task_runner_for
 from flows.score_report import Progress, ScoreSummary, publish_summary
+from flows.stopping import raise_if_stopped
 from tasks.errors import GPURequiredError, NoChampionError
 from tasks.layout import DataLayout, day_of
 from tasks.outcomes import FileOutcome, FileStatus
@@ -73,6 +74,7 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
     and the locks in PostgreSQL instead of the state folder. Returns the run summary; the
     same figures are published as Prefect artifacts.
     """
+    raise_if_stopped()  # one the engine dropped while it created this run
     logger = get_run_logger()
     settings = settings_from(data_dir, require_gpu=require_gpu, settle_seconds=settle_seconds,
                              task_runner=task_runner, dask_address=dask_address,
@@ -197,6 +199,7 @@ def _score_files(settings: Settings, layout: DataLayout, committer: Committer, j
                     drift.observe(outcome, results, summary)
                     summary.record(outcome, results, started)
                     progress.file_done(outcome)
+                    raise_if_stopped()  # one a library dropped: no further file is begun
         finally:
             progress.close()
     summary.finish_files()

@@ -6,77 +6,24 @@
 - ``starting_flow``: the Prefect API (``flows.prefect_api``: the user's server, or a
   temporary one started in a child process) comes up while the flow and the heavy
   libraries (TensorFlow, Great Expectations) import.
-- ``Terminated``: SIGTERM raised in the main thread like Ctrl-C, so both unwind the same
-  way; ``deliver_dropped_interrupts``: neither is lost in a finalizer; ``interrupted``
-  prints the one line an interrupted command says.
-- ``run_program``: runs the command, then ends the process without the interpreter's
-  teardown, with the command's exit code.
+- ``run_program``: runs the command under its SIGINT and SIGTERM handlers
+  (``flows.stopping.Stop``), then ends the process without the interpreter's teardown,
+  with the command's exit code.
 """
 
 from __future__ import annotations
 
-import _thread
 import atexit
 import contextlib
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
+from flows.stopping import Stop, raise_if_stopped
 from tasks.native_logs import quiet_by_default
-
-# The shell's convention for a command a signal stopped: 128 + the signal's number.
-INTERRUPTED_EXIT = 128 + signal.SIGINT
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a supervisor stopping the command, ``kill``), raised in the main thread
-    like Ctrl-C's KeyboardInterrupt so the same unwinding runs: locks released, Prefect
-    told the run crashed, the temporary API server stopped, one line said."""
-
-    exit_code = 128 + signal.SIGTERM
-
-
-INTERRUPTED_EXITS = (INTERRUPTED_EXIT, Terminated.exit_code)
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-# How soon a dropped interrupt is sent again.
-REDELIVER_SECONDS = 0.05
-
-
-def deliver_dropped_interrupts() -> None:
-    """Send again an interrupt that Python dropped because it landed in a finalizer.
-
-    A signal's handler runs in the main thread between two bytecodes, whichever code
-    they belong to: when that is a finalizer (a ``__del__``, a weakref callback; the
-    libraries the flows run have many), the KeyboardInterrupt it raises cannot unwind the
-    command. Python prints it as "Exception ignored" and the command goes on as if Ctrl-C
-    or SIGTERM had never come. Python hands such exceptions to ``sys.unraisablehook``;
-    there the same signal is sent again to the main thread, where it unwinds as any
-    other.
-    """
-    previous = sys.unraisablehook
-
-    def hook(unraisable) -> None:
-        kind = unraisable.exc_type
-        if kind is not None and issubclass(kind, KeyboardInterrupt):
-            # From another thread, a moment later: raised in this hook, the interrupt
-            # would be dropped again. Should it land in a finalizer again, it comes back.
-            signum = signal.SIGTERM if issubclass(kind, Terminated) else signal.SIGINT
-            resend = threading.Timer(REDELIVER_SECONDS, _thread.interrupt_main, (signum,))
-            resend.daemon = True
-            resend.start()
-            return
-        previous(unraisable)
-
-    sys.unraisablehook = hook
 
 
 def quiet_defaults(verbose: bool) -> None:
@@ -141,6 +88,7 @@ def starting_flow(quiet: tuple[type[BaseException], ...] = ()) -> Iterator[None]
     api = PrefectAPI.launch()
     imported = warm_heavy_imports()
     yield  # the caller imports its flow: Prefect, with its logging set up
+    raise_if_stopped()  # a stop an import dropped: no waiting for the API, no flow
     if quiet:
         quiet_reported_tracebacks(quiet)
     api.connect()  # before any flow
@@ -180,29 +128,9 @@ def warm_heavy_imports() -> Callable[[], None]:
     return imported
 
 
-def second_interrupt_ends_it() -> None:
-    """After a first Ctrl-C, a second one ends the process at once."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def interrupted(exc: KeyboardInterrupt, command: str, under_way: dict) -> int:
-    """Print the line of a command interrupted by Ctrl-C or SIGTERM (what was kept:
-    ``flows.common.interrupted_line``); return its exit code."""
-    from flows.common import interrupted_line
-
-    terminated = isinstance(exc, Terminated)
-    try:
-        line = interrupted_line(under_way, terminated)
-    except Exception:  # noqa: BLE001 - what was kept is a courtesy; the exit code is not
-        line = "stopped by SIGTERM" if terminated else "interrupted"
-    print(f"reviewflow: {command} {line}" if not under_way else f"reviewflow: {line}",
-          file=sys.stderr)
-    return getattr(exc, "exit_code", INTERRUPTED_EXIT)
-
-
-def run_program(main: Callable[[], int]) -> NoReturn:
-    """``main()``, then an exit that skips the interpreter's teardown.
+def run_program(main: Callable[[Stop], int]) -> NoReturn:
+    """``main(stop)`` under the command's SIGINT and SIGTERM handlers (``Stop.run``),
+    then an exit that skips the interpreter's teardown.
 
     A process that imported TensorFlow spends a noticeable time tearing it down after
     its last line is printed (module and C++ static destructors; BENCHMARKS.md section
@@ -210,25 +138,22 @@ def run_program(main: Callable[[], int]) -> NoReturn:
     closed, and every ledger transaction committed, before the command returns. So once
     Python has done what an exit must (Prefect's log and event queues drained, the exit
     handlers run: the temporary server stopped, and so on), the last exit handler
-    flushes the output and ends the process with the command's exit code.
+    flushes the output and ends the process with the command's exit code, or a stop's
+    when one came during those handlers.
     """
     status = {"code": 1}  # an unexpected exception: Python prints it, the exit code is 1
+    stop = Stop()
     # Registered first, so it runs last (exit handlers run in reverse order).
-    atexit.register(_exit_without_teardown, status)
-    # SIGTERM unwinds like Ctrl-C (Terminated) instead of ending the process on the spot,
-    # which would leave its Prefect run "Running" for ever on a server.
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    deliver_dropped_interrupts()
+    atexit.register(_exit_without_teardown, status, stop)
+    # SIGTERM unwinds like Ctrl-C instead of ending the process on the spot, which would
+    # leave its Prefect run "Running" for ever on a server.
     try:
-        status["code"] = main()
+        status["code"] = stop.run(main)
     except SystemExit as exc:
         status["code"] = (exc.code if isinstance(exc.code, int)
                           else 0 if exc.code is None else 1)  # a message: Python prints it
-        if status["code"] in INTERRUPTED_EXITS:
+        if stop.ended:
             _exit_now()
-        raise
-    except KeyboardInterrupt as exc:  # with --verbose: Python prints the traceback
-        status["code"] = getattr(exc, "exit_code", INTERRUPTED_EXIT)
         raise
     sys.exit(status["code"])
 
@@ -246,10 +171,12 @@ def _exit_now() -> None:
     atexit._run_exitfuncs()
 
 
-def _exit_without_teardown(status: dict) -> None:
+def _exit_without_teardown(status: dict, stop: Stop) -> None:
     import logging
 
     logging.shutdown()  # its own exit handler was registered before this one: it would not run
+    if (signum := stop.received()) is not None and not stop.ended:  # came once main() was done
+        status["code"] = stop.say(signum)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -344,7 +344,7 @@ def test_an_interrupted_score_says_what_it_kept_and_the_next_run_finishes(
 def test_a_stop_between_a_commit_and_its_archive_move_is_told_apart(tmp_path):
     """The interrupted line counts a claimed file whose content the ledger committed
     (stopped before its archive move) as committed, not as left to score."""
-    from flows.common import interrupted_line
+    from flows.stopping import interrupted_line
     from tasks.layout import DataLayout
     from tasks.state.ledger import Ledger, ScoredFile
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import PROJECT
@@ -14,8 +15,9 @@ from conftest import PROJECT
 # KeyboardInterrupt inside ``__del__`` and, unless run_program sends it again, drops it
 # with an "Exception ignored" traceback while the command works on to the end.
 LANDS_IN_A_FINALIZER = """
-import os, signal, sys, time
-from flows.startup import interrupted, run_program
+import functools, os, signal, sys, time
+from flows.startup import run_program
+from flows.stopping import say_stopped
 
 class Finalized:
     def __del__(self):
@@ -23,16 +25,14 @@ class Finalized:
         for _ in range(10_000):
             pass
 
-def main():
-    try:
-        Finalized()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            time.sleep(0.01)
-        print("worked on to the end")
-        return 0
-    except KeyboardInterrupt as exc:
-        return interrupted(exc, "score", {{}})
+def main(stop):
+    stop.say = functools.partial(say_stopped, command="score")
+    Finalized()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("worked on to the end")
+    return 0
 
 run_program(main)
 """
@@ -47,3 +47,89 @@ def test_an_interrupt_that_lands_in_a_finalizer_still_stops_the_command(name, li
     assert "worked on to the end" not in done.stdout
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == line, done.stderr
+
+
+# A command's main() for run_program, in a plain Python process; PLACE is where the stop
+# lands and what the code there makes of it.
+STOPPED_AT = """
+import atexit, functools, os, signal, sys, time
+from flows.startup import run_program
+from flows.stopping import say_stopped
+
+def wait(seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+
+def main(stop):
+    stop.say = functools.partial(say_stopped, command="score")
+{place}
+
+run_program(main)
+"""
+
+PLACES = {
+    # pydantic's serializers: a PydanticSerializationError instead of the interrupt
+    "wrapped": """
+    try:
+        os.kill(os.getpid(), signal.{name})
+        wait(120)
+    except KeyboardInterrupt as exc:
+        raise ValueError("Error calling function `_ser_model`: KeyboardInterrupt") from None
+    print("worked on to the end")
+    return 0""",
+    # a library that catches it and goes on: the command's next step stops
+    "swallowed": """
+    from flows.stopping import raise_if_stopped
+    try:
+        os.kill(os.getpid(), signal.{name})
+        wait(120)
+    except KeyboardInterrupt:
+        pass
+    raise_if_stopped()  # as the flows do before each file, each epoch
+    print("worked on to the end")
+    return 0""",
+    # the command is done and its exit handlers run (the temporary server stopping)
+    "exiting": """
+    def stopping_the_server():
+        os.kill(os.getpid(), signal.{name})
+        wait(1)
+        print("the server stopped", flush=True)
+    atexit.register(stopping_the_server)
+    print("worked on to the end")
+    return 0""",
+    # a second stop while the exit handlers run ends the process at once
+    "twice": """
+    def stopping_the_server():
+        os.kill(os.getpid(), signal.{name})
+        wait(0.5)
+        os.kill(os.getpid(), signal.{name})
+        wait(60)
+        print("the server stopped", flush=True)
+    atexit.register(stopping_the_server)
+    print("worked on to the end")
+    return 0""",
+}
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("place", PLACES)
+def test_a_stop_ends_the_command_as_stopped_whatever_became_of_it(place, name):
+    """Whatever a library makes of the KeyboardInterrupt (another exception, nothing)
+    and whenever it comes (during the exit handlers too): exit 128 + signal, the
+    command's one line last, no traceback; a second stop ends the process at once."""
+    script = STOPPED_AT.format(place=PLACES[place].format(name=name))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, capture_output=True,
+                          text=True, timeout=300)
+    said = done.stdout + done.stderr
+    assert done.returncode == 128 + getattr(signal, name), said
+    assert "Traceback" not in said and "Exception ignored" not in said, said
+    line = "reviewflow: score " + ("interrupted" if name == "SIGINT" else "stopped by SIGTERM")
+    if place == "twice":
+        assert "the server stopped" not in done.stdout and time.monotonic() - started < 30
+        assert line not in done.stderr  # at once: no line
+        return
+    assert done.stderr.strip().splitlines()[-1] == line, said
+    assert ("worked on to the end" in done.stdout) == (place == "exiting"), said
+    assert ("the server stopped" in done.stdout) == (place == "exiting"), said

@@ -1,0 +1,344 @@
+"""Ctrl-C (SIGINT) and SIGTERM at any point of a command (flows/stopping.py): while it
+imports, while its temporary Prefect API starts, while Prefect creates the flow run,
+while the model loads, while it scores, between a commit and the next file, and while it
+exits. Each time: exit 130 (143), no traceback, the command's one line last, no process
+left behind, the Prefect run Crashed; the next run finishes the work, every row once.
+
+The real CLI in a subprocess; each stop waits for the phase it aims at in the command's
+own output or data root (a fixed delay counts from the moment its handlers are in place,
+read in /proc), so a loaded host shifts nothing. One data root per command and signal:
+each stop starts where the one before left off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT, SAMPLES
+
+from tasks.native_logs import is_hidden
+from tests.helpers import layout_of, scored_rows
+
+PREFECT_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| ")
+# The last lines a command prints before its exit handlers run.
+EXITING = ("run took", "\nreason: ")
+MARK = "REVIEWFLOW_STOP_TEST_RUN"  # not a setting: marks this run's processes in /proc
+
+
+@dataclass
+class Stopped:
+    code: int
+    said: str  # all the command printed
+    after: str  # what it printed after the signal
+
+
+def handlers_in_place(pid: int) -> bool:
+    """Whether the process catches SIGTERM: ``Stop`` has installed its handlers."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def processes_marked(mark: str) -> list[int]:
+    """The processes whose environment carries ``MARK=mark`` (the command and the
+    temporary API server it started, which inherits it)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"{MARK}={mark}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def stop_at(argv: list[str], env: dict, log: Path, signum: int, when) -> Stopped | None:
+    """Run ``reviewflow ARGV``; once ``when`` holds (a line in its output, a number of
+    seconds after its handlers are in place, or a function of nothing), send ``signum``:
+    SIGINT to its process group, as Ctrl-C at a terminal does, SIGTERM to the process,
+    as a supervisor does. Then wait for it and for every process it started.
+
+    None if ``when`` is one of ``EXITING`` and the command had ended, with exit 0, before
+    the signal could be sent: its exit handlers may take only some milliseconds.
+    (tests/test_startup.py stops a command in its exit handlers every time.)"""
+    mark = f"{log}"
+    env = dict(env, **{MARK: mark, "PYTHONUNBUFFERED": "1"})
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], cwd=PROJECT,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+
+        def ready() -> bool:
+            if process.poll() is not None and when in EXITING and process.returncode == 0:
+                return True
+            assert process.poll() is None, f"ended before {when!r}: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"never reached {when!r}"
+            if isinstance(when, str):
+                return when in log.read_text()
+            if callable(when):
+                return when()
+            return handlers_in_place(process.pid)
+
+        while not ready():
+            time.sleep(0.005)
+        if isinstance(when, float | int):
+            time.sleep(when)
+        if process.poll() is not None:
+            return None
+        before = len(log.read_text())
+        if signum == signal.SIGINT:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        code = process.wait(timeout=120)  # seconds when right; minutes when not
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    deadline = time.monotonic() + 10  # a killed child takes a moment to go
+    while processes_marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not processes_marked(mark), f"left running after {when!r}: {processes_marked(mark)}"
+    said = log.read_text()
+    return Stopped(code, said, said[before:])
+
+
+def own_lines(text: str) -> list[str]:
+    """The command's own lines: not Prefect's log lines, nor the native libraries'
+    start-up lines a library still loading in another thread prints as the process ends."""
+    return [line for line in text.splitlines()
+            if line.strip() and not PREFECT_LOG_LINE.match(line)
+            and "Finished in state" not in line and not is_hidden(line.encode(), 3)]
+
+
+def check_stopped(stopped: Stopped, signum: int, line: str, when) -> str:
+    """Exit 128 + signal, no traceback, one line of its own after the signal, starting
+    with ``line``; that line."""
+    context = f"stopped at {when!r}:\n{stopped.said[-4000:]}"
+    assert stopped.code == 128 + signum, context
+    assert "Traceback" not in stopped.said and "Exception ignored" not in stopped.said, context
+    assert len(own_lines(stopped.after)) == 1, context
+    assert own_lines(stopped.said)[-1] == own_lines(stopped.after)[0], context
+    assert own_lines(stopped.after)[0].startswith(line), context
+    return own_lines(stopped.after)[0]
+
+
+def flow_run_states(names: list[str]) -> dict[str, str]:
+    """The state type of each named flow run on the session's Prefect server."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    async def read() -> dict[str, str]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names)))
+            return {run.name: run.state_type.value for run in runs}
+
+    return asyncio.run(read())
+
+
+def run_names(said: str) -> list[str]:
+    return re.findall(r"Beginning flow run '([^']+)'", said)
+
+
+def how(signum: int) -> str:
+    return "interrupted" if signum == signal.SIGINT else "stopped by SIGTERM"
+
+
+def archived_any(root: Path):
+    archive = layout_of(root).archive
+    return lambda: archive.is_dir() and any(p.is_file() for p in archive.rglob("*"))
+
+
+# Where each stop lands, by signal: together they cover every phase of `score` with
+# both signals around the start. "temporary" runs start their own Prefect API (no
+# PREFECT_API_URL); the others use the session's server, where their runs are read.
+SCORE_STOPS = {
+    signal.SIGINT: [(0.5, "temporary"),                      # imports
+                    ("Starting temporary server", "temporary"),  # the API starting
+                    ("scoring on", "session"),                # the model loading
+                    ("archived", "session")],                 # between a commit and the next
+    signal.SIGTERM: [(2.0, "temporary"),                      # imports
+                     ("Beginning flow run", "session"),       # the flow run just created
+                     ("run took", "session")],                # the exit
+}
+# (Stops while files are scored: tests/test_cli.py, test_an_interrupted_score_says_what_it_kept.)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_stop_anywhere_in_score_ends_in_one_line_and_the_next_run_finishes(
+        scoring_root, subprocess_env, tmp_path, signum):
+    """`score` stopped in each of its phases (SCORE_STOPS), one stop after another on one
+    inbox: each ends in its line, the runs it began Crashed; then every row once."""
+    from flows.cli import main
+
+    files, rows = 8, 25_000  # each over 1 MiB: scored one by one, not in a bundle
+    for f in range(files):
+        (scoring_root / "incoming" / f"batch{f}.csv").write_text(
+            "review_id,text\n" + "".join(f"{f}-{i},A {'fine' if i % 2 else 'dull'} film "
+                                         f"with a cast to match; take {i}.\n"
+                                         for i in range(rows)))
+    session = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0")
+    runs = []
+    for n, (when, api) in enumerate(SCORE_STOPS[signum]):
+        env = dict(session)
+        if api == "temporary":
+            env.pop("PREFECT_API_URL")
+            env["PREFECT_HOME"] = str(tmp_path / f"prefect-{n}")
+        stopped = stop_at(["score", "--data-dir", str(scoring_root)], env,
+                          tmp_path / f"score-{n}.log", signum,
+                          archived_any(scoring_root) if when == "archived" else when)
+        if stopped is None:  # ended before its exit could be stopped
+            continue
+        line = check_stopped(stopped, signum, f"reviewflow: score {how(signum)}", when)
+        if when not in (0.5, 2.0, "Starting temporary server"):  # its ledger was read
+            assert "the files committed before the stop are kept" in line, line
+        runs += run_names(stopped.said)
+
+    states = flow_run_states(runs)
+    # The last stop of SIGTERM's came as it exited, its run done.
+    finished = run_names(stopped.said) if stopped and signum == signal.SIGTERM else []
+    assert all(states[name] == ("COMPLETED" if name in finished else "CRASHED")
+               for name in runs), states
+
+    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
+    scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
+    assert sorted(scored) == sorted(f"{f}-{i}" for f in range(files) for i in range(rows))
+    assert not [p for p in (scoring_root / "incoming").rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+def test_a_stop_anywhere_in_retrain_says_what_became_of_the_champion(
+        scoring_root, subprocess_env, tmp_path):
+    """Retraining stopped while its temporary API starts and while it trains: the
+    champion and the published versions untouched. Stopped as it exits, after a short
+    training: the line says what it trained and whether it promoted it."""
+    import shutil
+
+    from tasks.training.registry import Registry
+
+    for sample in (SAMPLES / "labeled").iterdir():
+        shutil.copy2(sample, scoring_root / "labeled" / sample.name)
+    registry = Registry(scoring_root / "models")
+    champion, versions = registry.champion_version(), sorted(registry.versions.iterdir())
+    session = dict(subprocess_env, REVIEWFLOW_EPOCHS="400", REVIEWFLOW_PATIENCE="400",
+                   REVIEWFLOW_ARCHITECTURE="seed")
+    runs = []
+    for n, (signum, when, api) in enumerate([
+            (signal.SIGINT, "Starting temporary server", "temporary"),
+            (signal.SIGTERM, "epoch 1/", "session")]):
+        env = dict(session)
+        if api == "temporary":
+            env.pop("PREFECT_API_URL")
+            env["PREFECT_HOME"] = str(tmp_path / f"prefect-{n}")
+        stopped = stop_at(["retrain", "--force", "--data-dir", str(scoring_root)], env,
+                          tmp_path / f"retrain-{n}.log", signum, when)
+        line = check_stopped(stopped, signum, f"reviewflow: retrain {how(signum)}", when)
+        assert f"no version was promoted; the champion is still {champion}" in line, line
+        runs += run_names(stopped.said)
+    assert set(flow_run_states(runs).values()) == {"CRASHED"}, flow_run_states(runs)
+    assert registry.champion_version() == champion
+    assert sorted(registry.versions.iterdir()) == versions
+
+    stopped = stop_at(["retrain", "--force", "--epochs", "2", "--data-dir", str(scoring_root)],
+                      session, tmp_path / "retrain-exit.log", signal.SIGINT, "\nreason: ")
+    if stopped is None:  # ended before its exit could be stopped
+        return
+    line = check_stopped(stopped, signal.SIGINT, "reviewflow: retrain interrupted: ", "exit")
+    now, trained = registry.champion_version(), registry.latest_version()
+    assert line.endswith(f"it had trained {trained} before the stop, not promoted (`reviewflow "
+                         f"models list` says why); the champion is still {champion}") if (
+        now == champion) else f"it had promoted {now} (now the champion, replacing {champion})" \
+        in line, line
+    assert flow_run_states(run_names(stopped.said)) == {run_names(stopped.said)[0]: "COMPLETED"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_stop_in_a_quick_command_ends_in_one_line(scoring_root, subprocess_env, tmp_path,
+                                                    signum):
+    """`models promote` and `models list` stopped as soon as their handlers are in place
+    (reading the command line, the settings, the registry): one line, 130/143 (a stop
+    before the command line is read cannot name the command), the champion one of the
+    two it can be."""
+    from tasks.training.registry import Registry
+    from tests.helpers import add_version
+
+    registry = Registry(scoring_root / "models")
+    champion = registry.champion_version()
+    other = add_version(scoring_root, "v-other")
+    for n, argv in enumerate([["models", "promote", other, "--reason", "try", "--force"],
+                              ["models", "list"]]):
+        stopped = stop_at([*argv, "--data-dir", str(scoring_root)], subprocess_env,
+                          tmp_path / f"models-{n}.log", signum, 0.0)
+        line = check_stopped(stopped, signum, "reviewflow: ", argv)
+        assert line == f"reviewflow: {how(signum)}" or line.startswith(
+            f"reviewflow: models {how(signum)}"), line
+    assert registry.champion_version() in (champion, other)
+
+
+# A flow whose run serializes a pydantic model (as Prefect's engine does with every API
+# payload) when the stop comes: the signal is handled inside the model's serializer,
+# which pydantic would turn into a PydanticSerializationError.
+STOPPED_IN_PYDANTIC = """
+import functools, os, signal, time
+from pydantic import BaseModel, model_serializer
+from prefect import flow
+from flows.startup import run_program
+from flows.stopping import raise_if_stopped, say_stopped
+
+class Payload(BaseModel):
+    size: int = 1
+
+    @model_serializer(mode="wrap")
+    def serialize(self, handler):
+        os.kill(os.getpid(), signal.{name})
+        for _ in range(100_000):  # the handler runs here, pydantic's Rust core below
+            pass
+        return handler(self)
+
+@flow(name="stopped-in-pydantic")
+def stopped_in_pydantic():
+    raise_if_stopped()  # as the flows begin: SIGTERM back from Prefect's own handler
+    Payload().model_dump()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("worked on to the end")
+
+def main(stop):
+    stop.say = functools.partial(say_stopped, command="score")
+    stopped_in_pydantic()
+    return 0
+
+run_program(main)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_stop_inside_pydantic_during_a_run_crashes_the_run(subprocess_env, signum):
+    """Raised a moment later, outside pydantic: Prefect's engine sees the interrupt
+    itself and marks the run Crashed (not Failed by a PydanticSerializationError)."""
+    script = STOPPED_IN_PYDANTIC.format(name=signal.Signals(signum).name)
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, env=subprocess_env,
+                          capture_output=True, text=True, timeout=300)
+    said = done.stdout + done.stderr
+    assert done.returncode == 128 + signum, said
+    assert "Traceback" not in said and "worked on to the end" not in said, said
+    assert own_lines(done.stderr)[-1] == f"reviewflow: score {how(signum)}", said
+    assert set(flow_run_states(run_names(said)).values()) == {"CRASHED"}, said

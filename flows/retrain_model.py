@@ -1,16 +1,25 @@
 """Flow ``retrain-model``: train a candidate on ``labeled/`` and promote it only on evidence.
 
-The steps: read and validate every labeled file, and every file of ``unlabeled/``
-(``tasks.training.labeled``); split three ways by each review's movie or product, else its id
-(``tasks.training.split``): train, selection (early stopping) and gate; unless nothing is new to
-learn (``tasks.training.record``), train the configured architecture (``tasks.model``),
-pseudo-label the unlabeled reviews it is sure of (``tasks.training.self_training``) and train
-again on more rows (``train_candidate``); compare the candidate and the
-champion now on the gate rows, which neither chose anything by, and decide
-(``tasks.training.evaluation``); record the version, its metrics, curves, decision and drift
-reference profile in the registry (``tasks.training.registry``). One retraining at a time.
+The steps, each a plain function of ``tasks.training`` returning a typed result; this
+module adds the Prefect tasks, progress, log lines and artifacts:
 
-Run it as ``reviewflow retrain`` or ``python -m flows.retrain_model``.
+1. read and validate every labeled file, and every file of ``unlabeled/``
+   (``tasks.training.labeled``);
+2. split three ways by each review's movie or product, else its id: train, selection
+   (early stopping) and gate (``tasks.training.split``); stop here when nothing is new to
+   learn since the latest version (``tasks.training.record``);
+3. train the candidate: on the training rows, self-training on the unlabeled reviews it
+   is sure of, and again on more rows (``tasks.training.candidate``,
+   ``tasks.training.self_training``);
+4. evaluate the candidate and the champion now on the gate rows, which neither chose
+   anything by (``tasks.training.evaluation``);
+5. decide (``tasks.training.promotion``);
+6. stage the version with its metrics, curves, decision and drift reference profile, then
+   publish it and promote it if decided (``tasks.training.candidate``,
+   ``tasks.training.promotion``, ``tasks.training.registry``);
+7. report: the summary, its warning and the artifacts (``flows.retrain_report``).
+
+One retraining at a time. Run it as ``reviewflow retrain`` or ``python -m flows.retrain_model``.
 """
 
 from __future__ import annotations
@@ -18,10 +27,9 @@ from __future__ import annotations
 import contextlib
 import json
 from contextlib import contextmanager
+from functools import partial
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -30,24 +38,32 @@ from flows.retrain_report import publish_artifacts, report_nothing_new
 from flows.stopping import raise_if_stopped
 from tasks.errors import RetrainingBusyError
 from tasks.failpoints import failpoint
-from tasks.layout import MODEL_FILE
+from tasks.model.params import TrainingParams
 from tasks.settings import Settings
 from tasks.state.backend import open_state
 from tasks.storage.local import LockHeldError, exclusive_lock
 from tasks.storage.objects import is_remote
-from tasks.training.evaluation import classification_metrics, decide_promotion, mcnemar_exact
+from tasks.training.candidate import (
+    Candidate,
+    plan_refit,
+    refit,
+    stage_candidate,
+    train_on_split,
+)
+from tasks.training.evaluation import ChampionScores, champion_scores, compare_on_gate
 from tasks.training.labeled import read_labeled_reviews, read_unlabeled_reviews
+from tasks.training.promotion import PromotionRules, conclude, decide_promotion
 from tasks.training.record import (
     check_parts,
     left_out_rows,
     left_out_warning,
-    nothing_new,
     part_rows,
+    retrain_summary,
     training_inputs,
-    version_metrics,
+    unchanged_since,
 )
 from tasks.training.registry import Registry
-from tasks.training.self_training import learnable_unlabeled, pseudo_labeled
+from tasks.training.self_training import SelfTraining, self_train
 from tasks.training.split import Split, split_labeled
 
 
@@ -65,60 +81,40 @@ def read_unlabeled(settings: Settings) -> tuple[pd.DataFrame, dict]:
 
 
 @task(name="train-candidate", cache_policy=NO_CACHE)
-def train_candidate(split: Split, unlabeled: pd.DataFrame, settings: Settings):
-    """Train the candidate; return it and what self-training did (None if it did not run).
-
-    1. Train on ``split.train``; early stopping picks the best epoch on ``split.selection``.
-    2. Self-training (``settings.self_training``, when ``unlabeled`` has learnable rows):
-       that model pseudo-labels the unlabeled reviews it scores confidently.
-    3. With ``settings.refit_with_selection`` or pseudo-labels, train afresh on the
-       training rows, the selection rows (if refitting) and the pseudo-labeled rows, as
-       many updates as step 1 kept (``tasks.model.refit_model``).
-    """
-    from tasks.model import (
-        TrainingParams,
-        predict_scores,
-        refit_epochs,
-        refit_model,
-        train_model,
-    )
+def train_candidate(split: Split, unlabeled: pd.DataFrame | None,
+                    settings: Settings) -> Candidate:
+    """The steps of ``tasks.training.candidate``: train with early stopping on the
+    selection rows; self-training (``settings.self_training``); the refit, if any."""
+    from tasks.model import predict_scores
 
     params = TrainingParams.from_settings(settings)
     logger = get_run_logger()
-    train, selection = split.train, split.selection
     with _epoch_progress(params.epochs, "training", "selection", logger) as show_epoch:
-        trained = train_model(_texts(train), train["label"].to_numpy(), _texts(selection),
-                              selection["label"].to_numpy(), params, on_epoch=show_epoch)
-    self_training, pseudo = None, train.iloc[:0]
+        first = train_on_split(split, params, on_epoch=show_epoch)
+    self_training = None
     if settings.self_training:
-        pool, left_out = learnable_unlabeled(unlabeled, split, settings.max_unlabeled_rows)
-        if len(pool):
-            pseudo = pseudo_labeled(pool, predict_scores(trained.model, _texts(pool),
-                                                         settings.predict_batch_size),
-                                    settings.pseudo_label_confidence)
-        self_training = {**left_out, "pseudo_labeled": {"positive": int(pseudo["label"].sum()),
-                                                        "negative": int((pseudo["label"] == 0)
-                                                                        .sum())}}
-        logger.info("self-training: %d unlabeled reviews, %d learnable (%d share a labeled "
-                    "text, %d are of held-out movies or products, %d repeat a text, %d over "
-                    "the limit), %d pseudo-labeled", left_out["rows"], left_out["learnable"],
-                    left_out["labeled_text"], left_out["held_out_group"],
-                    left_out["duplicate_text"], left_out["over_max_rows"], len(pseudo))
-    if not settings.refit_with_selection and pseudo.empty:
-        return trained, self_training
-    parts = {"training": train, "selection": selection if settings.refit_with_selection
-             else None, "pseudo-labeled": pseudo}
-    parts = {name: rows[["review_id", "text", "label"]] for name, rows in parts.items()
-             if rows is not None and len(rows)}
-    final = pd.concat(parts.values(), ignore_index=True)
-    epochs = refit_epochs(trained.best_epoch, trained.train_rows, len(final))
+        self_training = self_train(
+            unlabeled, split, partial(predict_scores, first.model,
+                                      batch_size=settings.predict_batch_size),
+            max_rows=settings.max_unlabeled_rows, confidence=settings.pseudo_label_confidence)
+        _log_self_training(self_training, logger)
+    plan = plan_refit(first, split, self_training, with_selection=settings.refit_with_selection)
+    if plan is None:
+        return Candidate(first, self_training)
     logger.info("early stopping kept epoch %d of %d; training again on %s rows for %d epochs "
-                "(as many updates)", trained.best_epoch, trained.epochs_run,
-                " + ".join(f"{len(rows)} {name}" for name, rows in parts.items()), epochs)
-    with _epoch_progress(epochs, "refitting", None, logger) as show_epoch:
-        trained = refit_model(trained, _texts(final), final["label"].to_numpy(), params,
-                              on_epoch=show_epoch)
-    return trained, self_training
+                "(as many updates)", first.best_epoch, first.epochs_run,
+                " + ".join(f"{rows} {name}" for name, rows in plan.sizes.items()), plan.epochs)
+    with _epoch_progress(plan.epochs, "refitting", None, logger) as show_epoch:
+        return Candidate(refit(first, plan, params, on_epoch=show_epoch), self_training, plan)
+
+
+def _log_self_training(result: SelfTraining, logger) -> None:
+    counts = result.counts
+    logger.info("self-training: %d unlabeled reviews, %d learnable (%d share a labeled "
+                "text, %d are of held-out movies or products, %d repeat a text, %d over "
+                "the limit), %d pseudo-labeled", counts["rows"], counts["learnable"],
+                counts["labeled_text"], counts["held_out_group"], counts["duplicate_text"],
+                counts["over_max_rows"], len(result.pseudo))
 
 
 @contextmanager
@@ -156,19 +152,10 @@ def _epoch_progress(epochs: int, what: str, held_out: str | None, logger):
 
 @task(name="evaluate-champion", cache_policy=NO_CACHE)
 def score_champion(registry: Registry, gate: pd.DataFrame,
-                   batch_size: int) -> tuple[str, np.ndarray] | None:
-    """The current champion's scores on the gate rows, or None without a champion."""
-    from tasks.model import load_model, predict_scores
-
-    pointer = registry.champion()
-    if pointer is None:
-        return None
-    model = load_model(registry.local_model(pointer["version"]))
-    return pointer["version"], predict_scores(model, _texts(gate), batch_size)
-
-
-def _texts(frame: pd.DataFrame) -> np.ndarray:
-    return frame["text"].to_numpy(dtype=object)
+                   batch_size: int) -> ChampionScores | None:
+    """``tasks.training.evaluation.champion_scores`` as a task: the current champion's
+    scores on the gate rows, or None without a champion."""
+    return champion_scores(registry, gate, batch_size)
 
 
 # The parameters' defaults are the settings this environment gives, so a deployment and
@@ -214,15 +201,18 @@ def retrain_model(data_dir: str = str(DEFAULTS.data_dir),
 
 
 def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dict:
-    """Read, split, (unless nothing is new) train, compare on the gate, decide, record."""
-    from tasks.model import architecture, predict_scores
+    """Read, split, (unless nothing is new) train, evaluate on the gate, decide, record,
+    report."""
+    from tasks.model import architecture
 
     logger = get_run_logger()
     for leftover in registry.clean_staging():
         logger.warning("removed half-written version %s left by an interrupted run", leftover)
+    # 1. The labeled reviews, and the unlabeled ones self-training learns from.
     reviews, read_stats = read_labeled(settings)
     unlabeled, unlabeled_stats = (read_unlabeled(settings) if settings.self_training
                                   else (None, None))
+    # 2. The split, and whether anything is new to learn since the latest version.
     split = split_labeled(reviews, settings.validation_fraction, settings.selection_share)
     logger.info("split by %s: training rows %d, selection rows %d, gate rows %d (%d duplicate "
                 "texts removed, %d kept out of training because they are held out)",
@@ -232,88 +222,38 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     inputs = training_inputs(settings, split, read_stats,
                              architecture(settings.architecture).max_tokens or settings.max_tokens,
                              unlabeled_stats)
-    latest = registry.latest_version()
-    if not force and latest is not None and nothing_new(
-            inputs, registry.read_version(latest).get("metrics", {})):
+    if not force and (latest := unchanged_since(registry, inputs)) is not None:
         row_counts = left_out_rows(read_stats, split, unlabeled_stats, None)
         if (left_out := left_out_warning(row_counts)) is not None:
             logger.warning(left_out)
         return report_nothing_new(registry, latest, {**part_rows(split),
                                                      "row_counts": row_counts})
     failpoint("retrain:before-training")
-    trained, self_training = train_candidate(split, unlabeled, settings)
-    if self_training is not None:
-        self_training = {**self_training, "files": unlabeled_stats["files"],
-                         "files_quarantined": unlabeled_stats["files_quarantined"],
-                         "rows_rejected": unlabeled_stats["rows_rejected"],
-                         "content_sha256": unlabeled_stats["content_sha256"]}
-
-    labels = split.gate["label"].to_numpy()
-    candidate_scores = predict_scores(trained.model, _texts(split.gate),
-                                      settings.predict_batch_size)
-    candidate = classification_metrics(labels, candidate_scores)
-    champion = score_champion(registry, split.gate, settings.predict_batch_size)
-    compared = None  # (version, figures on the gate, paired test)
-    if champion is not None:
-        compared = (champion[0], classification_metrics(labels, champion[1]),
-                    mcnemar_exact(labels, champion[1], candidate_scores))
-    decision = decide_promotion(
-        candidate["accuracy"], compared[1]["accuracy"] if compared else None,
-        min_delta=settings.min_delta, accuracy_floor=settings.accuracy_floor,
-        require_significance=settings.require_significance, alpha=settings.significance_alpha,
-        p_value=compared[2]["p_value"] if compared else None,
-        confusion=candidate["confusion_matrix"])
-
-    version = _record_version(registry, trained, split, settings, read_stats, candidate,
-                              candidate_scores, compared, decision, self_training)
+    # 3. The candidate, self-trained when unlabeled/ is read.
+    candidate = train_candidate(split, unlabeled, settings)
+    self_training = candidate.self_training_record(unlabeled_stats)
+    # 4. The candidate and the champion on the gate rows.
+    evidence = compare_on_gate(split.gate["label"].to_numpy(),
+                               candidate.scores(split.gate, settings.predict_batch_size),
+                               score_champion(registry, split.gate, settings.predict_batch_size))
+    # 5. The decision.
+    decision = decide_promotion(evidence, PromotionRules.from_settings(settings))
+    # 6. Staged, then published and promoted only if the champion is still the one compared
+    # against (tasks.training.registry).
+    version = stage_candidate(registry, candidate, split, settings, read_stats, evidence,
+                              decision, self_training)
     failpoint("retrain:decided")
-    # Promoted only if the champion is still the one compared against (tasks.training.registry).
-    promoted, reason = registry.conclude_training(version, decision.promote, decision.reason,
-                                                  compared[0] if compared else None)
-    logger.info("%s %s: %s", "PROMOTED" if promoted else "REJECTED" if reason == decision.reason
-                else "NOT PROMOTED", version, reason)
+    conclusion = conclude(registry, version, decision, evidence.champion_version)
+    logger.info("%s %s: %s", conclusion.event.upper(), version, conclusion.reason)
+    # 7. The report.
     row_counts = left_out_rows(read_stats, split, unlabeled_stats, self_training)
     if (left_out := left_out_warning(row_counts)) is not None:
         logger.warning(left_out)
-    summary = {"version": version, "promoted": promoted, "reason": reason,
-               "validation_accuracy": round(candidate["accuracy"], 4),
-               "champion_before": compared[0] if compared else None,
-               "champion_accuracy": round(compared[1]["accuracy"], 4) if compared else None,
-               **part_rows(split), "epochs_run": trained.epochs_run,
-               "final_training_rows": trained.train_rows,
-               "pseudo_labeled_rows": (sum(self_training["pseudo_labeled"].values())
-                                       if self_training else 0),
-               "training_seconds": round(trained.training_seconds, 1),
-               "row_counts": row_counts}
-    publish_artifacts(summary, candidate, compared[1] if compared else None,
-                      registry.versions / version)
+    summary = retrain_summary(conclusion, evidence, split, candidate.trained,
+                              candidate.pseudo_labeled_rows, row_counts)
+    publish_artifacts(summary, evidence, registry.versions / version)
     print(json.dumps(summary))
     return summary
-
-
-def _record_version(registry: Registry, trained, split, settings: Settings, read_stats: dict,
-                    candidate: dict, candidate_scores: np.ndarray, compared, decision,
-                    self_training: dict | None) -> str:
-    """Stage the model and its record (``Registry.conclude_training`` publishes it)."""
-    import keras
-    import tensorflow as tf
-
-    from tasks.model import model_vocabulary, save_model
-    from tasks.monitoring import reference_profile
-
-    version = registry.new_version()
-    save_model(trained.model, registry.stage(version) / MODEL_FILE)
-    metrics = version_metrics(version, trained, split, settings, read_stats, candidate, compared,
-                              {"tensorflow": tf.__version__, "keras": keras.__version__},
-                              self_training)
-    profile = reference_profile(pa.array(_texts(split.train), pa.string()),
-                                pa.array(_texts(split.gate), pa.string()), candidate_scores,
-                                split.gate["label"].to_numpy(), model_vocabulary(trained.model),
-                                version, settings.architecture)
-    registry.write_record(version, metrics, {"promote": decision.promote,
-                                             "reason": decision.reason,
-                                             "decided_at": metrics["trained_at"]}, profile)
-    return version
 
 
 if __name__ == "__main__":

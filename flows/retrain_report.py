@@ -10,6 +10,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.layout import CURVES_FILE
+from tasks.training.evaluation import GateComparison
 from tasks.training.events import HistoryEvent
 from tasks.training.record import nothing_new_reason
 from tasks.training.registry import Registry
@@ -31,9 +32,10 @@ def report_nothing_new(registry: Registry, latest: str, rows: dict) -> dict:
     return summary
 
 
-def publish_artifacts(summary: dict, candidate: dict, champion: dict | None,
-                      folder: Path) -> None:
+def publish_artifacts(summary: dict, evidence: GateComparison, folder: Path) -> None:
     """The comparison table and the decision with its training curves, as artifacts."""
+    candidate = evidence.candidate
+    champion = evidence.champion.figures if evidence.champion else None
     rows = [{"metric": name, "candidate": round(candidate[name], 4),
              "champion": round(champion[name], 4) if champion else None}
             for name in ("accuracy", "loss", "roc_auc", "precision", "recall", "f1")]

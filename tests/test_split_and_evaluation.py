@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.training.evaluation import classification_metrics, decide_promotion, mcnemar_exact
+from tasks.training.evaluation import (
+    ChampionOnGate,
+    GateComparison,
+    classification_metrics,
+    mcnemar_exact,
+)
+from tasks.training.promotion import PromotionRules, decide_promotion
 from tasks.training.split import fingerprint, split_labeled
 from tests.helpers import held_out
 
@@ -101,6 +107,16 @@ def test_mcnemar_exact_matches_the_binomial():
     assert result["p_value"] == pytest.approx(2 * (1 + 22 + 231) / 2**22)
 
 
+def gate_evidence(candidate: float, champion: float | None, p: float,
+                  confusion: dict) -> GateComparison:
+    """The figures ``decide_promotion`` reads: the candidate's accuracy and confusion
+    matrix, the champion's accuracy and the paired test's p-value."""
+    return GateComparison(
+        {"accuracy": candidate, "confusion_matrix": confusion}, np.zeros(0),
+        None if champion is None else ChampionOnGate("champion", {"accuracy": champion},
+                                                     {"p_value": p}))
+
+
 @pytest.mark.parametrize("candidate, champion, significance, p, promote", [
     (0.90, None, False, None, True),       # first model above the floor
     (0.55, None, False, None, False),      # first model below the floor
@@ -111,9 +127,9 @@ def test_mcnemar_exact_matches_the_binomial():
 ])
 def test_promotion_rules(candidate, champion, significance, p, promote):
     both_classes = {"tp": 40, "tn": 45, "fp": 5, "fn": 10}
-    decision = decide_promotion(candidate, champion, min_delta=0.0, accuracy_floor=0.6,
-                                require_significance=significance, alpha=0.05, p_value=p,
-                                confusion=both_classes)
+    decision = decide_promotion(gate_evidence(candidate, champion, p, both_classes),
+                                PromotionRules(min_delta=0.0, accuracy_floor=0.6,
+                                               require_significance=significance, alpha=0.05))
     assert decision.promote is promote
     assert decision.reason
 
@@ -129,7 +145,8 @@ def test_promotion_needs_both_classes_held_out_and_predicted(confusion, why):
     with or without a champion, with or without the significance test."""
     for champion in (None, 0.5):
         for significance in (False, True):
-            decision = decide_promotion(1.0, champion, min_delta=0.0, accuracy_floor=0.6,
-                                        require_significance=significance, alpha=0.05,
-                                        p_value=0.0001, confusion=confusion)
+            decision = decide_promotion(gate_evidence(1.0, champion, 0.0001, confusion),
+                                        PromotionRules(min_delta=0.0, accuracy_floor=0.6,
+                                                       require_significance=significance,
+                                                       alpha=0.05))
             assert not decision.promote and why in decision.reason

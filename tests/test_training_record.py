@@ -7,12 +7,14 @@ import json
 import logging
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from tasks.errors import NoLabeledDataError
 from tasks.layout import CURVES_FILE, DECISION_FILE, METRICS_FILE, PROFILE_FILE, DataLayout
 from tasks.settings import Settings
+from tasks.training.evaluation import ChampionOnGate, GateComparison
 from tasks.training.labeled import read_labeled_reviews
 from tasks.training.record import (
     check_parts,
@@ -78,8 +80,9 @@ def test_what_a_version_records_round_trips_to_its_inputs():
     stats = {"content_sha256": "c" * 64}
     model = trained({"loss": [0.6, 0.5, 0.4], "val_loss": [0.55, 0.45, 0.5],
                      "val_accuracy": [0.7, 0.8, 0.75]}, best_epoch=2)
-    metrics = version_metrics("v1", model, split, settings, stats, {"accuracy": 0.8},
-                              ("v0", {"accuracy": 0.7}, {"p_value": 0.01}), {"keras": "3"})
+    evidence = GateComparison({"accuracy": 0.8}, np.zeros(0),
+                              ChampionOnGate("v0", {"accuracy": 0.7}, {"p_value": 0.01}))
+    metrics = version_metrics("v1", model, split, settings, stats, evidence, {"keras": "3"})
     assert metrics["selection"] == {"best_epoch": 2, "loss": 0.45, "accuracy": 0.8}
     assert metrics["parts"]["split_by"] == "group" and metrics["validation_part"] == "gate"
     assert metrics["compared_to"]["champion"] == "v0"

@@ -10,14 +10,17 @@ Modules (those marked TF import TensorFlow; the others are plain Python):
 - ``text``: the text rules (RE2 patterns, n-gram sizes) and the ``Tokenizer`` and
   ``Standardization`` kinds, shared with the drift monitor (``tasks.monitoring``);
 - ``decision``: ``DECISION_THRESHOLD`` and ``predicted_labels``;
-- ``params``: ``TrainingParams``, whose defaults are ``tasks.settings.Settings``';
-- ``backend`` (TF): TensorFlow and Keras, imported with their load-time logs filtered;
+- ``params``: ``TrainingParams``, whose defaults are ``tasks.settings.Settings``', and
+  ``refit_epochs``;
+- ``backend`` (TF): TensorFlow and Keras, imported with their load-time logs filtered, and
+  ``library_versions``; no module outside this package imports TensorFlow or Keras
+  (``tests/test_imports.py``);
 - ``tokenizers`` (TF): the text functions saved models name (``standardize_review``,
   ``split_ngrams``, ...), registered with Keras as "reviewflow>" and the function name;
 - ``layers`` (TF): ``NaiveBayesLogistic``, registered the same way;
 - ``architectures`` (TF): ``Architecture``, ``ARCHITECTURES``, ``architecture()``;
-- ``training`` (TF): ``train_model``, ``refit_model``, ``refit_epochs``,
-  ``adapt_vocabulary``, ``TrainedModel``;
+- ``training`` (TF): ``train_model``, ``refit_model``, ``adapt_vocabulary``,
+  ``TrainedModel``;
 - ``serving`` (TF): ``save_model``, ``load_model``, ``ModelLoadError``, ``warm_up``,
   ``predict_scores``, ``model_vocabulary``, ``compute_device``.
 
@@ -42,14 +45,15 @@ _EXPORTS = {
     **dict.fromkeys(["HTML_LINE_BREAK", "MARKS", "ODD_SEPARATORS", "PUNCTUATION",
                      "Standardization", "Tokenizer", "UNSPACED_SCRIPTS"], "text"),
     **dict.fromkeys(["DECISION_THRESHOLD", "predicted_labels"], "decision"),
-    "TrainingParams": "params",
+    **dict.fromkeys(["TrainingParams", "refit_epochs"], "params"),
+    "library_versions": "backend",
     **dict.fromkeys(["STANDARDIZATIONS", "TOKENIZERS", "split_ngrams", "split_ngrams_across",
                      "split_ngrams_bounded", "standardize_keeping_marks",
                      "standardize_review"], "tokenizers"),
     "NaiveBayesLogistic": "layers",
     **dict.fromkeys(["ARCHITECTURES", "Architecture", "architecture"], "architectures"),
-    **dict.fromkeys(["TrainedModel", "adapt_vocabulary", "end_to_end", "refit_epochs",
-                     "refit_model", "train_model"], "training"),
+    **dict.fromkeys(["TrainedModel", "adapt_vocabulary", "end_to_end", "refit_model",
+                     "train_model"], "training"),
     **dict.fromkeys(["ModelLoadError", "compute_device", "load_model", "model_vocabulary",
                      "predict_scores", "save_model", "warm_up"], "serving"),
 }

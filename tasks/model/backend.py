@@ -17,4 +17,9 @@ with native_log_filter():
     import keras
     import tensorflow as tf
 
-__all__ = ["keras", "tf"]
+__all__ = ["keras", "library_versions", "tf"]
+
+
+def library_versions() -> dict[str, str]:
+    """The TensorFlow and Keras versions, as a version's metrics.json records them."""
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}

@@ -1,5 +1,6 @@
-"""Training: ``train_model`` (early stopping), ``refit_model`` (more rows, as many updates)
-and ``adapt_vocabulary``, the vocabulary count that gives Keras' ``adapt`` result faster.
+"""Training: ``train_model`` (early stopping), ``refit_model`` (more rows, as many updates:
+``tasks.model.params.refit_epochs``) and ``adapt_vocabulary``, the vocabulary count that
+gives Keras' ``adapt`` result faster.
 
 Every trained model is one end-to-end Keras model (``end_to_end``) from raw review
 strings to the probability that a review is positive; its vectorizer, adapted on the
@@ -8,7 +9,6 @@ training texts only, is a layer inside it.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from tasks.model.architectures import Architecture, architecture
 from tasks.model.backend import keras, tf
-from tasks.model.params import TrainingParams
+from tasks.model.params import TrainingParams, refit_epochs
 
 
 @dataclass
@@ -134,21 +134,6 @@ def refit_model(trained: TrainedModel, texts: np.ndarray, labels: np.ndarray,
                    train_rows=len(texts),
                    hyperparameters={**trained.hyperparameters, "input_dim": _input_dim(vectorizer),
                                     "refit": {"rows": int(len(texts)), "epochs": epochs}})
-
-
-def refit_epochs(best_epoch: int, rows_then: int, rows_now: int) -> int:
-    """Epochs over ``rows_now`` rows that make as many updates as ``best_epoch`` epochs
-    over ``rows_then`` did (rounded up, at least one).
-
-    With 12% more rows (the selection rows) this is about the same count; with three
-    times as many (pseudo-labeled reviews) a third. Measured on IMDB: early stopping
-    over 16k labeled plus 30k pseudo-labeled reviews kept epoch 7-8 where the labeled
-    ones alone kept 20, and this rule's 7 epochs over both scored reviews of held-out
-    movies as well (0.912).
-    """
-    if rows_then <= 0 or rows_now <= 0:
-        return best_epoch
-    return max(1, math.ceil(best_epoch * rows_then / rows_now))
 
 
 def _resolved(params: TrainingParams) -> tuple[Architecture, TrainingParams]:

@@ -2,9 +2,16 @@
 
 - ``labeled``: every valid labeled (and unlabeled) review under the data root.
 - ``split``: the deterministic train / selection / gate split, grouped by movie.
-- ``self_training``: which unlabeled reviews may be learned from, and their pseudo-labels.
-- ``evaluation``: metrics on held-out rows and the promotion decision.
-- ``record``: what a training run records, and when there is nothing new to learn.
+- ``candidate``: the candidate's training steps (``train_on_split``, ``plan_refit``,
+  ``refit``), ``Candidate``, and ``stage_candidate`` (the version and its record, staged).
+- ``self_training``: which unlabeled reviews may be learned from, their pseudo-labels, and
+  ``self_train``, the step (``SelfTraining``).
+- ``evaluation``: metrics on held-out rows; the candidate and the champion on the gate rows
+  (``compare_on_gate``, ``GateComparison``).
+- ``promotion``: ``decide_promotion`` from a ``GateComparison`` and ``PromotionRules``, and
+  ``conclude``: the staged version published, promoted or not (``Conclusion``).
+- ``record``: what a training run records and returns, and when there is nothing new to
+  learn.
 - ``registry``: model versions under ``models/``, the champion pointer and its history;
   ``registry_files``: how they are written on a local folder or on object storage.
 - ``plots``: training curves.

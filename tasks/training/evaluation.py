@@ -1,16 +1,56 @@
-"""Metrics on held-out rows and the promotion decision."""
+"""Metrics on held-out rows, and the candidate compared with the champion on the gate.
+
+``classification_metrics`` and ``mcnemar_exact`` are the figures of one model, and of two
+models' paired predictions, on the same rows, in the form metrics.json records them
+(``Figures``, ``PairedTest``). ``compare_on_gate`` measures the candidate and the champion
+on the gate rows and returns a ``GateComparison``, the evidence the promotion decision is
+made from (``tasks.training.promotion``); the same arrays cut to any subset of the gate
+rows compare the two models on that subset alike. ``champion_scores`` scores the gate rows
+with the champion, loading it through ``tasks.model``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 from scipy.stats import binomtest, rankdata
 
 from tasks.model.decision import predicted_labels
+from tasks.training.split import texts
 
 
-def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
+class Confusion(TypedDict):
+    tp: int
+    tn: int
+    fp: int
+    fn: int
+
+
+class Figures(TypedDict):
+    """One model on held-out rows (metrics.json "validation", "champion_validation")."""
+
+    accuracy: float
+    loss: float
+    roc_auc: float
+    precision: float
+    recall: float
+    f1: float
+    confusion_matrix: Confusion
+    rows: int
+
+
+class PairedTest(TypedDict):
+    """The exact McNemar test on two models' predictions of the same rows
+    (metrics.json "compared_to" "mcnemar")."""
+
+    only_candidate_right: int
+    only_champion_right: int
+    p_value: float
+
+
+def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> Figures:
     """Accuracy, log loss, ROC AUC, precision, recall, F1 and the confusion matrix."""
     labels = np.asarray(labels).astype(int)
     scores = np.asarray(scores, dtype=np.float64)
@@ -37,7 +77,7 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
 
 
 def mcnemar_exact(labels: np.ndarray, champion_scores: np.ndarray,
-                  candidate_scores: np.ndarray) -> dict:
+                  candidate_scores: np.ndarray) -> PairedTest:
     """Exact (binomial) McNemar test on paired predictions of the same rows."""
     labels = np.asarray(labels).astype(int)
     champion_right = predicted_labels(champion_scores) == labels
@@ -51,57 +91,79 @@ def mcnemar_exact(labels: np.ndarray, champion_scores: np.ndarray,
 
 
 @dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reason: str
+class ChampionScores:
+    """The champion's scores on the gate rows (``champion_scores``)."""
+
+    version: str
+    scores: np.ndarray
 
 
-def unfit_evidence(confusion: dict) -> str | None:
-    """Why held-out rows and a candidate's predictions on them cannot support a promotion,
-    or None. ``confusion`` is the candidate's confusion matrix on the held-out part.
+@dataclass(frozen=True)
+class ChampionOnGate:
+    """The champion on the gate rows, and the paired test of its predictions against the
+    candidate's."""
 
-    Accuracy on a part that holds one class only says nothing about the other class (a
-    model that calls everything positive scores 1.0 on all-positive rows), and a model
-    whose predictions are all one class is no classifier, whatever its accuracy.
-    """
-    positives, negatives = confusion["tp"] + confusion["fn"], confusion["tn"] + confusion["fp"]
-    if not positives or not negatives:
-        return (f"the held-out part has {positives} positive and {negatives} negative reviews:"
-                " accuracy on one class cannot show a better model; add labeled reviews of "
-                "both classes to labeled/")
-    said_positive, said_negative = confusion["tp"] + confusion["fp"], confusion["tn"] + confusion["fn"]
-    if not said_positive or not said_negative:
-        constant = "positive" if said_positive else "negative"
-        return (f"the candidate predicts {constant} for every held-out review: a constant "
-                "model is never promoted")
-    return None
+    version: str
+    figures: Figures
+    mcnemar: PairedTest
 
 
-def decide_promotion(candidate_accuracy: float, champion_accuracy: float | None, *,
-                     min_delta: float, accuracy_floor: float, require_significance: bool,
-                     alpha: float, p_value: float | None, confusion: dict) -> Decision:
-    """Promote only on evidence measured now, on the same held-out rows.
+@dataclass(frozen=True)
+class GateComparison:
+    """The candidate, and the champion when there is one, measured now on the same gate
+    rows: what ``tasks.training.promotion.decide_promotion`` decides from."""
 
-    ``confusion`` is the candidate's confusion matrix on those rows: rows of one class
-    only, or constant predictions, refuse the promotion before any accuracy is compared
-    (``unfit_evidence``).
-    """
-    unfit = unfit_evidence(confusion)
-    if unfit is not None:
-        return Decision(False, f"not promoted: {unfit}")
-    if champion_accuracy is None:
-        if candidate_accuracy >= accuracy_floor:
-            return Decision(True, f"no champion yet; accuracy {candidate_accuracy:.4f} reaches "
-                                  f"the floor {accuracy_floor:.4f}")
-        return Decision(False, f"no champion yet, but accuracy {candidate_accuracy:.4f} is below "
-                               f"the floor {accuracy_floor:.4f}")
-    gain = candidate_accuracy - champion_accuracy
-    figures = (f"candidate {candidate_accuracy:.4f} vs champion {champion_accuracy:.4f} "
-               f"(gain {gain:+.4f}, needed > {min_delta:.4f})")
-    if gain <= min_delta:
-        return Decision(False, f"not better: {figures}")
-    if require_significance and (p_value is None or p_value >= alpha):
-        return Decision(False, f"gain not significant: {figures}; McNemar p={p_value:.4g} "
-                               f">= {alpha}")
-    extra = f"; McNemar p={p_value:.4g}" if p_value is not None else ""
-    return Decision(True, f"better: {figures}{extra}")
+    candidate: Figures
+    candidate_scores: np.ndarray
+    champion: ChampionOnGate | None = None
+
+    @property
+    def champion_version(self) -> str | None:
+        """The champion compared against: the one a promotion may replace."""
+        return self.champion.version if self.champion else None
+
+    @property
+    def candidate_accuracy(self) -> float:
+        return self.candidate["accuracy"]
+
+    @property
+    def champion_accuracy(self) -> float | None:
+        return self.champion.figures["accuracy"] if self.champion else None
+
+    @property
+    def p_value(self) -> float | None:
+        """McNemar's p-value of the paired predictions; None without a champion."""
+        return self.champion.mcnemar["p_value"] if self.champion else None
+
+    def compared_to(self) -> dict:
+        """metrics.json "compared_to": the champion, its figures and the paired test."""
+        return {"champion": self.champion_version,
+                "champion_validation": self.champion.figures if self.champion else None,
+                "mcnemar": self.champion.mcnemar if self.champion else None}
+
+
+def compare_on_gate(labels: np.ndarray, candidate_scores: np.ndarray,
+                    champion: ChampionScores | None) -> GateComparison:
+    """The candidate's figures on the rows of ``labels``, and the champion's with the
+    paired test when there is a champion (its scores of the same rows, in the same
+    order)."""
+    labels = np.asarray(labels)
+    if champion is None:
+        return GateComparison(classification_metrics(labels, candidate_scores),
+                              candidate_scores)
+    return GateComparison(
+        classification_metrics(labels, candidate_scores), candidate_scores,
+        ChampionOnGate(champion.version, classification_metrics(labels, champion.scores),
+                       mcnemar_exact(labels, champion.scores, candidate_scores)))
+
+
+def champion_scores(registry, gate, batch_size: int) -> ChampionScores | None:
+    """The current champion's scores on the rows of ``gate`` (a frame with a text column),
+    or None without a champion. ``registry``: a ``tasks.training.registry.Registry``."""
+    from tasks.model import load_model, predict_scores
+
+    pointer = registry.champion()
+    if pointer is None:
+        return None
+    model = load_model(registry.local_model(pointer["version"]))
+    return ChampionScores(pointer["version"], predict_scores(model, texts(gate), batch_size))

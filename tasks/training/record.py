@@ -13,6 +13,9 @@ import pandas as pd
 
 from tasks.errors import NoLabeledDataError
 from tasks.settings import Settings
+from tasks.training.evaluation import GateComparison
+from tasks.training.promotion import Conclusion
+from tasks.training.self_training import LEFT_OUT_REASONS
 from tasks.training.split import PARTS, Split, fingerprint
 
 # The keys of metrics.json "hyperparameters" that decide a run's result.
@@ -84,6 +87,15 @@ def nothing_new(inputs: dict, metrics: dict) -> bool:
     return recorded == inputs
 
 
+def unchanged_since(registry, inputs: dict) -> str | None:
+    """The latest trained version of ``registry`` (``tasks.training.registry.Registry``)
+    when ``inputs`` (``training_inputs``) are those it was trained on, else None."""
+    latest = registry.latest_version()
+    if latest is None or not nothing_new(inputs, registry.read_version(latest).get("metrics", {})):
+        return None
+    return latest
+
+
 def nothing_new_reason(latest: str) -> str:
     return (f"nothing new to learn: the labeled data, architecture and training settings "
             f"are those {latest} was trained on; add or correct labeled reviews, change "
@@ -123,16 +135,16 @@ def selection_figures(history: dict[str, list[float]], best_epoch: int) -> dict:
 
 
 def version_metrics(version: str, trained, split: Split, settings: Settings, read_stats: dict,
-                    candidate: dict, champion: tuple[str, dict, dict] | None,
-                    library_versions: dict, self_training: dict | None = None) -> dict:
+                    evidence: GateComparison, library_versions: dict,
+                    self_training: dict | None = None) -> dict:
     """metrics.json of a new version. ``trained``: ``tasks.model.TrainedModel``;
-    ``champion``: (version, its figures on the gate, the paired McNemar test) or None;
-    ``self_training``: what unlabeled/ gave (files, rows left out and why, pseudo-labels
-    per class, its content fingerprint) or None when it was not read."""
+    ``evidence``: the candidate and the champion on the gate rows; ``self_training``:
+    what unlabeled/ gave (files, rows left out and why, pseudo-labels per class, its
+    content fingerprint) or None when it was not read."""
     return {
         "version": version, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         # "validation": the candidate on the gate rows, the figure the decision used.
-        "validation": candidate, "validation_part": "gate",
+        "validation": evidence.candidate, "validation_part": "gate",
         "selection": selection_figures(trained.history, trained.best_epoch),
         "training_data": read_stats, "parts": parts_record(split, settings),
         "self_training": self_training or {},
@@ -140,15 +152,28 @@ def version_metrics(version: str, trained, split: Split, settings: Settings, rea
         "epochs_run": trained.epochs_run,
         "best_epoch": trained.best_epoch, "training_seconds": round(trained.training_seconds, 2),
         "history": trained.history, "versions": library_versions,
-        "compared_to": {"champion": champion[0] if champion else None,
-                        "champion_validation": champion[1] if champion else None,
-                        "mcnemar": champion[2] if champion else None},
+        "compared_to": evidence.compared_to(),
     }
 
 
-# What self-training leaves out of unlabeled/, by why (tasks.training.self_training), in the
-# order the summary and the warning name them.
-_UNLABELED_LEFT_OUT = ("labeled_text", "held_out_group", "duplicate_text", "over_max_rows")
+def retrain_summary(conclusion: Conclusion, evidence: GateComparison, split: Split,
+                    trained, pseudo_labeled_rows: int, row_counts: dict) -> dict:
+    """What a retraining that trained returns and prints: the version and what became of
+    it, the candidate's and the champion's gate accuracy, the rows of each part, the
+    training's length and rows (``trained``: the candidate's ``TrainedModel``), and
+    ``row_counts`` (``left_out_rows``)."""
+    champion_accuracy = evidence.champion_accuracy
+    return {"version": conclusion.version, "promoted": conclusion.promoted,
+            "reason": conclusion.reason,
+            "validation_accuracy": round(evidence.candidate_accuracy, 4),
+            "champion_before": evidence.champion_version,
+            "champion_accuracy": (round(champion_accuracy, 4) if champion_accuracy is not None
+                                  else None),
+            **part_rows(split), "epochs_run": trained.epochs_run,
+            "final_training_rows": trained.train_rows,
+            "pseudo_labeled_rows": pseudo_labeled_rows,
+            "training_seconds": round(trained.training_seconds, 1),
+            "row_counts": row_counts}
 
 
 def left_out_rows(read_stats: dict, split: Split, unlabeled_stats: dict | None,
@@ -171,7 +196,7 @@ def left_out_rows(read_stats: dict, split: Split, unlabeled_stats: dict | None,
                       unlabeled_rows_rejected=int(unlabeled_stats["rows_rejected"]))
         if self_training is not None:
             counts.update({f"unlabeled_{why}": int(self_training[why])
-                           for why in _UNLABELED_LEFT_OUT},
+                           for why in LEFT_OUT_REASONS},
                           unlabeled_learnable=int(self_training["learnable"]))
     return counts
 
@@ -179,7 +204,7 @@ def left_out_rows(read_stats: dict, split: Split, unlabeled_stats: dict | None,
 def left_out_warning(counts: dict) -> str | None:
     """One line with the counts of ``left_out_rows``, or None when nothing was left out."""
     labeled = counts["labeled_rows_rejected"] + counts["labeled_duplicate_texts"]
-    unlabeled_reasons = {why: counts.get(f"unlabeled_{why}", 0) for why in _UNLABELED_LEFT_OUT}
+    unlabeled_reasons = {why: counts.get(f"unlabeled_{why}", 0) for why in LEFT_OUT_REASONS}
     unlabeled = counts.get("unlabeled_rows_rejected", 0) + sum(unlabeled_reasons.values())
     if not labeled and not unlabeled:
         return None

@@ -7,16 +7,64 @@ learns the words and phrases of those reviews that the labeled ones never used, 
 to words it already knows. BENCHMARKS.md ("Languages") and docs/retraining.md have
 what it gains on held-out movies, at each confidence.
 
-Plain functions over DataFrames and arrays; ``flows.retrain_model`` wires them. Nothing
-here may let a held-out row's text back into training: see ``learnable_unlabeled``.
+``self_train`` is the step: it takes the first model's scores through a function it is
+given, so it is plain code over DataFrames and arrays, and returns a ``SelfTraining``;
+``flows.retrain_model`` calls it between the two trainings (``tasks.training.candidate``).
+Nothing here may let a held-out row's text back into training: see ``learnable_unlabeled``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from tasks.training.split import Split
+from tasks.training.split import TRAINING_COLUMNS, Split, texts
+
+# What self-training leaves out of unlabeled/, by why (``learnable_unlabeled``), in the order
+# the run summary, its warning and the log line name them.
+LEFT_OUT_REASONS = ("labeled_text", "held_out_group", "duplicate_text", "over_max_rows")
+
+
+@dataclass(frozen=True)
+class SelfTraining:
+    """What self-training took from ``unlabeled/``.
+
+    ``counts``: the rows read, those left out by each of ``LEFT_OUT_REASONS`` and the
+    learnable rest (``learnable_unlabeled``); ``pseudo``: the learnable rows scored
+    confidently, with the label the first model gave them (``pseudo_labeled``)."""
+
+    counts: dict[str, int]
+    pseudo: pd.DataFrame
+
+    @property
+    def pseudo_counts(self) -> dict[str, int]:
+        """Pseudo-labeled rows per class."""
+        labels = self.pseudo["label"]
+        return {"positive": int((labels == 1).sum()), "negative": int((labels == 0).sum())}
+
+    def record(self, unlabeled_stats: dict) -> dict:
+        """metrics.json "self_training": these counts and pseudo-labels, and what reading
+        ``unlabeled/`` gave (``unlabeled_stats``: files, quarantines, rejected rows and
+        the folder's content fingerprint)."""
+        return {**self.counts, "pseudo_labeled": self.pseudo_counts,
+                **{key: unlabeled_stats[key] for key in ("files", "files_quarantined",
+                                                         "rows_rejected", "content_sha256")}}
+
+
+def self_train(unlabeled: pd.DataFrame, split: Split,
+               score: Callable[[np.ndarray], np.ndarray], *, max_rows: int,
+               confidence: float) -> SelfTraining:
+    """Pseudo-label the reviews of ``unlabeled`` that training may learn from.
+
+    ``score(texts)`` gives the first model's score of each text (``tasks.model``'s
+    ``predict_scores``); it is called once, on the learnable rows only, and not at all
+    when there are none."""
+    pool, counts = learnable_unlabeled(unlabeled, split, max_rows)
+    scores = score(texts(pool)) if len(pool) else np.zeros(0)
+    return SelfTraining(counts, pseudo_labeled(pool, scores, confidence))
 
 
 def learnable_unlabeled(unlabeled: pd.DataFrame, split: Split,
@@ -72,7 +120,7 @@ def pseudo_labeled(pool: pd.DataFrame, scores: np.ndarray, confidence: float) ->
     size = min(len(positive), len(negative))
     parts = [_first_by_hash(rows, size).assign(label=label)
              for rows, label in ((positive, 1), (negative, 0))]
-    labeled = pd.concat(parts, ignore_index=True)[["review_id", "text", "label"]]
+    labeled = pd.concat(parts, ignore_index=True)[TRAINING_COLUMNS]
     return labeled.astype({"label": "int8"})
 
 

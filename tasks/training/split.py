@@ -24,6 +24,9 @@ import pandas as pd
 # Parts, most protected first: a text found in several parts is kept in the first.
 PARTS = ("gate", "selection", "train")
 
+# The columns of a row a model learns from (the training, selection and pseudo-labeled rows).
+TRAINING_COLUMNS = ["review_id", "text", "label"]
+
 
 def _position(keys: pd.Series) -> np.ndarray:
     """A stable number in [0, 1) per key, from a hash of the key alone."""
@@ -93,6 +96,11 @@ def split_labeled(reviews: pd.DataFrame, fraction: float, selection_share: float
                  duplicates_removed=len(frame) - len(first), kept_out_of_training=kept_out,
                  split_by=split_by,
                  groups={name: int(part["_key"].nunique()) for name, part in parts.items()})
+
+
+def texts(frame: pd.DataFrame) -> np.ndarray:
+    """The review texts of ``frame`` as the array ``tasks.model`` trains on and scores."""
+    return frame["text"].to_numpy(dtype=object)
 
 
 def fingerprint(review_ids: pd.Series, labels: pd.Series) -> str:

@@ -3,6 +3,7 @@
 ``score_reviews`` (the scoring path, one short file) and ``score_queue`` (the file queue it
 drives, with the tasks it submits); ``retrain_model`` and ``retrain_report``; ``score_report``
 and ``drift`` (what a scoring run publishes); ``cli`` (the command's arguments and commands),
+``cli_output`` (what ``score`` and ``retrain`` print at the end: lines, or ``--json``),
 ``startup`` (how the command starts and ends: quiet defaults, the Prefect API while the
 flow imports, SIGTERM, the fast exit), ``prefect_api`` (the temporary API a command starts
 when none is configured) and ``common`` (settings and progress shared by them).

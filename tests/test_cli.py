@@ -92,7 +92,10 @@ def test_commands_with_nothing_heavy_to_do_skip_tensorflow_prefect_and_gx(tmp_pa
 
     shutil.copytree(trained_models, empty / "models", dirs_exist_ok=True)
     (empty / "incoming" / "fresh.csv").write_text("review_id,text\n1,fine\n")
-    result = run_cli_collecting_imports(["score", "--data-dir", str(empty)])
+    # The file settles for an hour: still nothing ready however long the command takes
+    # to start on a loaded host (the default 2 s can pass before it lists the inbox).
+    result = run_cli_collecting_imports(["score", "--data-dir", str(empty),
+                                         "--settle-seconds", "3600"])
     assert result == {"code": 0, "heavy": [], "stderr": result["stderr"]}
     for argv in (["models", "list"], ["models", "rollback", "--reason", "r"]):
         result = run_cli_collecting_imports([*argv, "--data-dir", str(empty)])

@@ -64,7 +64,7 @@ lock:
 # A local PostgreSQL 15 for trying REVIEWFLOW_STATE_URL: data in .postgres/ (kept between
 # runs; delete the folder to start afresh), in the foreground until Ctrl-C; prints the URL.
 postgres: install
-	$(BIN)/python -m tests.postgres $(CURDIR)/.postgres
+	$(BIN)/python -m deployments.local_postgres $(CURDIR)/.postgres
 
 # What runs and users put in the data root (DATA, default data/): its folders are
 # DataLayout.data_folders() and the default state folder, its file the state marker

@@ -1,11 +1,11 @@
-"""What every benchmark section shares: paths, sizes, logging, targets, tables, the
-champion trained once per run (``Bench``), and running a command with its peak memory."""
+"""What the benchmark sections share: paths, sizes, logging, targets, tables, the
+champion trained once per run (``Bench``), running ``reviewflow`` and reading its run
+summary, and running a command with its peak memory."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,11 +22,17 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PROJECT = Path(__file__).resolve().parents[1]
-IMDB_PARQUET = PROJECT.parent / "shared" / "data" / "imdb" / "train.parquet"
+SHARED_DATA = PROJECT.parent / "shared" / "data"
+IMDB_PARQUET = SHARED_DATA / "imdb" / "train.parquet"
+SAMPLES = PROJECT / "data" / "samples"
 WORK = PROJECT / "benchmarks" / ".work"
-BIN = Path(sys.executable).parent
 RESULTS_JSON = PROJECT / "benchmarks" / "results.json"
 BENCHMARKS_MD = PROJECT / "BENCHMARKS.md"
+# The `reviewflow` program of this checkout (run with cwd=PROJECT): what the installed
+# command runs, without depending on which checkout the venv was installed from.
+REVIEWFLOW = (sys.executable, "-m", "flows.cli")
+# The commands whose results a benchmark reads: always with --json (reviewflow_argv).
+SUMMARY_COMMANDS = ("score", "retrain")
 
 @dataclass(frozen=True)
 class Sizes:
@@ -82,6 +88,22 @@ def texts_of(frame: pd.DataFrame) -> np.ndarray:
 
 def rate(rows: int, seconds: float) -> float:
     return round(rows / seconds, 1) if seconds > 0 else 0.0
+
+
+def reviewflow_argv(command: str, *args: str) -> list[str]:
+    """``reviewflow COMMAND ARGS`` as a child process's argv. ``score`` and ``retrain``
+    get ``--json``: what a benchmark learns from them it reads from their run summary
+    (``run_summary``), never from the lines they print for a person."""
+    return [*REVIEWFLOW, command, *(["--json"] if command in SUMMARY_COMMANDS else []), *args]
+
+
+def run_summary(stdout: str, what: str) -> dict | None:
+    """The run summary a ``reviewflow score|retrain --json`` printed as its whole standard
+    output (None: nothing was ready to score). ``what`` names the run in the error."""
+    try:
+        return json.loads(stdout)
+    except ValueError:
+        raise RuntimeError(f"{what} printed no run summary on stdout: {stdout[-500:]!r}") from None
 
 
 def subprocess_env() -> dict[str, str]:
@@ -162,7 +184,8 @@ sys.exit(0)
 
 
 def run_measured(command: list[str], env: dict[str, str], log_path: Path) -> dict:
-    """Run ``command`` to completion; its wall time, exit code, peak RSS and output.
+    """Run ``command`` to completion; its wall time, exit code, peak RSS, standard output
+    (``stdout``) and standard error (``output``, also kept in ``log_path``).
 
     ``peak_rss_mib`` is the command's ``ru_maxrss`` (from ``wait4`` in a small launcher
     process): the peak of the largest single process, never a sum. ``tree_peak_rss_mib``
@@ -170,12 +193,12 @@ def run_measured(command: list[str], env: dict[str, str], log_path: Path) -> dic
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     usage_path = log_path.with_suffix(".rusage.json")
+    stdout_path = log_path.with_suffix(".stdout")
     usage_path.unlink(missing_ok=True)
-    with open(log_path, "wb") as out:
+    with open(log_path, "wb") as err, open(stdout_path, "wb") as out:
         started = time.perf_counter()
         child = subprocess.Popen([sys.executable, "-I", "-c", _LAUNCHER, str(usage_path),
-                                  *command], env=env, cwd=PROJECT, stdout=out,
-                                 stderr=subprocess.STDOUT)
+                                  *command], env=env, cwd=PROJECT, stdout=out, stderr=err)
         sampler = TreeRssSampler(child.pid)
         sampler.start()
         child.wait()
@@ -186,21 +209,8 @@ def run_measured(command: list[str], env: dict[str, str], log_path: Path) -> dic
             "wall_seconds": round(wall, 2),
             "peak_rss_mib": round(usage["maxrss_kib"] / 1024, 1) if usage else None,
             "tree_peak_rss_mib": round(sampler.peak_bytes / 2**20, 1),
+            "stdout": stdout_path.read_text(encoding="utf-8", errors="replace"),
             "output": log_path.read_text(encoding="utf-8", errors="replace")}
-
-
-def parse_score_output(output: str) -> dict:
-    """Figures from the lines ``reviewflow score`` prints at the end of a run."""
-    figures: dict[str, Any] = {}
-    if match := re.search(r"scored (\d+) rows from (\d+) files", output):
-        figures["rows_scored"], figures["files_scored"] = int(match[1]), int(match[2])
-    if match := re.search(r"; (\d+) rows and (\d+) files quarantined", output):
-        figures["rows_quarantined"], figures["files_quarantined"] = int(match[1]), int(match[2])
-    if match := re.search(r"([0-9.]+) reviews/s while scoring; run took ([0-9.]+) s", output):
-        figures["reviews_per_second"], figures["flow_seconds"] = float(match[1]), float(match[2])
-    if match := re.search(r"on (CPU|GPU[^;]*);", output):
-        figures["device"] = match[1]
-    return figures
 
 
 def md_table(headers: list[str], rows: list[list[Any]]) -> list[str]:

@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 
 from benchmarks.common import md_table, render_targets
+from benchmarks.sections import section_modules
 
 
 def machine_info() -> dict:
@@ -42,8 +43,9 @@ def machine_info() -> dict:
             "versions": versions}
 
 
-def write_reports(results: dict, results_json: Path, benchmarks_md: Path, sections: dict) -> None:
-    """results.json and BENCHMARKS.md from the same figures."""
+def write_reports(results: dict, results_json: Path, benchmarks_md: Path) -> None:
+    """results.json and BENCHMARKS.md from the same figures, a heading per section of
+    ``benchmarks.sections.SECTIONS``, in its order."""
     results_json.parent.mkdir(parents=True, exist_ok=True)
     results_json.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     machine = results["machine"]
@@ -68,7 +70,7 @@ def write_reports(results: dict, results_json: Path, benchmarks_md: Path, sectio
               for c in targets_of(s["data"])]
     if checks:
         lines += ["", "## Targets", ""] + render_targets(checks)
-    for name, section_module in sections.items():
+    for name, section_module in section_modules().items():
         section = results["sections"].get(name)
         lines += ["", f"## {section_module.TITLE}", ""]
         if section is None:

@@ -3,6 +3,7 @@
 ``score_reviews`` (the scoring path, one short file) and ``score_queue`` (the file queue it
 drives, with the tasks it submits); ``retrain_model`` and ``retrain_report``; ``score_report``
 and ``drift`` (what a scoring run publishes); ``cli`` (the command's arguments and commands),
+``cli_output`` (what ``score`` and ``retrain`` print at the end: lines, or ``--json``),
 ``startup`` (how the command starts and ends: quiet defaults, the Prefect API while the
 flow imports, the fast exit), ``stopping`` (Ctrl-C and SIGTERM at any point, and the line
 a stopped command says), ``prefect_api`` (the temporary API a command starts when none is

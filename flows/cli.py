@@ -2,9 +2,9 @@
 
     reviewflow init      [DIR]
     reviewflow score     [--require-gpu] [--settle-seconds S] [--task-runner threads|dask]
-                         [--dask-address A] [--shard-rows N]
+                         [--dask-address A] [--shard-rows N] [--json]
     reviewflow retrain   [--architecture A] [--epochs N] [--min-delta X] [--require-significance]
-                         [--force]
+                         [--force] [--json]
     reviewflow monitor   [--runs N] [--png PATH]
     reviewflow models    list | promote VERSION --reason R [--force] | rollback --reason R
     reviewflow state     migrate [--from-state-dir DIR] --to URL
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from flows import admin
+from flows.cli_output import print_retrain, print_score, summary_only_on_stdout
 from flows.startup import quiet_defaults, reported_errors, run_program, starting_flow
 from flows.stopping import Stop, say_stopped
 from tasks.state.url import has_password, without_password
@@ -89,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="also require an exact McNemar test at the configured alpha")
     retrain.add_argument("--force", action="store_true", default=False,
                          help="train even when nothing changed since the latest version")
+    for sub in (score, retrain):
+        sub.add_argument("--json", action="store_true", help="print the run summary as one "
+                         "JSON document on stdout (null: nothing to score), no other lines")
 
     monitor = command("monitor",
                       help="drift signals of recent scoring runs per model version, and a PNG")
@@ -158,12 +162,14 @@ def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
         else:
             _require_root(args)
             if args.command == "score":
-                summary = _score_if_needed(args)
-                if summary is not None:
-                    _print_score(summary)
+                with summary_only_on_stdout(args.json):
+                    summary = _score_if_needed(args)
+                print_score(summary, args.json)
             elif args.command == "retrain":
                 _preflight_retrain(args)
-                _print_retrain(_retrain(args))
+                with summary_only_on_stdout(args.json):
+                    summary = _retrain(args)
+                print_retrain(summary, args.json)
             elif args.command == "models":
                 admin.models(args, _settings(args))
             elif args.command == "monitor":
@@ -331,30 +337,6 @@ def _retrain(args) -> dict:
                          force=getattr(args, "force", False))
 
 
-def _print_score(summary: dict) -> None:
-    print(f"\nscored {summary['rows_scored']} rows from {summary['files_scored']} files with model "
-          f"{summary['model_version']} on {summary['device']}; {summary['rows_quarantined']} rows and "
-          f"{summary['files_quarantined']} files quarantined; {summary['files_already_scored']} "
-          f"files already scored")
-    if summary["accuracy_on_labeled_rows"] is not None:
-        print(f"accuracy on rows that carried a label: {summary['accuracy_on_labeled_rows']:.4f}")
-    print(f"{summary['reviews_per_second']:.0f} reviews/s while scoring; run took "
-          f"{summary['seconds']:.1f} s")
-
-
-def _print_retrain(summary: dict) -> None:
-    if summary.get("nothing_new"):
-        print(f"\nno new version: {summary['reason']}")
-        return
-    verdict = "promoted to champion" if summary["promoted"] else "not promoted"
-    by = "movies/products" if summary.get("split_by", "review_id") != "review_id" else "reviews"
-    print(f"\ncandidate {summary['version']}: held-out accuracy "
-          f"{summary['validation_accuracy']:.4f} on {summary['validation_rows']} gate rows "
-          f"(held out by {by}); {verdict}")
-    if summary.get("pseudo_labeled_rows"):
-        print(f"learned from {summary['final_training_rows']} rows, "
-              f"{summary['pseudo_labeled_rows']} of them pseudo-labeled from unlabeled/")
-    print(f"reason: {summary['reason']}")
 
 
 def _monitor(args) -> None:
@@ -395,12 +377,11 @@ def _demo(args) -> None:
         shutil.copy2(SAMPLES / "korean" / "train.tsv", layout.labeled / "korean-train.tsv")
         print(f"no champion yet: training one on the bundled English and Korean samples in "
               f"{layout.labeled}")
-        _print_retrain(_retrain(args))
+        print_retrain(_retrain(args))
     for sample in sorted((SAMPLES / "incoming").iterdir()):
         shutil.copy2(sample, layout.incoming / sample.name)  # copy2 keeps the old mtime
     shutil.copy2(SAMPLES / "korean" / "test.tsv", layout.incoming / "korean-test.tsv")
-    summary = _score(args)
-    _print_score(summary)
+    print_score(_score(args))
     _show_output(layout.scored)
 
 

@@ -92,7 +92,10 @@ def test_commands_with_nothing_heavy_to_do_skip_tensorflow_prefect_and_gx(tmp_pa
 
     shutil.copytree(trained_models, empty / "models", dirs_exist_ok=True)
     (empty / "incoming" / "fresh.csv").write_text("review_id,text\n1,fine\n")
-    result = run_cli_collecting_imports(["score", "--data-dir", str(empty)])
+    # The file settles for an hour: still nothing ready however long the command takes
+    # to start on a loaded host (the default 2 s can pass before it lists the inbox).
+    result = run_cli_collecting_imports(["score", "--data-dir", str(empty),
+                                         "--settle-seconds", "3600"])
     assert result == {"code": 0, "heavy": [], "stderr": result["stderr"]}
     for argv in (["models", "list"], ["models", "rollback", "--reason", "r"]):
         result = run_cli_collecting_imports([*argv, "--data-dir", str(empty)])
@@ -388,3 +391,56 @@ def test_an_interrupted_retraining_says_nothing_was_promoted(scoring_root, subpr
         f"{champion}. Run `reviewflow retrain` again to train")
     assert registry.champion_version() == champion
     assert sorted(registry.versions.iterdir()) == versions
+
+
+def test_score_json_prints_the_run_summary_alone_on_stdout(scoring_root, subprocess_env):
+    """`reviewflow score --json`, the program to its exit: its whole standard output is
+    one JSON document, the summary the flow returned, with the counts the run wrote;
+    Prefect's log lines and the flow's own summary line stay on standard error."""
+    from tasks.training.registry import Registry
+    from tests.helpers import layout_of, quarantined_rows
+
+    rows = "".join(f"j{i},A fine film; take {i}.\n" for i in range(20))
+    (layout_of(scoring_root).incoming / "a.csv").write_text(f"review_id,text\n{rows}j20,\n")
+    env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0")
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "score", "--json", "--data-dir",
+                           str(scoring_root)], cwd=PROJECT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert (summary["files_scored"], summary["rows_read"], summary["rows_scored"],
+            summary["rows_quarantined"]) == (1, 21, 20, 1)
+    assert summary["rows_scored"] == scored_rows(scoring_root).num_rows
+    assert summary["rows_quarantined"] == quarantined_rows(scoring_root).num_rows
+    assert summary["model_version"] == Registry(layout_of(scoring_root).models).champion_version()
+    assert "Beginning flow run" in done.stderr and '"rows_scored": 20' in done.stderr
+
+
+def test_score_json_with_nothing_ready_prints_null_and_the_reason_on_stderr(scoring_root,
+                                                                           capsys):
+    from tests.helpers import layout_of
+
+    (layout_of(scoring_root).incoming / "fresh.csv").write_text("review_id,text\n1,fine\n")
+    main(["score", "--json", "--data-dir", str(scoring_root), "--settle-seconds", "3600"])
+    said = capsys.readouterr()
+    assert json.loads(said.out) is None and said.out == "null\n"
+    assert "reviewflow: nothing to score: 0 files ready" in said.err
+
+
+def test_retrain_json_prints_the_run_summary_alone_on_stdout(labeled_root, capsys):
+    """`reviewflow retrain --json`: the summary of the new version (promoted or not, and
+    why), then of a run with nothing new to learn, each the only thing on stdout."""
+    from tasks.training.registry import Registry
+    from tests.helpers import layout_of
+
+    argv = ["retrain", "--json", "--data-dir", str(labeled_root), "--architecture", "seed",
+            "--epochs", "2"]
+    main([*argv, "--force"])
+    summary = json.loads(capsys.readouterr().out)
+    registry = Registry(layout_of(labeled_root).models)
+    assert summary["version"] == registry.latest_version()
+    assert summary["promoted"] == (registry.champion_version() == summary["version"])
+    assert summary["validation_rows"] > 0 and summary["reason"]
+    main(argv)
+    again = json.loads(capsys.readouterr().out)
+    assert again["nothing_new"] is True and again["latest_version"] == summary["version"]

@@ -1,10 +1,10 @@
-"""How bench section 5 cuts a run into stages (benchmarks/measure_overhead.stage_seconds)."""
+"""How bench section 5 cuts a run into stages (benchmarks/sections/orchestration.stage_seconds)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from benchmarks.measure_overhead import MILESTONES, stage_seconds
+from benchmarks.sections.orchestration import MILESTONES, stage_seconds
 
 RUN = """22:00:02.500 | INFO    | Flow run 'x' - Beginning flow run 'x' for flow 'score-reviews'
 22:00:06.000 | INFO    | Flow run 'x' - scoring on CPU

@@ -13,6 +13,7 @@ from tasks.layout import DataLayout
 
 TITLE = "8. Scaling out: 1 and 2 Dask workers"
 
+NEEDS_SHARED_DATA = True
 DASK_FILES = 4  # the reviews are split into this many inbox files
 
 

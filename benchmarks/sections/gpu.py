@@ -1,5 +1,6 @@
-"""Section 6, ``gpu``: section 2 on a GPU, when TensorFlow sees one; otherwise why it was
-not run."""
+"""Section 6, ``gpu``: section 2 (``throughput``) on a GPU, when TensorFlow sees one;
+otherwise why it was not run. It runs section 2's own ``run`` and ``render``; when
+section 2 already ran on that GPU in this run, its figures are reported here."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from benchmarks.common import Bench, log
 from benchmarks.sections import throughput
 
 TITLE = "6. GPU"
+NEEDS_SHARED_DATA = False  # a host without a GPU says so, shared data or not
+
 
 def run(bench: Bench) -> dict:
     """Section 2 on a GPU, when TensorFlow sees one; otherwise why it was not run."""

@@ -14,12 +14,24 @@ trained on the labeled file alone, in a data root of its own, to show what they 
 
 The peers (scikit-learn tf-idf + LogisticRegression, word 1-2 grams and char_wb 1-4
 grams) are trained in the same run on the rows the candidate trained on (its train part)
-and scored on the same evaluation batch. A last row, a probe (``benchmarks.second_model``),
+and scored on the same evaluation batch. A last row, a probe (``measure_second_model``),
 averages the product's scores with a small CNN's, to show what a second model that reads
-word order adds.
+word order adds (below).
 
 ``make bench`` runs it as section 10; ``python -m benchmarks.sections.languages [en|ko ...]
 [--quick]`` prints one JSON object per language.
+
+The probe. Issue 18's accuracy targets (English 0.925, Korean 0.88 on reviews of held-out
+movies) are above what the default's Naive-Bayes-weighted logistic regression reaches,
+and its variants (regularization, tokenization, a second bag-of-ids model) all land
+within a few tenths of a point of it. The usual next step in the literature is an
+ensemble with a model of another kind. The probe measures the cheapest such model that
+fits on two cores: a small convolutional network over characters (Korean, where one word
+carries stem, particles and endings) or words (English), trained on the same train part
+as the candidate, its epoch chosen on the selection part, and averaged with the
+product's own scores (logits weighted 0.8 / 0.2: weights from 0.7 to 0.8 did best on the
+selection rows in exploratory runs of both languages). It is a measurement, not a
+product path: the row says how far an ensemble gets and what it costs in training time.
 """
 
 from __future__ import annotations
@@ -34,20 +46,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import WORK, Bench, log, target
+from benchmarks.common import SHARED_DATA, WORK, Bench, log, target, texts_of
 
 TITLE = "10. Languages: accuracy on reviews of held-out movies, English and Korean, beside peers"
-PROJECT = Path(__file__).resolve().parents[2]
-SHARED = PROJECT.parent / "shared" / "data"
+NEEDS_SHARED_DATA = True
 EVALUATION_SHARE = 0.2  # of the movies, never seen by training
 QUICK_ROWS = 4_000
 
 LANGUAGES = {
-    "en": {"name": "English (IMDB)", "source": SHARED / "imdb" / "train.parquet",
-           "unlabeled": SHARED / "imdb" / "unsup.parquet",
+    "en": {"name": "English (IMDB)", "source": SHARED_DATA / "imdb" / "train.parquet",
+           "unlabeled": SHARED_DATA / "imdb" / "unsup.parquet",
            "columns": {"review_id": "review_id", "text": "text"}, "labeled_as": "parquet",
            "target_accuracy": 0.925, "target_training_seconds": 120},
-    "ko": {"name": "Korean (NSMC-style)", "source": SHARED / "nsmc" / "train.parquet",
+    "ko": {"name": "Korean (NSMC-style)", "source": SHARED_DATA / "nsmc" / "train.parquet",
            "columns": {"id": "review_id", "document": "text"}, "labeled_as": "nsmc-tsv",
            "target_accuracy": 0.88, "target_training_seconds": 180},
 }
@@ -58,6 +69,15 @@ PEERS = {
     "scikit-learn char_wb 1-4 gram tf-idf (500k) + LogisticRegression(C=4)":
         {"analyzer": "char_wb", "ngram_range": (1, 4), "max_features": 500_000},
 }
+
+# The probe's network, per language: how it reads text, the longest input it looks at,
+# its vocabulary.
+READERS = {
+    "en": {"split": "whitespace", "unit": "word", "max_length": 400, "vocabulary": 20_000},
+    "ko": {"split": "character", "unit": "character", "max_length": 120, "vocabulary": 4_000},
+}
+PRODUCT_WEIGHT = 0.8  # of the product's logit in the average; the network has the rest
+PROBE_EPOCHS, PROBE_PATIENCE, PROBE_BATCH_SIZE, PROBE_SEED = 10, 2, 256, 1337
 
 
 def held_out_movie(movie_ids: pd.Series) -> np.ndarray:
@@ -209,23 +229,89 @@ def scored_probabilities(data: Path, evaluation: pd.DataFrame) -> np.ndarray:
 
 def measure_second_model(language: str, split, evaluation: pd.DataFrame, product: dict,
                          product_scores: np.ndarray) -> dict:
-    """The probe of ``benchmarks.second_model``, as a row beside the peers: accuracy of
-    the average, training seconds of both models, and reviews/s of scoring with both."""
-    from benchmarks import second_model
-
+    """The probe (module docstring), as a row beside the peers: accuracy of the average,
+    training seconds of both models, and reviews/s of scoring with both."""
     if np.isnan(product_scores).any():
         raise RuntimeError("an evaluation review has no score in the product's output")
-    probe = second_model.measure(language, split.train, split.selection, evaluation,
-                                 product_scores)
+    probe = train_probe(language, split.train, split.selection, evaluation, product_scores)
     both = 1 / (1 / product["reviews_per_second"] + 1 / probe["network_reviews_per_second"])
     return {"model": f"probe, not a product path: the first row averaged with a {probe['unit']}"
-                     f" CNN (logit weights {second_model.PRODUCT_WEIGHT} / "
-                     f"{round(1 - second_model.PRODUCT_WEIGHT, 2)}); the CNN alone "
+                     f" CNN (logit weights {PRODUCT_WEIGHT} / "
+                     f"{round(1 - PRODUCT_WEIGHT, 2)}); the CNN alone "
                      f"{probe['network_accuracy']}, {probe['training_seconds']} s, best epoch "
                      f"{probe['best_epoch']}",
             "accuracy": probe["accuracy"],
             "training_seconds": round(product["training_seconds"] + probe["training_seconds"], 1),
             "reviews_per_second": round(both), "probe": probe}
+
+
+def convolutional_network(vocabulary_size: int):
+    """Embedding 32, convolutions of width 2, 3 and 5 (64 filters each) max-pooled over
+    the review, dropout 0.4, sigmoid: a few local orders ("not good", "재미 없") that a
+    bag of n-grams sees only as whole tokens."""
+    import keras
+
+    ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
+    embedded = keras.layers.Embedding(vocabulary_size, 32)(ids)
+    pooled = [keras.layers.GlobalMaxPooling1D()(
+        keras.layers.Conv1D(64, width, activation="relu", padding="same")(embedded))
+        for width in (2, 3, 5)]
+    features = keras.layers.Dropout(0.4)(keras.layers.concatenate(pooled))
+    model = keras.Model(ids, keras.layers.Dense(1, activation="sigmoid")(features))
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy")
+    return model
+
+
+def train_probe(language: str, train: pd.DataFrame, selection: pd.DataFrame,
+                evaluation: pd.DataFrame, product_scores: np.ndarray) -> dict:
+    """Train the network on ``train`` (early stopping on ``selection``), score
+    ``evaluation``, and average with ``product_scores`` (the product's probabilities for
+    the evaluation rows, in their order)."""
+    import keras
+    import tensorflow as tf
+
+    from tasks.model import standardize_keeping_marks
+
+    reader = READERS[language]
+    keras.utils.set_random_seed(PROBE_SEED)
+    started = time.perf_counter()
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=reader["vocabulary"], output_mode="int", split=reader["split"],
+        standardize=standardize_keeping_marks, output_sequence_length=reader["max_length"])
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(texts_of(train)).batch(2048))
+
+    def batches(frame: pd.DataFrame, shuffle: bool = False) -> tf.data.Dataset:
+        rows = tf.data.Dataset.from_tensor_slices((texts_of(frame),
+                                                   frame["label"].to_numpy("float32")))
+        if shuffle:
+            rows = rows.shuffle(len(frame), seed=PROBE_SEED)
+        return rows.batch(PROBE_BATCH_SIZE).map(lambda x, y: (vectorizer(x), y)).prefetch(2)
+
+    network = convolutional_network(vectorizer.vocabulary_size())
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=PROBE_PATIENCE,
+                                         restore_best_weights=True)
+    history = network.fit(batches(train, shuffle=True), validation_data=batches(selection),
+                          epochs=PROBE_EPOCHS, callbacks=[stop],
+                          shuffle=False, verbose=0)  # shuffled above
+    training = time.perf_counter() - started
+    started = time.perf_counter()
+    network_scores = network.predict(
+        tf.data.Dataset.from_tensor_slices(texts_of(evaluation)).batch(1024).map(vectorizer),
+        verbose=0).reshape(-1)
+    scoring = time.perf_counter() - started
+    labels = evaluation["label"].to_numpy() == 1
+    averaged = (PRODUCT_WEIGHT * logit(product_scores)
+                + (1 - PRODUCT_WEIGHT) * logit(network_scores))
+    return {"unit": reader["unit"], "training_seconds": round(training, 1),
+            "best_epoch": int(np.argmin(history.history["val_loss"])) + 1,
+            "network_accuracy": round(float(np.mean((network_scores > 0.5) == labels)), 4),
+            "network_reviews_per_second": round(len(evaluation) / scoring),
+            "accuracy": round(float(np.mean((averaged > 0) == labels)), 4)}
+
+
+def logit(probabilities: np.ndarray) -> np.ndarray:
+    p = np.clip(probabilities.astype("float64"), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
 
 
 def measure_peer(name: str, options: dict, train: pd.DataFrame,
@@ -297,7 +383,7 @@ def render(data: dict) -> list[str]:
         lines.append("")
     if any("probe" in r for figures in data["languages"] for r in figures["results"]):
         lines += ["The probe rows measure how far an ensemble with a model that reads word "
-                  "order gets, and at what training cost (`benchmarks/second_model.py`; the CNN"
+                  "order gets, and at what training cost (`benchmarks/sections/languages.py`; the CNN"
                   " learns from the train part, its epoch chosen on the selection part). Their "
                   "training s is both models'; their reviews/s is the first row's whole flow "
                   "and the CNN's bare scoring, one after the other.", ""]

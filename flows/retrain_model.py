@@ -32,6 +32,7 @@ from tasks.failpoints import failpoint
 from tasks.layout import MODEL_FILE
 from tasks.settings import Settings
 from tasks.state.backend import open_state
+from tasks.state.leftovers import sweep_training_leftovers
 from tasks.storage.local import LockHeldError, exclusive_lock
 from tasks.storage.objects import is_remote
 from tasks.training.evaluation import classification_metrics, decide_promotion, mcnemar_exact
@@ -217,6 +218,9 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     logger = get_run_logger()
     for leftover in registry.clean_staging():
         logger.warning("removed half-written version %s left by an interrupted run", leftover)
+    if swept := sweep_training_leftovers(settings.layout):
+        logger.info("removed %d temporaries that killed runs left (%s)", len(swept),
+                    ", ".join(sorted({str(p.parent) for p in swept})))
     reviews, read_stats = read_labeled(settings)
     unlabeled, unlabeled_stats = (read_unlabeled(settings) if settings.self_training
                                   else (None, None))

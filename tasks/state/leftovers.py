@@ -1,0 +1,84 @@
+"""Temporaries that killed runs left where no later step would remove them, and their removal.
+
+A run killed between writing a temporary and renaming (publishing) it leaves the
+temporary behind. Each kind is removed only once its writer is known to be dead, each
+by the lock its writer held:
+
+- one-shot temporaries (a monitoring row, a reason file, ``champion.json``, a copy into
+  ``archive/`` or ``quarantine/files/`` from another file system): written and renamed
+  in one call while the writer holds a shared lock on the folder; removed when a sweep
+  can take that folder's lock exclusively (``remove_dead_temporaries``). Local only: on
+  object storage these are one PUT under their final name and leave nothing.
+- staged parts of a content (``scored/``, ``quarantine/rows/``): written by shards and
+  published at the commit while the run holds the content's lock; removed when that
+  lock is free. The commit of a content sweeps its own (``replace_stale_parts``); this
+  finds those of a content no run commits again: a file quarantined after it killed
+  runs, a claimed file whose bytes changed after the kill, a claim removed by hand.
+  Local and object storage.
+- rejected rows of labeled and unlabeled files (``quarantine/training/``,
+  ``quarantine/unlabeled/``): written only by a retraining, which holds the retraining
+  lock; the next retraining, holding it too, removes what is there.
+
+Plain functions: the flows call them at the start of a run and log what they removed.
+"""
+
+from __future__ import annotations
+
+from tasks.layout import DataLayout, part_content
+from tasks.state.backend import RunState
+from tasks.storage.local import Location, LockHeldError, is_temporary, remove_dead_temporaries
+from tasks.storage.objects import EntryKind, is_remote, scan
+
+
+def one_shot_folders(layout: DataLayout) -> list[Location]:
+    """Where one-shot writes put their temporaries: each dated folder of ``monitoring/``,
+    ``quarantine/files/`` and ``archive/``, and ``models/`` (its pointer)."""
+    dated = [entry.path for parent in (layout.monitoring, layout.quarantine / "files",
+                                       layout.archive)
+             for entry in scan(parent) if entry.kind is EntryKind.FOLDER]
+    return [*dated, layout.models]
+
+
+def sweep_scoring_leftovers(layout: DataLayout, state: RunState) -> list[Location]:
+    """Remove the temporaries of dead writers that a scoring run can prove dead: the
+    one-shot ones (their folder's lock) and the staged parts of contents whose lock is
+    free. Returns what was removed."""
+    removed: list[Location] = []
+    if not is_remote(layout.root):
+        for folder in one_shot_folders(layout):
+            removed += remove_dead_temporaries(folder)
+    staged: dict[str, list[Location]] = {}
+    for folder in (layout.scored, layout.rejected_rows):
+        for partition in scan(folder):
+            if partition.kind is not EntryKind.FOLDER:
+                continue
+            for entry in scan(partition.path):
+                key = part_content(entry.name)
+                if entry.kind is EntryKind.FILE and key and is_temporary(entry.name):
+                    staged.setdefault(key, []).append(entry.path)
+    for key, temporaries in staged.items():
+        try:
+            # content_lock is named by the content key alone (RunState.content_lock).
+            with state.content_lock(key):
+                for temporary in temporaries:
+                    temporary.unlink(missing_ok=True)
+                    removed.append(temporary)
+        except LockHeldError:
+            continue  # a live run works on that content: its temporaries are its own
+    return removed
+
+
+def sweep_training_leftovers(layout: DataLayout) -> list[Location]:
+    """Remove every temporary in the folders only a retraining writes (its rejected
+    rows), the caller holding the retraining lock, so no writer of them is alive; and
+    the one-shot temporaries of dead writers, as a scoring run does."""
+    removed: list[Location] = []
+    if not is_remote(layout.root):
+        for folder in one_shot_folders(layout):
+            removed += remove_dead_temporaries(folder)
+    for folder in (layout.training_rejects, layout.unlabeled_rejects):
+        for entry in scan(folder):
+            if entry.kind is EntryKind.FILE and is_temporary(entry.name):
+                entry.path.unlink(missing_ok=True)
+                removed.append(entry.path)
+    return removed

@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import build_validator, environment_settings, settings_from, terminal_progress
 from flows.retrain_report import publish_artifacts, report_nothing_new
-from tasks.errors import RetrainingBusyError
+from tasks.errors import NoChampionError, RetrainingBusyError
 from tasks.failpoints import failpoint
 from tasks.layout import MODEL_FILE
 from tasks.settings import Settings
@@ -156,14 +156,25 @@ def _epoch_progress(epochs: int, what: str, held_out: str | None, logger):
 @task(name="evaluate-champion", cache_policy=NO_CACHE)
 def score_champion(registry: Registry, gate: pd.DataFrame,
                    batch_size: int) -> tuple[str, np.ndarray] | None:
-    """The current champion's scores on the gate rows, or None without a champion."""
+    """The current champion's scores on the gate rows, or None before a first champion."""
     from tasks.model import load_model, predict_scores
 
-    pointer = registry.champion()
-    if pointer is None:
+    version = champion_in_force(registry)
+    if version is None:
         return None
-    model = load_model(registry.local_model(pointer["version"]))
-    return pointer["version"], predict_scores(model, _texts(gate), batch_size)
+    model = load_model(registry.local_model(version))
+    return version, predict_scores(model, _texts(gate), batch_size)
+
+
+def champion_in_force(registry: Registry) -> str | None:
+    """The champion's version; None only for a registry that never had one, where the
+    candidate becomes the first champion. A champion lost (champion.json missing or
+    unusable, its model gone) is a RegistryError naming the repair: a retraining must
+    never promote as if there had been none."""
+    try:
+        return registry.champion_version()
+    except NoChampionError:
+        return None
 
 
 def _texts(frame: pd.DataFrame) -> np.ndarray:
@@ -221,6 +232,7 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     if swept := sweep_training_leftovers(settings.layout):
         logger.info("removed %d temporaries that killed runs left (%s)", len(swept),
                     ", ".join(sorted({str(p.parent) for p in swept})))
+    champion_in_force(registry)  # a lost champion stops the run before anything is read
     reviews, read_stats = read_labeled(settings)
     unlabeled, unlabeled_stats = (read_unlabeled(settings) if settings.self_training
                                   else (None, None))

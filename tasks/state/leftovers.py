@@ -24,6 +24,9 @@ Plain functions: the flows call them at the start of a run and log what they rem
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from tasks.layout import DataLayout, part_content
 from tasks.state.backend import RunState
 from tasks.storage.local import Location, LockHeldError, is_temporary, remove_dead_temporaries
@@ -33,9 +36,8 @@ from tasks.storage.objects import EntryKind, is_remote, scan
 def one_shot_folders(layout: DataLayout) -> list[Location]:
     """Where one-shot writes put their temporaries: each dated folder of ``monitoring/``,
     ``quarantine/files/`` and ``archive/``, and ``models/`` (its pointer)."""
-    dated = [entry.path for parent in (layout.monitoring, layout.quarantine / "files",
-                                       layout.archive)
-             for entry in scan(parent) if entry.kind is EntryKind.FOLDER]
+    dated = [folder for parent in (layout.monitoring, layout.quarantine / "files",
+                                   layout.archive) for folder in _subfolders(parent)]
     return [*dated, layout.models]
 
 
@@ -49,13 +51,10 @@ def sweep_scoring_leftovers(layout: DataLayout, state: RunState) -> list[Locatio
             removed += remove_dead_temporaries(folder)
     staged: dict[str, list[Location]] = {}
     for folder in (layout.scored, layout.rejected_rows):
-        for partition in scan(folder):
-            if partition.kind is not EntryKind.FOLDER:
-                continue
-            for entry in scan(partition.path):
-                key = part_content(entry.name)
-                if entry.kind is EntryKind.FILE and key and is_temporary(entry.name):
-                    staged.setdefault(key, []).append(entry.path)
+        for partition in _subfolders(folder):
+            for temporary in _temporaries(partition):
+                if key := part_content(temporary.name):
+                    staged.setdefault(key, []).append(temporary)
     for key, temporaries in staged.items():
         try:
             # content_lock is named by the content key alone (RunState.content_lock).
@@ -77,8 +76,34 @@ def sweep_training_leftovers(layout: DataLayout) -> list[Location]:
         for folder in one_shot_folders(layout):
             removed += remove_dead_temporaries(folder)
     for folder in (layout.training_rejects, layout.unlabeled_rejects):
-        for entry in scan(folder):
-            if entry.kind is EntryKind.FILE and is_temporary(entry.name):
-                entry.path.unlink(missing_ok=True)
-                removed.append(entry.path)
+        for temporary in _temporaries(folder):
+            temporary.unlink(missing_ok=True)
+            removed.append(temporary)
     return removed
+
+
+def _subfolders(folder: Location) -> list[Location]:
+    """The folders in ``folder`` (links not followed); none if it is missing. Locally
+    from the listing's file types alone, with no ``stat`` per entry."""
+    if is_remote(folder):
+        return [entry.path for entry in scan(folder) if entry.kind is EntryKind.FOLDER]
+    try:
+        with os.scandir(folder) as children:
+            return [Path(child.path) for child in children
+                    if child.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _temporaries(folder: Location) -> list[Location]:
+    """The files in ``folder`` named like temporaries (``is_temporary``): the names are
+    matched first, so a folder of many parts costs its listing and nothing more."""
+    if is_remote(folder):
+        return [entry.path for entry in scan(folder)
+                if entry.kind is EntryKind.FILE and is_temporary(entry.name)]
+    try:
+        with os.scandir(folder) as children:
+            return [Path(child.path) for child in children
+                    if is_temporary(child.name) and child.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []

@@ -34,7 +34,8 @@ from a schedule with parameters, as an operator adds one):
 
 Checked: every row scored once, by the champion of its time; the history in the
 bucket shows both promotions; no advisory lock is left; the server log has no
-scheduler error. Without root it runs everything on loopback and warns.
+scheduler error; no worker printed TensorFlow's CUDA probe. Without root it runs
+everything on loopback and warns.
 """
 
 from __future__ import annotations
@@ -63,9 +64,11 @@ from tests.prefect_server import (
     PREFECT,
     PROJECT,
     PrefectServer,
+    cuda_probe_lines,
     runs_of,
     scheduler_errors,
     wait_for_upcoming_runs,
+    worker_output,
 )
 
 SAMPLES = PROJECT / "data" / "samples"
@@ -306,6 +309,9 @@ def test_an_operator_deployment_on_three_hosts_trains_promotes_and_scores(tmp_pa
         print(f"operator end to end: {time.monotonic() - began:.0f} s")
 
         assert scheduler_errors(server.server_log()) == []
+        # The flow runs' output is in the workers' logs, and none is the CUDA probe.
+        assert "scoring on " in "".join(worker_output(server.processes).values())
+        assert cuda_probe_lines(server.processes) == []
         local = tmp_path / "copy"
         fs.invalidate_cache()
         fs.get(f"{root}/", str(local), recursive=True)

@@ -111,9 +111,11 @@ class Root:
 
     def killed(self, failpoint: str, file: str, *command: str, **settings: str) -> None:
         """Run ``reviewflow score`` (or ``command``) on this root until it SIGKILLs
-        itself at ``failpoint`` on ``file``."""
-        env = dict(self.env, REVIEWFLOW_FAILPOINT=failpoint, REVIEWFLOW_FAILPOINT_FILE=file,
-                   REVIEWFLOW_SETTLE_SECONDS="0", REVIEWFLOW_READ_BATCH_ROWS="10", **settings)
+        itself at ``failpoint`` on ``file`` (the first time it is reached: ``""``)."""
+        env = dict(self.env, REVIEWFLOW_FAILPOINT=failpoint, REVIEWFLOW_SETTLE_SECONDS="0",
+                   REVIEWFLOW_READ_BATCH_ROWS="10", **settings)
+        if file:
+            env["REVIEWFLOW_FAILPOINT_FILE"] = file
         process = subprocess.run(
             reviewflow_command(*(command or ("score",)), "--data-dir", self.url), cwd=PROJECT,
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
@@ -155,6 +157,36 @@ def test_a_run_killed_after_writing_a_monitoring_row_leaves_no_temporary_and_los
         "a.csv", "b.csv")
     assert summary["files_scored"] == 2, summary
     assert root.temporaries() == []
+
+
+@pytest.mark.parametrize("then", ["a new champion", "a later day"])
+def test_a_monitoring_row_no_commit_backs_is_removed_when_the_file_is_committed(
+        local_root, then):
+    """Killed after a.csv's row and parts were published, before its commit; then a new
+    champion scores it, or the same one on a later day (the killed run's row and parts
+    moved to an older day's folders): a.csv ends with one row, by the model that
+    committed it, in the committing run's folder."""
+    data = csv_bytes(FILES["a.csv"])
+    local_root.put("a.csv", data)
+    first = local_root.champion()
+    local_root.killed("score:parts-published", "")
+    layout = DataLayout(root=Path(local_root.url))
+    assert len(list(layout.monitoring.glob("*/*.parquet"))) == 1
+    if then == "a new champion":
+        Registry(layout.models).set_champion(add_version(layout.root, "next"), "test",
+                                             "manual promotion")
+    else:
+        for folder in (layout.monitoring, layout.scored):
+            (today,) = [p for p in folder.iterdir() if p.is_dir()]
+            today.rename(today.with_name(today.name.split("=")[0] + "=2020-01-01"))
+    summary = score(local_root.url)
+    assert summary["files_scored"] == 1, summary
+    monitored = monitoring_rows(local_root.url).to_pylist()
+    assert [(r["source_file"], r["model_version"]) for r in monitored] == [
+        ("a.csv", "next" if then == "a new champion" else first)]
+    assert monitored[0]["run_date"] != "2020-01-01"
+    assert Counter(scored_rows(local_root.url).column("review_id").to_pylist()) == \
+        expected_ids("a.csv")
 
 
 # ------------------------------------------------------------ staged parts no run commits

@@ -62,6 +62,7 @@ from tasks.state.inbox import (
     release_claim_folder,
 )
 from tasks.state.ledger import Ledger, ScoredFile
+from tasks.state.leftovers import parts_in_partitions
 from tasks.state.object_claims import ObjectVersion
 from tasks.storage.local import (
     Location,
@@ -189,7 +190,7 @@ class Committer:
     logger: object  # logging.Logger-like: the flow's run logger
     # A scored file's monitoring row and where it goes (flows.drift), from the file's
     # path, hash and shard results: written with its parts, before its commit, so every
-    # committed file has one (written after, a kill in between lost it for good).
+    # committed file has one (written after it, a kill in between would lose it for good).
     monitor: Callable[[Location, str, list[ShardResult]], tuple[Location, pa.Table]] | None = None
 
     def __post_init__(self) -> None:
@@ -361,7 +362,7 @@ class Committer:
         model's in another day's folder, another model's that never committed it, and
         temporaries (this run holds the content's lock: their writers are dead)."""
         written = _where(write_parquet_atomic(final, table))
-        for found in self.layout.monitoring.glob(f"*/{part_glob(sha256)}"):
+        for found in parts_in_partitions(self.layout.monitoring, sha256):
             version = part_version(found.name, sha256)
             if version is None or _where(found) == written:
                 continue

@@ -24,10 +24,11 @@ Plain functions: the flows call them at the start of a run and log what they rem
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
-from tasks.layout import DataLayout, part_content
+from tasks.layout import DataLayout, content_key, part_content
 from tasks.state.backend import RunState
 from tasks.storage.local import Location, LockHeldError, is_temporary, remove_dead_temporaries
 from tasks.storage.objects import EntryKind, is_remote, scan
@@ -80,6 +81,23 @@ def sweep_training_leftovers(layout: DataLayout) -> list[Location]:
             temporary.unlink(missing_ok=True)
             removed.append(temporary)
     return removed
+
+
+def parts_in_partitions(folder: Location, sha256: str) -> list[Location]:
+    """Every file in a partition of ``folder`` named for this content (a part of any
+    model or shard, or a temporary of one; narrow with ``tasks.layout.part_version``).
+    Locally a prefix test per listed name, with no pattern matching and no ``stat``."""
+    prefixes = (f"part-{content_key(sha256)}", f".part-{content_key(sha256)}")
+    if is_remote(folder):
+        return [entry.path for partition in _subfolders(folder) for entry in scan(partition)
+                if entry.kind is EntryKind.FILE and entry.name.startswith(prefixes)]
+    found: list[Location] = []
+    for partition in _subfolders(folder):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), \
+                os.scandir(partition) as children:
+            found += [Path(child.path) for child in children
+                      if child.name.startswith(prefixes) and child.is_file(follow_symlinks=False)]
+    return found
 
 
 def _subfolders(folder: Location) -> list[Location]:

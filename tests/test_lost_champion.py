@@ -2,9 +2,9 @@
 
 A registry that had a champion and lost its pointer (champion.json deleted, or naming
 a version whose model is gone) is not a registry before its first champion: a
-retraining there used to train and promote its candidate as the first champion, a
-rollback said there was no earlier champion, and ``reviewflow demo`` trained a new
-one over it. Each now stops before it changes anything, in one line with exit 2 naming
+retraining must not promote its candidate as the first champion there, a rollback must
+not answer that there is no earlier champion, and ``reviewflow demo`` must not train a
+new one over it. Each stops before it changes anything, in one line with exit 2 naming
 the repair (``reviewflow models promote VERSION --reason …``), through the command and
 through the flow (its run's state read back from Prefect's server), on a local root
 and on an s3:// one. The repair itself still works.

@@ -41,6 +41,7 @@ from tasks.failpoints import failpoint
 from tasks.model.params import TrainingParams
 from tasks.settings import Settings
 from tasks.state.backend import open_state
+from tasks.state.leftovers import sweep_training_leftovers
 from tasks.storage.local import LockHeldError, exclusive_lock
 from tasks.storage.objects import is_remote
 from tasks.training.candidate import (
@@ -50,7 +51,12 @@ from tasks.training.candidate import (
     stage_candidate,
     train_on_split,
 )
-from tasks.training.evaluation import ChampionScores, champion_scores, compare_on_gate
+from tasks.training.evaluation import (
+    ChampionScores,
+    champion_in_force,
+    champion_scores,
+    compare_on_gate,
+)
 from tasks.training.labeled import read_labeled_reviews, read_unlabeled_reviews
 from tasks.training.promotion import PromotionRules, conclude, decide_promotion
 from tasks.training.record import (
@@ -208,6 +214,10 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     logger = get_run_logger()
     for leftover in registry.clean_staging():
         logger.warning("removed half-written version %s left by an interrupted run", leftover)
+    if swept := sweep_training_leftovers(settings.layout):
+        logger.info("removed %d temporaries that killed runs left (%s)", len(swept),
+                    ", ".join(sorted({str(p.parent) for p in swept})))
+    champion_in_force(registry)  # a lost champion stops the run before anything is read
     # 1. The labeled reviews, and the unlabeled ones self-training learns from.
     reviews, read_stats = read_labeled(settings)
     unlabeled, unlabeled_stats = (read_unlabeled(settings) if settings.self_training

@@ -10,10 +10,13 @@ run ends Completed with a WARNING, the inbox untouched):
 3. submit its shards, a ``score-shard`` task each, or a bundle of small files as one
    ``score-small-files`` task, to the task runner (``flows.score_queue``); a shard reads,
    validates and scores its rows into temporary parts (``tasks.scoring.shard``);
-4. once every shard of a file is done, commit it: publish its parts, record it in the
-   ledger, archive the input (``tasks.state.commit``);
-5. measure each scored file's drift (``flows.drift``) and report the run
-   (``flows.score_report``).
+4. once every shard of a file is done, commit it: write its drift signals' row
+   (``flows.drift``), publish its parts, record it in the ledger, archive the input
+   (``tasks.state.commit``);
+5. report each scored file's drift (``flows.drift``) and the run (``flows.score_report``).
+
+Before step 1, what killed runs left that no later step would remove (their temporaries)
+is removed (``tasks.state.leftovers``).
 
 Every input row ends in ``scored/`` or ``quarantine/`` exactly once; where each lands
 is ``tasks.layout``. Run it as ``reviewflow score`` or ``python -m flows.score_reviews``.
@@ -21,6 +24,7 @@ is ``tasks.layout``. Run it as ``reviewflow score`` or ``python -m flows.score_r
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Literal
@@ -43,6 +47,7 @@ from tasks.settings import Settings
 from tasks.state.backend import RunState, TimedState, open_state
 from tasks.state.commit import HANDLED_ELSEWHERE, Committer
 from tasks.state.inbox import list_inbox
+from tasks.state.leftovers import sweep_scoring_leftovers
 from tasks.storage.local import Location, readable_name
 from tasks.training.registry import Registry
 
@@ -113,6 +118,9 @@ def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
                            task_runner=settings.task_runner, profile=profile)
     day = day_of(run_started)
     committer = Committer(layout, ledger, version, day, logger)
+    if swept := sweep_scoring_leftovers(layout, ledger):
+        logger.info("removed %d temporaries that killed runs left (%s)", len(swept),
+                    ", ".join(sorted({str(p.parent) for p in swept})))
     if marked := committer.finish_archive_marks():
         logger.info("marked %d files archived that a killed run had archived but not yet "
                     "marked in the ledger", marked)
@@ -191,6 +199,7 @@ def _score_files(settings: Settings, layout: DataLayout, committer: Committer, j
     each one as it is done: its drift signals, its outcome, the progress."""
     drift = DriftWatch(layout, day, job, thresholds(settings), settings.monitor_emit_events,
                        logger)
+    committer = dataclasses.replace(committer, monitor=drift.row)  # rows go with the commit
     with api_for_workers(settings), task_runner_for(settings) as runner:
         progress = Progress(len(ready), logger)  # once the runner is up: rates exclude its start
         try:

@@ -140,6 +140,21 @@ def is_any_part_of(name: str, sha256: str) -> bool:
     return re.fullmatch(rf"{part}|\.{part}\.[0-9a-f]{{8}}\.tmp", name) is not None
 
 
+def part_content(name: str) -> str | None:
+    """The content key (``content_key``) a part or its temporary is named for, or None
+    for any other name: what says whose lock guards a temporary found in a sweep."""
+    found = re.fullmatch(r"\.?part-([0-9a-f]{16})(?:-.+)?\.parquet(?:\.[0-9a-f]{8}\.tmp)?", name)
+    return found.group(1) if found else None
+
+
+def part_version(name: str, sha256: str) -> str | None:
+    """The model version in the name of a part of this content (or of its temporary);
+    None for a part named for the content alone (rejected rows) or another name."""
+    found = re.fullmatch(rf"\.?part-{re.escape(content_key(sha256))}-(.+?)(?:-s\d{{4}})?"
+                         rf"\.parquet(?:\.[0-9a-f]{{8}}\.tmp)?", name)
+    return found.group(1) if found else None
+
+
 class DataLayout(BaseModel):
     """The folders under the data root.
 

@@ -7,4 +7,5 @@
   ``open_state``; ``migrate``: a root moved from a state folder to a state database.
 - ``inbox``: what is in the inbox, and claiming a file of it for one run.
 - ``commit``: publishing a file's scored parts and quarantine exactly once.
+- ``leftovers``: removing the temporaries killed runs left, once their writers are known dead.
 """

@@ -75,7 +75,9 @@ class RunState(Protocol):
     # -- the locks ---------------------------------------------------------------------
     def content_lock(self, sha256: str) -> contextlib.AbstractContextManager[None]:
         """Held while a run works on this content; ``LockHeldError`` if another holder
-        (another process, or another claim in this one) has it."""
+        (another process, or another claim in this one) has it. Named by the content
+        key (``tasks.layout.content_key``: the first 16 hex digits), so a sweep that knows
+        only a part's name (``tasks.state.leftovers``) takes the same lock."""
 
     def claim_lock(self, key: str) -> contextlib.AbstractContextManager[None]:
         """Held while a run claims the inbox object ``key`` (``tasks.state.object_claims``):

@@ -9,7 +9,8 @@ shards in between (``tasks.scoring.shard``) only leave temporary parts:
    scored before, or that any model committed in a run that died before archiving it,
    is archived now and not scored again. Otherwise plan its shards; a file that cannot
    be read is quarantined whole.
-2. ``Committer.commit``, once every shard is done: publish the parts (a rename each),
+2. ``Committer.commit``, once every shard is done: write the file's monitoring row
+   (``Committer.monitor``), publish the parts (a rename each),
    sweep what a killed run left of this content's parts, by any model, that the ledger
    never committed (``replace_stale_parts``), record the
    file in the ledger (the commit point: one transaction for a bundle of files), move
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
+
 from tasks.errors import PartVanishedError
 from tasks.failpoints import failpoint
 from tasks.layout import (
@@ -43,6 +46,7 @@ from tasks.layout import (
     is_part_of,
     kept_name,
     part_glob,
+    part_version,
     reason_file,
 )
 from tasks.outcomes import FileOutcome, FileStatus
@@ -58,14 +62,17 @@ from tasks.state.inbox import (
     release_claim_folder,
 )
 from tasks.state.ledger import Ledger, ScoredFile
+from tasks.state.leftovers import parts_in_partitions
 from tasks.state.object_claims import ObjectVersion
 from tasks.storage.local import (
     Location,
     LockHeldError,
+    is_temporary,
     move_file_keeping,
     publish,
     readable_name,
     write_json_atomic,
+    write_parquet_atomic,
 )
 
 HANDLED_ELSEWHERE = "handled by another run"
@@ -181,6 +188,10 @@ class Committer:
     model_version: str
     day: str  # the run's day: its archive folder
     logger: object  # logging.Logger-like: the flow's run logger
+    # A scored file's monitoring row and where it goes (flows.drift), from the file's
+    # path, hash and shard results: written with its parts, before its commit, so every
+    # committed file has one (written after it, a kill in between would lose it for good).
+    monitor: Callable[[Location, str, list[ShardResult]], tuple[Location, pa.Table]] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.ledger, Ledger):  # a bare SQLite ledger: its state folder's locks
@@ -330,6 +341,8 @@ class Committer:
             discard(results)
             note_begun(path, 0)  # no run died on it: the next run starts its count anew
             return changed_outcome(path), None
+        if self.monitor is not None:
+            self._write_monitoring(sha256, *self.monitor(path, sha256, results))
         scored = [self._publish_part(*r.scored_part) for r in results if r.scored_part]
         rejected = [self._publish_part(*r.rejected_part) for r in results if r.rejected_part]
         replace_stale_parts(scored, self.layout.scored, sha256, self.model_version, committed)
@@ -342,6 +355,20 @@ class Committer:
             sha256, self.model_version, path.name, outcome.rows_read, outcome.rows_scored,
             outcome.rows_quarantined, part_record(scored), part_record(rejected),
             encoding=outcome.encoding or None, rows_id_generated=outcome.rows_id_generated)
+
+    def _write_monitoring(self, sha256: str, final: Location, table: pa.Table) -> None:
+        """Write the file's monitoring row, then remove this content's rows that no
+        commit backs, left by a run killed between writing its row and its commit: this
+        model's in another day's folder, another model's that never committed it, and
+        temporaries (this run holds the content's lock: their writers are dead)."""
+        written = _where(write_parquet_atomic(final, table))
+        for found in parts_in_partitions(self.layout.monitoring, sha256):
+            version = part_version(found.name, sha256)
+            if version is None or _where(found) == written:
+                continue
+            if (is_temporary(found.name) or version == self.model_version
+                    or self.ledger.scored(sha256, version) is None):
+                found.unlink(missing_ok=True)
 
     def _publish_part(self, temp: Location, final: Location) -> Location:
         try:

@@ -5,6 +5,14 @@ under a temporary dot-name in its final folder, flushed to disk and renamed into
 place, so readers see either the whole file or nothing. Temporary names start with a
 dot and end in ``.tmp``: pyarrow, pandas and DuckDB globs of ``*.parquet`` never see them.
 
+A temporary written and renamed in one call (``atomic_path``, ``write_bytes_atomic``, a
+copy across file systems) is written while its writer holds a shared ``flock`` on the
+folder: ``remove_dead_temporaries`` takes that folder's lock exclusively, so every
+temporary it finds then belongs to a writer that died (a SIGKILL between the write and
+the rename) and nothing else will ever remove it. A part staged for a later commit
+(``StagedParquet``) outlives any one call; its content's lock says whether its run is
+alive (tasks.state.leftovers).
+
 The same functions take an ``ObjectPath`` (``s3://...``, see ``tasks.storage.objects``).
 There a "rename" is a server-side copy and a delete, and each object PUT or copy is
 atomic, so a part still appears whole or not at all; what a crash between copy and
@@ -103,30 +111,102 @@ def _temp_beside(final: Path) -> Path:
     return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+# What ``_temp_beside`` names: ``.<name>.<8 hex>.tmp``.
+TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+
+
+def is_temporary(name: str) -> bool:
+    """True for a temporary's name (``_temp_beside``)."""
+    return TEMPORARY_NAME.fullmatch(name) is not None
+
+
+@contextlib.contextmanager
+def _writing_in(folder: Path) -> Iterator[None]:
+    """Hold a shared lock on ``folder`` while a temporary of this writer lives in it:
+    ``remove_dead_temporaries`` sweeps the folder only when it can take the lock
+    exclusively. A file system without locks on folders takes none (nothing is swept)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_dead_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporaries of one-shot writes in ``folder`` whose writers died.
+
+    Taken with the folder's lock held exclusively (never waiting): no live writer is
+    between its write and its rename there, so each temporary found is a dead
+    writer's. A folder a live writer is writing in is left for a later run; a missing
+    folder, or one that cannot be locked, is left alone. Never follows a link."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:  # missing, not a folder, a link
+        return []
+    removed: list[Path] = []
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return []
+        with os.scandir(fd) as children:
+            names = [child.name for child in children
+                     if is_temporary(child.name) and not child.is_dir(follow_symlinks=False)]
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
+                removed.append(folder / name)
+        if removed:
+            _fsync_dir(folder)
+        return removed
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; on success rename it onto ``final``."""
+    """Yield a temporary path beside ``final``; on success rename it onto ``final``.
+    The folder's shared lock is held meanwhile (``remove_dead_temporaries``)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_beside(final)
-    try:
-        yield temp
-        with open(temp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temp, final)
-        _fsync_dir(final.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+    with _writing_in(final.parent):
+        try:
+            yield temp
+            with open(temp, "rb+") as written:
+                os.fsync(written.fileno())
+            failpoint("storage:written", final.name)
+            os.replace(temp, final)
+            _fsync_dir(final.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+
+def write_bytes_atomic(final: Location, data: bytes) -> Location:
+    """Write a small file whole or not at all: on object storage one PUT under its
+    final name (atomic there, so no temporary is left by a kill), locally a temporary
+    renamed onto ``final`` (``atomic_path``)."""
+    if is_remote(final):
+        final.write_bytes(data)
+        failpoint("storage:written", final.name)
+        return final
+    with atomic_path(final) as temp:
+        temp.write_bytes(data)
+    return final
 
 
 def write_json_atomic(final: Location, payload: dict) -> Location:
     text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
-    if is_remote(final):
-        final.write_text(text)  # one PUT: atomic on object storage
-        return final
-    with atomic_path(final) as temp:
-        temp.write_text(text, encoding="utf-8")
-    return final
+    return write_bytes_atomic(final, text.encode("utf-8"))
+
+
+def write_parquet_atomic(final: Location, table: pa.Table) -> Location:
+    """A small table (a monitoring row) as one Parquet file, with ``write_bytes_atomic``."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return write_bytes_atomic(final, sink.getvalue().to_pybytes())
 
 
 def publish(temp: Location, final: Location) -> Location:
@@ -183,6 +263,7 @@ class StagedParquet:
         else:
             with open(self._temp, "rb+") as written:
                 os.fsync(written.fileno())
+        failpoint("storage:staged", self.final.name)
         return self._temp
 
     def commit(self) -> Location | None:
@@ -287,15 +368,17 @@ def _move_across(source: Path, target_dir: Path, cleaned: str) -> Path:
                 break
             continue
         temp = _temp_beside(target)
-        try:
-            copy(temp)
+        with _writing_in(target_dir):  # the copy's temporary: see remove_dead_temporaries
             try:
-                os.link(temp, target, follow_symlinks=False)
-            except FileExistsError:
-                continue
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+                copy(temp)
+                failpoint("storage:written", target.name)
+                try:
+                    os.link(temp, target, follow_symlinks=False)
+                except FileExistsError:
+                    continue
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
         _fsync_dir(target_dir)
         break
     else:

@@ -11,6 +11,8 @@ Modules (those marked TF import TensorFlow; the others are plain Python):
   ``Standardization`` kinds, shared with the drift monitor (``tasks.monitoring``);
 - ``decision``: ``DECISION_THRESHOLD`` and ``predicted_labels``;
 - ``params``: ``TrainingParams``, whose defaults are ``tasks.settings.Settings``';
+- ``vocabulary``: ``Vocabulary``, the tokens a loaded model knows, as the drift monitor
+  looks them up (pyarrow);
 - ``backend`` (TF): TensorFlow and Keras, imported with their load-time logs filtered;
 - ``tokenizers`` (TF): the text functions saved models name (``standardize_review``,
   ``split_ngrams``, ...), registered with Keras as "reviewflow>" and the function name;
@@ -43,6 +45,7 @@ _EXPORTS = {
                      "Standardization", "Tokenizer", "UNSPACED_SCRIPTS"], "text"),
     **dict.fromkeys(["DECISION_THRESHOLD", "predicted_labels"], "decision"),
     "TrainingParams": "params",
+    "Vocabulary": "vocabulary",
     **dict.fromkeys(["STANDARDIZATIONS", "TOKENIZERS", "split_ngrams", "split_ngrams_across",
                      "split_ngrams_bounded", "standardize_keeping_marks",
                      "standardize_review"], "tokenizers"),

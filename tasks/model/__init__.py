@@ -10,7 +10,7 @@ Modules (those marked TF import TensorFlow; the others are plain Python):
 - ``text``: the text rules (RE2 patterns, n-gram sizes) and the ``Tokenizer`` and
   ``Standardization`` kinds, shared with the drift monitor (``tasks.monitoring``);
 - ``decision``: ``DECISION_THRESHOLD`` and ``predicted_labels``;
-- ``params``: ``TrainingParams``, whose defaults are ``tasks.settings.Settings``';
+- ``params``: ``TrainingParams``, filled in from ``tasks.settings.Settings``;
 - ``vocabulary``: ``Vocabulary``, the tokens a loaded model knows, as the drift monitor
   looks them up (pyarrow);
 - ``backend`` (TF): TensorFlow and Keras, imported with their load-time logs filtered;

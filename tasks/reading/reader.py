@@ -50,7 +50,8 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     not given). ``report``, if given, is filled in with what was found (``ReadReport``).
     ``with_group`` adds the ``group`` column (``GROUPED_SCHEMA``); scoring leaves it out,
     so what it writes does not depend on the file's other columns. ``max_text_chars``
-    (default: the setting's default) bounds what one record may hold: a line, CSV
+    (None: no limit is set, and records of up to ``RECORD_MIN_CHARS`` are read whole)
+    bounds what one record may hold: a line, CSV
     record or JSON element too long to carry a text of that length is skipped while
     read, in bounded memory, and yielded as a rejected row (``record_chars``).
 

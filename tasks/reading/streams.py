@@ -36,11 +36,10 @@ RECORD_MIN_CHARS = 64 << 20
 
 
 def record_chars(max_text_chars: int | None) -> int:
-    """The longest record (characters) read for texts of at most ``max_text_chars``."""
+    """The longest record (characters) read for texts of at most ``max_text_chars``;
+    ``RECORD_MIN_CHARS`` when the caller sets no limit on a text (None)."""
     if max_text_chars is None:
-        from tasks.settings import Settings
-
-        max_text_chars = Settings.model_fields["max_text_chars"].default
+        return RECORD_MIN_CHARS
     return max(RECORD_ESCAPE_FACTOR * max_text_chars + RECORD_SLACK_CHARS, RECORD_MIN_CHARS)
 
 

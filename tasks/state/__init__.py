@@ -7,4 +7,6 @@
   ``open_state``; ``migrate``: a root moved from a state folder to a state database.
 - ``inbox``: what is in the inbox, and claiming a file of it for one run.
 - ``commit``: publishing a file's scored parts and quarantine exactly once.
+- ``quarantine``: a whole file moved to quarantine beside its reason (scoring and
+  training's reads alike).
 """

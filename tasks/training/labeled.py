@@ -4,7 +4,7 @@ Plain I/O without Prefect: the retraining flow passes its validator and its logg
 Rejected rows go to ``quarantine/training/part-<sha>.parquet`` (``quarantine/unlabeled/``
 for ``unlabeled/``; rewritten on every run,
 so they are never counted twice); a file that cannot be read at all is moved to
-quarantine (``tasks.state.commit.quarantine_file``).
+quarantine (``tasks.state.quarantine.quarantine_file``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tasks.reading import (
 )
 from tasks.settings import Settings
 from tasks.state.backend import open_state
-from tasks.state.commit import quarantine_file
+from tasks.state.quarantine import quarantine_file
 from tasks.storage.local import StagedParquet, file_sha256, readable_name
 from tasks.validation import QUARANTINE_SCHEMA, ReviewValidator, with_source
 

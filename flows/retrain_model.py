@@ -25,12 +25,13 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import build_validator, environment_settings, settings_from, terminal_progress
+from flows.common import build_validator, terminal_progress
+from flows.configuration import settings_from
 from flows.retrain_report import publish_artifacts, report_nothing_new
 from flows.stopping import raise_if_stopped
 from tasks.errors import RetrainingBusyError
 from tasks.failpoints import failpoint
-from tasks.layout import MODEL_FILE
+from tasks.layout import MODEL_FILE, DataLayout
 from tasks.settings import Settings
 from tasks.state.backend import open_state
 from tasks.storage.local import LockHeldError, exclusive_lock
@@ -171,30 +172,27 @@ def _texts(frame: pd.DataFrame) -> np.ndarray:
     return frame["text"].to_numpy(dtype=object)
 
 
-# The parameters' defaults are the settings this environment gives, so a deployment and
-# `prefect deployment inspect` show the values a run will use (flows.common).
-DEFAULTS = environment_settings()
-
-
+# A parameter left None takes the setting of its name where the run runs, as for
+# score-reviews (flows/score_reviews.py).
 @flow(name="retrain-model", log_prints=True)
-def retrain_model(data_dir: str = str(DEFAULTS.data_dir),
-                  architecture: str = DEFAULTS.architecture,
-                  epochs: int = DEFAULTS.epochs,
-                  min_delta: float = DEFAULTS.min_delta,
-                  require_significance: bool = DEFAULTS.require_significance,
+def retrain_model(data_dir: str | None = None,
+                  architecture: str | None = None,
+                  epochs: int | None = None,
+                  min_delta: float | None = None,
+                  require_significance: bool | None = None,
                   force: bool = False,
-                  state_url: str | None = DEFAULTS.state_url) -> dict:
+                  state_url: str | None = None) -> dict:
     """Train a candidate and promote it only if it beats the champion on the gate rows.
 
     When the labeled data, architecture and training settings are the same as for the
     latest trained version, records "nothing new to learn" and trains nothing; ``force``
-    trains anyway.
+    trains anyway. Each parameter left unset (None) is the setting of its name.
     """
     raise_if_stopped()  # one the engine dropped while it created this run
     settings = settings_from(data_dir, architecture=architecture, epochs=epochs,
                              min_delta=min_delta, require_significance=require_significance,
                              state_url=state_url)
-    layout = settings.layout.ensure()
+    layout = DataLayout.of(settings).ensure()
     # The retraining and pointer locks: in PostgreSQL with a state URL (one for every
     # host), else lock files (tasks.state.backend.SQLiteState.for_layout).
     state = open_state(settings.state_url, layout)

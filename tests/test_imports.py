@@ -1,4 +1,5 @@
-"""How the modules depend on each other: tasks/ is plain code, and no import cycles.
+"""How the modules depend on each other: tasks/ is plain code, no import cycles between
+modules or packages, settings at the bottom and the environment read in one place.
 
 Read from the source (every import, module-level or inside a function), so a cycle
 that only a rarely taken path would close is found too.
@@ -7,9 +8,13 @@ that only a rarely taken path would close is found too.
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -17,11 +22,19 @@ PROJECT = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 450
 
 
+def subprocess_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("REVIEWFLOW_")}
+
+
 def imports_of(path: Path) -> set[str]:
     """Every module ``path`` imports; ``from pkg import name`` counts ``pkg.name`` too, which
     matters only where that name is a module."""
+    return imports_in(ast.parse(path.read_text(encoding="utf-8")))
+
+
+def imports_in(tree: ast.AST) -> set[str]:
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
@@ -30,12 +43,14 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
-def module_files() -> dict[str, Path]:
-    """flows/ and tasks/ by dotted name; a package is its ``__init__.py``."""
+def module_files(folders: tuple[str, ...] = ("flows", "tasks")) -> dict[str, Path]:
+    """The modules of ``folders`` by dotted name; a package is its ``__init__.py``."""
     found = {}
-    for folder in ("flows", "tasks"):
+    for folder in folders:
         for path in (PROJECT / folder).rglob("*.py"):
             parts = path.relative_to(PROJECT).with_suffix("").parts
+            if any(part.startswith(".") for part in parts):  # benchmarks/.work and the like
+                continue
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
@@ -63,17 +78,66 @@ def test_every_package_says_what_it_owns():
         assert docstring and len(docstring.split()) >= 8, f"{path} needs a docstring"
 
 
+def assert_no_cycle(graph: dict[str, set[str]], explain=lambda a, b: "") -> None:
+    def reach(start: str, seen: list[str]) -> None:
+        for node in graph.get(start, ()):
+            assert node != seen[0], " -> ".join(
+                f"{a} -> {b}{explain(a, b)}" for a, b in zip([*seen], [*seen[1:], node]))
+            if node not in seen:
+                reach(node, [*seen, node])
+
+    for node in graph:
+        reach(node, [node])
+
+
 def test_no_import_cycles():
+    assert_no_cycle(project_graph())
+
+
+def package_of(module: str) -> str:
+    """The unit the package rule is about: a sub-package of tasks/ (``tasks.reading``), or
+    a module at the top of tasks/ or in flows/ (``tasks.settings``, ``flows.cli``)."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "tasks" else module
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    packages: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        packages.setdefault(package_of(module), set()).update(
+            package_of(other) for other in imported if package_of(other) != package_of(module))
+    return packages
+
+
+def test_no_import_cycles_between_packages():
+    """Two packages that import each other, even only inside a function (``tasks.model``
+    and ``tasks.monitoring`` would be one), are one package in two folders."""
     graph = project_graph()
 
-    def reach(start: str, seen: list[str]) -> None:
-        for module in graph[start]:
-            assert module != seen[0], " -> ".join([*seen, module])
-            if module not in seen:
-                reach(module, [*seen, module])
+    def explain(a: str, b: str) -> str:
+        found = sorted(f"{m} imports {o}" for m, imported in graph.items() for o in imported
+                       if package_of(m) == a and package_of(o) == b)
+        return f" ({'; '.join(found)})"
 
-    for module in graph:
-        reach(module, [module])
+    assert_no_cycle(package_graph(graph), explain)
+
+
+def test_the_package_rule_sees_a_cycle_inside_a_function():
+    """The rule itself: a lazy import that closes a package cycle is found."""
+    graph = {"tasks.model.serving": {"tasks.monitoring"},
+             "tasks.monitoring.text": {"tasks.model.text"},
+             "tasks.model.text": set(), "tasks.monitoring": {"tasks.monitoring.text"}}
+    with pytest.raises(AssertionError, match="tasks.model -> tasks.monitoring"):
+        assert_no_cycle(package_graph(graph))
+    tree = ast.parse("def vocabulary():\n    from tasks.monitoring import Vocabulary\n")
+    assert "tasks.monitoring" in imports_in(tree)
+
+
+def test_settings_import_nothing_of_reviewflow():
+    """``tasks/settings.py`` is the bottom: every module may import it, it imports none."""
+    ours = ("tasks", "flows", "deployments", "benchmarks", "tests")
+    imported = imports_of(PROJECT / "tasks" / "settings.py")
+    assert imported and not (found := {m for m in imported if m.split(".")[0] in ours}), found
 
 
 def test_a_flow_module_runs_as_the_cli_command(tmp_path):
@@ -83,3 +147,74 @@ def test_a_flow_module_runs_as_the_cli_command(tmp_path):
                               cwd=PROJECT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 2, done.stdout + done.stderr
         assert f"no data root at {missing}" in done.stderr
+
+
+# Modules that touch the process environment, and why; every other module of tasks/,
+# flows/ and deployments/ takes its values from a Settings (tasks/settings.py) built by
+# flows/configuration.py.
+ENVIRONMENT_READERS = {
+    "tasks.settings": "the settings: every REVIEWFLOW_* value is read here",
+    "tasks.failpoints": "crash and pause points for tests (REVIEWFLOW_FAILPOINT, "
+                        "REVIEWFLOW_PAUSEPOINT), read where they fire so no code carries them",
+    "tasks.native_logs": "TensorFlow's own switch, TF_CPP_MIN_LOG_LEVEL, set before it loads "
+                         "in every process that loads it",
+    "tasks.validation": "Great Expectations' analytics switch, set before it loads in every "
+                        "process that validates",
+    "tasks.state.url": "libpq's own variables (PGHOST, PGPORT, PGUSER, PGDATABASE, "
+                       "PGPASSWORD): the database and the secret libpq will use",
+    "flows.startup": "process start-up: the libraries' analytics switches, before they load",
+    "flows.prefect_api": "the temporary Prefect API: its server process's environment, and "
+                         "this process's PREFECT_API_URL pointed at it",
+}
+ENVIRONMENT_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+
+
+def environment_uses(tree: ast.AST) -> list[int]:
+    """Lines that touch the process environment: ``os.environ``, ``os.getenv`` and the
+    like, through ``import os`` (or an alias of it) or ``from os import environ``."""
+    aliases = {alias.asname or alias.name for node in ast.walk(tree)
+               if isinstance(node, ast.Import) for alias in node.names if alias.name == "os"}
+    lines = [node.lineno for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) and node.module == "os"
+             and any(alias.name in ENVIRONMENT_NAMES for alias in node.names)]
+    lines += [node.lineno for node in ast.walk(tree)
+              if isinstance(node, ast.Attribute) and node.attr in ENVIRONMENT_NAMES
+              and isinstance(node.value, ast.Name) and node.value.id in aliases]
+    return sorted(lines)
+
+
+def test_only_the_settings_and_process_start_up_read_the_environment():
+    found = {name: lines for name, path in module_files(("tasks", "flows", "deployments")).items()
+             if (lines := environment_uses(ast.parse(path.read_text(encoding="utf-8"))))}
+    assert set(found) <= set(ENVIRONMENT_READERS), \
+        {name: lines for name, lines in found.items() if name not in ENVIRONMENT_READERS}
+    assert "tasks.settings" in found  # the rule sees what it is about
+    for code in ("import os\nos.environ.get('X')", "import os as o\no.getenv('X')",
+                 "from os import environ\nenviron['X']"):
+        assert environment_uses(ast.parse(code)), code
+
+
+def test_the_flows_read_no_settings_when_imported():
+    """A flow module builds its settings when a run starts, never at import: an
+    environment whose settings cannot validate still imports them, and no parameter
+    default comes from it (a worker's own REVIEWFLOW_* decide when its run starts)."""
+    probe = ("import inspect, json\n"
+             "from flows.retrain_model import retrain_model\n"
+             "from flows.score_reviews import score_reviews\n"
+             "print(json.dumps({f.name: {n: p.default for n, p in inspect.signature(f.fn)"
+             ".parameters.items()} for f in (score_reviews, retrain_model)}))\n")
+    env = {**subprocess_environment(), "REVIEWFLOW_DATA_DIR": "/elsewhere",
+           "REVIEWFLOW_EPOCHS": "3", "REVIEWFLOW_SETTLE_SECONDS": "7"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    defaults = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(defaults["score-reviews"]) == {"data_dir", "require_gpu", "settle_seconds",
+                                              "task_runner", "dask_address", "shard_rows",
+                                              "state_url"}
+    assert set(defaults["retrain-model"]) == {"data_dir", "architecture", "epochs",
+                                              "min_delta", "require_significance", "force",
+                                              "state_url"}
+    assert {name: value for flow in defaults.values() for name, value in flow.items()
+            if value is not None} == {"force": False}
+

@@ -16,6 +16,7 @@ from collections import Counter
 import pytest
 from test_exactly_once import resume, run_paused
 
+from tasks.layout import DataLayout
 from tasks.settings import Settings
 from tasks.state import object_claims
 from tasks.state.backend import SQLiteState
@@ -37,7 +38,7 @@ def inbox(s3_env):
 @pytest.fixture
 def state(tmp_path):
     settings = Settings(data_dir="s3://bucket/root", state_dir=str(tmp_path / "state"))
-    opened = SQLiteState.for_layout(settings.layout)
+    opened = SQLiteState.for_layout(DataLayout.of(settings))
     yield opened
     opened.close()
 
@@ -65,8 +66,8 @@ def test_an_object_being_claimed_by_another_run_is_left_to_it(inbox, state, tmp_
     incoming, fs = inbox
     source = incoming / "a.csv"
     _put(fs, source, b"review_id,text\n1,fine\n")
-    other = SQLiteState.for_layout(Settings(data_dir="s3://bucket/root",
-                                            state_dir=str(tmp_path / "state")).layout)
+    other = SQLiteState.for_layout(DataLayout.of(Settings(data_dir="s3://bucket/root",
+                                                         state_dir=str(tmp_path / "state"))))
     with other.claim_lock(source.url.split("://", 1)[1]), pytest.raises(LockHeldError):
         claim_for_run(source, state.claim_lock)
     assert source.exists() and claimed_files(incoming) == []

@@ -378,7 +378,7 @@ def test_redacted_hides_only_the_password():
 
 def test_a_url_without_its_password_takes_it_from_the_environment(monkeypatch):
     """What a flow parameter holds (Prefect keeps it) and how the run gets the password."""
-    from tasks.settings import Settings
+    from flows.configuration import settings_from
     from tasks.state.url import with_password_of, without_password
 
     full = "postgresql://rf:s3cret@db.example:5433/state?sslmode=require"
@@ -393,9 +393,9 @@ def test_a_url_without_its_password_takes_it_from_the_environment(monkeypatch):
     assert with_password_of("postgresql://rf:mine@db.example:5433/state", full) == \
         "postgresql://rf:mine@db.example:5433/state"  # a password given wins
     monkeypatch.setenv("REVIEWFLOW_STATE_URL", full)
-    assert Settings(state_url=bare).state_url == full
+    assert settings_from(state_url=bare).state_url == full
     monkeypatch.delenv("REVIEWFLOW_STATE_URL")
-    assert Settings(state_url=bare).state_url == bare
+    assert settings_from(state_url=bare).state_url == bare
 
 
 def test_open_state_chooses_by_url(tmp_path, pg_cluster):

@@ -1,6 +1,7 @@
 """Which input columns mean what: the ``ColumnMapping`` the settings carry (the user's
-choice of names), and how a reader finds those columns in a file's header, a Parquet
-schema or a JSON object's keys.
+choice of names; defined in ``tasks.settings``, imported from here by the readers), and
+how a reader finds those columns in a file's header, a Parquet schema or a JSON object's
+keys.
 
 Names are matched case-insensitively, ignoring surrounding spaces and a byte-order
 mark; the first name of a role found in a file wins. A file without a text column, or
@@ -13,26 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from tasks.reading.schema import UnreadableFileError
-
-
-class ColumnMapping(BaseModel):
-    """Which input column names mean review id, text and label.
-
-    The first name found in a file wins; names are matched case-insensitively.
-    """
-
-    review_id: list[str] = ["review_id", "id", "reviewid", "review id"]
-    text: list[str] = ["text", "review", "document", "content", "body", "comment"]
-    label: list[str] = ["label", "sentiment", "polarity", "target"]
-    # What a review is about (a movie, a product). Labeled files that carry one are split
-    # by it for training, so the held-out figures measure reviews of unseen items, as a
-    # new batch will be. Empty: split by review id. Scoring ignores it.
-    group: list[str] = ["movie_id", "product_id", "item_id"]
-    positive_labels: list[str] = ["1", "pos", "positive", "true", "yes"]
-    negative_labels: list[str] = ["0", "neg", "negative", "false", "no"]
+from tasks.settings import ColumnMapping
 
 
 @dataclass

@@ -50,12 +50,12 @@ SCORER_TIMEOUT_SECONDS = 600
 _SCORER = """
 import json, sys
 import flows.cli as cli
-printed = cli._print_score
+printed = cli.print_score
 def keep(summary):
     with open(sys.argv[1], "w") as out:
         json.dump(summary, out)
     printed(summary)
-cli._print_score = keep
+cli.print_score = keep
 sys.exit(cli.main(sys.argv[2:]))
 """
 

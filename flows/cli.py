@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks and library logs for expected errors too")
     # (No set_defaults here: the parents' actions are shared objects, so a default set
-    # on one parser would reach every sub-command's copy; see _parse.)
+    # on one parser would reach every sub-command's copy; see parse_arguments.)
     parser = argparse.ArgumentParser(prog="reviewflow", description=__doc__.split("\n")[0],
                                      parents=[common])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -129,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command's arguments, ``--data-dir``, ``--state-url`` and ``--verbose`` always
+    present (None or False when not given)."""
     args = _parser().parse_args(argv)
     args.data_dir = getattr(args, "data_dir", None)
     args.verbose = getattr(args, "verbose", False)
@@ -138,7 +140,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
-    args = _parse(argv)
+    args = parse_arguments(argv)
     args.under_way = {}  # what it does, for the line a stop prints: set by _score, _retrain
     stop = stop or Stop()  # called as a function: no signal handlers of its own
     stop.say = functools.partial(say_stopped, command=args.command, under_way=args.under_way)
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
             if args.command == "score":
                 summary = _score_if_needed(args)
                 if summary is not None:
-                    _print_score(summary)
+                    print_score(summary)
             elif args.command == "retrain":
                 _preflight_retrain(args)
                 _print_retrain(_retrain(args))
@@ -310,7 +312,8 @@ def _retrain(args) -> dict:
                                                {**given, "force": getattr(args, "force", False)}))
 
 
-def _print_score(summary: dict) -> None:
+def print_score(summary: dict) -> None:
+    """What the command says of a scoring run's summary (the flow's return value)."""
     print(f"\nscored {summary['rows_scored']} rows from {summary['files_scored']} files with model "
           f"{summary['model_version']} on {summary['device']}; {summary['rows_quarantined']} rows and "
           f"{summary['files_quarantined']} files quarantined; {summary['files_already_scored']} "
@@ -379,7 +382,7 @@ def _demo(args) -> None:
         shutil.copy2(sample, layout.incoming / sample.name)  # copy2 keeps the old mtime
     shutil.copy2(SAMPLES / "korean" / "test.tsv", layout.incoming / "korean-test.tsv")
     summary = _score(args)
-    _print_score(summary)
+    print_score(summary)
     _show_output(layout.scored)
 
 

@@ -30,7 +30,6 @@ from tasks.model import (
     standardize_review,
     train_model,
 )
-from tasks.model.architectures import _adapt_nb_ratios, _nb_logistic_classifier
 from tasks.settings import Settings
 from tasks.training.split import split_labeled
 from tests.helpers import read_reviews
@@ -214,13 +213,14 @@ def test_across_split_adds_grams_that_run_across_spaces_in_unspaced_scripts_only
 
 
 def word_ngram_architecture() -> Architecture:
-    """The default architecture without its character n-grams: words only."""
-    default = ARCHITECTURES[Settings().architecture]
+    """The default architecture without its character n-grams: words only (with the
+    classifier of "ngram", the NB-weighted logistic regression at its own rate)."""
+    default, ngram = ARCHITECTURES[Settings().architecture], ARCHITECTURES["ngram"]
     return Architecture(
         "word 1-3 grams only", lambda params: keras.layers.TextVectorization(
             max_tokens=params.max_tokens, ngrams=3, output_mode="int",
             standardize=standardize_review),
-        _nb_logistic_classifier, max_tokens=default.max_tokens, prepare=_adapt_nb_ratios)
+        ngram.classifier, max_tokens=default.max_tokens, prepare=ngram.prepare)
 
 
 def test_marks_become_words_of_their_own_and_words_stay_as_they_were():

@@ -1,5 +1,6 @@
 """How the modules depend on each other: tasks/ is plain code, no import cycles between
-modules or packages, settings at the bottom and the environment read in one place.
+modules or packages, settings at the bottom, the environment read in one place, and no
+private name used outside its module.
 
 Read from the source (every import, module-level or inside a function), so a cycle
 that only a rarely taken path would close is found too.
@@ -218,3 +219,96 @@ def test_the_flows_read_no_settings_when_imported():
     assert {name: value for flow in defaults.values() for name, value in flow.items()
             if value is not None} == {"force": False}
 
+
+# Where a private name may not be used from another module: the product and everything
+# around it (a test uses a module's public names, as any caller does).
+PRIVATE_RULE_FOLDERS = ("tasks", "flows", "deployments", "benchmarks", "tests")
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_uses(tree: ast.AST, module: str, modules: set[str]) -> list[str]:
+    """Where ``module`` uses a private name of another module of ``modules``: ``from X
+    import _name`` (one line or several), ``X._name`` on a module imported as a name
+    (``import tasks.x as x``, ``from tasks import x``) or by its dotted path, and
+    ``setattr(x, "_name", ...)`` or ``monkeypatch.setattr("tasks.x._name", ...)``. Code
+    held in a string (a script a test or benchmark runs in a subprocess) is read too."""
+    found, names = [], {}  # names: a local name bound to one of ``modules``
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in modules:
+                    names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                elif (node.module in modules and node.module != module
+                      and is_private(alias.name)):
+                    found.append(f"line {node.lineno}: from {node.module} import {alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in modules:
+                    names[alias.asname or alias.name.split(".")[0]] = alias.name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and is_private(node.attr):
+            dotted = _dotted(node.value)
+            target = names.get(dotted, dotted if dotted in modules else None)
+            if target is not None and target != module:
+                found.append(f"line {node.lineno}: {dotted}.{node.attr}")
+        elif (isinstance(node, ast.Call) and node.args and _dotted(node.func) is not None
+              and _dotted(node.func).split(".")[-1] == "setattr"):
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                path, _, attr = first.value.rpartition(".")
+                if path in modules and path != module and is_private(attr):
+                    found.append(f"line {node.lineno}: setattr({first.value!r})")
+            elif (len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
+                  and isinstance(node.args[1].value, str) and is_private(node.args[1].value)
+                  and names.get(_dotted(first) or "", module) != module):
+                found.append(f"line {node.lineno}: setattr({_dotted(first)}, "
+                             f"{node.args[1].value!r})")
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and "import " in node.value and "\n" in node.value):
+            try:
+                script = ast.parse(node.value)
+            except SyntaxError:
+                continue
+            found += [f"line {node.lineno}, in a script: {use}"
+                      for use in private_uses(script, f"{module}:script", modules)]
+    return found
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
+
+
+def test_no_private_name_is_used_outside_its_module():
+    files = module_files(PRIVATE_RULE_FOLDERS)
+    # Tests and their helpers are also imported by their bare names (``from conftest
+    # import …``, ``from test_exactly_once import …``).
+    modules = {*files, *(name.split(".", 1)[1] for name in files if name.startswith("tests."))}
+    found = {name: uses for name, path in files.items()
+             if (uses := private_uses(ast.parse(path.read_text(encoding="utf-8")), name,
+                                      modules))}
+    assert not found, found
+
+
+def test_the_private_rule_sees_each_way_of_reaching_a_name():
+    modules = {"tasks.reading.columns", "tasks.reading", "tasks", "flows.cli", "flows"}
+    # Each example as its lines: one string holding them all would be a script of this
+    # module, which the rule reads too.
+    for lines in (["from tasks.reading.columns import ColumnMapping, _Columns"],
+                  ["from tasks.reading.columns import (", "    ColumnMapping,", "    _pick,", ")"],
+                  ["import tasks.reading.columns as c", "c._pick([], [])"],
+                  ["from tasks.reading import columns", "columns._Columns"],
+                  ["import tasks.reading.columns", "tasks.reading.columns._key('a')"],
+                  ["from flows import cli", "monkeypatch.setattr(cli, '_print', print)"],
+                  ["monkeypatch.setattr('flows.cli._print', print)"],
+                  ['SCRIPT = """', "import flows.cli as cli", "cli._print = print", '"""']):
+        code = "\n".join(lines)
+        assert private_uses(ast.parse(code), "tests.test_x", modules), code
+    code = "\n".join(["from tasks.reading.columns import Columns", "self._cache = {}"])
+    assert not private_uses(ast.parse(code), "tests.test_x", modules)

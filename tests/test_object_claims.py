@@ -78,13 +78,13 @@ def test_an_overwrite_after_the_copy_stays_in_the_inbox_for_the_next_run(
     incoming, fs = inbox
     source = incoming / "a.csv"
     _put(fs, source, b"old")
-    copy = object_claims._copy_if_match
+    copy = object_claims.copy_if_match
 
     def copy_then_upload(src, target, etag, size):
         copied = copy(src, target, etag, size)
         _put(fs, source, b"new content")  # the uploader, between the copy and the delete
         return copied
-    monkeypatch.setattr(object_claims, "_copy_if_match", copy_then_upload)
+    monkeypatch.setattr(object_claims, "copy_if_match", copy_then_upload)
     claimed, version = claim_for_run(source, state.claim_lock)
     assert claimed.read_bytes() == b"old"  # this run scores the version it claimed
     assert source.read_bytes() == b"new content"  # the conditional delete left the new one
@@ -95,14 +95,14 @@ def test_an_overwrite_before_the_copy_is_claimed_at_its_new_version(inbox, state
     incoming, fs = inbox
     source = incoming / "a.csv"
     _put(fs, source, b"old")
-    copy = object_claims._copy_if_match
+    copy = object_claims.copy_if_match
     uploads = iter([b"newer", b"newest"])
 
     def upload_then_copy(src, target, etag, size):
         if (data := next(uploads, None)) is not None:
             _put(fs, source, data)  # the uploader, between the look and the copy
         return copy(src, target, etag, size)
-    monkeypatch.setattr(object_claims, "_copy_if_match", upload_then_copy)
+    monkeypatch.setattr(object_claims, "copy_if_match", upload_then_copy)
     claimed, _ = claim_for_run(source, state.claim_lock)
     assert claimed.read_bytes() == b"newest" and not source.exists()
     assert claimed_files(incoming) == [claimed]  # the copies of stale versions are gone
@@ -112,13 +112,13 @@ def test_an_object_that_keeps_changing_is_left_for_the_next_run(inbox, state, mo
     incoming, fs = inbox
     source = incoming / "a.csv"
     _put(fs, source, b"v0")
-    copy = object_claims._copy_if_match
+    copy = object_claims.copy_if_match
     counter = iter(range(1, 100))
 
     def always_new(src, target, etag, size):
         _put(fs, source, f"v{next(counter)}".encode())
         return copy(src, target, etag, size)
-    monkeypatch.setattr(object_claims, "_copy_if_match", always_new)
+    monkeypatch.setattr(object_claims, "copy_if_match", always_new)
     with pytest.raises(object_claims.ObjectChangedError, match="next run"):
         claim_for_run(source, state.claim_lock)
     assert source.exists() and claimed_files(incoming) == []

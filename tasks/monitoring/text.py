@@ -73,8 +73,8 @@ def letters_per_row(texts: pa.Array) -> np.ndarray:
     what is not Latin from English text matches nothing at all.
     """
     letters = pc.replace_substring_regex(texts, r"[^\p{L}]+", "")
-    total = _lengths(letters)
-    counts = [_lengths(pc.replace_substring_regex(letters, f"[^{_SCRIPT_CLASSES[s]}]+", ""))
+    total = text_lengths(letters)
+    counts = [text_lengths(pc.replace_substring_regex(letters, f"[^{_SCRIPT_CLASSES[s]}]+", ""))
               for s in SCRIPTS[:-1]]
     found = np.zeros((len(total), len(SCRIPTS)), dtype=np.int64)
     for index, column in enumerate(counts):
@@ -83,7 +83,8 @@ def letters_per_row(texts: pa.Array) -> np.ndarray:
     return found
 
 
-def _lengths(texts: pa.Array) -> np.ndarray:
+def text_lengths(texts: pa.Array) -> np.ndarray:
+    """Characters per text (0 for a null), as int64."""
     return pc.fill_null(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 

@@ -196,28 +196,29 @@ def test_only_the_settings_and_process_start_up_read_the_environment():
 
 
 def test_the_flows_read_no_settings_when_imported():
-    """A flow module builds its settings when a run starts, never at import: an
-    environment whose settings cannot validate still imports them, and no parameter
-    default comes from it (a worker's own REVIEWFLOW_* decide when its run starts)."""
+    """A flow module builds its settings when a run starts, never at import: no parameter
+    default comes from the environment it is imported in (a worker's own REVIEWFLOW_*
+    decide when its run starts), and one whose settings cannot validate imports it too."""
     probe = ("import inspect, json\n"
              "from flows.retrain_model import retrain_model\n"
              "from flows.score_reviews import score_reviews\n"
              "print(json.dumps({f.name: {n: p.default for n, p in inspect.signature(f.fn)"
              ".parameters.items()} for f in (score_reviews, retrain_model)}))\n")
-    env = {**subprocess_environment(), "REVIEWFLOW_DATA_DIR": "/elsewhere",
-           "REVIEWFLOW_EPOCHS": "3", "REVIEWFLOW_SETTLE_SECONDS": "7"}
-    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True,
-                          text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    defaults = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(defaults["score-reviews"]) == {"data_dir", "require_gpu", "settle_seconds",
-                                              "task_runner", "dask_address", "shard_rows",
-                                              "state_url"}
-    assert set(defaults["retrain-model"]) == {"data_dir", "architecture", "epochs",
-                                              "min_delta", "require_significance", "force",
-                                              "state_url"}
-    assert {name: value for flow in defaults.values() for name, value in flow.items()
-            if value is not None} == {"force": False}
+    for given in ({"REVIEWFLOW_DATA_DIR": "/elsewhere", "REVIEWFLOW_EPOCHS": "3",
+                   "REVIEWFLOW_SETTLE_SECONDS": "7", "REVIEWFLOW_TASK_RUNNER": "dask"},
+                  {"REVIEWFLOW_READ_BATCH_ROWS": "0", "REVIEWFLOW_STATE_URL": "Lq7Vw Zx9Tk"}):
+        done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True,
+                              text=True, timeout=300, env={**subprocess_environment(), **given})
+        assert done.returncode == 0, done.stderr[-3000:]
+        defaults = json.loads(done.stdout.strip().splitlines()[-1])
+        assert set(defaults["score-reviews"]) == {"data_dir", "require_gpu", "settle_seconds",
+                                                  "task_runner", "dask_address", "shard_rows",
+                                                  "state_url"}
+        assert set(defaults["retrain-model"]) == {"data_dir", "architecture", "epochs",
+                                                  "min_delta", "require_significance", "force",
+                                                  "state_url"}
+        assert {name: value for flow in defaults.values() for name, value in flow.items()
+                if value is not None} == {"force": False}, given
 
 
 # Where a private name may not be used from another module: the product and everything

@@ -42,6 +42,7 @@ from flows.configuration import command_settings, flow_parameters, lending_state
 from flows.startup import quiet_defaults, reported_errors, run_program, starting_flow
 from flows.stopping import Stop, say_stopped
 from tasks.layout import DataLayout
+from tasks.state.url import parse
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 # The options of `score` and `retrain` that are flow parameters of the same name.
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
     stop.traceback = args.verbose
     quiet_defaults(args.verbose)
     try:
+        if args.state_url:  # one libpq cannot read: refused first, whatever the command
+            parse(args.state_url)
         if args.command == "init":
             _init(args)
         elif args.command == "demo":

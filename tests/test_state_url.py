@@ -126,6 +126,20 @@ def test_a_url_libpq_cannot_read_is_refused_by_the_settings_in_one_line(monkeypa
     assert imported.returncode == 0, imported.stderr[-3000:]
 
 
+def test_a_state_url_libpq_cannot_read_is_refused_first_by_every_command(tmp_path, capsys):
+    """Even by one that does not use the run state: `init` creates nothing."""
+    from flows.cli import main
+
+    root = tmp_path / "new"
+    for argv in (["init", str(root)], ["models", "list", "--data-dir", str(root)]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, "--state-url", "postgresql://rf:Lq7Vw%Zx9Tk@db/state"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert stopped.value.code == 2 and len(lines) == 1 and "state URL" in lines[0], lines
+        assert_hidden(lines[0])
+        assert not root.exists()
+
+
 # ------------------------------------------------------------------ real logins
 
 def _role(cluster, password: str) -> tuple[str, str]:

@@ -307,7 +307,7 @@ def test_no_command_shows_a_password_in_any_form(scoring_root, pg_cluster, subpr
 
 
 def test_a_password_on_the_command_line_is_lent_to_the_flow_never_put_in_the_environment(
-        scoring_root, pg_cluster, tmp_path, monkeypatch, capsys):
+        scoring_root, pg_cluster, tmp_path, capsys):
     """`reviewflow score --state-url URL`, the password in URL: the flow run gets URL without
     it (its parameters, which Prefect keeps) and the password through the command's own
     process; the environment, which every process the command starts inherits (the
@@ -322,8 +322,8 @@ def test_a_password_on_the_command_line_is_lent_to_the_flow_never_put_in_the_env
     user, db = _role(pg_cluster, password)
     url = forms(user, password, pg_cluster.host, pg_cluster.port, db, tmp_path)["user info"][0]
     write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
-    monkeypatch.setenv("REVIEWFLOW_SETTLE_SECONDS", "0")
-    assert main(["score", "--data-dir", str(scoring_root), "--state-url", url]) == 0
+    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0",
+                 "--state-url", url]) == 0
     assert "scored 3 rows from 1 files" in capsys.readouterr().out
     assert "REVIEWFLOW_STATE_URL" not in os.environ
     assert_hidden(json.dumps(dict(os.environ)))

@@ -7,5 +7,7 @@ and ``drift`` (what a scoring run publishes); ``cli`` (the command's arguments a
 ``startup`` (how the command starts and ends: quiet defaults, the Prefect API while the
 flow imports, the fast exit), ``stopping`` (Ctrl-C and SIGTERM at any point, and the line
 a stopped command says), ``prefect_api`` (the temporary API a command starts when none is
-configured) and ``common`` (settings and progress shared by them).
+configured), ``configuration`` (the one place a ``Settings`` is built: from the environment,
+a command's options or a flow's parameters, a state URL's password lent, never passed) and
+``common`` (the validator and progress shared by them).
 """

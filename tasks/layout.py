@@ -51,7 +51,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from tasks.errors import LinkedFolderError
-from tasks.storage.objects import ObjectPath
+from tasks.settings import Settings
+from tasks.storage.objects import ObjectPath, as_location
 
 # Files a run has claimed live in ``incoming/.claimed/<token>/<name>``: a dot-name, so
 # no reader of incoming/ mistakes them for new uploads.
@@ -169,6 +170,15 @@ class DataLayout(BaseModel):
     state_root: Path | None = None
     # The ledger and the locks are in a database (a state URL): no state folder is needed.
     state_in_database: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings) -> DataLayout:
+        """The folders of the data root ``settings`` name: ``data_dir`` with its storage
+        options, ``state_dir``, and whether the run state is a database (``state_url``)."""
+        root = as_location(settings.data_dir, settings.storage_options)
+        return cls(root=root.resolve(),
+                   state_root=settings.state_dir.resolve() if settings.state_dir else None,
+                   state_in_database=bool(settings.state_url))
 
     @property
     def incoming(self) -> Path:

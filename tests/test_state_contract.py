@@ -39,7 +39,7 @@ SHA_A, SHA_B = "a" * 64, "b" * 64
 WAIT_S = 120  # bound for a released lock to show: generous for a loaded host
 
 
-def _open(spec: dict) -> RunState:
+def open_spec(spec: dict) -> RunState:
     if spec["kind"] == "sqlite":
         return SQLiteState(Path(spec["ledger"]), Path(spec["locks"]), Path(spec["retrain"]))
     from tasks.state.postgres import PostgresState
@@ -59,7 +59,7 @@ def spec(request, tmp_path) -> dict:
 
 @pytest.fixture
 def state(spec):
-    opened = _open(spec)
+    opened = open_spec(spec)
     yield opened
     opened.close()
 
@@ -110,7 +110,7 @@ def test_records_are_idempotent(state):
 
 
 def test_the_record_is_shared_by_every_opener(spec, state):
-    other = _open(spec)
+    other = open_spec(spec)
     try:
         state.record_scored_many([entry(SHA_A)])
         assert other.scored(SHA_A, "v1") == entry(SHA_A)
@@ -123,7 +123,7 @@ def test_the_record_is_shared_by_every_opener(spec, state):
 @pytest.mark.parametrize("timed", [False, True], ids=["bare", "timed"])
 def test_a_content_lock_excludes_a_second_claim(spec, state, timed):
     """Also through ``TimedState`` (what a scoring run uses): timing changes nothing."""
-    other = _open(spec)
+    other = open_spec(spec)
     if timed:
         state, other = TimedState(state), TimedState(other)
     try:
@@ -170,9 +170,9 @@ def test_a_content_lock_excludes_a_second_claim(spec, state, timed):
 _HOLDER = """\
 import json, sys
 sys.path.insert(0, sys.argv[2])
-from tests.test_state_contract import _open, entry
+from tests.test_state_contract import open_spec, entry
 spec = json.loads(sys.argv[1])
-state = _open(spec)
+state = open_spec(spec)
 lock = state.content_lock("a" * 64) if sys.argv[3] == "content" else state.retrain_lock()
 with lock:
     pid = state.backend_pid() if spec["kind"] == "postgresql" else None
@@ -378,7 +378,7 @@ def test_redacted_hides_only_the_password():
 
 def test_a_url_without_its_password_takes_it_from_the_environment(monkeypatch):
     """What a flow parameter holds (Prefect keeps it) and how the run gets the password."""
-    from tasks.settings import Settings
+    from flows.configuration import settings_from
     from tasks.state.url import with_password_of, without_password
 
     full = "postgresql://rf:s3cret@db.example:5433/state?sslmode=require"
@@ -393,9 +393,9 @@ def test_a_url_without_its_password_takes_it_from_the_environment(monkeypatch):
     assert with_password_of("postgresql://rf:mine@db.example:5433/state", full) == \
         "postgresql://rf:mine@db.example:5433/state"  # a password given wins
     monkeypatch.setenv("REVIEWFLOW_STATE_URL", full)
-    assert Settings(state_url=bare).state_url == full
+    assert settings_from(state_url=bare).state_url == full
     monkeypatch.delenv("REVIEWFLOW_STATE_URL")
-    assert Settings(state_url=bare).state_url == bare
+    assert settings_from(state_url=bare).state_url == bare
 
 
 def test_open_state_chooses_by_url(tmp_path, pg_cluster):

@@ -18,6 +18,7 @@ from tasks.model.backend import keras, tf
 # importing their modules registers them all (tokenizers.py, layers.py).
 from tasks.model.layers import NaiveBayesLogistic  # noqa: F401
 from tasks.model.tokenizers import standardization_of, tokenizer_of
+from tasks.model.vocabulary import Vocabulary
 
 
 def save_model(model: keras.Model, path: Path) -> Path:
@@ -96,18 +97,17 @@ def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int) -> np
 _VOCABULARIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def model_vocabulary(model: keras.Model):
-    """The model's own vocabulary as ``tasks.monitoring.Vocabulary``: the tokens its
-    TextVectorization layer knows, whether it looks up unspaced scripts character by
-    character (the n-gram splits) and whether runs of marks are words. The kinds come
+def model_vocabulary(model: keras.Model) -> Vocabulary | None:
+    """The model's own vocabulary as a ``Vocabulary`` (``tasks.model.vocabulary``, which
+    the drift monitor looks tokens up in): the tokens its TextVectorization layer knows,
+    whether it looks up unspaced scripts character by character (the n-gram splits) and
+    whether runs of marks are words. The kinds come
     from the registered names of the split and standardization the layer's config
     records (``tasks.model.tokenizers.TOKENIZERS``, ``STANDARDIZATIONS``). Read from
     the layer, so the model is not changed and scores are not touched; None for a
     model without a layer named "vectorizer"."""
     found = _VOCABULARIES.get(model)
     if found is None:
-        from tasks.monitoring import Vocabulary
-
         try:
             vectorizer = model.get_layer("vectorizer")
         except ValueError:

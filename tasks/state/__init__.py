@@ -8,4 +8,6 @@
 - ``inbox``: what is in the inbox, and claiming a file of it for one run.
 - ``commit``: publishing a file's scored parts and quarantine exactly once.
 - ``leftovers``: removing the temporaries killed runs left, once their writers are known dead.
+- ``quarantine``: a whole file moved to quarantine beside its reason (scoring and
+  training's reads alike).
 """

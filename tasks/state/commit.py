@@ -30,8 +30,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 
@@ -39,7 +38,6 @@ from tasks.errors import PartVanishedError
 from tasks.failpoints import failpoint
 from tasks.layout import (
     DataLayout,
-    check_inside,
     content_key,
     day_of,
     is_any_part_of,
@@ -47,7 +45,6 @@ from tasks.layout import (
     kept_name,
     part_glob,
     part_version,
-    reason_file,
 )
 from tasks.outcomes import FileOutcome, FileStatus
 from tasks.reading import UnreadableFileError
@@ -64,6 +61,7 @@ from tasks.state.inbox import (
 from tasks.state.ledger import Ledger, ScoredFile
 from tasks.state.leftovers import parts_in_partitions
 from tasks.state.object_claims import ObjectVersion
+from tasks.state.quarantine import check_moves, quarantine_file
 from tasks.storage.local import (
     Location,
     LockHeldError,
@@ -71,7 +69,6 @@ from tasks.storage.local import (
     move_file_keeping,
     publish,
     readable_name,
-    write_json_atomic,
     write_parquet_atomic,
 )
 
@@ -99,38 +96,6 @@ class Claim:
 
     def release(self) -> None:
         self.lock.close()
-
-
-def quarantine_file(path: Location, layout: DataLayout, reason: str, sha256: str | None,
-                    ledger: RunState) -> FileOutcome:
-    """Move a whole file to ``quarantine/files/<day>/`` beside a JSON reason file.
-
-    Never replaces an earlier quarantined file or its reason: names that clean to one,
-    or one name twice in a day, get ``~2``, ``~3``, … (``move_file_keeping``). The
-    file is named by ``readable_name`` everywhere (a name that is not UTF-8 is not
-    written to JSON, SQLite or logs as such).
-    """
-    target_dir = layout.quarantined_files(day_of(datetime.now(UTC)))
-    shown = readable_name(path.name)
-    name = kept_name(sha256, shown) if sha256 else shown
-    check_moves(layout, path, target_dir)
-    target = move_file_keeping(path, target_dir, name)
-    release_claim_folder(path)
-    write_json_atomic(reason_file(target),
-                      {"file": shown, "sha256": sha256, "reason": reason,
-                       "quarantined_at": datetime.now(UTC).isoformat()})
-    if sha256:
-        ledger.record_quarantined_file(sha256, shown, reason, str(target))
-    return FileOutcome(shown, FileStatus.QUARANTINED if sha256 else FileStatus.UNSUPPORTED, detail=reason)
-
-
-def check_moves(layout: DataLayout, source: Location, target_dir: Location) -> None:
-    """Refuse (``LinkedFolderError``) a move whose source folder or target folder leads
-    out of the data root through a link: checked right before each move, since the
-    inbox is writable by uploaders while a run works."""
-    if isinstance(source, Path):
-        check_inside(layout.root, source.parent)
-        check_inside(layout.root, target_dir)
 
 
 def replace_stale_parts(published: list[Location], folder: Location, sha256: str,

@@ -137,7 +137,7 @@ class Ledger:
         """Commit several files' scorings in one transaction (one fsync)."""
         if not entries:
             return
-        values = [asdict(e) | {"finished_at": e.finished_at or _now()} for e in entries]
+        values = [asdict(e) | {"finished_at": e.finished_at or ledger_time()} for e in entries]
         with closing(self._connect()) as db, db:
             db.executemany(f"INSERT OR REPLACE INTO scored_files ({_SCORED_COLUMNS}) VALUES "
                        f"({', '.join(':' + f.name for f in fields(ScoredFile))})", values)
@@ -150,7 +150,7 @@ class Ledger:
         """``record_archived`` for several contents in one transaction (one fsync)."""
         if not shas:
             return
-        now = _now()
+        now = ledger_time()
         with closing(self._connect()) as db, db:
             db.executemany("UPDATE scored_files SET archived_at=? WHERE source_sha256=?"
                            " AND archived_at IS NULL", [(now, sha) for sha in shas])
@@ -159,7 +159,7 @@ class Ledger:
                                 path: str) -> None:
         with closing(self._connect()) as db, db:
             db.execute("INSERT OR REPLACE INTO quarantined_files VALUES (?, ?, ?, ?, ?)",
-                       (sha256, source_file, reason, path, _now()))
+                       (sha256, source_file, reason, path, ledger_time()))
 
     def totals(self) -> dict[str, int]:
         with closing(self._connect()) as db:
@@ -179,5 +179,6 @@ def part_paths(record: str | None) -> list[str]:
     return json.loads(record) if record.startswith("[") else [record]
 
 
-def _now() -> str:
+def ledger_time() -> str:
+    """Now, as both ledgers (SQLite, PostgreSQL) record a time: UTC, ISO 8601, seconds."""
     return datetime.now(UTC).isoformat(timespec="seconds")

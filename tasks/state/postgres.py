@@ -43,7 +43,7 @@ from pathlib import Path
 import psycopg
 
 from tasks.errors import StateUnavailableError
-from tasks.state.ledger import Ledger, ScoredFile, _now, part_paths
+from tasks.state.ledger import Ledger, ScoredFile, ledger_time, part_paths
 from tasks.state.marker import StateName
 from tasks.state.url import describe, parse, secrets_of
 from tasks.storage.local import LockHeldError
@@ -182,7 +182,7 @@ class PostgresState:
                     for statement in statements:
                         cursor.execute(statement)
                     cursor.execute("INSERT INTO schema_version VALUES (%s, %s)",
-                                   (version, _now()))
+                                   (version, ledger_time()))
 
     def identity(self) -> StateName:
         state_id = self._run(lambda c: c.execute(
@@ -223,7 +223,7 @@ class PostgresState:
     def record_scored_many(self, entries: list[ScoredFile]) -> None:
         if not entries:
             return
-        values = [asdict(e) | {"finished_at": e.finished_at or _now()} for e in entries]
+        values = [asdict(e) | {"finished_at": e.finished_at or ledger_time()} for e in entries]
         updates = ", ".join(f"{name}=EXCLUDED.{name}" for name in _FIELDS[2:])
         sql = (f"INSERT INTO scored_files ({_SCORED_COLUMNS}) VALUES "
                f"({', '.join(f'%({name})s' for name in _FIELDS)}) "
@@ -241,7 +241,7 @@ class PostgresState:
         if shas:
             self._run(lambda c: c.execute(
                 "UPDATE scored_files SET archived_at=%s WHERE source_sha256 = ANY(%s)"
-                " AND archived_at IS NULL", (_now(), list(shas))))
+                " AND archived_at IS NULL", (ledger_time(), list(shas))))
 
     def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
                                 path: str) -> None:
@@ -249,7 +249,7 @@ class PostgresState:
             "INSERT INTO quarantined_files VALUES (%s, %s, %s, %s, %s) ON CONFLICT"
             " (source_sha256) DO UPDATE SET source_file=EXCLUDED.source_file,"
             " reason=EXCLUDED.reason, quarantined_path=EXCLUDED.quarantined_path,"
-            " finished_at=EXCLUDED.finished_at", (sha256, source_file, reason, path, _now())))
+            " finished_at=EXCLUDED.finished_at", (sha256, source_file, reason, path, ledger_time())))
 
     def totals(self) -> dict[str, int]:
         def read(cursor):

@@ -98,7 +98,9 @@ def readable_name(name: str) -> str:
     return "".join("_" if unicodedata.category(c) in ("Cc", "Cs") else c for c in text)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
+    """Make what was renamed into or out of ``folder`` durable (an fsync of the folder
+    itself); a file system that cannot fsync a folder is left as it is."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -159,7 +161,7 @@ def remove_dead_temporaries(folder: Path) -> list[Path]:
                 os.unlink(name, dir_fd=fd)
                 removed.append(folder / name)
         if removed:
-            _fsync_dir(folder)
+            fsync_folder(folder)
         return removed
     finally:
         os.close(fd)
@@ -178,7 +180,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
                 os.fsync(written.fileno())
             failpoint("storage:written", final.name)
             os.replace(temp, final)
-            _fsync_dir(final.parent)
+            fsync_folder(final.parent)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
@@ -216,7 +218,7 @@ def publish(temp: Location, final: Location) -> Location:
         objectstore.replace(temp, final)
     else:
         os.replace(temp, final)
-        _fsync_dir(final.parent)
+        fsync_folder(final.parent)
     return final
 
 
@@ -313,17 +315,17 @@ def move_file_keeping(source: Location, target_dir: Location, name: str) -> Loca
         except FileExistsError:
             if os.path.samestat(os.lstat(source), os.lstat(target)):
                 os.unlink(source)  # linked by a move killed before its unlink: finish it
-                _fsync_dir(target_dir)
+                fsync_folder(target_dir)
                 return target
             continue
         except PermissionError:  # a file system without hard links: check, then rename
             if target.exists():
                 continue
             os.replace(source, target)
-            _fsync_dir(target_dir)
+            fsync_folder(target_dir)
             return target
         os.unlink(source)
-        _fsync_dir(target_dir)
+        fsync_folder(target_dir)
         return target
     raise FileExistsError(f"{target_dir} holds 10,000 files named like {cleaned}")
 
@@ -379,13 +381,13 @@ def _move_across(source: Path, target_dir: Path, cleaned: str) -> Path:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp)
-        _fsync_dir(target_dir)
+        fsync_folder(target_dir)
         break
     else:
         raise FileExistsError(f"{target_dir} holds 10,000 files named like {cleaned}")
     failpoint("storage:copied-across")
     os.unlink(source)
-    _fsync_dir(source.parent)
+    fsync_folder(source.parent)
     return target
 
 

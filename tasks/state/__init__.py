@@ -5,4 +5,5 @@
 - ``url``: what a state URL is and the password-free form of it that may be shown.
 - ``inbox``: what is in the inbox, and claiming a file of it for one run.
 - ``commit``: publishing a file's scored parts and quarantine exactly once.
+- ``checkpoints``: the finished shards of a file not yet committed, kept for the next run.
 """

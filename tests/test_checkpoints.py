@@ -266,6 +266,87 @@ def test_a_run_killed_at_each_checkpoint_step_loses_nothing_and_doubles_nothing(
     _check_once(scoring_root, state_url, rows, summary)
 
 
+def test_only_whole_checkpoints_of_the_same_model_and_plan_are_reused(scoring_root,
+                                                                      state_url):
+    """The protocol itself (tasks.state.checkpoints) on each backend: kept checkpoints
+    come back as results only while their parts are there and hold the rows recorded;
+    any other record of the content is forgotten and its parts removed."""
+    from tasks.layout import DataLayout
+    from tasks.state.checkpoints import Checkpointer, plan_key
+
+    rows = _rows()
+    path = write_csv(scoring_root / "incoming" / "a.csv", rows)
+    sha, job = file_sha256(path), job_for(scoring_root, read_batch_rows=BATCH_ROWS)
+    layout = DataLayout(root=scoring_root)
+    state = _state(scoring_root, state_url)
+    try:
+        keeper = Checkpointer(state, job.model.version, layout.scored, layout.rejected_rows)
+        plan = plan_key(job, path.name, CHECKPOINT_ROWS)
+        results = score_checkpointed(path, sha, job, Checkpoints(CHECKPOINT_ROWS))
+        for result in results[:3]:
+            keeper.keep(plan, result)
+        kept = [r.scored_part[0] for r in results[:3]]
+        assert all(p.name.startswith(".") and p.name.endswith(f".{plan[:8]}.tmp") for p in kept)
+        assert [r.shard for r in state.shard_records(sha)] == [0, 1, 2]
+
+        # Another plan (another checkpoint_rows) or another model: nothing is reused.
+        assert plan_key(job, path.name, 25) != plan
+        assert plan_key(job, "renamed.csv", CHECKPOINT_ROWS) != plan
+        other = Checkpointer(state, "another-version", layout.scored, layout.rejected_rows)
+        assert other.resume(sha, plan, job.scored_dir, job.rejected_dir) == []
+        assert state.shard_records(sha) == [] and not any(p.exists() for p in kept)
+
+        for result in score_checkpointed(path, sha, job, Checkpoints(CHECKPOINT_ROWS))[:3]:
+            keeper.keep(plan, result)
+        records = state.shard_records(sha)
+        shorter = pq.read_table(records[1].scored_part).slice(0, 5)
+        pq.write_table(shorter, records[1].scored_part)  # a part with other rows than recorded
+        Path(records[2].scored_part).unlink()  # a part gone
+        (reused,) = keeper.resume(sha, plan, job.scored_dir, job.rejected_dir)
+        assert reused.index == 0 and reused.resumed and reused.rows_read == CHECKPOINT_ROWS
+        assert reused.scored_part == (Path(records[0].scored_part),
+                                      job.scored_dir / part_name(sha, job.model.version, 0))
+        assert [r.shard for r in state.shard_records(sha)] == [0]
+        assert not Path(records[1].scored_part).exists()
+        assert reused.monitor.rows == results[0].monitor.rows  # drift counts kept too
+    finally:
+        state.close()
+
+
+def test_a_file_quarantined_past_its_checkpoints_forgets_them(scoring_root, monkeypatch):
+    """A read that fails after two checkpoints were kept (a MemoryError in the reader):
+    the file is quarantined whole, as before, and its checkpoints go with it."""
+    from tasks.scoring import checkpointed
+    from tasks.state.checkpoints import Checkpointer
+    from tests.helpers import quarantined_files, score
+
+    real = checkpointed.iter_review_batches
+
+    def reader(*args, **kwargs):  # 5 batches of 10 rows, then the reader dies
+        for number, batch in enumerate(real(*args, **kwargs)):
+            if number == 5:
+                raise MemoryError("cannot allocate")
+            yield batch
+
+    monkeypatch.setattr(checkpointed, "iter_review_batches", reader)
+    forgotten, real_forget = [], Checkpointer.forget
+
+    def forget(self, sha256: str) -> None:  # what was kept when the file was given up
+        forgotten.extend(self.state.shard_records(sha256))
+        real_forget(self, sha256)
+
+    monkeypatch.setattr(Checkpointer, "forget", forget)
+    monkeypatch.setenv("REVIEWFLOW_CHECKPOINT_ROWS", str(CHECKPOINT_ROWS))
+    monkeypatch.setenv("REVIEWFLOW_READ_BATCH_ROWS", str(BATCH_ROWS))
+    write_csv(scoring_root / "incoming" / "a.csv", _rows())
+    summary = score(scoring_root)
+    assert summary["files_quarantined"] == 1 and summary["rows_scored"] == 0
+    assert "MemoryError" in quarantined_files(scoring_root)["a.csv"]["reason"]
+    assert [r.shard for r in forgotten] == [0, 1]  # kept while it was read, then given up
+    assert Ledger(scoring_root / "state" / "ledger.sqlite").shard_records() == []
+    assert not list(scoring_root.rglob("*.tmp")) and not list(scoring_root.rglob("*.parquet"))
+
+
 def test_dask_workers_score_only_the_shards_a_killed_run_did_not_keep(
         scoring_root, subprocess_env, monkeypatch):
     """A run on the thread runner with shard_rows killed once it kept a shard; the next

@@ -369,6 +369,46 @@ def test_dask_workers_score_only_the_shards_a_killed_run_did_not_keep(
     _check_once(scoring_root, None, rows, summary)
 
 
+def test_checkpoints_on_an_s3_root_are_kept_and_reused(s3_env, trained_models,
+                                                       subprocess_env, pg_cluster, tmp_path):
+    """On object storage (a rename is a copy and a delete, a footer a ranged read) with
+    PostgreSQL state: a run killed once it kept a checkpoint, the next one reuses it."""
+    endpoint, fs = s3_env
+    bucket = f"ckpt-{uuid.uuid4().hex[:8]}"
+    fs.mkdir(bucket)
+    root = f"s3://{bucket}/team"
+    fs.put(str(trained_models), f"{root}/models", recursive=True)
+    rows = _rows()
+    local = write_csv(tmp_path / "a.csv", rows)
+    fs.put_file(str(local), f"{root}/incoming/a.csv")
+    url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
+    env = _env(subprocess_env, url, AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+               REVIEWFLOW_STORAGE_OPTIONS=json.dumps({"endpoint_url": endpoint}))
+
+    def score_s3(**extra) -> subprocess.CompletedProcess:
+        return subprocess.run(reviewflow_command("score", "--data-dir", root), cwd=PROJECT,
+                              env=dict(env, **extra), capture_output=True, text=True,
+                              timeout=600)
+
+    killed = score_s3(REVIEWFLOW_FAILPOINT="score:checkpoint-recorded")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    # The kept checkpoint, and the temporaries of the checkpoints scored after it.
+    assert len(fs.glob(f"{root}/scored/*/.part-*-s0000.parquet.*.tmp")) == 1
+    done = score_s3()
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = _summary(done.stderr + done.stdout)
+    assert summary["rows_resumed"] == CHECKPOINT_ROWS and summary["rows_read"] == len(rows)
+    copy = tmp_path / "copy"
+    fs.get(f"{root}/", str(copy), recursive=True)
+    expected_ids, expected_rejected = _expected(rows)
+    ids = sorted(r for (r,) in duckdb.sql(f"SELECT review_id FROM {scored_sql(copy)}").fetchall())
+    assert ids == expected_ids
+    assert sorted(quarantined_rows(copy, columns=["source_row"]).column(
+        "source_row").to_pylist()) == expected_rejected
+    assert fs.glob(f"{root}/**/.*.tmp") == [] and fs.glob(f"{root}/incoming/**") == []
+
+
 # --------------------------------------------------------------------------- a real stop
 
 def _write_large(path: Path, rows: int) -> Path:

@@ -16,9 +16,11 @@ import os
 import pickle
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 import uuid
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
@@ -107,6 +109,49 @@ def test_a_resumed_pass_scores_only_the_rest_and_still_knows_earlier_ids(scoring
     rejected = pq.read_table(results[0].rejected_part[0])
     assert rejected.column("source_row").to_pylist() == [45]  # row 3's id, seen in checkpoint 0
     assert "unique" in rejected.column("reason")[0].as_py()
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    """``rows`` in the format ``path``'s name says."""
+    import gzip
+
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    name = path.name.removesuffix(".gz")
+    if name.endswith(".parquet"):
+        frame.to_parquet(path, row_group_size=7)
+    elif name.endswith(".jsonl"):
+        text = frame.to_json(orient="records", lines=True)
+    elif name.endswith(".json"):
+        text = frame.to_json(orient="records")
+    else:
+        text = frame.to_csv(index=False, sep="\t" if name.endswith(".tsv") else ",")
+    if not name.endswith(".parquet"):
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "wt", encoding="utf-8") as out:
+                out.write(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.tsv", "a.jsonl", "a.json", "a.parquet",
+                                  "a.csv.gz"])
+def test_every_format_resumes_to_what_one_pass_gives(scoring_root, name):
+    """The same cut, and the same resumed pass, whatever the format: the rows of the
+    checkpoints left over hold what one pass over the whole file gives them."""
+    rows = [{"review_id": r["review_id"], "text": r["text"][:40]} for r in _rows()]
+    path = _write(scoring_root / "incoming" / name, rows)
+    sha, job = file_sha256(path), job_for(scoring_root, read_batch_rows=BATCH_ROWS)
+    results = score_checkpointed(path, sha, job, Checkpoints(CHECKPOINT_ROWS, done=(0, 1)))
+    assert [r.index for r in results] == [2, 3] and [r.rows_read for r in results] == [20, 2]
+    ids = sorted(i for r in results for i in pq.read_table(r.scored_part[0]).column(
+        "review_id").to_pylist())
+    rejected = sorted(n for r in results if r.rejected_part
+                      for n in pq.read_table(r.rejected_part[0]).column("source_row").to_pylist())
+    assert ids == sorted(r["review_id"] for r in rows[40:] if r is not rows[44])
+    assert rejected == [45]  # the id of row 3, read (not scored) in checkpoint 0
 
 
 def test_a_file_within_one_checkpoint_is_one_unsharded_part(scoring_root):
@@ -435,15 +480,18 @@ def _logged_at(line: str) -> float:
 def test_a_stop_inside_a_large_file_is_quick_and_the_next_run_scores_only_the_rest(
         scoring_root, subprocess_env, tmp_path, monkeypatch):
     """SIGINT (Ctrl-C, to the process group) once two checkpoints of a large file are
-    kept, the next file queued behind it: the shard stops within seconds, the command
-    exits 130 saying what it kept, and the next run publishes the kept checkpoints as
-    they are (the same files) and scores only the other rows: every row once."""
+    kept, the next file queued behind it, with the temporary Prefect API a command
+    starts: the shard stops within seconds, the run's last log lines still reach the
+    API, the command exits 130 saying what it kept, and the next run publishes the kept
+    checkpoints as they are (the same files) and scores only the other rows: every row
+    once."""
     rows, every = 60_000, 10_000
     _write_large(scoring_root / "incoming" / "big.csv", rows)
     _write_large(scoring_root / "incoming" / "next.csv", rows)  # queued, cancelled
     # Prediction slices of 2 rows: the file takes tens of seconds even on a fast host.
     env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0", REVIEWFLOW_PREDICT_BATCH_SIZE="2",
-               REVIEWFLOW_CHECKPOINT_ROWS=str(every))
+               REVIEWFLOW_CHECKPOINT_ROWS=str(every), PREFECT_HOME=str(tmp_path / "prefect"))
+    env.pop("PREFECT_API_URL")  # the command starts its own API, as on a first install
     log = tmp_path / "score.log"
     ledger = Ledger(scoring_root / "state" / "ledger.sqlite")
     with open(log, "w") as out:
@@ -472,7 +520,12 @@ def test_a_stop_inside_a_large_file_is_quick_and_the_next_run_scores_only_the_re
           f"{exited:.2f} s")
     assert took_effect <= 5, stopped
     assert exited <= 5 + 20, said[-3000:]  # the stop, then Prefect's and the command's exit
-    assert "Traceback" not in said
+    assert "Traceback" not in said and "Error logging to API" not in said
+    # The run's last lines reached the temporary API before it was stopped (its database).
+    with closing(sqlite3.connect(tmp_path / "prefect" / "prefect.db")) as db:
+        logged = [message for (message,) in db.execute("SELECT message FROM log")]
+    assert any("ScoringStopped" in m for m in logged) and any("Crash detected" in m
+                                                                for m in logged), logged
 
     kept = ledger.shard_records()
     assert 2 <= len(kept) < rows // every and [r.shard for r in kept] == list(range(len(kept)))

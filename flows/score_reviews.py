@@ -203,7 +203,7 @@ def _score_files(settings: Settings, layout: DataLayout, committer: Committer, j
     with api_for_workers(settings), task_runner_for(settings) as runner:
         progress = Progress(len(ready), logger)  # once the runner is up: rates exclude its start
         try:
-            with FileQueue(settings, runner, job, committer) as queue:
+            with FileQueue(settings, runner, job, committer, progress) as queue:
                 for outcome, results, started in queue.score(ready):
                     drift.observe(outcome, results, summary)
                     summary.record(outcome, results, started)

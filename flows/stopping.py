@@ -293,23 +293,30 @@ def _score_kept(under_way: dict) -> str:
     from tasks.errors import ReviewflowError
     from tasks.layout import CLAIMS_FOLDER
     from tasks.state.backend import open_state
+    from tasks.state.checkpoints import kept_rows
     from tasks.state.inbox import is_claimed, list_inbox
 
     layout, before = under_way["layout"], under_way["ledger_totals"]
     unarchived: set[str] = set()
+    checkpointed = (0, 0)
     try:
         state = open_state(under_way.get("state_url"), layout)
         try:
             rows = state.totals()["rows_read"] - before["rows_read"]
             unarchived = {entry.source_file for entry in state.unarchived()}
+            checkpointed = kept_rows(state)
         finally:
             state.close()
     except ReviewflowError:  # the state database is gone too: the line still says what is kept
         rows = "?"
     kept = (f"the files committed before the stop are kept ({rows} rows, in scored/ and "
             f"quarantine/; their inputs in archive/)")
+    # Shards of unfinished files that stopped runs finished (tasks.state.checkpoints).
+    resumable = (f"; {checkpointed[0]} rows of {checkpointed[1]} unfinished files are kept "
+                 "in finished checkpoints: the next run scores only the rest of those files"
+                 if checkpointed[0] else "")
     if not isinstance(layout.incoming, Path):
-        return f"{kept}; the next `reviewflow score` finishes the rest"
+        return f"{kept}; the next `reviewflow score` finishes the rest{resumable}"
     left = list_inbox(layout.incoming, 0).ready
     # Stopped between a commit and its archive move: scored, only the move is left.
     archiving = [path for path in left if is_claimed(path) and path.name in unarchived]
@@ -321,7 +328,7 @@ def _score_kept(under_way: dict) -> str:
     if archiving:
         line += (f"; {len(archiving)} committed files are still in incoming/{CLAIMS_FOLDER}/: "
                  "the next run archives them without scoring them again")
-    return line
+    return line + resumable
 
 
 def _retrain_kept(under_way: dict) -> str:

@@ -124,6 +124,14 @@ class Settings(BaseSettings):
         None, gt=0, description="Files with more rows are split into shards of this many "
                                 "rows, one task each. Default: 250,000 with dask, no "
                                 "splitting with threads.")
+    # 100,000: a stop loses at most one checkpoint of work, seconds of scoring (the
+    # figures are in docs/settings.md), while each checkpoint costs one more part and one
+    # state write; files up to that size, most uploads, pay nothing at all.
+    checkpoint_rows: int = Field(
+        100_000, gt=0, description="With the thread runner, a file with more rows is scored "
+                                   "in checkpoints of this many rows, each kept once "
+                                   "finished: a stopped run's next run scores only the rest. "
+                                   "Under Dask (or with shard_rows) each shard is one.")
 
     # --- monitoring: drift signals of every scoring run (docs/monitoring.md)
     monitor_sample_rows: int = Field(

@@ -6,6 +6,7 @@ from a loaded model (``model_vocabulary``, ``compute_device``).
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,13 +83,19 @@ def warm_up(model: keras.Model) -> keras.Model:
     return model
 
 
-def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int) -> np.ndarray:
-    """Probabilities of positive sentiment, float32, one per text, in ``batch_size`` slices."""
+def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int,
+                   between: Callable[[int], None] | None = None) -> np.ndarray:
+    """Probabilities of positive sentiment, float32, one per text, in ``batch_size`` slices.
+
+    ``between(rows)``, if given, is called after each slice with its row count: a
+    scoring shard counts its progress there and stops there when its run stops."""
     scores = np.empty(len(texts), dtype=np.float32)
     serve = _serving_function(model)
     for start in range(0, len(texts), batch_size):
         batch = tf.constant(texts[start:start + batch_size], dtype=tf.string)
         scores[start:start + batch_size] = serve(batch).numpy().reshape(-1)
+        if between is not None:
+            between(len(batch))
     return scores
 
 

@@ -9,6 +9,9 @@ shards in between (``tasks.scoring.shard``) only leave temporary parts:
    scored before, or that any model committed in a run that died before archiving it,
    is archived now and not scored again. Otherwise plan its shards; a file that cannot
    be read is quarantined whole.
+   A large file's shards that a stopped run finished (its checkpoints:
+   ``tasks.state.checkpoints``) are found and checked here too, and only the others
+   are scored.
 2. ``Committer.commit``, once every shard is done: write the file's monitoring row
    (``Committer.monitor``), publish the parts (a rename each),
    sweep what a killed run left of this content's parts, by any model, that the ledger
@@ -29,7 +32,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pyarrow as pa
@@ -51,6 +54,7 @@ from tasks.reading import UnreadableFileError
 from tasks.scoring.planning import Shard
 from tasks.scoring.shard import ShardResult, poison_reason
 from tasks.state.backend import RunState, SQLiteState
+from tasks.state.checkpoints import Checkpointer
 from tasks.state.inbox import (
     Identity,
     claimed_files,
@@ -93,6 +97,10 @@ class Claim:
     identity: Identity | ObjectVersion | None  # when hashed; None: a store without claims
     shards: list[Shard]
     size: int = 0  # bytes
+    # How its shards are cut (tasks.state.checkpoints.plan_key; None: no checkpoints)
+    # and the checkpoints a stopped run left that this run reuses.
+    plan: str | None = None
+    resumed: list[ShardResult] = field(default_factory=list)
 
     def release(self) -> None:
         self.lock.close()
@@ -134,10 +142,12 @@ def part_record(parts: list[Location]) -> str | None:
     return str(parts[0]) if len(parts) == 1 else json.dumps([str(p) for p in parts])
 
 
-def discard(results: list[ShardResult]) -> None:
-    """Remove the temporary parts of these results."""
+def discard(results: list[ShardResult], kept_too: bool = False) -> None:
+    """Remove the temporary parts of these results; those kept as checkpoints
+    (``ShardResult.kept``) stay for the next run unless ``kept_too``."""
     for result in results:
-        result.discard()
+        if kept_too or not result.kept:
+            result.discard()
 
 
 def changed_outcome(path: Location) -> FileOutcome:
@@ -161,6 +171,8 @@ class Committer:
     def __post_init__(self) -> None:
         if isinstance(self.ledger, Ledger):  # a bare SQLite ledger: its state folder's locks
             self.ledger = SQLiteState.of_ledger(self.ledger, self.layout)
+        self.checkpoints = Checkpointer(self.ledger, self.model_version, self.layout.scored,
+                                        self.layout.rejected_rows)
 
     def claim(self, path: Location, sha256: str, started: float, known: Identity | None,
               plan: Callable[[Location], list[Shard]], died: int | None = None,
@@ -300,10 +312,10 @@ class Committer:
         path, sha256 = claim.path, claim.sha256
         unreadable = next((r.unreadable for r in results if r.unreadable), None)
         if unreadable is not None:
-            discard(results)
+            self._drop(sha256, results)
             return self._quarantine(path, sha256, unreadable), None
         if self._changed(path, claim.identity):
-            discard(results)
+            self._drop(sha256, results)
             note_begun(path, 0)  # no run died on it: the next run starts its count anew
             return changed_outcome(path), None
         if self.monitor is not None:
@@ -315,6 +327,10 @@ class Committer:
         outcome = FileOutcome(path.name, FileStatus.SCORED)
         for result in results:
             outcome.add(result)
+            if result.resumed:
+                outcome.shards_resumed += 1
+                outcome.rows_resumed += result.rows_read
+                outcome.scored_resumed += result.rows_scored
         outcome.encoding = next((r.encoding for r in results if r.encoding), "")
         return outcome, ScoredFile(
             sha256, self.model_version, path.name, outcome.rows_read, outcome.rows_scored,
@@ -334,6 +350,11 @@ class Committer:
             if (is_temporary(found.name) or version == self.model_version
                     or self.ledger.scored(sha256, version) is None):
                 found.unlink(missing_ok=True)
+
+    def _drop(self, sha256: str, results: list[ShardResult]) -> None:
+        """Nothing of this content is kept: its checkpoints forgotten, every part removed."""
+        self.checkpoints.forget(sha256)
+        discard(results, kept_too=True)
 
     def _publish_part(self, temp: Location, final: Location) -> Location:
         try:

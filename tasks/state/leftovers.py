@@ -11,7 +11,8 @@ by the lock its writer held:
   object storage these are one PUT under their final name and leave nothing.
 - staged parts of a content (``scored/``, ``quarantine/rows/``): written by shards and
   published at the commit while the run holds the content's lock; removed when that
-  lock is free. The commit of a content sweeps its own (``replace_stale_parts``); this
+  lock is free, unless the run state records one as a checkpoint a stopped run kept for
+  the next (``tasks.state.checkpoints``): those are the next run's to reuse or forget. The commit of a content sweeps its own (``replace_stale_parts``); this
   finds those of a content no run commits again: a file quarantined after it killed
   runs, a claimed file whose bytes changed after the kill, a claim removed by hand.
   Local and object storage.
@@ -60,12 +61,23 @@ def sweep_scoring_leftovers(layout: DataLayout, state: RunState) -> list[Locatio
         try:
             # content_lock is named by the content key alone (RunState.content_lock).
             with state.content_lock(key):
+                # Read under the lock: only a holder of it records or forgets checkpoints.
+                kept = _checkpoint_names(state, key)
                 for temporary in temporaries:
+                    if temporary.name in kept:
+                        continue
                     temporary.unlink(missing_ok=True)
                     removed.append(temporary)
         except LockHeldError:
             continue  # a live run works on that content: its temporaries are its own
     return removed
+
+
+def _checkpoint_names(state: RunState, key: str) -> set[str]:
+    """The file names of the checkpoint parts the run state keeps of content ``key``."""
+    return {part.rstrip("/").rpartition("/")[2]
+            for record in state.shard_records() if content_key(record.source_sha256) == key
+            for part in (record.scored_part, record.quarantine_part) if part}
 
 
 def sweep_training_leftovers(layout: DataLayout) -> list[Location]:

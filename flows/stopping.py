@@ -60,6 +60,15 @@ RUN_ENGINES = frozenset({"prefect.flow_engine", "prefect.task_engine"})
 # the next log line write the last one again.
 KEPT_WHOLE = frozenset({"rich"})
 
+# Packages whose context managers keep a stack of scopes beside the interpreter's:
+# TensorFlow's device and graph scopes set the scope and then push it, and a
+# KeyboardInterrupt between the two has the enclosing scope's exit raise a RuntimeError
+# ("Exiting device scope without proper scope nesting") that replaces it. A stop is not
+# raised inside their ``__enter__`` or ``__exit__`` (short: a moment later it lands
+# outside).
+SCOPE_KEEPING = frozenset({"tensorflow", "keras"})
+SCOPE_METHODS = frozenset({"__enter__", "__exit__"})
+
 # Python's import system, whose own steps take and release the import locks without
 # guarding against an exception between the two: raised there (in a module lock's
 # weakref callback, say), a KeyboardInterrupt leaves a lock held, and every other
@@ -256,20 +265,26 @@ def _waiting_for_an_import() -> bool:
 def _raise_later(frame) -> bool:
     """Whether a stop that lands at ``frame`` is sent again instead of raised there: in
     the import system's own steps (unless the main thread only waits there), in code
-    whose state it would leave half updated, or where it would reach Prefect's engine
+    whose state it would leave half updated (rich; a TensorFlow scope's enter or exit), or where it would reach Prefect's engine
     as another exception (pydantic's, or Python's own for ``__set_name__``), which would mark the run Failed instead of Crashed. Outside a
     run it does not matter what a library makes of the exception (``Stop.stopped_by``),
     and Prefect's own import spends seconds in pydantic: the stop is raised at once."""
     if frame.f_globals.get("__name__") in IMPORT_MACHINERY:
         return not _waiting_for_an_import()
-    modules, functions = set(), set()
+    modules, functions, in_scope, callee = set(), set(), False, None
     while frame is not None:
-        modules.add(frame.f_globals.get("__name__", ""))
+        module = frame.f_globals.get("__name__", "")
+        modules.add(module)
         functions.add(frame.f_code.co_name)
-        frame = frame.f_back
+        if frame.f_code.co_name in SCOPE_METHODS:
+            # A class's own method, or contextlib's running a generator (the callee).
+            owner = callee if module == "contextlib" and callee is not None else module
+            in_scope = in_scope or owner.partition(".")[0] in SCOPE_KEEPING
+        callee, frame = module, frame.f_back
     packages = {name.partition(".")[0] for name in modules}
     wrapped = bool(packages & WRAPPING_PACKAGES or functions & WRAPPED_BY_PYTHON)
-    return bool(packages & KEPT_WHOLE) or (wrapped and bool(modules & RUN_ENGINES))
+    return (bool(packages & KEPT_WHOLE) or in_scope
+            or (wrapped and bool(modules & RUN_ENGINES)))
 
 
 def _inside(frame, test: Callable) -> bool:

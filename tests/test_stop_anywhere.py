@@ -297,7 +297,9 @@ def test_a_stop_in_a_quick_command_ends_in_one_line(scoring_root, subprocess_env
 # Prefect's engine serializes every API payload), which pydantic turns into a
 # PydanticSerializationError, and inside an attribute's __set_name__ while a class is
 # made (as when Prefect's task engine is imported at a flow's first task), which Python
-# turns into a RuntimeError.
+# turns into a RuntimeError, and inside a TensorFlow device scope's enter, between
+# setting the scope and pushing it, where the enclosing scope's exit would raise a
+# RuntimeError of its own in its place (as a stop during training can land).
 STOPPED_INSIDE = """
 import functools, os, signal, time
 from pydantic import BaseModel, model_serializer
@@ -305,7 +307,12 @@ from prefect import flow
 from flows.startup import run_program
 from flows.stopping import raise_if_stopped, say_stopped
 
+STOPPED = []
+
 def stop_here():
+    if STOPPED:
+        return
+    STOPPED.append(True)
     os.kill(os.getpid(), signal.{name})
     for _ in range(100_000):  # the handler runs here, the wrapping code below
         pass
@@ -328,6 +335,24 @@ def in_pydantic():
 def in_set_name():
     type("Made", (), {{"attribute": Named()}})
 
+def in_a_tensorflow_scope():
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    set_device = context.Context._set_device
+
+    def set_then_stop(self, *args):  # the scope is set, not yet pushed on its stack
+        set_device(self, *args)
+        stop_here()
+
+    with tf.device("/CPU:0"):
+        context.Context._set_device = set_then_stop
+        try:
+            with tf.device("/device:CPU:0"):
+                pass
+        finally:
+            context.Context._set_device = set_device
+
 @flow(name="stopped-inside")
 def stopped_inside():
     raise_if_stopped()  # as the flows begin: SIGTERM back from Prefect's own handler
@@ -346,7 +371,7 @@ run_program(main)
 """
 
 
-@pytest.mark.parametrize("place", ["in_pydantic", "in_set_name"])
+@pytest.mark.parametrize("place", ["in_pydantic", "in_set_name", "in_a_tensorflow_scope"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_a_stop_where_it_would_be_wrapped_during_a_run_crashes_the_run(
         subprocess_env, signum, place):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -70,15 +69,16 @@ CUDA_PROBE = (b"cuInit", b"cuda drivers", b"CUDA error", b"E0000", b"absl::Initi
 
 @pytest.mark.slow
 @pytest.mark.parametrize("start", sorted(WORKER_STARTS))
-def test_a_process_a_worker_starts_prints_no_cuda_probe(start, scoring_root, tmp_path):
+def test_a_process_a_worker_starts_prints_no_cuda_probe(start, scoring_root, tmp_path,
+                                                       subprocess_env):
     """Started without the command's defaults and without TF_CPP_MIN_LOG_LEVEL, as a
-    worker's environment has it: on a host without a GPU (this one), TensorFlow's CUDA
-    probe would print "failed call to cuInit" when the device is looked up."""
+    worker's environment has it (the Prefect API a worker's flow run reports to: the
+    session's server): on a host without a GPU (this one), TensorFlow's CUDA probe would
+    print "failed call to cuInit" when the device is looked up."""
     (scoring_root / "incoming" / "a.csv").write_text("review_id,text\n1,A fine film.\n")
     home = tmp_path / "prefect-home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k != "TF_CPP_MIN_LOG_LEVEL" and not k.startswith(("REVIEWFLOW_", "PREFECT_API"))}
+    env = {k: v for k, v in subprocess_env.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env.update(PREFECT_HOME=str(home), PREFECT_LOGGING_LEVEL="INFO", PYTHONPATH=str(PROJECT))
     done = subprocess.run([sys.executable, "-c", WORKER_STARTS[start].format(root=str(scoring_root))],
                           cwd=PROJECT, capture_output=True, env=env, timeout=300)

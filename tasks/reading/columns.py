@@ -31,8 +31,16 @@ class ColumnMapping(BaseModel):
     # by it for training, so the held-out figures measure reviews of unseen items, as a
     # new batch will be. Empty: split by review id. Scoring ignores it.
     group: list[str] = ["movie_id", "product_id", "item_id"]
+    # A column whose values cut the gate rows into slices for the promotion guard (a
+    # product category, a market); retraining reads it, scoring ignores it. Empty: the
+    # gate is sliced by script only (tasks.training.slices).
+    slice: list[str] = []
     positive_labels: list[str] = ["1", "pos", "positive", "true", "yes"]
     negative_labels: list[str] = ["0", "neg", "negative", "false", "no"]
+
+
+# The roles a reader picks from a record, in the order ``_names`` returns their columns.
+ROLES = ("review_id", "text", "label", "group", "slice")
 
 
 @dataclass
@@ -70,7 +78,8 @@ class _Columns:
     label: str | None
     id_prefix: str | None = None
     group: str | None = None  # the file's group column, if it has one
-    with_group: bool = False  # batches carry a ``group`` column (null without one)
+    with_group: bool = False  # batches carry ``group`` and ``slice`` columns (null without one)
+    slice: str | None = None  # the file's slice column, if it has one
 
 
 class _NoColumns(Exception):
@@ -78,32 +87,33 @@ class _NoColumns(Exception):
 
 
 def _names(names: list[str], columns: ColumnMapping, where: str = "the header"
-           ) -> tuple[str | None, str, str | None, str | None]:
-    """The names among ``names`` of the id, text, label and group columns."""
+           ) -> tuple[str | None, str, str | None, str | None, str | None]:
+    """The names among ``names`` of the id, text, label, group and slice columns."""
     review_id = _pick(names, columns.review_id)
     text = _pick(names, columns.text)
     label = _pick(names, columns.label)
     group = _pick(names, columns.group) if columns.group else None
+    sliced = _pick(names, columns.slice) if columns.slice else None
     if text is None:
         raise _NoColumns(f"missing required column text (looked for {', '.join(columns.text)}); "
                          f"{where} has {names}. Rename the column or add its name to the "
                          "column mapping settings")
     keys = [_key(name) for name in names]
     for role, name in (("review_id", review_id), ("text", text), ("label", label),
-                       ("group", group)):
+                       ("group", group), ("slice", sliced)):
         if name is not None and keys.count(_key(name)) > 1:
             # pyarrow would raise KeyError ('Field "text" exists 2 times in schema') far
             # from here; which of the two holds the reviews cannot be guessed.
             raise _NoColumns(f"column {name!r} (the {role} column) appears "
                              f"{keys.count(_key(name))} times in {where} {names}; rename or "
                              "drop the extra one")
-    return review_id, text, label, group
+    return review_id, text, label, group, sliced
 
 
 def _resolve(path: Path, names: list[str], columns: ColumnMapping,
              ids: _GeneratedIds | None = None) -> _Columns:
     try:
-        review_id, text, label, group = _names(names, columns)
+        review_id, text, label, group, sliced = _names(names, columns)
     except _NoColumns as exc:
         raise UnreadableFileError(path, str(exc).replace("the header has", "the file has "
                                                          "columns")) from exc
@@ -112,5 +122,12 @@ def _resolve(path: Path, names: list[str], columns: ColumnMapping,
         if ids is None:
             raise UnreadableFileError(path, "missing required column review_id")
         prefix = ids.prefix()
-    return _Columns(review_id, text, label, prefix, group, bool(columns.group))
+    return _Columns(review_id, text, label, prefix, group, carries_training_columns(columns),
+                    sliced)
+
+
+def carries_training_columns(columns: ColumnMapping) -> bool:
+    """Whether batches read with ``columns`` carry the ``group`` and ``slice`` columns:
+    a reader asked for them (``with_group``) keeps the mapping's names of either."""
+    return bool(columns.group or columns.slice)
 

@@ -86,9 +86,9 @@ def _normalize(table: pa.Table, cols: _Columns, first_row: int, columns: ColumnM
     ]
     if not cols.with_group:
         return pa.Table.from_arrays(arrays, schema=NORMALIZED_SCHEMA)
-    group = (table.column(cols.group).combine_chunks().cast(pa.string())
-             if cols.group is not None else pa.nulls(n, pa.string()))
-    return pa.Table.from_arrays([*arrays, group], schema=GROUPED_SCHEMA)
+    extra = [table.column(name).combine_chunks().cast(pa.string()) if name is not None
+             else pa.nulls(n, pa.string()) for name in (cols.group, cols.slice)]
+    return pa.Table.from_arrays([*arrays, *extra], schema=GROUPED_SCHEMA)
 
 
 def _rebatch(tables: Iterator[pa.Table], cols: _Columns, columns: ColumnMapping,

@@ -338,3 +338,17 @@ def test_a_drift_event_starts_retrain_model_on_a_real_server(tmp_path):
         assert triggered[0].parameters["data_dir"] == str(tmp_path / "data")
     finally:
         server.stop()
+
+
+def test_the_drift_monitors_accuracy_drop_is_compared_exactly():
+    """A file 0.1 below the champion's held-out 0.8 is not "more than 0.1" below it."""
+    def found(accuracy: float) -> dict:
+        return {"rows": 500, "labeled_rows": 500, "accuracy": accuracy, "oov_rate": None,
+                "script_shift": None, "length_psi": None, "score_psi": None,
+                "expected": {"accuracy": 0.8}}
+
+    limits = monitoring.Thresholds(max_accuracy_drop=0.1, min_rows=100)
+    assert 0.8 - 0.7 > 0.1  # in floats
+    assert monitoring.flags("f.csv", found(0.7), None, limits) == []
+    raised = monitoring.flags("f.csv", found(0.6999), None, limits)
+    assert [flag.signal for flag in raised] == ["accuracy"]

@@ -156,6 +156,15 @@ class Settings(BaseSettings):
     significance_alpha: float = Field(0.05, gt=0, lt=1)
     accuracy_floor: float = Field(0.6, ge=0, le=1,
                                   description="A first model is promoted only at this accuracy.")
+    # 300 and 0.03 together: the reason is in docs/retraining.md ("The slice guard").
+    min_slice_rows: int = Field(
+        300, ge=1, description="A slice of the gate rows (a script, a value of the slice "
+                               "column) is judged by the promotion guard only with at least "
+                               "this many rows; a smaller one is reported as too small to judge.")
+    max_slice_drop: float = Field(
+        0.03, ge=0, le=1, description="A candidate better overall is not promoted when, on a "
+                                      "slice it is judged on, its accuracy is below the "
+                                      "champion's by more than this (significant or not).")
 
     # --- a file a run keeps dying on (docs/what-happens-when.md)
     max_claim_deaths: int = Field(

@@ -32,8 +32,9 @@ def models(args, settings) -> None:
 
 def list_models(registry, verbose: bool = False) -> None:
     """Every version, its status and gate accuracy, and the history; ``verbose``: under
-    each version its slices, calibration error and gate caveat."""
+    each version its slices, calibration error, gate caveat and model card."""
     from flows.cli_output import version_lines
+    from tasks.layout import CARD_FILE
     from tasks.training.events import VersionStatus
 
     rows = registry.list_versions()
@@ -47,6 +48,9 @@ def list_models(registry, verbose: bool = False) -> None:
         if verbose:
             for line in version_lines(registry.read_version(row["version"]).get("metrics", {})):
                 print(f"  {line}")
+            card = registry.versions / row["version"] / CARD_FILE
+            if card.exists():
+                print(f"    model card: {card}")
     history = registry.read_history()
     if history:
         print("\nhistory:")

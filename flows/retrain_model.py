@@ -15,8 +15,8 @@ module adds the Prefect tasks, progress, log lines and artifacts:
    anything by, on all of them and on each slice (``tasks.training.evaluation``,
    ``tasks.training.slices``);
 5. decide, slice by slice too (``tasks.training.promotion``);
-6. stage the version with its metrics, curves, decision and drift reference profile,
-   then publish it and promote it if decided
+6. stage the version with its metrics, pictures, model card, decision and drift
+   reference profile, then publish it and promote it if decided
    (``tasks.training.candidate``, ``tasks.training.promotion``,
    ``tasks.training.registry``);
 7. report: the summary, its warnings and the artifacts (``flows.retrain_report``).
@@ -40,6 +40,7 @@ from flows.retrain_report import publish_artifacts, report_nothing_new
 from flows.stopping import raise_if_stopped
 from tasks.errors import RetrainingBusyError
 from tasks.failpoints import failpoint
+from tasks.layout import CARD_FILE
 from tasks.model.params import TrainingParams
 from tasks.settings import Settings
 from tasks.state.backend import open_state
@@ -258,10 +259,11 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     if (left_out := left_out_warning(row_counts)) is not None:
         logger.warning(left_out)
     summary = retrain_summary(conclusion, evidence, split, candidate.trained,
-                              candidate.pseudo_labeled_rows, row_counts, staged.metrics)
+                              candidate.pseudo_labeled_rows, row_counts, staged.metrics,
+                              str(registry.versions / version / CARD_FILE))
     if summary["gate_caveat"]:
         logger.warning(summary["gate_caveat"])
-    publish_artifacts(summary, evidence, registry.versions / version)
+    publish_artifacts(summary, registry.versions / version)
     print(json.dumps(summary))
     return summary
 

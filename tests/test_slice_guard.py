@@ -1,5 +1,5 @@
 """The gate's slices, the promotion guard per slice, exact margins and calibration, on
-plain arrays (no Prefect, no TensorFlow); then what a version records and the run says.
+plain arrays (no Prefect, no TensorFlow); then a version's record files and model card.
 The guard on real English and Korean reviews through the flow is
 tests/test_sliced_gate.py."""
 
@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 from flows.cli_output import print_retrain
+from tasks.layout import CARD_FILE, DECISION_FILE, MODEL_FILE, RELIABILITY_FILE, DataLayout
 from tasks.model.decision import exact, exceeds
 from tasks.monitoring import SCRIPT_NAMES, SCRIPTS, letters_per_row, main_scripts
 from tasks.settings import Settings
@@ -33,9 +34,11 @@ from tasks.training.promotion import (
     Decision,
     PromotionRules,
     SliceVerdict,
+    conclude,
     decide_promotion,
 )
 from tasks.training.record import gate_caveat, retrain_summary, version_metrics
+from tasks.training.registry import Registry
 from tasks.training.slices import NO_LETTERS, SliceRows, gate_slices, script_slice_names
 from tasks.training.split import split_labeled
 
@@ -273,7 +276,43 @@ def a_version(tmp_path, split_by_group: bool = True):
     return split, evidence, decision, trained, json.loads(json.dumps(metrics))
 
 
-def test_a_split_by_review_id_is_said_in_the_summary_and_the_lines(tmp_path, capsys):
+def test_the_record_files_and_the_card_say_what_metrics_json_says(tmp_path):
+    split, evidence, decision, _, metrics = a_version(tmp_path)
+    assert metrics["slices"] == decision.slice_records()
+    assert [s["slice"] for s in metrics["slices"]] == ["Latin-script", "Hangul"]
+    assert metrics["calibration"]["candidate"] == evidence.calibration["candidate"]
+    assert metrics["validation"]["expected_calibration_error"] == \
+        metrics["calibration"]["candidate"]["expected_calibration_error"]
+    assert metrics["promotion_rules"]["min_slice_rows"] == 100 and metrics["gate_caveat"] is None
+    registry = Registry(DataLayout(root=tmp_path / "data").ensure().models)
+    version = metrics["version"]
+    folder = registry.stage(version)
+    registry.write_record(version, metrics, decision.record("now"), {"p": 1})
+    for picture in ("curves.png", RELIABILITY_FILE):
+        assert (folder / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (folder / CARD_FILE).read_text()
+    hangul = metrics["slices"][1]
+    assert (f"| Hangul | {hangul['rows']:,} | {hangul['candidate_accuracy']:.4f} | "
+            f"{hangul['champion_accuracy']:.4f} | {hangul['p_value']:.2g} | "
+            f"{hangul['verdict']} |") in card
+    ece = metrics["calibration"]["candidate"]["expected_calibration_error"]
+    assert f"Expected calibration error {ece:.4f}" in card
+    assert "![reliability diagram](reliability.png)" in card
+    assert "![training curves](curves.png)" in card
+    assert "Gate accuracy may be optimistic" not in card
+
+    # Decided against a champion that changed meanwhile: the card says so once published.
+    (folder / MODEL_FILE).write_bytes(b"a model")
+    promote = Decision(True, "better: …", decision.slices)
+    late = conclude(registry, version, promote, "some-other-champion")
+    assert not late.promoted and late.event == HistoryEvent.NOT_PROMOTED
+    card = (registry.versions / version / CARD_FILE).read_text()
+    assert "**Not promoted (the champion changed during training)**" in card
+    assert json.loads((registry.versions / version / DECISION_FILE).read_text())["slices"] == \
+        metrics["slices"]
+
+
+def test_a_split_by_review_id_is_said_in_the_summary_the_lines_and_the_card(tmp_path, capsys):
     split, evidence, decision, trained, metrics = a_version(tmp_path, split_by_group=False)
     caveat = gate_caveat("review_id", ["movie_id", "product_id", "item_id"])
     assert metrics["gate_caveat"] == caveat and split.split_by == "review_id"
@@ -296,3 +335,7 @@ def test_a_split_by_review_id_is_said_in_the_summary_and_the_lines(tmp_path, cap
             f"p={latin['p_value']:.2g}: {latin['verdict']}") in printed
     assert "expected calibration error on the gate rows: " in printed
     assert "model card: data/models/versions/v/card.md" in printed
+    from tasks.training.card import model_card
+
+    assert f"> **Gate accuracy may be optimistic:** {caveat}." in model_card(
+        metrics, decision.record("now"), {"curves": "c.png", "reliability": "r.png"})

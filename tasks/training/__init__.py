@@ -18,5 +18,6 @@
   learn.
 - ``registry``: model versions under ``models/``, the champion pointer and its history;
   ``registry_files``: how they are written on a local folder or on object storage.
-- ``plots``: training curves.
+- ``card``: a version's record files and its model card (``write_record``, ``model_card``);
+  ``plots``: its training curves and reliability diagram.
 """

@@ -14,8 +14,9 @@ runs them, with its progress and log lines between):
 4. ``refit``: train that model afresh on those rows.
 
 ``Candidate`` is what they give. ``stage_candidate`` saves it in the registry's staging
-folder with its record (metrics.json, decision.json, profile.json, curves.png), for
-``tasks.training.promotion.conclude`` to publish, and returns ``Staged``. The steps that train or save import
+folder with its record (metrics.json, decision.json, profile.json, the pictures and the
+model card: ``tasks.training.card``), for ``tasks.training.promotion.conclude`` to
+publish, and returns ``Staged``. The steps that train or save import
 TensorFlow through ``tasks.model`` when they run; ``plan_refit`` and ``Candidate`` are
 plain code.
 """

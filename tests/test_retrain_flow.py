@@ -213,6 +213,25 @@ def test_each_retraining_shows_its_card_slices_and_split_in_prefect_and_models_l
     assert "slice" not in capsys.readouterr().out  # without --verbose: a line a version
 
 
+def test_the_slice_column_the_settings_name_slices_the_gate(data_dir, monkeypatch):
+    """A category column in the labeled files, named by REVIEWFLOW_COLUMNS__SLICE, gives a
+    slice per category beside the script slices, recorded with the version."""
+    frame = sample_labeled_frame()
+    frame["Category"] = ["drama" if i % 3 else "comedy" for i in range(len(frame))]
+    frame.to_csv(data_dir / "labeled" / "reviews.csv", index=False)
+    monkeypatch.setenv("REVIEWFLOW_COLUMNS__SLICE", '["category"]')
+    monkeypatch.setenv("REVIEWFLOW_MIN_SLICE_ROWS", "20")
+    summary = retrain_model(data_dir=str(data_dir), architecture="seed", epochs=10)
+    slices = {s["slice"]: s for s in summary["slices"]}
+    assert list(slices) == ["Latin-script", "category=drama", "category=comedy"]
+    assert slices["category=drama"]["kind"] == "category"
+    assert slices["category=drama"]["rows"] + slices["category=comedy"]["rows"] == \
+        slices["Latin-script"]["rows"] == summary["validation_rows"]
+    metrics = Registry(data_dir / "models").read_version(summary["version"])["metrics"]
+    assert metrics["slices"] == summary["slices"]
+    assert metrics["promotion_rules"]["min_slice_rows"] == 20
+
+
 def test_a_second_retraining_exits_while_one_runs(labeled_root):
     registry = Registry(labeled_root / "models")
     before = sorted(p.name for p in registry.versions.iterdir())

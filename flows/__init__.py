@@ -1,11 +1,15 @@
 """The Prefect flows, their reports and the ``reviewflow`` command.
 
-``score_reviews`` (the scoring path, one short file) and ``score_queue`` (the file queue it
-drives, with the tasks it submits); ``retrain_model`` and ``retrain_report`` (its model card and tables as artifacts); ``score_report``
+``score_reviews`` (the scoring path, one short file), ``score_queue`` (the file queue it
+drives, with the tasks it submits) and ``score_watch`` (what the driver does while shards
+run: checkpoints kept, progress inside files, the stop); ``retrain_model`` and
+``retrain_report`` (its model card and tables as artifacts); ``score_report``
 and ``drift`` (what a scoring run publishes); ``cli`` (the command's arguments and commands),
 ``cli_output`` (what ``score`` and ``retrain`` print at the end: lines, or ``--json``),
 ``startup`` (how the command starts and ends: quiet defaults, the Prefect API while the
 flow imports, the fast exit), ``stopping`` (Ctrl-C and SIGTERM at any point, and the line
 a stopped command says), ``prefect_api`` (the temporary API a command starts when none is
-configured) and ``common`` (settings and progress shared by them).
+configured), ``configuration`` (the one place a ``Settings`` is built: from the environment,
+a command's options or a flow's parameters, a state URL's password lent, never passed) and
+``common`` (the validator and progress shared by them).
 """

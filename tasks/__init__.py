@@ -9,8 +9,9 @@ Sub-packages, one per subsystem:
 - ``state``: the ledger, claims, locks and the exactly-once commit, on SQLite or PostgreSQL.
 - ``storage``: crash-safe local file operations and object-storage paths.
 
-Shared modules at the top: ``settings`` (every default), ``layout`` (every folder and file
-name of the data root), ``validation`` (the Great Expectations suite), ``errors`` (exit
-codes), ``outcomes`` (what happened to a file), ``monitoring`` (drift signals),
-``failpoints`` (crash points for tests).
+Shared modules at the top: ``settings`` (every default; it imports nothing of reviewflow,
+so every module may import it), ``layout`` (every folder and file name of the data root),
+``validation`` (the Great Expectations suite), ``errors`` (exit codes), ``outcomes`` (what
+happened to a file), ``monitoring`` (drift signals), ``failpoints`` (crash points for
+tests).
 """

@@ -177,7 +177,8 @@ def test_promotion_is_decided_from_the_comparison_and_the_settings_rules():
                                                   require_significance=False,
                                                   significance_alpha=0.2))
     assert rules == PromotionRules(min_delta=0.05, accuracy_floor=0.95,
-                                   require_significance=False, alpha=0.2)
+                                   require_significance=False, alpha=0.2,
+                                   min_slice_rows=300, max_slice_drop=0.03)
     both = compare_on_gate(labels, candidate, ChampionScores("v1", champion))
     decided = decide_promotion(both, rules)
     assert decided.promote and decided.reason.startswith("better: candidate 0.9000 vs "

@@ -141,7 +141,8 @@ def gate_evidence(candidate: float | None, champion: float | None, p: float,
 def test_promotion_rules(candidate, champion, significance, p, promote):
     decision = decide_promotion(gate_evidence(candidate, champion, p),
                                 PromotionRules(min_delta=0.0, accuracy_floor=0.6,
-                                               require_significance=significance, alpha=0.05))
+                                               require_significance=significance, alpha=0.05,
+                                               min_slice_rows=300, max_slice_drop=0.03))
     assert decision.promote is promote
     assert decision.reason
 
@@ -160,5 +161,6 @@ def test_promotion_needs_both_classes_held_out_and_predicted(confusion, why):
             decision = decide_promotion(gate_evidence(None, champion, 0.0001, confusion),
                                         PromotionRules(min_delta=0.0, accuracy_floor=0.6,
                                                        require_significance=significance,
-                                                       alpha=0.05))
+                                                       alpha=0.05, min_slice_rows=300,
+                                                       max_slice_drop=0.03))
             assert not decision.promote and why in decision.reason

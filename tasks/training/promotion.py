@@ -20,7 +20,7 @@ from enum import StrEnum
 from fractions import Fraction
 
 from tasks.model.decision import exact, exceeds
-from tasks.settings import Settings, default_of
+from tasks.settings import Settings
 from tasks.training.evaluation import Confusion, GateComparison, SliceComparison
 from tasks.training.events import HistoryEvent
 from tasks.training.slices import describe_slice
@@ -34,8 +34,8 @@ class PromotionRules:
     accuracy_floor: float  # accuracy it must reach when there is no champion yet
     require_significance: bool  # the paired McNemar test must also give p < alpha
     alpha: float  # also the level at which a slice is significantly worse
-    min_slice_rows: int = default_of("min_slice_rows")  # gate rows a slice needs to be judged
-    max_slice_drop: float = default_of("max_slice_drop")  # what a judged slice may lose
+    min_slice_rows: int  # gate rows a slice needs to be judged
+    max_slice_drop: float  # what a judged slice may lose, significant or not
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PromotionRules:

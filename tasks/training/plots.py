@@ -22,6 +22,8 @@ matplotlib.use("Agg")  # no display on workers
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from tasks.training.slices import SCRIPT_KIND  # noqa: E402
+
 CANDIDATE_COLOR, CHAMPION_COLOR, TRAINING_COLOR = "tab:blue", "tab:gray", "tab:orange"
 REFUSED_COLOR, SMALL_COLOR = "tab:red", "tab:olive"
 
@@ -45,7 +47,6 @@ def plot_training_curves(metrics: dict, path: Path) -> Path:
     cap = metrics["hyperparameters"].get("epochs") or len(epochs)
     kept = metrics.get("best_epoch")
     slices = metrics.get("slices") or []
-    # The curves side by side; the slices below them, as tall as they need.
     # The curves side by side with their legend; the slices below, as tall as they need.
     figure = plt.figure(figsize=(14, 4.6 + 0.62 * max(len(slices), 2)))
     grid = figure.add_gridspec(2, 3, height_ratios=[4.0, 0.62 * max(len(slices), 2)],
@@ -94,7 +95,9 @@ def plot_training_curves(metrics: dict, path: Path) -> Path:
 def _slice_bars(ax, slices: list[dict]) -> None:
     """Each slice's accuracy, candidate against champion; its label says its gate rows,
     the paired test's p-value and the guard's verdict (red: refused, olive: too small)."""
-    ax.set_title("gate accuracy per slice (the script of each review; the slice column)")
+    columns = sorted({s["kind"] for s in slices} - {SCRIPT_KIND})
+    ax.set_title("gate accuracy per slice (the script of each review"
+                 + "".join(f"; its {column}" for column in columns) + ")")
     if not slices:
         ax.text(0.5, 0.5, "no slices recorded", ha="center", va="center")
         ax.set_axis_off()
@@ -106,9 +109,6 @@ def _slice_bars(ax, slices: list[dict]) -> None:
     bars = [("candidate", CANDIDATE_COLOR, height / 2 if with_champion else 0.0)]
     if with_champion:
         bars.append(("champion", CHAMPION_COLOR, -height / 2))
-    values = [s[f"{who}_accuracy"] for s in shown for who, _, _ in bars
-              if s[f"{who}_accuracy"] is not None]
-    left = max(0.0, min(values or [0.5]) - 0.12)
     for who, color, offset in bars:
         found = [(p + offset, s[f"{who}_accuracy"]) for p, s in zip(positions, shown)
                  if s[f"{who}_accuracy"] is not None]
@@ -126,7 +126,8 @@ def _slice_bars(ax, slices: list[dict]) -> None:
         verdict = record["verdict"]
         label.set_color(REFUSED_COLOR if verdict.startswith(("significantly", "worse")) else
                         SMALL_COLOR if verdict.startswith("too small") else "black")
-    ax.set_xlim(left, 1.0)
+    # From 0, so that a bar's length is its accuracy and two bars compare by length.
+    ax.set_xlim(0.0, 1.0)
     ax.set_xlabel("accuracy on the slice's gate rows")
     ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
     ax.grid(axis="x", alpha=0.3)

@@ -2,7 +2,8 @@
 
 ``score_reviews`` (the scoring path, one short file), ``score_queue`` (the file queue it
 drives, with the tasks it submits) and ``score_watch`` (what the driver does while shards
-run: checkpoints kept, progress inside files, the stop); ``retrain_model`` and ``retrain_report``; ``score_report``
+run: checkpoints kept, progress inside files, the stop); ``retrain_model`` and
+``retrain_report`` (its model card and tables as artifacts); ``score_report``
 and ``drift`` (what a scoring run publishes); ``cli`` (the command's arguments and commands),
 ``cli_output`` (what ``score`` and ``retrain`` print at the end: lines, or ``--json``),
 ``startup`` (how the command starts and ends: quiet defaults, the Prefect API while the

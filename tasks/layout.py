@@ -23,7 +23,8 @@ answered here and nowhere else (docs/data-contract.md). Everything else asks
         champion.json  history.jsonl  .retrain.lock
         history/<utc time>-<hex>.json  one history event each, on object storage
         versions/<version>/            model.keras, metrics.json, curves.png,
-                                       decision.json, profile.json
+                                       reliability.png, card.md, decision.json,
+                                       profile.json
         .staging/<version>/            a version being written
       archive/<day>/<sha16>-<name>     inputs once committed
       state/                           local even when the root is a URL
@@ -74,6 +75,11 @@ MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
 DECISION_FILE = "decision.json"
 CURVES_FILE = "curves.png"
+# The reliability diagram of the version's scores on the gate rows, and its model card:
+# one page on its data, split, slices, calibration, curves and decision, which links both
+# PNGs (tasks.training.card).
+RELIABILITY_FILE = "reliability.png"
+CARD_FILE = "card.md"
 # The reference profile of a version's training data (tasks.monitoring); absent for
 # versions trained before profiles existed.
 PROFILE_FILE = "profile.json"

@@ -10,6 +10,7 @@ import logging
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -26,6 +27,7 @@ from flows.drift import DRIFT_EVENT, drift_resource
 from flows.score_reviews import score_reviews
 from tasks import monitoring
 from tasks.layout import TRENDS_FILE
+from tasks.settings import Settings
 from tasks.training.record import nothing_new, recorded_inputs
 from tasks.training.registry import PROFILE_FILE, Registry
 from tests.helpers import layout_of, monitoring_rows, monitoring_sql, scored_rows
@@ -338,3 +340,18 @@ def test_a_drift_event_starts_retrain_model_on_a_real_server(tmp_path):
         assert triggered[0].parameters["data_dir"] == str(tmp_path / "data")
     finally:
         server.stop()
+
+
+def test_the_drift_monitors_accuracy_drop_is_compared_exactly():
+    """A file 0.1 below the champion's held-out 0.8 is not "more than 0.1" below it."""
+    def found(accuracy: float) -> dict:
+        return {"rows": 500, "labeled_rows": 500, "accuracy": accuracy, "oov_rate": None,
+                "script_shift": None, "length_psi": None, "score_psi": None,
+                "expected": {"accuracy": 0.8}}
+
+    limits = replace(monitoring.Thresholds.from_settings(Settings()), max_accuracy_drop=0.1,
+                     min_rows=100)
+    assert 0.8 - 0.7 > 0.1  # in floats
+    assert monitoring.flags("f.csv", found(0.7), None, limits) == []
+    raised = monitoring.flags("f.csv", found(0.6999), None, limits)
+    assert [flag.signal for flag in raised] == ["accuracy"]

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.model.decision import predicted_labels
+from tasks.model.decision import exact, exceeds, predicted_labels
 from tasks.monitoring.profiles import (
     bin_counts,
     describe_mix,
@@ -212,7 +212,8 @@ def flags(name: str, found: dict, profile: dict | None, limits: Thresholds) -> l
     reference_accuracy = wanted.get("accuracy")
     if (found["accuracy"] is not None and reference_accuracy is not None
             and found["labeled_rows"] >= limits.min_rows
-            and reference_accuracy - found["accuracy"] > limits.max_accuracy_drop):
+            and exceeds(exact(reference_accuracy) - exact(found["accuracy"]),
+                        limits.max_accuracy_drop)):
         raised.append(Flag("accuracy", f"{name}: accuracy on its {found['labeled_rows']} labeled "
                                        f"rows is {found['accuracy']:.1%}, more than "
                                        f"{limits.max_accuracy_drop:.0%} below the champion's "

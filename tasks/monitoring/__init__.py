@@ -16,7 +16,9 @@ the figures an operator reads:
   which looks those up character by character); computed on a sample of rows;
 - ``length_psi`` and ``score_psi``: the population stability index of text length (in
   characters) and of the score, over the reference profile's decile bins;
-- ``script_mix``: the share of letters in each script; ``script_shift``: the share of
+- ``script_mix``: the share of letters in each script (``letter_share_<script>``);
+  ``review_shares``: the share of reviews mainly written in each script;
+  ``by_script``: the figures of each script's reviews alone; ``script_shift``: the share of
   the file's reviews written mainly in a script the champion did not learn from (one
   that fewer than ``KNOWN_SCRIPT_SHARE`` of its training reviews, and fewer than
   ``KNOWN_SCRIPT_ROWS`` of them, are mainly written in);
@@ -41,15 +43,16 @@ matplotlib only when called.
 Modules: ``text`` (``Vocabulary``, the model's tokens and the scripts of text),
 ``profiles`` (bins, PSI, the reference profile and what it leads one to expect),
 ``drift_signals`` (``MonitorCounts``, ``observe_batch``, ``signals``, ``Thresholds``,
-``flags``) and ``dataset`` (the ``monitoring/`` rows, read back and plotted). Every
-public name is importable from ``tasks.monitoring`` itself.
+``flags``), ``dataset`` (the ``monitoring/`` rows, read back) and ``trends`` (each run's
+figures from its files' counts, as the run summary computes them, and their picture).
+Every public name is importable from ``tasks.monitoring`` itself.
 """
 
 from tasks.monitoring.dataset import (
+    COUNTS_TYPE,
     MONITORING_SCHEMA,
     monitoring_row,
     monitoring_table,
-    plot_trends,
     read_monitoring,
 )
 from tasks.monitoring.drift_signals import (
@@ -58,6 +61,8 @@ from tasks.monitoring.drift_signals import (
     Thresholds,
     flags,
     observe_batch,
+    review_shares,
+    script_figures,
     signals,
 )
 from tasks.monitoring.profiles import (
@@ -90,14 +95,17 @@ from tasks.monitoring.text import (
     main_scripts,
     rows_per_script,
     sample,
+    sampled_rows,
     script_letters,
     standardize,
     tokens,
     unknown_tokens,
 )
+from tasks.monitoring.trends import learned_scripts, plot_trends, run_figures, trends_figure
 
 __all__ = [
     "ASCII_WHITESPACE",
+    "COUNTS_TYPE",
     "DECILES",
     "Flag",
     "KNOWN_SCRIPT_ROWS",
@@ -119,6 +127,7 @@ __all__ = [
     "expected",
     "flags",
     "known_scripts",
+    "learned_scripts",
     "letters_per_row",
     "main_scripts",
     "monitoring_row",
@@ -129,8 +138,12 @@ __all__ = [
     "psi_allowance",
     "read_monitoring",
     "reference_profile",
+    "review_shares",
     "rows_per_script",
+    "run_figures",
     "sample",
+    "sampled_rows",
+    "script_figures",
     "script_letters",
     "script_mix",
     "script_shift",
@@ -138,5 +151,6 @@ __all__ = [
     "signals",
     "standardize",
     "tokens",
+    "trends_figure",
     "unknown_tokens",
 ]

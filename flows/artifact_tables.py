@@ -17,6 +17,7 @@ a presigned one would expire, a ``file://`` one is not served).
 from __future__ import annotations
 
 import base64
+import re
 
 # Characters of 0.875rem text in the artifact panel of a 1280-pixel window (about 7.5
 # pixels each), and what a cell's padding (0.75rem each side) costs in them.
@@ -40,11 +41,25 @@ def count(value: int | None) -> str:
 
 def short_name(name: str, longest: int = LONGEST_NAME) -> str:
     """A file name that fits a column: kept whole up to ``longest`` characters, else its
-    start and its end (extension included) around an ellipsis."""
+    first and last words (the extension among them) around an ellipsis, cut where the
+    name has a ``-``, ``_``, ``.`` or space; mid-word only for a name without them."""
     if len(name) <= longest:
         return name
-    tail = max(8, longest // 3)
-    return f"{name[:longest - tail - 1]}…{name[-tail:]}"
+    words = re.split(r"(?<=[-_. ])", name)  # each word keeps the separator after it
+    room = longest - 1
+    tail, last = "", len(words)
+    while last > 1 and len(tail) + len(words[last - 1]) <= room // 2:
+        last -= 1
+        tail = words[last] + tail
+    head = ""
+    for word in words[:last]:
+        if len(head) + len(word) + len(tail) > room:
+            break
+        head += word
+    if not head or not tail:
+        cut = max(8, longest // 3)
+        return f"{name[:longest - cut - 1]}…{name[-cut:]}"
+    return f"{head}…{tail}"
 
 
 def table_chars(rows: list[dict]) -> int:

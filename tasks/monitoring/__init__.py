@@ -43,8 +43,9 @@ matplotlib only when called.
 Modules: ``text`` (``Vocabulary``, the model's tokens and the scripts of text),
 ``profiles`` (bins, PSI, the reference profile and what it leads one to expect),
 ``drift_signals`` (``MonitorCounts``, ``observe_batch``, ``signals``, ``Thresholds``,
-``flags``), ``dataset`` (the ``monitoring/`` rows, read back) and ``trends`` (each run's
-figures from its files' counts, as the run summary computes them, and their picture).
+``flags``), ``dataset`` (the ``monitoring/`` rows, read back), ``trends`` (each run's
+figures from its files' counts, as the run summary computes them, and their picture)
+and ``run_picture`` (one run's files against the thresholds).
 Every public name is importable from ``tasks.monitoring`` itself.
 """
 
@@ -83,6 +84,7 @@ from tasks.monitoring.profiles import (
     script_shift,
     shares,
 )
+from tasks.monitoring.run_picture import run_picture
 from tasks.monitoring.text import (
     ASCII_WHITESPACE,
     LOOKUP_BUILDS,
@@ -141,6 +143,7 @@ __all__ = [
     "review_shares",
     "rows_per_script",
     "run_figures",
+    "run_picture",
     "sample",
     "sampled_rows",
     "script_figures",

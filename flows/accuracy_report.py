@@ -10,19 +10,30 @@ from tasks.late_labels import Measurement, script_label
 
 
 def version_rows(measured: Measurement, champion: str | None) -> list[dict]:
-    """One row per version, the champion first: the figures a reader compares, short."""
+    """Per version (the champion first): a row for all its late-labeled reviews, one per
+    main script and one for its latest week, each beside the gate accuracy it is judged
+    against and whether it dropped (``too few``: fewer reviews than are judged)."""
+    limits = measured.limits
     order = sorted(measured.versions, key=lambda v: (v != champion, v))
     rows = []
     for version in order:
         found = measured.versions[version]
-        rows.append({"version": version + (" (champion)" if version == champion else ""),
-                     "dropped": ", ".join(d["where"] for d in found["dropped"]) or "-",
-                     "reviews": f"{found['rows']:,}",
-                     "accuracy": figure(found["accuracy"]),
-                     "gate accuracy": figure(found["gate_accuracy"]),
-                     "weeks": len(found["weeks"]),
-                     "by script": ", ".join(f"{script_label(s['script'])} {figure(s['accuracy'])}"
-                                            for s in found["scripts"][:2])})
+        name = version + (" (champion)" if version == champion else "")
+        figures = [("all reviews", found, found["gate_accuracy"], bool(
+            found["dropped"] and found["dropped"][0]["where"] == "overall"))]
+        figures += [(f"{script_label(s['script'])} reviews", s, s["gate_accuracy"], s["dropped"])
+                    for s in found["scripts"]]
+        if found["weeks"]:
+            week = found["weeks"][-1]
+            figures.append((f"latest week, {week['week']}", week, found["gate_accuracy"],
+                            week["dropped"]))
+        for where, figure_of, gate, dropped in figures:
+            rows.append({"version": name, "reviews of": where,
+                         "reviews": f"{figure_of['rows']:,}",
+                         "accuracy": figure(figure_of["accuracy"]),
+                         "gate accuracy": figure(gate),
+                         "dropped": "yes" if dropped else (
+                             "too few" if figure_of["rows"] < limits.min_rows else "-")})
     return rows
 
 

@@ -104,7 +104,9 @@ def test_late_labels_measure_the_champion_warn_emit_and_show_in_monitor(
     assert (measured["labeled_reviews"], measured["matched_reviews"]) == (650, 600)
     assert measured["scored_rows_read"] == 600 and measured["champion"] == champion
     (version,) = measured["versions"]
-    gate = Registry(layout.models).read_version(champion)["metrics"]["validation"]["accuracy"]
+    registry = Registry(layout.models)
+    gate = registry.read_version(champion)["metrics"]["validation"]["accuracy"]
+    latin_gate = registry.read_profile(champion)["by_script"]["latin"]["accuracy"]
     assert version["model_version"] == champion and version["rows"] == 600
     assert version["accuracy"] == 0.6 and version["gate_accuracy"] == gate
     assert [d["where"] for d in version["dropped"]][:1] == ["overall"]
@@ -132,10 +134,18 @@ def test_late_labels_measure_the_champion_warn_emit_and_show_in_monitor(
     assert event.payload["accuracy"] == 0.6 and event.payload["rows"] == 600
     artifacts = read_flow_run_artifacts(measured["flow_run_id"])
     assert "data:image/png;base64," in artifacts["production-accuracy"].data
-    (row,) = artifacts["production-accuracy-versions"].data if isinstance(
-        artifacts["production-accuracy-versions"].data, list) else json.loads(
-        artifacts["production-accuracy-versions"].data)
-    assert row["version"] == f"{champion} (champion)" and row["accuracy"] == "0.600"
+    table = artifacts["production-accuracy-versions"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert [list(row) for row in rows] == [["version", "reviews of", "reviews", "accuracy",
+                                            "gate accuracy", "dropped"]] * 3
+    assert [(r["reviews of"], r["reviews"], r["accuracy"], r["gate accuracy"], r["dropped"])
+            for r in rows] == [
+        ("all reviews", "600", "0.600", f"{gate:.3f}", "yes"),
+        ("Latin-script reviews", "600", "0.600", f"{latin_gate:.3f}", "yes"),
+        (f"latest week, {frame['week'].astype(str).iloc[0]}", "600", "0.600", f"{gate:.3f}",
+         "yes")]
+    assert {r["version"] for r in rows} == {f"{champion} (champion)"}
+    assert sum(max(len(k), *(len(r[k]) for r in rows)) + 3 for k in rows[0]) <= 120
 
     # `reviewflow monitor --json`: one object per version, its late labels and its runs,
     # whose figures are the scoring run summary's.

@@ -39,8 +39,7 @@ def monitor(args, settings) -> None:
     write_accuracy(layout, measured.parts)
     versions = sorted({*(frame["model_version"].unique() if frame is not None else ()),
                        *measured.versions}, key=lambda v: (v != champion, v))
-    profiles = {version: registry.read_profile(version) if registry.exists(version) else None
-                for version in versions}
+    profiles = {version: registry.read_profile(version) for version in versions}
     runs = run_figures(frame, profiles) if frame is not None else []
     png = None
     if runs or measured.versions:

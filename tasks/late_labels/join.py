@@ -151,9 +151,13 @@ def matching_scores(scored_folder, ids: pa.Array) -> tuple[pa.Table, int]:
     return pa.concat_tables(parts, promote_options="permissive"), read
 
 
-def slices_of(texts: pa.Array) -> np.ndarray:
+SLICE_CHUNK = 10_000  # texts whose letters are counted at once: each pass copies them
+
+
+def slices_of(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """The slice name of each text (``SLICES``): the drift monitor's main script."""
-    main = main_scripts(letters_per_row(texts))
+    main = np.concatenate([main_scripts(letters_per_row(texts.slice(start, SLICE_CHUNK)))
+                           for start in range(0, len(texts), SLICE_CHUNK)] or [np.zeros(0, int)])
     return np.asarray(SLICES, dtype=object)[np.where(main >= 0, main, len(SCRIPTS))]
 
 

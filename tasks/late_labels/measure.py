@@ -39,9 +39,8 @@ class Measurement:
 
 def gate_of(registry, version: str) -> GateAccuracy:
     """The gate accuracy ``registry`` (``tasks.training.registry.Registry``) records for
-    ``version``; empty for a version it does not hold."""
-    if not registry.exists(version):
-        return GateAccuracy()
+    ``version``; empty for a version without a record there (removed, or trained before
+    metrics.json)."""
     return GateAccuracy.of_version(registry.read_version(version).get("metrics"),
                                    registry.read_profile(version))
 

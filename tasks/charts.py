@@ -24,7 +24,7 @@ def pyplot():
     return plt
 
 
-RUNS_PAD = timedelta(minutes=10)  # runs come minutes apart
+RUNS_PAD = timedelta(minutes=2)  # runs come minutes apart
 WEEKS_PAD = timedelta(days=4)  # a point per week
 
 

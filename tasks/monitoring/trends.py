@@ -97,8 +97,7 @@ def learned_scripts(profiles: dict[str, dict | None]) -> list[str]:
 # ---------------------------------------------------------------- the picture
 PANELS = (  # (signal, title, threshold attribute of Thresholds or None)
     ("oov_rate", "unknown-token rate (oov_rate)", "max_oov_rate"),
-    ("script_shift", "reviews in scripts the champion did not learn (script_shift)",
-     "max_script_shift"),
+    ("script_shift", "reviews in scripts not learned (script_shift)", "max_script_shift"),
     ("score_psi", "score PSI (score_psi)", "max_psi"),
     ("length_psi", "length PSI (length_psi)", "max_psi"),
     ("review_shares", "share of reviews by main script", None),
@@ -148,23 +147,36 @@ def trends_figure(runs: list[dict], profiles: dict[str, dict | None], thresholds
                 values += _draw_reference(ax, runs, times, profiles, "positive_share", limits)
             y_limits(ax, values, threshold)
         if threshold is not None:
-            ax.axhline(threshold, **THRESHOLD_STYLE,
-                       label=f"threshold {threshold:g}" + (" (+ sampling noise per file)"
-                                                          if limit_name == "max_psi" else ""))
+            ax.axhline(threshold, **THRESHOLD_STYLE, label="threshold: a file above it is flagged")
+            title += f", threshold {threshold:g}" + (" + each file's sampling noise"
+                                                     if limit_name == "max_psi" else "")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         _mark_versions(ax, runs, times)
-        legend(ax, loc="best")
     _draw_accuracy(accuracy_ax, runs, times, profiles, thresholds, limits)
     _draw_late_labels(late_ax, production)
     for ax in [*axes, accuracy_ax]:
         time_axis(ax, times)
+    figure_legend(figure, [*axes, accuracy_ax])
     versions = sorted({run["model_version"] for run in runs}
                       | set((production or {}).get("versions", {})))
     figure.suptitle(f"reviewflow: {len(runs)} scoring run{'s' * (len(runs) != 1)}, model "
-                    f"version{'s' * (len(versions) != 1)} {', '.join(versions)}", fontsize=11)
-    figure.tight_layout()
+                    f"version{'s' * (len(versions) != 1)} {', '.join(versions)}", fontsize=11,
+                    y=0.995)
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
     return figure
+
+
+def figure_legend(figure, axes) -> None:
+    """One legend for the drift panels, above them: each label once."""
+    found: dict = {}
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        for handle, label in zip(handles, labels):
+            found.setdefault(label, handle)
+    if found:
+        figure.legend(found.values(), found.keys(), loc="upper center", ncols=4, fontsize=7,
+                      bbox_to_anchor=(0.5, 0.972), frameon=False)
 
 
 def _draw_signal(ax, times, values, runs, signal: str) -> None:
@@ -202,7 +214,7 @@ def _draw_shares(ax, runs, times, languages: list[str]) -> None:
         points = [(t, v) for t, v in points if v is not None]
         if points:
             ax.plot([t for t, _ in points], [v for _, v in points], color=SCRIPT_COLORS[script],
-                    marker="o", markersize=4, label=SCRIPT_NAMES[script])
+                    marker="o", markersize=4, label=f"{SCRIPT_NAMES[script]} reviews")
     ax.set_ylim(-0.02, 1.02)
 
 
@@ -263,7 +275,6 @@ def _draw_accuracy(ax, runs, times, profiles, thresholds: Thresholds, limits) ->
     ax.set_title("live accuracy, on the labeled rows of scored files (accuracy)", fontsize=9)
     ax.grid(alpha=0.3)
     _mark_versions(ax, runs, times)
-    legend(ax, loc="best")
 
 
 def _draw_late_labels(ax, production: dict | None) -> None:

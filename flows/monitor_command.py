@@ -30,6 +30,7 @@ def monitor(args, settings) -> None:
     """Measure, write ``production_accuracy/`` and the PNG, then print (``args.json``:
     one JSON document on stdout, nothing else there)."""
     layout = settings.layout
+    layout.check_contained()  # it writes production_accuracy/ and the PNG: never through a link
     registry = Registry(layout.models)
     champion = registry.current_version()
     table = read_monitoring(layout.monitoring)

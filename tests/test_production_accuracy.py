@@ -181,6 +181,22 @@ def test_monitor_without_late_labels_or_scores_says_so(data_dir, capsys):
     assert document["versions"] == [] and document["trends_png"] is None
 
 
+def write_scored(layout, rows: list[tuple[str, int, str, datetime]]) -> None:
+    """A part of scored/ holding ``rows`` (review_id, predicted_label, version, scored_at)."""
+    import pyarrow.parquet as pq
+
+    from tasks.scoring.rows import SCORED_SCHEMA
+
+    folder = layout.scored_partition("2025-06-03")
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist([
+        {"review_id": review, "score": float(label), "predicted_label": label, "label": None,
+         "model_version": version, "source_file": "f.csv", "source_row": index + 1,
+         "source_sha256": "ab" * 32, "scored_at": moment}
+        for index, (review, label, version, moment) in enumerate(rows)], schema=SCORED_SCHEMA),
+        folder / "part-abababababababab.parquet")
+
+
 def test_the_join_and_its_dataset_on_an_s3_root(s3_env, trained_models, tmp_path, monkeypatch,
                                                  capsys):
     """labeled/ and scored/ read as objects, production_accuracy/ written as objects, and
@@ -225,3 +241,28 @@ def test_the_join_and_its_dataset_on_an_s3_root(s3_env, trained_models, tmp_path
     assert keys == [f"{bucket}/data/production_accuracy/model_version={champion}/part-0.parquet"]
     table = read_accuracy(Settings(data_dir=root).layout.production_accuracy)
     assert table["rows"].to_pylist() == [20, 20] and table["correct"].to_pylist() == [10, 20]
+
+
+@pytest.mark.parametrize("command", ["monitor", "flow"])
+def test_a_linked_production_accuracy_folder_is_refused(scoring_root, tmp_path, capsys, command):
+    """production_accuracy/ made a link to a folder outside the root: `reviewflow monitor`
+    and the measure-accuracy flow refuse before writing, and nothing lands outside."""
+    from tasks.errors import LinkedFolderError
+
+    layout = layout_of(scoring_root)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    layout.production_accuracy.rmdir()
+    layout.production_accuracy.symlink_to(outside)
+    write_csv(layout.labeled / "verdicts.csv", [{"review_id": "a", "text": "Fine.", "label": 1}])
+    write_scored(layout, [("a", 1, Registry(layout.models).champion_version(), at(3))])
+    if command == "monitor":
+        with pytest.raises(SystemExit) as stopped:
+            main(["monitor", "--data-dir", str(scoring_root)])
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "production_accuracy is a symbolic link" in err
+    else:
+        with pytest.raises(LinkedFolderError, match="production_accuracy is a symbolic link"):
+            measure_accuracy(data_dir=str(scoring_root))
+    assert list(outside.iterdir()) == []

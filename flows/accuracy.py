@@ -19,6 +19,7 @@ import json
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.accuracy_report import publish_accuracy
 from flows.common import settings_from
 from flows.drift import drift_resource
 from flows.stopping import raise_if_stopped
@@ -67,8 +68,6 @@ def measure_accuracy(data_dir: str | None = None, emit_events: bool | None = Non
         logger.warning(message)
         if settings.monitor_emit_events:
             emit_accuracy_event(champion, figures, message, flow_run.id)
-    from flows.accuracy_report import publish_accuracy
-
     publish_accuracy(measured, champion)
     print(json.dumps(summary))
     return summary

@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(os.environ.get("REVIEWFLOW_PG_BIN", "/usr/lib/postgresql/15/bin"))
+# Where Debian's postgresql-15 package puts its programs (the version the project tests with).
+BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "reviewflow"
 PASSWORD = "rf-test-secret-7Q"  # distinctive, so a test can look for it in output
 READY_SECONDS = 120  # generous: a loaded 2-core host starts a cluster in seconds, not minutes
@@ -47,7 +48,7 @@ def available() -> str | None:
     """None if a cluster can be started here, else why not."""
     missing = [name for name in ("initdb", "postgres") if not (BIN / name).exists()]
     if missing:
-        return f"PostgreSQL binaries {', '.join(missing)} not found in {BIN} (set REVIEWFLOW_PG_BIN)"
+        return f"PostgreSQL binaries {', '.join(missing)} not found in {BIN}: install PostgreSQL 15 (Debian: apt-get install postgresql-15)"
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")

@@ -11,8 +11,8 @@ The names differ from the work-pool deployments so both setups can share one ser
 
 Schedules, descriptions, tags, parameters and the retraining concurrency limit are read
 from ``deployments/prefect.yaml``, so the two setups cannot drift apart. The data root
-is ``$REVIEWFLOW_DATA_DIR`` (default ``<project>/data``), made absolute here because the
-runs do not start in this directory.
+is the settings' (``REVIEWFLOW_DATA_DIR``; default ``<project>/data``), a folder made
+absolute here because the runs do not start in this directory.
 
 Point ``PREFECT_API_URL`` at a running server (``make server``) to see the runs in the
 UI; without it Prefect starts a temporary server inside this process.
@@ -20,7 +20,7 @@ UI; without it Prefect starts a temporary server inside this process.
 
 from __future__ import annotations
 
-import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,14 +31,19 @@ PROJECT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = Path(__file__).with_name("prefect.yaml")
 SERVED_SUFFIX = "-served"
 
-# TensorFlow's log level is left to tasks.model (tasks/native_logs.py, quiet_by_default),
-# in the flow runs' own processes.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# TensorFlow's log level and Great Expectations' analytics are left to tasks.model
+# (tasks/native_logs.py) and tasks.validation, in the flow runs' own processes.
 
 
-def data_dir_from_env() -> Path:
-    """``$REVIEWFLOW_DATA_DIR`` as an absolute path, or ``<project>/data``."""
-    return Path(os.environ.get("REVIEWFLOW_DATA_DIR") or PROJECT / "data").expanduser().resolve()
+def data_dir_from_settings() -> Path | str:
+    """The data root the settings name (``REVIEWFLOW_DATA_DIR``), a folder made absolute,
+    or ``<project>/data`` when none is set."""
+    from flows.configuration import command_settings
+
+    settings = command_settings()
+    if "data_dir" not in settings.model_fields_set:
+        return PROJECT / "data"
+    return settings.data_dir.resolve() if isinstance(settings.data_dir, Path) else settings.data_dir
 
 
 def deployment_specs(path: Path = PREFECT_YAML) -> dict[str, dict[str, Any]]:
@@ -67,7 +72,7 @@ def schedules_from(entries: list[dict[str, Any]]) -> list:
     return schedules
 
 
-def build_deployments(data_dir: Path) -> list:
+def build_deployments(data_dir: Path | str) -> list:
     """Runner deployments for the flows, configured like their prefect.yaml namesakes."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.deployments.runner import EntrypointType
@@ -103,10 +108,18 @@ def build_deployments(data_dir: Path) -> list:
 
 def main() -> None:
     from prefect import serve
+    from prefect.settings import get_current_settings
 
-    data_dir = data_dir_from_env()
+    from tasks.errors import ReviewflowError
+
+    try:
+        data_dir = data_dir_from_settings()
+    except ReviewflowError as exc:  # a setting it cannot take: one line, no traceback
+        print(f"reviewflow: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    api = get_current_settings().api.url
     print(f"reviewflow: serving score-reviews, retrain-model and measure-accuracy on data root {data_dir}"
-          f" (Prefect API: {os.environ.get('PREFECT_API_URL') or 'temporary in-process server'})")
+          f" (Prefect API: {api or 'temporary in-process server'})")
     serve(*build_deployments(data_dir))
 
 

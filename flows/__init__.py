@@ -1,7 +1,8 @@
 """The Prefect flows, their reports and the ``reviewflow`` command.
 
-``score_reviews`` (the scoring path, one short file) and ``score_queue`` (the file queue it
-drives, with the tasks it submits); ``retrain_model`` and ``retrain_report``; ``score_report``,
+``score_reviews`` (the scoring path, one short file), ``score_queue`` (the file queue it
+drives, with the tasks it submits) and ``score_watch`` (what the driver does while shards
+run: checkpoints kept, progress inside files, the stop); ``retrain_model`` and ``retrain_report``; ``score_report``,
 ``score_artifacts`` and ``drift`` (what a scoring run publishes; ``artifact_tables``: how
 every artifact keeps to a window's width); ``accuracy`` and ``accuracy_report`` (the
 ``measure-accuracy`` flow: accuracy on late labels, its event and artifacts);
@@ -10,5 +11,7 @@ every artifact keeps to a window's width); ``accuracy`` and ``accuracy_report`` 
 ``startup`` (how the command starts and ends: quiet defaults, the Prefect API while the
 flow imports, the fast exit), ``stopping`` (Ctrl-C and SIGTERM at any point, and the line
 a stopped command says), ``prefect_api`` (the temporary API a command starts when none is
-configured) and ``common`` (settings and progress shared by them).
+configured), ``configuration`` (the one place a ``Settings`` is built: from the environment,
+a command's options or a flow's parameters, a state URL's password lent, never passed) and
+``common`` (the validator and progress shared by them).
 """

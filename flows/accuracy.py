@@ -20,10 +20,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.accuracy_report import publish_accuracy
-from flows.common import settings_from
+from flows.configuration import settings_from
 from flows.drift import drift_resource
 from flows.stopping import raise_if_stopped
 from tasks.late_labels import Measurement, drop_message, measure_production_accuracy, write_accuracy
+from tasks.layout import DataLayout
 from tasks.settings import Settings
 from tasks.training.registry import Registry
 
@@ -33,7 +34,7 @@ ACCURACY_EVENT = "reviewflow.accuracy.dropped"
 @task(name="join-late-labels", cache_policy=NO_CACHE)
 def join_late_labels(settings: Settings) -> Measurement:
     """``tasks.late_labels.measure_production_accuracy`` as a task, and its dataset written."""
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     measured = measure_production_accuracy(layout, settings, Registry(layout.models))
     write_accuracy(layout, measured.parts)
     return measured
@@ -50,7 +51,7 @@ def measure_accuracy(data_dir: str | None = None, emit_events: bool | None = Non
     raise_if_stopped()
     logger = get_run_logger()
     settings = settings_from(data_dir, monitor_emit_events=emit_events)
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     layout.check_contained()
     measured = join_late_labels(settings)
     for name, reason in measured.join.labels.unreadable:

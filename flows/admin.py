@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.layout import DataLayout
+
 
 def models(args, settings) -> None:
     """``reviewflow models list|promote|rollback``: promote and rollback open the root's
@@ -16,9 +18,9 @@ def models(args, settings) -> None:
     from tasks.training.registry import Registry, open_registry
 
     if args.action == "list":
-        list_models(Registry(settings.layout.models))
+        list_models(Registry(DataLayout.of(settings).models))
         return
-    with open_registry(settings.layout, settings.state_url) as registry:
+    with open_registry(DataLayout.of(settings), settings.state_url) as registry:
         # What a stop mid-change says became of the champion (flows.stopping).
         args.under_way.update(command="models", registry=registry,
                               champion=registry.current_version())
@@ -56,7 +58,7 @@ def migrate(args, settings) -> None:
     the root's marker moved to it (``tasks.state.migrate``)."""
     from tasks.state.migrate import default_source, migrate_to_database
 
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     source = Path(args.from_state_dir).expanduser().resolve() if args.from_state_dir \
         else default_source(layout)
     counts = migrate_to_database(layout, source, args.to)

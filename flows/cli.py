@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import shutil
 import sqlite3
 import sys
@@ -40,11 +39,16 @@ from typing import NoReturn
 
 from flows import admin
 from flows.cli_output import print_retrain, print_score, summary_only_on_stdout
+from flows.configuration import command_settings, flow_parameters, lending_state_url
 from flows.startup import quiet_defaults, reported_errors, run_program, starting_flow
 from flows.stopping import Stop, say_stopped
-from tasks.state.url import has_password, without_password
+from tasks.layout import DataLayout
+from tasks.state.url import parse
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+# The options of `score` and `retrain` that are flow parameters of the same name.
+SCORE_OPTIONS = ("require_gpu", "settle_seconds", "task_runner", "dask_address", "shard_rows")
+RETRAIN_OPTIONS = ("architecture", "epochs", "min_delta", "require_significance")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks and library logs for expected errors too")
     # (No set_defaults here: the parents' actions are shared objects, so a default set
-    # on one parser would reach every sub-command's copy; see _parse.)
+    # on one parser would reach every sub-command's copy; see parse_arguments.)
     parser = argparse.ArgumentParser(prog="reviewflow", description=__doc__.split("\n")[0],
                                      parents=[common])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -132,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command's arguments, ``--data-dir``, ``--state-url`` and ``--verbose`` always
+    present (None or False when not given)."""
     args = _parser().parse_args(argv)
     args.data_dir = getattr(args, "data_dir", None)
     args.verbose = getattr(args, "verbose", False)
@@ -140,23 +146,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _password_out_of_parameters(args) -> None:
-    """The flow gets the state URL as a parameter, which Prefect keeps and shows: a
-    password in it goes to this process's environment, where Settings finds it."""
-    if args.state_url and has_password(args.state_url):  # StateURLError if unreadable
-        os.environ["REVIEWFLOW_STATE_URL"] = args.state_url
-        args.state_url = without_password(args.state_url)
-
-
 def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
-    args = _parse(argv)
+    args = parse_arguments(argv)
     args.under_way = {}  # what it does, for the line a stop prints: set by _score, _retrain
     stop = stop or Stop()  # called as a function: no signal handlers of its own
     stop.say = functools.partial(say_stopped, command=args.command, under_way=args.under_way)
     stop.traceback = args.verbose
     quiet_defaults(args.verbose)
     try:
-        _password_out_of_parameters(args)
+        if args.state_url:  # one libpq cannot read: refused first, whatever the command
+            parse(args.state_url)
         if args.command == "init":
             _init(args)
         elif args.command == "demo":
@@ -203,28 +202,14 @@ def _fail(args, exc: BaseException) -> NoReturn:
 
 
 def _settings(args):
-    from pydantic import ValidationError
-
-    from tasks.errors import SettingsError
-    from tasks.settings import Settings
-
     # `state migrate`: the database it copies to is the state the root will have.
-    given = {"data_dir": args.data_dir,
-             "state_url": getattr(args, "state_url", None) or getattr(args, "to", None)}
-    try:
-        return Settings(**{name: value for name, value in given.items() if value})
-    except ValidationError as exc:  # its text would repeat the values: the causes only
-        raise SettingsError("; ".join(
-            ("REVIEWFLOW_" + "__".join(map(str, error["loc"])).upper() + ": " if error["loc"]
-             else "") + error["msg"].removeprefix("Value error, ")
-            for error in exc.errors())) from None
+    return command_settings(data_dir=args.data_dir or None,
+                            state_url=getattr(args, "state_url", None) or getattr(args, "to", None))
 
 
 def _init(args) -> None:
-    from tasks.settings import Settings
-
-    root = args.directory or args.data_dir
-    layout = Settings(**({"data_dir": root} if root else {})).layout.ensure()
+    settings = command_settings(data_dir=args.directory or args.data_dir or None)
+    layout = DataLayout.of(settings).ensure()
     print(f"data root ready at {layout.root}: put review files in {layout.incoming}, labeled "
           f"ones in {layout.labeled}, then `reviewflow retrain` and `reviewflow score`")
 
@@ -235,7 +220,7 @@ def _require_root(args) -> None:
     from tasks.storage.objects import check_reachable
 
     settings = _settings(args)
-    root = settings.layout.root
+    root = DataLayout.of(settings).root
     if not isinstance(root, Path):  # unreachable: one line, exit 1
         check_reachable(root)
     elif not root.is_dir():
@@ -254,10 +239,10 @@ def _score_if_needed(args) -> dict | None:
     settings = _settings(args)
     # A state database that is down (exit 1) or a root scored with another run state
     # (exit 2): one line, before the inbox is looked at.
-    open_state(settings.state_url, settings.layout).close()
+    open_state(settings.state_url, DataLayout.of(settings)).close()
     if args.settle_seconds is not None:
         settings = settings.model_copy(update={"settle_seconds": args.settle_seconds})
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     Registry(layout.models).champion_version()  # NoChampionError, RegistryError: one line
     if isinstance(layout.incoming, Path):
         inbox = list_inbox(layout.incoming, settings.settle_seconds)
@@ -278,7 +263,7 @@ def _preflight_retrain(args) -> None:
     from tasks.training.registry import Registry
 
     settings = _settings(args)
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     # Down: exit 1; a root scored with another run state: exit 2; each in one line.
     state = open_state(settings.state_url, layout)
     try:
@@ -304,7 +289,7 @@ def _score(args) -> dict:
     from tasks.state.backend import open_state
 
     settings = _settings(args)
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     state = open_state(settings.state_url, layout)
     try:
         totals = state.totals()
@@ -316,29 +301,28 @@ def _score(args) -> dict:
     # The Prefect API starts while the flow imports (flows.startup).
     with starting_flow(() if args.verbose else reported_errors()):
         from flows.score_reviews import score_reviews
-    # Only the options given: the flow's defaults are the settings (environment included).
+    # Every parameter, from the options given over the settings, so the run shows the
+    # values it uses; the state URL's password is lent, not passed (flows.configuration).
     # getattr: `demo` scores with its own arguments, which have none of these options.
-    options = ("data_dir", "require_gpu", "settle_seconds", "task_runner", "dask_address",
-               "shard_rows", "state_url")
-    return score_reviews(**{name: value for name in options
-                            if (value := getattr(args, name, None)) is not None})
+    given = {name: getattr(args, name, None) for name in SCORE_OPTIONS}
+    with lending_state_url(settings.state_url):
+        return score_reviews(**flow_parameters(score_reviews.fn, settings, given))
 
 
 def _retrain(args) -> dict:
     from tasks.training.registry import Registry
 
-    registry = Registry(_settings(args).layout.models)
+    settings = _settings(args)
+    registry = Registry(DataLayout.of(settings).models)
     args.under_way.update(command="retrain", registry=registry,
                           champion=registry.current_version(), latest=registry.latest_version())
 
     with starting_flow(() if args.verbose else reported_errors()):  # see _score
         from flows.retrain_model import retrain_model
-    # Only the options given: the flow's defaults are the settings (environment included).
-    options = ("data_dir", "architecture", "epochs", "min_delta", "require_significance",
-               "state_url")
-    return retrain_model(**{name: value for name in options
-                            if (value := getattr(args, name, None)) is not None},
-                         force=getattr(args, "force", False))
+    given = {name: getattr(args, name, None) for name in RETRAIN_OPTIONS}
+    with lending_state_url(settings.state_url):  # as in _score
+        return retrain_model(**flow_parameters(retrain_model.fn, settings,
+                                               {**given, "force": getattr(args, "force", False)}))
 
 
 def _demo(args) -> None:
@@ -346,7 +330,7 @@ def _demo(args) -> None:
     champion, then score the sample inbox and the Korean test reviews."""
     from tasks.training.registry import Registry
 
-    layout = _settings(args).layout.ensure()
+    layout = DataLayout.of(_settings(args)).ensure()
     if Registry(layout.models).champion() is None:
         for sample in sorted((SAMPLES / "labeled").iterdir()):
             shutil.copy2(sample, layout.labeled / sample.name)

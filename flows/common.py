@@ -1,4 +1,7 @@
-"""Pieces both flows use: settings from parameters, the validator, a progress bar."""
+"""Pieces both flows use: the validator, a progress bar, a flow module run as the command.
+
+Their settings, from parameters and the environment, are built by ``flows.configuration``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import sys
 from typing import NoReturn
 
 from tasks.settings import Settings
-from tasks.state.url import without_password
 from tasks.validation import ReviewValidator, load_suite_config
 
 
@@ -15,14 +17,6 @@ def build_validator(settings: Settings, require_label: bool = False) -> ReviewVa
     return ReviewValidator(load_suite_config(settings.suite_path),
                            parameters={"max_text_chars": settings.max_text_chars},
                            require_label=require_label)
-
-
-def settings_from(data_dir: str | None = None, **overrides) -> Settings:
-    """Settings from the environment, with the flow's non-empty parameters on top."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if data_dir is not None:
-        given["data_dir"] = data_dir  # a folder or a URL (s3://bucket/prefix); see Settings
-    return Settings(**given)
 
 
 def terminal_progress(total: int, what: str, details: str):
@@ -47,29 +41,6 @@ def terminal_progress(total: int, what: str, details: str):
 
     return Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn(details),
                     TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-
-
-
-def environment_settings() -> Settings:
-    """The settings this process's environment gives (``REVIEWFLOW_*`` over the defaults),
-    for a flow's parameter defaults: a deployment then shows the values a run will use.
-
-    Read once, when the flow's module is imported (on a worker, in the worker's
-    environment). An environment that does not validate gives the plain defaults here,
-    so the module still imports; the run itself then reports what is wrong. A state
-    URL's password is left out.
-    """
-    from pydantic import ValidationError
-
-    from tasks.errors import ReviewflowError
-
-    try:
-        settings = Settings()
-    except (ValidationError, ReviewflowError):  # a state URL libpq cannot read, say
-        return Settings.model_construct()
-    # Prefect keeps and shows a run's parameters: the password stays in the environment,
-    # where Settings finds it again (Settings._password_from_environment).
-    return settings.model_copy(update={"state_url": without_password(settings.state_url)})
 
 
 def run_as_command(command: str) -> NoReturn:

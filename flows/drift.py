@@ -3,12 +3,13 @@ a WARNING per threshold crossed, and the Prefect event ``reviewflow.drift.detect
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import pyarrow as pa
 
 from flows.score_report import ScoreSummary
 from tasks.layout import DataLayout, part_name
 from tasks.monitoring import (
-    MONITORING_SCHEMA,
     Flag,
     MonitorCounts,
     Thresholds,
@@ -20,7 +21,7 @@ from tasks.monitoring import (
 from tasks.outcomes import FileOutcome, FileStatus
 from tasks.scoring.shard import ScoringJob, ShardResult
 from tasks.settings import Settings
-from tasks.storage.local import StagedParquet
+from tasks.storage.local import Location
 
 DRIFT_EVENT = "reviewflow.drift.detected"
 
@@ -39,37 +40,48 @@ class DriftWatch:
     thresholds: Thresholds
     emit_events: bool
     logger: object
+    # Files measured by ``row`` and not yet reported by ``observe``, by content hash.
+    measured: dict[str, tuple] = field(default_factory=dict)
 
-    def observe(self, outcome: FileOutcome, results: list[ShardResult],
-                summary: ScoreSummary) -> None:
-        """The drift signals of a scored file: one monitoring/ row (written now, beside
-        the file's parts), a WARNING per threshold crossed, a Prefect event if flagged."""
-        if outcome.status != FileStatus.SCORED or not results:
-            return
+    def row(self, path: Location, sha256: str,
+            results: list[ShardResult]) -> tuple[Location, pa.Table]:
+        """A scored file's monitoring/ row and where it goes, for the Committer to
+        write with the file's parts before its commit (``Committer.monitor``). Named
+        like the file's scored part: a rerun after a crash overwrites, never adds."""
         counts = MonitorCounts()
         for result in results:
             counts.add(result.monitor)
-            summary.monitor_seconds += result.monitor_seconds
-        summary.run_counts.add(counts)
-        sha256, version, profile = results[0].sha256, self.job.model.version, self.job.profile
+        version, profile = self.job.model.version, self.job.profile
         found = signals(counts, profile)
-        raised = flags(outcome.file, found, profile, self.thresholds)
-        for flag in raised:
-            self.logger.warning(flag.message)
+        raised = flags(path.name, found, profile, self.thresholds)
         from prefect.runtime import flow_run
 
         row = monitoring_row(found, raised, counts, run_started=self.job.run_started,
                              flow_run_id=flow_run.id, model_version=version,
-                             source_file=outcome.file, source_sha256=sha256,
+                             source_file=path.name, source_sha256=sha256,
                              has_profile=profile is not None)
-        # Named like the file's scored part: a rerun after a crash overwrites, never adds.
-        part = StagedParquet(self.layout.monitoring_partition(self.day) / part_name(sha256, version),
-                             MONITORING_SCHEMA)
-        part.write(monitoring_table([row]))
-        part.commit()
+        self.measured[sha256] = (counts, found, raised, row)
+        return (self.layout.monitoring_partition(self.day) / part_name(sha256, version),
+                monitoring_table([row]))
+
+    def observe(self, outcome: FileOutcome, results: list[ShardResult],
+                summary: ScoreSummary) -> None:
+        """Report a committed file's drift signals (its row, written by ``row``, is in
+        monitoring/): the run's counts, a WARNING per threshold crossed, a Prefect event
+        if flagged."""
+        if outcome.status != FileStatus.SCORED or not results:
+            return
+        sha256 = results[0].sha256
+        counts, found, raised, row = self.measured.pop(sha256)
+        for result in results:
+            summary.monitor_seconds += result.monitor_seconds
+        summary.run_counts.add(counts)
+        for flag in raised:
+            self.logger.warning(flag.message)
         summary.monitoring.append(row)
         if raised and self.emit_events:
-            emit_drift_event(version, outcome.file, sha256, found, raised, flow_run.id)
+            emit_drift_event(self.job.model.version, outcome.file, sha256, found, raised,
+                             row["flow_run_id"])
 
 
 def drift_resource(version: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from tasks.late_labels import drop_message, measure_production_accuracy, write_accuracy
-from tasks.layout import TRENDS_FILE
+from tasks.layout import TRENDS_FILE, DataLayout
 from tasks.monitoring import Thresholds, plot_trends, read_monitoring, run_figures
 from tasks.training.registry import Registry
 
@@ -29,7 +29,7 @@ FILE_COLUMNS = ["source_file", "rows", "oov_rate", "length_psi", "score_psi", "s
 def monitor(args, settings) -> None:
     """Measure, write ``production_accuracy/`` and the PNG, then print (``args.json``:
     one JSON document on stdout, nothing else there)."""
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     layout.check_contained()  # it writes production_accuracy/ and the PNG: never through a link
     registry = Registry(layout.models)
     champion = registry.current_version()

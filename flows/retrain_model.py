@@ -33,14 +33,17 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import build_validator, environment_settings, settings_from, terminal_progress
+from flows.common import build_validator, terminal_progress
+from flows.configuration import settings_from
 from flows.retrain_report import publish_artifacts, report_nothing_new
 from flows.stopping import raise_if_stopped
 from tasks.errors import RetrainingBusyError
 from tasks.failpoints import failpoint
+from tasks.layout import DataLayout
 from tasks.model.params import TrainingParams
 from tasks.settings import Settings
 from tasks.state.backend import open_state
+from tasks.state.leftovers import sweep_training_leftovers
 from tasks.storage.local import LockHeldError, exclusive_lock
 from tasks.storage.objects import is_remote
 from tasks.training.candidate import (
@@ -50,7 +53,12 @@ from tasks.training.candidate import (
     stage_candidate,
     train_on_split,
 )
-from tasks.training.evaluation import ChampionScores, champion_scores, compare_on_gate
+from tasks.training.evaluation import (
+    ChampionScores,
+    champion_in_force,
+    champion_scores,
+    compare_on_gate,
+)
 from tasks.training.labeled import read_labeled_reviews, read_unlabeled_reviews
 from tasks.training.promotion import PromotionRules, conclude, decide_promotion
 from tasks.training.record import (
@@ -158,30 +166,27 @@ def score_champion(registry: Registry, gate: pd.DataFrame,
     return champion_scores(registry, gate, batch_size)
 
 
-# The parameters' defaults are the settings this environment gives, so a deployment and
-# `prefect deployment inspect` show the values a run will use (flows.common).
-DEFAULTS = environment_settings()
-
-
+# A parameter left None takes the setting of its name where the run runs, as for
+# score-reviews (flows/score_reviews.py).
 @flow(name="retrain-model", log_prints=True)
-def retrain_model(data_dir: str = str(DEFAULTS.data_dir),
-                  architecture: str = DEFAULTS.architecture,
-                  epochs: int = DEFAULTS.epochs,
-                  min_delta: float = DEFAULTS.min_delta,
-                  require_significance: bool = DEFAULTS.require_significance,
+def retrain_model(data_dir: str | None = None,
+                  architecture: str | None = None,
+                  epochs: int | None = None,
+                  min_delta: float | None = None,
+                  require_significance: bool | None = None,
                   force: bool = False,
-                  state_url: str | None = DEFAULTS.state_url) -> dict:
+                  state_url: str | None = None) -> dict:
     """Train a candidate and promote it only if it beats the champion on the gate rows.
 
     When the labeled data, architecture and training settings are the same as for the
     latest trained version, records "nothing new to learn" and trains nothing; ``force``
-    trains anyway.
+    trains anyway. Each parameter left unset (None) is the setting of its name.
     """
     raise_if_stopped()  # one the engine dropped while it created this run
     settings = settings_from(data_dir, architecture=architecture, epochs=epochs,
                              min_delta=min_delta, require_significance=require_significance,
                              state_url=state_url)
-    layout = settings.layout.ensure()
+    layout = DataLayout.of(settings).ensure()
     # The retraining and pointer locks: in PostgreSQL with a state URL (one for every
     # host), else lock files (tasks.state.backend.SQLiteState.for_layout).
     state = open_state(settings.state_url, layout)
@@ -208,6 +213,10 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     logger = get_run_logger()
     for leftover in registry.clean_staging():
         logger.warning("removed half-written version %s left by an interrupted run", leftover)
+    if swept := sweep_training_leftovers(DataLayout.of(settings)):
+        logger.info("removed %d temporaries that killed runs left (%s)", len(swept),
+                    ", ".join(sorted({str(p.parent) for p in swept})))
+    champion_in_force(registry)  # a lost champion stops the run before anything is read
     # 1. The labeled reviews, and the unlabeled ones self-training learns from.
     reviews, read_stats = read_labeled(settings)
     unlabeled, unlabeled_stats = (read_unlabeled(settings) if settings.self_training

@@ -6,7 +6,13 @@ task runner the settings choose: Prefect's thread pool in this process (the defa
 or prefect-dask's ``DaskTaskRunner`` on a Dask cluster. Only when every shard of a file
 is done does the driver commit it, so the crash-consistency of a single process holds
 for any number of workers. Small whole files go to workers in bundles, one
-``score-small-files`` task each.
+``score-small-files`` task each. On the thread runner, any other file that is not
+split into shards is one ``score-file`` task, which cuts it into checkpoints as it reads.
+
+Finished shards and checkpoints are kept as they finish (``tasks.state.checkpoints``), so
+a run stopped inside a large file leaves them to the next run, which scores only the
+rest; ``flows.score_watch`` keeps them, reports progress inside files, and stops the
+shards when the run stops.
 
 ``FileQueue`` does all of that for the flow: it claims, plans, submits and commits, and
 hands each file back to the flow as it is committed, for the run's report.
@@ -24,13 +30,17 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.score_watch import Watch
 from tasks.outcomes import FileOutcome, FileStatus
 from tasks.reading import detect_format
 from tasks.scoring import shard as shard_scoring
+from tasks.scoring.checkpointed import Checkpoints, score_checkpointed
+from tasks.scoring.control import ShardControl
 from tasks.scoring.planning import Shard, plan_shards, unique_columns
 from tasks.scoring.shard import ScoringJob, ShardResult
 from tasks.settings import Settings
-from tasks.state.commit import HANDLED_ELSEWHERE, Claim, Committer, changed_outcome, discard
+from tasks.state.checkpoints import plan_key
+from tasks.state.commit import HANDLED_ELSEWHERE, Claim, Committer, changed_outcome
 from tasks.state.inbox import Identity, claim_for_run, claim_key, is_claimed, runs_died
 from tasks.state.object_claims import ObjectChangedError
 from tasks.storage.local import Location, LockHeldError, file_sha256, readable_name
@@ -52,15 +62,25 @@ MAX_FILES_LOCKED = 384
 
 
 @task(name="score-shard", cache_policy=NO_CACHE)
-def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob) -> ShardResult:
+def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
+                control: ShardControl) -> ShardResult:
     """``tasks.scoring.shard.score_shard`` as a task: one shard, on a thread or a Dask worker."""
-    return shard_scoring.score_shard(path, sha256, shard, job)
+    return shard_scoring.score_shard(path, sha256, shard, job, control=control)
 
 
 @task(name="score-small-files", cache_policy=NO_CACHE)
-def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> list[ShardResult]:
+def score_small_files(files: list[tuple[Location, str]], job: ScoringJob,
+                      control: ShardControl) -> list[ShardResult]:
     """``tasks.scoring.shard.score_small_files`` as a task: a bundle of small whole files."""
-    return shard_scoring.score_small_files(files, job)
+    return shard_scoring.score_small_files(files, job, control=control)
+
+
+@task(name="score-file", cache_policy=NO_CACHE)
+def score_file(path: Location, sha256: str, job: ScoringJob, checkpoints: Checkpoints,
+               control: ShardControl) -> list[ShardResult]:
+    """``tasks.scoring.checkpointed.score_checkpointed`` as a task: a whole file in one
+    pass, in checkpoints (the thread runner)."""
+    return score_checkpointed(path, sha256, job, checkpoints, control)
 
 
 def task_runner_for(settings: Settings) -> TaskRunner:
@@ -135,6 +155,13 @@ class _BundleSlot:
     future: object
     index: int
 
+    @property
+    def wrapped_future(self):
+        return self.future.wrapped_future
+
+    def wait(self, timeout: float | None = None) -> None:
+        self.future.wait(timeout)
+
     def result(self):
         return self.future.result()[self.index]
 
@@ -156,6 +183,7 @@ class FileQueue:
     runner: TaskRunner
     job: ScoringJob
     committer: Committer
+    progress: object | None = None  # flows.score_report.Progress: lines inside files
     # Units (one file's shards, or a bundle of small files) in the order they were queued;
     # small files claimed and not yet queued; files waiting for their twin's commit.
     in_flight: deque[list[_InFlight]] = field(default_factory=deque)
@@ -163,18 +191,28 @@ class FileQueue:
     waiting: list[tuple[Location, str, Identity | None, contextlib.ExitStack]] = field(
         default_factory=list)
     unique: list[str] = field(init=False)  # the columns unique over a whole file
+    control: ShardControl = field(default_factory=ShardControl)  # shared with the shards
+    watch: Watch = field(init=False)
+    finishing: list[_InFlight] = field(default_factory=list)  # the unit being waited for
 
     def __post_init__(self) -> None:
         self.unique = unique_columns(self.job.suite_config)
+        self.watch = Watch(self.control, self.committer.checkpoints, self.committer.logger,
+                           self.progress)
 
     def __enter__(self) -> FileQueue:
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        for flight in [f for unit in self.in_flight for f in unit] + self.bundle:
-            flight.claim.release()
-        for *_, held in self.waiting:
-            held.close()
+    def __exit__(self, exc_type, *exc_info) -> None:
+        flights = [f for unit in self.in_flight for f in unit] + self.bundle + self.finishing
+        try:
+            if exc_type is not None:  # interrupted, or failed: the shards stop too
+                self.watch.stop([(f.claim, f.futures) for f in flights])
+        finally:
+            for flight in flights:
+                flight.claim.release()
+            for *_, held in self.waiting:
+                held.close()
 
     def score(self, ready: list[Location]) -> Iterator[Done]:
         """Queue files' work a few units ahead, finish files in the order they were listed.
@@ -251,6 +289,7 @@ class FileQueue:
             yield began, [], started
             return
         flight = _InFlight(began)
+        self._resume(flight)
         if flight.small:
             self.bundle.append(flight)
             if (len(self.bundle) >= BUNDLE_FILES
@@ -270,6 +309,7 @@ class FileQueue:
             yield began, [], started
             return
         flight = _InFlight(began)
+        self._resume(flight)
         self._submit_shards(flight)
         ((outcome, results),) = self._finish([flight])
         yield outcome, results, started
@@ -292,17 +332,60 @@ class FileQueue:
         for flight, (outcome, results) in zip(unit, self._finish(unit)):
             yield outcome, results, flight.claim.started
 
+    def _in_one_pass(self, flight: _InFlight) -> bool:
+        """Scored by one ``score-file`` task, in checkpoints: on the thread runner, a file
+        neither split into shards nor small enough for a bundle."""
+        shards = flight.claim.shards
+        return (self.settings.task_runner == "threads" and not flight.small
+                and len(shards) == 1 and shards[0].index is None)
+
+    def _resume(self, flight: _InFlight) -> None:
+        """Under the file's lock: how it is cut (its plan), and the checkpoints a stopped
+        run left of it that this run reuses (``tasks.state.checkpoints``). A small file
+        has none: the commit forgets any a run cut differently left of its content."""
+        claim = flight.claim
+        if flight.small:
+            return
+        shards = claim.shards
+        rows = (self.settings.checkpoint_rows if self._in_one_pass(flight)
+                else shards[0].rows[1] - shards[0].rows[0] if len(shards) > 1 else None)
+        claim.plan = plan_key(self.job, claim.path.name, rows) if rows else None
+        try:
+            claim.resumed = self.committer.checkpoints.resume(
+                claim.sha256, claim.plan, self.job.scored_dir, self.job.rejected_dir)
+        except BaseException:
+            claim.release()  # not queued yet: nothing else would release it
+            raise
+        if claim.resumed:
+            self.committer.logger.info(
+                "%s: %d rows in %d finished shards were kept by a stopped run; scoring the "
+                "rest", readable_name(claim.path.name), sum(r.rows_read for r in claim.resumed),
+                len(claim.resumed))
+
     def _submit_shards(self, flight: _InFlight) -> None:
-        """Queue one ``score-shard`` task per shard of a claimed file."""
+        """Queue one ``score-shard`` task per shard of a claimed file not resumed, or one
+        ``score-file`` task for a file scored in one pass."""
         claimed = flight.claim
+        self.watch.track(claimed)
+        done = tuple(sorted(r.index for r in claimed.resumed))
+        if self._in_one_pass(flight):
+            flight.futures = [self._submit(score_file, {
+                "path": claimed.path, "sha256": claimed.sha256, "job": self.job,
+                "checkpoints": Checkpoints(self.settings.checkpoint_rows, done),
+                "control": self.control})]
+            return
         flight.futures = [self._submit(score_shard, {
-            "path": claimed.path, "sha256": claimed.sha256, "shard": shard, "job": self.job})
-            for shard in claimed.shards]
+            "path": claimed.path, "sha256": claimed.sha256, "shard": shard, "job": self.job,
+            "control": self.control})
+            for shard in claimed.shards if shard.index not in done]
 
     def _submit_bundle(self, flights: list[_InFlight]) -> None:
         """Queue one ``score-small-files`` task for several small claimed files."""
+        for flight in flights:
+            self.watch.track(flight.claim)
         future = self._submit(score_small_files, {
-            "files": [(f.claim.path, f.claim.sha256) for f in flights], "job": self.job})
+            "files": [(f.claim.path, f.claim.sha256) for f in flights], "job": self.job,
+            "control": self.control})
         for index, flight in enumerate(flights):
             flight.futures = [_BundleSlot(future, index)]
 
@@ -316,32 +399,20 @@ class FileQueue:
         return self.runner.submit(task_function, parameters=parameters)
 
     def _finish(self, flights: list[_InFlight]) -> list[tuple[FileOutcome, list[ShardResult]]]:
-        """Wait for a unit's files (one file, or a bundle of small ones) and commit them."""
+        """Wait for a unit's files (one file, or a bundle of small ones) and commit them,
+        each with the checkpoints it resumed, in shard order."""
+        self.finishing = flights
+        gathered = self.watch.gather([(f.claim, f.futures) for f in flights])
+        gathered = [sorted(f.claim.resumed + results, key=_shard_order)
+                    for f, results in zip(flights, gathered)]
+        self.finishing = []
         try:
-            gathered = _results(flights)
-        except BaseException:
+            outcomes = self.committer.commit([f.claim for f in flights], gathered)
+        finally:
             for flight in flights:
-                flight.claim.release()
-            raise
-        outcomes = self.committer.commit([f.claim for f in flights], gathered)
+                self.watch.untrack(flight.claim)
         return list(zip(outcomes, gathered))
 
 
-def _results(flights: list[_InFlight]) -> list[list[ShardResult]]:
-    """Every shard result of every file; on any failure, discard them all and raise the
-    first failure (after all have ended, so nothing is cleaned up under a task)."""
-    gathered: list[list[ShardResult]] = []
-    error: BaseException | None = None
-    for flight in flights:
-        results = []
-        for future in flight.futures:
-            try:
-                results.append(future.result())
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                error = error or exc
-        gathered.append(results)
-    if error is not None:
-        for results in gathered:
-            discard(results)
-        raise error
-    return gathered
+def _shard_order(result: ShardResult) -> int:
+    return -1 if result.index is None else result.index

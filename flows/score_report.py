@@ -37,6 +37,8 @@ class ScoreSummary:
         self.files.append(outcome)
         self.intervals.append((started, time.perf_counter()))
         for result in results:
+            if result.resumed:  # scored by an earlier run, not by a worker of this one
+                continue
             seen = self.workers.setdefault(result.worker, {
                 "host": result.host, "pid": result.pid, "device": result.device,
                 "shards": 0, "model_loads": 0})
@@ -75,7 +77,8 @@ class ScoreSummary:
         # Files overlap in time when several workers score, so their seconds are not
         # summed: the busy wall time (for one file at a time, the same thing).
         busy = self.busy_seconds or sum(f.seconds for f in self.files if f.status == FileStatus.SCORED)
-        return self.total("rows_scored") / busy if busy else 0.0
+        scored = self.total("rows_scored") - self.total("scored_resumed")  # by this run
+        return scored / busy if busy else 0.0
 
     def as_dict(self) -> dict:
         scored = self.total("rows_scored")
@@ -90,6 +93,9 @@ class ScoreSummary:
             "rows_read": self.total("rows_read"), "rows_scored": scored,
             "rows_quarantined": self.total("rows_quarantined"),
             "rows_id_generated": self.total("rows_id_generated"),
+            # Of the rows read: those in shards a stopped run had finished, reused.
+            "rows_resumed": self.total("rows_resumed"),
+            "shards_resumed": self.total("shards_resumed"),
             "encodings": self.encodings(),
             "positive_share": round(self.total("positives") / scored, 4) if scored else None,
             "accuracy_on_labeled_rows": round(self.total("correct") / labeled, 4) if labeled else None,
@@ -119,7 +125,9 @@ class Progress:
 
     On a terminal, a bar (rich); elsewhere (workers, cron, CI) log lines, at most one
     every ``every`` seconds and one for the last file, so an inbox of thousands of
-    small files does not print thousands of lines.
+    small files does not print thousands of lines. Inside a long file too
+    (``working``, called by ``flows.score_watch`` while shards run): its rows done,
+    rows/s, the rows and files left.
     """
 
     total: int
@@ -127,8 +135,10 @@ class Progress:
     every: float = 5.0
     done: int = 0
     rows: int = 0
+    fresh: int = 0  # rows of the files done that this run read (not resumed)
     started: float = field(default_factory=time.perf_counter)
-    last: float = 0.0
+    last: float = 0.0  # the last line of any kind
+    last_file: float = 0.0  # the last line for a file done
     bar: object = None
 
     def __post_init__(self) -> None:
@@ -142,18 +152,53 @@ class Progress:
     def file_done(self, outcome: FileOutcome) -> None:
         self.done += 1
         self.rows += outcome.rows_read
+        self.fresh += outcome.rows_read - outcome.rows_resumed
         now = time.perf_counter()
         elapsed = now - self.started
-        rate = self.rows / max(elapsed, 1e-9)
+        rate = self.fresh / max(elapsed, 1e-9)
         if self.bar is not None:
             self.bar.update(self.bar.task_ids[0], advance=1, rows=self.rows, rate=rate)
             return
-        if now - self.last < self.every and self.done < self.total:
+        if now - self.last_file < self.every and self.done < self.total:
             return
-        self.last = now
+        self.last = self.last_file = now
         left = elapsed / self.done * (self.total - self.done)
         self.logger.info("%d/%d files, %d rows, %.0f reviews/s, about %.0f s left",
                          self.done, self.total, self.rows, rate, left)
+
+    def working(self, files: list) -> None:
+        """The files being scored (``flows.score_watch.FileProgress``): a line naming the
+        rows done, rows/s and what is left when no other line came for ``every``
+        seconds, so a long file is never silent (the bar's rows, on a terminal)."""
+        busy = [f for f in files if f.rows_done or f.rows_resumed]
+        now = time.perf_counter()
+        rate = (self.fresh + sum(f.rows_done for f in files)) / max(now - self.started, 1e-9)
+        if self.bar is not None:
+            self.bar.update(self.bar.task_ids[0], rate=rate,
+                            rows=self.rows + sum(f.rows_done + f.rows_resumed for f in busy))
+            return
+        if not busy or now - self.last < self.every:
+            return
+        self.last = now
+        files_left = (f"{self.done}/{self.total} files done, "
+                      f"{self.total - self.done - len(busy)} more waiting")
+        if len(busy) > 1:
+            self.logger.info("scoring %d files: %s rows of them done, %.0f rows/s; %s",
+                             len(busy), f"{sum(f.rows_done + f.rows_resumed for f in busy):,}",
+                             rate, files_left)
+            return
+        (file,) = busy
+        done = file.rows_done + file.rows_resumed
+        of = left = kept = ""
+        if file.expected:
+            of = f" of {'' if file.exact else 'about '}{file.expected:,}"
+            rows_left = max(file.expected - done, 0)
+            left = f", {rows_left:,} rows left" + (
+                f" (about {rows_left / rate:.0f} s)" if rate else "")
+        if file.rows_resumed:
+            kept = f" ({file.rows_resumed:,} of them kept from a stopped run)"
+        self.logger.info("scoring %s: %s%s rows done%s, %.0f rows/s%s; %s", file.name,
+                         f"{done:,}", of, kept, rate, left, files_left)
 
     def close(self) -> None:
         if self.bar is not None:

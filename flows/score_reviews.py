@@ -10,10 +10,13 @@ run ends Completed with a WARNING, the inbox untouched):
 3. submit its shards, a ``score-shard`` task each, or a bundle of small files as one
    ``score-small-files`` task, to the task runner (``flows.score_queue``); a shard reads,
    validates and scores its rows into temporary parts (``tasks.scoring.shard``);
-4. once every shard of a file is done, commit it: publish its parts, record it in the
-   ledger, archive the input (``tasks.state.commit``);
-5. measure each scored file's drift (``flows.drift``) and report the run
-   (``flows.score_report``).
+4. once every shard of a file is done, commit it: write its drift signals' row
+   (``flows.drift``), publish its parts, record it in the ledger, archive the input
+   (``tasks.state.commit``);
+5. report each scored file's drift (``flows.drift``) and the run (``flows.score_report``).
+
+Before step 1, what killed runs left that no later step would remove (their temporaries)
+is removed (``tasks.state.leftovers``).
 
 Every input row ends in ``scored/`` or ``quarantine/`` exactly once; where each lands
 is ``tasks.layout``. Run it as ``reviewflow score`` or ``python -m flows.score_reviews``.
@@ -21,6 +24,7 @@ is ``tasks.layout``. Run it as ``reviewflow score`` or ``python -m flows.score_r
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Literal
@@ -28,7 +32,7 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import environment_settings, settings_from
+from flows.configuration import settings_from
 from flows.drift import DriftWatch, thresholds
 from flows.score_queue import FileQueue, api_for_workers, task_runner_for
 from flows.score_report import Progress, ScoreSummary, publish_summary
@@ -43,6 +47,7 @@ from tasks.settings import Settings
 from tasks.state.backend import RunState, TimedState, open_state
 from tasks.state.commit import HANDLED_ELSEWHERE, Committer
 from tasks.state.inbox import list_inbox
+from tasks.state.leftovers import sweep_scoring_leftovers
 from tasks.storage.local import Location, readable_name
 from tasks.training.registry import Registry
 
@@ -53,26 +58,26 @@ def load_champion(ref: ModelRef):
     return cached_model(ref)
 
 
-# The parameters' defaults are the settings this environment gives, so a deployment and
-# `prefect deployment inspect` show the values a run will use (flows.common).
-DEFAULTS = environment_settings()
-
-
+# A parameter left None takes the setting of its name where the run runs (on a worker: its
+# environment's REVIEWFLOW_*; flows.configuration.settings_from). The reviewflow command
+# names every one, and deployments/prefect.yaml those a deployment fixes, so the run and
+# the deployment show the values used.
 @flow(name="score-reviews", log_prints=True)
-def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
-                  require_gpu: bool = DEFAULTS.require_gpu,
-                  settle_seconds: float = DEFAULTS.settle_seconds,
-                  task_runner: Literal["threads", "dask"] = DEFAULTS.task_runner,
-                  dask_address: str | None = DEFAULTS.dask_address,
-                  shard_rows: int | None = DEFAULTS.shard_rows,
-                  state_url: str | None = DEFAULTS.state_url) -> dict:
+def score_reviews(data_dir: str | None = None,
+                  require_gpu: bool | None = None,
+                  settle_seconds: float | None = None,
+                  task_runner: Literal["threads", "dask"] | None = None,
+                  dask_address: str | None = None,
+                  shard_rows: int | None = None,
+                  state_url: str | None = None) -> dict:
     """Score every new review file in the inbox with the champion model.
 
     ``data_dir`` is a folder or a URL (s3://bucket/prefix); ``task_runner`` ("threads" or
     "dask"), ``dask_address`` and ``shard_rows`` choose where shards run
     (docs/scaling-out.md); ``state_url`` (postgresql://user@host:port/db) keeps the ledger
-    and the locks in PostgreSQL instead of the state folder. Returns the run summary; the
-    same figures are published as Prefect artifacts.
+    and the locks in PostgreSQL instead of the state folder. Each left unset (None) is
+    the setting of its name (``REVIEWFLOW_*``). Returns the run summary; the same figures
+    are published as Prefect artifacts.
     """
     raise_if_stopped()  # one the engine dropped while it created this run
     logger = get_run_logger()
@@ -83,10 +88,10 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
     # SQLite ledger would write through), a state database that is down and a root
     # scored with another run state (open_state checks its marker) each stop the run in
     # one line.
-    settings.layout.check_contained(day_of(datetime.now(UTC)))
+    DataLayout.of(settings).check_contained(day_of(datetime.now(UTC)))
     if (waiting := _before_first_champion(settings, logger)) is not None:
         return waiting
-    state = TimedState(open_state(settings.state_url, settings.layout))
+    state = TimedState(open_state(settings.state_url, DataLayout.of(settings)))
     try:
         return _score_reviews(settings, state, logger)
     finally:
@@ -94,7 +99,7 @@ def score_reviews(data_dir: str = str(DEFAULTS.data_dir),
 
 
 def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
-    layout = settings.layout.ensure()
+    layout = DataLayout.of(settings).ensure()
     run_started, clock = datetime.now(UTC), time.perf_counter()
     layout.check_contained(day_of(run_started))  # one line, exit 2, if a folder is a link
     local = settings.task_runner == "threads"  # shards run in this process
@@ -113,6 +118,9 @@ def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
                            task_runner=settings.task_runner, profile=profile)
     day = day_of(run_started)
     committer = Committer(layout, ledger, version, day, logger)
+    if swept := sweep_scoring_leftovers(layout, ledger):
+        logger.info("removed %d temporaries that killed runs left (%s)", len(swept),
+                    ", ".join(sorted({str(p.parent) for p in swept})))
     if marked := committer.finish_archive_marks():
         logger.info("marked %d files archived that a killed run had archived but not yet "
                     "marked in the ledger", marked)
@@ -147,11 +155,11 @@ def _before_first_champion(settings: Settings, logger) -> dict | None:
     ends Completed, since every scheduled run until then is expected to find the same.
     None when there is a champion; a champion lost (``RegistryError``) fails the run."""
     try:
-        Registry(settings.layout.models).champion_version()
+        Registry(DataLayout.of(settings).models).champion_version()
         return None
     except NoChampionError:
         pass
-    incoming = settings.layout.incoming
+    incoming = DataLayout.of(settings).incoming
     inbox = list_inbox(incoming, settings.settle_seconds)
     waiting = len(inbox.ready) + len(inbox.settling) + len(inbox.unsupported)
     summary = ScoreSummary(model_version=None, device="", task_runner=settings.task_runner)
@@ -191,10 +199,11 @@ def _score_files(settings: Settings, layout: DataLayout, committer: Committer, j
     each one as it is done: its drift signals, its outcome, the progress."""
     drift = DriftWatch(layout, day, job, thresholds(settings), settings.monitor_emit_events,
                        logger)
+    committer = dataclasses.replace(committer, monitor=drift.row)  # rows go with the commit
     with api_for_workers(settings), task_runner_for(settings) as runner:
         progress = Progress(len(ready), logger)  # once the runner is up: rates exclude its start
         try:
-            with FileQueue(settings, runner, job, committer) as queue:
+            with FileQueue(settings, runner, job, committer, progress) as queue:
                 for outcome, results, started in queue.score(ready):
                     drift.observe(outcome, results, summary)
                     summary.record(outcome, results, started)

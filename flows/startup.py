@@ -165,10 +165,31 @@ def _exit_now() -> None:
     by the interrupt can wait for ever on the flow that stopped under it. Nothing it
     holds needs finishing: its parts are temporaries the next run sweeps, its claim is
     picked up by the next run, as after a SIGKILL. The exit handlers still run
-    (Prefect's queues drained, the temporary server stopped), the last of them ending
-    the process with the exit code.
+    (the temporary server stopped), the last of them ending the process with the exit
+    code; Prefect's queues of log lines and events are drained before them.
     """
+    _drain_prefect_queues()
     atexit._run_exitfuncs()
+
+
+# How long an interrupted command waits for Prefect's last log lines and events to be sent.
+DRAIN_SECONDS = 5.0
+
+
+def _drain_prefect_queues() -> None:
+    """Send what Prefect still queues (the run's last log lines, its Crashed state's
+    events) before the exit handlers stop a temporary API server. A normal exit drains
+    them in threading's exit hooks, which ``_exit_now`` skips; without this, a stop that
+    comes right after the run's last lines leaves them to a server being stopped, and
+    Prefect prints "Error logging to API" after the command's one line."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):  # an API already gone: nothing more to send
+            worker.drain_all(timeout=DRAIN_SECONDS)
 
 
 def _exit_without_teardown(status: dict, stop: Stop) -> None:

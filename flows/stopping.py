@@ -47,6 +47,11 @@ REDELIVER_SECONDS = 0.05
 # PydanticSerializationError for any exception, and Prefect passes its settings and
 # every API payload through them.
 WRAPPING_PACKAGES = frozenset({"pydantic", "pydantic_core"})
+# Functions Python itself calls and whose exception it wraps in another: creating a
+# class turns one raised in an attribute's ``__set_name__`` into a RuntimeError (a
+# dataclass's fields, a pydantic model's, while Prefect's task engine is imported at a
+# flow's first task).
+WRAPPED_BY_PYTHON = frozenset({"__set_name__"})
 # The modules of Prefect's engine that run a flow or a task and decide its final state
 # by the exception's type.
 RUN_ENGINES = frozenset({"prefect.flow_engine", "prefect.task_engine"})
@@ -252,18 +257,19 @@ def _raise_later(frame) -> bool:
     """Whether a stop that lands at ``frame`` is sent again instead of raised there: in
     the import system's own steps (unless the main thread only waits there), in code
     whose state it would leave half updated, or where it would reach Prefect's engine
-    as another exception, which would mark the run Failed instead of Crashed. Outside a
+    as another exception (pydantic's, or Python's own for ``__set_name__``), which would mark the run Failed instead of Crashed. Outside a
     run it does not matter what a library makes of the exception (``Stop.stopped_by``),
     and Prefect's own import spends seconds in pydantic: the stop is raised at once."""
     if frame.f_globals.get("__name__") in IMPORT_MACHINERY:
         return not _waiting_for_an_import()
-    modules = set()
+    modules, functions = set(), set()
     while frame is not None:
         modules.add(frame.f_globals.get("__name__", ""))
+        functions.add(frame.f_code.co_name)
         frame = frame.f_back
     packages = {name.partition(".")[0] for name in modules}
-    return bool(packages & KEPT_WHOLE) or bool(packages & WRAPPING_PACKAGES
-                                               and modules & RUN_ENGINES)
+    wrapped = bool(packages & WRAPPING_PACKAGES or functions & WRAPPED_BY_PYTHON)
+    return bool(packages & KEPT_WHOLE) or (wrapped and bool(modules & RUN_ENGINES))
 
 
 def _inside(frame, test: Callable) -> bool:
@@ -293,23 +299,30 @@ def _score_kept(under_way: dict) -> str:
     from tasks.errors import ReviewflowError
     from tasks.layout import CLAIMS_FOLDER
     from tasks.state.backend import open_state
+    from tasks.state.checkpoints import kept_rows
     from tasks.state.inbox import is_claimed, list_inbox
 
     layout, before = under_way["layout"], under_way["ledger_totals"]
     unarchived: set[str] = set()
+    checkpointed = (0, 0)
     try:
         state = open_state(under_way.get("state_url"), layout)
         try:
             rows = state.totals()["rows_read"] - before["rows_read"]
             unarchived = {entry.source_file for entry in state.unarchived()}
+            checkpointed = kept_rows(state)
         finally:
             state.close()
     except ReviewflowError:  # the state database is gone too: the line still says what is kept
         rows = "?"
     kept = (f"the files committed before the stop are kept ({rows} rows, in scored/ and "
             f"quarantine/; their inputs in archive/)")
+    # Shards of unfinished files that stopped runs finished (tasks.state.checkpoints).
+    resumable = (f"; {checkpointed[0]} rows of {checkpointed[1]} unfinished files are kept "
+                 "in finished checkpoints: the next run scores only the rest of those files"
+                 if checkpointed[0] else "")
     if not isinstance(layout.incoming, Path):
-        return f"{kept}; the next `reviewflow score` finishes the rest"
+        return f"{kept}; the next `reviewflow score` finishes the rest{resumable}"
     left = list_inbox(layout.incoming, 0).ready
     # Stopped between a commit and its archive move: scored, only the move is left.
     archiving = [path for path in left if is_claimed(path) and path.name in unarchived]
@@ -321,7 +334,7 @@ def _score_kept(under_way: dict) -> str:
     if archiving:
         line += (f"; {len(archiving)} committed files are still in incoming/{CLAIMS_FOLDER}/: "
                  "the next run archives them without scoring them again")
-    return line
+    return line + resumable
 
 
 def _retrain_kept(under_way: dict) -> str:

@@ -10,8 +10,9 @@ Sub-packages, one per subsystem:
 - ``storage``: crash-safe local file operations and object-storage paths.
 - ``late_labels``: accuracy in production, from labels that arrive after the scores.
 
-Shared modules at the top: ``settings`` (every default), ``layout`` (every folder and file
-name of the data root), ``validation`` (the Great Expectations suite), ``errors`` (exit
-codes), ``outcomes`` (what happened to a file), ``monitoring`` (drift signals),
-``charts`` (what every picture shares), ``failpoints`` (crash points for tests).
+Shared modules at the top: ``settings`` (every default; it imports nothing of reviewflow,
+so every module may import it), ``layout`` (every folder and file name of the data root),
+``validation`` (the Great Expectations suite), ``errors`` (exit codes), ``outcomes`` (what
+happened to a file), ``monitoring`` (drift signals), ``charts`` (what every picture
+shares), ``failpoints`` (crash points for tests).
 """

@@ -99,6 +99,14 @@ class StateUnavailableError(ReviewflowError):
     exit_code = 1
 
 
+class ScoringStopped(ReviewflowError):
+    """A shard stopped because its run is stopping (interrupted, or failed elsewhere):
+    ``tasks.scoring.control.ShardControl``. Nothing of the shard's unfinished checkpoint
+    is kept; the run's own stop is what the user sees."""
+
+    exit_code = 130
+
+
 class StorageUnavailableError(ReviewflowError):
     """The object store of an ``s3://`` (or other URL) data root cannot be reached; the
     message names it and says what to check. Exit 1: the environment stopped the run."""

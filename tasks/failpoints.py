@@ -8,6 +8,13 @@ With ``REVIEWFLOW_FAILPOINT_FILE=<file name>`` as well, only a point reached whi
 that file is worked on (a caller that passes ``file``) kills: a file that kills every
 run that reads it, as one that exhausts memory would.
 
+Two points cover every write whose temporary a kill can leave behind; name the file
+with ``REVIEWFLOW_FAILPOINT_FILE`` to choose which write. ``storage:written``: a one-shot
+write's bytes are durable (tasks.storage.local ``atomic_path``, ``write_bytes_atomic``,
+a copy across file systems): locally still under the temporary name, on object storage
+already whole under the final one. ``storage:staged``: a staged part's temporary is
+whole (``StagedParquet.finish``), not yet published by a commit.
+
 With ``REVIEWFLOW_PAUSEPOINT=<name>`` and ``REVIEWFLOW_PAUSEPOINT_DIR=<folder>``, it
 instead writes ``<folder>/reached`` and waits (at most ``PAUSE_LIMIT_SECONDS``) until
 ``<folder>/go`` exists, so a test can change the world at exactly that point (replace

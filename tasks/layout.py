@@ -53,7 +53,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from tasks.errors import LinkedFolderError
-from tasks.storage.objects import ObjectPath
+from tasks.settings import Settings
+from tasks.storage.objects import ObjectPath, as_location
 
 # Files a run has claimed live in ``incoming/.claimed/<token>/<name>``: a dot-name, so
 # no reader of incoming/ mistakes them for new uploads.
@@ -146,6 +147,21 @@ def is_any_part_of(name: str, sha256: str) -> bool:
     return re.fullmatch(rf"{part}|\.{part}\.[0-9a-f]{{8}}\.tmp", name) is not None
 
 
+def part_content(name: str) -> str | None:
+    """The content key (``content_key``) a part or its temporary is named for, or None
+    for any other name: what says whose lock guards a temporary found in a sweep."""
+    found = re.fullmatch(r"\.?part-([0-9a-f]{16})(?:-.+)?\.parquet(?:\.[0-9a-f]{8}\.tmp)?", name)
+    return found.group(1) if found else None
+
+
+def part_version(name: str, sha256: str) -> str | None:
+    """The model version in the name of a part of this content (or of its temporary);
+    None for a part named for the content alone (rejected rows) or another name."""
+    found = re.fullmatch(rf"\.?part-{re.escape(content_key(sha256))}-(.+?)(?:-s\d{{4}})?"
+                         rf"\.parquet(?:\.[0-9a-f]{{8}}\.tmp)?", name)
+    return found.group(1) if found else None
+
+
 class DataLayout(BaseModel):
     """The folders under the data root.
 
@@ -160,6 +176,15 @@ class DataLayout(BaseModel):
     state_root: Path | None = None
     # The ledger and the locks are in a database (a state URL): no state folder is needed.
     state_in_database: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings) -> DataLayout:
+        """The folders of the data root ``settings`` name: ``data_dir`` with its storage
+        options, ``state_dir``, and whether the run state is a database (``state_url``)."""
+        root = as_location(settings.data_dir, settings.storage_options)
+        return cls(root=root.resolve(),
+                   state_root=settings.state_dir.resolve() if settings.state_dir else None,
+                   state_in_database=bool(settings.state_url))
 
     @property
     def incoming(self) -> Path:

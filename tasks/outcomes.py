@@ -47,4 +47,9 @@ class FileOutcome(RowCounts):
     workers: str = ""
     hosts: str = ""
     devices: str = ""
+    # Of its shards, those a stopped run had finished and this one reused
+    # (tasks.state.checkpoints): how many, their rows read and of these the rows scored.
+    shards_resumed: int = 0
+    rows_resumed: int = 0
+    scored_resumed: int = 0
 

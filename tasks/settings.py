@@ -3,8 +3,14 @@
 Values come, in increasing priority, from the defaults below, environment variables
 prefixed ``REVIEWFLOW_`` (``REVIEWFLOW_DATA_DIR=/srv/reviews``) and explicit keyword
 arguments (the CLI and flow parameters pass theirs that way). Flows build one
-``Settings`` and pass it, or values taken from it, down to the plain functions in
-``tasks``; nothing reads the environment anywhere else.
+``Settings`` (``flows.configuration.settings_from``) and pass it, or values taken from
+it, down to the plain functions in ``tasks``; nothing reads the environment anywhere
+else (tests/test_imports.py holds to that).
+
+The bottom of the import graph: this module imports nothing of reviewflow, so any module
+may import it. What a setting's value means beyond its type is decided above it: the
+data root's folders (``tasks.layout.DataLayout.of``), a state URL as libpq reads it and its
+password (``tasks.state.url``, applied by ``flows.configuration``).
 """
 
 from __future__ import annotations
@@ -14,21 +20,48 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tasks.layout import DataLayout
-from tasks.reading.columns import ColumnMapping
-from tasks.state.url import parse, with_password_of
-from tasks.storage.objects import as_location, is_url
-
+ENV_PREFIX = "REVIEWFLOW_"
 PACKAGED_SUITE = Path(__file__).parent / "expectations" / "review_suite.json"
+
+
+def is_url(value: str | os.PathLike) -> bool:
+    """Whether a data root (or any location) is a URL: ``scheme://...`` other than
+    ``file://``. The one rule; ``tasks.storage.objects`` asks it too."""
+    text = str(value)
+    return "://" in text and not text.startswith("file://")
+
+
+def local_path(value: str | os.PathLike) -> Path:
+    """A location that is not a URL as a local ``Path``: ``file://`` taken off, ``~``
+    expanded."""
+    return Path(str(value).removeprefix("file://")).expanduser()
+
+
+class ColumnMapping(BaseModel):
+    """Which input column names mean review id, text and label (``Settings.columns``).
+
+    The first name found in a file wins; names are matched case-insensitively
+    (``tasks.reading.columns``, where readers import it from).
+    """
+
+    review_id: list[str] = ["review_id", "id", "reviewid", "review id"]
+    text: list[str] = ["text", "review", "document", "content", "body", "comment"]
+    label: list[str] = ["label", "sentiment", "polarity", "target"]
+    # What a review is about (a movie, a product). Labeled files that carry one are split
+    # by it for training, so the held-out figures measure reviews of unseen items, as a
+    # new batch will be. Empty: split by review id. Scoring ignores it.
+    group: list[str] = ["movie_id", "product_id", "item_id"]
+    positive_labels: list[str] = ["1", "pos", "positive", "true", "yes"]
+    negative_labels: list[str] = ["0", "neg", "negative", "false", "no"]
 
 
 class Settings(BaseSettings):
     """Paths, thresholds and batch sizes for scoring and retraining."""
 
-    model_config = SettingsConfigDict(env_prefix="REVIEWFLOW_", env_nested_delimiter="__",
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
                                       extra="forbid")
 
     # --- where things live
@@ -91,6 +124,14 @@ class Settings(BaseSettings):
         None, gt=0, description="Files with more rows are split into shards of this many "
                                 "rows, one task each. Default: 250,000 with dask, no "
                                 "splitting with threads.")
+    # 100,000: a stop loses at most one checkpoint of work, seconds of scoring (the
+    # figures are in docs/settings.md), while each checkpoint costs one more part and one
+    # state write; files up to that size, most uploads, pay nothing at all.
+    checkpoint_rows: int = Field(
+        100_000, gt=0, description="With the thread runner, a file with more rows is scored "
+                                   "in checkpoints of this many rows, each kept once "
+                                   "finished: a stopped run's next run scores only the rest. "
+                                   "Under Dask (or with shard_rows) each shard is one.")
 
     # --- monitoring: drift signals of every scoring run (docs/monitoring.md)
     monitor_sample_rows: int = Field(
@@ -178,7 +219,7 @@ class Settings(BaseSettings):
     @classmethod
     def _data_root(cls, value: Path | str) -> Path | str:
         # A URL stays a string (Path would fold "s3://" into "s3:/"); anything else is a Path.
-        return str(value).rstrip("/") if is_url(value) else as_location(value)
+        return str(value).rstrip("/") if is_url(value) else local_path(value)
 
     @field_validator("encodings", mode="before")
     @classmethod
@@ -206,15 +247,10 @@ class Settings(BaseSettings):
 
     @field_validator("state_url")
     @classmethod
-    def _password_from_environment(cls, url: str | None) -> str | None:
-        """A URL libpq cannot read is refused here, in one line that does not repeat it
-        (``StateURLError``: not a ValueError, which pydantic would report with the value).
-        A URL given without its password (a flow parameter, which Prefect keeps and
-        shows) takes it from ``REVIEWFLOW_STATE_URL`` when that names the same database."""
-        if not url:
-            return None
-        parse(url)
-        return with_password_of(url, os.environ.get("REVIEWFLOW_STATE_URL"))
+    def _no_empty_url(cls, url: str | None) -> str | None:
+        # What the URL means (libpq's reading, its password) is checked where settings
+        # are built: flows.configuration.settings_from.
+        return url or None
 
     @field_validator("suite_path", "state_dir")
     @classmethod
@@ -245,19 +281,9 @@ class Settings(BaseSettings):
             return self.shard_rows
         return 250_000 if self.task_runner == "dask" else None
 
-    @property
-    def layout(self) -> DataLayout:
-        root = as_location(self.data_dir, self.storage_options)
-        return DataLayout(root=root.resolve(),
-                          state_root=self.state_dir.resolve() if self.state_dir else None,
-                          state_in_database=bool(self.state_url))
 
-
-def default_of(name: str) -> Any:
-    """The default of the ``Settings`` field ``name``.
-
-    The plain classes that take their values from ``Settings`` (``tasks.model.params.
-    TrainingParams``, ``tasks.monitoring.Thresholds``) default to these, so each default
-    is written once, here.
-    """
-    return Settings.model_fields[name].get_default(call_default_factory=True)
+def state_url_in_environment() -> str | None:
+    """``REVIEWFLOW_STATE_URL`` as this process's environment gives it, password and all:
+    what a state URL given without its password (a flow parameter) takes it from
+    (``flows.configuration``)."""
+    return os.environ.get(f"{ENV_PREFIX}STATE_URL") or None

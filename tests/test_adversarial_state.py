@@ -282,6 +282,7 @@ def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on
         scoring_root, monkeypatch):
     """A reader that dies on one file with MemoryError (a 3 GiB JSON line) used to stop
     every run, the file staying claimed and the files behind it unscored."""
+    from tasks.scoring import checkpointed
     from tasks.scoring import shard as shard_scoring
 
     real = shard_scoring.iter_review_batches
@@ -291,12 +292,14 @@ def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on
             raise MemoryError
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(shard_scoring, "iter_review_batches", reader)
+    # Where the shards read: in a bundle or a shard, and a file scored in checkpoints.
+    for module in (shard_scoring, checkpointed):
+        monkeypatch.setattr(module, "iter_review_batches", reader)
     inbox = scoring_root / "incoming"
     for name in ("a.csv", "z.csv"):
         write_csv(inbox / name, good_rows(name[0], 4))
     (inbox / "poison.jsonl").write_text(json.dumps({"text": "x" * 100}) + "\n")
-    # Over the small-file size: read by its own score-shard task, not in a bundle.
+    # Over the small-file size: read by its own score-file task, not in a bundle.
     (inbox / "poison-big.jsonl").write_text(json.dumps({"text": "y" * (2 << 20)}) + "\n")
     summary = score(scoring_root)
     assert summary["files_scored"] == 2 and summary["rows_scored"] == 8

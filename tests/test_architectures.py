@@ -30,13 +30,17 @@ from tasks.model import (
     standardize_review,
     train_model,
 )
-from tasks.model.architectures import _adapt_nb_ratios, _nb_logistic_classifier
 from tasks.settings import Settings
 from tasks.training.split import split_labeled
 from tests.helpers import read_reviews
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 KOREAN = SAMPLES / "korean"
+
+
+def params_of(**overrides) -> TrainingParams:
+    """The default training settings, ``overrides`` over them."""
+    return TrainingParams.from_settings(Settings(), **overrides)
 
 
 def read_frame(path: Path) -> pd.DataFrame:
@@ -46,7 +50,7 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 def train(reviews: pd.DataFrame, name: str, epochs: int):
     split = split_labeled(reviews, 0.2)
-    params = TrainingParams(architecture=name, epochs=epochs, seed=7)
+    params = params_of(architecture=name, epochs=epochs, seed=7)
     return train_model(texts(split.train), split.train["label"].to_numpy(),
                        texts(split.validation), split.validation["label"].to_numpy(), params)
 
@@ -94,7 +98,7 @@ def test_a_model_of_text_with_odd_separators_saves_and_loads(name, tmp_path):
                       for i, c in enumerate(ODD_CHARACTERS * 2)], dtype=object)
     labels = np.array([i % 2 for i in range(len(texts))])
     trained = train_model(texts, labels, texts[:4], labels[:4],
-                          TrainingParams(architecture=name, epochs=1, seed=7))
+                          params_of(architecture=name, epochs=1, seed=7))
     loaded = load_model(save_model(trained.model, tmp_path / f"{name}.keras"))
     np.testing.assert_allclose(predict_scores(loaded, texts, 8),
                                predict_scores(trained.model, texts, 8), atol=1e-6)
@@ -109,7 +113,7 @@ def test_the_vocabulary_is_the_one_keras_adapt_chooses(name, max_tokens, english
     korean = read_frame(KOREAN / "train.tsv")["text"].head(40)
     corpus = np.concatenate([texts(english), korean.to_numpy(dtype=object),
                              np.array(["", "[UNK] [unk]", "great!! great!! ^^"], dtype=object)])
-    params = TrainingParams(max_tokens=max_tokens or 10**6)
+    params = params_of(max_tokens=max_tokens or 10**6)
     ours, theirs = ARCHITECTURES[name].vectorizer(params), ARCHITECTURES[name].vectorizer(params)
     adapt_vocabulary(ours, corpus, batch_size=7, tokens_per_count=500)
     theirs.adapt(tf.data.Dataset.from_tensor_slices(corpus).batch(64))
@@ -119,7 +123,7 @@ def test_the_vocabulary_is_the_one_keras_adapt_chooses(name, max_tokens, english
 
 
 def test_texts_without_a_word_are_a_clear_error_not_an_empty_vocabulary():
-    vectorizer = ARCHITECTURES["ngram-marks"].vectorizer(TrainingParams())
+    vectorizer = ARCHITECTURES["ngram-marks"].vectorizer(params_of())
     with pytest.raises(ValueError, match="no words to learn a vocabulary from in 2 training"):
         adapt_vocabulary(vectorizer, np.array(["", "   "], dtype=object))
 
@@ -140,7 +144,7 @@ def test_refit_learns_the_selection_rows_for_the_epochs_early_stopping_chose(eng
     split = split_labeled(english, 0.2)
     # A word only the selection rows use: the first model cannot know it, the refit must.
     selection = split.selection.assign(text=split.selection["text"] + " quokkaesque")
-    params = TrainingParams(architecture="ngram", epochs=4, patience=1, seed=7)
+    params = params_of(architecture="ngram", epochs=4, patience=1, seed=7)
     trained = train_model(texts(split.train), split.train["label"].to_numpy(),
                           texts(selection), selection["label"].to_numpy(), params)
     both = pd.concat([split.train, selection], ignore_index=True)
@@ -209,13 +213,14 @@ def test_across_split_adds_grams_that_run_across_spaces_in_unspaced_scripts_only
 
 
 def word_ngram_architecture() -> Architecture:
-    """The default architecture without its character n-grams: words only."""
-    default = ARCHITECTURES[Settings().architecture]
+    """The default architecture without its character n-grams: words only (with the
+    classifier of "ngram", the NB-weighted logistic regression at its own rate)."""
+    default, ngram = ARCHITECTURES[Settings().architecture], ARCHITECTURES["ngram"]
     return Architecture(
         "word 1-3 grams only", lambda params: keras.layers.TextVectorization(
             max_tokens=params.max_tokens, ngrams=3, output_mode="int",
             standardize=standardize_review),
-        _nb_logistic_classifier, max_tokens=default.max_tokens, prepare=_adapt_nb_ratios)
+        ngram.classifier, max_tokens=default.max_tokens, prepare=ngram.prepare)
 
 
 def test_marks_become_words_of_their_own_and_words_stay_as_they_were():
@@ -230,7 +235,7 @@ def test_marks_become_words_of_their_own_and_words_stay_as_they_were():
     model = train_model(np.array(["great!!", "awful...", "great fun!!", "dull..."] * 5,
                                  dtype=object), np.array([1, 0, 1, 0] * 5),
                         np.array(["fine!!", "bad..."], dtype=object), np.array([1, 0]),
-                        TrainingParams(architecture="ngram-marks", epochs=2, seed=7)).model
+                        params_of(architecture="ngram-marks", epochs=2, seed=7)).model
     vocabulary = model_vocabulary(model)
     assert vocabulary.marks_are_words and {"!!", "..."} <= set(vocabulary.tokens.to_pylist())
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import PROJECT, SAMPLES
 
-from flows.cli import _parse, main
+from flows.cli import main, parse_arguments
 from tests.helpers import scored_rows
 
 HEAVY = ("tensorflow", "prefect", "great_expectations")
@@ -25,11 +25,11 @@ HEAVY = ("tensorflow", "prefect", "great_expectations")
     ["demo", "--data-dir", "X"], ["init", "--data-dir", "X"],
 ])
 def test_data_dir_goes_before_or_after_any_command(argv):
-    assert _parse(argv).data_dir == "X"
+    assert parse_arguments(argv).data_dir == "X"
 
 
 def test_without_data_dir_the_setting_decides():
-    args = _parse(["models", "list"])
+    args = parse_arguments(["models", "list"])
     assert args.data_dir is None and args.verbose is False
 
 

@@ -14,7 +14,8 @@ its scheduler on, as an operator runs it (deployments/README.md).
    schedule, anchored 15 s ahead, added to ``score-reviews/scheduled`` with ``prefect deployment schedule
    create``; nobody starts a scoring run: the scheduler does, the worker runs it;
 6. checks: that auto-scheduled run Completed on the scoring pool, ``scored/`` holds the
-   120 sample rows from the champion, the server's log holds no error.
+   120 sample rows from the champion, the server's log holds no error, and neither
+   worker (nor a flow run it started) printed TensorFlow's CUDA probe.
 
 Everything started here is stopped by the teardown (``tests/prefect_server.py``), also
 when the test fails.
@@ -36,9 +37,11 @@ from tests.prefect_server import (
     PREFECT,
     PROJECT,
     PrefectServer,
+    cuda_probe_lines,
     runs_of,
     scheduler_errors,
     wait_for_upcoming_runs,
+    worker_output,
 )
 
 SAMPLES = PROJECT / "data" / "samples"
@@ -159,6 +162,9 @@ def test_yaml_deployments_run_on_schedule_on_process_workers(tmp_path):
         server.stop()
 
     assert scheduler_errors(server.server_log()) == []
+    # The flow runs' output is in the workers' logs, and none is the CUDA probe.
+    assert "scoring on " in "".join(worker_output(server.processes).values())
+    assert cuda_probe_lines(server.processes) == []
     champion = json.loads((data / "models" / "champion.json").read_text())
     assert (data / "models" / "versions" / champion["version"] / "model.keras").is_file()
 

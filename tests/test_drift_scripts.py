@@ -14,6 +14,7 @@ from conftest import SAMPLES
 from flows.score_reviews import score_reviews
 from tasks import monitoring
 from tasks.layout import DataLayout
+from tasks.settings import Settings
 from tasks.training.registry import Registry
 from tests.helpers import monitoring_rows
 
@@ -109,7 +110,8 @@ def test_high_oov_in_the_trained_scripts_names_no_script_mismatch():
     counts = monitoring.observe_batch(texts, [0.9] * 150, pa.nulls(150, pa.int8()), unknown,
                                       profile, 1000)
     found = monitoring.signals(counts, profile)
-    (flag,) = [f for f in monitoring.flags("ko.tsv", found, profile, monitoring.Thresholds())
+    limits = monitoring.Thresholds.from_settings(Settings())
+    (flag,) = [f for f in monitoring.flags("ko.tsv", found, profile, limits)
                if f.signal == "oov_rate"]
     assert found["script_shift"] == 0.0
     assert "text unlike the training data in the same script" in flag.message

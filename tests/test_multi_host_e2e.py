@@ -18,13 +18,13 @@ What it brings up:
 
 Checked at once: the deployments' parameters, pull step, schedules and retraining
 limit as prefect.yaml gives them, and upcoming auto-scheduled runs of both. The
-quarter-hourly scoring schedule is then paused until the first champion exists (a run
-before it would fail with "no champion model"), as an operator starting from an empty
-registry does.
+quarter-hourly scoring schedule stays on from the start, as an operator starting from
+an empty registry leaves it.
 
 Then, with nobody starting a run by hand (every run below is made by the scheduler
 from a schedule with parameters, as an operator adds one):
 
+- a scoring run before the first champion ends Completed, the inbox untouched;
 - a retraining on the sample's labeled files (``architecture=seed``, a first model)
   promotes a champion into the bucket;
 - scoring runs score a settled inbox with it;
@@ -34,7 +34,8 @@ from a schedule with parameters, as an operator adds one):
 
 Checked: every row scored once, by the champion of its time; the history in the
 bucket shows both promotions; no advisory lock is left; the server log has no
-scheduler error. Without root it runs everything on loopback and warns.
+scheduler error; no worker printed TensorFlow's CUDA probe. Without root it runs
+everything on loopback and warns.
 """
 
 from __future__ import annotations
@@ -63,9 +64,11 @@ from tests.prefect_server import (
     PREFECT,
     PROJECT,
     PrefectServer,
+    cuda_probe_lines,
     runs_of,
     scheduler_errors,
     wait_for_upcoming_runs,
+    worker_output,
 )
 
 SAMPLES = PROJECT / "data" / "samples"
@@ -261,31 +264,34 @@ def test_an_operator_deployment_on_three_hosts_trains_promotes_and_scores(tmp_pa
                 assert scoring.pull_steps == [{"prefect.deployments.steps.set_working_directory":
                                                {"directory": str(PROJECT)}}]
                 wait_for_upcoming_runs(server, client, (scoring, training))
-                # No champion yet: the quarter-hourly scoring waits for the first one (a
-                # run at :00, :15, :30 or :45 would fail with "no champion model").
-                quarterly = (scoring.id, scoring.schedules[0].id)
-                client.update_deployment_schedule(*quarterly, active=False)
-                drop_waiting_runs(client, scoring.id)
 
-            # 1. A first model, from the sample's labeled files, by a scheduled run.
+            # 1. Before the first champion, a scheduled scoring run completes and waits.
             for sample in sorted((SAMPLES / "labeled").iterdir()):
                 fs.put_file(str(sample), f"{root}/labeled/{sample.name}")
+            inbox = []
             for sample in sorted((SAMPLES / "incoming").iterdir()):  # settle meanwhile
                 fs.put_file(str(sample), f"{root}/incoming/{sample.name}")
+                inbox.append(f"{root}/incoming/{sample.name}".split("://", 1)[1])
+            add_schedule(server, "score-reviews/scheduled", {"settle_seconds": SETTLE_SECONDS})
+            waited = wait_for_runs(server, "score-reviews/scheduled", 1, began,
+                                   "scoring before the first champion")
+            assert [run.state.name for run in waited] == ["Completed"] * len(waited)
+            fs.invalidate_cache()
+            assert not fs.exists(f"{root}/models/champion.json")
+            assert sorted(fs.find(f"{root}/incoming")) == inbox  # untouched, not claimed
+
+            # 2. A first model, from the sample's labeled files, by a scheduled run.
             retrain = add_schedule(server, "retrain-model/nightly",
                                    {"architecture": "seed", "epochs": 10})
             wait_for_runs(server, "retrain-model/nightly", 1, began, "first retraining")
             drop_schedule(server, retrain)
             registry = Registry(as_location(f"{root}/models", {"endpoint_url": endpoint}))
             first = registry.champion_version()
-            with server.client() as client:
-                client.update_deployment_schedule(*quarterly, active=True)
 
-            # 2. Scheduled scoring of the settled inbox with it.
-            add_schedule(server, "score-reviews/scheduled", {"settle_seconds": SETTLE_SECONDS})
+            # 3. Scheduled scoring (the schedule above) of the settled inbox with it.
             wait_until_scored(fs, root, server)
 
-            # 3. More labeled reviews; the deployment's own parameters train a better one.
+            # 4. More labeled reviews; the deployment's own parameters train a better one.
             with fs.open(f"{root}/labeled/more.csv", "w") as out:
                 more_labeled().to_csv(out, index=False)
             retrain = add_schedule(server, "retrain-model/nightly", {})
@@ -294,7 +300,7 @@ def test_an_operator_deployment_on_three_hosts_trains_promotes_and_scores(tmp_pa
             second = registry.champion_version()
             assert second != first
 
-            # 4. Later files: scored by the new champion, on the same schedule.
+            # 5. Later files: scored by the new champion, on the same schedule.
             later = good_rows("later", 40) + [{"review_id": "later-empty", "text": ""}]
             with fs.open(f"{root}/incoming/later.csv", "w") as out:
                 pd.DataFrame(later).to_csv(out, index=False)
@@ -306,6 +312,9 @@ def test_an_operator_deployment_on_three_hosts_trains_promotes_and_scores(tmp_pa
         print(f"operator end to end: {time.monotonic() - began:.0f} s")
 
         assert scheduler_errors(server.server_log()) == []
+        # The flow runs' output is in the workers' logs, and none is the CUDA probe.
+        assert "scoring on " in "".join(worker_output(server.processes).values())
+        assert cuda_probe_lines(server.processes) == []
         local = tmp_path / "copy"
         fs.invalidate_cache()
         fs.get(f"{root}/", str(local), recursive=True)

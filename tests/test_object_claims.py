@@ -16,6 +16,7 @@ from collections import Counter
 import pytest
 from test_exactly_once import resume, run_paused
 
+from tasks.layout import DataLayout
 from tasks.settings import Settings
 from tasks.state import object_claims
 from tasks.state.backend import SQLiteState
@@ -37,7 +38,7 @@ def inbox(s3_env):
 @pytest.fixture
 def state(tmp_path):
     settings = Settings(data_dir="s3://bucket/root", state_dir=str(tmp_path / "state"))
-    opened = SQLiteState.for_layout(settings.layout)
+    opened = SQLiteState.for_layout(DataLayout.of(settings))
     yield opened
     opened.close()
 
@@ -65,8 +66,8 @@ def test_an_object_being_claimed_by_another_run_is_left_to_it(inbox, state, tmp_
     incoming, fs = inbox
     source = incoming / "a.csv"
     _put(fs, source, b"review_id,text\n1,fine\n")
-    other = SQLiteState.for_layout(Settings(data_dir="s3://bucket/root",
-                                            state_dir=str(tmp_path / "state")).layout)
+    other = SQLiteState.for_layout(DataLayout.of(Settings(data_dir="s3://bucket/root",
+                                                         state_dir=str(tmp_path / "state"))))
     with other.claim_lock(source.url.split("://", 1)[1]), pytest.raises(LockHeldError):
         claim_for_run(source, state.claim_lock)
     assert source.exists() and claimed_files(incoming) == []
@@ -77,13 +78,13 @@ def test_an_overwrite_after_the_copy_stays_in_the_inbox_for_the_next_run(
     incoming, fs = inbox
     source = incoming / "a.csv"
     _put(fs, source, b"old")
-    copy = object_claims._copy_if_match
+    copy = object_claims.copy_if_match
 
     def copy_then_upload(src, target, etag, size):
         copied = copy(src, target, etag, size)
         _put(fs, source, b"new content")  # the uploader, between the copy and the delete
         return copied
-    monkeypatch.setattr(object_claims, "_copy_if_match", copy_then_upload)
+    monkeypatch.setattr(object_claims, "copy_if_match", copy_then_upload)
     claimed, version = claim_for_run(source, state.claim_lock)
     assert claimed.read_bytes() == b"old"  # this run scores the version it claimed
     assert source.read_bytes() == b"new content"  # the conditional delete left the new one
@@ -94,14 +95,14 @@ def test_an_overwrite_before_the_copy_is_claimed_at_its_new_version(inbox, state
     incoming, fs = inbox
     source = incoming / "a.csv"
     _put(fs, source, b"old")
-    copy = object_claims._copy_if_match
+    copy = object_claims.copy_if_match
     uploads = iter([b"newer", b"newest"])
 
     def upload_then_copy(src, target, etag, size):
         if (data := next(uploads, None)) is not None:
             _put(fs, source, data)  # the uploader, between the look and the copy
         return copy(src, target, etag, size)
-    monkeypatch.setattr(object_claims, "_copy_if_match", upload_then_copy)
+    monkeypatch.setattr(object_claims, "copy_if_match", upload_then_copy)
     claimed, _ = claim_for_run(source, state.claim_lock)
     assert claimed.read_bytes() == b"newest" and not source.exists()
     assert claimed_files(incoming) == [claimed]  # the copies of stale versions are gone
@@ -111,13 +112,13 @@ def test_an_object_that_keeps_changing_is_left_for_the_next_run(inbox, state, mo
     incoming, fs = inbox
     source = incoming / "a.csv"
     _put(fs, source, b"v0")
-    copy = object_claims._copy_if_match
+    copy = object_claims.copy_if_match
     counter = iter(range(1, 100))
 
     def always_new(src, target, etag, size):
         _put(fs, source, f"v{next(counter)}".encode())
         return copy(src, target, etag, size)
-    monkeypatch.setattr(object_claims, "_copy_if_match", always_new)
+    monkeypatch.setattr(object_claims, "copy_if_match", always_new)
     with pytest.raises(object_claims.ObjectChangedError, match="next run"):
         claim_for_run(source, state.claim_lock)
     assert source.exists() and claimed_files(incoming) == []

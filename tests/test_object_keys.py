@@ -23,6 +23,7 @@ from tasks.layout import (
     MODEL_FILE,
     STAGING_FOLDER,
     VERSIONS_FOLDER,
+    DataLayout,
     kept_name,
 )
 from tasks.settings import Settings
@@ -208,8 +209,8 @@ def test_a_registry_under_a_prefix_with_glob_characters(s3_env, trained_models, 
         if file.is_file():
             fs.call_s3("put_object", Bucket=bucket, Body=file.read_bytes(),
                        Key=f"{PREFIXES[1]}/models/{file.relative_to(trained_models)}")
-    state = open_state(None, settings.layout)
-    registry = Registry(settings.layout.models, state)
+    state = open_state(None, DataLayout.of(settings))
+    registry = Registry(DataLayout.of(settings).models, state)
     first = registry.champion_version()
     local = Registry(trained_models).versions / first
     version = registry.new_version()

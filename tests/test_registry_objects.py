@@ -51,11 +51,12 @@ STEPS = ["retrain:staged", "registry:uploaded", "registry:record-copied",
 PROMOTE_A_COPY = """
 import shutil, sys
 from pathlib import Path
+from tasks.layout import DataLayout
 from tasks.settings import Settings
 from tasks.state.backend import open_state
 from tasks.training.registry import Registry
 
-layout = (settings := Settings(data_dir=sys.argv[1])).layout
+layout = DataLayout.of(settings := Settings(data_dir=sys.argv[1]))
 state = open_state(settings.state_url, layout)
 registry = Registry(layout.models, state)
 print("cleaned", registry.clean_staging(), flush=True)

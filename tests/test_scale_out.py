@@ -163,12 +163,13 @@ def test_scoring_with_inputs_and_outputs_on_s3(s3_env, trained_models, tmp_path,
 def test_a_url_data_root_needs_a_local_state_dir():
     from pydantic import ValidationError
 
+    from tasks.layout import DataLayout
     from tasks.settings import Settings
 
     with pytest.raises(ValidationError, match="REVIEWFLOW_STATE_DIR"):
         Settings(data_dir="s3://bucket/prefix")
     settings = Settings(data_dir="s3://bucket/prefix/", state_dir="/tmp/state")
-    assert settings.remote and str(settings.layout.incoming) == "s3://bucket/prefix/incoming"
+    assert settings.remote and str(DataLayout.of(settings).incoming) == "s3://bucket/prefix/incoming"
 
 
 def test_dask_workers_score_from_and_to_s3(s3_env, trained_models, tmp_path, monkeypatch):

@@ -222,18 +222,51 @@ def test_demo_trains_a_first_model_then_scores_the_sample(data_dir, capsys):
     assert not list((data_dir / "incoming").iterdir())
 
 
-def test_flow_parameters_show_the_values_a_run_uses():
-    """A deployment, the UI and `prefect deployment inspect` show each parameter's real
-    default (the settings), not None."""
+def test_flow_parameters_show_the_values_a_run_uses(scoring_root, monkeypatch):
+    """A parameter nobody names is None in the flow's schema (what a deployment and `prefect
+    deployment inspect` show): the run takes the setting of its name where it runs, when
+    it starts. The reviewflow command names every one, so its run shows each value it
+    used, as the settings and the options give them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
     from prefect.utilities.callables import parameter_schema
 
-    from tasks.settings import Settings
+    from flows.cli import main
 
-    defaults, settings = parameter_schema(score_reviews.fn).properties, Settings()
-    assert defaults["data_dir"]["default"] == str(settings.data_dir)
-    assert defaults["require_gpu"]["default"] is settings.require_gpu is False
-    assert defaults["settle_seconds"]["default"] == settings.settle_seconds == 2.0
-    assert defaults["task_runner"]["default"] == settings.task_runner == "threads"
-    assert defaults["task_runner"]["enum"] == ["threads", "dask"]
-    assert defaults["shard_rows"]["default"] is None
+    defaults = parameter_schema(score_reviews.fn).properties
+    assert {name: schema.get("default") for name, schema in defaults.items()} == dict.fromkeys(
+        ["data_dir", "require_gpu", "settle_seconds", "task_runner", "dask_address",
+         "shard_rows", "state_url"])
+    assert [{"enum": ["threads", "dask"], "type": "string"}, {"type": "null"}] == \
+        defaults["task_runner"]["anyOf"]
 
+    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
+    monkeypatch.setenv("REVIEWFLOW_SETTLE_SECONDS", "0")
+    monkeypatch.setenv("REVIEWFLOW_SHARD_ROWS", "1000")
+    assert main(["score", "--data-dir", str(scoring_root), "--task-runner", "threads"]) == 0
+    with get_client(sync_client=True) as client:  # the latest run: this one
+        (run,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["score-reviews"])),
+            sort=FlowRunSort.START_TIME_DESC, limit=1)
+    assert run.parameters == {"data_dir": str(scoring_root), "require_gpu": False,
+                              "settle_seconds": 0.0, "task_runner": "threads",
+                              "dask_address": None, "shard_rows": 1000, "state_url": None}
+
+
+def test_a_parameter_left_unset_is_the_setting_where_the_run_runs(scoring_root, tmp_path,
+                                                                  monkeypatch):
+    """What a deployment leaves unset is read when its run starts, from the settings of the
+    process it runs in (a worker's REVIEWFLOW_*), not when the flow's module was
+    imported: this module imported the flow before these settings were set."""
+    monkeypatch.chdir(tmp_path)  # the default root, ./data, is not this test's
+    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
+    monkeypatch.setenv("REVIEWFLOW_DATA_DIR", str(scoring_root))
+    monkeypatch.setenv("REVIEWFLOW_SETTLE_SECONDS", "0")  # the file was written just now
+    summary = score_reviews()
+    assert summary["rows_scored"] == 3 and summary["files_settling"] == 0
+    assert scored_rows(scoring_root).num_rows == 3
+    monkeypatch.setenv("REVIEWFLOW_SETTLE_SECONDS", "3600")
+    write_csv(scoring_root / "incoming" / "b.csv", good_rows("b", 2))
+    assert score_reviews()["files_settling"] == 1
+    assert score_reviews(settle_seconds=0)["rows_scored"] == 2  # a parameter given wins

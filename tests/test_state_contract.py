@@ -31,7 +31,7 @@ from tasks.state.backend import (
     open_state,
     redacted,
 )
-from tasks.state.ledger import Ledger, ScoredFile
+from tasks.state.ledger import Ledger, ScoredFile, ShardRecord
 from tests import postgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ SHA_A, SHA_B = "a" * 64, "b" * 64
 WAIT_S = 120  # bound for a released lock to show: generous for a loaded host
 
 
-def _open(spec: dict) -> RunState:
+def open_spec(spec: dict) -> RunState:
     if spec["kind"] == "sqlite":
         return SQLiteState(Path(spec["ledger"]), Path(spec["locks"]), Path(spec["retrain"]))
     from tasks.state.postgres import PostgresState
@@ -59,7 +59,7 @@ def spec(request, tmp_path) -> dict:
 
 @pytest.fixture
 def state(spec):
-    opened = _open(spec)
+    opened = open_spec(spec)
     yield opened
     opened.close()
 
@@ -110,12 +110,54 @@ def test_records_are_idempotent(state):
 
 
 def test_the_record_is_shared_by_every_opener(spec, state):
-    other = _open(spec)
+    other = open_spec(spec)
     try:
         state.record_scored_many([entry(SHA_A)])
         assert other.scored(SHA_A, "v1") == entry(SHA_A)
+        state.record_shard(checkpoint(SHA_B))
+        assert [r.shard for r in other.shard_records(SHA_B)] == [0]
     finally:
         other.close()
+
+
+def checkpoint(sha: str, shard: int = 0, model: str = "v1", plan: str = "p1",
+               **changes) -> ShardRecord:
+    values = dict(source_sha256=sha, model_version=model, plan=plan, shard=shard,
+                  scored_part=f"scored/d/.part-{sha[:4]}-s{shard:04d}.parquet.{plan}.tmp",
+                  quarantine_part=None, counts=json.dumps({"rows_read": 10 + shard}))
+    return ShardRecord(**(values | changes))
+
+
+def _without_time(records: list[ShardRecord]) -> list[ShardRecord]:
+    """Records in a fixed order, without the time they were recorded at."""
+    return sorted((ShardRecord(**{**r.__dict__, "recorded_at": ""}) for r in records),
+                  key=lambda r: (r.source_sha256, r.model_version, r.plan, r.shard))
+
+
+def test_checkpoints_are_kept_replaced_forgotten_and_end_with_their_commit(state):
+    """A file's finished shards (tasks/state/checkpoints.py): kept per content, model, plan
+    and shard; a second record of one replaces the first; forgotten one by one; and the
+    commit of the content forgets them all in its own transaction."""
+    assert state.shard_records(SHA_A) == [] and state.shard_records() == []
+    kept = [checkpoint(SHA_A, 1), checkpoint(SHA_A, 0), checkpoint(SHA_A, 0, model="v2"),
+            checkpoint(SHA_A, 0, plan="p2", quarantine_part="rows/d/.q.tmp"), checkpoint(SHA_B)]
+    for record in kept:
+        state.record_shard(record)
+    assert all(r.recorded_at for r in state.shard_records())  # when each was kept
+    assert _without_time(state.shard_records(SHA_A)) == _without_time(kept[:4])
+    assert [r.shard for r in state.shard_records(SHA_A)] == [0, 0, 0, 1]  # in shard order
+    assert _without_time(state.shard_records()) == _without_time(kept)
+    again = checkpoint(SHA_A, 1, counts=json.dumps({"rows_read": 99}), scored_part=None)
+    state.record_shard(again)  # the same shard again: replaces it
+    assert _without_time([r for r in state.shard_records(SHA_A) if r.shard == 1]) == [again]
+    state.forget_shards([kept[2], checkpoint(SHA_A, 7)])  # one absent: no error
+    state.forget_shards([])
+    assert _without_time(state.shard_records(SHA_A)) == _without_time(
+        [kept[1], kept[3], again])
+    state.record_scored_many([entry(SHA_A)])  # the file is committed: its checkpoints go
+    assert state.shard_records(SHA_A) == []
+    assert _without_time(state.shard_records()) == [checkpoint(SHA_B)]
+    assert state.totals()["rows_read"] == 10  # checkpoints are no scored rows
 
 
 # -- the locks ----------------------------------------------------------------------------
@@ -123,7 +165,7 @@ def test_the_record_is_shared_by_every_opener(spec, state):
 @pytest.mark.parametrize("timed", [False, True], ids=["bare", "timed"])
 def test_a_content_lock_excludes_a_second_claim(spec, state, timed):
     """Also through ``TimedState`` (what a scoring run uses): timing changes nothing."""
-    other = _open(spec)
+    other = open_spec(spec)
     if timed:
         state, other = TimedState(state), TimedState(other)
     try:
@@ -170,9 +212,9 @@ def test_a_content_lock_excludes_a_second_claim(spec, state, timed):
 _HOLDER = """\
 import json, sys
 sys.path.insert(0, sys.argv[2])
-from tests.test_state_contract import _open, entry
+from tests.test_state_contract import open_spec, entry
 spec = json.loads(sys.argv[1])
-state = _open(spec)
+state = open_spec(spec)
 lock = state.content_lock("a" * 64) if sys.argv[3] == "content" else state.retrain_lock()
 with lock:
     pid = state.backend_pid() if spec["kind"] == "postgresql" else None
@@ -288,6 +330,9 @@ def test_an_older_schema_is_upgraded_in_place(pg_cluster):
     state = PostgresState(url)
     try:
         assert state.schema_version() == SCHEMA_VERSION
+        assert state.shard_records() == []  # the checkpoints' table, made by migration 4
+        state.record_shard(checkpoint(SHA_A))
+        assert [r.plan for r in state.shard_records(SHA_A)] == ["p1"]
         old = state.scored(SHA_A, "v0")
         # Its run had ended: archived when it finished, as the SQLite ledger counts it.
         assert old.archived_at == old.finished_at and old.encoding is None
@@ -378,7 +423,7 @@ def test_redacted_hides_only_the_password():
 
 def test_a_url_without_its_password_takes_it_from_the_environment(monkeypatch):
     """What a flow parameter holds (Prefect keeps it) and how the run gets the password."""
-    from tasks.settings import Settings
+    from flows.configuration import settings_from
     from tasks.state.url import with_password_of, without_password
 
     full = "postgresql://rf:s3cret@db.example:5433/state?sslmode=require"
@@ -393,9 +438,9 @@ def test_a_url_without_its_password_takes_it_from_the_environment(monkeypatch):
     assert with_password_of("postgresql://rf:mine@db.example:5433/state", full) == \
         "postgresql://rf:mine@db.example:5433/state"  # a password given wins
     monkeypatch.setenv("REVIEWFLOW_STATE_URL", full)
-    assert Settings(state_url=bare).state_url == full
+    assert settings_from(state_url=bare).state_url == full
     monkeypatch.delenv("REVIEWFLOW_STATE_URL")
-    assert Settings(state_url=bare).state_url == bare
+    assert settings_from(state_url=bare).state_url == bare
 
 
 def test_open_state_chooses_by_url(tmp_path, pg_cluster):
@@ -483,6 +528,18 @@ def test_migrating_an_old_sqlite_ledger(tmp_path, pg_cluster):
         state.close()
     with pytest.raises(NothingToMigrateError, match="no SQLite ledger"):
         _migrate(tmp_path / "absent", url)
+
+
+def test_a_sqlite_ledger_from_before_checkpoints_gains_their_table(tmp_path):
+    """A user's ledger without ``scored_shards`` opens with the table, its rows kept."""
+    path = tmp_path / "ledger.sqlite"
+    Ledger(path).record_scored_many([entry(SHA_A)])
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("DROP TABLE scored_shards")
+    ledger = Ledger(path)
+    assert ledger.scored(SHA_A, "v1") == entry(SHA_A) and ledger.shard_records() == []
+    ledger.record_shard(checkpoint(SHA_B))
+    assert [r.source_sha256 for r in ledger.shard_records()] == [SHA_B]
 
 
 def test_the_harness_uses_password_authentication(pg_cluster):

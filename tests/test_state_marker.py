@@ -130,7 +130,7 @@ def s3_registry(s3_env, trained_models, tmp_path, monkeypatch, pg_cluster, subpr
     monkeypatch.setenv("REVIEWFLOW_STORAGE_OPTIONS", options)
     url = pg_cluster.create_database(f"m{uuid.uuid4().hex[:12]}")
     settings = Settings(data_dir=root, state_url=url)
-    with open_registry(settings.layout, url) as registry:  # the root's first user
+    with open_registry(DataLayout.of(settings), url) as registry:  # the root's first user
         registry.promote_by_hand("v-copy", "a copy to roll back from", force=True)
     env = {**subprocess_env, "REVIEWFLOW_STORAGE_OPTIONS": options,
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -162,7 +162,7 @@ def test_every_command_on_an_s3_root_is_refused_with_another_state(s3_registry):
     from tasks.state.backend import open_state
 
     fs.rm_file(f"{root}/{STATE_MARKER_FILE}")  # the database retired
-    open_state(None, Settings(data_dir=root, state_dir=s3["folder"]).layout).close()
+    open_state(None, DataLayout.of(Settings(data_dir=root, state_dir=s3["folder"]))).close()
     database_env = {**s3["env"], "REVIEWFLOW_STATE_URL": s3["url"]}
     for args in COMMANDS.values():
         _assert_refused(_run(args, database_env), str(s3["folder"]), "127.0.0.1")

@@ -9,8 +9,11 @@ unreadable URL, each searched for any part of the password."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -103,21 +106,38 @@ def test_every_form_is_read_as_libpq_reads_it_and_shown_without_the_password(mid
 
 
 def test_a_url_libpq_cannot_read_is_refused_by_the_settings_in_one_line(monkeypatch):
-    from flows.common import environment_settings
-    from tasks.settings import Settings
+    from flows.configuration import settings_from
 
     for url in ("postgresql://rf:Lq7Vw%Zx9Tk@db/state", "postgresql://rf:Lq7Vw Zx9Tk@db/state",
                 "postgresql://rf:Lq7Vw@Zx9Tk@db/state", "postgresql://rf:Lq7Vw/Zx9Tk@db/state",
                 "host=db password=Lq7Vw Zx9Tk", "Lq7Vw-Zx9Tk", "mysql://rf:Lq7Vw-Zx9Tk@db/s"):
         with pytest.raises(StateURLError) as refused:  # not pydantic's error, which
-            Settings(state_url=url)                     # would repeat the value
+            settings_from(state_url=url)                # would repeat the value
         assert "\n" not in str(refused.value)
         assert_hidden(str(refused.value))
         error = refused.value  # no libpq error chained to it (its traceback quotes the URL)
         assert error.__cause__ is None and (error.__context__ is None
                                             or error.__suppress_context__)
-        monkeypatch.setenv("REVIEWFLOW_STATE_URL", url)
-        assert environment_settings().state_url is None  # the flows still import
+    # Such a URL in the environment: the flows still import (they read no settings then).
+    imported = subprocess.run([sys.executable, "-c", "import flows.score_reviews, "
+                               "flows.retrain_model"], cwd=PROJECT, capture_output=True,
+                              text=True, timeout=300, env={**os.environ,
+                                                           "REVIEWFLOW_STATE_URL": url})
+    assert imported.returncode == 0, imported.stderr[-3000:]
+
+
+def test_a_state_url_libpq_cannot_read_is_refused_first_by_every_command(tmp_path, capsys):
+    """Even by one that does not use the run state: `init` creates nothing."""
+    from flows.cli import main
+
+    root = tmp_path / "new"
+    for argv in (["init", str(root)], ["models", "list", "--data-dir", str(root)]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, "--state-url", "postgresql://rf:Lq7Vw%Zx9Tk@db/state"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert stopped.value.code == 2 and len(lines) == 1 and "state URL" in lines[0], lines
+        assert_hidden(lines[0])
+        assert not root.exists()
 
 
 # ------------------------------------------------------------------ real logins
@@ -135,7 +155,7 @@ def _role(cluster, password: str) -> tuple[str, str]:
 
 def test_each_password_logs_in_in_every_form_and_a_wrong_one_is_never_shown(
         pg_cluster, tmp_path, monkeypatch):
-    from tasks.settings import Settings
+    from flows.configuration import settings_from
     from tasks.state.backend import open_state
 
     host, port = pg_cluster.host, pg_cluster.port
@@ -159,7 +179,8 @@ def test_each_password_logs_in_in_every_form_and_a_wrong_one_is_never_shown(
                 # The flow's way: the parameter without the password, the password
                 # from the worker's REVIEWFLOW_STATE_URL.
                 patched.setenv("REVIEWFLOW_STATE_URL", url)
-                settings = Settings(data_dir=layout.root, state_url=without_password(url))
+                settings = settings_from(data_dir=layout.root,
+                                         state_url=without_password(url))
                 state = open_state(settings.state_url, layout)
                 try:
                     assert_hidden(state.where() + str(state.identity()))
@@ -283,3 +304,34 @@ def test_no_command_shows_a_password_in_any_form(scoring_root, pg_cluster, subpr
                 (how, done.stderr[-2000:])
             assert_hidden(done.stdout + done.stderr)
             assert_hidden(done.stdout + done.stderr, WRONG_HALVES)
+
+
+def test_a_password_on_the_command_line_is_lent_to_the_flow_never_put_in_the_environment(
+        scoring_root, pg_cluster, tmp_path, capsys):
+    """`reviewflow score --state-url URL`, the password in URL: the flow run gets URL without
+    it (its parameters, which Prefect keeps) and the password through the command's own
+    process; the environment, which every process the command starts inherits (the
+    temporary Prefect API, Dask workers), gains no variable holding it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from flows.cli import main
+
+    password = password_with("@:/ ")
+    user, db = _role(pg_cluster, password)
+    url = forms(user, password, pg_cluster.host, pg_cluster.port, db, tmp_path)["user info"][0]
+    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
+    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0",
+                 "--state-url", url]) == 0
+    assert "scored 3 rows from 1 files" in capsys.readouterr().out
+    assert "REVIEWFLOW_STATE_URL" not in os.environ
+    assert_hidden(json.dumps(dict(os.environ)))
+    with get_client(sync_client=True) as client:  # the latest run: this one
+        (run,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["score-reviews"])),
+            sort=FlowRunSort.START_TIME_DESC, limit=1)
+    assert run.parameters["state_url"] == without_password(url)
+    assert run.parameters["data_dir"] == str(scoring_root)
+    with psycopg.connect(url) as database:  # the run used the database
+        assert database.execute("SELECT count(*) FROM scored_files").fetchone()[0] == 1

@@ -292,30 +292,46 @@ def test_a_stop_in_a_quick_command_ends_in_one_line(scoring_root, subprocess_env
     assert registry.champion_version() in (champion, other)
 
 
-# A flow whose run serializes a pydantic model (as Prefect's engine does with every API
-# payload) when the stop comes: the signal is handled inside the model's serializer,
-# which pydantic would turn into a PydanticSerializationError.
-STOPPED_IN_PYDANTIC = """
+# A flow whose run is stopped where a library or Python itself would turn the
+# KeyboardInterrupt into another exception: inside a pydantic model's serializer (as
+# Prefect's engine serializes every API payload), which pydantic turns into a
+# PydanticSerializationError, and inside an attribute's __set_name__ while a class is
+# made (as when Prefect's task engine is imported at a flow's first task), which Python
+# turns into a RuntimeError.
+STOPPED_INSIDE = """
 import functools, os, signal, time
 from pydantic import BaseModel, model_serializer
 from prefect import flow
 from flows.startup import run_program
 from flows.stopping import raise_if_stopped, say_stopped
 
+def stop_here():
+    os.kill(os.getpid(), signal.{name})
+    for _ in range(100_000):  # the handler runs here, the wrapping code below
+        pass
+
 class Payload(BaseModel):
     size: int = 1
 
     @model_serializer(mode="wrap")
     def serialize(self, handler):
-        os.kill(os.getpid(), signal.{name})
-        for _ in range(100_000):  # the handler runs here, pydantic's Rust core below
-            pass
+        stop_here()
         return handler(self)
 
-@flow(name="stopped-in-pydantic")
-def stopped_in_pydantic():
-    raise_if_stopped()  # as the flows begin: SIGTERM back from Prefect's own handler
+class Named:
+    def __set_name__(self, owner, name):
+        stop_here()
+
+def in_pydantic():
     Payload().model_dump()
+
+def in_set_name():
+    type("Made", (), {{"attribute": Named()}})
+
+@flow(name="stopped-inside")
+def stopped_inside():
+    raise_if_stopped()  # as the flows begin: SIGTERM back from Prefect's own handler
+    {place}()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.01)
@@ -323,18 +339,21 @@ def stopped_in_pydantic():
 
 def main(stop):
     stop.say = functools.partial(say_stopped, command="score")
-    stopped_in_pydantic()
+    stopped_inside()
     return 0
 
 run_program(main)
 """
 
 
+@pytest.mark.parametrize("place", ["in_pydantic", "in_set_name"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
-def test_a_stop_inside_pydantic_during_a_run_crashes_the_run(subprocess_env, signum):
-    """Raised a moment later, outside pydantic: Prefect's engine sees the interrupt
-    itself and marks the run Crashed (not Failed by a PydanticSerializationError)."""
-    script = STOPPED_IN_PYDANTIC.format(name=signal.Signals(signum).name)
+def test_a_stop_where_it_would_be_wrapped_during_a_run_crashes_the_run(
+        subprocess_env, signum, place):
+    """Raised a moment later, outside the wrapping code: Prefect's engine sees the
+    interrupt itself and marks the run Crashed (not Failed by a
+    PydanticSerializationError or a RuntimeError), and the command says one line."""
+    script = STOPPED_INSIDE.format(name=signal.Signals(signum).name, place=place)
     done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, env=subprocess_env,
                           capture_output=True, text=True, timeout=300)
     said = done.stdout + done.stderr

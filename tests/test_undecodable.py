@@ -19,6 +19,7 @@ import math
 import pyarrow as pa
 import pytest
 
+from tasks.layout import DataLayout
 from tasks.reading import (
     MAX_UNDECODABLE_RECORDS,
     MAX_UNDECODABLE_SHARE,
@@ -221,7 +222,7 @@ def test_training_reads_the_good_rows_of_a_labeled_file_with_a_few_bad_bytes(tmp
     """Labeled files go through the same readers: the good rows are trained on, the bad
     ones are rejected rows of quarantine/training/; a file with too many is quarantined."""
     settings = Settings(data_dir=tmp_path / "data")
-    layout = settings.layout.ensure()
+    layout = DataLayout.of(settings).ensure()
     rows = [f'r{i},"Review {i} was {"good" if i % 2 else "bad"}, très",{i % 2}\n'.encode()
             for i in range(ROWS)]
     for k in BAD:

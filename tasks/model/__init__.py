@@ -10,8 +10,10 @@ Modules (those marked TF import TensorFlow; the others are plain Python):
 - ``text``: the text rules (RE2 patterns, n-gram sizes) and the ``Tokenizer`` and
   ``Standardization`` kinds, shared with the drift monitor (``tasks.monitoring``);
 - ``decision``: ``DECISION_THRESHOLD`` and ``predicted_labels``;
-- ``params``: ``TrainingParams``, whose defaults are ``tasks.settings.Settings``', and
+- ``params``: ``TrainingParams``, filled in from ``tasks.settings.Settings``, and
   ``refit_epochs``;
+- ``vocabulary``: ``Vocabulary``, the tokens a loaded model knows, as the drift monitor
+  looks them up (pyarrow);
 - ``backend`` (TF): TensorFlow and Keras, imported with their load-time logs filtered, and
   ``library_versions``; no module outside this package imports TensorFlow or Keras
   (``tests/test_imports.py``);
@@ -46,6 +48,7 @@ _EXPORTS = {
                      "Standardization", "Tokenizer", "UNSPACED_SCRIPTS"], "text"),
     **dict.fromkeys(["DECISION_THRESHOLD", "predicted_labels"], "decision"),
     **dict.fromkeys(["TrainingParams", "refit_epochs"], "params"),
+    "Vocabulary": "vocabulary",
     "library_versions": "backend",
     **dict.fromkeys(["STANDARDIZATIONS", "TOKENIZERS", "split_ngrams", "split_ngrams_across",
                      "split_ngrams_bounded", "standardize_keeping_marks",

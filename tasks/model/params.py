@@ -1,9 +1,9 @@
 """How a model is trained: the architecture and the figures ``train_model`` reads, and
 how long a refit on more rows trains (``refit_epochs``).
 
-Plain Python (no TensorFlow). Every default is the ``Settings`` field of the same name
-(``tasks/settings.py``), so a default is written once; ``TrainingParams.from_settings``
-takes them all from a ``Settings``.
+Plain Python (no TensorFlow). ``TrainingParams`` has no defaults of its own: each field
+is the ``Settings`` field of the same name, filled in by ``TrainingParams.from_settings``,
+so a default is written once, in ``tasks/settings.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from tasks.settings import Settings, default_of
+from tasks.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,12 @@ class TrainingParams:
     """The training settings ``tasks.model.training`` uses; ``architecture`` names an
     entry of ``tasks.model.architectures.ARCHITECTURES``."""
 
-    architecture: str = default_of("architecture")
-    max_tokens: int = default_of("max_tokens")
-    epochs: int = default_of("epochs")
-    batch_size: int = default_of("batch_size")
-    patience: int = default_of("patience")
-    seed: int = default_of("seed")
+    architecture: str
+    max_tokens: int
+    epochs: int
+    batch_size: int
+    patience: int
+    seed: int
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> TrainingParams:

@@ -6,6 +6,7 @@ from a loaded model (``model_vocabulary``, ``compute_device``).
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from tasks.model.backend import keras, tf
 # importing their modules registers them all (tokenizers.py, layers.py).
 from tasks.model.layers import NaiveBayesLogistic  # noqa: F401
 from tasks.model.tokenizers import standardization_of, tokenizer_of
+from tasks.model.vocabulary import Vocabulary
 
 
 def save_model(model: keras.Model, path: Path) -> Path:
@@ -81,13 +83,19 @@ def warm_up(model: keras.Model) -> keras.Model:
     return model
 
 
-def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int) -> np.ndarray:
-    """Probabilities of positive sentiment, float32, one per text, in ``batch_size`` slices."""
+def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int,
+                   between: Callable[[int], None] | None = None) -> np.ndarray:
+    """Probabilities of positive sentiment, float32, one per text, in ``batch_size`` slices.
+
+    ``between(rows)``, if given, is called after each slice with its row count: a
+    scoring shard counts its progress there and stops there when its run stops."""
     scores = np.empty(len(texts), dtype=np.float32)
     serve = _serving_function(model)
     for start in range(0, len(texts), batch_size):
         batch = tf.constant(texts[start:start + batch_size], dtype=tf.string)
         scores[start:start + batch_size] = serve(batch).numpy().reshape(-1)
+        if between is not None:
+            between(len(batch))
     return scores
 
 
@@ -96,18 +104,17 @@ def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int) -> np
 _VOCABULARIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def model_vocabulary(model: keras.Model):
-    """The model's own vocabulary as ``tasks.monitoring.Vocabulary``: the tokens its
-    TextVectorization layer knows, whether it looks up unspaced scripts character by
-    character (the n-gram splits) and whether runs of marks are words. The kinds come
+def model_vocabulary(model: keras.Model) -> Vocabulary | None:
+    """The model's own vocabulary as a ``Vocabulary`` (``tasks.model.vocabulary``, which
+    the drift monitor looks tokens up in): the tokens its TextVectorization layer knows,
+    whether it looks up unspaced scripts character by character (the n-gram splits) and
+    whether runs of marks are words. The kinds come
     from the registered names of the split and standardization the layer's config
     records (``tasks.model.tokenizers.TOKENIZERS``, ``STANDARDIZATIONS``). Read from
     the layer, so the model is not changed and scores are not touched; None for a
     model without a layer named "vectorizer"."""
     found = _VOCABULARIES.get(model)
     if found is None:
-        from tasks.monitoring import Vocabulary
-
         try:
             vectorizer = model.get_layer("vectorizer")
         except ValueError:

@@ -40,7 +40,8 @@ is no shift, 0.1-0.25 a moderate one, above 0.25 a significant one.
 Pure functions on Arrow arrays and numpy: no Prefect, no TensorFlow. Plotting imports
 matplotlib only when called.
 
-Modules: ``text`` (``Vocabulary``, the model's tokens and the scripts of text),
+Modules: ``text`` (the model's tokens and the scripts of text; ``Vocabulary``, the tokens
+a model knows, is ``tasks.model.vocabulary``'s, re-exported),
 ``profiles`` (bins, PSI, the reference profile and what it leads one to expect),
 ``drift_signals`` (``MonitorCounts``, ``observe_batch``, ``signals``, ``Thresholds``,
 ``flags``), ``dataset`` (the ``monitoring/`` rows, read back), ``trends`` (each run's
@@ -49,6 +50,7 @@ and ``run_picture`` (one run's files against the thresholds).
 Every public name is importable from ``tasks.monitoring`` itself.
 """
 
+from tasks.model.vocabulary import ASCII_WHITESPACE, LOOKUP_BUILDS, Vocabulary
 from tasks.monitoring.dataset import (
     COUNTS_TYPE,
     MONITORING_SCHEMA,
@@ -86,13 +88,10 @@ from tasks.monitoring.profiles import (
 )
 from tasks.monitoring.run_picture import run_picture
 from tasks.monitoring.text import (
-    ASCII_WHITESPACE,
-    LOOKUP_BUILDS,
     ODD_SEPARATORS,
     SCRIPT_NAMES,
     SCRIPTS,
     UNSPACED_SCRIPTS,
-    Vocabulary,
     letters_per_row,
     main_scripts,
     rows_per_script,

@@ -32,19 +32,19 @@ from tasks.monitoring.text import (
     sampled_rows,
     unknown_tokens,
 )
-from tasks.settings import Settings, default_of
+from tasks.settings import Settings
 
 
 @dataclass(frozen=True)
 class Thresholds:
     """When a file is flagged (docs/monitoring.md): each field is the Settings field
-    ``monitor_<name>``, and defaults to its default."""
+    ``monitor_<name>`` (``from_settings``; the defaults are the settings')."""
 
-    max_oov_rate: float = default_of("monitor_max_oov_rate")
-    max_psi: float = default_of("monitor_max_psi")
-    max_script_shift: float = default_of("monitor_max_script_shift")
-    max_accuracy_drop: float = default_of("monitor_max_accuracy_drop")
-    min_rows: int = default_of("monitor_min_rows")
+    max_oov_rate: float
+    max_psi: float
+    max_script_shift: float
+    max_accuracy_drop: float
+    min_rows: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:

@@ -15,9 +15,9 @@ from tasks.monitoring.text import (
     SCRIPT_NAMES,
     SCRIPTS,
     Vocabulary,
-    _lengths,
     letters_per_row,
     main_scripts,
+    text_lengths,
     unknown_tokens,
 )
 
@@ -92,7 +92,7 @@ def reference_profile(train_texts: pa.Array, validation_texts: pa.Array,
     which is what production text is too). ``by_script``: the same figures for the
     reviews mainly written in each script, over the same bins.
     """
-    lengths = _lengths(train_texts)
+    lengths = text_lengths(train_texts)
     length_edges = decile_edges(lengths)
     scores = np.asarray(validation_scores, dtype=np.float64)
     score_edges = decile_edges(scores)

@@ -1,5 +1,6 @@
-"""Tokens and scripts of review text, as the model reads it: ``Vocabulary`` and its lookup,
-the model's standardization and unigram tokens in pyarrow, letters per script.
+"""Tokens and scripts of review text, as the model reads it: the model's standardization
+and unigram tokens in pyarrow, the tokens a ``Vocabulary`` (``tasks.model.vocabulary``)
+does not hold, letters per script.
 
 The patterns are the model's own (``tasks.model.text``), which its registered text
 functions are built from too, so the tokens counted here are the model's.
@@ -8,8 +9,6 @@ functions are built from too, so the tokens counted here are the model's.
 from __future__ import annotations
 
 import math
-import threading
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +22,7 @@ from tasks.model.text import (
     PUNCTUATION,
     UNSPACED_SCRIPTS,
 )
+from tasks.model.vocabulary import Vocabulary
 
 SCRIPTS = ("latin", "hangul", "han", "kana", "other")
 SCRIPT_NAMES = {"latin": "Latin-script", "hangul": "Hangul", "han": "Han", "kana": "Kana",
@@ -30,48 +30,6 @@ SCRIPT_NAMES = {"latin": "Latin-script", "hangul": "Hangul", "han": "Han", "kana
 # RE2 script classes (as pyarrow.compute and TensorFlow use them), without brackets.
 _SCRIPT_CLASSES = {"latin": r"\p{Latin}", "hangul": r"\p{Hangul}", "han": r"\p{Han}",
                    "kana": r"\p{Hiragana}\p{Katakana}"}
-ASCII_WHITESPACE = r"[ \t\n\v\f\r]"  # what pc.ascii_split_whitespace splits on
-# How often a vocabulary's lookup set was built (once per loaded model; tests read it).
-LOOKUP_BUILDS = {"count": 0}
-_LOOKUP_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """The tokens a model knows, as the monitoring code looks them up.
-
-    ``characters_of_unspaced_scripts``: the model splits runs of unspaced scripts into
-    characters (the n-gram model), so those are looked up one character at a time.
-    ``marks_are_words``: the model keeps runs of punctuation as words
-    (``tasks.model.tokenizers.standardize_keeping_marks``), so they are looked up too.
-    """
-
-    tokens: pa.Array
-    characters_of_unspaced_scripts: bool = False
-    marks_are_words: bool = False
-
-    @property
-    def lookup(self) -> frozenset[str]:
-        """The tokens a looked-up token can equal, as a set, built once per vocabulary
-        (so once per loaded model).
-
-        ``pc.is_in(found, value_set=tokens)`` hashes the whole vocabulary on every call,
-        a fixed cost per batch, so per one-row file, that grows with the vocabulary. The
-        looked-up tokens are split on ASCII whitespace, so the n-grams (which hold a
-        space: 95% of an 800k-token vocabulary) can never match and are left out.
-        """
-        found = self.__dict__.get("_lookup")
-        if found is None:
-            with _LOOKUP_LOCK:  # shards in threads share the model's vocabulary
-                found = self.__dict__.get("_lookup")
-                if found is None:
-                    LOOKUP_BUILDS["count"] += 1
-                    single = self.tokens.filter(pc.invert(pc.match_substring_regex(
-                        self.tokens, ASCII_WHITESPACE)))
-                    found = self.__dict__["_lookup"] = frozenset(single.to_pylist())
-        return found
-
-
 # ---------------------------------------------------------------- tokens and scripts
 def standardize(texts: pa.Array, marks_are_words: bool = False) -> pa.Array:
     """``tasks.model.tokenizers.standardize_review`` (with ``marks_are_words``,
@@ -115,8 +73,8 @@ def letters_per_row(texts: pa.Array) -> np.ndarray:
     what is not Latin from English text matches nothing at all.
     """
     letters = pc.replace_substring_regex(texts, r"[^\p{L}]+", "")
-    total = _lengths(letters)
-    counts = [_lengths(pc.replace_substring_regex(letters, f"[^{_SCRIPT_CLASSES[s]}]+", ""))
+    total = text_lengths(letters)
+    counts = [text_lengths(pc.replace_substring_regex(letters, f"[^{_SCRIPT_CLASSES[s]}]+", ""))
               for s in SCRIPTS[:-1]]
     found = np.zeros((len(total), len(SCRIPTS)), dtype=np.int64)
     for index, column in enumerate(counts):
@@ -125,7 +83,8 @@ def letters_per_row(texts: pa.Array) -> np.ndarray:
     return found
 
 
-def _lengths(texts: pa.Array) -> np.ndarray:
+def text_lengths(texts: pa.Array) -> np.ndarray:
+    """Characters per text (0 for a null), as int64."""
     return pc.fill_null(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 

@@ -9,19 +9,29 @@ code imports from ``tasks.reading`` itself: ``iter_review_batches`` (the entry p
 ``ColumnMapping`` from ``tasks.reading.columns``.
 
 - ``formats``: ``FORMATS``, the one table from file name endings to readers.
-- ``reader``: ``iter_review_batches``, which reads a file through its format's reader.
+- ``reader``: ``iter_review_batches``, which reads a file through its format's reader
+  (and cuts a shard's rows out of what it yields).
 - ``schema``: what every reader yields (``NORMALIZED_SCHEMA``), reports and raises.
 - ``request``: ``ReadRequest``, what a format's reader is given.
-- ``columns``: ``ColumnMapping`` and how a file's columns are found by name.
+
+What the format readers share, each module's public names its interface:
+
+- ``columns``: ``ColumnMapping`` and how a file's columns are found by name
+  (``resolve_columns``, ``Columns``; ``find_columns``, ``pick`` for JSON's keys;
+  ``GeneratedIds``).
 - ``encodings``: which encoding a text file is read in, and the records holding bytes
   it cannot decode (a few are rejected rows; more make the file unreadable).
-- ``streams``: opening files, gzip, the decompressed-size and record-length limits.
-- ``normalize``: labels, Unicode, row numbers and batch sizes of what readers parsed.
-- one module per format: ``delimited`` (CSV, TSV) with ``careful`` (its line-by-line
-  path), ``jsonl`` (JSON Lines, JSON), ``parquet``.
+- ``streams``: opening files (``open_bytes``, ``open_text``), gzip, the decompressed-size
+  and record-length limits (``bounded_lines``, ``LongLine``, ``too_long_reason``).
+- ``normalize``: labels, Unicode, row numbers (``normalize_table``) and batch sizes
+  (``rebatch``) of what readers parsed.
+
+One module per format: ``delimited`` (CSV, TSV) with ``careful`` (its line-by-line path:
+``careful_delimited``, ``csv_dialect``), ``jsonl`` (JSON Lines, JSON), ``parquet``.
 
 To read a new format: write its module, a function of a ``ReadRequest`` that yields
-``NORMALIZED_SCHEMA`` batches, and add its row to ``tasks.reading.formats.FORMATS``.
+``NORMALIZED_SCHEMA`` batches (built with the shared modules above; no module uses
+another's ``_`` names), and add its row to ``tasks.reading.formats.FORMATS``.
 """
 
 from tasks.reading.columns import ColumnMapping

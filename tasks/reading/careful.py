@@ -20,14 +20,16 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from tasks.reading.columns import ColumnMapping, _Columns
+from tasks.reading.columns import ColumnMapping, Columns
 from tasks.reading.encodings import has_undecodable, shown, undecodable_reason
-from tasks.reading.normalize import _normalize
+from tasks.reading.normalize import normalize_table
 from tasks.reading.request import ReadRequest
-from tasks.reading.streams import MAX_RAW_CHARS, _bounded_lines, _LongLine, _open_text, _too_long
+from tasks.reading.streams import MAX_RAW_CHARS, LongLine, bounded_lines, open_text, too_long_reason
 
 
-def _dialect(delimiter: str, quoted: bool, strict: bool) -> dict:
+def csv_dialect(delimiter: str, quoted: bool, strict: bool) -> dict:
+    """``csv.reader``'s options for a file quoted the CSV way (``quoted``) or not (NSMC's
+    TSV); both parsers of delimited text read with them."""
     if quoted:
         return {"delimiter": delimiter, "quotechar": '"', "doublequote": True, "strict": strict}
     return {"delimiter": delimiter, "quoting": csv.QUOTE_NONE}
@@ -54,7 +56,7 @@ class _Lines:
     def __next__(self) -> str:
         line = self._back.popleft() if self._back else next(self._source)
         self.next_number += 1
-        if isinstance(line, _LongLine):
+        if isinstance(line, LongLine):
             raise _TooLong(line)
         self.taken.append(line)
         return line
@@ -69,7 +71,7 @@ class _Lines:
 
 
 class _TooLong(Exception):
-    def __init__(self, line: _LongLine):
+    def __init__(self, line: LongLine):
         super().__init__("a line too long to read")
         self.line = line
 
@@ -94,7 +96,7 @@ def _records(lines: _Lines, delimiter: str, quoted: bool, width: int,
     its quotes balance) without being held. A record holding bytes that did not decode
     in ``encoding`` is rejected whole, however many lines its quoted fields span.
     """
-    reader = csv.reader(lines, **_dialect(delimiter, quoted, strict=True))
+    reader = csv.reader(lines, **csv_dialect(delimiter, quoted, strict=True))
     while True:
         lines.begin()
         try:
@@ -115,7 +117,7 @@ def _records(lines: _Lines, delimiter: str, quoted: bool, width: int,
             fields = None
             if len(taken) == 1:
                 # Like pyarrow, read 'a,"b"c' as 'bc' rather than lose the row.
-                lenient = list(csv.reader(taken, **_dialect(delimiter, quoted, strict=False)))
+                lenient = list(csv.reader(taken, **csv_dialect(delimiter, quoted, strict=False)))
                 fields = lenient[0] if len(lenient) == 1 else None
             if fields is None:
                 yield _Record(None, "".join(taken), f"{_lines_named(first, len(taken))}: "
@@ -136,7 +138,7 @@ def _records(lines: _Lines, delimiter: str, quoted: bool, width: int,
         yield _Record(fields, "")
 
 
-def _long_record(lines: _Lines, long: _LongLine, quoted: bool, limit: int) -> _Record:
+def _long_record(lines: _Lines, long: LongLine, quoted: bool, limit: int) -> _Record:
     """The rejected record a too-long line belongs to, read to its end: with quoting, a
     record goes on while its quotes are unbalanced (a field with line breaks)."""
     first, before = lines.first, lines.taken
@@ -155,33 +157,34 @@ def _long_record(lines: _Lines, long: _LongLine, quoted: bool, limit: int) -> _R
             continue
         chars, quotes = chars + len(line), quotes + line.count('"')
     count = lines.next_number - first
-    return _Record(None, raw, _too_long(_lines_named(first, count), chars, limit))
+    return _Record(None, raw, too_long_reason(_lines_named(first, count), chars, limit))
 
 
 def _lines_named(first: int, count: int) -> str:
     return f"line {first}" if count == 1 else f"lines {first}-{first + count - 1}"
 
 
-def _careful_delimited(request: ReadRequest, quoted: bool, names: list[str], cols: _Columns,
-                       skip: int) -> Iterator[pa.Table]:
-    """The same rows as ``_fast_delimited``, parsed line by line by Python's csv, with
-    malformed lines as rejected rows; the first ``skip`` rows are not yielded again."""
+def careful_delimited(request: ReadRequest, quoted: bool, names: list[str], cols: Columns,
+                      skip: int) -> Iterator[pa.Table]:
+    """The same rows as pyarrow's parse (``tasks.reading.delimited``), parsed line by line
+    by Python's csv, with malformed lines as rejected rows; the first ``skip`` rows are not
+    yielded again."""
     columns, batch_rows, limit_chars = request.columns, request.batch_rows, request.limit_chars
     delimiter = "\t" if request.kind == "tsv" else ","
     positions = [names.index(name) if name is not None else None
                  for name in (cols.review_id, cols.text, cols.label, cols.group)]
-    out_cols = _Columns("review_id" if cols.review_id else None, "text",
-                        "label" if cols.label else None, cols.id_prefix,
-                        "group" if cols.group else None, cols.with_group)
+    out_cols = Columns("review_id" if cols.review_id else None, "text",
+                       "label" if cols.label else None, cols.id_prefix,
+                       "group" if cols.group else None, cols.with_group)
     values: dict[str, list] = {"review_id": [], "text": [], "label": [], "group": [],
                                "error": []}
     row = 0
-    with _open_text(request.path, request.gzipped, request.max_decompressed_bytes,
-                    request.encoding, newline="") as text:
+    with open_text(request.path, request.gzipped, request.max_decompressed_bytes,
+                   request.encoding, newline="") as text:
         # csv's own cap on a field (128 KiB, process-wide) would reject long reviews
-        # a record of ``limit_chars`` may hold; lines are capped by ``_bounded_lines``.
+        # a record of ``limit_chars`` may hold; lines are capped by ``bounded_lines``.
         csv.field_size_limit(max(csv.field_size_limit(), limit_chars))
-        lines = _Lines(_bounded_lines(text, limit_chars))
+        lines = _Lines(bounded_lines(text, limit_chars))
         records = _records(lines, delimiter, quoted, len(names), limit_chars, request.encoding)
         next(records, None)  # the header
         for record in records:
@@ -204,10 +207,10 @@ def _careful_delimited(request: ReadRequest, quoted: bool, names: list[str], col
         yield _careful_table(values, out_cols, row - len(values["text"]) + 1, columns)
 
 
-def _careful_table(values: dict[str, list], cols: _Columns, first_row: int,
+def _careful_table(values: dict[str, list], cols: Columns, first_row: int,
                    columns: ColumnMapping) -> pa.Table:
     table = pa.table({key: pa.array(values[key], pa.string())
                       for key in ("review_id", "text", "label", "group")})
-    return _normalize(table, cols, first_row, columns, pa.array(values["error"], pa.string()))
+    return normalize_table(table, cols, first_row, columns, pa.array(values["error"], pa.string()))
 
 

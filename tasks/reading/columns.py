@@ -1,11 +1,16 @@
 """Which input columns mean what: the ``ColumnMapping`` the settings carry (the user's
-choice of names), and how a reader finds those columns in a file's header, a Parquet
-schema or a JSON object's keys.
+choice of names; defined in ``tasks.settings``, imported from here by the readers), and
+how a reader finds those columns in a file's header, a Parquet schema or a JSON object's
+keys.
 
 Names are matched case-insensitively, ignoring surrounding spaces and a byte-order
 mark; the first name of a role found in a file wins. A file without a text column, or
 with a role's column twice, is unreadable. A file without an id column gets generated
-ids (``_GeneratedIds``, see ``tasks.reading.schema``).
+ids (``GeneratedIds``, see ``tasks.reading.schema``).
+
+What a format's reader uses: ``resolve_columns`` (a file's ``Columns``, or
+``UnreadableFileError``), or for keys that differ from record to record (JSON)
+``find_columns`` and ``pick``, with ``ColumnsError``.
 """
 
 from __future__ import annotations
@@ -13,30 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from tasks.reading.schema import UnreadableFileError
-
-
-class ColumnMapping(BaseModel):
-    """Which input column names mean review id, text and label.
-
-    The first name found in a file wins; names are matched case-insensitively.
-    """
-
-    review_id: list[str] = ["review_id", "id", "reviewid", "review id"]
-    text: list[str] = ["text", "review", "document", "content", "body", "comment"]
-    label: list[str] = ["label", "sentiment", "polarity", "target"]
-    # What a review is about (a movie, a product). Labeled files that carry one are split
-    # by it for training, so the held-out figures measure reviews of unseen items, as a
-    # new batch will be. Empty: split by review id. Scoring ignores it.
-    group: list[str] = ["movie_id", "product_id", "item_id"]
-    positive_labels: list[str] = ["1", "pos", "positive", "true", "yes"]
-    negative_labels: list[str] = ["0", "neg", "negative", "false", "no"]
+from tasks.settings import ColumnMapping
 
 
 @dataclass
-class _GeneratedIds:
+class GeneratedIds:
     """Where generated review ids come from: the file's content hash (computed once,
     only if a file without an id column needs it and the caller did not pass it)."""
 
@@ -55,7 +42,8 @@ def _key(name: str) -> str:
     return name.strip().lower().lstrip("\ufeff")
 
 
-def _pick(names: list[str], wanted: list[str]) -> str | None:
+def pick(names: list[str], wanted: list[str]) -> str | None:
+    """The first of ``wanted`` found among ``names`` (as written in ``names``), or None."""
     lowered = {_key(name): name for name in names}
     for candidate in wanted:
         if candidate.lower() in lowered:
@@ -64,7 +52,9 @@ def _pick(names: list[str], wanted: list[str]) -> str | None:
 
 
 @dataclass(frozen=True)
-class _Columns:
+class Columns:
+    """The columns of one file that hold each role, by their names in the file."""
+
     review_id: str | None  # None: ids are generated, ``id_prefix`` + source_row
     text: str
     label: str | None
@@ -73,38 +63,40 @@ class _Columns:
     with_group: bool = False  # batches carry a ``group`` column (null without one)
 
 
-class _NoColumns(Exception):
+class ColumnsError(Exception):
     """The names lack a text column or name a column twice; the message says which."""
 
 
-def _names(names: list[str], columns: ColumnMapping, where: str = "the header"
-           ) -> tuple[str | None, str, str | None, str | None]:
+def find_columns(names: list[str], columns: ColumnMapping, where: str = "the header"
+                 ) -> tuple[str | None, str, str | None, str | None]:
     """The names among ``names`` of the id, text, label and group columns."""
-    review_id = _pick(names, columns.review_id)
-    text = _pick(names, columns.text)
-    label = _pick(names, columns.label)
-    group = _pick(names, columns.group) if columns.group else None
+    review_id = pick(names, columns.review_id)
+    text = pick(names, columns.text)
+    label = pick(names, columns.label)
+    group = pick(names, columns.group) if columns.group else None
     if text is None:
-        raise _NoColumns(f"missing required column text (looked for {', '.join(columns.text)}); "
-                         f"{where} has {names}. Rename the column or add its name to the "
-                         "column mapping settings")
+        raise ColumnsError(f"missing required column text (looked for "
+                           f"{', '.join(columns.text)}); {where} has {names}. Rename the "
+                           "column or add its name to the column mapping settings")
     keys = [_key(name) for name in names]
     for role, name in (("review_id", review_id), ("text", text), ("label", label),
                        ("group", group)):
         if name is not None and keys.count(_key(name)) > 1:
             # pyarrow would raise KeyError ('Field "text" exists 2 times in schema') far
             # from here; which of the two holds the reviews cannot be guessed.
-            raise _NoColumns(f"column {name!r} (the {role} column) appears "
-                             f"{keys.count(_key(name))} times in {where} {names}; rename or "
-                             "drop the extra one")
+            raise ColumnsError(f"column {name!r} (the {role} column) appears "
+                               f"{keys.count(_key(name))} times in {where} {names}; rename or "
+                               "drop the extra one")
     return review_id, text, label, group
 
 
-def _resolve(path: Path, names: list[str], columns: ColumnMapping,
-             ids: _GeneratedIds | None = None) -> _Columns:
+def resolve_columns(path: Path, names: list[str], columns: ColumnMapping,
+                    ids: GeneratedIds | None = None) -> Columns:
+    """The ``Columns`` of the file ``path`` whose columns are ``names``; without an id
+    column, ids come from ``ids``. ``UnreadableFileError`` saying why not."""
     try:
-        review_id, text, label, group = _names(names, columns)
-    except _NoColumns as exc:
+        review_id, text, label, group = find_columns(names, columns)
+    except ColumnsError as exc:
         raise UnreadableFileError(path, str(exc).replace("the header has", "the file has "
                                                          "columns")) from exc
     prefix = None
@@ -112,5 +104,5 @@ def _resolve(path: Path, names: list[str], columns: ColumnMapping,
         if ids is None:
             raise UnreadableFileError(path, "missing required column review_id")
         prefix = ids.prefix()
-    return _Columns(review_id, text, label, prefix, group, bool(columns.group))
+    return Columns(review_id, text, label, prefix, group, bool(columns.group))
 

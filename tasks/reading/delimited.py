@@ -21,13 +21,13 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from tasks.reading.careful import _careful_delimited, _dialect
-from tasks.reading.columns import _Columns, _resolve
+from tasks.reading.careful import careful_delimited, csv_dialect
+from tasks.reading.columns import Columns, resolve_columns
 from tasks.reading.encodings import has_undecodable, undecodable_reason
-from tasks.reading.normalize import _rebatch
+from tasks.reading.normalize import rebatch
 from tasks.reading.request import ReadRequest
 from tasks.reading.schema import UnreadableFileError
-from tasks.reading.streams import _open_bytes
+from tasks.reading.streams import open_bytes
 
 
 class _CarefulRead(Exception):
@@ -73,7 +73,7 @@ def tsv_is_quoted(sample: str, complete: bool = True) -> bool:
 
 def _misfits(body: str, quoted: bool) -> int:
     """Rows of ``body`` that fail to parse or lack its header's number of fields."""
-    reader = csv.reader(io.StringIO(body, newline=""), **_dialect("\t", quoted, strict=True))
+    reader = csv.reader(io.StringIO(body, newline=""), **csv_dialect("\t", quoted, strict=True))
     width, misfits = None, 0
     while True:
         try:
@@ -99,7 +99,7 @@ def read_delimited(request: ReadRequest) -> Iterator[pa.Table]:
     report.layout = f"{request.kind} {'quoted' if quoted else 'unquoted'}"
     try:
         names = next(csv.reader(io.StringIO(sample, newline=""),
-                                **_dialect(delimiter, quoted, strict=False)))
+                                **csv_dialect(delimiter, quoted, strict=False)))
     except StopIteration:
         names = []
     if not any(name.strip() for name in names):
@@ -109,7 +109,7 @@ def read_delimited(request: ReadRequest) -> Iterator[pa.Table]:
         raise UnreadableFileError(path, undecodable_reason(
             "the header line", ",".join(names), request.encoding)
             + "; without its column names no row can be read: write the header again")
-    cols = _resolve(path, names, request.columns, request.ids)
+    cols = resolve_columns(path, names, request.columns, request.ids)
     report.ids_generated = cols.review_id is None
     yielded = 0
     try:
@@ -124,11 +124,11 @@ def read_delimited(request: ReadRequest) -> Iterator[pa.Table]:
         # its decoding of another encoding), in the block pyarrow was parsing; the rows
         # before that block are already out.
         report.careful = str(exc)
-    yield from _careful_delimited(request, quoted, names, cols, skip=yielded)
+    yield from careful_delimited(request, quoted, names, cols, skip=yielded)
 
 
 def _fast_delimited(request: ReadRequest, quoted: bool, names: list[str],
-                    cols: _Columns) -> Iterator[pa.Table]:
+                    cols: Columns) -> Iterator[pa.Table]:
     """pyarrow's multi-threaded CSV reader, streaming blocks of 16 MiB."""
     # NSMC-style TSV does not quote fields: a double quote inside a review is text.
     parse = pacsv.ParseOptions(delimiter="\t" if request.kind == "tsv" else ",",
@@ -139,14 +139,14 @@ def _fast_delimited(request: ReadRequest, quoted: bool, names: list[str],
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
     # Rows of a block stay together; a block of 16 MiB keeps memory flat for any file size.
     read = pacsv.ReadOptions(encoding=request.encoding, block_size=16 << 20)
-    with _open_bytes(request.path, request.gzipped, request.max_decompressed_bytes) as stream:
+    with open_bytes(request.path, request.gzipped, request.max_decompressed_bytes) as stream:
         reader = pacsv.open_csv(stream, read_options=read, parse_options=parse,
                                 convert_options=convert)
         if reader.schema.names != names:  # the header line parsed differently: trust neither
             raise _CarefulRead(f"pyarrow read the header as {reader.schema.names}")
-        yield from _rebatch((pa.Table.from_batches([b]) for b in reader), cols,
-                            request.columns, request.batch_rows,
-                            before_last=_check_last_row if quoted else None)
+        yield from rebatch((pa.Table.from_batches([b]) for b in reader), cols,
+                           request.columns, request.batch_rows,
+                           before_last=_check_last_row if quoted else None)
 
 
 def _check_last_row(rest: pa.Table) -> None:

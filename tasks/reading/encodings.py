@@ -182,14 +182,14 @@ def _detected(sample: bytes) -> str | None:
     best = matches.best()
     if best is None or best.percent_chaos > 1.0 or not _decodes(sample, best.encoding):
         return None
-    text = _decode_sample(sample, best.encoding, complete=False)
+    text = decode_sample(sample, best.encoding, complete=False)
     family = _ENCODING_FAMILY.get(best.encoding, best.encoding)
     for match in matches:
         if match.percent_chaos > 1.0 or _ENCODING_FAMILY.get(match.encoding,
                                                              match.encoding) == family:
             continue
         if not _decodes(sample, match.encoding) or \
-                _decode_sample(sample, match.encoding, complete=False) != text:
+                decode_sample(sample, match.encoding, complete=False) != text:
             return None  # cp1250 or cp1252? a wrong guess would silently change the text
     return best.encoding
 
@@ -214,7 +214,7 @@ def _korean(sample: bytes) -> str | None:
     if sum(1 for byte in sample if byte > 127) < MIN_DETECT_BYTES or \
             not _decodes(sample, "cp949"):
         return None
-    text = _decode_sample(sample, "cp949", complete=False)
+    text = decode_sample(sample, "cp949", complete=False)
     other = "".join(char for char in text if char > "\x7f")
     hangul = sum(1 for char in other if "\uac00" <= char <= "\ud7a3" or "\u3131" <= char <= "\u3163")
     unusual = sum(1 for char in other if "\u3164" <= char <= "\u318e" or "\u4e00" <= char <= "\u9fff"
@@ -227,12 +227,12 @@ def _korean(sample: bytes) -> str | None:
     return "cp949"
 
 
-def _decode_sample(sample: bytes, encoding: str, complete: bool) -> str:
+def decode_sample(sample: bytes, encoding: str, complete: bool) -> str:
     """``sample`` decoded as the file will be (``UNDECODABLE_ERRORS``)."""
-    decoder = codecs.getincrementaldecoder(_python_codec(encoding))(errors=UNDECODABLE_ERRORS)
+    decoder = codecs.getincrementaldecoder(python_codec(encoding))(errors=UNDECODABLE_ERRORS)
     return decoder.decode(sample, final=complete)
 
 
-def _python_codec(encoding: str) -> str:
+def python_codec(encoding: str) -> str:
     # Python's plain utf-8 codec keeps a byte-order mark as U+FEFF; pyarrow drops it.
     return "utf-8-sig" if encoding == "utf-8" else encoding

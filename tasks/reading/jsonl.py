@@ -20,11 +20,18 @@ from decimal import Decimal
 import orjson
 import pyarrow as pa
 
-from tasks.reading.columns import ColumnMapping, _Columns, _GeneratedIds, _names, _NoColumns, _pick
+from tasks.reading.columns import (
+    ColumnMapping,
+    Columns,
+    ColumnsError,
+    GeneratedIds,
+    find_columns,
+    pick,
+)
 from tasks.reading.encodings import has_surrogate, has_undecodable, shown, undecodable_reason
-from tasks.reading.normalize import _normalize
+from tasks.reading.normalize import normalize_table
 from tasks.reading.request import ReadRequest
-from tasks.reading.streams import MAX_RAW_CHARS, _bounded_lines, _LongLine, _open_text, _too_long
+from tasks.reading.streams import MAX_RAW_CHARS, LongLine, bounded_lines, open_text, too_long_reason
 
 
 @dataclass
@@ -58,8 +65,8 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
                                "error": []}
     row = 0
     first_row = 1
-    with _open_text(request.path, request.gzipped, request.max_decompressed_bytes,
-                    request.encoding, newline="\n") as text:
+    with open_text(request.path, request.gzipped, request.max_decompressed_bytes,
+                   request.encoding, newline="\n") as text:
         items = (_json_array_items(text, limit_chars, request.encoding) if array
                  else _json_line_items(text, limit_chars, request.encoding))
         for item in items:
@@ -80,13 +87,13 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
                     if len(by_keys) > 1024:
                         by_keys.clear()  # objects with ever new keys: bound the memory
                     try:
-                        roles = _names(list(keys), columns, "the object")
-                    except _NoColumns as exc:
+                        roles = find_columns(list(keys), columns, "the object")
+                    except ColumnsError as exc:
                         roles = str(exc)
                     by_keys[keys] = roles
                 if isinstance(roles, str):
                     error = f"{kind} {row}: {roles}"
-                    roles = (_pick(list(keys), columns.review_id), None, None, None)
+                    roles = (pick(list(keys), columns.review_id), None, None, None)
                 elif has_ids is None:
                     has_ids = roles[0] is not None
                     report.ids_generated = not has_ids
@@ -131,9 +138,9 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
 
 
 def _json_line_items(text, limit_chars: int, encoding: str) -> Iterator[_JsonItem]:
-    for number, line in enumerate(_bounded_lines(text, limit_chars), start=1):
-        if isinstance(line, _LongLine):
-            yield _JsonItem(error=_too_long(f"line {number}", line.chars, limit_chars),
+    for number, line in enumerate(bounded_lines(text, limit_chars), start=1):
+        if isinstance(line, LongLine):
+            yield _JsonItem(error=too_long_reason(f"line {number}", line.chars, limit_chars),
                             raw=line.head)
             continue
         if not line.strip():
@@ -292,7 +299,7 @@ def _json_array_items(text, limit_chars: int, encoding: str = "utf-8",
             yield _JsonItem(error=f"element {number} never ends; the array ends inside it",
                             raw=head)
             return
-        yield _JsonItem(error=_too_long(f"element {number}", length, limit_chars), raw=head)
+        yield _JsonItem(error=too_long_reason(f"element {number}", length, limit_chars), raw=head)
 
 
 def _scalar_text(value) -> str | None:
@@ -303,14 +310,15 @@ def _scalar_text(value) -> str | None:
     return str(value)
 
 
-def _json_table(values: dict[str, list], generated: bool, ids: _GeneratedIds,
+def _json_table(values: dict[str, list], generated: bool, ids: GeneratedIds,
                 first_row: int, columns: ColumnMapping) -> pa.Table:
     table = pa.table({key: pa.array(values[key], pa.string())
                       for key in ("review_id", "text", "label", "group")})
     has_label = any(label is not None for label in values["label"])
     # Decided by the settings, not by the objects seen so far: every batch of the file
     # has the same columns, even one of bad lines only.
-    normalized = _Columns(None if generated else "review_id", "text",
-                          "label" if has_label else None, ids.prefix() if generated else None,
-                          "group" if columns.group else None, bool(columns.group))
-    return _normalize(table, normalized, first_row, columns, pa.array(values["error"], pa.string()))
+    normalized = Columns(None if generated else "review_id", "text",
+                         "label" if has_label else None, ids.prefix() if generated else None,
+                         "group" if columns.group else None, bool(columns.group))
+    return normalize_table(table, normalized, first_row, columns,
+                           pa.array(values["error"], pa.string()))

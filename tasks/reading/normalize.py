@@ -1,6 +1,6 @@
 """From the columns a reader parsed to batches of ``NORMALIZED_SCHEMA``: labels mapped to
-1/0/-1, texts in one Unicode spelling, source rows numbered, generated ids filled in,
-tables re-cut into batches of ``batch_rows`` and shards cut out of them."""
+1/0/-1, texts in one Unicode spelling, source rows numbered, generated ids filled in
+(``normalize_table``), tables re-cut into batches of ``batch_rows`` (``rebatch``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.reading.columns import ColumnMapping, _Columns
+from tasks.reading.columns import ColumnMapping, Columns
 from tasks.reading.schema import GROUPED_SCHEMA, NORMALIZED_SCHEMA
 
 # Characters removed from texts before anything reads them: zero-width spaces and
@@ -62,8 +62,11 @@ def normalize_text(texts: pa.Array) -> pa.Array:
     return pa.array(fixed, pa.string())
 
 
-def _normalize(table: pa.Table, cols: _Columns, first_row: int, columns: ColumnMapping,
-               read_error: pa.Array | None = None) -> pa.Table:
+def normalize_table(table: pa.Table, cols: Columns, first_row: int, columns: ColumnMapping,
+                    read_error: pa.Array | None = None) -> pa.Table:
+    """``table`` (the columns ``cols`` names) as a batch of ``NORMALIZED_SCHEMA`` (with
+    ``group``: ``GROUPED_SCHEMA``), its rows numbered from ``first_row``; ``read_error``
+    holds the reason of each row that could not be parsed (None: every row parsed)."""
     n = table.num_rows
     if cols.label is not None:
         label_raw = table.column(cols.label).combine_chunks().cast(pa.string())
@@ -91,9 +94,9 @@ def _normalize(table: pa.Table, cols: _Columns, first_row: int, columns: ColumnM
     return pa.Table.from_arrays([*arrays, group], schema=GROUPED_SCHEMA)
 
 
-def _rebatch(tables: Iterator[pa.Table], cols: _Columns, columns: ColumnMapping,
-             batch_rows: int, first_row: int = 1,
-             before_last: Callable[[pa.Table], None] | None = None) -> Iterator[pa.Table]:
+def rebatch(tables: Iterator[pa.Table], cols: Columns, columns: ColumnMapping,
+            batch_rows: int, first_row: int = 1,
+            before_last: Callable[[pa.Table], None] | None = None) -> Iterator[pa.Table]:
     """Re-cut incoming tables into batches of ``batch_rows`` and normalize them.
 
     With ``before_last``, the file's last row is held back until every table is in and
@@ -110,26 +113,12 @@ def _rebatch(tables: Iterator[pa.Table], cols: _Columns, columns: ColumnMapping,
         while pending_rows - keep >= batch_rows:
             merged = pa.concat_tables(pending)
             head, rest = merged.slice(0, batch_rows), merged.slice(batch_rows)
-            yield _normalize(head, cols, next_row, columns)
+            yield normalize_table(head, cols, next_row, columns)
             next_row += batch_rows
             pending, pending_rows = [rest], rest.num_rows
     if pending_rows:
         rest = pa.concat_tables(pending)
         if before_last is not None:
             before_last(rest)
-        yield _normalize(rest, cols, next_row, columns)
-
-
-def _within(batches: Iterator[pa.Table], start: int, stop: int | None) -> Iterator[pa.Table]:
-    """The rows of ``batches`` whose 0-based index (``source_row`` - 1) is in [start, stop)."""
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        first = batch.column("source_row")[0].as_py() - 1
-        low = max(start - first, 0)
-        high = batch.num_rows if stop is None else min(stop - first, batch.num_rows)
-        if high > low:
-            yield batch.slice(low, high - low)
-        if stop is not None and first + batch.num_rows >= stop:
-            return  # past the shard: stop reading (the generator below closes the file)
+        yield normalize_table(rest, cols, next_row, columns)
 

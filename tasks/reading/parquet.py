@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.reading.columns import _Columns, _resolve
-from tasks.reading.normalize import _rebatch
+from tasks.reading.columns import Columns, resolve_columns
+from tasks.reading.normalize import rebatch
 from tasks.reading.request import ReadRequest
 from tasks.reading.schema import UnreadableFileError
 
@@ -57,7 +57,7 @@ def _parquet_file_batches(request: ReadRequest, source) -> Iterator[pa.Table]:
     # grow with file size instead of staying at one batch.
     parquet = pq.ParquetFile(source, pre_buffer=False)
     schema = parquet.schema_arrow
-    cols = _resolve(path, schema.names, columns, request.ids)
+    cols = resolve_columns(path, schema.names, columns, request.ids)
     request.report.ids_generated = cols.review_id is None
     text_type = schema.field(cols.text).type
     if not _is_text_type(_plain_type(text_type)):
@@ -83,7 +83,7 @@ def _parquet_file_batches(request: ReadRequest, source) -> Iterator[pa.Table]:
             return
     batches = (_plain_strings(path, pa.Table.from_batches([b]), cols) for b in
                parquet.iter_batches(batch_size=batch_rows, columns=wanted, row_groups=groups))
-    yield from _rebatch(batches, cols, columns, batch_rows, first_row)
+    yield from rebatch(batches, cols, columns, batch_rows, first_row)
 
 
 def _plain_type(data_type: pa.DataType) -> pa.DataType:
@@ -99,7 +99,7 @@ def _is_text_type(data_type: pa.DataType) -> bool:
             or pa.types.is_large_binary(data_type) or pa.types.is_binary_view(data_type))
 
 
-def _plain_strings(path, table: pa.Table, cols: _Columns) -> pa.Table:
+def _plain_strings(path, table: pa.Table, cols: Columns) -> pa.Table:
     """``table`` with its id and text columns as plain ``string`` (dictionaries decoded),
     so batches of row groups with different dictionaries or types concatenate."""
     for name in (cols.review_id, cols.text, cols.label, cols.group):

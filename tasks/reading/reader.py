@@ -19,19 +19,18 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.reading.columns import ColumnMapping, _GeneratedIds
+from tasks.reading.columns import ColumnMapping, GeneratedIds
 from tasks.reading.encodings import (
     MAX_UNDECODABLE_RECORDS,
-    _decode_sample,
+    decode_sample,
     few_undecodable,
     resolve_encoding,
     undecodable_file_reason,
 )
 from tasks.reading.formats import detect_format, unsupported_reason
-from tasks.reading.normalize import _within
 from tasks.reading.request import ReadRequest
 from tasks.reading.schema import ReadReport, UnreadableFileError
-from tasks.reading.streams import _head, record_chars
+from tasks.reading.streams import read_head, record_chars
 
 
 def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
@@ -50,7 +49,8 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     not given). ``report``, if given, is filled in with what was found (``ReadReport``).
     ``with_group`` adds the ``group`` column (``GROUPED_SCHEMA``); scoring leaves it out,
     so what it writes does not depend on the file's other columns. ``max_text_chars``
-    (default: the setting's default) bounds what one record may hold: a line, CSV
+    (None: no limit is set, and records of up to ``RECORD_MIN_CHARS`` are read whole)
+    bounds what one record may hold: a line, CSV
     record or JSON element too long to carry a text of that length is skipped while
     read, in bounded memory, and yielded as a rejected row (``record_chars``).
 
@@ -69,7 +69,7 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     report = report if report is not None else ReadReport()
     if not with_group:
         columns = columns.model_copy(update={"group": []})
-    ids = _GeneratedIds(path, sha256)
+    ids = GeneratedIds(path, sha256)
     limit_chars = record_chars(max_text_chars)
     rows_seen = rows_parsed = 0
     first_error: str | None = None
@@ -77,10 +77,10 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     try:
         sample, complete = "", True
         if fmt.format.text:
-            head, complete = _head(path, fmt.gzipped, max_decompressed_bytes)
+            head, complete = read_head(path, fmt.gzipped, max_decompressed_bytes)
             encoding = resolve_encoding(path, head, encodings, detect_encoding)
             report.encoding = encoding
-            sample = _decode_sample(head, encoding, complete)
+            sample = decode_sample(head, encoding, complete)
         request = ReadRequest(path=path, kind=fmt.kind, gzipped=fmt.gzipped, columns=columns,
                               batch_rows=batch_rows,
                               max_decompressed_bytes=max_decompressed_bytes,
@@ -121,3 +121,16 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
         raise UnreadableFileError(path, f"not one of its {rows_seen} rows could be parsed "
                                         f"as {fmt.kind}; the first: {first_error}")
 
+
+def _within(batches: Iterator[pa.Table], start: int, stop: int | None) -> Iterator[pa.Table]:
+    """The rows of ``batches`` whose 0-based index (``source_row`` - 1) is in [start, stop)."""
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        first = batch.column("source_row")[0].as_py() - 1
+        low = max(start - first, 0)
+        high = batch.num_rows if stop is None else min(stop - first, batch.num_rows)
+        if high > low:
+            yield batch.slice(low, high - low)
+        if stop is not None and first + batch.num_rows >= stop:
+            return  # past the shard: stop reading (the format's reader then closes the file)

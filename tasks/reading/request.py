@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.reading.columns import ColumnMapping, _GeneratedIds
+from tasks.reading.columns import ColumnMapping, GeneratedIds
 from tasks.reading.schema import ReadReport
 
 
@@ -38,7 +38,7 @@ class ReadRequest:
     batch_rows: int
     max_decompressed_bytes: int
     limit_chars: int
-    ids: _GeneratedIds
+    ids: GeneratedIds
     report: ReadReport
     rows: tuple[int, int | None] | None = None
     encoding: str = ""

@@ -7,6 +7,10 @@ longer than ``record_chars(max_text_chars)`` cannot hold a text short enough to
 score: it is read past a chunk at a time, never held whole, and becomes one rejected
 row keeping at most ``MAX_RAW_CHARS`` of it. ``path`` may be an ``ObjectPath``
 (``s3://...``): the object is streamed.
+
+What a format's reader uses: ``open_bytes``, ``open_text``, ``read_head`` (a file's first
+``SAMPLE_BYTES``), ``bounded_lines`` with ``LongLine`` (lines, a too-long one read past),
+``too_long_reason`` and ``record_chars``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.reading.encodings import UNDECODABLE_ERRORS, _python_codec
+from tasks.reading.encodings import UNDECODABLE_ERRORS, python_codec
 from tasks.reading.schema import UnreadableFileError
 
 # The start of a text file that decides its encoding and, for TSV, its quoting.
@@ -36,11 +40,10 @@ RECORD_MIN_CHARS = 64 << 20
 
 
 def record_chars(max_text_chars: int | None) -> int:
-    """The longest record (characters) read for texts of at most ``max_text_chars``."""
+    """The longest record (characters) read for texts of at most ``max_text_chars``;
+    ``RECORD_MIN_CHARS`` when the caller sets no limit on a text (None)."""
     if max_text_chars is None:
-        from tasks.settings import Settings
-
-        max_text_chars = Settings.model_fields["max_text_chars"].default
+        return RECORD_MIN_CHARS
     return max(RECORD_ESCAPE_FACTOR * max_text_chars + RECORD_SLACK_CHARS, RECORD_MIN_CHARS)
 
 
@@ -80,7 +83,9 @@ class _ClosingGzip(gzip.GzipFile):
                 raw.close()
 
 
-def _open_bytes(path: Path, gzipped: bool, limit: int) -> io.BufferedReader:
+def open_bytes(path: Path, gzipped: bool, limit: int) -> io.BufferedReader:
+    """``path``'s bytes, decompressed when ``gzipped`` (failing past ``limit`` bytes out);
+    an ``ObjectPath`` is streamed. The caller closes it."""
     if not isinstance(path, Path):  # an ObjectPath: stream the object
         raw = path.open("rb")
         if gzipped:
@@ -92,23 +97,25 @@ def _open_bytes(path: Path, gzipped: bool, limit: int) -> io.BufferedReader:
     return open(path, "rb")  # noqa: SIM115 - closed by the caller
 
 
-def _head(path: Path, gzipped: bool, limit: int) -> tuple[bytes, bool]:
+def read_head(path: Path, gzipped: bool, limit: int) -> tuple[bytes, bool]:
     """The first ``SAMPLE_BYTES`` of the (decompressed) file, and whether that is all of it."""
-    with _open_bytes(path, gzipped, limit) as stream:
+    with open_bytes(path, gzipped, limit) as stream:
         sample = stream.read(SAMPLE_BYTES + 1)
     return sample[:SAMPLE_BYTES], len(sample) <= SAMPLE_BYTES
 
 
-def _open_text(path: Path, gzipped: bool, limit: int, encoding: str, newline: str | None):
-    raw = _open_bytes(path, gzipped, limit)
+def open_text(path: Path, gzipped: bool, limit: int, encoding: str, newline: str | None):
+    """``open_bytes`` decoded in ``encoding``; bytes that do not decode become lone
+    surrogates (``tasks.reading.encodings.has_undecodable`` finds them)."""
+    raw = open_bytes(path, gzipped, limit)
     # Bytes that do not decode are kept as lone surrogates: the reader quarantines the
     # records that hold them (tasks.reading.encodings).
-    return io.TextIOWrapper(raw, encoding=_python_codec(encoding), errors=UNDECODABLE_ERRORS,
+    return io.TextIOWrapper(raw, encoding=python_codec(encoding), errors=UNDECODABLE_ERRORS,
                             newline=newline)
 
 
 @dataclass
-class _LongLine:
+class LongLine:
     """A line longer than a record may be: what is kept of it once it was read past."""
 
     head: str  # its first MAX_RAW_CHARS characters
@@ -116,8 +123,8 @@ class _LongLine:
     quotes: int  # double quotes in it: whether a quoted field goes on after it
 
 
-def _bounded_lines(text, limit: int, chunk: int = 1 << 20) -> Iterator[str | _LongLine]:
-    """The lines of ``text``; one longer than ``limit`` characters comes as a ``_LongLine``,
+def bounded_lines(text, limit: int, chunk: int = 1 << 20) -> Iterator[str | LongLine]:
+    """The lines of ``text``; one longer than ``limit`` characters comes as a ``LongLine``,
     read a chunk at a time and never held whole (a 3 GiB line takes a chunk of memory)."""
     while True:
         line = text.readline(limit + 1)
@@ -134,10 +141,12 @@ def _bounded_lines(text, limit: int, chunk: int = 1 << 20) -> Iterator[str | _Lo
             quotes += piece.count('"')
             if not piece or piece[-1] in "\r\n":
                 break
-        yield _LongLine(head, chars, quotes)
+        yield LongLine(head, chars, quotes)
 
 
-def _too_long(lines: str, chars: int, limit: int) -> str:
+def too_long_reason(lines: str, chars: int, limit: int) -> str:
+    """The ``read_error`` of a record (``lines``: where it is) of ``chars`` characters,
+    longer than the ``limit`` a record may be."""
     return (f"{lines}: {chars:,} characters, longer than any record with a text of "
             f"max_text_chars can be ({limit:,}); skipped unread, the rest of the file is read")
 

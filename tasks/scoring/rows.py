@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import pyarrow as pa
@@ -23,14 +24,16 @@ SCORED_SCHEMA = pa.schema([
 
 
 def score_batch(model, valid: pa.Table, batch_size: int, model_version: str, source_file: str,
-                source_sha256: str, scored_at: datetime) -> pa.Table:
+                source_sha256: str, scored_at: datetime,
+                between: Callable[[int], None] | None = None) -> pa.Table:
     """Score the ``text`` of ``valid`` rows; one output row per input row, in order.
 
     ``label`` carries the label given in the input, if any, so accuracy can be read
     off the output; ``predicted_label`` is 1 where the score is at least ``DECISION_THRESHOLD``.
+    ``between``: called after each prediction slice (``predict_scores``).
     """
     texts = valid.column("text").to_numpy(zero_copy_only=False)
-    scores = predict_scores(model, texts, batch_size)
+    scores = predict_scores(model, texts, batch_size, between)
     n = valid.num_rows
     return pa.Table.from_arrays([
         valid.column("review_id"),

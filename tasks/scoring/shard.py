@@ -28,6 +28,7 @@ from tasks.monitoring import MonitorCounts, observe_batch
 from tasks.outcomes import RowCounts
 from tasks.reading import ReadReport, UnreadableFileError, iter_review_batches
 from tasks.reading.columns import ColumnMapping
+from tasks.scoring.control import ShardControl
 from tasks.scoring.planning import Shard
 from tasks.scoring.workers import ModelRef, cached_model, cached_validator, here, model_loads
 from tasks.settings import Settings
@@ -139,6 +140,11 @@ class ShardResult(RowCounts):
     sha256: str = ""
     monitor: MonitorCounts = field(default_factory=MonitorCounts)  # drift signal counts
     monitor_seconds: float = 0.0  # time spent counting them
+    # A checkpoint (tasks.state.checkpoints): its parts are under their checkpoint names
+    # and recorded in the run state, so a failure of the run leaves them for the next
+    # one (kept); one kept by an earlier, stopped run and reused by this one (resumed).
+    kept: bool = False
+    resumed: bool = False
 
     def discard(self) -> None:
         """Remove the shard's temporary parts (its file is quarantined, changed or failed)."""
@@ -170,7 +176,7 @@ def worker_ready(job: ScoringJob) -> dict:
     return where
 
 
-class _Worker:
+class Worker:
     """The model, its vocabulary and the validator of this process, and where it is."""
 
     def __init__(self, job: ScoringJob) -> None:
@@ -186,7 +192,7 @@ class _Worker:
                            pid=self.where["pid"], device=self.where["device"], sha256=sha256)
 
 
-def _staged_parts(job: ScoringJob, sha256: str, index: int | None):
+def staged_parts(job: ScoringJob, sha256: str, index: int | None):
     from tasks.scoring.rows import SCORED_SCHEMA
 
     scored = StagedParquet(job.scored_dir / part_name(sha256, job.model.version, index),
@@ -195,17 +201,27 @@ def _staged_parts(job: ScoringJob, sha256: str, index: int | None):
     return scored, rejected
 
 
-def _score_checked(worker: _Worker, job: ScoringJob, path: Location, batch, checked,
-                   ids_generated: bool, scored: StagedParquet, rejected: StagedParquet,
-                   result: ShardResult, clock: StageClock) -> None:
+def score_checked(worker: Worker, job: ScoringJob, path: Location, batch, checked,
+                  ids_generated: bool, scored: StagedParquet, rejected: StagedParquet,
+                  result: ShardResult, clock: StageClock,
+                  control: ShardControl | None = None) -> None:
     """Score a validated batch, stream both parts, count what happened to its rows and
-    the drift signals' counts."""
+    the drift signals' counts. With ``control``: the rows done are counted there as
+    they are (its rejected rows, then each prediction slice), and a stop of the run
+    raises ``ScoringStopped`` between slices."""
     from tasks.scoring.rows import score_batch
 
     sha256 = result.sha256
+    between = None
+    if control is not None:
+        control.count(sha256, checked.rejected.num_rows)
+
+        def between(rows: int) -> None:
+            control.count(sha256, rows)
+            control.check()
     with clock.stage("score"):
         output = score_batch(worker.model, checked.valid, job.predict_batch_size,
-                             job.model.version, path.name, sha256, job.run_started)
+                             job.model.version, path.name, sha256, job.run_started, between)
     with clock.stage("write"):
         scored.write(output)
         rejected.write(with_source(checked.rejected, path.name, sha256, job.run_started))
@@ -227,7 +243,7 @@ def _score_checked(worker: _Worker, job: ScoringJob, path: Location, batch, chec
     failpoint("score:mid-file", path.name)
 
 
-def _finish_parts(result: ShardResult, scored: StagedParquet, rejected: StagedParquet,
+def finish_parts(result: ShardResult, scored: StagedParquet, rejected: StagedParquet,
                   clock: StageClock) -> None:
     with clock.stage("write"):
         scored_temp, rejected_temp = scored.finish(), rejected.finish()
@@ -236,16 +252,19 @@ def _finish_parts(result: ShardResult, scored: StagedParquet, rejected: StagedPa
 
 
 def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
-                clock: StageClock = NO_CLOCK) -> ShardResult:
+                clock: StageClock = NO_CLOCK, *,
+                control: ShardControl | None = None) -> ShardResult:
     """Validate and score one shard (or the whole file); leave its parts as temporaries.
 
     The model and the validator come from this process's cache (``tasks.scoring.workers``), so
     a worker loads the model once however many shards it scores. A file that cannot be
-    read gives a result with ``unreadable`` set and no parts.
+    read gives a result with ``unreadable`` set and no parts. ``control``: the run's
+    stop and progress counts (``tasks.scoring.control``); a stop raises
+    ``ScoringStopped`` between batches and prediction slices, the parts removed.
     """
     started = time.perf_counter()
-    worker = _Worker(job)
-    scored, rejected = _staged_parts(job, sha256, shard.index)
+    worker = Worker(job)
+    scored, rejected = staged_parts(job, sha256, shard.index)
     result = worker.result(shard.index, sha256)
     seen_ids = {column: SeenValues(values) for column, values in shard.seen.items()}
     found = ReadReport()
@@ -254,11 +273,13 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
                                       job.max_decompressed_bytes, rows=shard.rows,
                                       report=found, **job.read_options(sha256))
         for batch in clock.each("read", batches):
+            if control is not None:
+                control.check()
             with clock.stage("validate"):
                 checked = worker.validator.validate(batch, seen_ids, source_name=path.name)
-            _score_checked(worker, job, path, batch, checked, found.ids_generated,
-                           scored, rejected, result, clock)
-        _finish_parts(result, scored, rejected, clock)
+            score_checked(worker, job, path, batch, checked, found.ids_generated,
+                          scored, rejected, result, clock, control)
+        finish_parts(result, scored, rejected, clock)
     except UnreadableFileError as exc:
         scored.abort()
         rejected.abort()
@@ -276,7 +297,7 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
     return result
 
 
-def _validate_each(worker: _Worker, read: list, results: list[ShardResult]) -> list[list]:
+def _validate_each(worker: Worker, read: list, results: list[ShardResult]) -> list[list]:
     """The suite's verdicts on every batch of every small file, per file, from one suite
     run over all of them. If that run raises what one strange file can bring out
     (``poison_reason``), each file is validated alone (its ids seen afresh), so only
@@ -303,18 +324,22 @@ def _validate_each(worker: _Worker, read: list, results: list[ShardResult]) -> l
     return verdicts
 
 
-def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> list[ShardResult]:
+def score_small_files(files: list[tuple[Location, str]], job: ScoringJob, *,
+                      control: ShardControl | None = None) -> list[ShardResult]:
     """``score_shard`` for many small whole files at once: one result per file, in order.
 
     The same reading, validation, scoring and parts per file, and the same guarantees
     (each file is still committed on its own); only the suite runs once over all of
     them (``ReviewValidator.validate_many``): its cost is fixed per run, and an inbox of
-    one-row files would otherwise spend most of its time there.
+    one-row files would otherwise spend most of its time there. ``control``: as for
+    ``score_shard``; a stop ends the whole bundle, none of its parts kept.
     """
     started = time.perf_counter()
-    worker = _Worker(job)
+    worker = Worker(job)
     results, read = [], []
     for path, sha256 in files:
+        if control is not None:
+            control.check()
         result = worker.result(None, sha256)
         found = ReadReport()
         try:  # small files: all their batches fit in memory at once
@@ -338,13 +363,13 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob) -> lis
             result = results[index]
             if result.unreadable is not None:
                 continue
-            scored, rejected = _staged_parts(job, result.sha256, None)
+            scored, rejected = staged_parts(job, result.sha256, None)
             staged.append((scored, rejected))
             try:
                 for batch, checked in zip(batches, checks[index], strict=True):
-                    _score_checked(worker, job, path, batch, checked, ids_generated,
-                                   scored, rejected, result, NO_CLOCK)
-                _finish_parts(result, scored, rejected, NO_CLOCK)
+                    score_checked(worker, job, path, batch, checked, ids_generated,
+                                  scored, rejected, result, NO_CLOCK, control)
+                finish_parts(result, scored, rejected, NO_CLOCK)
             except Exception as exc:  # one strange file: quarantined, the bundle goes on
                 if (reason := poison_reason(exc)) is None:
                     raise

@@ -7,4 +7,8 @@
   ``open_state``; ``migrate``: a root moved from a state folder to a state database.
 - ``inbox``: what is in the inbox, and claiming a file of it for one run.
 - ``commit``: publishing a file's scored parts and quarantine exactly once.
+- ``checkpoints``: the finished shards of a file not yet committed, kept for the next run.
+- ``leftovers``: removing the temporaries killed runs left, once their writers are known dead.
+- ``quarantine``: a whole file moved to quarantine beside its reason (scoring and
+  training's reads alike).
 """

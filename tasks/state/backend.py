@@ -2,9 +2,9 @@
 
 ``RunState`` is what tasks/state/commit.py, the scoring flow and the retraining flow ask of
 the state: the ledger (which content was scored by which model, which input was
-archived, which file was quarantined) and the locks (one per content hash while a run
-works on it; one for retraining). Two implementations, tested by the same contract
-tests (tests/test_state_contract.py):
+archived, which file was quarantined; the checkpoints of files not yet committed) and
+the locks (one per content hash while a run works on it; one for retraining). Two
+implementations, tested by the same contract tests (tests/test_state_contract.py):
 
 - ``SQLiteState``: today's ``Ledger`` (``state/ledger.sqlite``) and ``flock`` lock files
   under ``state/locks/``; zero set-up, one machine (or one shared POSIX folder).
@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from tasks.errors import StateUnavailableError
-from tasks.state.ledger import Ledger, ScoredFile
+from tasks.state.ledger import Ledger, ScoredFile, ShardRecord
 from tasks.state.marker import StateName, claim_root, folder_state_id
 from tasks.state.url import redacted
 from tasks.storage.local import LockHeldError, exclusive_lock
 
-__all__ = ["LockHeldError", "RunState", "SQLiteState", "ScoredFile", "StateUnavailableError",
-           "TimedState", "open_state", "redacted"]
+__all__ = ["LockHeldError", "RunState", "SQLiteState", "ScoredFile", "ShardRecord",
+           "StateUnavailableError", "TimedState", "open_state", "redacted"]
 
 @runtime_checkable
 class RunState(Protocol):
@@ -63,7 +63,8 @@ class RunState(Protocol):
 
     def record_scored_many(self, entries: list[ScoredFile]) -> None:
         """Commit several files' scorings in one transaction; a second record of one
-        (content, model) replaces the first."""
+        (content, model) replaces the first. The same transaction removes these
+        contents' checkpoints (``shard_records``)."""
 
     def record_archived_many(self, shas: list[str]) -> None: ...
 
@@ -72,10 +73,24 @@ class RunState(Protocol):
 
     def totals(self) -> dict[str, int]: ...
 
+    # -- checkpoints: finished shards of files not yet committed (tasks.state.checkpoints)
+    def record_shard(self, record: ShardRecord) -> None:
+        """Keep one checkpoint; a second record of one (content, model, plan, shard)
+        replaces the first."""
+
+    def shard_records(self, sha256: str | None = None) -> list[ShardRecord]:
+        """The checkpoints of one content (any model, any plan), in shard order; of every
+        content with None."""
+
+    def forget_shards(self, records: list[ShardRecord]) -> None:
+        """Remove these checkpoints' records, in one transaction."""
+
     # -- the locks ---------------------------------------------------------------------
     def content_lock(self, sha256: str) -> contextlib.AbstractContextManager[None]:
         """Held while a run works on this content; ``LockHeldError`` if another holder
-        (another process, or another claim in this one) has it."""
+        (another process, or another claim in this one) has it. Named by the content
+        key (``tasks.layout.content_key``: the first 16 hex digits), so a sweep that knows
+        only a part's name (``tasks.state.leftovers``) takes the same lock."""
 
     def claim_lock(self, key: str) -> contextlib.AbstractContextManager[None]:
         """Held while a run claims the inbox object ``key`` (``tasks.state.object_claims``):
@@ -174,6 +189,15 @@ class SQLiteState:
 
     def totals(self) -> dict[str, int]:
         return self.ledger.totals()
+
+    def record_shard(self, record: ShardRecord) -> None:
+        self.ledger.record_shard(record)
+
+    def shard_records(self, sha256: str | None = None) -> list[ShardRecord]:
+        return self.ledger.shard_records(sha256)
+
+    def forget_shards(self, records: list[ShardRecord]) -> None:
+        self.ledger.forget_shards(records)
 
     def content_lock(self, sha256: str) -> contextlib.AbstractContextManager[None]:
         return exclusive_lock(self._lock_file(sha256))

@@ -9,7 +9,11 @@ shards in between (``tasks.scoring.shard``) only leave temporary parts:
    scored before, or that any model committed in a run that died before archiving it,
    is archived now and not scored again. Otherwise plan its shards; a file that cannot
    be read is quarantined whole.
-2. ``Committer.commit``, once every shard is done: publish the parts (a rename each),
+   A large file's shards that a stopped run finished (its checkpoints:
+   ``tasks.state.checkpoints``) are found and checked here too, and only the others
+   are scored.
+2. ``Committer.commit``, once every shard is done: write the file's monitoring row
+   (``Committer.monitor``), publish the parts (a rename each),
    sweep what a killed run left of this content's parts, by any model, that the ledger
    never committed (``replace_stale_parts``), record the
    file in the ledger (the commit point: one transaction for a bundle of files), move
@@ -28,28 +32,29 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pyarrow as pa
 
 from tasks.errors import PartVanishedError
 from tasks.failpoints import failpoint
 from tasks.layout import (
     DataLayout,
-    check_inside,
     content_key,
     day_of,
     is_any_part_of,
     is_part_of,
     kept_name,
     part_glob,
-    reason_file,
+    part_version,
 )
 from tasks.outcomes import FileOutcome, FileStatus
 from tasks.reading import UnreadableFileError
 from tasks.scoring.planning import Shard
 from tasks.scoring.shard import ShardResult, poison_reason
 from tasks.state.backend import RunState, SQLiteState
+from tasks.state.checkpoints import Checkpointer
 from tasks.state.inbox import (
     Identity,
     claimed_files,
@@ -58,14 +63,17 @@ from tasks.state.inbox import (
     release_claim_folder,
 )
 from tasks.state.ledger import Ledger, ScoredFile
+from tasks.state.leftovers import parts_in_partitions
 from tasks.state.object_claims import ObjectVersion
+from tasks.state.quarantine import check_moves, quarantine_file
 from tasks.storage.local import (
     Location,
     LockHeldError,
+    is_temporary,
     move_file_keeping,
     publish,
     readable_name,
-    write_json_atomic,
+    write_parquet_atomic,
 )
 
 HANDLED_ELSEWHERE = "handled by another run"
@@ -89,41 +97,13 @@ class Claim:
     identity: Identity | ObjectVersion | None  # when hashed; None: a store without claims
     shards: list[Shard]
     size: int = 0  # bytes
+    # How its shards are cut (tasks.state.checkpoints.plan_key; None: no checkpoints)
+    # and the checkpoints a stopped run left that this run reuses.
+    plan: str | None = None
+    resumed: list[ShardResult] = field(default_factory=list)
 
     def release(self) -> None:
         self.lock.close()
-
-
-def quarantine_file(path: Location, layout: DataLayout, reason: str, sha256: str | None,
-                    ledger: RunState) -> FileOutcome:
-    """Move a whole file to ``quarantine/files/<day>/`` beside a JSON reason file.
-
-    Never replaces an earlier quarantined file or its reason: names that clean to one,
-    or one name twice in a day, get ``~2``, ``~3``, … (``move_file_keeping``). The
-    file is named by ``readable_name`` everywhere (a name that is not UTF-8 is not
-    written to JSON, SQLite or logs as such).
-    """
-    target_dir = layout.quarantined_files(day_of(datetime.now(UTC)))
-    shown = readable_name(path.name)
-    name = kept_name(sha256, shown) if sha256 else shown
-    check_moves(layout, path, target_dir)
-    target = move_file_keeping(path, target_dir, name)
-    release_claim_folder(path)
-    write_json_atomic(reason_file(target),
-                      {"file": shown, "sha256": sha256, "reason": reason,
-                       "quarantined_at": datetime.now(UTC).isoformat()})
-    if sha256:
-        ledger.record_quarantined_file(sha256, shown, reason, str(target))
-    return FileOutcome(shown, FileStatus.QUARANTINED if sha256 else FileStatus.UNSUPPORTED, detail=reason)
-
-
-def check_moves(layout: DataLayout, source: Location, target_dir: Location) -> None:
-    """Refuse (``LinkedFolderError``) a move whose source folder or target folder leads
-    out of the data root through a link: checked right before each move, since the
-    inbox is writable by uploaders while a run works."""
-    if isinstance(source, Path):
-        check_inside(layout.root, source.parent)
-        check_inside(layout.root, target_dir)
 
 
 def replace_stale_parts(published: list[Location], folder: Location, sha256: str,
@@ -162,10 +142,12 @@ def part_record(parts: list[Location]) -> str | None:
     return str(parts[0]) if len(parts) == 1 else json.dumps([str(p) for p in parts])
 
 
-def discard(results: list[ShardResult]) -> None:
-    """Remove the temporary parts of these results."""
+def discard(results: list[ShardResult], kept_too: bool = False) -> None:
+    """Remove the temporary parts of these results; those kept as checkpoints
+    (``ShardResult.kept``) stay for the next run unless ``kept_too``."""
     for result in results:
-        result.discard()
+        if kept_too or not result.kept:
+            result.discard()
 
 
 def changed_outcome(path: Location) -> FileOutcome:
@@ -181,10 +163,16 @@ class Committer:
     model_version: str
     day: str  # the run's day: its archive folder
     logger: object  # logging.Logger-like: the flow's run logger
+    # A scored file's monitoring row and where it goes (flows.drift), from the file's
+    # path, hash and shard results: written with its parts, before its commit, so every
+    # committed file has one (written after it, a kill in between would lose it for good).
+    monitor: Callable[[Location, str, list[ShardResult]], tuple[Location, pa.Table]] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.ledger, Ledger):  # a bare SQLite ledger: its state folder's locks
             self.ledger = SQLiteState.of_ledger(self.ledger, self.layout)
+        self.checkpoints = Checkpointer(self.ledger, self.model_version, self.layout.scored,
+                                        self.layout.rejected_rows)
 
     def claim(self, path: Location, sha256: str, started: float, known: Identity | None,
               plan: Callable[[Location], list[Shard]], died: int | None = None,
@@ -324,12 +312,14 @@ class Committer:
         path, sha256 = claim.path, claim.sha256
         unreadable = next((r.unreadable for r in results if r.unreadable), None)
         if unreadable is not None:
-            discard(results)
+            self._drop(sha256, results)
             return self._quarantine(path, sha256, unreadable), None
         if self._changed(path, claim.identity):
-            discard(results)
+            self._drop(sha256, results)
             note_begun(path, 0)  # no run died on it: the next run starts its count anew
             return changed_outcome(path), None
+        if self.monitor is not None:
+            self._write_monitoring(sha256, *self.monitor(path, sha256, results))
         scored = [self._publish_part(*r.scored_part) for r in results if r.scored_part]
         rejected = [self._publish_part(*r.rejected_part) for r in results if r.rejected_part]
         replace_stale_parts(scored, self.layout.scored, sha256, self.model_version, committed)
@@ -337,11 +327,34 @@ class Committer:
         outcome = FileOutcome(path.name, FileStatus.SCORED)
         for result in results:
             outcome.add(result)
+            if result.resumed:
+                outcome.shards_resumed += 1
+                outcome.rows_resumed += result.rows_read
+                outcome.scored_resumed += result.rows_scored
         outcome.encoding = next((r.encoding for r in results if r.encoding), "")
         return outcome, ScoredFile(
             sha256, self.model_version, path.name, outcome.rows_read, outcome.rows_scored,
             outcome.rows_quarantined, part_record(scored), part_record(rejected),
             encoding=outcome.encoding or None, rows_id_generated=outcome.rows_id_generated)
+
+    def _write_monitoring(self, sha256: str, final: Location, table: pa.Table) -> None:
+        """Write the file's monitoring row, then remove this content's rows that no
+        commit backs, left by a run killed between writing its row and its commit: this
+        model's in another day's folder, another model's that never committed it, and
+        temporaries (this run holds the content's lock: their writers are dead)."""
+        written = _where(write_parquet_atomic(final, table))
+        for found in parts_in_partitions(self.layout.monitoring, sha256):
+            version = part_version(found.name, sha256)
+            if version is None or _where(found) == written:
+                continue
+            if (is_temporary(found.name) or version == self.model_version
+                    or self.ledger.scored(sha256, version) is None):
+                found.unlink(missing_ok=True)
+
+    def _drop(self, sha256: str, results: list[ShardResult]) -> None:
+        """Nothing of this content is kept: its checkpoints forgotten, every part removed."""
+        self.checkpoints.forget(sha256)
+        discard(results, kept_too=True)
 
     def _publish_part(self, temp: Location, final: Location) -> Location:
         try:

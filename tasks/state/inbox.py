@@ -230,24 +230,24 @@ def runs_died(path: Location) -> int:
 
 def note_begun(path: Location, runs: int) -> None:
     """Record, beside a claimed file, that ``runs`` runs have begun work on it: if this
-    one dies too, the next run reads the count (``runs_died``). Not fsynced: a count
-    lost with a power cut costs one more retry."""
-    if is_claimed(path) and not isinstance(path, Path):
-        (path.parent / CLAIM_ATTEMPTS_FILE).write_text(f"{runs}\n")  # a PUT is atomic
-    elif is_claimed(path):
-        temp = path.parent / f"{CLAIM_ATTEMPTS_FILE}.{uuid.uuid4().hex[:8]}.tmp"
-        temp.write_text(f"{runs}\n")
-        os.replace(temp, path.parent / CLAIM_ATTEMPTS_FILE)
+    one dies too, the next run reads the count (``runs_died``). Written in place, with
+    no temporary a kill could leave in the claim's folder: a count cut short by a kill
+    or lost with a power cut reads as 1 and costs a retry or two, never a file."""
+    if is_claimed(path):
+        (path.parent / CLAIM_ATTEMPTS_FILE).write_text(f"{runs}\n")  # on S3 one PUT
 
 
 def release_claim_folder(path: Location) -> None:
     """Remove the empty ``.claimed/<token>/`` folder a claimed file has left (on object
-    storage, only its attempts count: a prefix is no object)."""
+    storage, only its attempts count: a prefix is no object), and any temporary of the
+    count (``.attempts.<hex>.tmp``) a writer killed before its rename left there."""
     if is_claimed(path) and not isinstance(path, Path):
         (path.parent / CLAIM_ATTEMPTS_FILE).unlink(missing_ok=True)
     elif is_claimed(path):
         with contextlib.suppress(OSError):
-            (path.parent / CLAIM_ATTEMPTS_FILE).unlink()
+            for child in os.scandir(path.parent):
+                if child.name.startswith(CLAIM_ATTEMPTS_FILE):  # the count, its temporaries
+                    os.unlink(child.path)
         for folder in (path.parent, path.parent.parent):  # .claimed/ too, once empty
             try:
                 folder.rmdir()

@@ -12,6 +12,12 @@ object storage (``state_dir``): it is the commit record there as well. ``scored_
 holds the path or URL of a file's part, or a JSON list of them for a file scored in
 shards.
 
+``scored_shards`` holds the checkpoints of files not yet committed: shards a run
+finished and kept under their checkpoint names (``tasks.state.checkpoints``), so a run
+stopped inside a large file leaves its finished shards to the next one. A file's commit
+removes its rows there in the same transaction (``record_scored_many``). A ledger from
+before the table gains it, empty, when opened.
+
 ``encoding`` (the text encoding the file was read in; NULL for Parquet),
 ``rows_id_generated`` (rows whose ``review_id`` was generated because the file has no
 id column) and ``archived_at``: a ledger without these columns gains them when opened,
@@ -51,6 +57,17 @@ CREATE TABLE IF NOT EXISTS quarantined_files (
     quarantined_path TEXT NOT NULL,
     finished_at      TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS scored_shards (
+    source_sha256    TEXT NOT NULL,
+    model_version    TEXT NOT NULL,
+    plan             TEXT NOT NULL,
+    shard            INTEGER NOT NULL,
+    scored_part      TEXT,
+    quarantine_part  TEXT,
+    counts           TEXT NOT NULL,
+    recorded_at      TEXT NOT NULL,
+    PRIMARY KEY (source_sha256, model_version, plan, shard)
+);
 """
 
 
@@ -68,6 +85,26 @@ class ScoredFile:
     encoding: str | None = None
     rows_id_generated: int | None = None
     archived_at: str | None = None  # when the input left incoming/; None: not yet
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """A checkpoint: one finished shard of a file not yet committed, for (content, model,
+    plan). ``plan`` names how the file was cut and read (``tasks.state.checkpoints.
+    plan_key``); the parts are the shard's checkpoint names; ``counts`` is the shard's
+    result as JSON (its rows, and the drift signals' counts)."""
+
+    source_sha256: str
+    model_version: str
+    plan: str
+    shard: int
+    scored_part: str | None
+    quarantine_part: str | None
+    counts: str
+    recorded_at: str = ""
+
+
+_SHARD_COLUMNS = ", ".join(f.name for f in fields(ShardRecord))
 
 
 # Columns added to scored_files after its first release, with their SQL types.
@@ -134,13 +171,45 @@ class Ledger:
         return parts
 
     def record_scored_many(self, entries: list[ScoredFile]) -> None:
-        """Commit several files' scorings in one transaction (one fsync)."""
+        """Commit several files' scorings in one transaction (one fsync); their
+        checkpoints (``scored_shards``) go in the same transaction."""
         if not entries:
             return
-        values = [asdict(e) | {"finished_at": e.finished_at or _now()} for e in entries]
+        values = [asdict(e) | {"finished_at": e.finished_at or ledger_time()} for e in entries]
         with closing(self._connect()) as db, db:
             db.executemany(f"INSERT OR REPLACE INTO scored_files ({_SCORED_COLUMNS}) VALUES "
                        f"({', '.join(':' + f.name for f in fields(ScoredFile))})", values)
+            db.executemany("DELETE FROM scored_shards WHERE source_sha256=?",
+                           [(e.source_sha256,) for e in entries])
+
+    def record_shard(self, record: ShardRecord) -> None:
+        """Keep a checkpoint; a second record of one (content, model, plan, shard)
+        replaces the first."""
+        values = asdict(record) | {"recorded_at": record.recorded_at or ledger_time()}
+        with closing(self._connect()) as db, db:
+            db.execute(f"INSERT OR REPLACE INTO scored_shards ({_SHARD_COLUMNS}) VALUES "
+                       f"({', '.join(':' + f.name for f in fields(ShardRecord))})", values)
+
+    def shard_records(self, sha256: str | None = None) -> list[ShardRecord]:
+        """The checkpoints of one content (any model, any plan), or of every content."""
+        with closing(self._connect()) as db:
+            if sha256 is None:
+                rows = db.execute(f"SELECT {_SHARD_COLUMNS} FROM scored_shards"
+                                  " ORDER BY source_sha256, shard").fetchall()
+            else:
+                rows = db.execute(f"SELECT {_SHARD_COLUMNS} FROM scored_shards"
+                                  " WHERE source_sha256=? ORDER BY shard", (sha256,)).fetchall()
+        return [ShardRecord(*row) for row in rows]
+
+    def forget_shards(self, records: list[ShardRecord]) -> None:
+        """Remove these checkpoints' records (one transaction)."""
+        if not records:
+            return
+        with closing(self._connect()) as db, db:
+            db.executemany("DELETE FROM scored_shards WHERE source_sha256=? AND"
+                           " model_version=? AND plan=? AND shard=?",
+                           [(r.source_sha256, r.model_version, r.plan, r.shard)
+                            for r in records])
 
     def record_archived(self, sha256: str) -> None:
         """The content's input has left ``incoming/``: its committed rows are complete."""
@@ -150,7 +219,7 @@ class Ledger:
         """``record_archived`` for several contents in one transaction (one fsync)."""
         if not shas:
             return
-        now = _now()
+        now = ledger_time()
         with closing(self._connect()) as db, db:
             db.executemany("UPDATE scored_files SET archived_at=? WHERE source_sha256=?"
                            " AND archived_at IS NULL", [(now, sha) for sha in shas])
@@ -159,7 +228,7 @@ class Ledger:
                                 path: str) -> None:
         with closing(self._connect()) as db, db:
             db.execute("INSERT OR REPLACE INTO quarantined_files VALUES (?, ?, ?, ?, ?)",
-                       (sha256, source_file, reason, path, _now()))
+                       (sha256, source_file, reason, path, ledger_time()))
 
     def totals(self) -> dict[str, int]:
         with closing(self._connect()) as db:
@@ -179,5 +248,6 @@ def part_paths(record: str | None) -> list[str]:
     return json.loads(record) if record.startswith("[") else [record]
 
 
-def _now() -> str:
+def ledger_time() -> str:
+    """Now, as both ledgers (SQLite, PostgreSQL) record a time: UTC, ISO 8601, seconds."""
     return datetime.now(UTC).isoformat(timespec="seconds")

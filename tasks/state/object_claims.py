@@ -74,10 +74,10 @@ def claim_object(path: ObjectPath, lock: Callable[[str], contextlib.AbstractCont
         for _ in range(CLAIM_TRIES):
             etag, size = path.version()  # FileNotFoundError: claimed by another run, or removed
             claimed = path.parent / CLAIMS_FOLDER / uuid.uuid4().hex[:12] / readable_name(path.name)
-            copied = _copy_if_match(path, claimed, etag, size)
+            copied = copy_if_match(path, claimed, etag, size)
             if copied is None:
                 continue  # overwritten between the look and the copy: claim the new one
-            _delete_if_match(path, etag)
+            delete_if_match(path, etag)
             return claimed, ObjectVersion(copied)
     raise ObjectChangedError(f"{path} was overwritten {CLAIM_TRIES} times while this run "
                              "claimed it; the next run claims its last version")
@@ -99,7 +99,7 @@ def _split(path: ObjectPath) -> tuple[str, str]:
     return bucket, key
 
 
-def _copy_if_match(source: ObjectPath, target: ObjectPath, etag: str, size: int) -> str | None:
+def copy_if_match(source: ObjectPath, target: ObjectPath, etag: str, size: int) -> str | None:
     """Copy ``source`` at version ``etag`` (of ``size`` bytes) to ``target``; the copy's
     ETag, or None (and no copy left) if ``source`` is at another version now."""
     fs = source.fs
@@ -128,7 +128,7 @@ def _copy_if_match(source: ObjectPath, target: ObjectPath, etag: str, size: int)
     return copied
 
 
-def _delete_if_match(source: ObjectPath, etag: str) -> None:
+def delete_if_match(source: ObjectPath, etag: str) -> None:
     """Delete ``source`` if it is still at ``etag``; a newer version (or none) is left."""
     bucket, key = _split(source)
     try:

@@ -6,6 +6,8 @@ columns, so that workers on several hosts share one record of what was scored:
 - ``scored_files``: one row per (content sha256, model version) committed; the commit
   point of a file's scoring. ``archived_at`` NULL: committed, input not yet archived.
 - ``quarantined_files``: one row per content quarantined whole.
+- ``scored_shards``: the checkpoints of files not yet committed (``tasks.state.checkpoints``);
+  a file's commit removes its rows in the same transaction.
 - ``schema_version``: the migrations applied. The product creates and upgrades the
   schema itself (``MIGRATIONS``), in one transaction under an advisory lock, so two
   workers starting at once against an older schema do not race.
@@ -43,7 +45,7 @@ from pathlib import Path
 import psycopg
 
 from tasks.errors import StateUnavailableError
-from tasks.state.ledger import Ledger, ScoredFile, _now, part_paths
+from tasks.state.ledger import Ledger, ScoredFile, ShardRecord, ledger_time, part_paths
 from tasks.state.marker import StateName
 from tasks.state.url import describe, parse, secrets_of
 from tasks.storage.local import LockHeldError
@@ -55,6 +57,8 @@ KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 30, 10, 3
 
 _FIELDS = [f.name for f in fields(ScoredFile)]
 _SCORED_COLUMNS = ", ".join(_FIELDS)
+_SHARD_FIELDS = [f.name for f in fields(ShardRecord)]
+_SHARD_COLUMNS = ", ".join(_SHARD_FIELDS)
 
 
 def _key(label: str) -> int:
@@ -100,6 +104,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     # The database's id in the data root's state marker: two states on one root are refused.
     (3, ["CREATE TABLE state_identity (state_id TEXT NOT NULL)",
          "INSERT INTO state_identity SELECT replace(gen_random_uuid()::text, '-', '')"]),
+    # Checkpoints: the finished shards of files not yet committed (tasks/state/checkpoints.py).
+    (4, ["""CREATE TABLE scored_shards (
+            source_sha256    TEXT NOT NULL,
+            model_version    TEXT NOT NULL,
+            plan             TEXT NOT NULL,
+            shard            INTEGER NOT NULL,
+            scored_part      TEXT,
+            quarantine_part  TEXT,
+            counts           TEXT NOT NULL,
+            recorded_at      TEXT NOT NULL,
+            PRIMARY KEY (source_sha256, model_version, plan, shard))"""]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -182,7 +197,7 @@ class PostgresState:
                     for statement in statements:
                         cursor.execute(statement)
                     cursor.execute("INSERT INTO schema_version VALUES (%s, %s)",
-                                   (version, _now()))
+                                   (version, ledger_time()))
 
     def identity(self) -> StateName:
         state_id = self._run(lambda c: c.execute(
@@ -223,7 +238,7 @@ class PostgresState:
     def record_scored_many(self, entries: list[ScoredFile]) -> None:
         if not entries:
             return
-        values = [asdict(e) | {"finished_at": e.finished_at or _now()} for e in entries]
+        values = [asdict(e) | {"finished_at": e.finished_at or ledger_time()} for e in entries]
         updates = ", ".join(f"{name}=EXCLUDED.{name}" for name in _FIELDS[2:])
         sql = (f"INSERT INTO scored_files ({_SCORED_COLUMNS}) VALUES "
                f"({', '.join(f'%({name})s' for name in _FIELDS)}) "
@@ -232,7 +247,40 @@ class PostgresState:
         def write(cursor):
             with self._db.transaction():
                 cursor.executemany(sql, values)
+                cursor.execute("DELETE FROM scored_shards WHERE source_sha256 = ANY(%s)",
+                               ([e.source_sha256 for e in entries],))
         self._run(write)
+
+    def record_shard(self, record: ShardRecord) -> None:
+        values = asdict(record) | {"recorded_at": record.recorded_at or ledger_time()}
+        updates = ", ".join(f"{name}=EXCLUDED.{name}" for name in _SHARD_FIELDS[4:])
+        self._run(lambda c: c.execute(
+            f"INSERT INTO scored_shards ({_SHARD_COLUMNS}) VALUES "
+            f"({', '.join(f'%({name})s' for name in _SHARD_FIELDS)}) ON CONFLICT"
+            f" (source_sha256, model_version, plan, shard) DO UPDATE SET {updates}", values))
+
+    def shard_records(self, sha256: str | None = None) -> list[ShardRecord]:
+        if sha256 is None:
+            rows = self._run(lambda c: c.execute(
+                f"SELECT {_SHARD_COLUMNS} FROM scored_shards"
+                " ORDER BY source_sha256, shard").fetchall())
+        else:
+            rows = self._run(lambda c: c.execute(
+                f"SELECT {_SHARD_COLUMNS} FROM scored_shards WHERE source_sha256=%s"
+                " ORDER BY shard", (sha256,)).fetchall())
+        return [ShardRecord(*row) for row in rows]
+
+    def forget_shards(self, records: list[ShardRecord]) -> None:
+        if not records:
+            return
+
+        def forget(cursor):
+            with self._db.transaction():
+                cursor.executemany(
+                    "DELETE FROM scored_shards WHERE source_sha256=%s AND model_version=%s"
+                    " AND plan=%s AND shard=%s",
+                    [(r.source_sha256, r.model_version, r.plan, r.shard) for r in records])
+        self._run(forget)
 
     def record_archived(self, sha256: str) -> None:
         self.record_archived_many([sha256])
@@ -241,7 +289,7 @@ class PostgresState:
         if shas:
             self._run(lambda c: c.execute(
                 "UPDATE scored_files SET archived_at=%s WHERE source_sha256 = ANY(%s)"
-                " AND archived_at IS NULL", (_now(), list(shas))))
+                " AND archived_at IS NULL", (ledger_time(), list(shas))))
 
     def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
                                 path: str) -> None:
@@ -249,7 +297,7 @@ class PostgresState:
             "INSERT INTO quarantined_files VALUES (%s, %s, %s, %s, %s) ON CONFLICT"
             " (source_sha256) DO UPDATE SET source_file=EXCLUDED.source_file,"
             " reason=EXCLUDED.reason, quarantined_path=EXCLUDED.quarantined_path,"
-            " finished_at=EXCLUDED.finished_at", (sha256, source_file, reason, path, _now())))
+            " finished_at=EXCLUDED.finished_at", (sha256, source_file, reason, path, ledger_time())))
 
     def totals(self) -> dict[str, int]:
         def read(cursor):

@@ -5,6 +5,14 @@ under a temporary dot-name in its final folder, flushed to disk and renamed into
 place, so readers see either the whole file or nothing. Temporary names start with a
 dot and end in ``.tmp``: pyarrow, pandas and DuckDB globs of ``*.parquet`` never see them.
 
+A temporary written and renamed in one call (``atomic_path``, ``write_bytes_atomic``, a
+copy across file systems) is written while its writer holds a shared ``flock`` on the
+folder: ``remove_dead_temporaries`` takes that folder's lock exclusively, so every
+temporary it finds then belongs to a writer that died (a SIGKILL between the write and
+the rename) and nothing else will ever remove it. A part staged for a later commit
+(``StagedParquet``) outlives any one call; its content's lock says whether its run is
+alive (tasks.state.leftovers).
+
 The same functions take an ``ObjectPath`` (``s3://...``, see ``tasks.storage.objects``).
 There a "rename" is a server-side copy and a delete, and each object PUT or copy is
 atomic, so a part still appears whole or not at all; what a crash between copy and
@@ -90,7 +98,9 @@ def readable_name(name: str) -> str:
     return "".join("_" if unicodedata.category(c) in ("Cc", "Cs") else c for c in text)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
+    """Make what was renamed into or out of ``folder`` durable (an fsync of the folder
+    itself); a file system that cannot fsync a folder is left as it is."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -103,30 +113,102 @@ def _temp_beside(final: Path) -> Path:
     return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+# What ``_temp_beside`` names: ``.<name>.<8 hex>.tmp``.
+TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+
+
+def is_temporary(name: str) -> bool:
+    """True for a temporary's name (``_temp_beside``)."""
+    return TEMPORARY_NAME.fullmatch(name) is not None
+
+
+@contextlib.contextmanager
+def _writing_in(folder: Path) -> Iterator[None]:
+    """Hold a shared lock on ``folder`` while a temporary of this writer lives in it:
+    ``remove_dead_temporaries`` sweeps the folder only when it can take the lock
+    exclusively. A file system without locks on folders takes none (nothing is swept)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_dead_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporaries of one-shot writes in ``folder`` whose writers died.
+
+    Taken with the folder's lock held exclusively (never waiting): no live writer is
+    between its write and its rename there, so each temporary found is a dead
+    writer's. A folder a live writer is writing in is left for a later run; a missing
+    folder, or one that cannot be locked, is left alone. Never follows a link."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:  # missing, not a folder, a link
+        return []
+    removed: list[Path] = []
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return []
+        with os.scandir(fd) as children:
+            names = [child.name for child in children
+                     if is_temporary(child.name) and not child.is_dir(follow_symlinks=False)]
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
+                removed.append(folder / name)
+        if removed:
+            fsync_folder(folder)
+        return removed
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; on success rename it onto ``final``."""
+    """Yield a temporary path beside ``final``; on success rename it onto ``final``.
+    The folder's shared lock is held meanwhile (``remove_dead_temporaries``)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_beside(final)
-    try:
-        yield temp
-        with open(temp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temp, final)
-        _fsync_dir(final.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+    with _writing_in(final.parent):
+        try:
+            yield temp
+            with open(temp, "rb+") as written:
+                os.fsync(written.fileno())
+            failpoint("storage:written", final.name)
+            os.replace(temp, final)
+            fsync_folder(final.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+
+def write_bytes_atomic(final: Location, data: bytes) -> Location:
+    """Write a small file whole or not at all: on object storage one PUT under its
+    final name (atomic there, so no temporary is left by a kill), locally a temporary
+    renamed onto ``final`` (``atomic_path``)."""
+    if is_remote(final):
+        final.write_bytes(data)
+        failpoint("storage:written", final.name)
+        return final
+    with atomic_path(final) as temp:
+        temp.write_bytes(data)
+    return final
 
 
 def write_json_atomic(final: Location, payload: dict) -> Location:
     text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
-    if is_remote(final):
-        final.write_text(text)  # one PUT: atomic on object storage
-        return final
-    with atomic_path(final) as temp:
-        temp.write_text(text, encoding="utf-8")
-    return final
+    return write_bytes_atomic(final, text.encode("utf-8"))
+
+
+def write_parquet_atomic(final: Location, table: pa.Table) -> Location:
+    """A small table (a monitoring row) as one Parquet file, with ``write_bytes_atomic``."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return write_bytes_atomic(final, sink.getvalue().to_pybytes())
 
 
 def publish(temp: Location, final: Location) -> Location:
@@ -136,7 +218,7 @@ def publish(temp: Location, final: Location) -> Location:
         objectstore.replace(temp, final)
     else:
         os.replace(temp, final)
-        _fsync_dir(final.parent)
+        fsync_folder(final.parent)
     return final
 
 
@@ -183,6 +265,7 @@ class StagedParquet:
         else:
             with open(self._temp, "rb+") as written:
                 os.fsync(written.fileno())
+        failpoint("storage:staged", self.final.name)
         return self._temp
 
     def commit(self) -> Location | None:
@@ -232,17 +315,17 @@ def move_file_keeping(source: Location, target_dir: Location, name: str) -> Loca
         except FileExistsError:
             if os.path.samestat(os.lstat(source), os.lstat(target)):
                 os.unlink(source)  # linked by a move killed before its unlink: finish it
-                _fsync_dir(target_dir)
+                fsync_folder(target_dir)
                 return target
             continue
         except PermissionError:  # a file system without hard links: check, then rename
             if target.exists():
                 continue
             os.replace(source, target)
-            _fsync_dir(target_dir)
+            fsync_folder(target_dir)
             return target
         os.unlink(source)
-        _fsync_dir(target_dir)
+        fsync_folder(target_dir)
         return target
     raise FileExistsError(f"{target_dir} holds 10,000 files named like {cleaned}")
 
@@ -287,22 +370,24 @@ def _move_across(source: Path, target_dir: Path, cleaned: str) -> Path:
                 break
             continue
         temp = _temp_beside(target)
-        try:
-            copy(temp)
+        with _writing_in(target_dir):  # the copy's temporary: see remove_dead_temporaries
             try:
-                os.link(temp, target, follow_symlinks=False)
-            except FileExistsError:
-                continue
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-        _fsync_dir(target_dir)
+                copy(temp)
+                failpoint("storage:written", target.name)
+                try:
+                    os.link(temp, target, follow_symlinks=False)
+                except FileExistsError:
+                    continue
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+        fsync_folder(target_dir)
         break
     else:
         raise FileExistsError(f"{target_dir} holds 10,000 files named like {cleaned}")
     failpoint("storage:copied-across")
     os.unlink(source)
-    _fsync_dir(source.parent)
+    fsync_folder(source.parent)
     return target
 
 

@@ -39,25 +39,18 @@ from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from typing import Any
 
+from tasks.settings import is_url, local_path
+
 # Protocols whose "folders" are only key prefixes: nothing to create, nothing to fsync.
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"}
-
-
-def is_url(value: str | os.PathLike) -> bool:
-    """True for ``scheme://...`` strings other than ``file://``."""
-    text = str(value)
-    return "://" in text and not text.startswith("file://")
 
 
 def as_location(value: str | os.PathLike, storage_options: dict[str, Any] | None = None
                 ) -> Path | ObjectPath:
     """A local ``Path`` (``~`` expanded, ``file://`` stripped) or an ``ObjectPath`` for a URL."""
-    text = str(value)
-    if is_url(text):
-        return ObjectPath(text, storage_options)
-    if text.startswith("file://"):
-        text = text[len("file://"):]
-    return Path(text).expanduser()
+    if is_url(value):
+        return ObjectPath(str(value), storage_options)
+    return local_path(value)
 
 
 def is_remote(path: Path | ObjectPath) -> bool:

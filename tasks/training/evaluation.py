@@ -162,8 +162,21 @@ def champion_scores(registry, gate, batch_size: int) -> ChampionScores | None:
     or None without a champion. ``registry``: a ``tasks.training.registry.Registry``."""
     from tasks.model import load_model, predict_scores
 
-    pointer = registry.champion()
-    if pointer is None:
+    version = champion_in_force(registry)
+    if version is None:
         return None
-    model = load_model(registry.local_model(pointer["version"]))
-    return ChampionScores(pointer["version"], predict_scores(model, texts(gate), batch_size))
+    model = load_model(registry.local_model(version))
+    return ChampionScores(version, predict_scores(model, texts(gate), batch_size))
+
+
+def champion_in_force(registry) -> str | None:
+    """The champion's version; None only for a registry that never had one, where the
+    candidate becomes the first champion. A champion lost (``champion.json`` missing or
+    unusable, its model gone) is a ``RegistryError`` naming the repair: a retraining must
+    never promote as if there had been none."""
+    from tasks.errors import NoChampionError
+
+    try:
+        return registry.champion_version()
+    except NoChampionError:
+        return None

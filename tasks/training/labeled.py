@@ -4,7 +4,7 @@ Plain I/O without Prefect: the retraining flow passes its validator and its logg
 Rejected rows go to ``quarantine/training/part-<sha>.parquet`` (``quarantine/unlabeled/``
 for ``unlabeled/``; rewritten on every run,
 so they are never counted twice); a file that cannot be read at all is moved to
-quarantine (``tasks.state.commit.quarantine_file``).
+quarantine (``tasks.state.quarantine.quarantine_file``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tasks.errors import NoLabeledDataError
-from tasks.layout import part_name
+from tasks.layout import DataLayout, part_name
 from tasks.reading import (
     ReadReport,
     UnreadableFileError,
@@ -27,7 +27,7 @@ from tasks.reading import (
 )
 from tasks.settings import Settings
 from tasks.state.backend import open_state
-from tasks.state.commit import quarantine_file
+from tasks.state.quarantine import quarantine_file
 from tasks.storage.local import StagedParquet, file_sha256, readable_name
 from tasks.validation import QUARANTINE_SCHEMA, ReviewValidator, with_source
 
@@ -48,7 +48,7 @@ def read_labeled_reviews(settings: Settings, validator: ReviewValidator,
     kept (files of two years both numbered from 1). Raises ``NoLabeledDataError`` when
     no file gives a usable review.
     """
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     reviews, stats = _read_folder(layout.labeled, layout.training_rejects, KEPT_COLUMNS,
                                   settings, validator, logger)
     if reviews is None:
@@ -66,7 +66,7 @@ def read_unlabeled_reviews(settings: Settings, validator: ReviewValidator,
     file has one, is not read), with the same counts as ``read_labeled_reviews``; an
     empty frame when the folder holds none. Rejected rows go to
     ``quarantine/unlabeled/``."""
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     reviews, stats = _read_folder(layout.unlabeled, layout.unlabeled_rejects,
                                   UNLABELED_COLUMNS, settings, validator, logger)
     if reviews is None:
@@ -79,7 +79,7 @@ def _read_folder(folder, rejects_folder, columns: list[str], settings: Settings,
                  ) -> tuple[pd.DataFrame | None, dict]:
     """The valid rows (``columns``) of every review file under ``folder``, or None when no
     file gives one; rejected rows to ``rejects_folder``, unreadable files to quarantine."""
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     # The quarantine records of labeled files go where the scoring runs' records go:
     # the SQLite ledger, or the state database of REVIEWFLOW_STATE_URL.
     state = open_state(settings.state_url, layout)
@@ -92,7 +92,7 @@ def _read_folder(folder, rejects_folder, columns: list[str], settings: Settings,
 def _read_files(folder, rejects_folder, columns: list[str], settings: Settings,
                 validator: ReviewValidator, logger: logging.Logger | logging.LoggerAdapter,
                 ledger) -> tuple[pd.DataFrame | None, dict]:
-    layout = settings.layout
+    layout = DataLayout.of(settings)
     frames, stats = [], {"files": 0, "files_quarantined": 0, "rows_read": 0, "rows_rejected": 0,
                          "rows_id_generated": 0, "rows_with_group": 0, "encodings": {}}
     now = datetime.now(UTC)

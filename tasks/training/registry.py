@@ -224,13 +224,21 @@ class Registry:
         return pointer, None
 
     def champion(self) -> dict | None:
-        """The pointer, or None without a champion; RegistryError when it is unusable."""
+        """The pointer, or None when the registry never had a champion (``last_champion``).
+        RegistryError when it is unusable, or missing while the registry had one: every
+        command that reads the champion (scoring, retraining, rollback, demo) then stops
+        naming the repair, instead of acting as before a first champion."""
         pointer, problem = self._read_pointer()
         if problem is not None:
             raise RegistryError(
                 f"{self.pointer} cannot be read: {problem}. Repair it by naming the champion "
                 f"again: `reviewflow models promote VERSION --reason '…'` with a VERSION from "
                 f"`reviewflow models list`")
+        if pointer is None and (last := self.last_champion()) is not None:
+            raise RegistryError(
+                f"{self.pointer} is missing, but {self.root} had a champion ({last}); "
+                f"name it again: `reviewflow models promote VERSION --reason '…'` with a "
+                f"VERSION from `reviewflow models list`")
         return pointer
 
     def current_version(self) -> str | None:
@@ -244,11 +252,6 @@ class Registry:
         missing or unusable, or naming a version whose model is not there)."""
         pointer = self.champion()
         if pointer is None:
-            if (last := self.last_champion()) is not None:
-                raise RegistryError(
-                    f"{self.pointer} is missing, but {self.root} had a champion ({last}); "
-                    f"name it again: `reviewflow models promote VERSION --reason '…'` with a "
-                    f"VERSION from `reviewflow models list`")
             raise NoChampionError(
                 f"no champion model in {self.root}. Train one first: put labeled reviews "
                 f"(review_id, text, label) in the labeled/ folder and run `reviewflow retrain`"

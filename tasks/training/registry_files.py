@@ -42,7 +42,7 @@ from tasks.layout import (
     STAGING_FOLDER,
     VERSIONS_FOLDER,
 )
-from tasks.storage.local import LockHeldError, _fsync_dir, exclusive_lock
+from tasks.storage.local import LockHeldError, exclusive_lock, fsync_folder
 from tasks.storage.objects import ObjectPath, is_remote, read_all, remove_tree
 
 # What new_version() makes, and any plain name an operator may give a version folder.
@@ -89,7 +89,7 @@ class LocalFiles:
         versions = self.root / VERSIONS_FOLDER
         versions.mkdir(parents=True, exist_ok=True)
         os.replace(self.staging / version, versions / version)
-        _fsync_dir(versions)
+        fsync_folder(versions)
         return versions / version
 
     def clean_staging(self) -> list[str]:

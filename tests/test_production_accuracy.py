@@ -21,6 +21,8 @@ import pytest
 from flows.accuracy import ACCURACY_EVENT, measure_accuracy
 from flows.cli import main
 from tasks.late_labels import read_accuracy, week_of
+from tasks.layout import DataLayout
+from tasks.settings import Settings
 from tasks.training.registry import Registry
 from tests.helpers import layout_of, score, scored_rows, write_csv
 
@@ -238,7 +240,7 @@ def test_the_join_and_its_dataset_on_an_s3_root(s3_env, trained_models, tmp_path
                                                                ("2025-06-09", 20)]
     keys = fs.find(f"{bucket}/data/production_accuracy")
     assert keys == [f"{bucket}/data/production_accuracy/model_version={champion}/part-0.parquet"]
-    table = read_accuracy(layout_of(root).production_accuracy)
+    table = read_accuracy(DataLayout.of(Settings(data_dir=root)).production_accuracy)
     assert table["rows"].to_pylist() == [20, 20] and table["correct"].to_pylist() == [10, 20]
 
 

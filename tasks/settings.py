@@ -163,6 +163,17 @@ class Settings(BaseSettings):
                                      "more than this.")
     monitor_emit_events: bool = Field(
         True, description="Emit a Prefect event reviewflow.drift.detected per flagged file.")
+    # --- production accuracy: late labels in labeled/ against scored/ (docs/monitoring.md)
+    accuracy_max_drop: float = Field(
+        0.05, ge=0, le=1, description="Say a model version's production accuracy dropped "
+                                      "(a WARNING and the event reviewflow.accuracy.dropped) "
+                                      "when, overall, in a week or in a script's reviews, it "
+                                      "is more than this below its gate accuracy.")
+    accuracy_min_rows: int = Field(
+        500, ge=1, description="Late-labeled reviews a version's figure (overall, a week, a "
+                               "script) needs before it is judged: fewer are shown, never "
+                               "judged (at 500 rows and 87% accuracy, one standard error is "
+                               "1.5 points).")
 
     # --- training
     architecture: str = Field("ngram-marks", description="Named model configuration (see tasks.model).")

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from conftest import PROJECT, SAMPLES
 
+from flows.accuracy import ACCURACY_EVENT
 from flows.cli import main
 from flows.drift import DRIFT_EVENT, drift_resource
 from flows.score_reviews import score_reviews
@@ -280,7 +281,7 @@ def uncommented_triggers(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def test_the_yaml_trigger_validates_and_matches_the_drift_event():
+def test_the_yaml_triggers_validate_and_match_the_drift_and_accuracy_events():
     from prefect.cli.deploy._triggers import _initialize_deployment_triggers
     from prefect.events.schemas.events import Resource
 
@@ -288,20 +289,36 @@ def test_the_yaml_trigger_validates_and_matches_the_drift_event():
     assert "\n    triggers:" not in text  # shipped commented out
     config = yaml.safe_load(uncommented_triggers(text))
     nightly = next(d for d in config["deployments"] if d["name"] == "nightly")
-    (trigger,) = _initialize_deployment_triggers("nightly", nightly["triggers"])
-    assert trigger.expect == {DRIFT_EVENT}
-    assert trigger.match.matches(Resource(drift_resource("20260101T000000Z-abcdef")))
-    assert not trigger.match.matches(Resource({"prefect.resource.id": "prefect.flow-run.x"}))
-    scoring = next(d for d in config["deployments"] if d["name"] == "scheduled")
-    assert "triggers" not in scoring
+    drift, accuracy = _initialize_deployment_triggers("nightly", nightly["triggers"])
+    assert drift.expect == {DRIFT_EVENT} and accuracy.expect == {ACCURACY_EVENT}
+    for trigger in (drift, accuracy):
+        assert trigger.match.matches(Resource(drift_resource("20260101T000000Z-abcdef")))
+        assert not trigger.match.matches(Resource({"prefect.resource.id": "prefect.flow-run.x"}))
+    for other in ("scheduled", "daily"):
+        assert "triggers" not in next(d for d in config["deployments"] if d["name"] == other)
+
+
+# Each event as the flow that emits it emits it, by the flow's own function.
+EMIT = {
+    DRIFT_EVENT: ("from flows.drift import emit_drift_event\n"
+                  "from tasks.monitoring import Flag\n"
+                  "emit_drift_event('20260101T000000Z-abcdef', 'korean.tsv', 'ab' * 32,"
+                  " {'oov_rate': 1.0}, [Flag('oov_rate', 'korean.tsv looks unlike ...')])\n"),
+    ACCURACY_EVENT: ("from flows.accuracy import emit_accuracy_event\n"
+                     "emit_accuracy_event('20260101T000000Z-abcdef', {'rows': 900,"
+                     " 'accuracy': 0.71, 'gate_accuracy': 0.87, 'dropped': []},"
+                     " 'production accuracy of model 20260101T000000Z-abcdef dropped ...')\n"),
+}
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_a_drift_event_starts_retrain_model_on_a_real_server(tmp_path):
-    """`prefect deploy` of the yaml with its trigger uncommented, on `prefect server start`;
-    score-reviews' own event function emits a drift event; the server's automation
-    creates a retrain-model/nightly run (no worker needed: the run waits in its pool)."""
+@pytest.mark.parametrize("event", [DRIFT_EVENT, ACCURACY_EVENT])
+def test_a_drift_or_accuracy_event_starts_retrain_model_on_a_real_server(tmp_path, event):
+    """`prefect deploy` of the yaml with its triggers uncommented, on `prefect server
+    start`; score-reviews' (drift) or measure-accuracy's (accuracy dropped) own event
+    function emits its event; the server's automation for it creates a
+    retrain-model/nightly run (no worker needed: the run waits in its pool)."""
     from tests.prefect_server import PrefectServer
 
     prefect_file = tmp_path / "prefect.yaml"
@@ -316,16 +333,13 @@ def test_a_drift_event_starts_retrain_model_on_a_real_server(tmp_path):
                        str(prefect_file), REVIEWFLOW_DATA_DIR=str(tmp_path / "data"))
         with server.client() as client:
             nightly = client.read_deployment_by_name("retrain-model/nightly")
-            automations = client.read_automations_by_name("nightly__automation_1")
-        assert automations and automations[0].trigger.expect == {DRIFT_EVENT}
+            automations = [client.read_automations_by_name(f"nightly__automation_{n}")
+                           for n in (1, 2)]
+        assert [found[0].trigger.expect for found in automations] == [{DRIFT_EVENT},
+                                                                     {ACCURACY_EVENT}]
         server.processes.run("emit", [sys.executable, "-c", (
-            "from prefect.events.clients import get_events_client\n"
-            "from flows.drift import emit_drift_event\n"
-            "from tasks.monitoring import Flag\n"
-            "emit_drift_event('20260101T000000Z-abcdef', 'korean.tsv', 'ab' * 32,"
-            " {'oov_rate': 1.0}, [Flag('oov_rate', 'korean.tsv looks unlike ...')])\n"
-            "from prefect.events.worker import EventsWorker\n"
-            "EventsWorker.drain_all()\n")])
+            EMIT[event] + "from prefect.events.worker import EventsWorker\n"
+                          "EventsWorker.drain_all()\n")])
         deadline = time.monotonic() + 120
         triggered = []
         with server.client() as client:
@@ -338,6 +352,9 @@ def test_a_drift_event_starts_retrain_model_on_a_real_server(tmp_path):
                 time.sleep(1)
         assert triggered, f"no run of retrain-model/nightly was created:\n{server.processes.tails()}"
         assert triggered[0].parameters["data_dir"] == str(tmp_path / "data")
+        # Created by the automation for this event, not the other one.
+        expected = automations[[DRIFT_EVENT, ACCURACY_EVENT].index(event)][0]
+        assert triggered[0].created_by.id == expected.id, triggered[0].created_by
     finally:
         server.stop()
 

@@ -16,7 +16,7 @@ help:
 	@echo "make bench   run the benchmarks and rewrite BENCHMARKS.md"
 	@echo "make bench-quick  a smoke run of every section, reported under benchmarks/.work/"
 	@echo "make lint    ruff"
-	@echo "make clean-data  empty the data root's runtime folders (DATA=data): inbox, labeled, scored, quarantine, models, state, archive, monitoring"
+	@echo "make clean-data  empty the data root's runtime folders (DATA=data): inbox, labeled, scored, quarantine, models, state, archive, monitoring, production_accuracy"
 	@echo "make postgres  a throwaway local PostgreSQL for REVIEWFLOW_STATE_URL (data in .postgres/)"
 	@echo "make server  Prefect's server (PostgreSQL if PREFECT_API_DATABASE_CONNECTION_URL names one; beyond 127.0.0.1 only with PREFECT_SERVER_API_AUTH_STRING); deployments/README.md"
 
@@ -70,7 +70,7 @@ postgres: install
 # DataLayout.data_folders() and the default state folder, its file the state marker
 # (tasks/layout.py); tests/test_layout.py checks these lists against it and .gitignore.
 DATA ?= data
-DATA_FOLDERS := incoming labeled unlabeled scored quarantine models state archive monitoring
+DATA_FOLDERS := incoming labeled unlabeled scored quarantine models state archive monitoring production_accuracy
 DATA_FILES := .reviewflow-state.json
 clean-data:
 	@for folder in $(addprefix $(DATA)/,$(DATA_FOLDERS)); do \

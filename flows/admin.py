@@ -18,7 +18,7 @@ def models(args, settings) -> None:
     from tasks.training.registry import Registry, open_registry
 
     if args.action == "list":
-        list_models(Registry(DataLayout.of(settings).models))
+        list_models(Registry(DataLayout.of(settings).models), args.verbose)
         return
     with open_registry(DataLayout.of(settings), settings.state_url) as registry:
         # What a stop mid-change says became of the champion (flows.stopping).
@@ -32,7 +32,11 @@ def models(args, settings) -> None:
             print(f"rolled back; champion is now {pointer['version']}")
 
 
-def list_models(registry) -> None:
+def list_models(registry, verbose: bool = False) -> None:
+    """Every version, its status and gate accuracy, and the history; ``verbose``: under
+    each version its slices, calibration error, gate caveat and model card."""
+    from flows.cli_output import version_lines
+    from tasks.layout import CARD_FILE
     from tasks.training.events import VersionStatus
 
     rows = registry.list_versions()
@@ -43,6 +47,12 @@ def list_models(registry) -> None:
         marker = "*" if row["status"] == VersionStatus.CHAMPION else " "
         print(f"{marker} {row['version']}  {row['status']:<16} accuracy {accuracy}  "
               f"trained {row['trained_at']}  {row['decision'] or ''}")
+        if verbose:
+            for line in version_lines(registry.read_version(row["version"]).get("metrics", {})):
+                print(f"  {line}")
+            card = registry.versions / row["version"] / CARD_FILE
+            if card.exists():
+                print(f"    model card: {card}")
     history = registry.read_history()
     if history:
         print("\nhistory:")

@@ -5,7 +5,7 @@
                          [--dask-address A] [--shard-rows N] [--json]
     reviewflow retrain   [--architecture A] [--epochs N] [--min-delta X] [--require-significance]
                          [--force] [--json]
-    reviewflow monitor   [--runs N] [--png PATH]
+    reviewflow monitor   [--runs N] [--png PATH] [--json]
     reviewflow models    list | promote VERSION --reason R [--force] | rollback --reason R
     reviewflow state     migrate [--from-state-dir DIR] --to URL
     reviewflow demo
@@ -98,10 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print the run summary as one "
                          "JSON document on stdout (null: nothing to score), no other lines")
 
-    monitor = command("monitor",
-                      help="drift signals of recent scoring runs per model version, and a PNG")
+    monitor = command("monitor", help="drift signals of recent scoring runs and accuracy on "
+                                      "late labels, per model version, and a PNG")
     monitor.add_argument("--runs", type=int, default=10, help="recent runs to list per version")
     monitor.add_argument("--png", help="where to write the trends (default monitoring/_trends.png)")
+    monitor.add_argument("--json", action="store_true",
+                         help="print one JSON document on stdout: an object per model version")
 
     models = command("models", help="the model registry")
     actions = models.add_subparsers(dest="action", required=True)
@@ -172,7 +174,9 @@ def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
             elif args.command == "models":
                 admin.models(args, _settings(args))
             elif args.command == "monitor":
-                _monitor(args)
+                from flows.monitor_command import monitor
+
+                monitor(args, _settings(args))
             elif args.command == "state":
                 admin.migrate(args, _settings(args))
     except BaseException as exc:
@@ -319,34 +323,6 @@ def _retrain(args) -> dict:
     with lending_state_url(settings.state_url):  # as in _score
         return retrain_model(**flow_parameters(retrain_model.fn, settings,
                                                {**given, "force": getattr(args, "force", False)}))
-
-
-
-
-def _monitor(args) -> None:
-    """Print the recent runs' drift signals per model version; write the trends PNG."""
-    from tasks.layout import TRENDS_FILE
-    from tasks.monitoring import plot_trends, read_monitoring
-
-    layout = DataLayout.of(_settings(args))
-    table = read_monitoring(layout.monitoring)
-    if table is None:
-        print(f"no drift signals yet in {layout.monitoring}; they are written by `reviewflow score`")
-        return
-    frame = table.to_pandas().sort_values(["run_started", "source_file"])
-    columns = ["source_file", "rows", "oov_rate", "length_psi", "score_psi", "script_shift",
-               "positive_share", "accuracy", "flags"]
-    for version, rows in frame.groupby("model_version", sort=False):
-        recent = rows[rows["run_started"].isin(rows["run_started"].unique()[-args.runs:])]
-        note = "" if rows["has_profile"].any() else " (no reference profile: PSI and script shift empty)"
-        print(f"\nmodel {version}: {rows['run_started'].nunique()} runs, {len(rows)} files{note}")
-        for started, run in recent.groupby("run_started"):
-            print(f"  run {started:%Y-%m-%d %H:%M:%S}")
-            shown = run[columns].assign(flags=run["flags"].map(lambda f: ", ".join(f) or "-"))
-            print("    " + shown.to_string(index=False, na_rep="-").replace("\n", "\n    "))
-    # "_": pyarrow, pandas and DuckDB globs of the dataset skip the PNG beside the parts.
-    png = plot_trends(frame, Path(args.png) if args.png else layout.monitoring / TRENDS_FILE)
-    print(f"\ntrends written to {png}")
 
 
 def _demo(args) -> None:

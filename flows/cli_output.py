@@ -63,4 +63,24 @@ def print_retrain(summary: dict, as_json: bool = False) -> None:
     if summary.get("pseudo_labeled_rows"):
         print(f"learned from {summary['final_training_rows']} rows, "
               f"{summary['pseudo_labeled_rows']} of them pseudo-labeled from unlabeled/")
+    for line in version_lines(summary):
+        print(line)
     print(f"reason: {summary['reason']}")
+    if summary.get("model_card"):
+        print(f"model card: {summary['model_card']}")
+
+
+def version_lines(record: dict) -> list[str]:
+    """A version's slices, calibration and gate caveat, a line each, from its run summary
+    or its metrics.json (the same keys): what ``reviewflow retrain`` prints and
+    ``reviewflow models list --verbose`` shows under each version."""
+    from tasks.training.slices import describe_slice
+
+    lines = [f"  slice {describe_slice(s)}: {s['verdict']}" for s in record.get("slices") or []]
+    error = record.get("expected_calibration_error",
+                       (record.get("validation") or {}).get("expected_calibration_error"))
+    if error is not None:
+        lines.append(f"  expected calibration error on the gate rows: {error:.4f}")
+    if record.get("gate_caveat"):
+        lines.append(f"  note: {record['gate_caveat']}")
+    return lines

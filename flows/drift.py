@@ -56,7 +56,7 @@ class DriftWatch:
         raised = flags(path.name, found, profile, self.thresholds)
         from prefect.runtime import flow_run
 
-        row = monitoring_row(found, raised, run_started=self.job.run_started,
+        row = monitoring_row(found, raised, counts, run_started=self.job.run_started,
                              flow_run_id=flow_run.id, model_version=version,
                              source_file=path.name, source_sha256=sha256,
                              has_profile=profile is not None)

@@ -12,12 +12,14 @@ module adds the Prefect tasks, progress, log lines and artifacts:
    is sure of, and again on more rows (``tasks.training.candidate``,
    ``tasks.training.self_training``);
 4. evaluate the candidate and the champion now on the gate rows, which neither chose
-   anything by (``tasks.training.evaluation``);
-5. decide (``tasks.training.promotion``);
-6. stage the version with its metrics, curves, decision and drift reference profile, then
-   publish it and promote it if decided (``tasks.training.candidate``,
-   ``tasks.training.promotion``, ``tasks.training.registry``);
-7. report: the summary, its warning and the artifacts (``flows.retrain_report``).
+   anything by, on all of them and on each slice (``tasks.training.evaluation``,
+   ``tasks.training.slices``);
+5. decide, slice by slice too (``tasks.training.promotion``);
+6. stage the version with its metrics, pictures, model card, decision and drift
+   reference profile, then publish it and promote it if decided
+   (``tasks.training.candidate``, ``tasks.training.promotion``,
+   ``tasks.training.registry``);
+7. report: the summary, its warnings and the artifacts (``flows.retrain_report``).
 
 One retraining at a time. Run it as ``reviewflow retrain`` or ``python -m flows.retrain_model``.
 """
@@ -39,7 +41,7 @@ from flows.retrain_report import publish_artifacts, report_nothing_new
 from flows.stopping import raise_if_stopped
 from tasks.errors import RetrainingBusyError
 from tasks.failpoints import failpoint
-from tasks.layout import DataLayout
+from tasks.layout import CARD_FILE, DataLayout
 from tasks.model.params import TrainingParams
 from tasks.settings import Settings
 from tasks.state.backend import open_state
@@ -72,6 +74,7 @@ from tasks.training.record import (
 )
 from tasks.training.registry import Registry
 from tasks.training.self_training import SelfTraining, self_train
+from tasks.training.slices import column_label, describe_slice, gate_slices
 from tasks.training.split import Split, split_labeled
 
 
@@ -241,16 +244,21 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     # 3. The candidate, self-trained when unlabeled/ is read.
     candidate = train_candidate(split, unlabeled, settings)
     self_training = candidate.self_training_record(unlabeled_stats)
-    # 4. The candidate and the champion on the gate rows.
+    # 4. The candidate and the champion on the gate rows, all of them and each slice.
     evidence = compare_on_gate(split.gate["label"].to_numpy(),
                                candidate.scores(split.gate, settings.predict_batch_size),
-                               score_champion(registry, split.gate, settings.predict_batch_size))
+                               score_champion(registry, split.gate, settings.predict_batch_size),
+                               gate_slices(split.gate, settings.min_slice_rows,
+                                           column_label(settings.columns.slice)))
     # 5. The decision.
     decision = decide_promotion(evidence, PromotionRules.from_settings(settings))
+    for judged in decision.slices:
+        logger.info("slice %s: %s", describe_slice(judged.record()), judged.verdict)
     # 6. Staged, then published and promoted only if the champion is still the one compared
     # against (tasks.training.registry).
-    version = stage_candidate(registry, candidate, split, settings, read_stats, evidence,
-                              decision, self_training)
+    staged = stage_candidate(registry, candidate, split, settings, read_stats, evidence,
+                             decision, self_training)
+    version = staged.version
     failpoint("retrain:decided")
     conclusion = conclude(registry, version, decision, evidence.champion_version)
     logger.info("%s %s: %s", conclusion.event.upper(), version, conclusion.reason)
@@ -259,8 +267,11 @@ def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dic
     if (left_out := left_out_warning(row_counts)) is not None:
         logger.warning(left_out)
     summary = retrain_summary(conclusion, evidence, split, candidate.trained,
-                              candidate.pseudo_labeled_rows, row_counts)
-    publish_artifacts(summary, evidence, registry.versions / version)
+                              candidate.pseudo_labeled_rows, row_counts, staged.metrics,
+                              str(registry.versions / version / CARD_FILE))
+    if summary["gate_caveat"]:
+        logger.warning(summary["gate_caveat"])
+    publish_artifacts(summary, registry.versions / version)
     print(json.dumps(summary))
     return summary
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
-
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from dataclasses import dataclass, field
 
 from flows.common import terminal_progress
-from tasks.monitoring import MonitorCounts, signals
+from tasks.monitoring import MonitorCounts, Thresholds, signals
 from tasks.outcomes import FileOutcome, FileStatus
 from tasks.scoring.shard import ShardResult
 
@@ -51,7 +49,7 @@ class ScoreSummary:
         """The run's signals over all its scored files, and how many files were flagged."""
         found = signals(self.run_counts, self.profile)
         return {key: found[key] for key in ("oov_rate", "length_psi", "score_psi",
-                                            "script_shift", "script_mix")} | {
+                                            "script_shift", "script_mix", "review_shares")} | {
             "has_profile": self.profile is not None,
             "files_flagged": sum(bool(row["flags"]) for row in self.monitoring),
             "monitor_seconds": round(self.monitor_seconds, 3)}
@@ -207,34 +205,11 @@ class Progress:
             self.bar.stop()
 
 
-def publish_summary(summary: ScoreSummary) -> None:
-    """The run's figures as Prefect artifacts (summary, files, drift) and one JSON line."""
+def publish_summary(summary: ScoreSummary, thresholds: Thresholds) -> None:
+    """The run's figures as Prefect artifacts (``flows.score_artifacts``: summary, files,
+    drift) and one JSON line."""
+    from flows.score_artifacts import publish_run_artifacts
+
     figures = summary.as_dict()
-    lines = ["# Scoring run", "", "| figure | value |", "| --- | --- |"]
-    lines += [f"| {key} | {value} |" for key, value in figures.items()]
-    create_markdown_artifact(key="score-summary", markdown="\n".join(lines),
-                             description="Files, rows and speed of this scoring run")
-    if summary.files:
-        # File and status first: asdict() puts the inherited row counts before them.
-        rows = [{"file": f.file, "status": f.status, **asdict(f)} for f in summary.files]
-        create_table_artifact(key="score-files", table=rows,
-                              description="What happened to each file")
-    if summary.monitoring:
-        columns = ("source_file", "rows", "oov_rate", "length_psi", "score_psi", "script_shift",
-                   "share_latin", "share_hangul", "positive_share", "accuracy")
-        rows = [{name: row[name] for name in columns} | {"flags": ", ".join(row["flags"])}
-                for row in summary.monitoring]
-        drift = figures["drift"]
-        rows.append({"source_file": "(run)", "rows": summary.run_counts.rows,
-                     **{name: drift.get(name) for name in columns[2:6]},
-                     "share_latin": (drift["script_mix"] or {}).get("latin"),
-                     "share_hangul": (drift["script_mix"] or {}).get("hangul"),
-                     "positive_share": figures["positive_share"],
-                     "accuracy": figures["accuracy_on_labeled_rows"],
-                     "flags": f"{drift['files_flagged']} files flagged"})
-        create_table_artifact(
-            key="score-monitoring", table=rows,
-            description="Drift signals per file against the champion's reference profile "
-                        "(docs/monitoring.md)" + ("" if summary.profile else
-                                                  "; this champion has no profile"))
+    publish_run_artifacts(summary, figures, thresholds)
     print(json.dumps(figures))

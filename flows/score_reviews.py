@@ -145,7 +145,7 @@ def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
                 or "Dask workers"
     summary.seconds = time.perf_counter() - clock
     summary.state_seconds = getattr(ledger, "seconds", 0.0)
-    publish_summary(summary)
+    publish_summary(summary, thresholds(settings))
     return summary.as_dict()
 
 
@@ -168,7 +168,7 @@ def _before_first_champion(settings: Settings, logger) -> dict | None:
                           f"({inbox.note(settings.settle_seconds)}) for a first model: "
                           "`reviewflow retrain` or the retrain-model deployment")
     logger.warning(summary.inbox_note)
-    publish_summary(summary)
+    publish_summary(summary, thresholds(settings))
     return summary.as_dict()
 
 

@@ -8,10 +8,11 @@ Sub-packages, one per subsystem:
 - ``training``: labeled data, the split, self-training, evaluation, the registry.
 - ``state``: the ledger, claims, locks and the exactly-once commit, on SQLite or PostgreSQL.
 - ``storage``: crash-safe local file operations and object-storage paths.
+- ``late_labels``: accuracy in production, from labels that arrive after the scores.
 
 Shared modules at the top: ``settings`` (every default; it imports nothing of reviewflow,
 so every module may import it), ``layout`` (every folder and file name of the data root),
 ``validation`` (the Great Expectations suite), ``errors`` (exit codes), ``outcomes`` (what
-happened to a file), ``monitoring`` (drift signals), ``failpoints`` (crash points for
-tests).
+happened to a file), ``monitoring`` (drift signals), ``charts`` (what every picture
+shares), ``failpoints`` (crash points for tests).
 """

@@ -19,11 +19,14 @@ answered here and nowhere else (docs/data-contract.md). Everything else asks
         training/                      rejected rows of labeled files
         unlabeled/                     rejected rows of unlabeled files
       monitoring/run_date=<day>/       drift signals, one row per scored file
+      production_accuracy/             accuracy of each model version on late labels
+        model_version=<version>/       one row per week and main script of the reviews
       models/                          the registry (tasks.training.registry)
         champion.json  history.jsonl  .retrain.lock
         history/<utc time>-<hex>.json  one history event each, on object storage
         versions/<version>/            model.keras, metrics.json, curves.png,
-                                       decision.json, profile.json
+                                       reliability.png, card.md, decision.json,
+                                       profile.json
         .staging/<version>/            a version being written
       archive/<day>/<sha16>-<name>     inputs once committed
       state/                           local even when the root is a URL
@@ -74,6 +77,11 @@ MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
 DECISION_FILE = "decision.json"
 CURVES_FILE = "curves.png"
+# The reliability diagram of the version's scores on the gate rows, and its model card:
+# one page on its data, split, slices, calibration, curves and decision, which links both
+# PNGs (tasks.training.card).
+RELIABILITY_FILE = "reliability.png"
+CARD_FILE = "card.md"
 # The reference profile of a version's training data (tasks.monitoring); absent for
 # versions trained before profiles existed.
 PROFILE_FILE = "profile.json"
@@ -86,6 +94,10 @@ STATE_ID_FILE = "state-id"
 # The monitoring parts, found by name so the trends PNG beside them is never read.
 MONITORING_PARTS_GLOB = "run_date=*/*.parquet"
 TRENDS_FILE = "_trends.png"
+# Committed parts of scored/ (temporaries are dot-names that end in .tmp).
+SCORED_PARTS_GLOB = "scored_date=*/part-*.parquet"
+# The production accuracy's parts: one per model version (tasks.late_labels).
+ACCURACY_PARTS_GLOB = "model_version=*/*.parquet"
 
 
 def day_of(moment: datetime) -> str:
@@ -223,6 +235,13 @@ class DataLayout(BaseModel):
         """Drift signals, one row per scored file per run (docs/monitoring.md)."""
         return self.root / "monitoring"
 
+    @property
+    def production_accuracy(self) -> Path:
+        """Each model version's accuracy on labels that arrived after it scored the
+        reviews (docs/monitoring.md): a dataset of its own, beside ``monitoring/``, so
+        that ``monitoring/**/*.parquet`` still reads the drift rows alone."""
+        return self.root / "production_accuracy"
+
     # --- partitions and dated folders: ``day`` is ``day_of(run start)``
     def scored_partition(self, day: str) -> Path:
         return self.scored / f"scored_date={day}"
@@ -252,6 +271,9 @@ class DataLayout(BaseModel):
     def monitoring_partition(self, day: str) -> Path:
         return self.monitoring / f"run_date={day}"
 
+    def accuracy_partition(self, version: str) -> Path:
+        return self.production_accuracy / f"model_version={version}"
+
     def archive_folder(self, day: str) -> Path:
         return self.archive / day
 
@@ -278,7 +300,7 @@ class DataLayout(BaseModel):
         these, and git ignores their contents; tests/test_layout.py holds the Makefile
         and .gitignore to this list."""
         return [self.incoming, self.labeled, self.unlabeled, self.scored, self.quarantine,
-                self.models, self.archive, self.monitoring]
+                self.models, self.archive, self.monitoring, self.production_accuracy]
 
     def ensure(self) -> DataLayout:
         """Create every folder of the contract that does not exist yet; refuse a root
@@ -295,7 +317,7 @@ class DataLayout(BaseModel):
                    self.scored, self.rejected_rows, self.quarantine / "files",
                    self.training_rejects, self.unlabeled_rejects, self.models,
                    self.models / VERSIONS_FOLDER, self.models / STAGING_FOLDER, self.archive,
-                   self.monitoring, self.state, self.state / "locks"]
+                   self.monitoring, self.production_accuracy, self.state, self.state / "locks"]
         if day is not None:
             folders += [self.scored_partition(day), self.rejected_partition(day),
                         self.quarantined_files(day), self.monitoring_partition(day),

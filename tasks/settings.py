@@ -54,6 +54,10 @@ class ColumnMapping(BaseModel):
     # by it for training, so the held-out figures measure reviews of unseen items, as a
     # new batch will be. Empty: split by review id. Scoring ignores it.
     group: list[str] = ["movie_id", "product_id", "item_id"]
+    # A column whose values cut the gate rows into slices for the promotion guard (a
+    # product category, a market); retraining reads it, scoring ignores it. Empty: the
+    # gate is sliced by script only (tasks.training.slices).
+    slice: list[str] = []
     positive_labels: list[str] = ["1", "pos", "positive", "true", "yes"]
     negative_labels: list[str] = ["0", "neg", "negative", "false", "no"]
 
@@ -159,6 +163,17 @@ class Settings(BaseSettings):
                                      "more than this.")
     monitor_emit_events: bool = Field(
         True, description="Emit a Prefect event reviewflow.drift.detected per flagged file.")
+    # --- production accuracy: late labels in labeled/ against scored/ (docs/monitoring.md)
+    accuracy_max_drop: float = Field(
+        0.05, ge=0, le=1, description="Say a model version's production accuracy dropped "
+                                      "(a WARNING and the event reviewflow.accuracy.dropped) "
+                                      "when, overall, in a week or in a script's reviews, it "
+                                      "is more than this below its gate accuracy.")
+    accuracy_min_rows: int = Field(
+        500, ge=1, description="Late-labeled reviews a version's figure (overall, a week, a "
+                               "script) needs before it is judged: fewer are shown, never "
+                               "judged (at 500 rows and 87% accuracy, one standard error is "
+                               "1.5 points).")
 
     # --- training
     architecture: str = Field("ngram-marks", description="Named model configuration (see tasks.model).")
@@ -197,6 +212,15 @@ class Settings(BaseSettings):
     significance_alpha: float = Field(0.05, gt=0, lt=1)
     accuracy_floor: float = Field(0.6, ge=0, le=1,
                                   description="A first model is promoted only at this accuracy.")
+    # 300 and 0.03 together: the reason is in docs/retraining.md ("The slice guard").
+    min_slice_rows: int = Field(
+        300, ge=1, description="A slice of the gate rows (a script, a value of the slice "
+                               "column) is judged by the promotion guard only with at least "
+                               "this many rows; a smaller one is reported as too small to judge.")
+    max_slice_drop: float = Field(
+        0.03, ge=0, le=1, description="A candidate better overall is not promoted when, on a "
+                                      "slice it is judged on, its accuracy is below the "
+                                      "champion's by more than this (significant or not).")
 
     # --- a file a run keeps dying on (docs/what-happens-when.md)
     max_claim_deaths: int = Field(

@@ -90,7 +90,7 @@ TODAY = day_of(datetime.now(UTC))
 _AT = DataLayout(root=Path())  # the folders, relative to the root
 LINKABLE = [str(p) for p in (
     _AT.archive, _AT.quarantine, _AT.quarantined_files(TODAY).parent, _AT.rejected_rows,
-    _AT.scored, _AT.monitoring, _AT.state, _AT.lock_file("0" * 64).parent,
+    _AT.scored, _AT.monitoring, _AT.production_accuracy, _AT.state, _AT.lock_file("0" * 64).parent,
     _AT.models / VERSIONS_FOLDER, _AT.incoming, _AT.archive_folder(TODAY),
     _AT.quarantined_files(TODAY), _AT.scored_partition(TODAY), _AT.rejected_partition(TODAY),
     _AT.monitoring_partition(TODAY))]

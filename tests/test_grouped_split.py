@@ -1,6 +1,7 @@
 """Labeled files that name what each review is about (a movie, a product): the readers
-carry that group column for training, scoring ignores it, and retraining holds out
-whole groups, so the gate measures reviews of items the candidate never saw."""
+carry that group column for training, and the slice column the settings name (a
+category), scoring ignores both, and retraining holds out whole groups, so the gate
+measures reviews of items the candidate never saw."""
 
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ from tests.helpers import read_reviews
 def frame() -> pd.DataFrame:
     return pd.DataFrame({"id": ["a", "b", "c"], "movie_id": ["tt1", "tt2", "tt1"],
                          "document": ["좋아요 최고", "so bad", "meh \"quoted\""],
-                         "label": [1, 0, 0]})
+                         "label": [1, 0, 0], "Category": ["books", "toys", "books"]})
 
 
 @pytest.mark.parametrize("kind", ["csv", "tsv-quoted", "tsv-raw", "tsv-careful", "jsonl",
                                   "json-array", "parquet-int-group"])
 def test_every_format_carries_the_group_for_training_only(tmp_path, kind):
     data = frame()
+    if kind.startswith("tsv-"):
+        data = data.drop(columns="Category")  # the lines below are written by hand
     if kind == "csv":
         path = tmp_path / "r.csv"
         data.to_csv(path, index=False)
@@ -56,8 +59,41 @@ def test_every_format_carries_the_group_for_training_only(tmp_path, kind):
     expected = ["101", "102", "101"] if kind.startswith("parquet") else ["tt1", "tt2", "tt1"]
     assert good.column("group").to_pylist() == expected
     assert good.column("text").to_pylist() == data["document"].tolist()
+    assert good.column("slice").null_count == good.num_rows  # no slice column named
     # Scoring reads the same file without it: its output does not depend on extra columns.
     assert read_reviews(path).schema == NORMALIZED_SCHEMA
+    assert read_reviews(path, columns=ColumnMapping(slice=["category"])).schema == \
+        NORMALIZED_SCHEMA
+
+
+@pytest.mark.parametrize("kind", ["csv", "tsv-careful", "jsonl", "json-array", "parquet"])
+def test_every_format_carries_the_slice_column_the_settings_name(tmp_path, kind):
+    data = frame()
+    path = tmp_path / f"r.{kind.split('-')[0]}"
+    if kind == "csv":
+        data.to_csv(path, index=False)
+    elif kind == "tsv-careful":  # a line with a field too many: read line by line
+        lines = ["\t".join(data.columns)] + ["\t".join(map(str, row))
+                                             for row in data.itertuples(index=False)]
+        lines.insert(2, "x\ttt9\tone\ttoo\tmany\tfields")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif kind == "jsonl":
+        data.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif kind == "json-array":
+        path.write_text(json.dumps(data.to_dict("records"), ensure_ascii=False))
+    else:
+        pq.write_table(pa.Table.from_pandas(data.astype({"Category": "category"})), path)
+    # Matched case-insensitively, like every column name; the group still read beside it.
+    table = read_reviews(path, columns=ColumnMapping(slice=["segment", "category"]),
+                         with_group=True)
+    good = table.filter(pa.compute.is_null(table.column("read_error")))
+    assert good.column("slice").to_pylist() == ["books", "toys", "books"]
+    assert good.column("group").to_pylist() == ["tt1", "tt2", "tt1"]
+    # The same column named as the group and the slice: read once, given to both.
+    both = read_reviews(path, columns=ColumnMapping(group=["category"], slice=["category"]),
+                        with_group=True)
+    good = both.filter(pa.compute.is_null(both.column("read_error")))
+    assert good.column("slice").to_pylist() == good.column("group").to_pylist()
 
 
 def test_a_file_without_a_group_column_reads_null_groups(tmp_path):

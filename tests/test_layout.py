@@ -74,8 +74,9 @@ def test_every_folder_of_the_contract(tmp_path):
     }
     for path, relative in expected.items():
         assert path == tmp_path / relative
+    assert layout.accuracy_partition("v1") == tmp_path / "production_accuracy/model_version=v1"
     for folder in ("incoming", "labeled", "unlabeled", "scored", "quarantine", "models", "state",
-                   "archive", "monitoring"):
+                   "archive", "monitoring", "production_accuracy"):
         assert (tmp_path / folder).is_dir()
     assert reason_file(tmp_path / "x.csv") == tmp_path / "x.csv.reason.json"
 

@@ -10,6 +10,7 @@ import logging
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -21,11 +22,13 @@ import pytest
 import yaml
 from conftest import PROJECT, SAMPLES
 
+from flows.accuracy import ACCURACY_EVENT
 from flows.cli import main
 from flows.drift import DRIFT_EVENT, drift_resource
 from flows.score_reviews import score_reviews
 from tasks import monitoring
 from tasks.layout import TRENDS_FILE
+from tasks.settings import Settings
 from tasks.training.record import nothing_new, recorded_inputs
 from tasks.training.registry import PROFILE_FILE, Registry
 from tests.helpers import layout_of, monitoring_rows, monitoring_sql, scored_rows
@@ -278,7 +281,7 @@ def uncommented_triggers(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def test_the_yaml_trigger_validates_and_matches_the_drift_event():
+def test_the_yaml_triggers_validate_and_match_the_drift_and_accuracy_events():
     from prefect.cli.deploy._triggers import _initialize_deployment_triggers
     from prefect.events.schemas.events import Resource
 
@@ -286,20 +289,36 @@ def test_the_yaml_trigger_validates_and_matches_the_drift_event():
     assert "\n    triggers:" not in text  # shipped commented out
     config = yaml.safe_load(uncommented_triggers(text))
     nightly = next(d for d in config["deployments"] if d["name"] == "nightly")
-    (trigger,) = _initialize_deployment_triggers("nightly", nightly["triggers"])
-    assert trigger.expect == {DRIFT_EVENT}
-    assert trigger.match.matches(Resource(drift_resource("20260101T000000Z-abcdef")))
-    assert not trigger.match.matches(Resource({"prefect.resource.id": "prefect.flow-run.x"}))
-    scoring = next(d for d in config["deployments"] if d["name"] == "scheduled")
-    assert "triggers" not in scoring
+    drift, accuracy = _initialize_deployment_triggers("nightly", nightly["triggers"])
+    assert drift.expect == {DRIFT_EVENT} and accuracy.expect == {ACCURACY_EVENT}
+    for trigger in (drift, accuracy):
+        assert trigger.match.matches(Resource(drift_resource("20260101T000000Z-abcdef")))
+        assert not trigger.match.matches(Resource({"prefect.resource.id": "prefect.flow-run.x"}))
+    for other in ("scheduled", "daily"):
+        assert "triggers" not in next(d for d in config["deployments"] if d["name"] == other)
+
+
+# Each event as the flow that emits it emits it, by the flow's own function.
+EMIT = {
+    DRIFT_EVENT: ("from flows.drift import emit_drift_event\n"
+                  "from tasks.monitoring import Flag\n"
+                  "emit_drift_event('20260101T000000Z-abcdef', 'korean.tsv', 'ab' * 32,"
+                  " {'oov_rate': 1.0}, [Flag('oov_rate', 'korean.tsv looks unlike ...')])\n"),
+    ACCURACY_EVENT: ("from flows.accuracy import emit_accuracy_event\n"
+                     "emit_accuracy_event('20260101T000000Z-abcdef', {'rows': 900,"
+                     " 'accuracy': 0.71, 'gate_accuracy': 0.87, 'dropped': []},"
+                     " 'production accuracy of model 20260101T000000Z-abcdef dropped ...')\n"),
+}
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_a_drift_event_starts_retrain_model_on_a_real_server(tmp_path):
-    """`prefect deploy` of the yaml with its trigger uncommented, on `prefect server start`;
-    score-reviews' own event function emits a drift event; the server's automation
-    creates a retrain-model/nightly run (no worker needed: the run waits in its pool)."""
+@pytest.mark.parametrize("event", [DRIFT_EVENT, ACCURACY_EVENT])
+def test_a_drift_or_accuracy_event_starts_retrain_model_on_a_real_server(tmp_path, event):
+    """`prefect deploy` of the yaml with its triggers uncommented, on `prefect server
+    start`; score-reviews' (drift) or measure-accuracy's (accuracy dropped) own event
+    function emits its event; the server's automation for it creates a
+    retrain-model/nightly run (no worker needed: the run waits in its pool)."""
     from tests.prefect_server import PrefectServer
 
     prefect_file = tmp_path / "prefect.yaml"
@@ -314,16 +333,13 @@ def test_a_drift_event_starts_retrain_model_on_a_real_server(tmp_path):
                        str(prefect_file), REVIEWFLOW_DATA_DIR=str(tmp_path / "data"))
         with server.client() as client:
             nightly = client.read_deployment_by_name("retrain-model/nightly")
-            automations = client.read_automations_by_name("nightly__automation_1")
-        assert automations and automations[0].trigger.expect == {DRIFT_EVENT}
+            automations = [client.read_automations_by_name(f"nightly__automation_{n}")
+                           for n in (1, 2)]
+        assert [found[0].trigger.expect for found in automations] == [{DRIFT_EVENT},
+                                                                     {ACCURACY_EVENT}]
         server.processes.run("emit", [sys.executable, "-c", (
-            "from prefect.events.clients import get_events_client\n"
-            "from flows.drift import emit_drift_event\n"
-            "from tasks.monitoring import Flag\n"
-            "emit_drift_event('20260101T000000Z-abcdef', 'korean.tsv', 'ab' * 32,"
-            " {'oov_rate': 1.0}, [Flag('oov_rate', 'korean.tsv looks unlike ...')])\n"
-            "from prefect.events.worker import EventsWorker\n"
-            "EventsWorker.drain_all()\n")])
+            EMIT[event] + "from prefect.events.worker import EventsWorker\n"
+                          "EventsWorker.drain_all()\n")])
         deadline = time.monotonic() + 120
         triggered = []
         with server.client() as client:
@@ -336,5 +352,23 @@ def test_a_drift_event_starts_retrain_model_on_a_real_server(tmp_path):
                 time.sleep(1)
         assert triggered, f"no run of retrain-model/nightly was created:\n{server.processes.tails()}"
         assert triggered[0].parameters["data_dir"] == str(tmp_path / "data")
+        # Created by the automation for this event, not the other one.
+        expected = automations[[DRIFT_EVENT, ACCURACY_EVENT].index(event)][0]
+        assert triggered[0].created_by.id == expected.id, triggered[0].created_by
     finally:
         server.stop()
+
+
+def test_the_drift_monitors_accuracy_drop_is_compared_exactly():
+    """A file 0.1 below the champion's held-out 0.8 is not "more than 0.1" below it."""
+    def found(accuracy: float) -> dict:
+        return {"rows": 500, "labeled_rows": 500, "accuracy": accuracy, "oov_rate": None,
+                "script_shift": None, "length_psi": None, "score_psi": None,
+                "expected": {"accuracy": 0.8}}
+
+    limits = replace(monitoring.Thresholds.from_settings(Settings()), max_accuracy_drop=0.1,
+                     min_rows=100)
+    assert 0.8 - 0.7 > 0.1  # in floats
+    assert monitoring.flags("f.csv", found(0.7), None, limits) == []
+    raised = monitoring.flags("f.csv", found(0.6999), None, limits)
+    assert [flag.signal for flag in raised] == ["accuracy"]

@@ -24,12 +24,14 @@ import pytest
 from conftest import PROJECT, SAMPLES, reviewflow_command
 
 from tasks.layout import (
+    CARD_FILE,
     CURVES_FILE,
     DECISION_FILE,
     HISTORY_EVENTS_FOLDER,
     METRICS_FILE,
     MODEL_FILE,
     PROFILE_FILE,
+    RELIABILITY_FILE,
     STAGING_FOLDER,
     VERSIONS_FOLDER,
 )
@@ -38,6 +40,8 @@ from tasks.training.registry import Registry
 from tests.helpers import scored_rows
 
 VERSION_FILES = {MODEL_FILE, METRICS_FILE, DECISION_FILE, CURVES_FILE, PROFILE_FILE}
+# Written with every version a retraining makes (the sample champion predates them).
+REPORT_FILES = {RELIABILITY_FILE, CARD_FILE}
 
 # The steps of a promotion on object storage, in order (tasks.training.registry and
 # tasks.training.registry_files): staged locally; uploaded under .staging/; the record
@@ -154,6 +158,15 @@ def test_a_retraining_on_s3_promotes_a_whole_version_that_the_next_scoring_run_u
     main(["models", "list", "--data-dir", s3.root])
     listed = capsys.readouterr().out
     assert f"* {new}  champion" in listed and f"  {before}  former champion" in listed
+    # The model card was uploaded with the version; --verbose links it and its slices.
+    folder = f"{s3.root}/models/{VERSIONS_FOLDER}/{new}"
+    assert REPORT_FILES <= {p.rsplit("/", 1)[1] for p in objects_under(s3.fs, folder)}
+    card = s3.fs.cat_file(f"{folder}/{CARD_FILE}").decode()
+    assert card.startswith(f"# Model card: {new}") and f"]({CURVES_FILE})" in card
+    main(["models", "list", "--verbose", "--data-dir", s3.root])
+    listed = capsys.readouterr().out
+    assert f"    model card: {folder}/{CARD_FILE}" in listed
+    assert "    slice Latin-script " in listed
     assert [(e["event"], e["version"]) for e in s3.registry.read_history()[-3:]] == [
         ("nothing new to learn", new), ("rollback", before), ("manual promotion", new)]
     assert len(objects_under(s3.fs, f"{s3.root}/models/{HISTORY_EVENTS_FOLDER}")) == 4

@@ -155,6 +155,83 @@ def test_promote_rollback_and_list(labeled_root, capsys):
         main(["models", *root, "promote", "no-such-version", "--reason", "typo"])
 
 
+def artifacts_of(state) -> dict:
+    """The artifacts of the flow run of ``state``, by key, read back from the server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    return {a.key: (json.loads(a.data) if a.type == "table" else a.data) for a in found}
+
+
+def test_each_retraining_shows_its_card_slices_and_split_in_prefect_and_models_list(
+        data_dir, capsys):
+    """The samples name no movie or product: the split falls back to review ids, which
+    the summary, its lines, the card and the artifacts say, with the setting to fix it."""
+    shutil.copytree(SAMPLES / "labeled", data_dir / "labeled", dirs_exist_ok=True)
+    first_state = retrain_model(data_dir=str(data_dir), architecture="seed", epochs=10,
+                                return_state=True)
+    first = first_state.result()
+    assert first["promoted"], first
+    artifacts = artifacts_of(first_state)
+    assert {row["champion"] for row in artifacts["retrain-comparison"]} == {"no champion yet"}
+    assert [row["verdict"] for row in artifacts["retrain-slices"]] == ["no champion to compare"]
+
+    state = retrain_model(data_dir=str(data_dir), architecture="seed", epochs=10, force=True,
+                          return_state=True)
+    summary = state.result()
+    assert "split by review id" in summary["gate_caveat"]
+    assert "REVIEWFLOW_COLUMNS__GROUP" in summary["gate_caveat"]
+    assert [s["slice"] for s in summary["slices"]] == ["Latin-script"]
+    artifacts = artifacts_of(state)
+    comparison = {row["figure"]: row for row in artifacts["retrain-comparison"]}
+    assert list(comparison) == ["accuracy", "expected calibration error", "ROC AUC",
+                                "precision", "recall", "F1", "log loss"]
+    assert comparison["accuracy"] == {"figure": "accuracy",
+                                      "candidate": f"{summary['validation_accuracy']:.4f}",
+                                      "champion": f"{summary['champion_accuracy']:.4f}"}
+    latin = summary["slices"][0]
+    assert artifacts["retrain-slices"] == [{
+        "slice": "Latin-script", "verdict": latin["verdict"], "gate rows": f"{latin['rows']:,}",
+        "candidate": f"{latin['candidate_accuracy']:.4f}",
+        "champion": f"{latin['champion_accuracy']:.4f}", "p-value": f"{latin['p_value']:.2g}"}]
+    card = artifacts["retrain-decision"]
+    assert card.startswith(f"# Model card: {summary['version']}")
+    assert card.count("](data:image/png;base64,") == 2
+    assert f"**Gate accuracy may be optimistic:** {summary['gate_caveat']}" in card
+
+    capsys.readouterr()
+    main(["models", "list", "--verbose", "--data-dir", str(data_dir)])
+    listed = capsys.readouterr().out
+    folder = Registry(data_dir / "models").versions / summary["version"]
+    assert f"    model card: {folder / 'card.md'}" in listed
+    assert f"    note: {summary['gate_caveat']}" in listed
+    assert f"    slice Latin-script {latin['candidate_accuracy']:.4f} vs champion" in listed
+    main(["models", "list", "--data-dir", str(data_dir)])
+    assert "slice" not in capsys.readouterr().out  # without --verbose: a line a version
+
+
+def test_the_slice_column_the_settings_name_slices_the_gate(data_dir, monkeypatch):
+    """A category column in the labeled files, named by REVIEWFLOW_COLUMNS__SLICE, gives a
+    slice per category beside the script slices, recorded with the version."""
+    frame = sample_labeled_frame()
+    frame["Category"] = ["drama" if i % 3 else "comedy" for i in range(len(frame))]
+    frame.to_csv(data_dir / "labeled" / "reviews.csv", index=False)
+    monkeypatch.setenv("REVIEWFLOW_COLUMNS__SLICE", '["category"]')
+    monkeypatch.setenv("REVIEWFLOW_MIN_SLICE_ROWS", "20")
+    summary = retrain_model(data_dir=str(data_dir), architecture="seed", epochs=10)
+    slices = {s["slice"]: s for s in summary["slices"]}
+    assert list(slices) == ["Latin-script", "category=drama", "category=comedy"]
+    assert slices["category=drama"]["kind"] == "category"
+    assert slices["category=drama"]["rows"] + slices["category=comedy"]["rows"] == \
+        slices["Latin-script"]["rows"] == summary["validation_rows"]
+    metrics = Registry(data_dir / "models").read_version(summary["version"])["metrics"]
+    assert metrics["slices"] == summary["slices"]
+    assert metrics["promotion_rules"]["min_slice_rows"] == 20
+
+
 def test_a_second_retraining_exits_while_one_runs(labeled_root):
     registry = Registry(labeled_root / "models")
     before = sorted(p.name for p in registry.versions.iterdir())

@@ -177,7 +177,8 @@ def test_promotion_is_decided_from_the_comparison_and_the_settings_rules():
                                                   require_significance=False,
                                                   significance_alpha=0.2))
     assert rules == PromotionRules(min_delta=0.05, accuracy_floor=0.95,
-                                   require_significance=False, alpha=0.2)
+                                   require_significance=False, alpha=0.2,
+                                   min_slice_rows=300, max_slice_drop=0.03)
     both = compare_on_gate(labels, candidate, ChampionScores("v1", champion))
     decided = decide_promotion(both, rules)
     assert decided.promote and decided.reason.startswith("better: candidate 0.9000 vs "
@@ -194,7 +195,8 @@ def test_promotion_is_decided_from_the_comparison_and_the_settings_rules():
     constant = compare_on_gate(labels, np.full(20, 0.9), ChampionScores("v1", 1 - champion))
     assert not decide_promotion(constant, rules).promote
     assert Decision(True, "why").record("2026-01-01T00:00:00+00:00") == {
-        "promote": True, "reason": "why", "decided_at": "2026-01-01T00:00:00+00:00"}
+        "promote": True, "reason": "why", "decided_at": "2026-01-01T00:00:00+00:00",
+        "slices": []}
 
 
 def staged(registry: Registry, decision: Decision) -> str:
@@ -240,21 +242,25 @@ def test_the_summary_of_a_retraining_keeps_its_keys_and_figures():
     split = split_labeled(labeled(), 0.2)
     trained = SimpleNamespace(epochs_run=7, train_rows=350, training_seconds=12.345)
     conclusion = Conclusion("v2", True, "better: …", HistoryEvent.PROMOTED)
-    summary = retrain_summary(conclusion, compare_on_gate(labels, candidate,
-                                                          ChampionScores("v1", champion)),
-                              split, trained, 6, {"labeled_rows_read": 600})
+    evidence = compare_on_gate(labels, candidate, ChampionScores("v1", champion))
+    slices = [{"slice": "Latin-script", "rows": 20, "verdict": "holds"}]
+    summary = retrain_summary(conclusion, evidence, split, trained, 6, {"labeled_rows_read": 600},
+                              {"slices": slices, "gate_caveat": None}, "models/versions/v2/card.md")
     assert summary == {
         "version": "v2", "promoted": True, "reason": "better: …", "validation_accuracy": 0.9,
-        "champion_before": "v1", "champion_accuracy": 0.7, "train_rows": len(split.train),
-        "selection_rows": len(split.selection), "validation_rows": len(split.gate),
-        "split_by": "group", "epochs_run": 7, "final_training_rows": 350,
+        "champion_before": "v1", "champion_accuracy": 0.7,
+        "expected_calibration_error": evidence.candidate["expected_calibration_error"],
+        "train_rows": len(split.train), "selection_rows": len(split.selection),
+        "validation_rows": len(split.gate), "split_by": "group", "gate_caveat": None,
+        "slices": slices, "epochs_run": 7, "final_training_rows": 350,
         "pseudo_labeled_rows": 6, "training_seconds": 12.3,
-        "row_counts": {"labeled_rows_read": 600}}
+        "row_counts": {"labeled_rows_read": 600}, "model_card": "models/versions/v2/card.md"}
     assert list(summary) == ["version", "promoted", "reason", "validation_accuracy",
-                             "champion_before", "champion_accuracy", "train_rows",
-                             "selection_rows", "validation_rows", "split_by", "epochs_run",
-                             "final_training_rows", "pseudo_labeled_rows",
-                             "training_seconds", "row_counts"]
+                             "champion_before", "champion_accuracy",
+                             "expected_calibration_error", "train_rows", "selection_rows",
+                             "validation_rows", "split_by", "gate_caveat", "slices",
+                             "epochs_run", "final_training_rows", "pseudo_labeled_rows",
+                             "training_seconds", "row_counts", "model_card"]
     first = retrain_summary(conclusion, compare_on_gate(labels, candidate, None), split,
                             trained, 0, {})
     assert first["champion_before"] is None and first["champion_accuracy"] is None
@@ -297,8 +303,9 @@ def test_the_steps_train_judge_and_stage_a_tiny_candidate(tmp_path):
     registry = Registry(layout.models)
     record = candidate.self_training_record({"files": 1, "files_quarantined": 0,
                                              "rows_rejected": 0, "content_sha256": "u" * 64})
-    version = stage_candidate(registry, candidate, split, settings,
-                              {"content_sha256": "l" * 64}, evidence, decision, record)
+    staged = stage_candidate(registry, candidate, split, settings,
+                             {"content_sha256": "l" * 64}, evidence, decision, record)
+    version = staged.version
     conclusion = conclude(registry, version, decision, evidence.champion_version)
     assert conclusion.promoted and registry.champion_version() == version
 
@@ -310,7 +317,8 @@ def test_the_steps_train_judge_and_stage_a_tiny_candidate(tmp_path):
     assert metrics["self_training"] == record and record["pseudo_labeled"] == pseudo
     assert set(metrics["versions"]) == {"tensorflow", "keras"}
     assert metrics["hyperparameters"]["refit"] == candidate.trained.hyperparameters["refit"]
-    assert saved["decision"] == decision.record(metrics["trained_at"])
+    assert saved["decision"] == json.loads(json.dumps(decision.record(metrics["trained_at"])))
+    assert metrics == json.loads(json.dumps(staged.metrics))
     assert registry.read_profile(version)["version"] == version
     np.testing.assert_allclose(
         predict_scores(load_model(registry.local_model(version)), split.gate["text"]

@@ -107,13 +107,26 @@ def test_mcnemar_exact_matches_the_binomial():
     assert result["p_value"] == pytest.approx(2 * (1 + 22 + 231) / 2**22)
 
 
-def gate_evidence(candidate: float, champion: float | None, p: float,
-                  confusion: dict) -> GateComparison:
-    """The figures ``decide_promotion`` reads: the candidate's accuracy and confusion
-    matrix, the champion's accuracy and the paired test's p-value."""
+def figures(accuracy: float | None = None, confusion: dict | None = None) -> dict:
+    """A model's figures on 100 gate rows of both classes at ``accuracy`` (its errors on
+    both), or those of ``confusion``."""
+    if confusion is None:
+        right, wrong = round(accuracy * 100), 100 - round(accuracy * 100)
+        confusion = {"tp": right // 2, "tn": right - right // 2, "fp": wrong // 2,
+                     "fn": wrong - wrong // 2}
+    rows = sum(confusion.values())
+    return {"accuracy": (confusion["tp"] + confusion["tn"]) / rows,
+            "confusion_matrix": confusion, "rows": rows}
+
+
+def gate_evidence(candidate: float | None, champion: float | None, p: float,
+                  confusion: dict | None = None) -> GateComparison:
+    """The figures ``decide_promotion`` reads: the candidate's correct rows and confusion
+    matrix (at ``candidate`` or of ``confusion``), the champion's and the paired test's
+    p-value."""
     return GateComparison(
-        {"accuracy": candidate, "confusion_matrix": confusion}, np.zeros(0),
-        None if champion is None else ChampionOnGate("champion", {"accuracy": champion},
+        figures(candidate, confusion), np.zeros(0),
+        None if champion is None else ChampionOnGate("champion", figures(champion),
                                                      {"p_value": p}))
 
 
@@ -126,10 +139,10 @@ def gate_evidence(candidate: float, champion: float | None, p: float,
     (0.91, 0.90, True, 0.01, True),
 ])
 def test_promotion_rules(candidate, champion, significance, p, promote):
-    both_classes = {"tp": 40, "tn": 45, "fp": 5, "fn": 10}
-    decision = decide_promotion(gate_evidence(candidate, champion, p, both_classes),
+    decision = decide_promotion(gate_evidence(candidate, champion, p),
                                 PromotionRules(min_delta=0.0, accuracy_floor=0.6,
-                                               require_significance=significance, alpha=0.05))
+                                               require_significance=significance, alpha=0.05,
+                                               min_slice_rows=300, max_slice_drop=0.03))
     assert decision.promote is promote
     assert decision.reason
 
@@ -145,8 +158,9 @@ def test_promotion_needs_both_classes_held_out_and_predicted(confusion, why):
     with or without a champion, with or without the significance test."""
     for champion in (None, 0.5):
         for significance in (False, True):
-            decision = decide_promotion(gate_evidence(1.0, champion, 0.0001, confusion),
+            decision = decide_promotion(gate_evidence(None, champion, 0.0001, confusion),
                                         PromotionRules(min_delta=0.0, accuracy_floor=0.6,
                                                        require_significance=significance,
-                                                       alpha=0.05))
+                                                       alpha=0.05, min_slice_rows=300,
+                                                       max_slice_drop=0.03))
             assert not decision.promote and why in decision.reason

@@ -12,7 +12,15 @@ import pandas as pd
 import pytest
 
 from tasks.errors import NoLabeledDataError
-from tasks.layout import CURVES_FILE, DECISION_FILE, METRICS_FILE, PROFILE_FILE, DataLayout
+from tasks.layout import (
+    CARD_FILE,
+    CURVES_FILE,
+    DECISION_FILE,
+    METRICS_FILE,
+    PROFILE_FILE,
+    RELIABILITY_FILE,
+    DataLayout,
+)
 from tasks.settings import Settings
 from tasks.training.evaluation import ChampionOnGate, GateComparison
 from tasks.training.labeled import read_labeled_reviews
@@ -95,13 +103,16 @@ def test_what_a_version_records_round_trips_to_its_inputs():
 def test_the_registry_writes_a_version_record_beside_its_model(tmp_path):
     registry = Registry(tmp_path / "models")
     folder = registry.stage("20260101T000000Z-abcdef")
-    metrics = {"history": {"loss": [0.6, 0.4], "val_loss": [0.5, 0.45],
+    metrics = {"version": "20260101T000000Z-abcdef", "hyperparameters": {"architecture": "seed"},
+               "history": {"loss": [0.6, 0.4], "val_loss": [0.5, 0.45],
                            "accuracy": [0.7, 0.8], "val_accuracy": [0.72, 0.78]}}
     registry.write_record("20260101T000000Z-abcdef", metrics, {"promote": True}, {"p": 1})
     assert json.loads((folder / METRICS_FILE).read_text()) == metrics
     assert json.loads((folder / DECISION_FILE).read_text()) == {"promote": True}
     assert json.loads((folder / PROFILE_FILE).read_text()) == {"p": 1}
-    assert (folder / CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for picture in (CURVES_FILE, RELIABILITY_FILE):
+        assert (folder / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (folder / CARD_FILE).read_text().startswith("# Model card: 20260101T000000Z-abcdef")
 
 
 def numbered(texts: list[str], labels: list[int] | None = None) -> pd.DataFrame:

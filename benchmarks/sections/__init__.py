@@ -16,7 +16,7 @@ import importlib
 from types import ModuleType
 
 SECTIONS = ("accuracy", "throughput", "memory", "validation", "orchestration", "gpu", "profile",
-            "dask", "cli", "languages", "shared_state", "object_listing")
+            "dask", "cli", "languages", "shared_state", "object_listing", "late_labels")
 
 
 def section_modules() -> dict[str, ModuleType]:

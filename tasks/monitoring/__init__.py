@@ -16,7 +16,9 @@ the figures an operator reads:
   which looks those up character by character); computed on a sample of rows;
 - ``length_psi`` and ``score_psi``: the population stability index of text length (in
   characters) and of the score, over the reference profile's decile bins;
-- ``script_mix``: the share of letters in each script; ``script_shift``: the share of
+- ``script_mix``: the share of letters in each script (``letter_share_<script>``);
+  ``review_shares``: the share of reviews mainly written in each script;
+  ``by_script``: the figures of each script's reviews alone; ``script_shift``: the share of
   the file's reviews written mainly in a script the champion did not learn from (one
   that fewer than ``KNOWN_SCRIPT_SHARE`` of its training reviews, and fewer than
   ``KNOWN_SCRIPT_ROWS`` of them, are mainly written in);
@@ -42,16 +44,18 @@ Modules: ``text`` (the model's tokens and the scripts of text; ``Vocabulary``, t
 a model knows, is ``tasks.model.vocabulary``'s, re-exported),
 ``profiles`` (bins, PSI, the reference profile and what it leads one to expect),
 ``drift_signals`` (``MonitorCounts``, ``observe_batch``, ``signals``, ``Thresholds``,
-``flags``) and ``dataset`` (the ``monitoring/`` rows, read back and plotted). Every
-public name is importable from ``tasks.monitoring`` itself.
+``flags``), ``dataset`` (the ``monitoring/`` rows, read back), ``trends`` (each run's
+figures from its files' counts, as the run summary computes them, and their picture)
+and ``run_picture`` (one run's files against the thresholds).
+Every public name is importable from ``tasks.monitoring`` itself.
 """
 
 from tasks.model.vocabulary import ASCII_WHITESPACE, LOOKUP_BUILDS, Vocabulary
 from tasks.monitoring.dataset import (
+    COUNTS_TYPE,
     MONITORING_SCHEMA,
     monitoring_row,
     monitoring_table,
-    plot_trends,
     read_monitoring,
 )
 from tasks.monitoring.drift_signals import (
@@ -60,6 +64,8 @@ from tasks.monitoring.drift_signals import (
     Thresholds,
     flags,
     observe_batch,
+    review_shares,
+    script_figures,
     signals,
 )
 from tasks.monitoring.profiles import (
@@ -80,6 +86,7 @@ from tasks.monitoring.profiles import (
     script_shift,
     shares,
 )
+from tasks.monitoring.run_picture import run_picture
 from tasks.monitoring.text import (
     ODD_SEPARATORS,
     SCRIPT_NAMES,
@@ -89,14 +96,17 @@ from tasks.monitoring.text import (
     main_scripts,
     rows_per_script,
     sample,
+    sampled_rows,
     script_letters,
     standardize,
     tokens,
     unknown_tokens,
 )
+from tasks.monitoring.trends import learned_scripts, plot_trends, run_figures, trends_figure
 
 __all__ = [
     "ASCII_WHITESPACE",
+    "COUNTS_TYPE",
     "DECILES",
     "Flag",
     "KNOWN_SCRIPT_ROWS",
@@ -118,6 +128,7 @@ __all__ = [
     "expected",
     "flags",
     "known_scripts",
+    "learned_scripts",
     "letters_per_row",
     "main_scripts",
     "monitoring_row",
@@ -128,8 +139,13 @@ __all__ = [
     "psi_allowance",
     "read_monitoring",
     "reference_profile",
+    "review_shares",
     "rows_per_script",
+    "run_figures",
+    "run_picture",
     "sample",
+    "sampled_rows",
+    "script_figures",
     "script_letters",
     "script_mix",
     "script_shift",
@@ -137,5 +153,6 @@ __all__ = [
     "signals",
     "standardize",
     "tokens",
+    "trends_figure",
     "unknown_tokens",
 ]

@@ -1,17 +1,26 @@
 """The ``monitoring/`` dataset: one row per scored file (``MONITORING_SCHEMA``), read
-back whole (``read_monitoring``) and drawn as trends per run (``plot_trends``).
+back whole (``read_monitoring``); ``tasks.monitoring.trends`` draws it per run.
+
+Each row keeps its file's counts (``counts``, a ``MonitorCounts`` as a struct) beside
+the figures ``signals`` made of them, so a run's figures are computed again from its
+files' counts exactly as the run summary computed them.
 """
 
 from __future__ import annotations
 
-import io
+from dataclasses import fields
 
-import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.layout import MONITORING_PARTS_GLOB
-from tasks.monitoring.drift_signals import Flag
+from tasks.monitoring.drift_signals import Flag, MonitorCounts
 from tasks.monitoring.text import SCRIPTS
+
+# The counts of a file as one struct column: every MonitorCounts field by its name.
+COUNTS_TYPE = pa.struct([
+    (item.name, pa.list_(pa.int64()) if item.type.startswith("list") else pa.int64())
+    for item in fields(MonitorCounts)])
 
 # ---------------------------------------------------------------- the monitoring/ dataset
 MONITORING_SCHEMA = pa.schema([
@@ -29,19 +38,30 @@ MONITORING_SCHEMA = pa.schema([
     ("length_psi", pa.float64()),
     ("score_psi", pa.float64()),
     ("script_shift", pa.float64()),
+    # The file's letters by script; the name the columns had before letter_share_*,
+    # kept for the queries written against them (docs/monitoring.md).
     *[(f"share_{s}", pa.float64()) for s in SCRIPTS],
     ("sampled_rows", pa.int64()),
     ("has_profile", pa.bool_()),
     ("flags", pa.list_(pa.string())),
+    *[(f"letter_share_{s}", pa.float64()) for s in SCRIPTS],
+    *[(f"review_share_{s}", pa.float64()) for s in SCRIPTS],
+    ("counts", COUNTS_TYPE),
 ])
 
 
-def monitoring_row(found: dict, raised: list[Flag], **identity) -> dict:
-    """One row of ``monitoring/`` from a file's signals and flags; ``identity`` gives
-    run_started, flow_run_id, model_version, source_file, source_sha256, has_profile."""
+def monitoring_row(found: dict, raised: list[Flag], counts: MonitorCounts | None = None,
+                   **identity) -> dict:
+    """One row of ``monitoring/`` from a file's signals and flags and the counts they
+    were made of; ``identity`` gives run_started, flow_run_id, model_version,
+    source_file, source_sha256, has_profile."""
     mix = found["script_mix"] or {}
+    reviews = found.get("review_shares") or {}
     row = {name: found.get(name) for name in MONITORING_SCHEMA.names if name in found}
     row.update({f"share_{s}": mix.get(s) for s in SCRIPTS})
+    row.update({f"letter_share_{s}": mix.get(s) for s in SCRIPTS})
+    row.update({f"review_share_{s}": reviews.get(s) for s in SCRIPTS})
+    row["counts"] = counts.as_record() if counts is not None else None
     row.update(identity)
     row["flags"] = [flag.signal for flag in raised]
     return row
@@ -67,42 +87,11 @@ def read_monitoring(folder) -> pa.Table | None:
             table = pq.read_table(stream, schema=MONITORING_SCHEMA)
         day = part.parent.name.partition("=")[2]
         tables.append(table.append_column("run_date", pa.repeat(pa.scalar(day), len(table))))
-    return pa.concat_tables(tables) if tables else None
-
-
-def plot_trends(frame, path):
-    """Signals per run over time, one line per model version, as a PNG.
-
-    ``frame``: a pandas DataFrame of ``monitoring/`` rows.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("oov_rate", "unknown tokens (share)"), ("score_psi", "score PSI"),
-              ("length_psi", "length PSI"), ("positive_share", "positive share"),
-              ("accuracy", "live accuracy")]
-    figure, axes = plt.subplots(len(panels), 1, figsize=(9, 2.2 * len(panels)), sharex=True)
-    for ax, (column, title) in zip(axes, panels):
-        for version, rows in frame.groupby("model_version"):
-            # The run's rows-weighted mean: one point per run.
-            weighted = rows.dropna(subset=[column])
-            if weighted.empty:
-                continue
-            per_run = weighted.groupby("run_started").apply(
-                lambda g, c=column: np.average(g[c], weights=g["rows"].clip(lower=1)),
-                include_groups=False)
-            ax.plot(per_run.index, per_run.values, marker="o", label=version)
-        ax.set_ylabel(title, fontsize=8)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="best")
-    axes[-1].set_xlabel("run started (UTC)")
-    figure.suptitle("reviewflow: drift signals per scoring run")
-    figure.tight_layout()
-    image = io.BytesIO()  # then one write: a local file or an object (s3://…) alike
-    figure.savefig(image, format="png", dpi=80)
-    plt.close(figure)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(image.getvalue())
-    return path
+    if not tables:
+        return None
+    table = pa.concat_tables(tables)
+    for script in SCRIPTS:  # rows written before letter_share_*: the same figure, share_*
+        name = f"letter_share_{script}"
+        table = table.set_column(table.schema.get_field_index(name), name, pc.coalesce(
+            table[name], table[f"share_{script}"]))
+    return table

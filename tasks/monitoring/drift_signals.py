@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.model.decision import predicted_labels
+from tasks.model.decision import exact, exceeds, predicted_labels
 from tasks.monitoring.profiles import (
     bin_counts,
     describe_mix,
@@ -29,7 +29,7 @@ from tasks.monitoring.text import (
     letters_per_row,
     main_scripts,
     rows_per_script,
-    sample,
+    sampled_rows,
     unknown_tokens,
 )
 from tasks.settings import Settings
@@ -69,18 +69,40 @@ class MonitorCounts:
     positives: int = 0
     labeled: int = 0
     correct: int = 0
+    # The sampled rows by the script each is mainly written in (SCRIPTS order): their
+    # tokens and unknown ones, rows predicted positive, labeled and labeled right, for
+    # the figures per language (``signals`` "by_script").
+    script_tokens: list[int] = field(default_factory=lambda: [0] * len(SCRIPTS))
+    script_unknown_tokens: list[int] = field(default_factory=lambda: [0] * len(SCRIPTS))
+    script_positives: list[int] = field(default_factory=lambda: [0] * len(SCRIPTS))
+    script_labeled: list[int] = field(default_factory=lambda: [0] * len(SCRIPTS))
+    script_correct: list[int] = field(default_factory=lambda: [0] * len(SCRIPTS))
 
     def add(self, other: MonitorCounts) -> MonitorCounts:
-        for name in ("rows", "length_sum", "sampled_rows", "tokens", "unknown_tokens",
-                     "positives", "labeled", "correct"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in ("length_bins", "score_bins", "letters", "script_rows"):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if not mine:
-                setattr(self, name, list(theirs))
+        for item in fields(self):
+            mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            if not isinstance(mine, list):
+                setattr(self, item.name, mine + theirs)
+            elif not mine:
+                setattr(self, item.name, list(theirs))
             elif theirs:
-                setattr(self, name, [a + b for a, b in zip(mine, theirs)])
+                setattr(self, item.name, [a + b for a, b in zip(mine, theirs)])
         return self
+
+    def as_record(self) -> dict:
+        """The counts as a plain dict (the ``counts`` column of ``monitoring/``)."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> MonitorCounts:
+        """Counts from ``as_record``'s dict; a count it lacks is zero."""
+        def plain(value):
+            return ([int(n) for n in value] if isinstance(value, list | tuple | np.ndarray)
+                    else int(value))
+
+        known = {item.name for item in fields(cls)}
+        return cls(**{name: plain(value) for name, value in record.items()
+                      if name in known and value is not None})
 
 
 def observe_batch(texts: pa.Array | pa.ChunkedArray, scores: np.ndarray, labels: pa.Array,
@@ -101,20 +123,39 @@ def observe_batch(texts: pa.Array | pa.ChunkedArray, scores: np.ndarray, labels:
     if profile is not None:
         counts.length_bins = bin_counts(lengths, profile["length"]["edges"]).tolist()
         counts.score_bins = bin_counts(scores, profile["score"]["edges"]).tolist()
-    few = sample(texts, sample_rows)
+    rows = sampled_rows(len(texts), sample_rows)
+    few = texts if rows is None else texts.take(pa.array(rows))
     counts.sampled_rows = len(few)
-    if vocabulary is not None:
-        counts.tokens, counts.unknown_tokens = unknown_tokens(few, vocabulary)
     per_row = letters_per_row(few)
+    main = main_scripts(per_row)
     counts.letters = [int(n) for n in per_row.sum(axis=0)]
-    counts.script_rows = rows_per_script(main_scripts(per_row))
+    counts.script_rows = rows_per_script(main)
     predicted = predicted_labels(scores)
     counts.positives = int(predicted.sum())
     given = pc.is_valid(labels).to_numpy(zero_copy_only=False)
     counts.labeled = int(given.sum())
+    right = np.zeros(len(texts), dtype=bool)
     if counts.labeled:
         values = pc.fill_null(labels, 0).to_numpy(zero_copy_only=False)
-        counts.correct = int((given & ((values == 1) == predicted)).sum())
+        right = given & ((values == 1) == predicted)
+        counts.correct = int(right.sum())
+    if rows is not None:
+        predicted, given, right = predicted[rows], given[rows], right[rows]
+    # Each script's sampled rows alone; the rows without letters count in the totals only.
+    for index in range(-1, len(SCRIPTS)):
+        mine = main == index
+        if not mine.any():
+            continue
+        if vocabulary is not None:
+            found, unknown = unknown_tokens(few.filter(pa.array(mine)), vocabulary)
+            counts.tokens += found
+            counts.unknown_tokens += unknown
+            if index >= 0:
+                counts.script_tokens[index], counts.script_unknown_tokens[index] = found, unknown
+        if index >= 0:
+            counts.script_positives[index] = int(predicted[mine].sum())
+            counts.script_labeled[index] = int(given[mine].sum())
+            counts.script_correct[index] = int(right[mine].sum())
     return counts
 
 
@@ -149,9 +190,39 @@ def signals(counts: MonitorCounts, profile: dict | None) -> dict:
         "unseen_scripts": sorted({s for s, n in zip(SCRIPTS, counts.script_rows) if n}
                                  - known) if known is not None else [],
         "sampled_rows": counts.sampled_rows,
+        "review_shares": review_shares(counts.script_rows),
+        "by_script": script_figures(counts),
         "expected": {k: (round(v, 4) if isinstance(v, float) else v)
                      for k, v in reference.items() if k not in ("length", "score")},
     }
+
+
+def review_shares(script_rows: list[int]) -> dict[str, float] | None:
+    """The share of the sampled reviews mainly written in each script (the reviews with
+    letters), None without any: half Korean reviews are 0.5 Hangul here, however few
+    letters a Korean review has beside an English one's."""
+    total = sum(script_rows)
+    if not total:
+        return None
+    return {script: round(n / total, 4) for script, n in zip(SCRIPTS, script_rows)}
+
+
+def script_figures(counts: MonitorCounts) -> dict[str, dict]:
+    """Per script with sampled reviews: how many, and their unknown-token rate, share
+    predicted positive and accuracy on their labeled rows (the sample's figures)."""
+    found = {}
+    for index, script in enumerate(SCRIPTS):
+        rows = counts.script_rows[index] if counts.script_rows else 0
+        if not rows:
+            continue
+        tokens, labeled = counts.script_tokens[index], counts.script_labeled[index]
+        found[script] = {
+            "reviews": rows,
+            "oov_rate": round(counts.script_unknown_tokens[index] / tokens, 4) if tokens else None,
+            "positive_share": round(counts.script_positives[index] / rows, 4),
+            "labeled_rows": labeled,
+            "accuracy": round(counts.script_correct[index] / labeled, 4) if labeled else None}
+    return found
 
 
 def _rounded(value: float | None) -> float | None:
@@ -212,7 +283,8 @@ def flags(name: str, found: dict, profile: dict | None, limits: Thresholds) -> l
     reference_accuracy = wanted.get("accuracy")
     if (found["accuracy"] is not None and reference_accuracy is not None
             and found["labeled_rows"] >= limits.min_rows
-            and reference_accuracy - found["accuracy"] > limits.max_accuracy_drop):
+            and exceeds(exact(reference_accuracy) - exact(found["accuracy"]),
+                        limits.max_accuracy_drop)):
         raised.append(Flag("accuracy", f"{name}: accuracy on its {found['labeled_rows']} labeled "
                                        f"rows is {found['accuracy']:.1%}, more than "
                                        f"{limits.max_accuracy_drop:.0%} below the champion's "

@@ -109,8 +109,13 @@ def rows_per_script(main: np.ndarray) -> list[int]:
 def sample(texts: pa.Array, most: int) -> pa.Array:
     """Every k-th text, at most ``most`` of them (all when there are fewer): the text
     signals need the tokens of thousands of rows, not of all of them."""
-    if len(texts) <= most:
-        return texts
-    step = math.ceil(len(texts) / most)
-    return texts.take(pa.array(np.arange(0, len(texts), step)))
+    rows = sampled_rows(len(texts), most)
+    return texts if rows is None else texts.take(pa.array(rows))
+
+
+def sampled_rows(count: int, most: int) -> np.ndarray | None:
+    """The rows ``sample`` keeps of ``count`` (None: all of them)."""
+    if count <= most:
+        return None
+    return np.arange(0, count, math.ceil(count / most))
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from tasks.reading.columns import ColumnMapping, Columns
+from tasks.reading.columns import ROLES, ColumnMapping, Columns
 from tasks.reading.encodings import has_undecodable, shown, undecodable_reason
 from tasks.reading.normalize import normalize_table
 from tasks.reading.request import ReadRequest
@@ -172,12 +172,12 @@ def careful_delimited(request: ReadRequest, quoted: bool, names: list[str], cols
     columns, batch_rows, limit_chars = request.columns, request.batch_rows, request.limit_chars
     delimiter = "\t" if request.kind == "tsv" else ","
     positions = [names.index(name) if name is not None else None
-                 for name in (cols.review_id, cols.text, cols.label, cols.group)]
+                 for name in (cols.review_id, cols.text, cols.label, cols.group, cols.slice)]
     out_cols = Columns("review_id" if cols.review_id else None, "text",
                        "label" if cols.label else None, cols.id_prefix,
-                       "group" if cols.group else None, cols.with_group)
-    values: dict[str, list] = {"review_id": [], "text": [], "label": [], "group": [],
-                               "error": []}
+                       "group" if cols.group else None, cols.with_group,
+                       "slice" if cols.slice else None)
+    values: dict[str, list] = {key: [] for key in (*ROLES, "error")}
     row = 0
     with open_text(request.path, request.gzipped, request.max_decompressed_bytes,
                    request.encoding, newline="") as text:
@@ -194,10 +194,10 @@ def careful_delimited(request: ReadRequest, quoted: bool, names: list[str], cols
             if record.undecodable:
                 request.report.note_undecodable(record.error)
             if record.fields is None:
-                picked = [None, shown(record.raw[:MAX_RAW_CHARS]), None, None]
+                picked = [None, shown(record.raw[:MAX_RAW_CHARS]), None, None, None]
             else:
                 picked = [record.fields[i] if i is not None else None for i in positions]
-            for key, value in zip(("review_id", "text", "label", "group"), picked):
+            for key, value in zip(ROLES, picked):
                 values[key].append(value)
             values["error"].append(record.error)
             if len(values["text"]) == batch_rows:
@@ -209,8 +209,7 @@ def careful_delimited(request: ReadRequest, quoted: bool, names: list[str], cols
 
 def _careful_table(values: dict[str, list], cols: Columns, first_row: int,
                    columns: ColumnMapping) -> pa.Table:
-    table = pa.table({key: pa.array(values[key], pa.string())
-                      for key in ("review_id", "text", "label", "group")})
+    table = pa.table({key: pa.array(values[key], pa.string()) for key in ROLES})
     return normalize_table(table, cols, first_row, columns, pa.array(values["error"], pa.string()))
 
 

@@ -21,6 +21,9 @@ from pathlib import Path
 from tasks.reading.schema import UnreadableFileError
 from tasks.settings import ColumnMapping
 
+# The roles a reader picks from a record, in the order ``find_columns`` returns their columns.
+ROLES = ("review_id", "text", "label", "group", "slice")
+
 
 @dataclass
 class GeneratedIds:
@@ -60,7 +63,8 @@ class Columns:
     label: str | None
     id_prefix: str | None = None
     group: str | None = None  # the file's group column, if it has one
-    with_group: bool = False  # batches carry a ``group`` column (null without one)
+    with_group: bool = False  # batches carry ``group`` and ``slice`` columns (null without one)
+    slice: str | None = None  # the file's slice column, if it has one
 
 
 class ColumnsError(Exception):
@@ -68,26 +72,27 @@ class ColumnsError(Exception):
 
 
 def find_columns(names: list[str], columns: ColumnMapping, where: str = "the header"
-                 ) -> tuple[str | None, str, str | None, str | None]:
-    """The names among ``names`` of the id, text, label and group columns."""
+                 ) -> tuple[str | None, str, str | None, str | None, str | None]:
+    """The names among ``names`` of the id, text, label, group and slice columns."""
     review_id = pick(names, columns.review_id)
     text = pick(names, columns.text)
     label = pick(names, columns.label)
     group = pick(names, columns.group) if columns.group else None
+    sliced = pick(names, columns.slice) if columns.slice else None
     if text is None:
         raise ColumnsError(f"missing required column text (looked for "
                            f"{', '.join(columns.text)}); {where} has {names}. Rename the "
                            "column or add its name to the column mapping settings")
     keys = [_key(name) for name in names]
     for role, name in (("review_id", review_id), ("text", text), ("label", label),
-                       ("group", group)):
+                       ("group", group), ("slice", sliced)):
         if name is not None and keys.count(_key(name)) > 1:
             # pyarrow would raise KeyError ('Field "text" exists 2 times in schema') far
             # from here; which of the two holds the reviews cannot be guessed.
             raise ColumnsError(f"column {name!r} (the {role} column) appears "
                                f"{keys.count(_key(name))} times in {where} {names}; rename or "
                                "drop the extra one")
-    return review_id, text, label, group
+    return review_id, text, label, group, sliced
 
 
 def resolve_columns(path: Path, names: list[str], columns: ColumnMapping,
@@ -95,7 +100,7 @@ def resolve_columns(path: Path, names: list[str], columns: ColumnMapping,
     """The ``Columns`` of the file ``path`` whose columns are ``names``; without an id
     column, ids come from ``ids``. ``UnreadableFileError`` saying why not."""
     try:
-        review_id, text, label, group = find_columns(names, columns)
+        review_id, text, label, group, sliced = find_columns(names, columns)
     except ColumnsError as exc:
         raise UnreadableFileError(path, str(exc).replace("the header has", "the file has "
                                                          "columns")) from exc
@@ -104,5 +109,12 @@ def resolve_columns(path: Path, names: list[str], columns: ColumnMapping,
         if ids is None:
             raise UnreadableFileError(path, "missing required column review_id")
         prefix = ids.prefix()
-    return Columns(review_id, text, label, prefix, group, bool(columns.group))
+    return Columns(review_id, text, label, prefix, group, carries_training_columns(columns),
+                   sliced)
+
+
+def carries_training_columns(columns: ColumnMapping) -> bool:
+    """Whether batches read with ``columns`` carry the ``group`` and ``slice`` columns:
+    a reader asked for them (``with_group``) keeps the mapping's names of either."""
+    return bool(columns.group or columns.slice)
 

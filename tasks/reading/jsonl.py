@@ -21,10 +21,12 @@ import orjson
 import pyarrow as pa
 
 from tasks.reading.columns import (
+    ROLES,
     ColumnMapping,
     Columns,
     ColumnsError,
     GeneratedIds,
+    carries_training_columns,
     find_columns,
     pick,
 )
@@ -61,8 +63,7 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
     kind = "element" if array else "line"
     by_keys: dict[tuple, tuple | str] = {}  # an object's keys -> their roles, or why none
     has_ids: bool | None = None
-    values: dict[str, list] = {"review_id": [], "text": [], "label": [], "group": [],
-                               "error": []}
+    values: dict[str, list] = {key: [] for key in (*ROLES, "error")}
     row = 0
     first_row = 1
     with open_text(request.path, request.gzipped, request.max_decompressed_bytes,
@@ -71,7 +72,7 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
                  else _json_line_items(text, limit_chars, request.encoding))
         for item in items:
             row += 1
-            record_id = body = label = group = None
+            record_id = body = label = group = sliced = None
             error = item.error
             record = item.value
             if item.undecodable:
@@ -93,11 +94,11 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
                     by_keys[keys] = roles
                 if isinstance(roles, str):
                     error = f"{kind} {row}: {roles}"
-                    roles = (pick(list(keys), columns.review_id), None, None, None)
+                    roles = (pick(list(keys), columns.review_id), None, None, None, None)
                 elif has_ids is None:
                     has_ids = roles[0] is not None
                     report.ids_generated = not has_ids
-                id_key, text_key, label_key, group_key = roles
+                id_key, text_key, label_key, group_key, slice_key = roles
                 if id_key is not None:
                     raw_id = record.get(id_key)
                     if isinstance(raw_id, float) and item.raw is not None:
@@ -116,16 +117,20 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
                     label = _scalar_text(record.get(label_key))
                 if group_key is not None:
                     group = _scalar_text(record.get(group_key))
+                if slice_key is not None:
+                    sliced = _scalar_text(record.get(slice_key))
                 if array and "\\u" in (item.raw or "") and any(
-                        has_surrogate(v) for v in (record_id, body, label, group) if v):
+                        has_surrogate(v) for v in (record_id, body, label, group, sliced) if v):
                     # Python's parser keeps "\ud83d" without its pair as a lone surrogate
                     # (orjson, which reads JSON Lines, rejects the line).
                     error = (f"{kind} {row}: a string holds half of a surrogate pair (an "
                              "escape such as \\ud83d without its partner), which is no "
                              "character; write the character whole")
-                    record_id, body, label, group = None, shown(item.raw or ""), None, None
+                    record_id, body, label, group, sliced = (None, shown(item.raw or ""), None,
+                                                             None, None)
             values["review_id"].append(record_id)
             values["group"].append(group)
+            values["slice"].append(sliced)
             values["text"].append(body)
             values["label"].append(label)
             values["error"].append(error)
@@ -312,13 +317,13 @@ def _scalar_text(value) -> str | None:
 
 def _json_table(values: dict[str, list], generated: bool, ids: GeneratedIds,
                 first_row: int, columns: ColumnMapping) -> pa.Table:
-    table = pa.table({key: pa.array(values[key], pa.string())
-                      for key in ("review_id", "text", "label", "group")})
+    table = pa.table({key: pa.array(values[key], pa.string()) for key in ROLES})
     has_label = any(label is not None for label in values["label"])
     # Decided by the settings, not by the objects seen so far: every batch of the file
     # has the same columns, even one of bad lines only.
     normalized = Columns(None if generated else "review_id", "text",
                          "label" if has_label else None, ids.prefix() if generated else None,
-                         "group" if columns.group else None, bool(columns.group))
+                         "group" if columns.group else None,
+                         carries_training_columns(columns), "slice" if columns.slice else None)
     return normalize_table(table, normalized, first_row, columns,
                            pa.array(values["error"], pa.string()))

@@ -89,9 +89,9 @@ def normalize_table(table: pa.Table, cols: Columns, first_row: int, columns: Col
     ]
     if not cols.with_group:
         return pa.Table.from_arrays(arrays, schema=NORMALIZED_SCHEMA)
-    group = (table.column(cols.group).combine_chunks().cast(pa.string())
-             if cols.group is not None else pa.nulls(n, pa.string()))
-    return pa.Table.from_arrays([*arrays, group], schema=GROUPED_SCHEMA)
+    extra = [table.column(name).combine_chunks().cast(pa.string()) if name is not None
+             else pa.nulls(n, pa.string()) for name in (cols.group, cols.slice)]
+    return pa.Table.from_arrays([*arrays, *extra], schema=GROUPED_SCHEMA)
 
 
 def rebatch(tables: Iterator[pa.Table], cols: Columns, columns: ColumnMapping,

@@ -68,7 +68,8 @@ def _parquet_file_batches(request: ReadRequest, source) -> Iterator[pa.Table]:
         if not (_is_text_type(_plain_type(id_type)) or pa.types.is_integer(_plain_type(id_type))):
             raise UnreadableFileError(path, f"column {cols.review_id!r} holds {id_type}; "
                                             "review ids must be strings or integers")
-    wanted = [c for c in (cols.review_id, cols.text, cols.label, cols.group) if c is not None]
+    wanted = list(dict.fromkeys(c for c in (cols.review_id, cols.text, cols.label, cols.group,
+                                            cols.slice) if c is not None))
     groups, first_row = None, 1
     if rows is not None:  # a shard: only the row groups that hold its rows
         groups, offset = [], 0
@@ -102,7 +103,7 @@ def _is_text_type(data_type: pa.DataType) -> bool:
 def _plain_strings(path, table: pa.Table, cols: Columns) -> pa.Table:
     """``table`` with its id and text columns as plain ``string`` (dictionaries decoded),
     so batches of row groups with different dictionaries or types concatenate."""
-    for name in (cols.review_id, cols.text, cols.label, cols.group):
+    for name in dict.fromkeys((cols.review_id, cols.text, cols.label, cols.group, cols.slice)):
         if name is None:
             continue
         column = table.column(name)

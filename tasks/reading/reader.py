@@ -47,7 +47,8 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     ``detect_encoding`` lets charset-normalizer name one when none fits. ``sha256`` is
     the file's content hash, the seed of generated ids (computed here if needed and
     not given). ``report``, if given, is filled in with what was found (``ReadReport``).
-    ``with_group`` adds the ``group`` column (``GROUPED_SCHEMA``); scoring leaves it out,
+    ``with_group`` adds the ``group`` and ``slice`` columns (``GROUPED_SCHEMA``); scoring
+    leaves them out,
     so what it writes does not depend on the file's other columns. ``max_text_chars``
     (None: no limit is set, and records of up to ``RECORD_MIN_CHARS`` are read whole)
     bounds what one record may hold: a line, CSV
@@ -68,7 +69,7 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
         raise UnreadableFileError(path, "the file is empty")
     report = report if report is not None else ReadReport()
     if not with_group:
-        columns = columns.model_copy(update={"group": []})
+        columns = columns.model_copy(update={"group": [], "slice": []})
     ids = GeneratedIds(path, sha256)
     limit_chars = record_chars(max_text_chars)
     rows_seen = rows_parsed = 0

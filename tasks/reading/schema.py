@@ -35,10 +35,13 @@ NORMALIZED_SCHEMA = pa.schema([
     ("label_raw", pa.string()),
     ("read_error", pa.string()),
 ])
-# Batches read with ``with_group=True`` (labeled data for training) carry one more column:
-# what the review is about (a movie, a product), from the first ``ColumnMapping.group``
-# name the file has; null where it has none.
-GROUPED_SCHEMA = NORMALIZED_SCHEMA.append(pa.field("group", pa.string()))
+# Batches read with ``with_group=True`` (labeled data for training) carry two more
+# columns: what the review is about (a movie, a product), from the first
+# ``ColumnMapping.group`` name the file has, and the value that puts it in a slice of the
+# gate (a product category), from the first ``ColumnMapping.slice`` name; each null where
+# the file has none.
+GROUPED_SCHEMA = NORMALIZED_SCHEMA.append(pa.field("group", pa.string())).append(
+    pa.field("slice", pa.string()))
 
 
 class UnreadableFileError(Exception):

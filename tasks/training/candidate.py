@@ -14,8 +14,9 @@ runs them, with its progress and log lines between):
 4. ``refit``: train that model afresh on those rows.
 
 ``Candidate`` is what they give. ``stage_candidate`` saves it in the registry's staging
-folder with its record (metrics.json, decision.json, profile.json, curves.png), for
-``tasks.training.promotion.conclude`` to publish. The steps that train or save import
+folder with its record (metrics.json, decision.json, profile.json, the pictures and the
+model card: ``tasks.training.card``), for ``tasks.training.promotion.conclude`` to
+publish, and returns ``Staged``. The steps that train or save import
 TensorFlow through ``tasks.model`` when they run; ``plan_refit`` and ``Candidate`` are
 plain code.
 """
@@ -60,6 +61,14 @@ class RefitPlan:
     @property
     def sizes(self) -> dict[str, int]:
         return {name: len(rows) for name, rows in self.parts.items()}
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A staged version: its name and its metrics.json record."""
+
+    version: str
+    metrics: dict
 
 
 @dataclass(frozen=True)
@@ -129,10 +138,10 @@ def refit(trained: TrainedModel, plan: RefitPlan, params: TrainingParams,
 
 def stage_candidate(registry, candidate: Candidate, split: Split, settings: Settings,
                     read_stats: dict, evidence: GateComparison, decision: Decision,
-                    self_training: dict | None) -> str:
+                    self_training: dict | None) -> Staged:
     """Save the candidate and its record in the staging folder of ``registry``
-    (``tasks.training.registry.Registry``) under a new version; returns the version.
-    ``self_training``: ``Candidate.self_training_record``."""
+    (``tasks.training.registry.Registry``) under a new version; returns the version and
+    its metrics. ``self_training``: ``Candidate.self_training_record``."""
     from tasks.model import library_versions, model_vocabulary, save_model
     from tasks.monitoring import reference_profile
 
@@ -140,10 +149,10 @@ def stage_candidate(registry, candidate: Candidate, split: Split, settings: Sett
     version = registry.new_version()
     save_model(model, registry.stage(version) / MODEL_FILE)
     metrics = version_metrics(version, candidate.trained, split, settings, read_stats,
-                              evidence, library_versions(), self_training)
+                              evidence, library_versions(), self_training, decision)
     profile = reference_profile(pa.array(texts(split.train), pa.string()),
                                 pa.array(texts(split.gate), pa.string()),
                                 evidence.candidate_scores, split.gate["label"].to_numpy(),
                                 model_vocabulary(model), version, settings.architecture)
     registry.write_record(version, metrics, decision.record(metrics["trained_at"]), profile)
-    return version
+    return Staged(version, metrics)

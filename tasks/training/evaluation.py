@@ -3,21 +3,26 @@
 ``classification_metrics`` and ``mcnemar_exact`` are the figures of one model, and of two
 models' paired predictions, on the same rows, in the form metrics.json records them
 (``Figures``, ``PairedTest``). ``compare_on_gate`` measures the candidate and the champion
-on the gate rows and returns a ``GateComparison``, the evidence the promotion decision is
-made from (``tasks.training.promotion``); the same arrays cut to any subset of the gate
-rows compare the two models on that subset alike. ``champion_scores`` scores the gate rows
-with the champion, loading it through ``tasks.model``.
+on the gate rows, on all of them and on each slice (``tasks.training.slices``,
+``compare_slices``), and returns a ``GateComparison``, the evidence the promotion decision
+is made from (``tasks.training.promotion``). Beside accuracies it keeps the counts of
+correct rows they come from, which the decision compares (``tasks.model.decision.exceeds``).
+``champion_scores`` scores the gate rows with the champion, loading it through
+``tasks.model``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TypedDict
 
 import numpy as np
 from scipy.stats import binomtest, rankdata
 
 from tasks.model.decision import predicted_labels
+from tasks.training.calibration import Calibration, calibration
+from tasks.training.slices import SliceRows
 from tasks.training.split import texts
 
 
@@ -37,8 +42,15 @@ class Figures(TypedDict):
     precision: float
     recall: float
     f1: float
+    expected_calibration_error: float | None
     confusion_matrix: Confusion
     rows: int
+
+
+def correct_rows(figures: Figures) -> int:
+    """The rows a model got right, from its confusion matrix: what its accuracy is of."""
+    matrix = figures["confusion_matrix"]
+    return matrix["tp"] + matrix["tn"]
 
 
 class PairedTest(TypedDict):
@@ -73,6 +85,8 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> Figures:
         auc = float("nan")
     return {"accuracy": float((predicted == labels).mean()) if len(labels) else float("nan"),
             "loss": loss, "roc_auc": auc, "precision": precision, "recall": recall, "f1": f1,
+            "expected_calibration_error": calibration(labels, scores)[
+                "expected_calibration_error"],
             "confusion_matrix": {"tp": tp, "tn": tn, "fp": fp, "fn": fn}, "rows": int(len(labels))}
 
 
@@ -109,13 +123,71 @@ class ChampionOnGate:
 
 
 @dataclass(frozen=True)
+class SliceComparison:
+    """The candidate and the champion (None: there is none) on the gate rows of one slice
+    (``tasks.training.slices.SliceRows``): its rows, how many each got right, and the
+    paired test of their predictions there."""
+
+    name: str
+    kind: str
+    rows: int
+    candidate_correct: int
+    champion_correct: int | None = None
+    mcnemar: PairedTest | None = None
+    values: int = 1
+
+    @property
+    def gathered(self) -> bool:
+        """Several values of the slice column, each with too few rows to be judged."""
+        return self.values > 1
+
+    @property
+    def candidate_accuracy(self) -> float | None:
+        return self.candidate_correct / self.rows if self.rows else None
+
+    @property
+    def champion_accuracy(self) -> float | None:
+        if self.champion_correct is None or not self.rows:
+            return None
+        return self.champion_correct / self.rows
+
+    @property
+    def p_value(self) -> float | None:
+        return self.mcnemar["p_value"] if self.mcnemar else None
+
+
+def compare_slices(labels: np.ndarray, candidate_scores: np.ndarray,
+                   champion_scores: np.ndarray | None, slices: Sequence[SliceRows]
+                   ) -> tuple[SliceComparison, ...]:
+    """Both models on the rows of each slice (masks over the rows of ``labels``)."""
+    labels = np.asarray(labels).astype(int)
+    candidate_right = predicted_labels(candidate_scores) == labels
+    champion_right = (predicted_labels(champion_scores) == labels
+                      if champion_scores is not None else None)
+    found = []
+    for part in slices:
+        rows = np.asarray(part.rows, dtype=bool)
+        paired = (mcnemar_exact(labels[rows], np.asarray(champion_scores)[rows],
+                                np.asarray(candidate_scores)[rows])
+                  if champion_scores is not None else None)
+        found.append(SliceComparison(
+            part.name, part.kind, int(rows.sum()), int(candidate_right[rows].sum()),
+            int(champion_right[rows].sum()) if champion_right is not None else None, paired,
+            part.values))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class GateComparison:
     """The candidate, and the champion when there is one, measured now on the same gate
-    rows: what ``tasks.training.promotion.decide_promotion`` decides from."""
+    rows, on all of them and on each slice, with the reliability bins of each model's
+    scores: what ``tasks.training.promotion.decide_promotion`` decides from."""
 
     candidate: Figures
     candidate_scores: np.ndarray
     champion: ChampionOnGate | None = None
+    slices: tuple[SliceComparison, ...] = ()
+    calibration: dict[str, Calibration | None] = field(default_factory=dict)
 
     @property
     def champion_version(self) -> str | None:
@@ -135,6 +207,18 @@ class GateComparison:
         """McNemar's p-value of the paired predictions; None without a champion."""
         return self.champion.mcnemar["p_value"] if self.champion else None
 
+    @property
+    def rows(self) -> int:
+        return self.candidate["rows"]
+
+    @property
+    def candidate_correct(self) -> int:
+        return correct_rows(self.candidate)
+
+    @property
+    def champion_correct(self) -> int | None:
+        return correct_rows(self.champion.figures) if self.champion else None
+
     def compared_to(self) -> dict:
         """metrics.json "compared_to": the champion, its figures and the paired test."""
         return {"champion": self.champion_version,
@@ -143,18 +227,25 @@ class GateComparison:
 
 
 def compare_on_gate(labels: np.ndarray, candidate_scores: np.ndarray,
-                    champion: ChampionScores | None) -> GateComparison:
+                    champion: ChampionScores | None,
+                    slices: Sequence[SliceRows] = ()) -> GateComparison:
     """The candidate's figures on the rows of ``labels``, and the champion's with the
     paired test when there is a champion (its scores of the same rows, in the same
-    order)."""
+    order); the same on the rows of each of ``slices``
+    (``tasks.training.slices.gate_slices``)."""
     labels = np.asarray(labels)
+    theirs = champion.scores if champion is not None else None
+    on_slices = compare_slices(labels, candidate_scores, theirs, slices)
+    reliability = {"candidate": calibration(labels, candidate_scores),
+                   "champion": calibration(labels, theirs) if theirs is not None else None}
     if champion is None:
         return GateComparison(classification_metrics(labels, candidate_scores),
-                              candidate_scores)
+                              candidate_scores, None, on_slices, reliability)
     return GateComparison(
         classification_metrics(labels, candidate_scores), candidate_scores,
         ChampionOnGate(champion.version, classification_metrics(labels, champion.scores),
-                       mcnemar_exact(labels, champion.scores, candidate_scores)))
+                       mcnemar_exact(labels, champion.scores, candidate_scores)),
+        on_slices, reliability)
 
 
 def champion_scores(registry, gate, batch_size: int) -> ChampionScores | None:

@@ -31,8 +31,9 @@ from tasks.state.quarantine import quarantine_file
 from tasks.storage.local import StagedParquet, file_sha256, readable_name
 from tasks.validation import QUARANTINE_SCHEMA, ReviewValidator, with_source
 
-# The columns training keeps: "group" is the review's movie or product, or null.
-KEPT_COLUMNS = ["review_id", "text", "label", "group"]
+# The columns training keeps: "group" is the review's movie or product, or null; "slice"
+# its value of the slice column (tasks.training.slices), or null.
+KEPT_COLUMNS = ["review_id", "text", "label", "group", "slice"]
 UNLABELED_COLUMNS = ["review_id", "text", "group"]
 
 

@@ -7,14 +7,16 @@ retraining flow calls them and the registry writes what they return
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from tasks.errors import NoLabeledDataError
 from tasks.settings import Settings
+from tasks.training.calibration import CALIBRATION_BINS
 from tasks.training.evaluation import GateComparison
-from tasks.training.promotion import Conclusion
+from tasks.training.promotion import Conclusion, Decision, PromotionRules
 from tasks.training.self_training import LEFT_OUT_REASONS
 from tasks.training.split import PARTS, Split, fingerprint
 
@@ -120,6 +122,20 @@ def parts_record(split: Split, settings: Settings) -> dict:
             "selection_share": settings.selection_share}
 
 
+def gate_caveat(split_by: str, group_columns: list[str]) -> str | None:
+    """What a split by review id means for the gate's figures, and the setting that
+    fixes it; None for a split by group."""
+    if split_by == "group":
+        return None
+    which = ("the labeled reviews were" if split_by == "review_id" else
+             "the labeled reviews that name no movie or product were")
+    looked_for = ", ".join(group_columns) if group_columns else "none"
+    return (f"{which} split by review id: reviews of one movie or product may sit on both "
+            "sides of the split, so the gate accuracy can be optimistic. Name the column "
+            "that says what each review is about in REVIEWFLOW_COLUMNS__GROUP (looked for: "
+            f"{looked_for})")
+
+
 def part_rows(split: Split) -> dict:
     """Rows per part for run summaries; "validation_rows" is the gate's (the rows the
     summary's "validation_accuracy" is measured on)."""
@@ -136,11 +152,13 @@ def selection_figures(history: dict[str, list[float]], best_epoch: int) -> dict:
 
 def version_metrics(version: str, trained, split: Split, settings: Settings, read_stats: dict,
                     evidence: GateComparison, library_versions: dict,
-                    self_training: dict | None = None) -> dict:
+                    self_training: dict | None = None,
+                    decision: Decision | None = None) -> dict:
     """metrics.json of a new version. ``trained``: ``tasks.model.TrainedModel``;
     ``evidence``: the candidate and the champion on the gate rows; ``self_training``:
     what unlabeled/ gave (files, rows left out and why, pseudo-labels per class, its
-    content fingerprint) or None when it was not read."""
+    content fingerprint) or None when it was not read; ``decision``: its slices' verdicts
+    ("slices")."""
     return {
         "version": version, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         # "validation": the candidate on the gate rows, the figure the decision used.
@@ -153,27 +171,37 @@ def version_metrics(version: str, trained, split: Split, settings: Settings, rea
         "best_epoch": trained.best_epoch, "training_seconds": round(trained.training_seconds, 2),
         "history": trained.history, "versions": library_versions,
         "compared_to": evidence.compared_to(),
+        "slices": decision.slice_records() if decision is not None else [],
+        "calibration": {"bins": CALIBRATION_BINS, **evidence.calibration},
+        "promotion_rules": asdict(PromotionRules.from_settings(settings)),
+        "gate_caveat": gate_caveat(split.split_by, settings.columns.group),
     }
 
 
 def retrain_summary(conclusion: Conclusion, evidence: GateComparison, split: Split,
-                    trained, pseudo_labeled_rows: int, row_counts: dict) -> dict:
+                    trained, pseudo_labeled_rows: int, row_counts: dict,
+                    metrics: dict | None = None, model_card: str | None = None) -> dict:
     """What a retraining that trained returns and prints: the version and what became of
-    it, the candidate's and the champion's gate accuracy, the rows of each part, the
-    training's length and rows (``trained``: the candidate's ``TrainedModel``), and
-    ``row_counts`` (``left_out_rows``)."""
+    it, the candidate's and the champion's gate accuracy and calibration error, the rows
+    of each part and what the split means for the gate (``gate_caveat``), each slice as
+    metrics.json records it (``metrics``: the version's), the training's length and rows
+    (``trained``: the candidate's ``TrainedModel``), ``row_counts`` (``left_out_rows``)
+    and where the model card is."""
     champion_accuracy = evidence.champion_accuracy
+    metrics = metrics or {}
     return {"version": conclusion.version, "promoted": conclusion.promoted,
             "reason": conclusion.reason,
             "validation_accuracy": round(evidence.candidate_accuracy, 4),
             "champion_before": evidence.champion_version,
             "champion_accuracy": (round(champion_accuracy, 4) if champion_accuracy is not None
                                   else None),
-            **part_rows(split), "epochs_run": trained.epochs_run,
+            "expected_calibration_error": evidence.candidate["expected_calibration_error"],
+            **part_rows(split), "gate_caveat": metrics.get("gate_caveat"),
+            "slices": metrics.get("slices", []), "epochs_run": trained.epochs_run,
             "final_training_rows": trained.train_rows,
             "pseudo_labeled_rows": pseudo_labeled_rows,
             "training_seconds": round(trained.training_seconds, 1),
-            "row_counts": row_counts}
+            "row_counts": row_counts, "model_card": model_card}
 
 
 def left_out_rows(read_stats: dict, split: Split, unlabeled_stats: dict | None,

@@ -41,7 +41,6 @@ from tasks.errors import NoChampionError, RegistryError  # noqa: F401 - raised h
 from tasks.failpoints import failpoint
 from tasks.layout import (
     CHAMPION_FILE,
-    CURVES_FILE,
     DECISION_FILE,
     HISTORY_FILE,
     METRICS_FILE,
@@ -53,6 +52,7 @@ from tasks.layout import (
 )
 from tasks.storage.local import write_json_atomic
 from tasks.storage.objects import ObjectPath, is_remote, local_copy
+from tasks.training.card import write_card, write_record
 from tasks.training.events import CHAMPION_EVENTS, HistoryEvent, VersionStatus
 from tasks.training.registry_files import (
     VERSION_NAME,
@@ -130,16 +130,10 @@ class Registry:
 
     def write_record(self, version: str, metrics: dict, decision: dict,
                      profile: dict) -> Path:
-        """Write a staged version's record beside its model: ``metrics.json``,
-        ``decision.json``, ``profile.json`` and the training curves (``curves.png``,
-        drawn from ``metrics["history"]``). The version is published separately."""
-        from tasks.training.plots import plot_training_curves  # matplotlib: only when training
-
+        """Write a staged version's record beside its model (``tasks.training.card``:
+        metrics, decision, profile, pictures, model card). Published separately."""
         folder = self.staging / checked_version(version)
-        plot_training_curves(metrics["history"], folder / CURVES_FILE, f"reviewflow {version}")
-        (folder / PROFILE_FILE).write_text(json.dumps(profile, indent=2))
-        (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
-        (folder / DECISION_FILE).write_text(json.dumps(decision, indent=2))
+        write_record(folder, metrics, decision, profile)
         return folder
 
     def publish(self, version: str) -> Path:
@@ -366,6 +360,7 @@ class Registry:
                     **json.loads(decision.read_text(encoding="utf-8")), "promote": False,
                     "reason": reason, "champion_changed": {"from": compared_against,
                                                            "to": current}})
+                write_card(decision.parent)
             failpoint("retrain:staged")
             self.publish(version)
             failpoint("retrain:published")

@@ -33,14 +33,17 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 demo: install
 	$(BIN)/reviewflow demo
 
+# Two pytest-xdist workers (TEST_WORKERS=1 runs the suite in one process): most tests
+# wait on subprocesses and servers, so two share two cores well (README, "Tests").
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=30
 
 # The suite on a busy host: LOAD_BURNERS processes each keep a core busy for the whole run
 # (tests/conftest.py, --cpu-burners). With 4 on 2 cores the load average is about 5-7.
 LOAD_BURNERS ?= 4
 test-under-load: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider --cpu-burners $(LOAD_BURNERS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --cpu-burners $(LOAD_BURNERS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -34,20 +34,39 @@ def pytest_addoption(parser):
              "host shared with other work (make test-under-load)")
 
 
+# Test files that take minutes (servers, real CLI processes killed at each step, real
+# text), run first: with pytest-xdist (make test) a worker that picks one up late would
+# leave the other idle at the end. Only the order changes; every test still runs.
+SLOWEST_FIRST = (
+    "test_multi_host_e2e.py", "test_many_scorers.py", "test_checkpoints.py",
+    "test_deployments_e2e.py", "test_sliced_gate.py", "test_state_url.py",
+    "test_stop_anywhere.py", "test_retrain_flow.py", "test_scale_out.py",
+    "test_state_pg_kills.py", "test_registry_objects.py", "test_reliability.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept within
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cpu_burners(request):
     """Processes that burn CPU for the whole session (``--cpu-burners N``; none by default).
 
     Started before the Prefect server, so everything the suite does, that start
     included, competes for the cores. Each dies with pytest, even if pytest is killed.
+    Under pytest-xdist the first worker starts them, so N is the whole run's.
     """
     import subprocess
     import sys
 
     from flows.prefect_api import die_with_parent
 
+    first = os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0"
+    count = request.config.getoption("--cpu-burners") if first else 0
     burners = [subprocess.Popen(die_with_parent([sys.executable, "-c", "while True: pass"]))
-               for _ in range(request.config.getoption("--cpu-burners"))]
+               for _ in range(count)]
     yield len(burners)
     for burner in burners:
         burner.kill()

@@ -36,7 +36,7 @@ from flows.configuration import settings_from
 from flows.drift import DriftWatch, thresholds
 from flows.score_queue import api_for_workers, submit_to, task_runner_for
 from flows.score_report import Progress, ScoreSummary, publish_summary
-from flows.stopping import raise_if_stopped
+from flows.stopping import critical, raise_if_stopped
 from tasks.errors import GPURequiredError, NoChampionError
 from tasks.layout import DataLayout, day_of
 from tasks.outcomes import FileOutcome, FileStatus
@@ -202,7 +202,8 @@ def _score_files(settings: Settings, layout: DataLayout, committer: Committer, j
     each one as it is done: its drift signals, its outcome, the progress."""
     drift = DriftWatch(layout, day, job, thresholds(settings), settings.monitor_emit_events,
                        logger)
-    committer = dataclasses.replace(committer, monitor=drift.row)  # rows go with the commit
+    # Monitoring rows go with the commit; a stop waits for a commit under way.
+    committer = dataclasses.replace(committer, monitor=drift.row, critical=critical)
     with api_for_workers(settings), task_runner_for(settings) as runner:
         progress = Progress(len(ready), logger)  # once the runner is up: rates exclude its start
         try:

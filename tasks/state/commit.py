@@ -141,6 +141,11 @@ class Committer:
     # path, hash and shard results: written with its parts, before its commit, so every
     # committed file has one (written after it, a kill in between would lose it for good).
     monitor: Callable[[Location, str, list[StagedShard]], tuple[Location, pa.Table]] | None = None
+    # Around each commit's publish, sweep and ledger record (milliseconds): a stop waits
+    # for it (the flow's flows.stopping.critical), so a stop never leaves published
+    # parts the ledger does not list (the next run would put them right, but the
+    # stopped run's line would count fewer rows than scored/ holds).
+    critical: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     def __post_init__(self) -> None:
         if isinstance(self.ledger, Ledger):  # a bare SQLite ledger: its state folder's locks
@@ -221,7 +226,8 @@ class Committer:
 
     def _quarantine(self, path: Location, sha256: str, reason: str) -> FileOutcome:
         self.logger.warning("quarantined %s: %s", readable_name(path.name), reason)
-        return quarantine_file(path, self.layout, reason, sha256, self.ledger)
+        with self.critical():  # the move, its reason file and its ledger record
+            return quarantine_file(path, self.layout, reason, sha256, self.ledger)
 
     def busy(self, path: Location, exc: Exception) -> FileOutcome:
         """A file another run holds (``LockHeldError``) or moved meanwhile."""
@@ -256,13 +262,15 @@ class Committer:
             outcomes: list[FileOutcome] = []
             commits: list[tuple[Claim, FileOutcome, list[StagedShard], ScoredFile]] = []
             committed = self.ledger.committed_parts([claim.sha256 for claim in claims])
-            for claim, shard_results in zip(claims, results):
-                outcome, entry = self._publish(claim, shard_results, committed[claim.sha256])
-                outcomes.append(outcome)
-                if entry is not None:
-                    commits.append((claim, outcome, shard_results, entry))
-            failpoint("score:parts-published")
-            self.ledger.record_scored_many([entry for *_, entry in commits])
+            with self.critical():
+                for claim, shard_results in zip(claims, results):
+                    outcome, entry = self._publish(claim, shard_results,
+                                                   committed[claim.sha256])
+                    outcomes.append(outcome)
+                    if entry is not None:
+                        commits.append((claim, outcome, shard_results, entry))
+                failpoint("score:parts-published")
+                self.ledger.record_scored_many([entry for *_, entry in commits])
             failpoint("score:ledger-committed")
             for claim, outcome, shard_results, _ in commits:
                 self._move_to_archive(claim.path, claim.sha256)
@@ -341,7 +349,8 @@ class Committer:
 
     def quarantine(self, path: Location, reason: str) -> FileOutcome:
         """Quarantine a file that is no review file at all (no hash, no ledger entry)."""
-        outcome = quarantine_file(path, self.layout, reason, None, self.ledger)
+        with self.critical():
+            outcome = quarantine_file(path, self.layout, reason, None, self.ledger)
         self.logger.warning("quarantined %s: %s", outcome.file, reason)
         return outcome
 

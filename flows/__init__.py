@@ -1,13 +1,13 @@
 """The Prefect flows, their reports and the ``reviewflow`` command.
 
-``score_reviews`` (the scoring path, one short file), ``score_queue`` (the file queue it
-drives, with the tasks it submits) and ``score_watch`` (what the driver does while shards
-run: checkpoints kept, progress inside files, the stop); ``retrain_model`` and
-``retrain_report`` (its model card and tables as artifacts); ``score_report``,
-``score_artifacts`` and ``drift`` (what a scoring run publishes; ``artifact_tables``: how
-every artifact keeps to a window's width); ``accuracy`` and ``accuracy_report`` (the
-``measure-accuracy`` flow: accuracy on late labels, its event and artifacts);
-``monitor_command`` (``reviewflow monitor``); ``cli`` (the command's arguments and commands),
+``score_reviews`` (the scoring path, one short file: it drives ``tasks.scoring.queue``)
+and ``score_queue`` (the Prefect tasks the queue's work runs as, and the task runner they
+go to); ``retrain_model`` and ``retrain_report`` (its model card and tables as
+artifacts); ``score_report``, ``score_artifacts`` and ``drift`` (what a scoring run
+publishes; ``artifact_tables``: how every artifact keeps to a window's width);
+``accuracy`` and ``accuracy_report`` (the ``measure-accuracy`` flow: accuracy on late
+labels, its event and artifacts); ``monitor_command`` (``reviewflow monitor``); ``cli``
+(the command's arguments and commands),
 ``cli_output`` (what ``score`` and ``retrain`` print at the end: lines, or ``--json``),
 ``startup`` (how the command starts and ends: quiet defaults, the Prefect API while the
 flow imports, the fast exit), ``stopping`` (Ctrl-C and SIGTERM at any point, and the line

@@ -126,7 +126,7 @@ class Progress:
     On a terminal, a bar (rich); elsewhere (workers, cron, CI) log lines, at most one
     every ``every`` seconds and one for the last file, so an inbox of thousands of
     small files does not print thousands of lines. Inside a long file too
-    (``working``, called by ``flows.score_watch`` while shards run): its rows done,
+    (``working``, with the counts the file queue yields while shards run): its rows done,
     rows/s, the rows and files left.
     """
 
@@ -167,7 +167,7 @@ class Progress:
                          self.done, self.total, self.rows, rate, left)
 
     def working(self, files: list) -> None:
-        """The files being scored (``flows.score_watch.FileProgress``): a line naming the
+        """The files being scored (``tasks.scoring.watch.FileProgress``): a line naming the
         rows done, rows/s and what is left when no other line came for ``every``
         seconds, so a long file is never silent (the bar's rows, on a terminal)."""
         busy = [f for f in files if f.rows_done or f.rows_resumed]

@@ -4,9 +4,9 @@ The steps, each in its own module (none on a registry that never had a champion:
 run ends Completed with a WARNING, the inbox untouched):
 
 1. list the inbox (``tasks.state.inbox``); quarantine what is no review file;
-2. for each ready file (``flows.score_queue.FileQueue``, a few files ahead): claim it by
-   its content hash, check the ledger and plan its shards (``tasks.state.commit``,
-   ``tasks.scoring.planning``);
+2. for each ready file (``tasks.scoring.queue.FileQueue``, a few files ahead): claim it
+   by its content hash, check the ledger (``tasks.state.claim``, ``tasks.state.commit``)
+   and plan its shards (``tasks.scoring.planning``);
 3. submit its shards, a ``score-shard`` task each, or a bundle of small files as one
    ``score-small-files`` task, to the task runner (``flows.score_queue``); a shard reads,
    validates and scores its rows into temporary parts (``tasks.scoring.shard``);
@@ -34,18 +34,21 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.configuration import settings_from
 from flows.drift import DriftWatch, thresholds
-from flows.score_queue import FileQueue, api_for_workers, task_runner_for
+from flows.score_queue import api_for_workers, submit_to, task_runner_for
 from flows.score_report import Progress, ScoreSummary, publish_summary
-from flows.stopping import raise_if_stopped
+from flows.stopping import critical, raise_if_stopped
 from tasks.errors import GPURequiredError, NoChampionError
 from tasks.layout import DataLayout, day_of
 from tasks.outcomes import FileOutcome, FileStatus
 from tasks.reading import describe_supported
+from tasks.scoring.queue import FileQueue
 from tasks.scoring.shard import ScoringJob
+from tasks.scoring.watch import Working
 from tasks.scoring.workers import ModelRef, cached_model, cached_validator
 from tasks.settings import Settings
 from tasks.state.backend import RunState, TimedState, open_state
-from tasks.state.commit import HANDLED_ELSEWHERE, Committer
+from tasks.state.claim import HANDLED_ELSEWHERE
+from tasks.state.commit import Committer
 from tasks.state.inbox import list_inbox
 from tasks.state.leftovers import sweep_scoring_leftovers
 from tasks.storage.local import Location, readable_name
@@ -199,12 +202,17 @@ def _score_files(settings: Settings, layout: DataLayout, committer: Committer, j
     each one as it is done: its drift signals, its outcome, the progress."""
     drift = DriftWatch(layout, day, job, thresholds(settings), settings.monitor_emit_events,
                        logger)
-    committer = dataclasses.replace(committer, monitor=drift.row)  # rows go with the commit
+    # Monitoring rows go with the commit; a stop waits for a commit under way.
+    committer = dataclasses.replace(committer, monitor=drift.row, critical=critical)
     with api_for_workers(settings), task_runner_for(settings) as runner:
         progress = Progress(len(ready), logger)  # once the runner is up: rates exclude its start
         try:
-            with FileQueue(settings, runner, job, committer, progress) as queue:
-                for outcome, results, started in queue.score(ready):
+            with FileQueue(settings, submit_to(runner, settings), job, committer) as queue:
+                for done in queue.score(ready):
+                    if isinstance(done, Working):  # the files in flight, while it waits
+                        progress.working(done.files)
+                        continue
+                    outcome, results, started = done
                     drift.observe(outcome, results, summary)
                     summary.record(outcome, results, started)
                     progress.file_done(outcome)

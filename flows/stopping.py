@@ -23,16 +23,21 @@ state. So the command does not rely on the exception alone:
   any first stop.
 - ``Terminated``: SIGTERM raised like Ctrl-C's KeyboardInterrupt, so both unwind the
   same way: locks released, Prefect told the run crashed, the temporary server stopped.
+- ``critical``: a step a stop waits for, since cut in two it would leave what only the
+  next run puts right (a file's parts published, its ledger record not yet made: the
+  interrupted line would count fewer rows than ``scored/`` holds). It takes
+  milliseconds; a stop that lands inside is noted and raised as it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -147,6 +152,7 @@ class Stop:
         self.ended = False  # the command is ending as stopped: a further stop ends it at once
         self.say: Callable[[int], int] = say_stopped
         self.traceback = False
+        self.deferring = 0  # inside ``critical``: a stop is noted, raised as it ends
 
     def run(self, main: Callable[[Stop], int]) -> int:
         """``main(self)`` with this stop's handlers installed; its exit code, or
@@ -209,6 +215,8 @@ class Stop:
             # it), not raised into the exit handlers; a second stop ends it at once.
             if len(self._noted) - self._resent > 1:
                 os._exit(exit_code(first))
+            return
+        if self.deferring:  # noted; ``critical`` raises it once its step is done
             return
         if _raise_later(frame):
             self._send_again(signum)
@@ -295,6 +303,33 @@ def _inside(frame, test: Callable) -> bool:
     return False
 
 
+def _command_stop() -> Stop | None:
+    """The command's ``Stop``, when its handler is in place and this is the main thread."""
+    stop = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+    if isinstance(stop, Stop) and threading.current_thread() is threading.main_thread():
+        return stop
+    return None
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """A step a stop waits for (see the module's docstring): a SIGINT or SIGTERM that
+    lands inside is raised once it is done. A no-op where ``raise_if_stopped`` is one.
+    The command's SIGTERM handler is put back first: Prefect's engine, while a flow
+    runs, may have its own in place, which would raise inside."""
+    stop = _command_stop()
+    if stop is None:
+        yield
+        return
+    signal.signal(signal.SIGTERM, stop.handle)
+    stop.deferring += 1
+    try:
+        yield
+    finally:
+        stop.deferring -= 1
+    stop.raise_if_stopped()
+
+
 def raise_if_stopped() -> None:
     """For a flow's start and its long steps, under the command (a ``Stop`` handles
     SIGINT): the command's SIGTERM handler back in place, and a stop a library dropped
@@ -304,8 +339,8 @@ def raise_if_stopped() -> None:
     that raises wherever the signal lands, in pydantic or the import system too; with
     the command's handler the run still ends Crashed, and Prefect's engine puts it back
     when the run ends."""
-    stop = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
-    if isinstance(stop, Stop) and threading.current_thread() is threading.main_thread():
+    stop = _command_stop()
+    if stop is not None:
         signal.signal(signal.SIGTERM, stop.handle)
         stop.raise_if_stopped()
 

@@ -13,6 +13,10 @@ another retraining holds the registry; 4 no usable Prefect API (the server PREFE
 names does not answer, answers 401 to PREFECT_API_AUTH_STRING, or 503 from /ready because
 its own database is down; or, with it unset, the temporary server this command starts did
 not answer in time: flows/prefect_api.py).
+
+``poison_reason`` says which unexpected errors a file's reading or scoring raised
+quarantine that file instead of stopping the run: the queue planning a file
+(``tasks.scoring.queue``) and the shards scoring it decide alike.
 """
 
 from __future__ import annotations
@@ -112,3 +116,16 @@ class StorageUnavailableError(ReviewflowError):
     message names it and says what to check. Exit 1: the environment stopped the run."""
 
     exit_code = 1
+
+
+def poison_reason(exc: BaseException) -> str | None:
+    """Why to quarantine a file whose reading, validation or scoring raised ``exc`` (a
+    ``MemoryError`` on a huge JSON line, a bug a strange file brings out), so that one
+    file cannot stop every run; None for what must stop the run instead: the
+    environment (``OSError``: a full disk, an unwritable folder), an expected condition
+    (``ReviewflowError``), an interrupt."""
+    if not isinstance(exc, Exception) or isinstance(exc, OSError | ReviewflowError):
+        return None
+    detail = str(exc).splitlines()[0][:300] if str(exc).strip() else ""
+    return (f"reading or scoring it raised {type(exc).__name__}"
+            + (f" ({detail})" if detail else "") + "; every other file was scored")

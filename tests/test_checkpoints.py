@@ -30,12 +30,12 @@ import pytest
 from conftest import PROJECT, reviewflow_command
 from test_shard_scoring import job_for
 
-from flows.score_queue import SMALL_FILE_BYTES
 from tasks.errors import ScoringStopped
 from tasks.layout import part_name
 from tasks.scoring.checkpointed import Checkpoints, score_checkpointed
 from tasks.scoring.control import ShardControl
 from tasks.scoring.planning import Shard
+from tasks.scoring.queue import SMALL_FILE_BYTES
 from tasks.scoring.shard import score_shard
 from tasks.state.backend import open_state
 from tasks.state.ledger import Ledger
@@ -45,7 +45,7 @@ from tests.helpers import good_rows, quarantined_rows, scored_sql, write_csv
 # A file of 62 rows in checkpoints of 20 (4 of them: 20, 20, 20, 2), read 10 rows a
 # batch: row 25 has a blank text (quarantined), row 45 repeats the id of row 3
 # (quarantined, two checkpoints later), so a resumed run must still know earlier ids.
-# Its long texts make it larger than a small file (flows.score_queue.SMALL_FILE_BYTES),
+# Its long texts make it larger than a small file (tasks.scoring.queue.SMALL_FILE_BYTES),
 # which would be scored whole in a bundle instead.
 CHECKPOINT_ROWS, BATCH_ROWS = 20, 10
 FILLER = " It went on and on." * 1000
@@ -317,7 +317,8 @@ def test_only_whole_checkpoints_of_the_same_model_and_plan_are_reused(scoring_ro
     come back as results only while their parts are there and hold the rows recorded;
     any other record of the content is forgotten and its parts removed."""
     from tasks.layout import DataLayout
-    from tasks.state.checkpoints import Checkpointer, plan_key
+    from tasks.scoring.shard import plan_key
+    from tasks.state.checkpoints import Checkpointer
 
     rows = _rows()
     path = write_csv(scoring_root / "incoming" / "a.csv", rows)

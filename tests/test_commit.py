@@ -1,7 +1,9 @@
 """The exactly-once protocol (tasks.state.commit) on its own: claim, commit, archive, quarantine.
 
-Plain functions over a real data root, a real ledger and real locks; shard results are
-made by hand (no model, no flow), so each step of the protocol is checked alone.
+Plain functions over a real data root, a real ledger and real locks; each file is taken
+and claimed by the product's own steps (``Committer.take``, ``Committer.claim``), shard
+results are made by hand (no model, no flow), so each step of the protocol is checked
+alone.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,10 +18,9 @@ import pyarrow as pa
 import pytest
 
 from tasks.layout import DataLayout, day_of, kept_name, part_name
-from tasks.reading import UnreadableFileError
-from tasks.scoring.planning import Shard
 from tasks.scoring.shard import ShardResult
-from tasks.state.commit import Claim, Committer
+from tasks.state.claim import HANDLED_ELSEWHERE, Claim, Hashed
+from tasks.state.commit import Committer
 from tasks.state.inbox import claim_for_run
 from tasks.state.ledger import Ledger, ScoredFile
 from tasks.storage.local import StagedParquet, exclusive_lock, file_sha256
@@ -44,16 +44,15 @@ def NO_CLAIM_LOCK(key: str):  # a local claim is a rename: it takes no claim loc
     return contextlib.nullcontext()
 
 
-def upload(layout: DataLayout, name: str, text: str = "review_id,text\na,good\n"):
-    """An inbox file, claimed and hashed as the flow does."""
+def upload(layout: DataLayout, committer: Committer, name: str,
+           text: str = "review_id,text\na,good\n") -> Hashed:
+    """An inbox file, taken (claimed, its claim lock held, hashed) by the product's step."""
     path = layout.incoming / name
     path.write_text(text)
-    claimed, known = claim_for_run(path, NO_CLAIM_LOCK)
-    return claimed, file_sha256(claimed), known
-
-
-def whole_file(path) -> list[Shard]:
-    return [Shard()]
+    hashed = committer.take(path)
+    assert isinstance(hashed, Hashed), hashed
+    assert hashed.sha256 == file_sha256(hashed.path) and hashed.known is not None
+    return hashed
 
 
 def staged_result(layout: DataLayout, sha256: str, rows: int = 2) -> ShardResult:
@@ -66,9 +65,10 @@ def staged_result(layout: DataLayout, sha256: str, rows: int = 2) -> ShardResult
 
 
 def test_a_claimed_file_is_committed_then_archived(layout, committer):
-    path, sha256, known = upload(layout, "a.csv")
-    claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
-    assert isinstance(claim, Claim) and claim.shards == [Shard()]
+    hashed = upload(layout, committer, "a.csv")
+    sha256 = hashed.sha256
+    claim = committer.claim(hashed)
+    assert isinstance(claim, Claim) and claim.size == hashed.path.stat().st_size
     result = staged_result(layout, sha256)
     (outcome,) = committer.commit([claim], [[result]])
     assert outcome.status == "scored" and outcome.rows_scored == 2 and outcome.shards == 1
@@ -83,53 +83,58 @@ def test_a_claimed_file_is_committed_then_archived(layout, committer):
 
 
 def test_content_already_committed_is_archived_not_scored(layout, committer):
-    path, sha256, known = upload(layout, "a.csv")
-    claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    hashed = upload(layout, committer, "a.csv")
+    sha256 = hashed.sha256
+    claim = committer.claim(hashed)
     committer.commit([claim], [[staged_result(layout, sha256)]])
-    again, same, known = upload(layout, "copy.csv")  # the same bytes under another name
-    assert same == sha256
-    outcome = committer.claim(again, same, time.perf_counter(), known, whole_file)
+    again = upload(layout, committer, "copy.csv")  # the same bytes under another name
+    assert again.sha256 == sha256
+    outcome = committer.claim(again)
     assert outcome.status == "already scored" and VERSION in outcome.detail
     assert (layout.archive_folder(DAY) / kept_name(sha256, "copy.csv")).is_file()
 
 
 def test_content_claimed_by_another_holder_is_busy(layout, committer):
-    path, sha256, known = upload(layout, "a.csv")
-    first = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
-    second = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    hashed, twin = upload(layout, committer, "a.csv"), upload(layout, committer, "b.csv")
+    first = committer.claim(hashed)
+    second = committer.claim(twin)  # the same content under another name
     assert isinstance(first, Claim) and second.status == "busy"
     first.release()
-    assert isinstance(committer.claim(path, sha256, time.perf_counter(), known, whole_file),
-                      Claim)
+    assert isinstance(committer.claim(committer.take(twin.path)), Claim)
+
+
+def test_a_claimed_file_is_busy_while_another_holder_has_its_claim_lock(layout, committer):
+    hashed = upload(layout, committer, "a.csv")
+    outcome = committer.take(hashed.path)  # a leftover claim another run is working on
+    assert outcome.status == "busy" and outcome.detail == HANDLED_ELSEWHERE
+    hashed.release()
+    assert isinstance(committer.take(hashed.path), Hashed)
 
 
 def test_a_file_gone_before_its_claim_is_busy(layout, committer):
-    path, sha256, known = upload(layout, "a.csv")
-    os.unlink(path)
-    outcome = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    hashed = upload(layout, committer, "a.csv")
+    os.unlink(hashed.path)
+    outcome = committer.claim(hashed)
     assert outcome.status == "busy" and outcome.detail == "handled by another run"
 
 
 def test_an_unreadable_file_is_quarantined_with_its_reason(layout, committer):
-    path, sha256, known = upload(layout, "broken.csv")
-
-    def unreadable(path):
-        raise UnreadableFileError(path, "not CSV")
-
-    outcome = committer.claim(path, sha256, time.perf_counter(), known, unreadable)
+    hashed = upload(layout, committer, "broken.csv")
+    sha256 = hashed.sha256
+    outcome = committer.reject(committer.claim(hashed), "not CSV")
     assert outcome.status == "quarantined" and outcome.detail == "not CSV"
     kept = layout.quarantined_files(day_of(datetime.now(UTC))) / kept_name(sha256, "broken.csv")
     assert kept.is_file() and kept.with_name(kept.name + ".reason.json").is_file()
     assert Ledger(layout.ledger).totals()["files_quarantined"] == 1
     # The lock was released: a new upload of the same bytes is claimed (and quarantined) again.
-    again, same, known = upload(layout, "broken.csv")
-    assert committer.claim(again, same, time.perf_counter(), known, unreadable).status == \
-        "quarantined"
+    again = upload(layout, committer, "broken.csv")
+    assert committer.reject(committer.claim(again), "not CSV").status == "quarantined"
 
 
 def test_a_file_changed_while_read_keeps_nothing(layout, committer):
-    path, sha256, known = upload(layout, "a.csv")
-    claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    hashed = upload(layout, committer, "a.csv")
+    path, sha256 = hashed.path, hashed.sha256
+    claim = committer.claim(hashed)
     result = staged_result(layout, sha256)
     with open(path, "a") as out:  # an append in place
         out.write("b,more\n")
@@ -142,7 +147,8 @@ def test_a_file_changed_while_read_keeps_nothing(layout, committer):
 
 
 def test_commit_sweeps_stale_parts_of_this_content_and_model_only(layout, committer):
-    path, sha256, known = upload(layout, "a.csv")
+    hashed = upload(layout, committer, "a.csv")
+    sha256 = hashed.sha256
     stale = layout.scored_partition("2025-12-31") / part_name(sha256, VERSION, 1)
     other = layout.scored_partition("2025-12-31") / part_name(sha256, VERSION + "-b")
     for part in (stale, other):
@@ -152,7 +158,7 @@ def test_commit_sweeps_stale_parts_of_this_content_and_model_only(layout, commit
     # output); an uncommitted one is swept (test_commit_sweeps_uncommitted_parts_...).
     Ledger(layout.ledger).record_scored_many([ScoredFile(sha256, VERSION + "-b", "a.csv", 1, 1, 0,
                                                    str(other), None, archived_at="2025-12-31")])
-    claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    claim = committer.claim(hashed)
     committer.commit([claim], [[staged_result(layout, sha256)]])
     assert not stale.exists() and other.exists()
 
@@ -161,7 +167,8 @@ def test_commit_sweeps_uncommitted_parts_of_this_content_by_any_model(layout, co
     """A run of another model killed after publishing its parts, before its ledger
     commit, left them in scored/: the next commit of this content removes them, and
     keeps only what the ledger lists."""
-    path, sha256, known = upload(layout, "a.csv")
+    hashed = upload(layout, committer, "a.csv")
+    sha256 = hashed.sha256
     day = layout.scored_partition("2025-12-31")
     uncommitted = [day / part_name(sha256, "old"), day / part_name(sha256, "old", 2),
                    day / f".{part_name(sha256, 'old')}.0123abcd.tmp"]
@@ -173,7 +180,7 @@ def test_commit_sweeps_uncommitted_parts_of_this_content_by_any_model(layout, co
     Ledger(layout.ledger).record_scored_many([ScoredFile(sha256, "kept", "a.csv", 1, 1, 0,
                                                    str(committed), None,
                                                    archived_at="2025-12-31")])
-    claim = committer.claim(path, sha256, time.perf_counter(), known, whole_file)
+    claim = committer.claim(hashed)
     committer.commit([claim], [[staged_result(layout, sha256)]])
     assert [p.exists() for p in uncommitted] == [False, False, False]
     assert committed.exists() and unrelated.exists()

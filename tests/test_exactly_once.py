@@ -179,14 +179,14 @@ def test_a_file_claimed_by_a_live_run_is_skipped_by_another_without_reading_it(
     """A run holds a lock on each claim it works on (``RunState.claim_lock``): another
     run that lists the claim leaves it at once. It used to read the whole file to hash
     it only to find the content locked, on object storage a whole download per run."""
-    from flows import score_queue
+    from tasks.state import claim
 
     inbox = scoring_root / "incoming"
     write_csv(inbox / "a.csv", good_rows("a", 50))
     process = run_paused(scoring_root, subprocess_env, tmp_path / "pause")
     write_csv(inbox / "b.csv", good_rows("b", 3))
-    hashed, real = [], score_queue.file_sha256
-    monkeypatch.setattr(score_queue, "file_sha256",
+    hashed, real = [], claim.file_sha256
+    monkeypatch.setattr(claim, "file_sha256",
                         lambda path: hashed.append(path.name) or real(path))
     summary = score(scoring_root)
     assert summary["files_scored"] == 1 and summary["files_busy"] == 1

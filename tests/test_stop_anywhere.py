@@ -386,3 +386,73 @@ def test_a_stop_where_it_would_be_wrapped_during_a_run_crashes_the_run(
     assert "Traceback" not in said and "worked on to the end" not in said, said
     assert own_lines(done.stderr)[-1] == f"reviewflow: score {how(signum)}", said
     assert set(flow_run_states(run_names(said)).values()) == {"CRASHED"}, said
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_stop_during_a_commit_waits_for_its_ledger_record(scoring_root, subprocess_env,
+                                                             tmp_path, signum):
+    """A stop that lands between a file's parts being published and its ledger record
+    (a pause point there) waits for the record: the line counts every row in scored/,
+    and the next run archives the files without scoring them again."""
+    import threading
+
+    from flows.cli import main
+    from tests.helpers import good_rows, write_csv
+
+    for name in ("a", "b"):  # small: one bundle, committed in one transaction
+        write_csv(scoring_root / "incoming" / f"{name}.csv", good_rows(name, 20))
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0",
+               REVIEWFLOW_PAUSEPOINT="score:parts-published",
+               REVIEWFLOW_PAUSEPOINT_DIR=str(pause))
+
+    def published() -> bool:
+        if not (pause / "reached").exists():
+            return False
+        # Go on a moment after the stop is sent: it lands while the commit is paused.
+        threading.Timer(1.0, (pause / "go").touch).start()
+        return True
+
+    stopped = stop_at(["score", "--data-dir", str(scoring_root)], env,
+                      tmp_path / "score.log", signum, published)
+    line = check_stopped(stopped, signum, f"reviewflow: score {how(signum)}", "published")
+    in_scored = scored_rows(scoring_root, columns=["review_id"]).num_rows
+    assert in_scored == 40 and f"are kept ({in_scored} rows" in line, line
+    assert "2 committed files are still in incoming/.claimed/" in line, line
+
+    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
+    scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
+    assert sorted(scored) == sorted(r["review_id"] for r in good_rows("a", 20)
+                                    + good_rows("b", 20))
+    assert not [p for p in (scoring_root / "incoming").rglob("*") if p.is_file()]
+
+
+def test_a_stop_while_a_file_is_quarantined_waits_for_its_reason_and_record(
+        scoring_root, subprocess_env, tmp_path):
+    """A stop that lands after a file that cannot be read was moved to quarantine/files/
+    (a pause point there) waits for its reason file and its ledger record: nothing
+    would write them later, since the file has left the inbox."""
+    import threading
+
+    from tasks.state.ledger import Ledger
+    from tests.helpers import quarantined_copies, quarantined_reasons
+
+    (scoring_root / "incoming" / "broken.parquet").write_bytes(b"not a Parquet file at all")
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0",
+               REVIEWFLOW_PAUSEPOINT="quarantine:moved", REVIEWFLOW_PAUSEPOINT_DIR=str(pause))
+
+    def moved() -> bool:
+        if not (pause / "reached").exists():
+            return False
+        threading.Timer(1.0, (pause / "go").touch).start()
+        return True
+
+    stopped = stop_at(["score", "--data-dir", str(scoring_root)], env,
+                      tmp_path / "score.log", signal.SIGINT, moved)
+    check_stopped(stopped, signal.SIGINT, "reviewflow: score interrupted", "moved")
+    assert len(quarantined_copies(scoring_root, "*broken.parquet")) == 1
+    assert len(quarantined_reasons(scoring_root)) == 1
+    assert Ledger(layout_of(scoring_root).ledger).totals()["files_quarantined"] == 1

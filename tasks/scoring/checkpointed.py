@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.errors import poison_reason
 from tasks.failpoints import failpoint
 from tasks.layout import part_name
 from tasks.reading import ReadReport, UnreadableFileError, iter_review_batches
@@ -33,7 +34,6 @@ from tasks.scoring.shard import (
     ShardResult,
     Worker,
     finish_parts,
-    poison_reason,
     score_checked,
     staged_parts,
 )

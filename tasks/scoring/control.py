@@ -1,6 +1,6 @@
 """What the flow's process shares with the shards it runs in its own threads: a stop and counts.
 
-The driver (``flows.score_queue``) passes one ``ShardControl`` to every shard task. A
+The driver (``tasks.scoring.queue``) passes one ``ShardControl`` to every shard task. A
 shard calls ``check`` between record batches and between prediction slices; once the
 driver has called ``stop`` (it was interrupted, or failed), ``check`` raises
 ``ScoringStopped``, so a stop takes effect within one slice instead of at the end of the

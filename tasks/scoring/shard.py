@@ -14,24 +14,26 @@ thread of the flow's process or on a Dask worker), the tests call them directly,
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import pyarrow.compute as pc
 
-from tasks.errors import GPURequiredError, ReviewflowError
+from tasks.errors import GPURequiredError, poison_reason
 from tasks.failpoints import failpoint
 from tasks.layout import part_name
-from tasks.monitoring import MonitorCounts, observe_batch
-from tasks.outcomes import RowCounts
+from tasks.monitoring import observe_batch
 from tasks.reading import ReadReport, UnreadableFileError, iter_review_batches
 from tasks.reading.columns import ColumnMapping
 from tasks.scoring.control import ShardControl
 from tasks.scoring.planning import Shard
 from tasks.scoring.workers import ModelRef, cached_model, cached_validator, here, model_loads
 from tasks.settings import Settings
+from tasks.state.staged import StagedShard
 from tasks.storage.local import Location, StagedParquet
 from tasks.validation import QUARANTINE_SCHEMA, SeenValues, with_source
 
@@ -123,47 +125,30 @@ class ScoringJob:
 
 
 @dataclass
-class ShardResult(RowCounts):
-    """What one shard did, and where: its parts are still temporaries (``(temp, final)``)."""
+class ShardResult(StagedShard):
+    """What one shard did, and where: its staged parts and counts (``StagedShard``, what
+    the commit needs), and what only the run's report reads."""
 
-    index: int | None
-    scored_part: tuple[Location, Location] | None = None
-    rejected_part: tuple[Location, Location] | None = None
-    unreadable: str | None = None  # the file cannot be read: quarantine it whole
-    encoding: str = ""  # the text encoding the reader used
-    worker: str = "local"
-    host: str = ""
-    pid: int = 0
-    device: str = ""
     model_loads: int = 0
     seconds: float = 0.0
-    sha256: str = ""
-    monitor: MonitorCounts = field(default_factory=MonitorCounts)  # drift signal counts
-    monitor_seconds: float = 0.0  # time spent counting them
-    # A checkpoint (tasks.state.checkpoints): its parts are under their checkpoint names
-    # and recorded in the run state, so a failure of the run leaves them for the next
-    # one (kept); one kept by an earlier, stopped run and reused by this one (resumed).
-    kept: bool = False
-    resumed: bool = False
+    monitor_seconds: float = 0.0  # time spent counting the drift signals
 
-    def discard(self) -> None:
-        """Remove the shard's temporary parts (its file is quarantined, changed or failed)."""
-        for part in (self.scored_part, self.rejected_part):
-            if part is not None:
-                part[0].unlink(missing_ok=True)
+    @classmethod
+    def of(cls, staged: StagedShard) -> ShardResult:
+        """A checkpoint a stopped run kept (``tasks.state.checkpoints``), as a result."""
+        return cls(**{f.name: getattr(staged, f.name) for f in fields(StagedShard)})
 
 
-def poison_reason(exc: BaseException) -> str | None:
-    """Why to quarantine a file whose reading, validation or scoring raised ``exc`` (a
-    ``MemoryError`` on a huge JSON line, a bug a strange file brings out), so that one
-    file cannot stop every run; None for what must stop the run instead: the
-    environment (``OSError``: a full disk, an unwritable folder), an expected condition
-    (``ReviewflowError``), an interrupt."""
-    if not isinstance(exc, Exception) or isinstance(exc, OSError | ReviewflowError):
-        return None
-    detail = str(exc).splitlines()[0][:300] if str(exc).strip() else ""
-    return (f"reading or scoring it raised {type(exc).__name__}"
-            + (f" ({detail})" if detail else "") + "; every other file was scored")
+def plan_key(job: ScoringJob, source_name: str, rows: int) -> str:
+    """16 hex digits naming how a file is cut and what its rows hold: the rows per
+    shard, the model, the file's name (every row carries it) and everything that
+    decides how it is read and validated. Checkpoints (``tasks.state.checkpoints``) of
+    another plan are not reused."""
+    described = json.dumps([rows, job.model.version, source_name, job.suite_config,
+                            job.validator_parameters, job.columns.model_dump(mode="json"),
+                            list(job.encodings), job.detect_encoding,
+                            job.max_decompressed_bytes], sort_keys=True, default=str)
+    return hashlib.sha256(described.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def worker_ready(job: ScoringJob) -> dict:

@@ -4,7 +4,8 @@ A run stopped inside a large file (Ctrl-C, SIGTERM, a spot host reclaimed, a cra
 keeps the shards it finished; the next run scores only the rest. A file is cut into
 shards by its plan: the planned shards of ``shard_rows`` (Dask, or that setting), or,
 on the thread runner, checkpoints of ``checkpoint_rows`` rows cut while one task reads
-the file (``tasks.scoring.checkpointed``). Every step below runs on the driver, under
+the file (``tasks.scoring.checkpointed``); the plan's key is ``tasks.scoring.shard.plan_key``.
+Every step below runs on the driver, under
 the file's content lock (``Committer.claim``), beside the commit of ``tasks.state.commit``:
 
 1. ``Checkpointer.keep`` (a shard is finished, its parts closed under random temporary
@@ -29,7 +30,6 @@ whose part is gone or renamed (forgotten by step 2's check): never a row twice o
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 
@@ -39,24 +39,13 @@ import pyarrow.parquet as pq
 from tasks.failpoints import failpoint
 from tasks.monitoring import MonitorCounts
 from tasks.outcomes import RowCounts
-from tasks.scoring.shard import ScoringJob, ShardResult
 from tasks.state.backend import RunState, ShardRecord
+from tasks.state.staged import StagedShard
 from tasks.storage.local import Location, publish
 from tasks.storage.objects import is_remote
 
 # What a checkpoint record keeps of its shard's result, besides the parts.
 _KEPT = [f.name for f in fields(RowCounts)] + ["encoding", "worker", "host", "pid", "device"]
-
-
-def plan_key(job: ScoringJob, source_name: str, rows: int) -> str:
-    """16 hex digits naming how a file is cut and what its rows hold: the rows per
-    shard, the model, the file's name (every row carries it) and everything that
-    decides how it is read and validated. Checkpoints of another plan are not reused."""
-    described = json.dumps([rows, job.model.version, source_name, job.suite_config,
-                            job.validator_parameters, job.columns.model_dump(mode="json"),
-                            list(job.encodings), job.detect_encoding,
-                            job.max_decompressed_bytes], sort_keys=True, default=str)
-    return hashlib.sha256(described.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def checkpoint_name(final: Location, plan: str) -> Location:
@@ -77,7 +66,7 @@ class Checkpointer:
     scored: Location
     rejected: Location
 
-    def keep(self, plan: str, result: ShardResult) -> None:
+    def keep(self, plan: str, result: StagedShard) -> None:
         """Step 1: rename a finished shard's parts to their checkpoint names, then
         record it. ``result`` then points at the checkpoint names (``kept``)."""
         for attribute in ("scored_part", "rejected_part"):
@@ -93,7 +82,7 @@ class Checkpointer:
         failpoint("score:checkpoint-recorded")
 
     def resume(self, sha256: str, plan: str | None, scored_dir: Location,
-               rejected_dir: Location) -> list[ShardResult]:
+               rejected_dir: Location) -> list[StagedShard]:
         """Step 2: this content's checkpoints of ``plan`` that are whole, as results to
         publish with the file (into ``scored_dir`` and ``rejected_dir``, the run's date
         partitions); every other record of the content forgotten, its parts removed.
@@ -123,11 +112,11 @@ class Checkpointer:
                     _found(folder, part).unlink(missing_ok=True)
 
     def _result(self, record: ShardRecord, scored_dir: Location,
-                rejected_dir: Location) -> ShardResult | None:
+                rejected_dir: Location) -> StagedShard | None:
         """The result a whole checkpoint stands for, or None if its parts are not whole."""
         counts = json.loads(record.counts)
         monitor = MonitorCounts(**counts.pop("monitor"))
-        result = ShardResult(record.shard, **counts, monitor=monitor,
+        result = StagedShard(record.shard, **counts, monitor=monitor,
                              sha256=record.source_sha256, kept=True, resumed=True)
         for attribute, part, rows, folder, target in (
                 ("scored_part", record.scored_part, result.rows_scored, self.scored,
@@ -158,7 +147,7 @@ def _path(part: tuple[Location, Location] | None) -> str | None:
     return None if part is None else str(part[0])
 
 
-def _counts(result: ShardResult) -> str:
+def _counts(result: StagedShard) -> str:
     kept = {name: getattr(result, name) for name in _KEPT}
     return json.dumps(kept | {"monitor": asdict(result.monitor)})
 

@@ -3,15 +3,17 @@
 One input file goes through these steps, all on the flow's side (the driver); the
 shards in between (``tasks.scoring.shard``) only leave temporary parts:
 
-1. ``Committer.claim``: lock the content (``RunState.content_lock``: one run at a time per
-   content hash, released even on SIGKILL; a lock file, or a PostgreSQL advisory lock
-   with a state URL), then ask the ledger. Content this model
-   scored before, or that any model committed in a run that died before archiving it,
-   is archived now and not scored again. Otherwise plan its shards; a file that cannot
-   be read is quarantined whole.
+1. ``Committer.take`` claims the inbox file for this run, takes its claim lock and hashes
+   it (``tasks.state.claim``). ``Committer.claim``: lock the content
+   (``RunState.content_lock``: one run at a time per content hash, released even on
+   SIGKILL; a lock file, or a PostgreSQL advisory lock with a state URL), then ask the
+   ledger. Content this model scored before, or that any model committed in a run that
+   died before archiving it, is archived now and not scored again. Otherwise the claim
+   is returned, and the queue plans its shards under the lock (``tasks.scoring.queue``);
+   a file that cannot be read is quarantined whole (``Committer.reject``).
    A large file's shards that a stopped run finished (its checkpoints:
-   ``tasks.state.checkpoints``) are found and checked here too, and only the others
-   are scored.
+   ``tasks.state.checkpoints``) are found and checked under that lock too, and only the
+   others are scored.
 2. ``Committer.commit``, once every shard is done: write the file's monitoring row
    (``Committer.monitor``), publish the parts (a rename each),
    sweep what a killed run left of this content's parts, by any model, that the ledger
@@ -32,7 +34,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyarrow as pa
@@ -50,11 +52,9 @@ from tasks.layout import (
     part_version,
 )
 from tasks.outcomes import FileOutcome, FileStatus
-from tasks.reading import UnreadableFileError
-from tasks.scoring.planning import Shard
-from tasks.scoring.shard import ShardResult, poison_reason
 from tasks.state.backend import RunState, SQLiteState
 from tasks.state.checkpoints import Checkpointer
+from tasks.state.claim import HANDLED_ELSEWHERE, Claim, Hashed, changed_outcome, take
 from tasks.state.inbox import (
     Identity,
     claimed_files,
@@ -64,8 +64,8 @@ from tasks.state.inbox import (
 )
 from tasks.state.ledger import Ledger, ScoredFile
 from tasks.state.leftovers import parts_in_partitions
-from tasks.state.object_claims import ObjectVersion
 from tasks.state.quarantine import check_moves, quarantine_file
+from tasks.state.staged import StagedShard
 from tasks.storage.local import (
     Location,
     LockHeldError,
@@ -76,34 +76,12 @@ from tasks.storage.local import (
     write_parquet_atomic,
 )
 
-HANDLED_ELSEWHERE = "handled by another run"
-
 
 def _archive_days(committed_at: str) -> list[str]:
     """The archive folders a file committed at ``committed_at`` may be in: its run's day
     is the commit's day, or the day before for a run that started before midnight."""
     committed = datetime.fromisoformat(committed_at)
     return [day_of(committed), day_of(committed - timedelta(days=1))]
-
-
-@dataclass
-class Claim:
-    """A file this run holds by its content hash (its lock), with its shards planned."""
-
-    path: Location
-    sha256: str
-    lock: contextlib.ExitStack
-    started: float  # when this file's work began (time.perf_counter)
-    identity: Identity | ObjectVersion | None  # when hashed; None: a store without claims
-    shards: list[Shard]
-    size: int = 0  # bytes
-    # How its shards are cut (tasks.state.checkpoints.plan_key; None: no checkpoints)
-    # and the checkpoints a stopped run left that this run reuses.
-    plan: str | None = None
-    resumed: list[ShardResult] = field(default_factory=list)
-
-    def release(self) -> None:
-        self.lock.close()
 
 
 def replace_stale_parts(published: list[Location], folder: Location, sha256: str,
@@ -142,16 +120,12 @@ def part_record(parts: list[Location]) -> str | None:
     return str(parts[0]) if len(parts) == 1 else json.dumps([str(p) for p in parts])
 
 
-def discard(results: list[ShardResult], kept_too: bool = False) -> None:
+def discard(results: list[StagedShard], kept_too: bool = False) -> None:
     """Remove the temporary parts of these results; those kept as checkpoints
-    (``ShardResult.kept``) stay for the next run unless ``kept_too``."""
+    (``StagedShard.kept``) stay for the next run unless ``kept_too``."""
     for result in results:
         if kept_too or not result.kept:
             result.discard()
-
-
-def changed_outcome(path: Location) -> FileOutcome:
-    return FileOutcome(path.name, FileStatus.CHANGED, detail="modified while read; left for the next run")
 
 
 @dataclass
@@ -166,7 +140,12 @@ class Committer:
     # A scored file's monitoring row and where it goes (flows.drift), from the file's
     # path, hash and shard results: written with its parts, before its commit, so every
     # committed file has one (written after it, a kill in between would lose it for good).
-    monitor: Callable[[Location, str, list[ShardResult]], tuple[Location, pa.Table]] | None = None
+    monitor: Callable[[Location, str, list[StagedShard]], tuple[Location, pa.Table]] | None = None
+    # Around each commit's publish, sweep and ledger record (milliseconds): a stop waits
+    # for it (the flow's flows.stopping.critical), so a stop never leaves published
+    # parts the ledger does not list (the next run would put them right, but the
+    # stopped run's line would count fewer rows than scored/ holds).
+    critical: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     def __post_init__(self) -> None:
         if isinstance(self.ledger, Ledger):  # a bare SQLite ledger: its state folder's locks
@@ -174,23 +153,25 @@ class Committer:
         self.checkpoints = Checkpointer(self.ledger, self.model_version, self.layout.scored,
                                         self.layout.rejected_rows)
 
-    def claim(self, path: Location, sha256: str, started: float, known: Identity | None,
-              plan: Callable[[Location], list[Shard]], died: int | None = None,
-              max_deaths: int | None = None,
-              held: contextlib.AbstractContextManager | None = None) -> Claim | FileOutcome:
-        """Lock the content, then archive it (already scored), quarantine it (``plan``
-        raises ``UnreadableFileError`` or an unexpected error, ``poison_reason``; or
-        ``died``, the runs that died with this leftover claim in flight, reached
-        ``max_deaths``) or return the claim with its shards, lock held. ``died`` is None
-        for a file this run claimed from the inbox itself.
+    def take(self, path: Location) -> Hashed | FileOutcome:
+        """Claim an inbox file for this run, take its claim lock, hash it
+        (``tasks.state.claim.take``); or the outcome saying why not."""
+        return take(path, self.ledger.claim_lock, self.logger)
 
-        ``known`` is the local file's identity when it was hashed: a file whose bytes
-        changed since is not archived or scored under that hash. ``held``: what the caller
-        holds for this file (its claim lock), released with the claim."""
+    def claim(self, hashed: Hashed, died: int | None = None,
+              max_deaths: int | None = None) -> Claim | FileOutcome:
+        """Lock the content, then archive it (already scored), quarantine it (``died``,
+        the runs that died with this leftover claim in flight, reached ``max_deaths``)
+        or return the claim, both locks held. ``died`` is None for a file this run
+        claimed from the inbox itself. The claim lock ``hashed`` holds is released
+        with the claim.
+
+        ``hashed.known`` is the local file's identity when it was hashed: a file whose
+        bytes changed since is not archived or scored under that hash."""
+        path, sha256, known = hashed.path, hashed.sha256, hashed.known
         lock = contextlib.ExitStack()
         try:
-            if held is not None:  # released with the claim (the caller's claim lock)
-                lock.enter_context(held)
+            lock.enter_context(hashed.held)  # released with the claim
             lock.enter_context(self.ledger.content_lock(sha256))
             if not path.exists():
                 raise FileNotFoundError(path)
@@ -208,23 +189,19 @@ class Committer:
                         f"{max_deaths}); move it back to incoming/ to try again"))
             if died is not None:
                 note_begun(path, died + 1)  # read by the next run if this one dies too
-            try:
-                shards = plan(path)
-            except UnreadableFileError as exc:
-                with lock:
-                    return self._quarantine(path, sha256, exc.reason)
-            except Exception as exc:
-                if (reason := poison_reason(exc)) is None:
-                    raise
-                with lock:
-                    return self._quarantine(path, sha256, reason)
-            return Claim(path, sha256, lock, started, known, shards, path.stat().st_size)
+            return Claim(path, sha256, lock, hashed.started, known, path.stat().st_size)
         except (LockHeldError, FileNotFoundError) as exc:
             lock.close()
-            return self._busy(path, exc)
+            return self.busy(path, exc)
         except BaseException:
             lock.close()
             raise
+
+    def reject(self, claim: Claim, reason: str) -> FileOutcome:
+        """Quarantine a claimed file whole, under its lock (it cannot be read, or reading
+        it raised what ``tasks.errors.poison_reason`` names); releases the claim."""
+        with claim.lock:
+            return self._quarantine(claim.path, claim.sha256, reason)
 
     def finish_archive_marks(self) -> int:
         """Mark archived the contents whose input a killed run moved to ``archive/`` but
@@ -249,9 +226,11 @@ class Committer:
 
     def _quarantine(self, path: Location, sha256: str, reason: str) -> FileOutcome:
         self.logger.warning("quarantined %s: %s", readable_name(path.name), reason)
-        return quarantine_file(path, self.layout, reason, sha256, self.ledger)
+        with self.critical():  # the move, its reason file and its ledger record
+            return quarantine_file(path, self.layout, reason, sha256, self.ledger)
 
-    def _busy(self, path: Location, exc: Exception) -> FileOutcome:
+    def busy(self, path: Location, exc: Exception) -> FileOutcome:
+        """A file another run holds (``LockHeldError``) or moved meanwhile."""
         if isinstance(exc, LockHeldError):
             self.logger.info("%s: another run is scoring this content; leaving it to that run",
                              path.name)
@@ -270,7 +249,7 @@ class Committer:
                            detail=f"content {content_key(sha256)} was scored by {by_version}")
 
     def commit(self, claims: list[Claim],
-               results: list[list[ShardResult]]) -> list[FileOutcome]:
+               results: list[list[StagedShard]]) -> list[FileOutcome]:
         """Publish each file's parts, commit them, archive them, or quarantine; outcomes in
         order. Releases every claim.
 
@@ -281,15 +260,17 @@ class Committer:
         """
         try:
             outcomes: list[FileOutcome] = []
-            commits: list[tuple[Claim, FileOutcome, list[ShardResult], ScoredFile]] = []
+            commits: list[tuple[Claim, FileOutcome, list[StagedShard], ScoredFile]] = []
             committed = self.ledger.committed_parts([claim.sha256 for claim in claims])
-            for claim, shard_results in zip(claims, results):
-                outcome, entry = self._publish(claim, shard_results, committed[claim.sha256])
-                outcomes.append(outcome)
-                if entry is not None:
-                    commits.append((claim, outcome, shard_results, entry))
-            failpoint("score:parts-published")
-            self.ledger.record_scored_many([entry for *_, entry in commits])
+            with self.critical():
+                for claim, shard_results in zip(claims, results):
+                    outcome, entry = self._publish(claim, shard_results,
+                                                   committed[claim.sha256])
+                    outcomes.append(outcome)
+                    if entry is not None:
+                        commits.append((claim, outcome, shard_results, entry))
+                failpoint("score:parts-published")
+                self.ledger.record_scored_many([entry for *_, entry in commits])
             failpoint("score:ledger-committed")
             for claim, outcome, shard_results, _ in commits:
                 self._move_to_archive(claim.path, claim.sha256)
@@ -305,7 +286,7 @@ class Committer:
             for claim in claims:
                 claim.release()
 
-    def _publish(self, claim: Claim, results: list[ShardResult],
+    def _publish(self, claim: Claim, results: list[StagedShard],
                  committed: list[str]) -> tuple[FileOutcome, ScoredFile | None]:
         """One file's parts published and its ledger entry, or why it is not committed.
         ``committed``: the parts the ledger lists for this content (kept by the sweep)."""
@@ -351,7 +332,7 @@ class Committer:
                     or self.ledger.scored(sha256, version) is None):
                 found.unlink(missing_ok=True)
 
-    def _drop(self, sha256: str, results: list[ShardResult]) -> None:
+    def _drop(self, sha256: str, results: list[StagedShard]) -> None:
         """Nothing of this content is kept: its checkpoints forgotten, every part removed."""
         self.checkpoints.forget(sha256)
         discard(results, kept_too=True)
@@ -368,7 +349,8 @@ class Committer:
 
     def quarantine(self, path: Location, reason: str) -> FileOutcome:
         """Quarantine a file that is no review file at all (no hash, no ledger entry)."""
-        outcome = quarantine_file(path, self.layout, reason, None, self.ledger)
+        with self.critical():
+            outcome = quarantine_file(path, self.layout, reason, None, self.ledger)
         self.logger.warning("quarantined %s: %s", outcome.file, reason)
         return outcome
 

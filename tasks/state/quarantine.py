@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.failpoints import failpoint
 from tasks.layout import DataLayout, check_inside, day_of, kept_name, reason_file
 from tasks.outcomes import FileOutcome, FileStatus
 from tasks.state.backend import RunState
@@ -29,6 +30,7 @@ def quarantine_file(path: Location, layout: DataLayout, reason: str, sha256: str
     name = kept_name(sha256, shown) if sha256 else shown
     check_moves(layout, path, target_dir)
     target = move_file_keeping(path, target_dir, name)
+    failpoint("quarantine:moved")
     release_claim_folder(path)
     write_json_atomic(reason_file(target),
                       {"file": shown, "sha256": sha256, "reason": reason,

@@ -4,11 +4,14 @@ inside a file, and a stop that reaches the shards.
 ``Watch.gather`` waits for a unit's shard futures ``TICK_SECONDS`` at a time. Each time
 it wakes, it keeps the checkpoints finished since (``tasks.state.checkpoints``): a planned
 shard once its future is done, a checkpoint of a file scored in one pass once its task
-hands it over through the ``ShardControl``; and it hands the counts of the files in
-flight to the run's progress (``flows.score_report.Progress.working``). Control flows
-down: the shards only count and hand over; everything here runs in the flow's thread.
-On the thread runner the counts move with every prediction slice; a shard on a Dask
-worker counts once it is done.
+hands it over through the ``ShardControl``; and it yields the counts of the files in
+flight (``Working``), which ``FileQueue.score`` hands up to the flow for its progress
+lines. Control flows down: the shards only count and hand over; the flow reads the
+counts it is given; everything here runs in the flow's thread. On the thread runner the
+counts move with every prediction slice; a shard on a Dask worker counts once it is done.
+
+A future (what the ``submit`` the queue is given returns) is anything with ``done()``,
+``cancel()``, ``wait(timeout)`` and ``result()``.
 
 ``Watch.stop``, when the run stops (an interrupt, a failure): the shards in this process
 stop at their next batch or prediction slice (``ShardControl.stop``); futures on Dask
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 
@@ -28,7 +32,7 @@ from tasks.reading import detect_format
 from tasks.scoring.control import ShardControl
 from tasks.scoring.shard import ShardResult
 from tasks.state.checkpoints import Checkpointer
-from tasks.state.commit import Claim, discard
+from tasks.state.commit import discard
 from tasks.storage.local import readable_name
 
 # How often the driver wakes while shards run: to keep checkpoints, and for progress.
@@ -37,8 +41,9 @@ TICK_SECONDS = 1.0
 STOP_WAIT_SECONDS = 10.0
 LOCAL_WORKER = "local"  # tasks.scoring.workers.here(): a shard run in this process
 
-# One file of a unit: its claim and the futures of its shards.
-Waited = tuple[Claim, list]
+# One file of a unit: the queue's record of it (``tasks.scoring.queue.InFlight``: its
+# claim, shards, plan and resumed checkpoints) and the futures of its shards.
+Waited = tuple[object, list]
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,14 @@ class FileProgress:
     exact: bool  # expected counted, not estimated
 
 
+@dataclass(frozen=True)
+class Working:
+    """The files in flight while the driver waits: what ``FileQueue.score`` yields between
+    the files it finishes, for the flow's progress lines."""
+
+    files: list[FileProgress]
+
+
 @dataclass
 class Watch:
     """What the driver does while its shards run (see the module's docstring)."""
@@ -59,21 +72,22 @@ class Watch:
     control: ShardControl
     checkpoints: Checkpointer
     logger: object
-    progress: object | None = None  # flows.score_report.Progress
-    claims: dict[str, Claim] = field(default_factory=dict)  # files in flight, by sha256
+    flights: dict[str, object] = field(default_factory=dict)  # files in flight, by sha256
     expected: dict[str, tuple[int | None, bool]] = field(default_factory=dict)
 
-    def track(self, claim: Claim) -> None:
-        self.claims[claim.sha256] = claim
+    def track(self, flight) -> None:
+        self.flights[flight.claim.sha256] = flight
 
-    def untrack(self, claim: Claim) -> None:
-        self.claims.pop(claim.sha256, None)
-        self.expected.pop(claim.sha256, None)
-        self.control.forget(claim.sha256)
+    def untrack(self, flight) -> None:
+        sha256 = flight.claim.sha256
+        self.flights.pop(sha256, None)
+        self.expected.pop(sha256, None)
+        self.control.forget(sha256)
 
-    def gather(self, files: list[Waited]) -> list[list[ShardResult]]:
+    def gather(self, files: list[Waited]) -> Iterator[Working]:
         """Every shard result of every file of a unit (one file, or a bundle of small
-        ones). On a failure the run's other shards are stopped; once all have ended,
+        ones), returned once all are in; meanwhile the files' counts, once per tick.
+        On a failure the run's other shards are stopped; once all have ended,
         the results are discarded (but the checkpoints kept) and the first failure
         raised, so nothing is cleaned up under a running task."""
         gathered: list[list[ShardResult]] = [[] for _ in files]
@@ -99,7 +113,7 @@ class Watch:
                     gathered[index].append(result)
             pending = waiting
             self._keep_handed_over()
-            self.report()
+            yield self.working()
         if error is not None:
             for results in gathered:
                 discard(results)
@@ -116,10 +130,10 @@ class Watch:
             _wait(future, max(deadline - time.monotonic(), 0))
         kept = 0
         try:
-            for claim, waited in files:
+            for flight, waited in files:
                 for future in waited:
                     for result in _succeeded(future):
-                        kept += self._arrived(claim, result)
+                        kept += self._arrived(flight, result)
             kept += self._keep_handed_over()
         except Exception as exc:  # noqa: BLE001 - the stop goes on; the next run rescores
             self.logger.warning("stopping: a finished shard could not be kept (%s); the next "
@@ -128,30 +142,26 @@ class Watch:
             self.logger.info("stopping: kept %d more finished checkpoints for the next run",
                              kept)
 
-    def report(self) -> None:
-        """Hand the counts of the files in flight to the run's progress."""
-        if self.progress is None:
-            return
-        self.progress.working([
-            FileProgress(readable_name(claim.path.name), self.control.rows_done(sha256),
-                         sum(r.rows_read for r in claim.resumed), *self._expected(claim))
-            for sha256, claim in self.claims.items()])
+    def working(self) -> Working:
+        """The counts of the files in flight."""
+        return Working([
+            FileProgress(readable_name(flight.claim.path.name), self.control.rows_done(sha256),
+                         sum(r.rows_read for r in flight.resumed), *self._expected(flight))
+            for sha256, flight in self.flights.items()])
 
     def _stop_shards(self, futures: list) -> None:
         self.control.stop()
         for future in futures:
-            wrapped = getattr(future, "wrapped_future", None)
-            if wrapped is not None:
-                wrapped.cancel()  # a Dask future, or a thread's not yet started
+            future.cancel()  # a Dask future, or a thread's not yet started
 
-    def _arrived(self, claim: Claim, result: ShardResult) -> int:
+    def _arrived(self, flight, result: ShardResult) -> int:
         """A shard's result is here: count a Dask worker's rows; keep a planned shard as
         a checkpoint. Returns 1 if it was kept."""
         if result.worker != LOCAL_WORKER:
-            self.control.count(claim.sha256, result.rows_read)
-        planned = len(claim.shards) > 1 and result.index is not None
-        if planned and claim.plan and not result.kept and result.unreadable is None:
-            self.checkpoints.keep(claim.plan, result)
+            self.control.count(flight.claim.sha256, result.rows_read)
+        planned = len(flight.shards) > 1 and result.index is not None
+        if planned and flight.plan and not result.kept and result.unreadable is None:
+            self.checkpoints.keep(flight.plan, result)
             return 1
         return 0
 
@@ -159,15 +169,16 @@ class Watch:
         """Keep the checkpoints tasks handed over since the last time."""
         kept = 0
         for result in self.control.take_finished():
-            claim = self.claims.get(result.sha256)
-            if claim is not None and claim.plan and not result.kept:
-                self.checkpoints.keep(claim.plan, result)
+            flight = self.flights.get(result.sha256)
+            if flight is not None and flight.plan and not result.kept:
+                self.checkpoints.keep(flight.plan, result)
                 kept += 1
         return kept
 
-    def _expected(self, claim: Claim) -> tuple[int | None, bool]:
+    def _expected(self, flight) -> tuple[int | None, bool]:
         """All the file's rows: a Parquet footer's count, or for a plain text file read
         from its start an estimate from the bytes of the rows read so far."""
+        claim = flight.claim
         if claim.sha256 in self.expected:
             return self.expected[claim.sha256]
         found = detect_format(claim.path)
@@ -187,7 +198,7 @@ class Watch:
 
 
 def _done(future) -> bool:
-    return future.wrapped_future.done()
+    return future.done()
 
 
 def _wait(future, timeout: float) -> None:

@@ -6,8 +6,9 @@ The readers of a data root's output (``scored_rows``, ``quarantined_rows``,
 spells a folder of the data-folder contract; ``tests/test_layout.py`` checks the
 contract's names themselves. Beside them: inputs (``good_rows``, ``write_csv``), a
 whole file through the product's reader (``read_reviews``), the packaged suite's
-validator, one flow run (``score``), a registry version (``add_version``) and
-``free_port`` (also for the harness modules postgres.py and prefect_server.py).
+validator, one flow run (``score``), one command's exit code (``cli_exit_code``), a
+registry version (``add_version``) and ``free_port`` (also for the harness modules
+postgres.py and prefect_server.py).
 Fixtures live in conftest.py.
 """
 
@@ -90,6 +91,18 @@ def packaged_validator(max_text_chars: int = 100_000, **options):
 
     return ReviewValidator(load_suite_config(PACKAGED_SUITE),
                            parameters={"max_text_chars": max_text_chars}, **options)
+
+
+def cli_exit_code(argv: list[str]) -> int | str | None:
+    """What ``reviewflow ARGV`` exits with, run in this process: 0 when
+    ``flows.cli.main`` returns, else the code of the ``SystemExit`` it raises (its one
+    line is on stderr)."""
+    from flows.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
 
 
 def add_version(root: Path, name: str) -> str:

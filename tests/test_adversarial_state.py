@@ -153,10 +153,24 @@ def test_a_link_as_a_file_in_the_inbox_moves_the_link_only(scoring_root, outside
 def test_check_contained_accepts_a_plain_root_and_a_linked_root(tmp_path):
     """The root itself may be a link (a user's choice of where it lives); only the
     folders inside it may not."""
+    def refusal(root: Path) -> str | None:
+        try:
+            DataLayout(root=root).check_contained(TODAY)
+        except LinkedFolderError as exc:
+            return str(exc)
+        return None
+
     real = tmp_path / "real"
     DataLayout(root=real).ensure()
     (tmp_path / "link").symlink_to(real)
-    DataLayout(root=tmp_path / "link").ensure().check_contained(TODAY)
+    DataLayout(root=tmp_path / "link").ensure()
+    assert refusal(real) is None
+    assert refusal(tmp_path / "link") is None
+    # The same check through either root refuses a link one level down.
+    (real / "scored").rename(tmp_path / "elsewhere")
+    (real / "scored").symlink_to(tmp_path / "elsewhere")
+    assert "scored is a symbolic link" in refusal(real)
+    assert "scored is a symbolic link" in refusal(tmp_path / "link")
 
 
 # ------------------------------------------------------------------ 2. names that are not text

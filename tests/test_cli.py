@@ -10,7 +10,7 @@ import pytest
 from conftest import PROJECT, SAMPLES
 
 from flows.cli import main, parse_arguments
-from tests.helpers import scored_rows
+from tests.helpers import cli_exit_code, scored_rows
 
 HEAVY = ("tensorflow", "prefect", "great_expectations")
 
@@ -47,10 +47,10 @@ def test_a_missing_data_root_exits_2_and_creates_nothing(tmp_path, capsys, argv)
 
 def test_init_creates_a_root_that_the_commands_then_accept(tmp_path, capsys):
     root = tmp_path / "reviews"
-    assert main(["init", str(root)]) == 0
+    assert cli_exit_code(["init", str(root)]) == 0
     assert {p.name for p in root.iterdir()} >= {"incoming", "labeled", "scored", "quarantine",
                                                 "models", "state", "archive"}
-    assert main(["models", "list", "--data-dir", str(root)]) == 0
+    assert cli_exit_code(["models", "list", "--data-dir", str(root)]) == 0
     assert "no model versions yet" in capsys.readouterr().out
 
 
@@ -80,7 +80,7 @@ def test_commands_with_nothing_heavy_to_do_skip_tensorflow_prefect_and_gx(tmp_pa
     import shutil
 
     empty = tmp_path / "empty"
-    assert main(["init", str(empty)]) == 0
+    assert cli_exit_code(["init", str(empty)]) == 0
     result = run_cli_collecting_imports(["score", "--data-dir", str(empty)])
     assert result["code"] == 2 and "no champion model" in result["stderr"]
     assert result["heavy"] == []
@@ -104,7 +104,7 @@ def test_commands_with_nothing_heavy_to_do_skip_tensorflow_prefect_and_gx(tmp_pa
 
 def test_nothing_to_score_says_why_in_one_line(scoring_root, capsys):
     (scoring_root / "incoming" / "fresh.csv").write_text("review_id,text\n1,fine\n")
-    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "3600"]) == 0
+    assert cli_exit_code(["score", "--data-dir", str(scoring_root), "--settle-seconds", "3600"]) == 0
     assert capsys.readouterr().out.strip() == (
         f"reviewflow: nothing to score: 0 files ready in {scoring_root / 'incoming'}; 1 left "
         "for the next run (modified in the last 3600 s)")
@@ -113,7 +113,7 @@ def test_nothing_to_score_says_why_in_one_line(scoring_root, capsys):
 def test_demo_knows_both_bundled_languages(data_dir, capsys):
     """`make demo` trains on the English and the Korean samples; its Korean scores are
     sensible (the Korean test sample carries labels)."""
-    assert main(["demo", "--data-dir", str(data_dir)]) == 0
+    assert cli_exit_code(["demo", "--data-dir", str(data_dir)]) == 0
     scored = scored_rows(data_dir).to_pandas()
     korean = scored[scored["source_file"] == "korean-test.tsv"]
     assert len(korean) == sum(1 for _ in open(SAMPLES / "korean" / "test.tsv")) - 1
@@ -339,7 +339,7 @@ def test_an_interrupted_score_says_what_it_kept_and_the_next_run_finishes(
     assert len([p for p in (scoring_root / "incoming" / ".claimed").glob("*/*")
                 if not p.name.startswith(".")]) == claimed + archiving
 
-    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
+    assert cli_exit_code(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
     scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
     assert sorted(scored) == sorted(f"{f}-{i}" for f in range(files) for i in range(rows))
 

@@ -25,7 +25,7 @@ import pytest
 from conftest import PROJECT, SAMPLES
 
 from tasks.native_logs import is_hidden
-from tests.helpers import layout_of, scored_rows
+from tests.helpers import cli_exit_code, layout_of, scored_rows
 
 PREFECT_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| ")
 # The last lines a command prints before its exit handlers run.
@@ -186,7 +186,6 @@ def test_a_stop_anywhere_in_score_ends_in_one_line_and_the_next_run_finishes(
         scoring_root, subprocess_env, tmp_path, signum):
     """`score` stopped in each of its phases (SCORE_STOPS), one stop after another on one
     inbox: each ends in its line, the runs it began Crashed; then every row once."""
-    from flows.cli import main
 
     files, rows = 8, 25_000  # each over 1 MiB: scored one by one, not in a bundle
     for f in range(files):
@@ -217,7 +216,7 @@ def test_a_stop_anywhere_in_score_ends_in_one_line_and_the_next_run_finishes(
     assert all(states[name] == ("COMPLETED" if name in finished else "CRASHED")
                for name in runs), states
 
-    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
+    assert cli_exit_code(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
     scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
     assert sorted(scored) == sorted(f"{f}-{i}" for f in range(files) for i in range(rows))
     assert not [p for p in (scoring_root / "incoming").rglob("*") if p.is_file()]

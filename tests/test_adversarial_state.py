@@ -280,8 +280,7 @@ def test_parts_of_a_run_killed_before_its_commit_are_swept_for_a_new_champion(
     output, _ = killed.communicate(timeout=600)
     assert killed.returncode == -signal.SIGKILL, output[-3000:]
     assert scored_rows(scoring_root).num_rows == 500  # published, never committed
-    Registry(scoring_root / "models").set_champion(add_version(scoring_root, "next"), "test",
-                                                   "manual promotion")
+    Registry(scoring_root / "models").promote_by_hand(add_version(scoring_root, "next"), "test")
     summary = score(scoring_root)
     assert summary["rows_scored"] == 500
     scored = scored_rows(scoring_root)

@@ -42,10 +42,10 @@ def test_rescoring_with_a_version_whose_name_prefixes_another_keeps_its_parts(sc
     add_version(scoring_root, "v")
     add_version(scoring_root, "v-b")
     inbox = scoring_root / "incoming"
-    registry.set_champion("v-b", "test", "manual promotion")
+    registry.promote_by_hand("v-b", "test")
     write_csv(inbox / "a.csv", good_rows("a", 5))
     assert score(scoring_root)["rows_scored"] == 5
-    registry.set_champion("v", "test", "rollback")
+    registry.promote_by_hand("v", "test")
     for archived in (scoring_root / "archive").rglob("*a.csv"):  # rescore it on purpose
         shutil.move(archived, inbox / "a.csv")
     assert score(scoring_root)["rows_scored"] == 5
@@ -89,8 +89,7 @@ def test_a_committed_file_is_not_rescored_after_a_promotion(scoring_root, subpro
     output, _ = killed.communicate(timeout=300)
     assert killed.returncode == -signal.SIGKILL, output[-3000:]
     assert [p.name for p in inbox.rglob("*") if p.is_file()] == ["a.csv"]  # still claimed
-    Registry(scoring_root / "models").set_champion(add_version(scoring_root, "next"), "test",
-                                                   "manual promotion")
+    Registry(scoring_root / "models").promote_by_hand(add_version(scoring_root, "next"), "test")
     summary = score(scoring_root)
     assert summary["rows_scored"] == 0 and summary["files_already_scored"] == 1
     assert scored_rows(scoring_root).column("model_version").to_pylist() == [first] * 7
@@ -126,8 +125,7 @@ def test_a_file_moved_back_from_the_archive_is_scored_by_the_new_champion(scorin
     inbox = scoring_root / "incoming"
     write_csv(inbox / "a.csv", good_rows("a", 7))
     score(scoring_root)
-    Registry(scoring_root / "models").set_champion(add_version(scoring_root, "next"), "test",
-                                                   "manual promotion")
+    Registry(scoring_root / "models").promote_by_hand(add_version(scoring_root, "next"), "test")
     shutil.move(next((scoring_root / "archive").rglob("*a.csv")), inbox / "a.csv")
     assert score(scoring_root)["rows_scored"] == 7
     versions = scored_rows(scoring_root).column("model_version").to_pylist()
@@ -236,7 +234,7 @@ def test_a_ledger_from_before_archived_at_opens_with_its_files_archived(tmp_path
 
     ledger.record_scored_many([ScoredFile("s2", "v1", "b.csv", 1, 1, 0, "p2", None)])
     assert ledger.committed_not_archived("s2").source_file == "b.csv"
-    ledger.record_archived("s2")
+    ledger.record_archived_many(["s2"])
     assert ledger.committed_not_archived("s2") is None
     assert ledger.totals()["rows_read"] == 4
 

@@ -173,8 +173,7 @@ def test_a_monitoring_row_no_commit_backs_is_removed_when_the_file_is_committed(
     layout = DataLayout(root=Path(local_root.url))
     assert len(list(layout.monitoring.glob("*/*.parquet"))) == 1
     if then == "a new champion":
-        Registry(layout.models).set_champion(add_version(layout.root, "next"), "test",
-                                             "manual promotion")
+        Registry(layout.models).promote_by_hand(add_version(layout.root, "next"), "test")
     else:
         for folder in (layout.monitoring, layout.scored):
             (today,) = [p for p in folder.iterdir() if p.is_dir()]

@@ -64,8 +64,8 @@ def champion_with_history(scoring_root) -> Path:
         shutil.copy2(sample, scoring_root / "labeled" / sample.name)
     registry = Registry(scoring_root / "models")
     first = registry.champion_version()
-    registry.set_champion(add_version(scoring_root, "manual-b"), "test", "manual promotion")
-    registry.set_champion(first, "test", "manual promotion")  # previous: [A, B]
+    registry.promote_by_hand(add_version(scoring_root, "manual-b"), "test")
+    registry.promote_by_hand(first, "test")  # previous: [A, B]
     return scoring_root
 
 

@@ -129,7 +129,7 @@ def test_a_model_file_outside_the_registry_is_never_the_champion(trained_models,
     save_model_with_code(outside / "versions" / "evil" / MODEL_FILE)
     for version in ("../../elsewhere/versions/evil", "..", "/etc", ".staging", "a/b"):
         with pytest.raises(RegistryError, match="not a version name"):
-            registry.set_champion(version, "test", "manual promotion")
+            registry.promote_by_hand(version, "test", force=True)
     assert registry.champion_version() == champion
 
 

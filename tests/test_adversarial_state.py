@@ -1,4 +1,4 @@
-"""Holes an adversarial run found in the data root's state (issue 28): links out of the
+"""The data root's state against what an adversary can arrange: links out of the
 root, file names that are not text, an inbox on another file system, a killed run's
 parts beside a new champion's, a file that kills every run, two state folders on one
 bucket.
@@ -60,9 +60,9 @@ def outside(tmp_path) -> Path:
 # ------------------------------------------------------------------ 1. links out of the root
 
 def test_a_claims_folder_link_moves_nothing_into_the_root(scoring_root, outside):
-    """incoming/.claimed made a link to a folder outside: the run used to take what lay
-    two levels below the target as leftover claims, moving 3 of 3 files into the root
-    and deleting them where they were. It is refused; nothing moves."""
+    """incoming/.claimed made a link to a folder outside: followed, it would make what
+    lies two levels below the target leftover claims, their files moved into the root
+    and deleted where they are. It is refused; nothing moves."""
     before = files_under(outside)
     write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 4))
     (scoring_root / "incoming" / ".claimed").symlink_to(outside)
@@ -176,8 +176,8 @@ def test_check_contained_accepts_a_plain_root_and_a_linked_root(tmp_path):
 # ------------------------------------------------------------------ 2. names that are not text
 
 def test_a_file_name_that_is_not_utf8_is_scored_under_a_cleaned_name(scoring_root):
-    """A Latin-1 ``café.csv`` used to make every run fail (UnicodeEncodeError when
-    pyarrow got the path) and block the inbox for good."""
+    """A Latin-1 ``café.csv`` must not make every run fail (UnicodeEncodeError when
+    pyarrow gets the path) and block the inbox for good."""
     inbox = os.fsencode(scoring_root / "incoming")
     write_csv(Path(os.fsdecode(inbox + b"/caf\xe9.csv")), good_rows("l", 6))
     write_csv(scoring_root / "incoming" / "café.csv", good_rows("u", 5))  # cleans to the same
@@ -200,8 +200,8 @@ def test_a_file_name_that_is_not_utf8_is_scored_under_a_cleaned_name(scoring_roo
 
 
 def test_a_leftover_claim_with_a_name_that_is_not_utf8_is_scored(scoring_root):
-    """Claimed (by a run of an older version that kept the raw name) and left: the
-    next run cleans the name and scores it instead of failing on it every time."""
+    """Claimed under its raw name (as by a release that kept it) and left: the next
+    run cleans the name and scores it instead of failing on it every time."""
     token = scoring_root / "incoming" / ".claimed" / "0123456789ab"
     token.mkdir(parents=True)
     write_csv(Path(os.fsdecode(os.fsencode(token) + b"/na\xefve.csv")), good_rows("x", 3))
@@ -232,7 +232,8 @@ def inbox_on_tmpfs(scoring_root):
 
 
 def test_an_inbox_on_another_file_system_is_scored_and_archived(scoring_root, inbox_on_tmpfs):
-    """os.replace/os.link across devices (EXDEV) used to block the inbox for good."""
+    """os.replace/os.link fail across devices (EXDEV): the files are scored and archived
+    all the same, and the inbox is not blocked."""
     write_csv(inbox_on_tmpfs / "a.csv", good_rows("a", 5))
     write_csv(inbox_on_tmpfs / "b.csv", good_rows("b", 3))
     (inbox_on_tmpfs / "notes.txt").write_text("not reviews")
@@ -272,7 +273,7 @@ def test_a_kill_between_copy_and_remove_leaves_the_file_once_and_is_finished(
 def test_parts_of_a_run_killed_before_its_commit_are_swept_for_a_new_champion(
         scoring_root, subprocess_env, shard_rows):
     """Killed after publishing its parts, before the ledger commit, then a new champion:
-    500 of 500 rows used to be scored twice (the old version's parts stayed)."""
+    the old version's parts are swept, so no row is in scored/ twice."""
     inbox = scoring_root / "incoming"
     write_csv(inbox / "a.csv", good_rows("a", 500))
     extra = {"REVIEWFLOW_SHARD_ROWS": shard_rows} if shard_rows else {}
@@ -293,8 +294,8 @@ def test_parts_of_a_run_killed_before_its_commit_are_swept_for_a_new_champion(
 
 def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on(
         scoring_root, monkeypatch):
-    """A reader that dies on one file with MemoryError (a 3 GiB JSON line) used to stop
-    every run, the file staying claimed and the files behind it unscored."""
+    """A reader that dies on one file with MemoryError (a 3 GiB JSON line) quarantines
+    that file; the run scores the files behind it instead of stopping with it claimed."""
     from tasks.scoring import checkpointed
     from tasks.scoring import shard as shard_scoring
 
@@ -325,7 +326,7 @@ def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on
 def test_an_unexpected_error_validating_or_scoring_one_small_file_quarantines_only_it(
         scoring_root, monkeypatch):
     """Small files are validated in one suite run and scored in one task: an error that
-    one of them brings out there used to fail the whole bundle, and so the run."""
+    one of them brings out there quarantines that file, not the bundle or the run."""
     from tasks.scoring import rows
     from tasks.validation import ReviewValidator
 
@@ -380,9 +381,9 @@ def test_an_unexpected_error_planning_shards_quarantines_the_file(scoring_root, 
 
 def test_a_file_that_keeps_killing_runs_is_quarantined_and_blocks_nothing(
         scoring_root, subprocess_env, monkeypatch):
-    """A file whose reading kills the process (SIGKILL, as the OOM killer does) used to
-    be retried first by every run forever. New files are scored before leftover
-    claims; at max_claim_deaths the file is quarantined with the count."""
+    """A file whose reading kills the process (SIGKILL, as the OOM killer does) is not
+    retried first by every run forever: new files are scored before leftover claims,
+    and at max_claim_deaths the file is quarantined with the count."""
     inbox = scoring_root / "incoming"
     write_csv(inbox / "a.csv", good_rows("a", 4))
     write_csv(inbox / "b-poison.csv", good_rows("p", 4))
@@ -411,8 +412,8 @@ def test_a_file_that_keeps_killing_runs_is_quarantined_and_blocks_nothing(
 
 def test_two_state_folders_on_one_bucket_are_refused_in_one_line(s3_env, trained_models,
                                                                   tmp_path, monkeypatch):
-    """Two runs on one s3:// prefix with different state folders used to sweep each
-    other's temporary parts, the first dying with a message that named no cause."""
+    """Two runs on one s3:// prefix with different state folders would sweep each
+    other's temporary parts: the second is refused in one line that names the cause."""
     endpoint, fs = s3_env
     bucket = "reviews-two-states"
     fs.mkdir(bucket)

@@ -36,8 +36,8 @@ def test_version_names_cannot_look_like_shards(tmp_path):
 
 
 def test_rescoring_with_a_version_whose_name_prefixes_another_keeps_its_parts(scoring_root):
-    """Version ``v`` rescoring a file after a rollback from ``v-b`` used to delete
-    ``v-b``'s parts (the sweep globbed ``part-<sha>-v*``) while the ledger listed them."""
+    """Version ``v`` rescoring a file after ``v-b`` scored it leaves ``v-b``'s parts,
+    which the ledger lists: a sweep by the prefix ``part-<sha>-v*`` would delete them."""
     registry = Registry(scoring_root / "models")
     add_version(scoring_root, "v")
     add_version(scoring_root, "v-b")
@@ -59,7 +59,7 @@ def test_rescoring_with_a_version_whose_name_prefixes_another_keeps_its_parts(sc
 
 def test_unsupported_files_with_colliding_names_are_all_kept(scoring_root):
     """Names that clean to one (``notes?.txt``, ``notes*.txt``, ``notes:.txt``) and the same
-    name on the same day in two runs used to overwrite each other in quarantine."""
+    name on the same day in two runs each keep their own copy in quarantine."""
     inbox = scoring_root / "incoming"
     contents = {}
     for i, name in enumerate(["notes?.txt", "notes*.txt", "notes:.txt", "notes.txt"]):
@@ -81,7 +81,7 @@ def test_unsupported_files_with_colliding_names_are_all_kept(scoring_root):
 
 def test_a_committed_file_is_not_rescored_after_a_promotion(scoring_root, subprocess_env):
     """Killed between the ledger commit and the archive move, then a new champion: the
-    file left in incoming/ used to be scored again, every row twice. It is archived."""
+    file left in incoming/ is archived, not scored again (every row twice)."""
     inbox = scoring_root / "incoming"
     write_csv(inbox / "a.csv", good_rows("a", 7))
     first = Registry(scoring_root / "models").champion_version()
@@ -99,8 +99,8 @@ def test_a_committed_file_is_not_rescored_after_a_promotion(scoring_root, subpro
 def test_a_run_killed_between_its_archive_moves_and_their_mark_leaves_a_ledger_that_agrees(
         scoring_root, subprocess_env):
     """Killed once its inputs were in archive/ but before the ledger marked them: the
-    inputs are gone from incoming/, so no claim ever came back to mark them, and the
-    ledger said forever that they were still to be archived. The next run marks them."""
+    inputs are gone from incoming/, so no claim comes back to mark them. The next run
+    marks them, or the ledger would say forever that they are still to be archived."""
     inbox = scoring_root / "incoming"
     for name in ("a.csv", "b.csv"):
         write_csv(inbox / name, good_rows(name[0], 4))
@@ -158,8 +158,8 @@ def scored_ids(root) -> list[str]:
 
 
 def test_a_file_replaced_while_it_is_read_loses_nothing(scoring_root, subprocess_env, tmp_path):
-    """An upload renamed over the inbox name while a run reads the old content used to
-    be archived under the old content's hash: its rows were never scored."""
+    """An upload renamed over the inbox name while a run reads the old content is
+    scored too, not archived under the old content's hash with its rows unscored."""
     inbox = scoring_root / "incoming"
     write_csv(inbox / "a.csv", good_rows("old", 50))
     process = run_paused(scoring_root, subprocess_env, tmp_path / "pause")
@@ -175,8 +175,8 @@ def test_a_file_replaced_while_it_is_read_loses_nothing(scoring_root, subprocess
 def test_a_file_claimed_by_a_live_run_is_skipped_by_another_without_reading_it(
         scoring_root, subprocess_env, tmp_path, monkeypatch):
     """A run holds a lock on each claim it works on (``RunState.claim_lock``): another
-    run that lists the claim leaves it at once. It used to read the whole file to hash
-    it only to find the content locked, on object storage a whole download per run."""
+    run that lists the claim leaves it at once, without reading the whole file to hash
+    it only to find the content locked (on object storage a whole download per run)."""
     from flows import score_queue
 
     inbox = scoring_root / "incoming"

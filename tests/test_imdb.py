@@ -82,9 +82,9 @@ def test_three_formats_scored_exactly_once(imdb_root, first_champion):
 def test_same_data_makes_no_new_version(imdb_root, first_champion):
     """The same labels, architecture and settings: nothing new to learn, no candidate.
 
-    (Before that rule, a second training on the same data was compared with the first;
+    (A second training on the same data, compared with the first, could be promoted:
     training is not bit-reproducible across runs, so with min_delta 0 a +0.0008 "gain"
-    could promote it. --force still trains: the promotion rules then decide.)"""
+    would do. --force still trains: the promotion rules then decide.)"""
     registry = Registry(imdb_root / "models")
     before = sorted(p.name for p in registry.versions.iterdir())
     summary = retrain_model(data_dir=str(imdb_root), architecture="seed")

@@ -2,11 +2,11 @@
 
 ``[``, ``]``, ``*`` and ``?`` are ordinary characters in a file name and in an object key,
 but fsspec reads them as a glob in ``copy``, ``rm``, ``cat``, ``get``, ``put`` and
-``expand_path``: a claimed ``good[1].csv`` could not be archived, ``notes[1].txt`` was
-never quarantined and ``star*.csv`` was archived as a folder. Every name here goes
-through claim, scoring, quarantine (an unsupported file, an empty one) and archive, on a
-local data root and on one in moto's S3 server whose own prefix holds those characters
-too; the object primitives are checked one by one below.
+``expand_path``: taken as patterns, a claimed ``good[1].csv`` cannot be archived,
+``notes[1].txt`` is never quarantined and ``star*.csv`` is archived as a folder. Every
+name here goes through claim, scoring, quarantine (an unsupported file, an empty one) and
+archive, on a local data root and on one in moto's S3 server whose own prefix holds those
+characters too; the object primitives are checked one by one below.
 """
 
 from __future__ import annotations

@@ -73,8 +73,8 @@ def champion_with_history(scoring_root) -> Path:
 def test_a_champion_changed_during_a_retraining_is_not_overwritten(
         champion_with_history, subprocess_env, tmp_path, change):
     """`models promote B` (or `models rollback` to B) between a retraining's comparison
-    against A and its pointer move used to be replaced silently by the candidate, the
-    history saying the candidate replaced B with A's figure."""
+    against A and its pointer move stays: the candidate does not replace B, and the
+    history says the candidate was compared against A, not that it replaced B."""
     root = champion_with_history
     registry = Registry(root / "models")
     a = registry.champion_version()

@@ -43,7 +43,7 @@ def run_recipe(root: str, old_state: Path, url: str, env: dict,
     lines = readme_recipe()
     text = "\n".join(lines)
     for placeholder in (BUCKET, DATABASE, PASSWORD_LINE, OLD_STATE, WORKER):
-        assert placeholder in text, f"the README's recipe no longer holds {placeholder!r}"
+        assert placeholder in text, f"the README's recipe lacks {placeholder!r}"
     bare = url.replace(f":{postgres.PASSWORD}@", "@")
     script = [f'reviewflow() {{ {shlex.quote(sys.executable)} -m flows.cli "$@"; }}',
               "set -e"]

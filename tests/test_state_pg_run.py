@@ -98,7 +98,7 @@ def test_migrating_the_sqlite_ledger_scores_nothing_it_committed(
         outputs.append(done.stdout)
     assert outputs[0].startswith("copied 3 scored files") and "(0 and 0 were" in outputs[0]
     assert outputs[1].startswith("copied 0 scored files") and "(3 and 0 were" in outputs[1]
-    shutil.rmtree(scoring_root / "state")  # the SQLite state is not consulted any more
+    shutil.rmtree(scoring_root / "state")  # the root's state is the database: SQLite's is not read
     for name, data in inbox.items():
         (scoring_root / "incoming" / name).write_bytes(data)
     again = score_reviews(data_dir=str(scoring_root), settle_seconds=0, state_url=url)

@@ -203,8 +203,9 @@ def test_a_header_that_is_not_utf8_makes_the_file_unreadable(tmp_path):
 
 
 def test_a_json_string_holding_half_a_surrogate_pair_is_one_rejected_row(tmp_path):
-    """Sibling: the JSON array reader decoded "\\ud83d" to a lone surrogate that no
-    Parquet string can hold, and the whole file was quarantined as 'not valid utf-8'."""
+    """Sibling: the JSON array reader decodes "\\ud83d" to a lone surrogate that no
+    Parquet string can hold: that row is rejected, not the whole file quarantined as
+    'not valid utf-8'."""
     records = [{"review_id": i, "text": f"fine {i}"} for i in range(20)]
     data = json.dumps(records).replace('"fine 7"', '"half an emoji \\ud83d"')
     for name, content in (("array.json", data),

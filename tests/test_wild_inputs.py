@@ -160,8 +160,8 @@ def test_tsv_convention_is_decided_from_the_file(tmp_path):
 
 
 def test_pandas_tsv_with_line_breaks_in_reviews(tmp_path):
-    """The reported case: a pandas TSV of Korean reviews, some holding a line break,
-    was quarantined whole ("Expected 3 columns, got 2")."""
+    """A pandas TSV of Korean reviews, some holding a line break (quoted): every row is
+    read, the file not quarantined whole ("Expected 3 columns, got 2")."""
     texts = [f"리뷰 {i} 재미있어요" if i % 97 else f"첫 줄 {i}\n둘째 줄 \"인용\"" for i in range(3000)]
     frame = pd.DataFrame({"id": range(3000), "document": texts, "label": [1] * 3000})
     path = tmp_path / "korean.tsv"

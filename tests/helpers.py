@@ -4,8 +4,9 @@ The readers of a data root's output (``scored_rows``, ``quarantined_rows``,
 ``quarantined_files``, ``monitoring_rows`` and the DuckDB sources ``scored_sql`` and
 ``monitoring_sql``) ask ``tasks.layout.DataLayout`` where each folder is, so no test
 spells a folder of the data-folder contract; ``tests/test_layout.py`` checks the
-contract's names themselves. Beside them: inputs (``good_rows``, ``write_csv``), a
-whole file through the product's reader (``read_reviews``), the packaged suite's
+contract's names themselves. Beside them: inputs (``good_rows``, ``write_csv``, ``HARD_TEXTS``,
+``frame_of_hard_texts``, ``korean_reviews``), a whole file through the product's
+reader (``read_reviews``) and its row errors (``errors_of``), the packaged suite's
 validator, one flow run (``score``), one command's exit code (``cli_exit_code``), a
 registry version (``add_version``) and ``free_port`` (also for the harness modules
 postgres.py and prefect_server.py).
@@ -63,6 +64,23 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+# Texts that break naive readers: quotes, tabs, line breaks of both kinds, a comma.
+HARD_TEXTS = ['plain words', 'she said "wow", twice', 'a\ttab inside', 'two\nlines',
+              'windows\r\nline break', '"starts and ends with quotes"', 'trailing quote"',
+              '아 더빙.. 진짜 짜증나네요 "목소리']
+
+
+def frame_of_hard_texts() -> pd.DataFrame:
+    """``HARD_TEXTS`` as an export's frame: id, document, label."""
+    return pd.DataFrame({"id": [f"r{i}" for i in range(len(HARD_TEXTS))],
+                         "document": HARD_TEXTS, "label": [i % 2 for i in range(len(HARD_TEXTS))]})
+
+
+def korean_reviews(n: int) -> list[str]:
+    """``n`` Korean reviews that cp949 and EUC-KR can hold."""
+    return [f"아 더빙.. 진짜 짜증나네요 목소리 {i}" for i in range(n)]
+
+
 def score(root, **settings) -> dict:
     """One run of the score-reviews flow on ``root`` in this process, the inbox taken
     as settled at once; ``settings`` are the flow's other parameters."""
@@ -112,6 +130,12 @@ def add_version(root: Path, name: str) -> str:
     registry = Registry(DataLayout(root=root).models)
     shutil.copytree(registry.versions / registry.champion_version(), registry.versions / name)
     return name
+
+
+def errors_of(table: pa.Table) -> dict[int, str]:
+    """A read table's row errors by source row (the rows the reader rejected)."""
+    return {row: error for row, error in zip(table.column("source_row").to_pylist(),
+                                             table.column("read_error").to_pylist()) if error}
 
 
 # --------------------------------------------------------------------------- outputs

@@ -239,6 +239,35 @@ def test_a_ledger_from_before_archived_at_opens_with_its_files_archived(tmp_path
     assert ledger.totals()["rows_read"] == 4
 
 
+OLD_LEDGER = """
+CREATE TABLE scored_files (
+    source_sha256 TEXT NOT NULL, model_version TEXT NOT NULL, source_file TEXT NOT NULL,
+    rows_read INTEGER NOT NULL, rows_scored INTEGER NOT NULL,
+    rows_quarantined INTEGER NOT NULL, scored_part TEXT, quarantine_part TEXT,
+    finished_at TEXT NOT NULL, PRIMARY KEY (source_sha256, model_version));
+INSERT INTO scored_files VALUES ('aa', 'v1', 'old.csv', 3, 2, 1, 'p', NULL, '2026-01-01');
+"""
+
+
+def test_a_ledger_from_before_the_encoding_column_still_opens(tmp_path):
+    import sqlite3
+
+    from tasks.state.ledger import ScoredFile
+
+    path = tmp_path / "ledger.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_LEDGER)
+    ledger = Ledger(path)
+    old = ledger.scored("aa", "v1")
+    assert (old.source_file, old.rows_read, old.encoding, old.rows_id_generated) == \
+        ("old.csv", 3, None, None)
+    ledger.record_scored_many([ScoredFile("bb", "v1", "new.csv", 2, 2, 0, "q", None,
+                                    encoding="cp949", rows_id_generated=2)])
+    new = Ledger(path).scored("bb", "v1")
+    assert (new.encoding, new.rows_id_generated) == ("cp949", 2)
+    assert ledger.totals()["rows_read"] == 5
+
+
 @pytest.mark.parametrize("content", ["", '{"version": "2026', "[]", '{"version": "gone"}'])
 def test_a_broken_champion_pointer_says_how_to_repair_it(scoring_root, capsys, content):
     """A truncated or empty champion.json, or one naming a missing version: one line that

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import PROJECT, reviewflow_command
-from test_adversarial_state import inbox_on_tmpfs  # noqa: F401 - a fixture used below
+from test_data_root_hazards import inbox_on_tmpfs  # noqa: F401 - a fixture used below
 
 from tasks.layout import CHAMPION_FILE, DataLayout, kept_name, part_name
 from tasks.state.backend import RunState, SQLiteState

@@ -57,7 +57,7 @@ def outside(tmp_path) -> Path:
     return folder
 
 
-# ------------------------------------------------------------------ 1. links out of the root
+# ------------------------------------------------------------------ links out of the root
 
 def test_a_claims_folder_link_moves_nothing_into_the_root(scoring_root, outside):
     """incoming/.claimed made a link to a folder outside: followed, it would make what
@@ -173,7 +173,7 @@ def test_check_contained_accepts_a_plain_root_and_a_linked_root(tmp_path):
     assert "scored is a symbolic link" in refusal(tmp_path / "link")
 
 
-# ------------------------------------------------------------------ 2. names that are not text
+# ------------------------------------------------------------------ names that are not text
 
 def test_a_file_name_that_is_not_utf8_is_scored_under_a_cleaned_name(scoring_root):
     """A Latin-1 ``café.csv`` must not make every run fail (UnicodeEncodeError when
@@ -211,7 +211,7 @@ def test_a_leftover_claim_with_a_name_that_is_not_utf8_is_scored(scoring_root):
     assert not (scoring_root / "incoming" / ".claimed").exists()
 
 
-# ------------------------------------------------------------------ 5. another file system
+# ------------------------------------------------------------------ another file system
 
 @pytest.fixture
 def inbox_on_tmpfs(scoring_root):
@@ -267,7 +267,7 @@ def test_a_kill_between_copy_and_remove_leaves_the_file_once_and_is_finished(
     assert not [p for p in inbox_on_tmpfs.rglob("*") if p.is_file()]
 
 
-# ------------------------------------------------------------------ 6. a killed run's parts
+# ------------------------------------------------------------------ a killed run's parts
 
 @pytest.mark.parametrize("shard_rows", [None, "200"])
 def test_parts_of_a_run_killed_before_its_commit_are_swept_for_a_new_champion(
@@ -290,7 +290,7 @@ def test_parts_of_a_run_killed_before_its_commit_are_swept_for_a_new_champion(
     assert len(set(scored.column("review_id").to_pylist())) == 500
 
 
-# ------------------------------------------------------------------ 12. a file that kills runs
+# ------------------------------------------------------------------ a file that kills runs
 
 def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on(
         scoring_root, monkeypatch):
@@ -408,7 +408,7 @@ def test_a_file_that_keeps_killing_runs_is_quarantined_and_blocks_nothing(
     assert not [p for p in inbox.rglob("*") if p.is_file()]
 
 
-# ------------------------------------------------------------------ 15. two state folders
+# ------------------------------------------------------------------ two state folders
 
 def test_two_state_folders_on_one_bucket_are_refused_in_one_line(s3_env, trained_models,
                                                                   tmp_path, monkeypatch):

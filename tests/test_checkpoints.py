@@ -360,7 +360,7 @@ def test_only_whole_checkpoints_of_the_same_model_and_plan_are_reused(scoring_ro
 
 def test_a_file_quarantined_past_its_checkpoints_forgets_them(scoring_root, monkeypatch):
     """A read that fails after two checkpoints were kept (a MemoryError in the reader):
-    the file is quarantined whole, as before, and its checkpoints go with it."""
+    the file is quarantined whole, and its checkpoints go with it."""
     from tasks.scoring import checkpointed
     from tasks.state.checkpoints import Checkpointer
     from tests.helpers import quarantined_files, score

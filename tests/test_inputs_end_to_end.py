@@ -27,7 +27,7 @@ from tests.helpers import (
 )
 
 
-def test_wild_files_in_one_scoring_run(scoring_root):
+def test_exports_of_every_kind_in_one_scoring_run(scoring_root):
     inbox = scoring_root / "incoming"
     pd.DataFrame({"review": ["A wonderful film.", "A dull mess."],
                   "sentiment": ["positive", "negative"]}).to_csv(inbox / "imdb.csv", index=False)
@@ -91,7 +91,7 @@ def test_retraining_uses_labeled_files_without_ids(scoring_root):
     assert not list(quarantine_files_folder(scoring_root).rglob("*"))
 
 
-def test_hostile_files_in_one_run(scoring_root):
+def test_nul_bytes_a_huge_review_and_odd_names_in_one_run(scoring_root):
     inbox = scoring_root / "incoming"
     (inbox / "nul bytes.csv").write_bytes(b"review_id,text\nn1,before\x00after is great\nn2,fine\n")
     (inbox / "huge.jsonl").write_text(json.dumps({"review_id": "h1", "text": "word " * 10_000_000})

@@ -126,7 +126,7 @@ def test_malformed_lines_after_quoted_line_breaks_keep_their_numbers(tmp_path):
 
 
 def test_unclosed_quote_is_rejected_not_merged(tmp_path, validator):
-    """Issue #14 b: pyarrow reads an unclosed quote to the end of the file as one text."""
+    """pyarrow alone reads an unclosed quote to the end of the file as one text."""
     path = tmp_path / "open-quote.csv"
     path.write_text('review_id,text\n1,fine\n2,"never closed\n3,next\n4,last\n', encoding="utf-8")
     valid, rejected = validate_all(validator, path)
@@ -147,7 +147,9 @@ def test_a_review_that_really_ends_with_a_line_break_is_kept(tmp_path):
 
 
 def test_duplicate_columns_are_a_clean_quarantine_reason(tmp_path):
-    """Issue #14 a: KeyError 'Field "text" exists 2 times in schema' escaped the reader."""
+    """Not pyarrow's KeyError 'Field "text" exists 2 times in schema': an
+    UnreadableFileError naming the column and how often it appears (the file's
+    quarantine reason), in CSV and in Parquet."""
     path = tmp_path / "dup.csv"
     path.write_text("review_id,text,text\n1,a,b\n", encoding="utf-8")
     with pytest.raises(UnreadableFileError, match=r"column 'text' \(the text column\) appears 2 "

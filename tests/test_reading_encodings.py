@@ -75,7 +75,7 @@ def test_western_legacy_encoding_needs_the_setting(tmp_path):
         read_reviews(tmp_path / "en.csv", detect_encoding=False)
 
 
-def test_utf8_and_utf16_are_read_as_before(tmp_path):
+def test_utf8_and_utf16_are_read_as_written(tmp_path):
     for name, data, encoding in (("bom.csv", "\ufeffid,review\n1,héllo\n".encode(), "utf-8"),
                                  ("plain.csv", "id,review\n1,héllo\n".encode(), "utf-8"),
                                  ("u16.tsv", "id\treview\n1\théllo\n".encode("utf-16"), "utf-16")):

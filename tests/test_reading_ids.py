@@ -57,7 +57,8 @@ def test_parquet_and_jsonl_without_ids_and_shards_agree(tmp_path):
 
 
 def test_ids_beyond_64_bits_stay_exact(tmp_path):
-    """Issue #14 c: orjson made 123456789012345678901234567890 a float."""
+    """JSON number ids are kept as written: parsed as floats (as orjson does),
+    123456789012345678901234567890 would lose digits."""
     big = "123456789012345678901234567890"
     lines = tmp_path / "big-ids.jsonl"
     lines.write_text(f'{{"review_id": {big}, "text": "a"}}\n'

@@ -103,7 +103,7 @@ def test_json_objects_are_matched_one_by_one(tmp_path, validator, layout):
         f"{path.name} row {shift + 1}: failed readable_row: ")
 
 
-def test_json_lines_without_any_text_field_is_still_unreadable(tmp_path):
+def test_json_lines_without_any_text_field_is_unreadable(tmp_path):
     path = tmp_path / "stars.jsonl"
     path.write_text('{"review_id": "1", "stars": 5}\n{"review_id": "2", "stars": 3}\n')
     with pytest.raises(UnreadableFileError, match="missing required column text"):

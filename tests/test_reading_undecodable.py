@@ -5,7 +5,7 @@ good rows: each record holding such bytes is one quarantined row naming its line
 the bytes, shown as ``\\xff``; every other row is scored, and rows read = scored +
 quarantined. Beyond ``MAX_UNDECODABLE_RECORDS`` records or ``MAX_UNDECODABLE_SHARE`` of
 them, the file is more likely in another encoding and is quarantined whole, the reason
-naming the encodings setting, as before. Every text format, gzipped or not, damage in
+naming the encodings setting. Every text format, gzipped or not, damage in
 the first MiB (which decides the encoding) or after it, scoring and training alike.
 """
 
@@ -185,7 +185,7 @@ def test_more_bad_records_than_a_few_quarantine_the_file_naming_the_setting(tmp_
         assert "UTF-8" in caught.value.reason
 
 
-def test_a_western_file_is_still_quarantined_whole_with_the_setting_named(tmp_path):
+def test_a_western_file_is_quarantined_whole_with_the_setting_named(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes(("review_id,text\n" + "".join(f"{i},très bon film {i}\n" for i in range(60)))
                      .encode("cp1252"))

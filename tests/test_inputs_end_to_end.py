@@ -20,6 +20,7 @@ from tests.helpers import (
     HARD_TEXTS,
     frame_of_hard_texts,
     korean_reviews,
+    layout_of,
     quarantine_files_folder,
     quarantined_reasons,
     quarantined_rows,
@@ -28,7 +29,7 @@ from tests.helpers import (
 
 
 def test_exports_of_every_kind_in_one_scoring_run(scoring_root):
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     pd.DataFrame({"review": ["A wonderful film.", "A dull mess."],
                   "sentiment": ["positive", "negative"]}).to_csv(inbox / "imdb.csv", index=False)
     ko = korean_reviews(40)
@@ -81,7 +82,7 @@ def test_retraining_uses_labeled_files_without_ids(scoring_root):
         frame = frame.rename(columns={"text": "review", "label": "sentiment"})
         frame[["review", "sentiment"]].to_csv(labeled / f"{sample.stem}-no-ids.csv", index=False)
     summary = retrain_model(data_dir=str(scoring_root), architecture="seed", epochs=1)
-    metrics = json.loads((scoring_root / "models" / "versions" / summary["version"] /
+    metrics = json.loads((layout_of(scoring_root).models / "versions" / summary["version"] /
                           "metrics.json").read_text())
     data = metrics["training_data"]
     assert data["files"] == 2 and data["files_quarantined"] == 0
@@ -92,7 +93,7 @@ def test_retraining_uses_labeled_files_without_ids(scoring_root):
 
 
 def test_nul_bytes_a_huge_review_and_odd_names_in_one_run(scoring_root):
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     (inbox / "nul bytes.csv").write_bytes(b"review_id,text\nn1,before\x00after is great\nn2,fine\n")
     (inbox / "huge.jsonl").write_text(json.dumps({"review_id": "h1", "text": "word " * 10_000_000})
                                       + "\n" + json.dumps({"review_id": "h2", "text": "ok"}) + "\n")
@@ -109,7 +110,7 @@ def test_nul_bytes_a_huge_review_and_odd_names_in_one_run(scoring_root):
     assert [r["review_id"] for r in bad] == ["h1"]  # the 50 MB review, over max_text_chars
     assert bad[0]["failed_expectations"] == ["expect_column_value_lengths_to_be_between(text)"]
     assert summary["rows_read"] == summary["rows_scored"] + summary["rows_quarantined"] == 9
-    archived = [p.name for p in (scoring_root / "archive").rglob("*") if p.is_file()]
+    archived = [p.name for p in layout_of(scoring_root).archive.rglob("*") if p.is_file()]
     assert any(name.endswith("영화 리뷰 __.csv") for name in archived)  # no "..", no "%"
     assert all(p.resolve().is_relative_to(scoring_root.resolve())
                for p in scoring_root.rglob("*"))

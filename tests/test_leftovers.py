@@ -34,6 +34,7 @@ from tasks.training.registry import Registry
 from tests.helpers import (
     add_version,
     good_rows,
+    layout_of,
     monitoring_rows,
     quarantined_files,
     quarantined_rows,
@@ -82,7 +83,7 @@ class Root:
 
     def put(self, name: str, data: bytes) -> None:
         if self.fs is None:
-            (Path(self.url) / "incoming" / name).write_bytes(data)
+            (layout_of(self.url).incoming / name).write_bytes(data)
         else:
             self.fs.pipe_file(f"{self.url}/incoming/{name}", data)
 
@@ -343,7 +344,7 @@ def test_staged_temporaries_are_swept_only_once_their_content_is_free(tmp_path, 
 def test_a_released_claim_leaves_no_folder_behind_a_temporary_of_its_count(scoring_root):
     from tasks.state.inbox import claim, note_begun, release_claim_folder
 
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     (inbox / "a.csv").write_bytes(csv_bytes(FILES["a.csv"]))
     claimed = claim(inbox / "a.csv")
     (claimed.parent / ".attempts.0123abcd.tmp").write_text("2\n")  # a killed writer's

@@ -29,6 +29,7 @@ from tasks.reading import (
 from tasks.settings import Settings
 from tasks.training.labeled import read_labeled_reviews
 from tests.helpers import (
+    layout_of,
     packaged_validator,
     quarantined_files,
     quarantined_rows,
@@ -114,7 +115,7 @@ def test_a_few_records_that_are_not_utf8_are_quarantined_and_the_rest_scored(sco
     Files big enough to shard are planned on the whole file and read shard by shard,
     each bad row quarantined once."""
     monkeypatch.setenv("REVIEWFLOW_ENCODINGS", "cp1252")  # set for other files: not taken
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     for name, (data, _, _) in CASES.items():
         (inbox / name).write_bytes(data)
     summary = score(scoring_root, shard_rows=1_000)

@@ -2,9 +2,9 @@
 
 The readers of a data root's output (``scored_rows``, ``quarantined_rows``,
 ``quarantined_files``, ``monitoring_rows`` and the DuckDB sources ``scored_sql`` and
-``monitoring_sql``) ask ``tasks.layout.DataLayout`` where each folder is, so no test
-spells a folder of the data-folder contract; ``tests/test_layout.py`` checks the
-contract's names themselves. Beside them: inputs (``good_rows``, ``write_csv``, ``HARD_TEXTS``,
+``monitoring_sql``) ask ``tasks.layout.DataLayout`` where each folder is, and so do the
+tests (``layout_of(root).incoming``); ``tests/test_layout.py`` checks the contract's
+names themselves and counts the test files that still spell one, each with its reason. Beside them: inputs (``good_rows``, ``write_csv``, ``HARD_TEXTS``,
 ``frame_of_hard_texts``, ``korean_reviews``), a whole file through the product's
 reader (``read_reviews``) and its row errors (``errors_of``), the packaged suite's
 validator, one flow run (``score``), one command's exit code (``cli_exit_code``), a

@@ -290,10 +290,6 @@ class DataLayout(BaseModel):
     def state_marker(self) -> Path | ObjectPath:
         return self.root / STATE_MARKER_FILE
 
-    @property
-    def state_id_file(self) -> Path:
-        return self.state / STATE_ID_FILE
-
     def data_folders(self) -> list[Path]:
         """The folders directly under the root whose contents runs and users put there
         (the state folder apart: it may live elsewhere). ``make clean-data`` empties

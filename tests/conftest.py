@@ -95,19 +95,22 @@ def data_dir(tmp_path) -> Path:
 def trained_models(tmp_path_factory) -> Path:
     """A registry whose champion was trained on the bundled sample, made once per session."""
     from flows.retrain_model import retrain_model
+    from tests.helpers import layout_of
 
     root = tmp_path_factory.mktemp("champion") / "data"
-    shutil.copytree(SAMPLES / "labeled", root / "labeled")
+    shutil.copytree(SAMPLES / "labeled", layout_of(root).labeled)
     summary = retrain_model(data_dir=str(root), architecture="seed", epochs=10)
     assert summary["promoted"], summary
-    return root / "models"
+    return layout_of(root).models
 
 
 @pytest.fixture
 def scoring_root(data_dir, trained_models) -> Path:
     """A data root with a champion, ready to score."""
-    shutil.rmtree(data_dir / "models")
-    shutil.copytree(trained_models, data_dir / "models")
+    from tests.helpers import layout_of
+
+    shutil.rmtree(layout_of(data_dir).models)
+    shutil.copytree(trained_models, layout_of(data_dir).models)
     return data_dir
 
 

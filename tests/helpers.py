@@ -2,12 +2,14 @@
 
 The readers of a data root's output (``scored_rows``, ``quarantined_rows``,
 ``quarantined_files``, ``monitoring_rows`` and the DuckDB sources ``scored_sql`` and
-``monitoring_sql``) ask ``tasks.layout.DataLayout`` where each folder is, so no test
-spells a folder of the data-folder contract; ``tests/test_layout.py`` checks the
-contract's names themselves. Beside them: inputs (``good_rows``, ``write_csv``), a
-whole file through the product's reader (``read_reviews``), the packaged suite's
-validator, one flow run (``score``), a registry version (``add_version``) and
-``free_port`` (also for the harness modules postgres.py and prefect_server.py).
+``monitoring_sql``) ask ``tasks.layout.DataLayout`` where each folder is, and so do the
+tests (``layout_of(root).incoming``); ``tests/test_layout.py`` checks the contract's
+names themselves and counts the test files that still spell one, each with its reason. Beside them: inputs (``good_rows``, ``write_csv``, ``HARD_TEXTS``,
+``frame_of_hard_texts``, ``korean_reviews``), a whole file through the product's
+reader (``read_reviews``) and its row errors (``errors_of``), the packaged suite's
+validator, one flow run (``score``), one command's exit code (``cli_exit_code``), a
+registry version (``add_version``) and ``free_port`` (also for the harness modules
+postgres.py and prefect_server.py).
 Fixtures live in conftest.py.
 """
 
@@ -62,6 +64,23 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+# Texts that break naive readers: quotes, tabs, line breaks of both kinds, a comma.
+HARD_TEXTS = ['plain words', 'she said "wow", twice', 'a\ttab inside', 'two\nlines',
+              'windows\r\nline break', '"starts and ends with quotes"', 'trailing quote"',
+              '아 더빙.. 진짜 짜증나네요 "목소리']
+
+
+def frame_of_hard_texts() -> pd.DataFrame:
+    """``HARD_TEXTS`` as an export's frame: id, document, label."""
+    return pd.DataFrame({"id": [f"r{i}" for i in range(len(HARD_TEXTS))],
+                         "document": HARD_TEXTS, "label": [i % 2 for i in range(len(HARD_TEXTS))]})
+
+
+def korean_reviews(n: int) -> list[str]:
+    """``n`` Korean reviews that cp949 and EUC-KR can hold."""
+    return [f"아 더빙.. 진짜 짜증나네요 목소리 {i}" for i in range(n)]
+
+
 def score(root, **settings) -> dict:
     """One run of the score-reviews flow on ``root`` in this process, the inbox taken
     as settled at once; ``settings`` are the flow's other parameters."""
@@ -92,6 +111,18 @@ def packaged_validator(max_text_chars: int = 100_000, **options):
                            parameters={"max_text_chars": max_text_chars}, **options)
 
 
+def cli_exit_code(argv: list[str]) -> int | str | None:
+    """What ``reviewflow ARGV`` exits with, run in this process: 0 when
+    ``flows.cli.main`` returns, else the code of the ``SystemExit`` it raises (its one
+    line is on stderr)."""
+    from flows.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
 def add_version(root: Path, name: str) -> str:
     """Publish a copy of the champion under another version name."""
     from tasks.training.registry import Registry
@@ -99,6 +130,12 @@ def add_version(root: Path, name: str) -> str:
     registry = Registry(DataLayout(root=root).models)
     shutil.copytree(registry.versions / registry.champion_version(), registry.versions / name)
     return name
+
+
+def errors_of(table: pa.Table) -> dict[int, str]:
+    """A read table's row errors by source row (the rows the reader rejected)."""
+    return {row: error for row, error in zip(table.column("source_row").to_pylist(),
+                                             table.column("read_error").to_pylist()) if error}
 
 
 # --------------------------------------------------------------------------- outputs

@@ -40,7 +40,7 @@ from tasks.scoring.shard import score_shard
 from tasks.state.backend import open_state
 from tasks.state.ledger import Ledger
 from tasks.storage.local import file_sha256
-from tests.helpers import good_rows, quarantined_rows, scored_sql, write_csv
+from tests.helpers import good_rows, layout_of, quarantined_rows, scored_sql, write_csv
 
 # A file of 62 rows in checkpoints of 20 (4 of them: 20, 20, 20, 2), read 10 rows a
 # batch: row 25 has a blank text (quarantined), row 45 repeats the id of row 3
@@ -75,7 +75,7 @@ def _expected(rows: list[dict]) -> tuple[list[str], list[int]]:
 
 def test_a_file_is_cut_into_checkpoints_that_hold_what_one_pass_gives(scoring_root):
     rows = _rows()
-    path = write_csv(scoring_root / "incoming" / "a.csv", rows)
+    path = write_csv(layout_of(scoring_root).incoming / "a.csv", rows)
     sha, job = file_sha256(path), job_for(scoring_root, read_batch_rows=7)
     control = ShardControl()
     results = score_checkpointed(path, sha, job, Checkpoints(CHECKPOINT_ROWS), control)
@@ -101,7 +101,7 @@ def test_a_file_is_cut_into_checkpoints_that_hold_what_one_pass_gives(scoring_ro
 
 def test_a_resumed_pass_scores_only_the_rest_and_still_knows_earlier_ids(scoring_root):
     rows = _rows()
-    path = write_csv(scoring_root / "incoming" / "a.csv", rows)
+    path = write_csv(layout_of(scoring_root).incoming / "a.csv", rows)
     sha, job = file_sha256(path), job_for(scoring_root, read_batch_rows=BATCH_ROWS)
     results = score_checkpointed(path, sha, job, Checkpoints(CHECKPOINT_ROWS, done=(0, 1)))
     assert [r.index for r in results] == [2, 3]
@@ -142,7 +142,7 @@ def test_every_format_resumes_to_what_one_pass_gives(scoring_root, name):
     """The same cut, and the same resumed pass, whatever the format: the rows of the
     checkpoints left over hold what one pass over the whole file gives them."""
     rows = [{"review_id": r["review_id"], "text": r["text"][:40]} for r in _rows()]
-    path = _write(scoring_root / "incoming" / name, rows)
+    path = _write(layout_of(scoring_root).incoming / name, rows)
     sha, job = file_sha256(path), job_for(scoring_root, read_batch_rows=BATCH_ROWS)
     results = score_checkpointed(path, sha, job, Checkpoints(CHECKPOINT_ROWS, done=(0, 1)))
     assert [r.index for r in results] == [2, 3] and [r.rows_read for r in results] == [20, 2]
@@ -156,7 +156,7 @@ def test_every_format_resumes_to_what_one_pass_gives(scoring_root, name):
 
 def test_a_file_within_one_checkpoint_is_one_unsharded_part(scoring_root):
     """Files of up to checkpoint_rows rows pay nothing: one part, named as always."""
-    path = write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 20))
+    path = write_csv(layout_of(scoring_root).incoming / "a.csv", good_rows("a", 20))
     sha, job = file_sha256(path), job_for(scoring_root, read_batch_rows=BATCH_ROWS)
     control = ShardControl()
     (result,) = score_checkpointed(path, sha, job, Checkpoints(20), control)
@@ -166,7 +166,7 @@ def test_a_file_within_one_checkpoint_is_one_unsharded_part(scoring_root):
 
 
 def test_a_stop_ends_the_shard_between_slices_and_leaves_no_part(scoring_root):
-    path = write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 40))
+    path = write_csv(layout_of(scoring_root).incoming / "a.csv", good_rows("a", 40))
     sha, job = file_sha256(path), job_for(scoring_root, read_batch_rows=40, predict_batch_size=4)
     control = ShardControl()
     real_count = control.count
@@ -191,8 +191,8 @@ def test_a_control_travels_to_a_dask_worker_as_a_new_one():
     control.count("a" * 64, 5)
     control.stop()
     copy = pickle.loads(pickle.dumps(control))
-    assert not copy.stopped and copy.rows_done("a" * 64) == 0
-    copy.check()
+    assert copy.rows_done("a" * 64) == 0
+    copy.check()  # not stopped: a stopped control raises ScoringStopped here
     with pytest.raises(ScoringStopped):
         control.check()
 
@@ -282,14 +282,14 @@ def _check_once(root: Path, state_url: str | None, rows: list[dict], summary: di
         (len(rows), len(expected_ids), len(expected_rejected))
     assert totals["rows_read"] == len(rows) and left == []
     assert not [p for p in root.rglob("*.tmp")]
-    assert not [p for p in (root / "incoming").rglob("*") if p.is_file()]
+    assert not [p for p in layout_of(root).incoming.rglob("*") if p.is_file()]
 
 
 @pytest.mark.parametrize("kill", sorted(KILLS))
 def test_a_run_killed_at_each_checkpoint_step_loses_nothing_and_doubles_nothing(
         scoring_root, subprocess_env, state_url, kill):
     rows = _rows()
-    path = write_csv(scoring_root / "incoming" / "a.csv", rows)
+    path = write_csv(layout_of(scoring_root).incoming / "a.csv", rows)
     assert path.stat().st_size > SMALL_FILE_BYTES
     for failpoint, extra in KILLS[kill]:
         killed = _score_cli(scoring_root, _env(subprocess_env, state_url,
@@ -321,7 +321,7 @@ def test_only_whole_checkpoints_of_the_same_model_and_plan_are_reused(scoring_ro
     from tasks.state.checkpoints import Checkpointer
 
     rows = _rows()
-    path = write_csv(scoring_root / "incoming" / "a.csv", rows)
+    path = write_csv(layout_of(scoring_root).incoming / "a.csv", rows)
     sha, job = file_sha256(path), job_for(scoring_root, read_batch_rows=BATCH_ROWS)
     layout = DataLayout(root=scoring_root)
     state = _state(scoring_root, state_url)
@@ -361,7 +361,7 @@ def test_only_whole_checkpoints_of_the_same_model_and_plan_are_reused(scoring_ro
 
 def test_a_file_quarantined_past_its_checkpoints_forgets_them(scoring_root, monkeypatch):
     """A read that fails after two checkpoints were kept (a MemoryError in the reader):
-    the file is quarantined whole, as before, and its checkpoints go with it."""
+    the file is quarantined whole, and its checkpoints go with it."""
     from tasks.scoring import checkpointed
     from tasks.state.checkpoints import Checkpointer
     from tests.helpers import quarantined_files, score
@@ -384,7 +384,7 @@ def test_a_file_quarantined_past_its_checkpoints_forgets_them(scoring_root, monk
     monkeypatch.setattr(Checkpointer, "forget", forget)
     monkeypatch.setenv("REVIEWFLOW_CHECKPOINT_ROWS", str(CHECKPOINT_ROWS))
     monkeypatch.setenv("REVIEWFLOW_READ_BATCH_ROWS", str(BATCH_ROWS))
-    write_csv(scoring_root / "incoming" / "a.csv", _rows())
+    write_csv(layout_of(scoring_root).incoming / "a.csv", _rows())
     summary = score(scoring_root)
     assert summary["files_quarantined"] == 1 and summary["rows_scored"] == 0
     assert "MemoryError" in quarantined_files(scoring_root)["a.csv"]["reason"]
@@ -398,7 +398,7 @@ def test_dask_workers_score_only_the_shards_a_killed_run_did_not_keep(
     """A run on the thread runner with shard_rows killed once it kept a shard; the next
     run, on two Dask workers with the same shards, reuses it and sends only the others."""
     rows = _rows()
-    write_csv(scoring_root / "incoming" / "a.csv", rows)
+    write_csv(layout_of(scoring_root).incoming / "a.csv", rows)
     env = _env(subprocess_env, None, REVIEWFLOW_SHARD_ROWS=str(CHECKPOINT_ROWS),
                REVIEWFLOW_FAILPOINT="score:checkpoint-recorded")
     killed = _score_cli(scoring_root, env)
@@ -487,8 +487,8 @@ def test_a_stop_inside_a_large_file_is_quick_and_the_next_run_scores_only_the_re
     checkpoints as they are (the same files) and scores only the other rows: every row
     once."""
     rows, every = 60_000, 10_000
-    _write_large(scoring_root / "incoming" / "big.csv", rows)
-    _write_large(scoring_root / "incoming" / "next.csv", rows)  # queued, cancelled
+    _write_large(layout_of(scoring_root).incoming / "big.csv", rows)
+    _write_large(layout_of(scoring_root).incoming / "next.csv", rows)  # queued, cancelled
     # Prediction slices of 2 rows: the file takes tens of seconds even on a fast host.
     env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0", REVIEWFLOW_PREDICT_BATCH_SIZE="2",
                REVIEWFLOW_CHECKPOINT_ROWS=str(every), PREFECT_HOME=str(tmp_path / "prefect"))
@@ -536,7 +536,7 @@ def test_a_stop_inside_a_large_file_is_quick_and_the_next_run_scores_only_the_re
     assert line.endswith(f"; {kept_rows} rows of 1 unfinished files are kept in finished "
                          "checkpoints: the next run scores only the rest of those files"), line
     inodes = {r.shard: os.stat(r.scored_part).st_ino for r in kept}
-    assert not list((scoring_root / "scored").rglob("*.parquet"))  # nothing published yet
+    assert not list(layout_of(scoring_root).scored.rglob("*.parquet"))  # nothing published yet
 
     from tests.helpers import score
 
@@ -545,7 +545,7 @@ def test_a_stop_inside_a_large_file_is_quick_and_the_next_run_scores_only_the_re
     assert summary["rows_resumed"] == kept_rows and summary["shards_resumed"] == len(kept)
     assert summary["rows_read"] == 2 * rows == summary["rows_scored"]
     (sha,) = {r.source_sha256 for r in kept}
-    published = {int(p.stem.rsplit("-s", 1)[1]): p for p in (scoring_root / "scored").rglob(
+    published = {int(p.stem.rsplit("-s", 1)[1]): p for p in layout_of(scoring_root).scored.rglob(
         f"part-{sha[:16]}-*.parquet")}
     assert sorted(published) == list(range(rows // every))
     for shard, inode in inodes.items():  # the kept checkpoints themselves, not scored again
@@ -568,7 +568,7 @@ def test_progress_inside_a_long_file_is_logged_at_least_every_10_s(scoring_root,
     from tests.helpers import score
 
     rows = 60_000
-    _write_large(scoring_root / "incoming" / "big.csv", rows)
+    _write_large(layout_of(scoring_root).incoming / "big.csv", rows)
     monkeypatch.setenv("REVIEWFLOW_PREDICT_BATCH_SIZE", "1")  # tens of seconds for the file
     caplog.set_level(logging.INFO, logger="prefect.flow_runs")  # the suite runs at WARNING
     summary = score(scoring_root)

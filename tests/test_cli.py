@@ -10,7 +10,7 @@ import pytest
 from conftest import PROJECT, SAMPLES
 
 from flows.cli import main, parse_arguments
-from tests.helpers import scored_rows
+from tests.helpers import cli_exit_code, layout_of, scored_rows
 
 HEAVY = ("tensorflow", "prefect", "great_expectations")
 
@@ -47,10 +47,10 @@ def test_a_missing_data_root_exits_2_and_creates_nothing(tmp_path, capsys, argv)
 
 def test_init_creates_a_root_that_the_commands_then_accept(tmp_path, capsys):
     root = tmp_path / "reviews"
-    assert main(["init", str(root)]) == 0
+    assert cli_exit_code(["init", str(root)]) == 0
     assert {p.name for p in root.iterdir()} >= {"incoming", "labeled", "scored", "quarantine",
                                                 "models", "state", "archive"}
-    assert main(["models", "list", "--data-dir", str(root)]) == 0
+    assert cli_exit_code(["models", "list", "--data-dir", str(root)]) == 0
     assert "no model versions yet" in capsys.readouterr().out
 
 
@@ -80,7 +80,7 @@ def test_commands_with_nothing_heavy_to_do_skip_tensorflow_prefect_and_gx(tmp_pa
     import shutil
 
     empty = tmp_path / "empty"
-    assert main(["init", str(empty)]) == 0
+    assert cli_exit_code(["init", str(empty)]) == 0
     result = run_cli_collecting_imports(["score", "--data-dir", str(empty)])
     assert result["code"] == 2 and "no champion model" in result["stderr"]
     assert result["heavy"] == []
@@ -90,8 +90,8 @@ def test_commands_with_nothing_heavy_to_do_skip_tensorflow_prefect_and_gx(tmp_pa
     assert result["code"] == 2 and "no labeled review files" in result["stderr"]
     assert result["heavy"] == []
 
-    shutil.copytree(trained_models, empty / "models", dirs_exist_ok=True)
-    (empty / "incoming" / "fresh.csv").write_text("review_id,text\n1,fine\n")
+    shutil.copytree(trained_models, layout_of(empty).models, dirs_exist_ok=True)
+    (layout_of(empty).incoming / "fresh.csv").write_text("review_id,text\n1,fine\n")
     # The file settles for an hour: still nothing ready however long the command takes
     # to start on a loaded host (the default 2 s can pass before it lists the inbox).
     result = run_cli_collecting_imports(["score", "--data-dir", str(empty),
@@ -103,17 +103,17 @@ def test_commands_with_nothing_heavy_to_do_skip_tensorflow_prefect_and_gx(tmp_pa
 
 
 def test_nothing_to_score_says_why_in_one_line(scoring_root, capsys):
-    (scoring_root / "incoming" / "fresh.csv").write_text("review_id,text\n1,fine\n")
-    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "3600"]) == 0
+    (layout_of(scoring_root).incoming / "fresh.csv").write_text("review_id,text\n1,fine\n")
+    assert cli_exit_code(["score", "--data-dir", str(scoring_root), "--settle-seconds", "3600"]) == 0
     assert capsys.readouterr().out.strip() == (
-        f"reviewflow: nothing to score: 0 files ready in {scoring_root / 'incoming'}; 1 left "
+        f"reviewflow: nothing to score: 0 files ready in {layout_of(scoring_root).incoming}; 1 left "
         "for the next run (modified in the last 3600 s)")
 
 
 def test_demo_knows_both_bundled_languages(data_dir, capsys):
     """`make demo` trains on the English and the Korean samples; its Korean scores are
     sensible (the Korean test sample carries labels)."""
-    assert main(["demo", "--data-dir", str(data_dir)]) == 0
+    assert cli_exit_code(["demo", "--data-dir", str(data_dir)]) == 0
     scored = scored_rows(data_dir).to_pandas()
     korean = scored[scored["source_file"] == "korean-test.tsv"]
     assert len(korean) == sum(1 for _ in open(SAMPLES / "korean" / "test.tsv")) - 1
@@ -133,7 +133,7 @@ def test_long_work_shows_progress_lines(scoring_root, caplog):
     for name in ("prefect.flow_runs", "prefect.task_runs"):  # the suite runs at WARNING
         caplog.set_level(logging.INFO, logger=name)
     for i in range(3):
-        (scoring_root / "incoming" / f"f{i}.csv").write_text(f"review_id,text\n{i},fine film\n")
+        (layout_of(scoring_root).incoming / f"f{i}.csv").write_text(f"review_id,text\n{i},fine film\n")
     score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("3/3 files, 3 rows, ") and line.endswith(" s left")
@@ -183,7 +183,7 @@ def test_on_a_terminal_long_work_shows_bars(scoring_root, subprocess_env):
     import shutil
 
     for i in range(3):
-        (scoring_root / "incoming" / f"f{i}.csv").write_text(f"review_id,text\n{i},fine film\n")
+        (layout_of(scoring_root).incoming / f"f{i}.csv").write_text(f"review_id,text\n{i},fine film\n")
     env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0", COLUMNS="160")
     drawn = run_on_a_terminal(["score", "--data-dir", str(scoring_root)], env)
     assert "scoring" in drawn and "3/3" in drawn and "reviews/s" in drawn
@@ -216,7 +216,7 @@ def test_the_program_exits_with_its_code_after_prefect_has_its_last_log(scoring_
 
     from tasks.layout import DataLayout
 
-    (scoring_root / "incoming" / "a.csv").write_text(
+    (layout_of(scoring_root).incoming / "a.csv").write_text(
         "review_id,text\n" + "".join(f"a{i},A fine film take {i}.\n" for i in range(20)))
     env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0")
     done = subprocess.run([sys.executable, "-m", "flows.cli", "score", "--data-dir",
@@ -239,7 +239,7 @@ def test_the_program_exits_with_its_code_after_prefect_has_its_last_log(scoring_
 
     shutil.rmtree(DataLayout(root=scoring_root).models)  # no champion now: exit code 2
     DataLayout(root=scoring_root).models.mkdir()
-    (scoring_root / "incoming" / "b.csv").write_text("review_id,text\nb1,Fine.\n")
+    (layout_of(scoring_root).incoming / "b.csv").write_text("review_id,text\nb1,Fine.\n")
     done = subprocess.run([sys.executable, "-m", "flows.cli", "score", "--data-dir",
                            str(scoring_root)], cwd=PROJECT, env=env, capture_output=True,
                           text=True, timeout=300)
@@ -307,11 +307,11 @@ def test_an_interrupted_score_says_what_it_kept_and_the_next_run_finishes(
 
     files, rows = 12, 25_000  # each over 1 MiB: scored one by one, not in a bundle
     for f in range(files):
-        (scoring_root / "incoming" / f"batch{f:02d}.csv").write_text(
+        (layout_of(scoring_root).incoming / f"batch{f:02d}.csv").write_text(
             "review_id,text\n" + "".join(f"{f}-{i},A {'fine' if i % 2 else 'dull'} film "
                                          f"with a cast to match; take {i}.\n"
                                          for i in range(rows)))
-    assert (scoring_root / "incoming" / "batch00.csv").stat().st_size > 1 << 20
+    assert (layout_of(scoring_root).incoming / "batch00.csv").stat().st_size > 1 << 20
     env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0")
     if to_group:  # no PREFECT_API_URL: the command starts its own temporary server
         env.pop("PREFECT_API_URL")
@@ -336,10 +336,10 @@ def test_an_interrupted_score_says_what_it_kept_and_the_next_run_finishes(
     scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
     assert committed == len(scored) and committed % rows == 0 and committed >= rows
     assert left == files - committed // rows == claimed + fresh and left > 0
-    assert len([p for p in (scoring_root / "incoming" / ".claimed").glob("*/*")
+    assert len([p for p in (layout_of(scoring_root).incoming / ".claimed").glob("*/*")
                 if not p.name.startswith(".")]) == claimed + archiving
 
-    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
+    assert cli_exit_code(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
     scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
     assert sorted(scored) == sorted(f"{f}-{i}" for f in range(files) for i in range(rows))
 
@@ -377,7 +377,7 @@ def test_an_interrupted_retraining_says_nothing_was_promoted(scoring_root, subpr
 
     for sample in (SAMPLES / "labeled").iterdir():
         shutil.copy2(sample, scoring_root / "labeled" / sample.name)
-    registry = Registry(scoring_root / "models")
+    registry = Registry(layout_of(scoring_root).models)
     champion, versions = registry.champion_version(), sorted(registry.versions.iterdir())
     env = dict(subprocess_env, REVIEWFLOW_EPOCHS="400", REVIEWFLOW_PATIENCE="400",
                REVIEWFLOW_ARCHITECTURE="seed")

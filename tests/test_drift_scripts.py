@@ -16,7 +16,7 @@ from tasks import monitoring
 from tasks.layout import DataLayout
 from tasks.settings import Settings
 from tasks.training.registry import Registry
-from tests.helpers import monitoring_rows
+from tests.helpers import layout_of, monitoring_rows
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +31,13 @@ def bilingual_models(tmp_path_factory):
         shutil.copy2(sample, root / "labeled" / sample.name)
     shutil.copy2(SAMPLES / "korean" / "train.tsv", root / "labeled" / "korean-train.tsv")
     assert retrain_model(data_dir=str(root))["promoted"]
-    return root / "models"
+    return layout_of(root).models
 
 
 @pytest.fixture
 def bilingual_root(data_dir, bilingual_models):
-    shutil.rmtree(data_dir / "models")
-    shutil.copytree(bilingual_models, data_dir / "models")
+    shutil.rmtree(layout_of(data_dir).models)
+    shutil.copytree(bilingual_models, layout_of(data_dir).models)
     return data_dir
 
 
@@ -47,7 +47,7 @@ def english_reviews() -> pd.DataFrame:
 
 
 def test_the_demo_inbox_flags_nothing_and_shifted_files_still_are(bilingual_root):
-    inbox = bilingual_root / "incoming"
+    inbox = layout_of(bilingual_root).incoming
     for sample in (SAMPLES / "incoming").iterdir():  # what `reviewflow demo` scores
         shutil.copy2(sample, inbox / sample.name)
     shutil.copy2(SAMPLES / "korean" / "test.tsv", inbox / "korean-test.tsv")
@@ -83,8 +83,8 @@ def test_the_demo_inbox_flags_nothing_and_shifted_files_still_are(bilingual_root
     assert "script_shift" in rows.loc["japanese.csv", "flags"]
     assert rows.loc["japanese.csv", "script_shift"] == 1.0
     assert summary["drift"]["files_flagged"] == 3
-    profile = Registry(bilingual_root / "models").read_profile(
-        Registry(bilingual_root / "models").champion_version())
+    profile = Registry(layout_of(bilingual_root).models).read_profile(
+        Registry(layout_of(bilingual_root).models).champion_version())
     assert profile["script_mix"]["hangul"] > 0.1 and profile["script_mix"]["latin"] > 0.7
     assert set(profile["by_script"]) == {"latin", "hangul"}
     assert monitoring.known_scripts(profile) == {"latin", "hangul"}
@@ -120,7 +120,7 @@ def test_high_oov_in_the_trained_scripts_names_no_script_mismatch():
 
 def test_many_small_files_build_the_vocabulary_lookup_once(scoring_root):
     """The vocabulary's lookup set is built once per loaded model, not per file."""
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     for i in range(20):
         (inbox / f"one-{i}.csv").write_text(f"review_id,text\nr{i},a fine film number {i}\n")
     before = monitoring.LOOKUP_BUILDS["count"]

@@ -16,7 +16,7 @@ from conftest import SAMPLES
 from tasks.reading import GROUPED_SCHEMA, NORMALIZED_SCHEMA
 from tasks.reading.columns import ColumnMapping
 from tasks.training.registry import Registry
-from tests.helpers import read_reviews
+from tests.helpers import layout_of, read_reviews
 
 
 def frame() -> pd.DataFrame:
@@ -127,7 +127,7 @@ def test_retraining_holds_out_whole_movies(data_dir):
     labeled.to_csv(data_dir / "labeled" / "with-movies.csv", index=False)
     summary = retrain_model(data_dir=str(data_dir), architecture="seed", epochs=3)
     assert summary["split_by"] == "group"
-    registry = Registry(data_dir / "models")
+    registry = Registry(layout_of(data_dir).models)
     parts = registry.read_version(summary["version"])["metrics"]["parts"]
     assert parts["split_by"] == "group"
     # Each movie counted in one part only: the gate's movies are unseen in training.

@@ -15,7 +15,7 @@ import pytest
 from flows.retrain_model import retrain_model
 from flows.score_reviews import score_reviews
 from tasks.training.registry import Registry
-from tests.helpers import held_out, scored_sql
+from tests.helpers import held_out, layout_of, scored_sql
 
 pytestmark = [pytest.mark.imdb, pytest.mark.slow]
 
@@ -52,7 +52,7 @@ def test_retrain_makes_a_champion(first_champion):
 def test_three_formats_scored_exactly_once(imdb_root, first_champion):
     table = pq.read_table(imdb_root / "labeled" / "train.parquet")
     unlabeled = table.select(["review_id", "text"])
-    inbox = imdb_root / "incoming"
+    inbox = layout_of(imdb_root).incoming
     inbox.mkdir(exist_ok=True)
     unlabeled.slice(0, 8000).to_pandas().to_csv(inbox / "part-1.csv", index=False)
     unlabeled.slice(8000, 8000).to_pandas().to_json(inbox / "part-2.jsonl", orient="records",
@@ -82,10 +82,10 @@ def test_three_formats_scored_exactly_once(imdb_root, first_champion):
 def test_same_data_makes_no_new_version(imdb_root, first_champion):
     """The same labels, architecture and settings: nothing new to learn, no candidate.
 
-    (Before that rule, a second training on the same data was compared with the first;
+    (A second training on the same data, compared with the first, could be promoted:
     training is not bit-reproducible across runs, so with min_delta 0 a +0.0008 "gain"
-    could promote it. --force still trains: the promotion rules then decide.)"""
-    registry = Registry(imdb_root / "models")
+    would do. --force still trains: the promotion rules then decide.)"""
+    registry = Registry(layout_of(imdb_root).models)
     before = sorted(p.name for p in registry.versions.iterdir())
     summary = retrain_model(data_dir=str(imdb_root), architecture="seed")
     print(f"\nsecond run: {summary['reason']}")
@@ -95,7 +95,7 @@ def test_same_data_makes_no_new_version(imdb_root, first_champion):
 
 
 def test_flipped_labels_are_rejected_with_default_settings(imdb_root, first_champion):
-    registry = Registry(imdb_root / "models")
+    registry = Registry(layout_of(imdb_root).models)
     champion = registry.champion_version()
     frame = pq.read_table(imdb_root / "labeled" / "train.parquet").to_pandas()
     flip = held_out(frame["review_id"] + "#flip", 0.4)

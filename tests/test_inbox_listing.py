@@ -1,8 +1,7 @@
 """Listing an inbox from the listing's own answers (issue 37, item 13).
 
-An s3 inbox of N objects was listed with three requests per object (``is_dir``,
-``is_file``, ``stat``), although the LIST had returned every size and time already. Here
-the requests moto's S3 server receives are counted while ``list_inbox`` sorts an inbox
+An s3 inbox of N objects is listed from its LIST pages alone, which hold every size and
+time: no ``is_dir``, ``is_file`` or ``stat`` request per object. Here the requests moto's S3 server receives are counted while ``list_inbox`` sorts an inbox
 of 1,500 review objects (two LIST pages) with the other kinds beside them: unsupported
 objects, sub-prefixes, dot-names, leftover claims and their attempts counts. The same
 inbox on a local disk sorts the same way.

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import PROJECT, reviewflow_command
-from test_adversarial_state import inbox_on_tmpfs  # noqa: F401 - a fixture used below
+from test_data_root_hazards import inbox_on_tmpfs  # noqa: F401 - a fixture used below
 
 from tasks.layout import CHAMPION_FILE, DataLayout, kept_name, part_name
 from tasks.state.backend import RunState, SQLiteState
@@ -34,6 +34,7 @@ from tasks.training.registry import Registry
 from tests.helpers import (
     add_version,
     good_rows,
+    layout_of,
     monitoring_rows,
     quarantined_files,
     quarantined_rows,
@@ -82,7 +83,7 @@ class Root:
 
     def put(self, name: str, data: bytes) -> None:
         if self.fs is None:
-            (Path(self.url) / "incoming" / name).write_bytes(data)
+            (layout_of(self.url).incoming / name).write_bytes(data)
         else:
             self.fs.pipe_file(f"{self.url}/incoming/{name}", data)
 
@@ -173,8 +174,7 @@ def test_a_monitoring_row_no_commit_backs_is_removed_when_the_file_is_committed(
     layout = DataLayout(root=Path(local_root.url))
     assert len(list(layout.monitoring.glob("*/*.parquet"))) == 1
     if then == "a new champion":
-        Registry(layout.models).set_champion(add_version(layout.root, "next"), "test",
-                                             "manual promotion")
+        Registry(layout.models).promote_by_hand(add_version(layout.root, "next"), "test")
     else:
         for folder in (layout.monitoring, layout.scored):
             (today,) = [p for p in folder.iterdir() if p.is_dir()]
@@ -344,7 +344,7 @@ def test_staged_temporaries_are_swept_only_once_their_content_is_free(tmp_path, 
 def test_a_released_claim_leaves_no_folder_behind_a_temporary_of_its_count(scoring_root):
     from tasks.state.inbox import claim, note_begun, release_claim_folder
 
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     (inbox / "a.csv").write_bytes(csv_bytes(FILES["a.csv"]))
     claimed = claim(inbox / "a.csv")
     (claimed.parent / ".attempts.0123abcd.tmp").write_text("2\n")  # a killed writer's

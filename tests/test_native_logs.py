@@ -9,6 +9,7 @@ import pytest
 from conftest import PROJECT
 
 from tasks.native_logs import is_hidden
+from tests.helpers import layout_of
 
 PREAMBLE = (b"WARNING: All log messages before absl::InitializeLog() is called are written "
             b"to STDERR")
@@ -75,7 +76,7 @@ def test_a_process_a_worker_starts_prints_no_cuda_probe(start, scoring_root, tmp
     worker's environment has it (the Prefect API a worker's flow run reports to: the
     session's server): on a host without a GPU (this one), TensorFlow's CUDA probe would
     print "failed call to cuInit" when the device is looked up."""
-    (scoring_root / "incoming" / "a.csv").write_text("review_id,text\n1,A fine film.\n")
+    (layout_of(scoring_root).incoming / "a.csv").write_text("review_id,text\n1,A fine film.\n")
     home = tmp_path / "prefect-home"
     home.mkdir()
     env = {k: v for k, v in subprocess_env.items() if k != "TF_CPP_MIN_LOG_LEVEL"}

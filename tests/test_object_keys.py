@@ -2,11 +2,11 @@
 
 ``[``, ``]``, ``*`` and ``?`` are ordinary characters in a file name and in an object key,
 but fsspec reads them as a glob in ``copy``, ``rm``, ``cat``, ``get``, ``put`` and
-``expand_path``: a claimed ``good[1].csv`` could not be archived, ``notes[1].txt`` was
-never quarantined and ``star*.csv`` was archived as a folder. Every name here goes
-through claim, scoring, quarantine (an unsupported file, an empty one) and archive, on a
-local data root and on one in moto's S3 server whose own prefix holds those characters
-too; the object primitives are checked one by one below.
+``expand_path``: taken as patterns, a claimed ``good[1].csv`` cannot be archived,
+``notes[1].txt`` is never quarantined and ``star*.csv`` is archived as a folder. Every
+name here goes through claim, scoring, quarantine (an unsupported file, an empty one) and
+archive, on a local data root and on one in moto's S3 server whose own prefix holds those
+characters too; the object primitives are checked one by one below.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from tasks.state.ledger import Ledger
 from tasks.storage.local import safe_name
 from tasks.storage.objects import EntryKind, ObjectPath, read_all, remove_tree, replace, scan
 from tasks.training.registry import Registry
-from tests.helpers import good_rows, quarantined_files, score, scored_rows
+from tests.helpers import good_rows, layout_of, quarantined_files, score, scored_rows
 
 # Review files, each with rows of its own, and what is quarantined whole.
 REVIEW_NAMES = ["good[1].csv", "star*.csv", "q?.csv", "a]b.csv", "a[b]*c?.csv", "[x]?.jsonl",
@@ -86,10 +86,10 @@ def assert_nothing_left(summary: dict) -> None:
 def test_names_with_glob_characters_are_scored_once_locally(scoring_root):
     files, ids = inbox_files()
     for name, data in files.items():
-        (scoring_root / "incoming" / name).write_bytes(data)
+        (layout_of(scoring_root).incoming / name).write_bytes(data)
     summary = score(scoring_root)
-    archived = [p.name for p in (scoring_root / "archive").rglob("*") if p.is_file()]
-    left = [str(p) for p in (scoring_root / "incoming").rglob("*")]
+    archived = [p.name for p in layout_of(scoring_root).archive.rglob("*") if p.is_file()]
+    left = [str(p) for p in layout_of(scoring_root).incoming.rglob("*")]
     ledger = Ledger(scoring_root / "state" / "ledger.sqlite")
     check_outcome(scoring_root, files, ids, summary, ledger, archived, left)
     reasons = quarantined_files(scoring_root)

@@ -21,7 +21,7 @@ import subprocess
 import pytest
 from conftest import PROJECT, reviewflow_command
 
-from tests.helpers import good_rows, scored_parts, write_csv
+from tests.helpers import good_rows, layout_of, scored_parts, write_csv
 from tests.prefect_server import PrefectServer
 
 AUTH = "reviewflow-ops:op-failure-secret-5T"
@@ -48,8 +48,8 @@ def the_line(done: subprocess.CompletedProcess, code: int) -> str:
 def test_a_wrong_or_missing_prefect_auth_string_is_one_line_and_exit_4(
         labeled_root, subprocess_env, tmp_path):
     scoring_root = labeled_root  # a champion to score with, labeled files to retrain on
-    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
-    before = {p.name: p.read_bytes() for p in (scoring_root / "incoming").iterdir()}
+    write_csv(layout_of(scoring_root).incoming / "a.csv", good_rows("a", 3))
+    before = {p.name: p.read_bytes() for p in layout_of(scoring_root).incoming.iterdir()}
     (tmp_path / "server-files").mkdir()  # apart from the data root the fixture made there
     server = PrefectServer(tmp_path / "server-files", auth_string=AUTH)
     env = {k: v for k, v in subprocess_env.items() if k != "PREFECT_API_AUTH_STRING"}
@@ -63,7 +63,7 @@ def test_a_wrong_or_missing_prefect_auth_string_is_one_line_and_exit_4(
         assert "not-it-2W" not in done.stderr + done.stdout  # the string is not echoed
         missing = the_line(run(env, "retrain", "--data-dir", str(scoring_root)), 4)
         assert "PREFECT_API_AUTH_STRING is not set" in missing, missing
-        assert {p.name: p.read_bytes() for p in (scoring_root / "incoming").iterdir()} == before
+        assert {p.name: p.read_bytes() for p in layout_of(scoring_root).incoming.iterdir()} == before
         assert not scored_parts(scoring_root)
         # With the server's string the same command runs: the check lets it through.
         done = run(dict(env, PREFECT_API_AUTH_STRING=AUTH), "score", "--data-dir",
@@ -86,7 +86,7 @@ def test_a_prefect_server_whose_database_is_down_is_one_line_and_exit_4(
 
     if (why := postgres.available()) is not None:
         pytest.skip(why)
-    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
+    write_csv(layout_of(scoring_root).incoming / "a.csv", good_rows("a", 3))
     cluster = postgres.temporary_cluster()
     try:
         database = cluster.create_database("prefect").replace(
@@ -106,5 +106,5 @@ def test_a_prefect_server_whose_database_is_down_is_one_line_and_exit_4(
         cluster.stop()
         shutil.rmtree(cluster.folder, ignore_errors=True)
     assert "not ready (503 from /ready)" in line and "its database" in line, line
-    assert not scored_parts(scoring_root) and (scoring_root / "incoming" / "a.csv").exists()
+    assert not scored_parts(scoring_root) and (layout_of(scoring_root).incoming / "a.csv").exists()
     print(line)

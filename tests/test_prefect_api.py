@@ -18,7 +18,7 @@ import pytest
 from conftest import PROJECT, reviewflow_command
 
 from flows.prefect_api import DEFAULT_STARTUP_SECONDS, TIMEOUT_VARIABLE, startup_seconds
-from tests.helpers import scored_parts
+from tests.helpers import layout_of, scored_parts
 
 SERVER_APP = "prefect.server.api.server:create_app"
 
@@ -58,7 +58,7 @@ def no_server_env(tmp_path):
 def make_inbox(root: Path) -> None:
     for f in range(2):
         rows = "".join(f"f{f}-{i},The film was a delight take {i}.\n" for i in range(20))
-        (root / "incoming" / f"batch-{f}.csv").write_text("review_id,text\n" + rows)
+        (layout_of(root).incoming / f"batch-{f}.csv").write_text("review_id,text\n" + rows)
 
 
 def test_the_default_wait_is_long_and_the_users_setting_wins(monkeypatch):
@@ -93,7 +93,7 @@ def score_expecting_exit_4(scoring_root: Path, env: dict) -> str:
     assert "Traceback" not in output, output[-3000:]
     lines = [line for line in process.stderr.splitlines() if line.startswith("reviewflow:")]
     assert len(lines) == 1, output[-3000:]
-    assert sorted(p.name for p in (scoring_root / "incoming").iterdir()) == [
+    assert sorted(p.name for p in layout_of(scoring_root).incoming.iterdir()) == [
         "batch-0.csv", "batch-1.csv"]
     assert not scored_parts(scoring_root)
     return lines[0]
@@ -140,7 +140,7 @@ def test_a_run_killed_with_sigkill_leaves_no_process_behind(scoring_root, no_ser
     # The run got as far as the failpoint: both small files (one bundle, one ledger
     # transaction) committed, neither archived yet.
     assert len(scored_parts(scoring_root)) == 2
-    assert not list((scoring_root / "archive").rglob("*.csv"))
+    assert not list(layout_of(scoring_root).archive.rglob("*.csv"))
 
 
 def test_a_run_without_a_server_scores_and_prints_no_library_noise(scoring_root, no_server_env):

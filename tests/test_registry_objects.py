@@ -37,7 +37,7 @@ from tasks.layout import (
 )
 from tasks.storage.objects import as_location
 from tasks.training.registry import Registry
-from tests.helpers import scored_rows
+from tests.helpers import layout_of, scored_rows
 
 VERSION_FILES = {MODEL_FILE, METRICS_FILE, DECISION_FILE, CURVES_FILE, PROFILE_FILE}
 # Written with every version a retraining makes (the sample champion predates them).
@@ -303,7 +303,7 @@ def test_changing_a_registry_on_s3_without_the_run_state_is_refused(s3_root):
 def test_a_local_promotion_killed_between_pointer_and_history_is_recorded_by_the_next(
         scoring_root, subprocess_env):
     """The same repair on a local registry (history.jsonl)."""
-    registry = Registry(scoring_root / "models")
+    registry = Registry(layout_of(scoring_root).models)
     champion = registry.champion_version()
     command = [sys.executable, "-c", PROMOTE_A_COPY, str(scoring_root),
                str(registry.versions / champion)]

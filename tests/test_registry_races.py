@@ -17,7 +17,7 @@ import pytest
 from conftest import PROJECT, SAMPLES, reviewflow_command
 
 from tasks.training.registry import Registry
-from tests.helpers import add_version
+from tests.helpers import add_version, layout_of
 
 PAUSE_SECONDS = 300  # how long the test waits for a process to reach its pause point
 
@@ -52,7 +52,7 @@ def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> int:
 
 
 def history(root: Path) -> list[dict]:
-    return Registry(root / "models").read_history()
+    return Registry(layout_of(root).models).read_history()
 
 
 @pytest.fixture
@@ -62,10 +62,10 @@ def champion_with_history(scoring_root) -> Path:
     0.68 on the sample's gate rows)."""
     for sample in (SAMPLES / "labeled").iterdir():
         shutil.copy2(sample, scoring_root / "labeled" / sample.name)
-    registry = Registry(scoring_root / "models")
+    registry = Registry(layout_of(scoring_root).models)
     first = registry.champion_version()
-    registry.set_champion(add_version(scoring_root, "manual-b"), "test", "manual promotion")
-    registry.set_champion(first, "test", "manual promotion")  # previous: [A, B]
+    registry.promote_by_hand(add_version(scoring_root, "manual-b"), "test")
+    registry.promote_by_hand(first, "test")  # previous: [A, B]
     return scoring_root
 
 
@@ -73,10 +73,10 @@ def champion_with_history(scoring_root) -> Path:
 def test_a_champion_changed_during_a_retraining_is_not_overwritten(
         champion_with_history, subprocess_env, tmp_path, change):
     """`models promote B` (or `models rollback` to B) between a retraining's comparison
-    against A and its pointer move used to be replaced silently by the candidate, the
-    history saying the candidate replaced B with A's figure."""
+    against A and its pointer move stays: the candidate does not replace B, and the
+    history says the candidate was compared against A, not that it replaced B."""
     root = champion_with_history
-    registry = Registry(root / "models")
+    registry = Registry(layout_of(root).models)
     a = registry.champion_version()
     env = dict(subprocess_env, REVIEWFLOW_ARCHITECTURE="ngram", REVIEWFLOW_EPOCHS="5")
     log, pause = tmp_path / "retrain.log", tmp_path / "pause"
@@ -95,7 +95,7 @@ def test_a_champion_changed_during_a_retraining_is_not_overwritten(
         code = finish(retraining, log)
     assert code == 0, log.read_text()[-3000:]
     assert registry.champion_version() == "manual-b"
-    assert json.loads((root / "models" / "champion.json").read_text())["version"] == "manual-b"
+    assert json.loads((layout_of(root).models / "champion.json").read_text())["version"] == "manual-b"
     manual, last = history(root)[-2:]
     assert manual["event"] == ("manual promotion" if change == "promote" else "rollback")
     assert (manual["version"], manual["replaced"]) == ("manual-b", a)
@@ -126,7 +126,7 @@ def test_two_rollbacks_at_once_go_back_two_champions(champion_with_history, subp
     A, each recorded with what it replaced. Without a lock both read the same pointer
     and both wrote B, and the history showed two rollbacks from A to B."""
     root = champion_with_history
-    registry = Registry(root / "models")
+    registry = Registry(layout_of(root).models)
     a = registry.champion_version()
     assert registry.champion()["previous"] == [a, "manual-b"]
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"

@@ -21,14 +21,14 @@ def make_inbox(root, files: int = 3, rows: int = 40) -> int:
         frame = pd.DataFrame({"review_id": [f"f{f}-{i}" for i in range(rows)],
                               "text": [f"The film was {words[i % 4]}, take {i}." for i in range(rows)]})
         frame.loc[rows - 1, "text"] = " "  # one row per file goes to quarantine
-        frame.to_csv(root / "incoming" / f"batch-{f}.csv", index=False)
+        frame.to_csv(layout_of(root).incoming / f"batch-{f}.csv", index=False)
     return files * rows
 
 
 def in_inbox(root, name: str) -> bool:
     """The file is still in the inbox: where it was put, or claimed by a run that stopped
     (``incoming/.claimed/<token>/<name>``), which the next run picks up."""
-    return any(p.name == name for p in (root / "incoming").rglob("*") if p.is_file())
+    return any(p.name == name for p in layout_of(root).incoming.rglob("*") if p.is_file())
 
 
 def scored_view(root) -> pd.DataFrame:
@@ -81,7 +81,7 @@ def test_sigkill_then_rerun_equals_one_clean_run(scoring_root, subprocess_env, c
     assert process.returncode == -signal.SIGKILL, output[-3000:]
     score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert_same_result(scoring_root, clean_result)
-    assert not list((scoring_root / "incoming").iterdir())
+    assert not list(layout_of(scoring_root).incoming.iterdir())
     assert not [p for p in layout_of(scoring_root).scored.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -126,12 +126,12 @@ def test_a_file_another_run_moved_after_the_listing_is_left_to_it(data_dir, gone
     from tasks.state.inbox import list_inbox
 
     make_inbox(data_dir, files=1)
-    (data_dir / "incoming" / gone).write_text("review_id,text\n1,moved\n")
-    moved_after_the_listing(monkeypatch, data_dir / "incoming" / gone)
-    inbox = list_inbox(data_dir / "incoming", 0)
+    (layout_of(data_dir).incoming / gone).write_text("review_id,text\n1,moved\n")
+    moved_after_the_listing(monkeypatch, layout_of(data_dir).incoming / gone)
+    inbox = list_inbox(layout_of(data_dir).incoming, 0)
     assert [p.name for p in inbox.ready] == ["batch-0.csv"]
     assert inbox.settling == [] and inbox.unsupported == []
-    assert not (data_dir / "incoming" / gone).exists()  # the window was taken
+    assert not (layout_of(data_dir).incoming / gone).exists()  # the window was taken
 
 
 def test_unwritable_output_fails_clearly_and_keeps_inputs(scoring_root, subprocess_env):
@@ -179,7 +179,7 @@ def test_a_million_one_word_rows_are_each_scored_once(scoring_root):
 
     rows = 1_000_000
     words = ["great", "awful", "fine", "boring", "superb"]
-    with open(scoring_root / "incoming" / "million.csv", "w", encoding="utf-8") as stream:
+    with open(layout_of(scoring_root).incoming / "million.csv", "w", encoding="utf-8") as stream:
         stream.write("review_id,text\n")
         stream.writelines(f"m{i},{words[i % 5]}\n" for i in range(rows))
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
@@ -212,7 +212,7 @@ def test_two_retraining_processes_never_corrupt_the_registry(scoring_root, subpr
 
     for sample in (SAMPLES / "labeled").iterdir():
         shutil.copy2(sample, scoring_root / "labeled" / sample.name)
-    registry = Registry(scoring_root / "models")
+    registry = Registry(layout_of(scoring_root).models)
     before = {row["version"] for row in registry.list_versions()}
     processes = [run_retrain(scoring_root, subprocess_env) for _ in range(2)]
     outputs = [process.communicate(timeout=300)[0] for process in processes]

@@ -328,7 +328,7 @@ def test_self_training_learns_from_unlabeled_reviews_and_accounts_for_each(label
 def test_files_numbering_their_ids_alike_all_train_and_what_is_left_out_is_said(
         labeled_root, caplog):
     """movies_2023.tsv and movies_2024.tsv both number their reviews from 1: every row
-    trains (half of them used to be dropped, said only by metrics.json), and the rows
+    trains (one row per id would drop half, said only by metrics.json), and the rows
     that are left out (a repeated id inside one file, repeated texts, an unlabeled copy
     of a labeled text) are counted in the summary and said in a WARNING."""
     import logging

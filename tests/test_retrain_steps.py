@@ -222,7 +222,7 @@ def test_the_conclusion_says_what_became_of_each_staged_version(tmp_path):
     assert (rejected.promoted, rejected.reason, rejected.event) == (
         False, "not better: …", HistoryEvent.REJECTED)
 
-    # Decided against a version that is no longer the champion: published, not promoted.
+    # Decided against an earlier champion than the current one: published, not promoted.
     better = Decision(True, "better: …")
     late = conclude(registry, staged(registry, better), better, rejected.version)
     assert not late.promoted and late.event == HistoryEvent.NOT_PROMOTED

@@ -19,7 +19,7 @@ from tasks.model import ModelLoadError, load_model
 from tasks.reading import iter_review_batches
 from tasks.reading.columns import ColumnMapping
 from tasks.training.registry import MODEL_FILE, Registry, RegistryError
-from tests.helpers import scored_parts
+from tests.helpers import layout_of, scored_parts
 
 # Modules and calls that turn bytes into arbitrary Python objects or run code.
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve",
@@ -100,9 +100,9 @@ def test_a_model_carrying_python_code_is_refused(tmp_path):
 
 def test_scoring_refuses_a_champion_carrying_code_and_keeps_the_inbox(scoring_root,
                                                                       subprocess_env):
-    registry = Registry(scoring_root / "models")
+    registry = Registry(layout_of(scoring_root).models)
     save_model_with_code(registry.model_path(registry.champion_version()))
-    (scoring_root / "incoming" / "a.csv").write_text("review_id,text\nr1,fine\n")
+    (layout_of(scoring_root).incoming / "a.csv").write_text("review_id,text\nr1,fine\n")
     with pytest.raises(ModelLoadError):
         score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0")
@@ -112,7 +112,7 @@ def test_scoring_refuses_a_champion_carrying_code_and_keeps_the_inbox(scoring_ro
     # Prefect logs the task's traceback; the command's own last word is one clear line.
     last_line = process.stderr.strip().splitlines()[-1]
     assert last_line.startswith("reviewflow: cannot load the model"), last_line
-    assert (scoring_root / "incoming" / "a.csv").exists()
+    assert (layout_of(scoring_root).incoming / "a.csv").exists()
     assert not scored_parts(scoring_root)
 
 
@@ -129,7 +129,7 @@ def test_a_model_file_outside_the_registry_is_never_the_champion(trained_models,
     save_model_with_code(outside / "versions" / "evil" / MODEL_FILE)
     for version in ("../../elsewhere/versions/evil", "..", "/etc", ".staging", "a/b"):
         with pytest.raises(RegistryError, match="not a version name"):
-            registry.set_champion(version, "test", "manual promotion")
+            registry.promote_by_hand(version, "test", force=True)
     assert registry.champion_version() == champion
 
 
@@ -137,12 +137,12 @@ def test_a_file_name_too_long_to_archive_with_its_hash_prefix_is_shortened(scori
     """Archive and quarantine names are ``<hash>-<name>``: a name near the 255-byte limit
     would not fit, and a file that can never be moved would block every later run."""
     name = "ä" * 120 + ".csv"  # 244 bytes in UTF-8: a legal name, too long with a prefix
-    (scoring_root / "incoming" / name).write_text("review_id,text\nr1,fine film\n")
-    (scoring_root / "incoming" / ("ö" * 124 + ".txt")).write_text("not a review file")
+    (layout_of(scoring_root).incoming / name).write_text("review_id,text\nr1,fine film\n")
+    (layout_of(scoring_root).incoming / ("ö" * 124 + ".txt")).write_text("not a review file")
     summary = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert summary["rows_scored"] == 1 and summary["files_quarantined"] == 1
-    assert not list((scoring_root / "incoming").iterdir())
+    assert not list(layout_of(scoring_root).incoming.iterdir())
     kept = [p for p in scoring_root.rglob("*") if p.is_file()]
     assert all(len(p.name.encode()) <= 255 for p in kept)
-    archived = [p.name for p in (scoring_root / "archive").rglob("*.csv")]
+    archived = [p.name for p in layout_of(scoring_root).archive.rglob("*.csv")]
     assert len(archived) == 1 and archived[0].endswith("ää.csv")

@@ -1,9 +1,9 @@
 """Model versions saved by an earlier release load and score as they did when saved.
 
 ``tests/fixtures/models-0.1/`` holds one small model per tokenizer family (seed, ngram,
-ngram-char4, ngram-marks), trained on the bundled samples and saved by the code as it was
-before tasks/ became sub-packages, with the scores that code gave on a fixed set of texts
-(``make_fixture.py`` there is the script that made them). Keras finds the saved text
+ngram-char4, ngram-marks), trained on the bundled samples and saved by release 0.1, whose
+model code sat in other modules, with the scores it gave on a fixed set of texts
+(``make_fixture.py`` there is the script that made them, run from a checkout of 0.1). Keras finds the saved text
 functions and layers by their registered names, so moving modules must not change them.
 """
 
@@ -20,7 +20,7 @@ EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED["scores"]))
-def test_a_model_saved_before_the_restructure_scores_identically(name):
+def test_a_model_saved_by_release_0_1_scores_identically(name):
     model = load_model(FIXTURES / f"{name}.keras")
     texts = np.array(EXPECTED["texts"], dtype=object)
     scores = predict_scores(model, texts, batch_size=8)

@@ -60,7 +60,7 @@ def two_roots(scoring_root, tmp_path):
     threads_root, dask_root = tmp_path / "threads", tmp_path / "dask"
     for root in (threads_root, dask_root):
         shutil.copytree(scoring_root, root)
-        rows = make_inbox(root / "incoming")
+        rows = make_inbox(layout_of(root).incoming)
     return threads_root, dask_root, rows
 
 
@@ -102,7 +102,7 @@ def test_dask_cluster_of_two_workers_equals_a_single_process_run(two_roots, monk
     assert ledger["rows_read"] == rows
     parts = sorted(p.name for p in scored_parts(dask_root))
     assert len(parts) == 8 and sum("-s0" in name for name in parts) == 7
-    assert not list((dask_root / "incoming").iterdir())
+    assert not list(layout_of(dask_root).incoming.iterdir())
     assert not [p for p in dask_root.rglob("*.tmp")]
 
 
@@ -209,7 +209,7 @@ def test_shards_needing_a_gpu_land_only_on_gpu_workers(scoring_root, monkeypatch
     from distributed import Nanny, SpecCluster
 
     monkeypatch.setenv("REVIEWFLOW_DASK_RESOURCES", json.dumps({"GPU": 1}))
-    rows = make_inbox(scoring_root / "incoming")
+    rows = make_inbox(layout_of(scoring_root).incoming)
     workers = {"gpu-0": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
                "cpu-0": {"cls": Nanny, "options": {"nthreads": 1}}}
     scheduler = {"cls": "distributed.Scheduler", "options": {"dashboard_address": ":0"}}
@@ -228,7 +228,7 @@ def test_the_command_line_chooses_runner_and_shards(scoring_root):
     """``reviewflow score --task-runner threads --shard-rows 100``: the options reach the flow."""
     from flows.cli import main
 
-    rows = make_inbox(scoring_root / "incoming")
+    rows = make_inbox(layout_of(scoring_root).incoming)
     main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0",
           "--task-runner", "threads", "--shard-rows", "100"])
     parts = sorted(p.name for p in scored_parts(scoring_root))

@@ -213,9 +213,9 @@ def test_no_champion_says_how_to_train_one(data_dir, capsys):
 
 def test_demo_trains_a_first_model_then_scores_the_sample(data_dir, capsys):
     """`make demo` on a fresh data root: what a new user runs first."""
-    from flows.cli import main
+    from tests.helpers import cli_exit_code
 
-    assert main(["demo", "--data-dir", str(data_dir)]) == 0
+    assert cli_exit_code(["demo", "--data-dir", str(data_dir)]) == 0
     printed = capsys.readouterr().out
     assert "promoted to champion" in printed and "scored " in printed
     assert scored_parts(data_dir)
@@ -232,7 +232,7 @@ def test_flow_parameters_show_the_values_a_run_uses(scoring_root, monkeypatch):
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.utilities.callables import parameter_schema
 
-    from flows.cli import main
+    from tests.helpers import cli_exit_code
 
     defaults = parameter_schema(score_reviews.fn).properties
     assert {name: schema.get("default") for name, schema in defaults.items()} == dict.fromkeys(
@@ -244,7 +244,7 @@ def test_flow_parameters_show_the_values_a_run_uses(scoring_root, monkeypatch):
     write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
     monkeypatch.setenv("REVIEWFLOW_SETTLE_SECONDS", "0")
     monkeypatch.setenv("REVIEWFLOW_SHARD_ROWS", "1000")
-    assert main(["score", "--data-dir", str(scoring_root), "--task-runner", "threads"]) == 0
+    assert cli_exit_code(["score", "--data-dir", str(scoring_root), "--task-runner", "threads"]) == 0
     with get_client(sync_client=True) as client:  # the latest run: this one
         (run,) = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["score-reviews"])),

@@ -14,11 +14,11 @@ from tasks.scoring.workers import ModelRef
 from tasks.settings import Settings
 from tasks.storage.local import file_sha256
 from tasks.training.registry import Registry
-from tests.helpers import good_rows, write_csv
+from tests.helpers import good_rows, layout_of, write_csv
 
 
 def job_for(root, **settings) -> ScoringJob:
-    registry = Registry(root / "models")
+    registry = Registry(layout_of(root).models)
     version = registry.champion_version()
     layout, started = DataLayout(root=root), datetime.now(UTC)
     return ScoringJob.from_settings(Settings(data_dir=root, **settings),
@@ -29,7 +29,7 @@ def job_for(root, **settings) -> ScoringJob:
 
 def test_a_shard_leaves_temporary_parts_and_counts_its_rows(scoring_root):
     rows = good_rows("a", 12) + [{"review_id": "a-3", "text": "A repeated id."}]
-    path = write_csv(scoring_root / "incoming" / "a.csv", rows)
+    path = write_csv(layout_of(scoring_root).incoming / "a.csv", rows)
     job, clock = job_for(scoring_root, read_batch_rows=5), StageClock()
     result = score_shard(path, file_sha256(path), Shard(), job, clock)
     assert (result.rows_read, result.rows_scored, result.rows_quarantined) == (13, 12, 1)
@@ -41,7 +41,7 @@ def test_a_shard_leaves_temporary_parts_and_counts_its_rows(scoring_root):
 
 
 def test_a_bundle_scores_each_file_as_a_shard_would(scoring_root):
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     # The repeated id straddles read batches: uniqueness holds over the whole file.
     paths = [write_csv(inbox / "a.csv", good_rows("a", 7) + [{"review_id": "a-0", "text": "x"}]),
              write_csv(inbox / "b.csv", good_rows("b", 3))]

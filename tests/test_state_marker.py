@@ -19,7 +19,7 @@ from tasks.errors import StateMismatchError
 from tasks.layout import STATE_MARKER_FILE, DataLayout
 from tasks.storage.objects import as_location
 from tests import postgres
-from tests.helpers import add_version, good_rows, write_csv
+from tests.helpers import add_version, good_rows, layout_of, write_csv
 
 # Each command that opens the run state, as a user types it (the version to promote is
 # made by the test).
@@ -100,14 +100,14 @@ def test_a_root_scored_with_its_own_state_folder_is_refused_to_a_database(
     state URL without migrating: it would score again every file the folder committed."""
     from tests.helpers import score
 
-    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
+    write_csv(layout_of(scoring_root).incoming / "a.csv", good_rows("a", 3))
     assert score(scoring_root)["rows_scored"] == 3
     url = pg_cluster.create_database(f"m{uuid.uuid4().hex[:12]}")
-    write_csv(scoring_root / "incoming" / "b.csv", good_rows("b", 2))
+    write_csv(layout_of(scoring_root).incoming / "b.csv", good_rows("b", 2))
     done = _run(["score", "--data-dir", str(scoring_root), "--state-url", url,
                  "--settle-seconds", "0"], subprocess_env)
     _assert_refused(done, str(scoring_root / "state"), "state migrate")
-    assert (scoring_root / "incoming" / "b.csv").exists()
+    assert (layout_of(scoring_root).incoming / "b.csv").exists()
 
 
 @pytest.fixture

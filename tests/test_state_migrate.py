@@ -20,7 +20,7 @@ from conftest import PROJECT, reviewflow_command
 
 from tasks.layout import STATE_MARKER_FILE
 from tests import postgres
-from tests.helpers import good_rows, score, scored_rows, write_csv
+from tests.helpers import good_rows, layout_of, score, scored_rows, write_csv
 
 # The placeholders of the README's recipe, and the line a test cannot run (a worker).
 BUCKET, DATABASE = "s3://reviews/team", "postgresql://reviewflow@db:5432/reviewflow"
@@ -43,7 +43,7 @@ def run_recipe(root: str, old_state: Path, url: str, env: dict,
     lines = readme_recipe()
     text = "\n".join(lines)
     for placeholder in (BUCKET, DATABASE, PASSWORD_LINE, OLD_STATE, WORKER):
-        assert placeholder in text, f"the README's recipe no longer holds {placeholder!r}"
+        assert placeholder in text, f"the README's recipe lacks {placeholder!r}"
     bare = url.replace(f":{postgres.PASSWORD}@", "@")
     script = [f'reviewflow() {{ {shlex.quote(sys.executable)} -m flows.cli "$@"; }}',
               "set -e"]
@@ -80,7 +80,7 @@ def _check_scores_only_what_is_new(done: subprocess.CompletedProcess, url: str) 
 
 
 def test_the_readme_recipe_migrates_a_local_root(scoring_root, pg_cluster, subprocess_env):
-    incoming = scoring_root / "incoming"
+    incoming = layout_of(scoring_root).incoming
     _drop(lambda name, rows: write_csv(incoming / name, rows), {"a": 3, "b": 4, "c": 5})
     assert score(scoring_root)["rows_scored"] == 12  # one machine, its own state/
     url = pg_cluster.create_database(f"g{uuid.uuid4().hex[:12]}")
@@ -155,7 +155,7 @@ def test_the_readme_recipe_migrates_an_s3_root(s3_env, trained_models, tmp_path,
 
 def test_a_migrate_killed_before_it_moves_the_marker_is_finished_by_a_rerun(
         scoring_root, pg_cluster, subprocess_env):
-    incoming = scoring_root / "incoming"
+    incoming = layout_of(scoring_root).incoming
     _drop(lambda name, rows: write_csv(incoming / name, rows), {"a": 3, "b": 4})
     assert score(scoring_root)["rows_scored"] == 7
     url = pg_cluster.create_database(f"g{uuid.uuid4().hex[:12]}")
@@ -204,7 +204,7 @@ def test_a_migrate_without_its_source_says_so_in_one_line(case, s3_env, scoring_
         args, expected = ["--data-dir", str(scoring_root), "--from-state-dir",
                           str(tmp_path / "empty")], "no SQLite ledger"
     else:  # the root is scored with a state folder elsewhere; migrate from its own
-        write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
+        write_csv(layout_of(scoring_root).incoming / "a.csv", good_rows("a", 3))
         assert score(scoring_root)["rows_scored"] == 3
         (scoring_root / STATE_MARKER_FILE).write_text(json.dumps(
             {"state_id": "0" * 32, "state_dir": "/srv/other-state", "host": "elsewhere"}))

@@ -17,7 +17,7 @@ import pytest
 from conftest import PROJECT, reviewflow_command
 
 from tests import postgres
-from tests.helpers import good_rows, scored_rows, write_csv
+from tests.helpers import good_rows, layout_of, scored_rows, write_csv
 from tests.prefect_server import what_prefect_keeps
 
 NAMES_ROWS = (("a", 3), ("b", 4), ("c", 5))
@@ -29,7 +29,7 @@ def _fresh(cluster) -> str:
 
 def _inbox(root) -> list[str]:
     for name, n in NAMES_ROWS:
-        write_csv(root / "incoming" / f"{name}.csv", good_rows(name, n))
+        write_csv(layout_of(root).incoming / f"{name}.csv", good_rows(name, n))
     return sorted(f"{name}-{i}" for name, n in NAMES_ROWS for i in range(n))
 
 
@@ -80,9 +80,9 @@ def _check_once(root, url, expected: list[str]) -> None:
     assert ledger == [(f"{n}.csv", k, True) for n, k in NAMES_ROWS]
     assert {Path(s).name: c for s, c in per_file.items()} == {f"{n}.csv": k
                                                               for n, k in NAMES_ROWS}
-    archived = sorted(p.name.split("-", 1)[1] for p in (root / "archive").rglob("*.csv"))
+    archived = sorted(p.name.split("-", 1)[1] for p in layout_of(root).archive.rglob("*.csv"))
     assert archived == [f"{n}.csv" for n, _ in NAMES_ROWS]
-    assert not any((root / "incoming").glob("*.csv"))
+    assert not any(layout_of(root).incoming.glob("*.csv"))
 
 
 def _one_line_naming(stderr: str, where: str) -> None:
@@ -169,7 +169,7 @@ def test_no_run_prints_or_writes_the_database_password(scoring_root, pg_cluster,
     assert done.returncode == 0, done.stderr
     assert postgres.PASSWORD not in done.stdout + done.stderr
     assert postgres.PASSWORD not in what_prefect_keeps(done.stderr)
-    write_csv(scoring_root / "incoming" / "more.csv", good_rows("more", 3))
+    write_csv(layout_of(scoring_root).incoming / "more.csv", good_rows("more", 3))
     without = {k: v for k, v in env.items() if k != "REVIEWFLOW_STATE_URL"}
     given = _run(scoring_root, without, "--state-url", url)  # the URL on the command line
     assert given.returncode == 0, given.stderr

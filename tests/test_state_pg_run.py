@@ -18,7 +18,7 @@ from conftest import PROJECT, reviewflow_command
 
 from flows.score_reviews import score_reviews
 from tests import postgres
-from tests.helpers import good_rows, scored_parts, scored_rows, write_csv
+from tests.helpers import good_rows, layout_of, scored_parts, scored_rows, write_csv
 
 
 def _fresh(cluster) -> str:
@@ -27,8 +27,8 @@ def _fresh(cluster) -> str:
 
 def _inbox(root, names=("a", "b", "c")) -> dict[str, bytes]:
     for i, name in enumerate(names):
-        write_csv(root / "incoming" / f"{name}.csv", good_rows(name, 3 + i))
-    return {p.name: p.read_bytes() for p in (root / "incoming").glob("*.csv")}
+        write_csv(layout_of(root).incoming / f"{name}.csv", good_rows(name, 3 + i))
+    return {p.name: p.read_bytes() for p in layout_of(root).incoming.glob("*.csv")}
 
 
 def _ledger_rows(url: str) -> list[tuple]:
@@ -52,7 +52,7 @@ def test_a_run_keeps_its_state_in_postgresql_and_a_rerun_scores_nothing_new(
     assert postgres.PASSWORD not in json.dumps(summary, default=str)
 
     for name, data in inbox.items():  # the same contents again
-        (scoring_root / "incoming" / f"again-{name}").write_bytes(data)
+        (layout_of(scoring_root).incoming / f"again-{name}").write_bytes(data)
     again = score_reviews(data_dir=str(scoring_root), settle_seconds=0, state_url=url)
     assert again["rows_scored"] == 0
     assert again["files_already_scored"] == 3 and again["files_scored"] == 0
@@ -76,9 +76,9 @@ def test_a_database_that_is_down_stops_the_command_before_the_inbox(scoring_root
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and f"127.0.0.1:{port}/state" in lines[0], done.stderr
         assert postgres.PASSWORD not in done.stderr + done.stdout
-    assert {p.name: p.read_bytes() for p in (scoring_root / "incoming").glob("*.csv")} == inbox
+    assert {p.name: p.read_bytes() for p in layout_of(scoring_root).incoming.glob("*.csv")} == inbox
     assert not scored_parts(scoring_root)
-    assert not any((scoring_root / "archive").rglob("*.csv"))
+    assert not any(layout_of(scoring_root).archive.rglob("*.csv"))
 
 
 def test_migrating_the_sqlite_ledger_scores_nothing_it_committed(
@@ -98,9 +98,9 @@ def test_migrating_the_sqlite_ledger_scores_nothing_it_committed(
         outputs.append(done.stdout)
     assert outputs[0].startswith("copied 3 scored files") and "(0 and 0 were" in outputs[0]
     assert outputs[1].startswith("copied 0 scored files") and "(3 and 0 were" in outputs[1]
-    shutil.rmtree(scoring_root / "state")  # the SQLite state is not consulted any more
+    shutil.rmtree(scoring_root / "state")  # the root's state is the database: SQLite's is not read
     for name, data in inbox.items():
-        (scoring_root / "incoming" / name).write_bytes(data)
+        (layout_of(scoring_root).incoming / name).write_bytes(data)
     again = score_reviews(data_dir=str(scoring_root), settle_seconds=0, state_url=url)
     assert again["rows_scored"] == 0
     assert again["files_already_scored"] == 3 and again["files_scored"] == 0
@@ -145,7 +145,7 @@ def test_a_retraining_lock_held_in_postgresql_stops_another_retraining(
     from tasks.state.postgres import PostgresState
 
     url = _fresh(pg_cluster)
-    before = sorted(p.name for p in (scoring_root / "models").rglob("*"))
+    before = sorted(p.name for p in layout_of(scoring_root).models.rglob("*"))
     holder = PostgresState(url)  # another host's retraining, as far as the database knows
     try:
         with holder.retrain_lock():
@@ -159,7 +159,7 @@ def test_a_retraining_lock_held_in_postgresql_stops_another_retraining(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "another retraining is running" in lines[0]
     assert "reviewflow" in lines[0] and postgres.PASSWORD not in done.stderr + done.stdout
-    assert sorted(p.name for p in (scoring_root / "models").rglob("*")) == before
+    assert sorted(p.name for p in layout_of(scoring_root).models.rglob("*")) == before
 
 
 def test_a_labeled_file_quarantined_by_a_retraining_is_recorded_in_postgresql(

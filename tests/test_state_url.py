@@ -28,7 +28,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from tasks.errors import StateUnavailableError, StateURLError
 from tasks.layout import STATE_MARKER_FILE, DataLayout
 from tasks.state.url import describe, parse, redacted, with_password_of, without_password
-from tests.helpers import good_rows, write_csv
+from tests.helpers import good_rows, layout_of, write_csv
 from tests.prefect_server import what_prefect_keeps
 
 SPECIALS = ["#", "?", "%", "@", ":", "/", "&", "=", "+", " "]
@@ -253,7 +253,7 @@ def test_no_command_shows_a_password_in_any_form(scoring_root, pg_cluster, subpr
     attempts = forms(user, password, host, port, db, tmp_path)
     base = {**subprocess_env, "REVIEWFLOW_SETTLE_SECONDS": "0"}
     for i, (name, (url, env)) in enumerate(attempts.items()):
-        write_csv(scoring_root / "incoming" / f"f{i}.csv", good_rows(f"f{i}", 3))
+        write_csv(layout_of(scoring_root).incoming / f"f{i}.csv", good_rows(f"f{i}", 3))
         on_command_line = name == "?password="  # the URL given as --state-url
         run_env = {**base, **env, **({} if on_command_line else {"REVIEWFLOW_STATE_URL": url})}
         args = ["--data-dir", str(scoring_root), "--verbose",
@@ -272,7 +272,7 @@ def test_no_command_shows_a_password_in_any_form(scoring_root, pg_cluster, subpr
 
     # `state migrate` prints where it copied to: from a root of its own, in every form.
     other = DataLayout(root=tmp_path / "other").ensure()
-    shutil.copytree(scoring_root / "models", other.models, dirs_exist_ok=True)
+    shutil.copytree(layout_of(scoring_root).models, other.models, dirs_exist_ok=True)
     write_csv(other.incoming / "a.csv", good_rows("a", 2))
     from tests.helpers import score
 
@@ -321,7 +321,7 @@ def test_a_password_on_the_command_line_is_lent_to_the_flow_never_put_in_the_env
     password = password_with("@:/ ")
     user, db = _role(pg_cluster, password)
     url = forms(user, password, pg_cluster.host, pg_cluster.port, db, tmp_path)["user info"][0]
-    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 3))
+    write_csv(layout_of(scoring_root).incoming / "a.csv", good_rows("a", 3))
     assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0",
                  "--state-url", url]) == 0
     assert "scored 3 rows from 1 files" in capsys.readouterr().out

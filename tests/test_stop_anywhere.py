@@ -25,7 +25,7 @@ import pytest
 from conftest import PROJECT, SAMPLES
 
 from tasks.native_logs import is_hidden
-from tests.helpers import layout_of, scored_rows
+from tests.helpers import cli_exit_code, layout_of, scored_rows
 
 PREFECT_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| ")
 # The last lines a command prints before its exit handlers run.
@@ -186,11 +186,10 @@ def test_a_stop_anywhere_in_score_ends_in_one_line_and_the_next_run_finishes(
         scoring_root, subprocess_env, tmp_path, signum):
     """`score` stopped in each of its phases (SCORE_STOPS), one stop after another on one
     inbox: each ends in its line, the runs it began Crashed; then every row once."""
-    from flows.cli import main
 
     files, rows = 8, 25_000  # each over 1 MiB: scored one by one, not in a bundle
     for f in range(files):
-        (scoring_root / "incoming" / f"batch{f}.csv").write_text(
+        (layout_of(scoring_root).incoming / f"batch{f}.csv").write_text(
             "review_id,text\n" + "".join(f"{f}-{i},A {'fine' if i % 2 else 'dull'} film "
                                          f"with a cast to match; take {i}.\n"
                                          for i in range(rows)))
@@ -217,10 +216,10 @@ def test_a_stop_anywhere_in_score_ends_in_one_line_and_the_next_run_finishes(
     assert all(states[name] == ("COMPLETED" if name in finished else "CRASHED")
                for name in runs), states
 
-    assert main(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
+    assert cli_exit_code(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"]) == 0
     scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
     assert sorted(scored) == sorted(f"{f}-{i}" for f in range(files) for i in range(rows))
-    assert not [p for p in (scoring_root / "incoming").rglob("*") if p.is_file()]
+    assert not [p for p in layout_of(scoring_root).incoming.rglob("*") if p.is_file()]
 
 
 @pytest.mark.slow
@@ -235,7 +234,7 @@ def test_a_stop_anywhere_in_retrain_says_what_became_of_the_champion(
 
     for sample in (SAMPLES / "labeled").iterdir():
         shutil.copy2(sample, scoring_root / "labeled" / sample.name)
-    registry = Registry(scoring_root / "models")
+    registry = Registry(layout_of(scoring_root).models)
     champion, versions = registry.champion_version(), sorted(registry.versions.iterdir())
     session = dict(subprocess_env, REVIEWFLOW_EPOCHS="400", REVIEWFLOW_PATIENCE="400",
                    REVIEWFLOW_ARCHITECTURE="seed")
@@ -279,7 +278,7 @@ def test_a_stop_in_a_quick_command_ends_in_one_line(scoring_root, subprocess_env
     from tasks.training.registry import Registry
     from tests.helpers import add_version
 
-    registry = Registry(scoring_root / "models")
+    registry = Registry(layout_of(scoring_root).models)
     champion = registry.champion_version()
     other = add_version(scoring_root, "v-other")
     for n, argv in enumerate([["models", "promote", other, "--reason", "try", "--force"],

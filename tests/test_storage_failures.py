@@ -17,7 +17,7 @@ import uuid
 import pytest
 from conftest import PROJECT, reviewflow_command
 
-from tests.helpers import good_rows
+from tests.helpers import good_rows, layout_of
 
 
 def closed_port() -> int:
@@ -58,7 +58,7 @@ def test_a_wrong_database_password_is_one_line_and_exit_1(pg_cluster, scoring_ro
 
     url = pg_cluster.create_database(f"wrong_{uuid.uuid4().hex[:8]}")
     wrong = url.replace(f":{PASSWORD}@", ":not-the-password@")
-    (scoring_root / "incoming" / "a.csv").write_text(
+    (layout_of(scoring_root).incoming / "a.csv").write_text(
         "review_id,text\n" + "".join(f"{r['review_id']},{r['text']}\n"
                                      for r in good_rows("a", 3)))
     done = run(["score", "--data-dir", str(scoring_root), "--settle-seconds", "0"],
@@ -67,7 +67,7 @@ def test_a_wrong_database_password_is_one_line_and_exit_1(pg_cluster, scoring_ro
     line = one_line(done)
     assert "refused the login" in line and "password authentication failed" in line
     assert "not-the-password" not in done.stdout + done.stderr
-    assert (scoring_root / "incoming" / "a.csv").exists()  # nothing moved
+    assert (layout_of(scoring_root).incoming / "a.csv").exists()  # nothing moved
 
 
 def test_a_missing_bucket_is_one_line_and_exit_1(s3_endpoint, subprocess_env, tmp_path):

@@ -123,7 +123,7 @@ def numbered(texts: list[str], labels: list[int] | None = None) -> pd.DataFrame:
 
 def test_files_that_number_their_ids_alike_are_all_read_and_trained_on(tmp_path):
     """movies_2023.tsv and movies_2024.tsv both number from 1: scoring keeps both files'
-    rows, and training must too (it used to keep one row per id: half the data)."""
+    rows, and training must too (one row per id would keep half the data)."""
     from tasks.training.labeled import read_unlabeled_reviews
 
     layout = DataLayout(root=tmp_path / "data").ensure()
@@ -172,7 +172,7 @@ def test_rows_training_leaves_out_are_counted_for_the_summary():
 def test_the_same_file_under_two_names_is_read_twice_and_its_copies_counted(tmp_path):
     """Without an id column ids come from the content hash: the same bytes under two
     names give the same ids. Both files are read; the repeated texts are kept once and
-    counted (they used to vanish as 'ids repeated across files')."""
+    counted (not dropped as 'ids repeated across files')."""
     layout = DataLayout(root=tmp_path / "data").ensure()
     body = labeled(60).drop(columns=["review_id"])
     for name in ("export.csv", "export-copy.csv"):

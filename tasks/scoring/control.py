@@ -39,10 +39,6 @@ class ShardControl:
     def stop(self) -> None:
         self._stop.set()
 
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
     def check(self) -> None:
         """Raise ``ScoringStopped`` if the run is stopping."""
         if self._stop.is_set():

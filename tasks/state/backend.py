@@ -180,9 +180,6 @@ class SQLiteState:
     def record_archived_many(self, shas: list[str]) -> None:
         self.ledger.record_archived_many(shas)
 
-    def record_archived(self, sha256: str) -> None:
-        self.ledger.record_archived(sha256)
-
     def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
                                 path: str) -> None:
         self.ledger.record_quarantined_file(sha256, source_file, reason, path)

@@ -211,12 +211,9 @@ class Ledger:
                            [(r.source_sha256, r.model_version, r.plan, r.shard)
                             for r in records])
 
-    def record_archived(self, sha256: str) -> None:
-        """The content's input has left ``incoming/``: its committed rows are complete."""
-        self.record_archived_many([sha256])
-
     def record_archived_many(self, shas: list[str]) -> None:
-        """``record_archived`` for several contents in one transaction (one fsync)."""
+        """These contents' inputs have left ``incoming/``: their committed rows are
+        complete (one transaction, one fsync)."""
         if not shas:
             return
         now = ledger_time()

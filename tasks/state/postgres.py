@@ -204,10 +204,6 @@ class PostgresState:
             "SELECT state_id FROM state_identity").fetchone()[0])
         return StateName(f"pg-{state_id}", self.where())
 
-    def schema_version(self) -> int:
-        return self._run(lambda c: c.execute(
-            "SELECT MAX(version) FROM schema_version").fetchone()[0])
-
     # -- the ledger --------------------------------------------------------------------
     def scored(self, sha256: str, model_version: str) -> ScoredFile | None:
         row = self._run(lambda c: c.execute(
@@ -282,9 +278,6 @@ class PostgresState:
                     [(r.source_sha256, r.model_version, r.plan, r.shard) for r in records])
         self._run(forget)
 
-    def record_archived(self, sha256: str) -> None:
-        self.record_archived_many([sha256])
-
     def record_archived_many(self, shas: list[str]) -> None:
         if shas:
             self._run(lambda c: c.execute(
@@ -350,10 +343,6 @@ class PostgresState:
             " AND l.classid::bigint = %s AND l.objid::bigint = %s",
             (unsigned >> 32, unsigned & 0xFFFFFFFF)).fetchone())
         return f"{row[0] or 'a client'} (backend {row[1]})" if row else "another run"
-
-    def backend_pid(self) -> int:
-        """This session's server process (what ``pg_terminate_backend`` takes)."""
-        return self._run(lambda c: c.execute("SELECT pg_backend_pid()").fetchone()[0])
 
     def close(self) -> None:
         with self._mutex:

@@ -270,15 +270,6 @@ class Registry:
                     if self.read_version(name).get("decision", {}).get("promote") is True]
         return promoted[-1] if promoted else None
 
-    def set_champion(self, version: str, reason: str, event: HistoryEvent, **record) -> dict:
-        """Point the champion at ``version``; the old champion is kept for rollback."""
-        self._writable()
-        self._require(version)
-        with self._pointer_locked():
-            old, _ = self._read_pointer()  # an unusable pointer is what a promotion repairs
-            failpoint("registry:pointer-read")
-            return self._move_pointer(version, reason, event, old, **record)
-
     def promote_by_hand(self, version: str, reason: str, force: bool = False) -> dict:
         """A manual promotion, recorded with its reason. A version that was rejected, or
         whose recorded held-out accuracy is below the champion's, needs ``force``. The

@@ -5,7 +5,7 @@ good rows: each record holding such bytes is one quarantined row naming its line
 the bytes, shown as ``\\xff``; every other row is scored, and rows read = scored +
 quarantined. Beyond ``MAX_UNDECODABLE_RECORDS`` records or ``MAX_UNDECODABLE_SHARE`` of
 them, the file is more likely in another encoding and is quarantined whole, the reason
-naming the encodings setting, as before. Every text format, gzipped or not, damage in
+naming the encodings setting. Every text format, gzipped or not, damage in
 the first MiB (which decides the encoding) or after it, scoring and training alike.
 """
 
@@ -29,6 +29,7 @@ from tasks.reading import (
 from tasks.settings import Settings
 from tasks.training.labeled import read_labeled_reviews
 from tests.helpers import (
+    layout_of,
     packaged_validator,
     quarantined_files,
     quarantined_rows,
@@ -114,7 +115,7 @@ def test_a_few_records_that_are_not_utf8_are_quarantined_and_the_rest_scored(sco
     Files big enough to shard are planned on the whole file and read shard by shard,
     each bad row quarantined once."""
     monkeypatch.setenv("REVIEWFLOW_ENCODINGS", "cp1252")  # set for other files: not taken
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     for name, (data, _, _) in CASES.items():
         (inbox / name).write_bytes(data)
     summary = score(scoring_root, shard_rows=1_000)
@@ -185,7 +186,7 @@ def test_more_bad_records_than_a_few_quarantine_the_file_naming_the_setting(tmp_
         assert "UTF-8" in caught.value.reason
 
 
-def test_a_western_file_is_still_quarantined_whole_with_the_setting_named(tmp_path):
+def test_a_western_file_is_quarantined_whole_with_the_setting_named(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes(("review_id,text\n" + "".join(f"{i},très bon film {i}\n" for i in range(60)))
                      .encode("cp1252"))
@@ -203,8 +204,9 @@ def test_a_header_that_is_not_utf8_makes_the_file_unreadable(tmp_path):
 
 
 def test_a_json_string_holding_half_a_surrogate_pair_is_one_rejected_row(tmp_path):
-    """Sibling: the JSON array reader decoded "\\ud83d" to a lone surrogate that no
-    Parquet string can hold, and the whole file was quarantined as 'not valid utf-8'."""
+    """Sibling: the JSON array reader decodes "\\ud83d" to a lone surrogate that no
+    Parquet string can hold: that row is rejected, not the whole file quarantined as
+    'not valid utf-8'."""
     records = [{"review_id": i, "text": f"fine {i}"} for i in range(20)]
     data = json.dumps(records).replace('"fine 7"', '"half an emoji \\ud83d"')
     for name, content in (("array.json", data),

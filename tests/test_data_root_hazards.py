@@ -1,4 +1,4 @@
-"""Holes an adversarial run found in the data root's state (issue 28): links out of the
+"""The data root's state against what an adversary can arrange: links out of the
 root, file names that are not text, an inbox on another file system, a killed run's
 parts beside a new champion's, a file that kills every run, two state folders on one
 bucket.
@@ -57,26 +57,26 @@ def outside(tmp_path) -> Path:
     return folder
 
 
-# ------------------------------------------------------------------ 1. links out of the root
+# ------------------------------------------------------------------ links out of the root
 
 def test_a_claims_folder_link_moves_nothing_into_the_root(scoring_root, outside):
-    """incoming/.claimed made a link to a folder outside: the run used to take what lay
-    two levels below the target as leftover claims, moving 3 of 3 files into the root
-    and deleting them where they were. It is refused; nothing moves."""
+    """incoming/.claimed made a link to a folder outside: followed, it would make what
+    lies two levels below the target leftover claims, their files moved into the root
+    and deleted where they are. It is refused; nothing moves."""
     before = files_under(outside)
-    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 4))
-    (scoring_root / "incoming" / ".claimed").symlink_to(outside)
+    write_csv(layout_of(scoring_root).incoming / "a.csv", good_rows("a", 4))
+    (layout_of(scoring_root).incoming / ".claimed").symlink_to(outside)
     with pytest.raises(LinkedFolderError, match=r"\.claimed is a symbolic link"):
         score(scoring_root)
     assert files_under(outside) == before
-    assert (scoring_root / "incoming" / "a.csv").is_file()
+    assert (layout_of(scoring_root).incoming / "a.csv").is_file()
     assert not list(layout_of(scoring_root).quarantine.rglob("*.*"))
     assert scored_rows(scoring_root).num_rows == 0
 
 
 def test_the_command_says_so_in_one_line_and_exits_2(scoring_root, outside, subprocess_env):
     before = files_under(outside)
-    (scoring_root / "incoming" / ".claimed").symlink_to(outside)
+    (layout_of(scoring_root).incoming / ".claimed").symlink_to(outside)
     done = subprocess.run(reviewflow_command("score", "--data-dir", str(scoring_root)),
                           cwd=PROJECT, env=dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0"),
                           capture_output=True, text=True, timeout=600)
@@ -109,7 +109,7 @@ def test_a_product_folder_that_is_a_link_is_refused(scoring_root, tmp_path, fold
         target.mkdir()
     place.parent.mkdir(parents=True, exist_ok=True)
     place.symlink_to(target)
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     write_csv(inbox / "a.csv", good_rows("a", 4))
     (inbox / "notes.txt").write_text("not reviews")
     before = files_under(target)
@@ -125,12 +125,12 @@ def test_a_claim_token_link_or_a_link_in_a_claim_is_quarantined_as_itself(scorin
     should be: the links are quarantined (as links), their targets neither read, moved
     nor deleted; the ordinary inbox file is scored."""
     before = files_under(outside)
-    claims = scoring_root / "incoming" / ".claimed"
+    claims = layout_of(scoring_root).incoming / ".claimed"
     claims.mkdir()
     (claims / "0123456789ab").symlink_to(outside / "exports")
     (claims / "ba9876543210").mkdir()
     (claims / "ba9876543210" / "clients.csv").symlink_to(outside / "exports" / "clients.csv")
-    write_csv(scoring_root / "incoming" / "a.csv", good_rows("a", 4))
+    write_csv(layout_of(scoring_root).incoming / "a.csv", good_rows("a", 4))
     summary = score(scoring_root)
     assert files_under(outside) == before
     assert summary["rows_scored"] == 4 and summary["files_scored"] == 1
@@ -144,7 +144,7 @@ def test_a_claim_token_link_or_a_link_in_a_claim_is_quarantined_as_itself(scorin
 
 def test_a_link_as_a_file_in_the_inbox_moves_the_link_only(scoring_root, outside):
     before = files_under(outside)
-    (scoring_root / "incoming" / "clients.csv").symlink_to(outside / "exports" / "clients.csv")
+    (layout_of(scoring_root).incoming / "clients.csv").symlink_to(outside / "exports" / "clients.csv")
     summary = score(scoring_root)
     assert summary["rows_scored"] == 0 and files_under(outside) == before
     assert "symbolic link" in quarantined_files(scoring_root)["clients.csv"]["reason"]
@@ -153,20 +153,34 @@ def test_a_link_as_a_file_in_the_inbox_moves_the_link_only(scoring_root, outside
 def test_check_contained_accepts_a_plain_root_and_a_linked_root(tmp_path):
     """The root itself may be a link (a user's choice of where it lives); only the
     folders inside it may not."""
+    def refusal(root: Path) -> str | None:
+        try:
+            DataLayout(root=root).check_contained(TODAY)
+        except LinkedFolderError as exc:
+            return str(exc)
+        return None
+
     real = tmp_path / "real"
     DataLayout(root=real).ensure()
     (tmp_path / "link").symlink_to(real)
-    DataLayout(root=tmp_path / "link").ensure().check_contained(TODAY)
+    DataLayout(root=tmp_path / "link").ensure()
+    assert refusal(real) is None
+    assert refusal(tmp_path / "link") is None
+    # The same check through either root refuses a link one level down.
+    layout_of(real).scored.rename(tmp_path / "elsewhere")
+    layout_of(real).scored.symlink_to(tmp_path / "elsewhere")
+    assert "scored is a symbolic link" in refusal(real)
+    assert "scored is a symbolic link" in refusal(tmp_path / "link")
 
 
-# ------------------------------------------------------------------ 2. names that are not text
+# ------------------------------------------------------------------ names that are not text
 
 def test_a_file_name_that_is_not_utf8_is_scored_under_a_cleaned_name(scoring_root):
-    """A Latin-1 ``café.csv`` used to make every run fail (UnicodeEncodeError when
-    pyarrow got the path) and block the inbox for good."""
-    inbox = os.fsencode(scoring_root / "incoming")
+    """A Latin-1 ``café.csv`` must not make every run fail (UnicodeEncodeError when
+    pyarrow gets the path) and block the inbox for good."""
+    inbox = os.fsencode(layout_of(scoring_root).incoming)
     write_csv(Path(os.fsdecode(inbox + b"/caf\xe9.csv")), good_rows("l", 6))
-    write_csv(scoring_root / "incoming" / "café.csv", good_rows("u", 5))  # cleans to the same
+    write_csv(layout_of(scoring_root).incoming / "café.csv", good_rows("u", 5))  # cleans to the same
     write_csv(Path(os.fsdecode(inbox + b"/two\nlines\x07.csv")), good_rows("n", 4))
     Path(os.fsdecode(inbox + b"/notes\xff.txt")).write_text("not reviews")
     Path(os.fsdecode(inbox + b"/empty\xe9.csv")).write_bytes(b"")
@@ -177,7 +191,7 @@ def test_a_file_name_that_is_not_utf8_is_scored_under_a_cleaned_name(scoring_roo
     assert files.count("café.csv") == 11
     assert set(quarantined_files(scoring_root)) == {"notesÿ.txt", "emptyé.csv"}
     assert not os.listdir(inbox)
-    archived = sorted(p.name.split("-", 1)[1] for p in (scoring_root / "archive").rglob("*.csv"))
+    archived = sorted(p.name.split("-", 1)[1] for p in layout_of(scoring_root).archive.rglob("*.csv"))
     assert archived == ["café.csv", "café.csv", "two_lines_.csv"]
     where = layout_of(scoring_root)
     for folder in (where.archive, where.quarantine, where.scored):  # every stored name is text
@@ -186,39 +200,40 @@ def test_a_file_name_that_is_not_utf8_is_scored_under_a_cleaned_name(scoring_roo
 
 
 def test_a_leftover_claim_with_a_name_that_is_not_utf8_is_scored(scoring_root):
-    """Claimed (by a run of an older version that kept the raw name) and left: the
-    next run cleans the name and scores it instead of failing on it every time."""
-    token = scoring_root / "incoming" / ".claimed" / "0123456789ab"
+    """Claimed under its raw name (as by a release that kept it) and left: the next
+    run cleans the name and scores it instead of failing on it every time."""
+    token = layout_of(scoring_root).incoming / ".claimed" / "0123456789ab"
     token.mkdir(parents=True)
     write_csv(Path(os.fsdecode(os.fsencode(token) + b"/na\xefve.csv")), good_rows("x", 3))
     summary = score(scoring_root)
     assert summary["rows_scored"] == 3
     assert scored_rows(scoring_root).column("source_file").to_pylist() == ["naïve.csv"] * 3
-    assert not (scoring_root / "incoming" / ".claimed").exists()
+    assert not (layout_of(scoring_root).incoming / ".claimed").exists()
 
 
-# ------------------------------------------------------------------ 5. another file system
+# ------------------------------------------------------------------ another file system
 
 @pytest.fixture
 def inbox_on_tmpfs(scoring_root):
     """incoming/ as a tmpfs mount: a real second file system under the data root."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root; this test runs as a user")
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(inbox)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs a host "
                     "that allows mounts (not an unprivileged container)")
     try:
-        assert os.stat(inbox).st_dev != os.stat(scoring_root / "archive").st_dev
+        assert os.stat(inbox).st_dev != os.stat(layout_of(scoring_root).archive).st_dev
         yield inbox
     finally:
         subprocess.run(["umount", "-l", str(inbox)], check=False)
 
 
 def test_an_inbox_on_another_file_system_is_scored_and_archived(scoring_root, inbox_on_tmpfs):
-    """os.replace/os.link across devices (EXDEV) used to block the inbox for good."""
+    """os.replace/os.link fail across devices (EXDEV): the files are scored and archived
+    all the same, and the inbox is not blocked."""
     write_csv(inbox_on_tmpfs / "a.csv", good_rows("a", 5))
     write_csv(inbox_on_tmpfs / "b.csv", good_rows("b", 3))
     (inbox_on_tmpfs / "notes.txt").write_text("not reviews")
@@ -226,9 +241,9 @@ def test_an_inbox_on_another_file_system_is_scored_and_archived(scoring_root, in
     assert summary["rows_scored"] == 8 and summary["files_scored"] == 2
     assert set(quarantined_files(scoring_root)) == {"notes.txt"}
     assert not [p for p in inbox_on_tmpfs.rglob("*") if p.is_file()]
-    archived = sorted((scoring_root / "archive").rglob("*.csv"))
+    archived = sorted(layout_of(scoring_root).archive.rglob("*.csv"))
     assert [p.name.split("-", 1)[1] for p in archived] == ["a.csv", "b.csv"]
-    assert not [p for p in (scoring_root / "archive").rglob("*.tmp")]
+    assert not [p for p in layout_of(scoring_root).archive.rglob("*.tmp")]
 
 
 def test_a_kill_between_copy_and_remove_leaves_the_file_once_and_is_finished(
@@ -240,7 +255,7 @@ def test_a_kill_between_copy_and_remove_leaves_the_file_once_and_is_finished(
     killed = run_cli(scoring_root, subprocess_env, "storage:copied-across")
     output, _ = killed.communicate(timeout=600)
     assert killed.returncode == -signal.SIGKILL, output[-3000:]
-    archived = list((scoring_root / "archive").rglob("*a.csv"))
+    archived = list(layout_of(scoring_root).archive.rglob("*a.csv"))
     claimed = [p for p in inbox_on_tmpfs.rglob("a.csv")]
     assert len(archived) + len(claimed) >= 1
     for copy in archived + claimed:
@@ -248,26 +263,25 @@ def test_a_kill_between_copy_and_remove_leaves_the_file_once_and_is_finished(
     summary = score(scoring_root)
     assert summary["rows_scored"] == 0 and summary["files_already_scored"] == 1
     assert scored_rows(scoring_root).num_rows == 5
-    assert len(list((scoring_root / "archive").rglob("*a.csv"))) == 1
+    assert len(list(layout_of(scoring_root).archive.rglob("*a.csv"))) == 1
     assert not [p for p in inbox_on_tmpfs.rglob("*") if p.is_file()]
 
 
-# ------------------------------------------------------------------ 6. a killed run's parts
+# ------------------------------------------------------------------ a killed run's parts
 
 @pytest.mark.parametrize("shard_rows", [None, "200"])
 def test_parts_of_a_run_killed_before_its_commit_are_swept_for_a_new_champion(
         scoring_root, subprocess_env, shard_rows):
     """Killed after publishing its parts, before the ledger commit, then a new champion:
-    500 of 500 rows used to be scored twice (the old version's parts stayed)."""
-    inbox = scoring_root / "incoming"
+    the old version's parts are swept, so no row is in scored/ twice."""
+    inbox = layout_of(scoring_root).incoming
     write_csv(inbox / "a.csv", good_rows("a", 500))
     extra = {"REVIEWFLOW_SHARD_ROWS": shard_rows} if shard_rows else {}
     killed = run_cli(scoring_root, subprocess_env, "score:parts-published", **extra)
     output, _ = killed.communicate(timeout=600)
     assert killed.returncode == -signal.SIGKILL, output[-3000:]
     assert scored_rows(scoring_root).num_rows == 500  # published, never committed
-    Registry(scoring_root / "models").set_champion(add_version(scoring_root, "next"), "test",
-                                                   "manual promotion")
+    Registry(layout_of(scoring_root).models).promote_by_hand(add_version(scoring_root, "next"), "test")
     summary = score(scoring_root)
     assert summary["rows_scored"] == 500
     scored = scored_rows(scoring_root)
@@ -276,12 +290,12 @@ def test_parts_of_a_run_killed_before_its_commit_are_swept_for_a_new_champion(
     assert len(set(scored.column("review_id").to_pylist())) == 500
 
 
-# ------------------------------------------------------------------ 12. a file that kills runs
+# ------------------------------------------------------------------ a file that kills runs
 
 def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on(
         scoring_root, monkeypatch):
-    """A reader that dies on one file with MemoryError (a 3 GiB JSON line) used to stop
-    every run, the file staying claimed and the files behind it unscored."""
+    """A reader that dies on one file with MemoryError (a 3 GiB JSON line) quarantines
+    that file; the run scores the files behind it instead of stopping with it claimed."""
     from tasks.scoring import checkpointed
     from tasks.scoring import shard as shard_scoring
 
@@ -295,7 +309,7 @@ def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on
     # Where the shards read: in a bundle or a shard, and a file scored in checkpoints.
     for module in (shard_scoring, checkpointed):
         monkeypatch.setattr(module, "iter_review_batches", reader)
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     for name in ("a.csv", "z.csv"):
         write_csv(inbox / name, good_rows(name[0], 4))
     (inbox / "poison.jsonl").write_text(json.dumps({"text": "x" * 100}) + "\n")
@@ -312,7 +326,7 @@ def test_an_unexpected_error_reading_one_file_quarantines_it_and_the_run_goes_on
 def test_an_unexpected_error_validating_or_scoring_one_small_file_quarantines_only_it(
         scoring_root, monkeypatch):
     """Small files are validated in one suite run and scored in one task: an error that
-    one of them brings out there used to fail the whole bundle, and so the run."""
+    one of them brings out there quarantines that file, not the bundle or the run."""
     from tasks.scoring import rows
     from tasks.validation import ReviewValidator
 
@@ -330,7 +344,7 @@ def test_an_unexpected_error_validating_or_scoring_one_small_file_quarantines_on
 
     monkeypatch.setattr(rows, "score_batch", score_batch)
     monkeypatch.setattr(ReviewValidator, "validate_many", validate_many)
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     for name in ("a.csv", "poison-check.csv", "poison-score.csv", "z.csv"):
         write_csv(inbox / name, good_rows(name[0], 4))
     summary = score(scoring_root)
@@ -356,7 +370,7 @@ def test_an_unexpected_error_planning_shards_quarantines_the_file(scoring_root, 
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(shards, "iter_review_batches", reader)
-    inbox = scoring_root / "incoming"
+    inbox = layout_of(scoring_root).incoming
     write_csv(inbox / "poison.csv", good_rows("p", 30))
     write_csv(inbox / "z.csv", good_rows("z", 30))
     summary = score(scoring_root, shard_rows=10)
@@ -367,10 +381,10 @@ def test_an_unexpected_error_planning_shards_quarantines_the_file(scoring_root, 
 
 def test_a_file_that_keeps_killing_runs_is_quarantined_and_blocks_nothing(
         scoring_root, subprocess_env, monkeypatch):
-    """A file whose reading kills the process (SIGKILL, as the OOM killer does) used to
-    be retried first by every run forever. New files are scored before leftover
-    claims; at max_claim_deaths the file is quarantined with the count."""
-    inbox = scoring_root / "incoming"
+    """A file whose reading kills the process (SIGKILL, as the OOM killer does) is not
+    retried first by every run forever: new files are scored before leftover claims,
+    and at max_claim_deaths the file is quarantined with the count."""
+    inbox = layout_of(scoring_root).incoming
     write_csv(inbox / "a.csv", good_rows("a", 4))
     write_csv(inbox / "b-poison.csv", good_rows("p", 4))
     write_csv(inbox / "c.csv", good_rows("c", 4))
@@ -394,12 +408,12 @@ def test_a_file_that_keeps_killing_runs_is_quarantined_and_blocks_nothing(
     assert not [p for p in inbox.rglob("*") if p.is_file()]
 
 
-# ------------------------------------------------------------------ 15. two state folders
+# ------------------------------------------------------------------ two state folders
 
 def test_two_state_folders_on_one_bucket_are_refused_in_one_line(s3_env, trained_models,
                                                                   tmp_path, monkeypatch):
-    """Two runs on one s3:// prefix with different state folders used to sweep each
-    other's temporary parts, the first dying with a message that named no cause."""
+    """Two runs on one s3:// prefix with different state folders would sweep each
+    other's temporary parts: the second is refused in one line that names the cause."""
     endpoint, fs = s3_env
     bucket = "reviews-two-states"
     fs.mkdir(bucket)

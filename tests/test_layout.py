@@ -156,7 +156,7 @@ SPELLED_FOLDERS_LEFT = {
     # which take strings, not the layout's ObjectPath.
     "test_checkpoints.py": 4, "test_data_root_hazards.py": 4, "test_first_champion.py": 5,
     "test_leftovers.py": 3, "test_lost_champion.py": 6, "test_object_claims.py": 6,
-    "test_object_keys.py": 5, "test_registry_objects.py": 15, "test_scale_out.py": 11,
+    "test_object_keys.py": 5, "test_registry_objects.py": 16, "test_scale_out.py": 11,
     "test_state_marker.py": 9, "test_state_migrate.py": 2, "test_state_pg_run.py": 3,
     # Not a data root: the bundled samples' own folders, a bare inbox for list_inbox, a
     # registry or a lock folder on its own.

@@ -83,7 +83,7 @@ def events_of(name: str, flow_run_id: str, wait: float = 60) -> list:
 
 def test_late_labels_measure_the_champion_warn_emit_and_show_in_monitor(
         scoring_root, warnings_seen, monkeypatch, capsys):
-    champion = Registry(scoring_root / "models").champion_version()
+    champion = Registry(layout_of(scoring_root).models).champion_version()
     layout = layout_of(scoring_root)
     reviews = english_reviews("late", 600)
     write_csv(layout.incoming / "to-score.csv", reviews)

@@ -110,7 +110,8 @@ def test_a_champion_changed_during_a_retraining_is_not_overwritten(
     assert status[candidate] == "not promoted" and status["manual-b"] == "champion"
     said = log.read_text()
     assert f"candidate {candidate}: held-out accuracy 1.0000" in said
-    assert f"; not promoted\nreason: {last['reason']}" in said
+    assert f"{candidate}: held-out accuracy 1.0000 on " in said and "; not promoted\n" in said
+    assert f"\nreason: {last['reason']}" in said
     # By hand it is one command away, without --force: it was not judged worse.
     promoted = subprocess.run(reviewflow_command(
         "models", "promote", candidate, "--reason", "retrained, checked", "--data-dir",

@@ -18,7 +18,7 @@ from tasks.errors import RetrainingBusyError
 from tasks.model import refit_epochs
 from tasks.storage.local import exclusive_lock
 from tasks.training.registry import Registry
-from tests.helpers import held_out, quarantined_rows
+from tests.helpers import held_out, layout_of, quarantined_rows
 
 
 def test_first_model_records_everything(trained_models):
@@ -205,7 +205,7 @@ def test_each_retraining_shows_its_card_slices_and_split_in_prefect_and_models_l
     capsys.readouterr()
     main(["models", "list", "--verbose", "--data-dir", str(data_dir)])
     listed = capsys.readouterr().out
-    folder = Registry(data_dir / "models").versions / summary["version"]
+    folder = Registry(layout_of(data_dir).models).versions / summary["version"]
     assert f"    model card: {folder / 'card.md'}" in listed
     assert f"    note: {summary['gate_caveat']}" in listed
     assert f"    slice Latin-script {latin['candidate_accuracy']:.4f} vs champion" in listed
@@ -227,7 +227,7 @@ def test_the_slice_column_the_settings_name_slices_the_gate(data_dir, monkeypatc
     assert slices["category=drama"]["kind"] == "category"
     assert slices["category=drama"]["rows"] + slices["category=comedy"]["rows"] == \
         slices["Latin-script"]["rows"] == summary["validation_rows"]
-    metrics = Registry(data_dir / "models").read_version(summary["version"])["metrics"]
+    metrics = Registry(layout_of(data_dir).models).read_version(summary["version"])["metrics"]
     assert metrics["slices"] == summary["slices"]
     assert metrics["promotion_rules"]["min_slice_rows"] == 20
 

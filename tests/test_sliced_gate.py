@@ -18,11 +18,10 @@ import pandas as pd
 import pytest
 from conftest import IMDB, PROJECT
 
-from flows.cli import main
 from flows.retrain_model import retrain_model
 from tasks.layout import CARD_FILE, CURVES_FILE, RELIABILITY_FILE
 from tasks.training.registry import Registry
-from tests.helpers import held_out
+from tests.helpers import cli_exit_code, held_out, layout_of
 
 pytestmark = [pytest.mark.imdb, pytest.mark.slow]
 
@@ -99,7 +98,7 @@ def test_a_candidate_better_overall_but_worse_on_korean_is_refused_naming_hangul
         champion_root, tmp_path, capsys):
     root = copy_of(champion_root, tmp_path)
     noisy(korean(slice(0, KOREAN))).to_parquet(root / "labeled" / "korean.parquet")
-    registry = Registry(root / "models")
+    registry = Registry(layout_of(root).models)
     champion = registry.champion_version()
     summary, run_id = retrain(root)
     print(json.dumps({key: summary[key] for key in ("validation_accuracy", "champion_accuracy",
@@ -150,7 +149,7 @@ def test_a_candidate_better_overall_but_worse_on_korean_is_refused_naming_hangul
 
     # models list --verbose shows each slice under the version, and the card.
     capsys.readouterr()
-    assert main(["models", "list", "--verbose", "--data-dir", str(root)]) == 0
+    assert cli_exit_code(["models", "list", "--verbose", "--data-dir", str(root)]) == 0
     listed = capsys.readouterr().out
     assert f"slice Hangul {hangul['candidate_accuracy']:.4f} vs champion " in listed
     assert f"model card: {folder / CARD_FILE}" in listed
@@ -165,4 +164,4 @@ def test_a_candidate_better_on_english_and_korean_is_promoted(champion_root, tmp
     assert summary["promoted"], summary["reason"]
     slices = by_slice(summary["slices"])
     assert slices["Hangul"]["verdict"] == slices["Latin-script"]["verdict"] == "holds"
-    assert Registry(root / "models").champion_version() == summary["version"]
+    assert Registry(layout_of(root).models).champion_version() == summary["version"]

@@ -399,7 +399,7 @@ def test_a_stop_during_a_commit_waits_for_its_ledger_record(scoring_root, subpro
     from tests.helpers import good_rows, write_csv
 
     for name in ("a", "b"):  # small: one bundle, committed in one transaction
-        write_csv(scoring_root / "incoming" / f"{name}.csv", good_rows(name, 20))
+        write_csv(layout_of(scoring_root).incoming / f"{name}.csv", good_rows(name, 20))
     pause = tmp_path / "pause"
     pause.mkdir()
     env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0",
@@ -424,7 +424,7 @@ def test_a_stop_during_a_commit_waits_for_its_ledger_record(scoring_root, subpro
     scored = scored_rows(scoring_root, columns=["review_id"]).column("review_id").to_pylist()
     assert sorted(scored) == sorted(r["review_id"] for r in good_rows("a", 20)
                                     + good_rows("b", 20))
-    assert not [p for p in (scoring_root / "incoming").rglob("*") if p.is_file()]
+    assert not [p for p in layout_of(scoring_root).incoming.rglob("*") if p.is_file()]
 
 
 def test_a_stop_while_a_file_is_quarantined_waits_for_its_reason_and_record(
@@ -437,7 +437,7 @@ def test_a_stop_while_a_file_is_quarantined_waits_for_its_reason_and_record(
     from tasks.state.ledger import Ledger
     from tests.helpers import quarantined_copies, quarantined_reasons
 
-    (scoring_root / "incoming" / "broken.parquet").write_bytes(b"not a Parquet file at all")
+    (layout_of(scoring_root).incoming / "broken.parquet").write_bytes(b"not a Parquet file at all")
     pause = tmp_path / "pause"
     pause.mkdir()
     env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0",

@@ -31,6 +31,7 @@ from tasks.monitoring import (
     trends_figure,
 )
 from tasks.settings import Settings
+from tests.helpers import layout_of
 
 ENGLISH = ["A good film with a fine cast and a long, warm, funny script that I liked a lot.",
            "A dull film, far too long, with a cast that never seemed to care at all."]
@@ -118,10 +119,10 @@ def test_rows_written_before_the_counts_are_read_and_drawn_from_their_files(tmp_
                    rows=n, sampled_rows=n, labeled_rows=0, oov_rate=rate, share_latin=1.0,
                    has_profile=False, flags=[])
         rows.append(row)
-    folder = tmp_path / "monitoring" / "run_date=2026-03-01"
+    folder = layout_of(tmp_path).monitoring / "run_date=2026-03-01"
     folder.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=old_schema), folder / "part-old.parquet")
-    table = read_monitoring(tmp_path / "monitoring")
+    table = read_monitoring(layout_of(tmp_path).monitoring)
     assert table["letter_share_latin"].to_pylist() == [1.0, 1.0]
     (run,) = run_figures(table.to_pandas(), {"v0": None})
     assert not run["exact"] and run["oov_rate"] == 0.2  # weighted by the rows sampled

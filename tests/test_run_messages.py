@@ -114,3 +114,26 @@ def test_retraining_and_measuring_accuracy_say_their_verdict(data_dir):
         f"{figures['matched_reviews']} of them scored; champion {summary['version']}: "
         f"accuracy {champion['accuracy']:.4f} on {champion['rows']} reviews (gate "), message
     assert_no_python_values(artifact_texts(measured))
+
+
+def test_models_list_shows_each_versions_architecture_and_training_rows(scoring_root, capsys):
+    import json
+
+    from flows.cli import main
+
+    versions = scoring_root / "models" / "versions"
+    (champion,) = [p.name for p in versions.iterdir()]
+    metrics = json.loads((versions / champion / "metrics.json").read_text(encoding="utf-8"))
+    # a version recorded before metrics.json named its architecture and parts
+    old = versions / "20200101T000000Z-000000"
+    shutil.copytree(versions / champion, old)
+    recorded = {k: v for k, v in metrics.items() if k not in ("hyperparameters", "parts")}
+    (old / "metrics.json").write_text(json.dumps(recorded), encoding="utf-8")
+
+    assert main(["models", "list", "--data-dir", str(scoring_root)]) == 0
+    out = capsys.readouterr().out.split("\nhistory:")[0]  # the versions, a line each
+    lines = {line[2:].split()[0]: line for line in out.splitlines() if line.strip()}
+    rows = metrics["hyperparameters"]["refit"]["rows"]
+    assert f"  seed, {rows:,} training rows  " in lines[champion], lines[champion]
+    assert lines[champion].startswith("*")
+    assert "  -, - training rows  " in lines[old.name], lines[old.name]

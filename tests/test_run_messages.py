@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import time
 
-from conftest import SAMPLES
+import pytest
+from conftest import PROJECT, SAMPLES, reviewflow_command
 
 from flows.accuracy import measure_accuracy
 from flows.retrain_model import retrain_model
 from flows.score_reviews import score_reviews
 from tests.helpers import good_rows, layout_of, write_csv
+from tests.test_prefect_api import processes_using
 
 
 def flow_run_of(state):
@@ -137,3 +141,43 @@ def test_models_list_shows_each_versions_architecture_and_training_rows(scoring_
     assert f"  seed, {rows:,} training rows  " in lines[champion], lines[champion]
     assert lines[champion].startswith("*")
     assert "  -, - training rows  " in lines[old.name], lines[old.name]
+
+
+@pytest.fixture
+def own_api_env(tmp_path):
+    """A user's shell with no Prefect server: the command starts its temporary API."""
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REVIEWFLOW_", "PREFECT_API_URL", "PREFECT_UI_URL"))}
+    env.update(PREFECT_HOME=str(home), PREFECT_LOGGING_LEVEL="INFO", REVIEWFLOW_SETTLE_SECONDS="0")
+    yield env
+    for pid in processes_using(home):
+        os.kill(pid, signal.SIGKILL)
+
+
+def cli_score(root, env) -> str:
+    write_csv(root / "incoming" / "few.csv", good_rows("f", 5))
+    done = subprocess.run(reviewflow_command("score", "--data-dir", str(root), "--settle-seconds", "0"), cwd=PROJECT,
+                          env=env, capture_output=True, text=True, timeout=480)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "scored 5 rows from 1 files" in done.stdout
+    return done.stdout + done.stderr
+
+
+def test_a_command_on_its_temporary_api_says_where_the_records_go_not_a_dead_link(
+        scoring_root, own_api_env):
+    output = cli_score(scoring_root, own_api_env)
+    assert "View at" not in output and "/runs/" not in output, output[-3000:]
+    records = f"the records of its runs stay in {own_api_env['PREFECT_HOME']}/prefect.db"
+    assert output.count(records) == 1, output[-3000:]
+    assert output.count("run `make server` and set PREFECT_API_URL=") == 1
+
+
+def test_a_command_on_the_users_own_server_keeps_the_link(scoring_root, subprocess_env):
+    from prefect.settings import PREFECT_API_URL
+
+    output = cli_score(scoring_root, subprocess_env)
+    ui = PREFECT_API_URL.value().removesuffix("/api")
+    assert f"View at {ui}/runs/flow-run/" in output, output[-3000:]
+    assert "records of its runs" not in output

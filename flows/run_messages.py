@@ -1,5 +1,6 @@
 """What a finished run says where a person looks: its final state's message, which the
-Prefect UI shows beside the run and ``prefect deployment run --watch`` prints at the end.
+Prefect UI shows beside the run and ``prefect deployment run --watch`` prints in the run's
+last log line (``Finished in state Completed('scored …')``).
 
 A flow returns ``finished(summary, message)``: a Completed state whose message is one
 line of counts and whose data is the summary, so the run's result, and what calling the

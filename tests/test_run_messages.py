@@ -73,7 +73,7 @@ def test_a_scoring_runs_state_message_carries_its_counts(scoring_root):
                                  "1 files quarantined; 1 files waiting")
     assert_no_python_values(artifact_texts(state))
 
-    # called as a function, the flow returns the same summary, and says what it skipped
+    # called as a function, the flow returns the summary dict itself
     again = score_reviews(data_dir=str(scoring_root), settle_seconds=0)
     assert isinstance(again, dict) and again["rows_scored"] == 5
 

@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.accuracy_report import publish_accuracy
 from flows.configuration import settings_from
 from flows.drift import drift_resource
+from flows.run_messages import accuracy_message, finished
 from flows.stopping import raise_if_stopped
 from tasks.late_labels import Measurement, drop_message, measure_production_accuracy, write_accuracy
 from tasks.layout import DataLayout
@@ -71,7 +72,7 @@ def measure_accuracy(data_dir: str | None = None, emit_events: bool | None = Non
             emit_accuracy_event(champion, figures, message, flow_run.id)
     publish_accuracy(measured, champion)
     print(json.dumps(summary))
-    return summary
+    return finished(summary, accuracy_message(summary))
 
 
 def emit_accuracy_event(version: str, figures: dict, message: str,

@@ -38,6 +38,7 @@ def list_models(registry, verbose: bool = False) -> None:
     from flows.cli_output import version_lines
     from tasks.layout import CARD_FILE
     from tasks.training.events import VersionStatus
+    from tasks.training.record import architecture_and_rows
 
     rows = registry.list_versions()
     if not rows:
@@ -45,10 +46,13 @@ def list_models(registry, verbose: bool = False) -> None:
     for row in rows:
         accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
         marker = "*" if row["status"] == VersionStatus.CHAMPION else " "
+        metrics = registry.read_version(row["version"]).get("metrics") or {}
+        architecture, trained_rows = architecture_and_rows(metrics)
         print(f"{marker} {row['version']}  {row['status']:<16} accuracy {accuracy}  "
-              f"trained {row['trained_at']}  {row['decision'] or ''}")
+              f"{architecture or '-'}, {'-' if trained_rows is None else f'{trained_rows:,}'} "
+              f"training rows  trained {row['trained_at']}  {row['decision'] or ''}")
         if verbose:
-            for line in version_lines(registry.read_version(row["version"]).get("metrics", {})):
+            for line in version_lines(metrics):
                 print(f"  {line}")
             card = registry.versions / row["version"] / CARD_FILE
             if card.exists():

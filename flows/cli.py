@@ -43,6 +43,7 @@ from flows.configuration import command_settings, flow_parameters, lending_state
 from flows.startup import quiet_defaults, reported_errors, run_program, starting_flow
 from flows.stopping import Stop, say_stopped
 from tasks.layout import DataLayout
+from tasks.scoring.schema import SCORED_DATASET_SCHEMA
 from tasks.state.url import parse
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
@@ -348,7 +349,8 @@ def _demo(args) -> None:
 def _show_output(scored: Path) -> None:
     import pyarrow.dataset as ds
 
-    table = ds.dataset(scored, format="parquet", partitioning="hive").to_table(
+    table = ds.dataset(scored, format="parquet", partitioning="hive",
+                       schema=SCORED_DATASET_SCHEMA).to_table(
         columns=["review_id", "score", "predicted_label", "model_version", "source_file"])
     print(f"\n{scored} now holds {table.num_rows} scored rows; the first few:")
     print(table.slice(0, 8).to_pandas().to_string(index=False))

@@ -167,9 +167,13 @@ class PrefectAPI:
                 check_api(self.url)
             return self.url
         seconds = startup_seconds()
-        # Logged here, not at launch: Prefect's logging is set up by now.
+        # Logged here, not at launch: Prefect's logging is set up by now. Said once, in
+        # place of the per-run link to this server's UI, which is gone when the command is.
         log.info("Starting temporary server on http://127.0.0.1:%s (set PREFECT_API_URL to "
-                 "use a running server instead)", self._port)
+                 "use a running server instead); it stops when this command ends, and the "
+                 "records of its runs stay in %s: to browse them, run `make server` and set "
+                 "PREFECT_API_URL=http://127.0.0.1:4200/api before the next command",
+                 self._port, records_location())
         try:
             self._wait_for_server(seconds)
         except Exception as exc:
@@ -208,10 +212,15 @@ class PrefectAPI:
         # The settings of this thread (and of the threads and tasks Prefect starts from
         # it, which copy its context), and the environment: a Settings() built later and
         # a child process (a Dask worker) read it there.
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
+        # No UI URL: Prefect then prints no "View at http://127.0.0.1:…/runs/…" link per
+        # run, a link to a server that stops with the command (connect() says where the
+        # records go instead). A user's own server (PREFECT_API_URL) keeps its links.
         os.environ["PREFECT_API_URL"] = self.url
-        self._settings = temporary_settings(updates={PREFECT_API_URL: self.url})
+        os.environ["PREFECT_UI_URL"] = ""
+        self._settings = temporary_settings(updates={PREFECT_API_URL: self.url,
+                                                     PREFECT_UI_URL: ""})
         self._settings.__enter__()  # for the rest of the process: exit handlers use it too
 
     def stop(self) -> None:
@@ -226,6 +235,18 @@ class PrefectAPI:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def records_location() -> str:
+    """Where the temporary server keeps its runs: its SQLite file, or, for another
+    database, the setting that names it (its URL may hold a password)."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().server.database.connection_url
+    url = url.get_secret_value() if url is not None else ""
+    if url.startswith("sqlite"):
+        return url.split(":///", 1)[-1]
+    return "the database PREFECT_SERVER_DATABASE_CONNECTION_URL names"
 
 
 def _free_port() -> int:

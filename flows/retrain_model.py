@@ -38,6 +38,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import build_validator, terminal_progress
 from flows.configuration import settings_from
 from flows.retrain_report import publish_artifacts, report_nothing_new
+from flows.run_messages import finished, retrain_message
 from flows.stopping import raise_if_stopped
 from tasks.errors import RetrainingBusyError
 from tasks.failpoints import failpoint
@@ -200,12 +201,13 @@ def retrain_model(data_dir: str | None = None,
             if settings.state_url and not is_remote(layout.models):
                 # A local registry's lock file too, which runs without the URL take.
                 held.enter_context(exclusive_lock(registry.retrain_lock))
-            return _retrain(settings, registry, force)
+            summary = _retrain(settings, registry, force)
     except LockHeldError as exc:
         raise RetrainingBusyError(f"another retraining is running ({exc}); this run leaves the "
                                   "registry untouched. Try again when it has finished.") from exc
     finally:
         state.close()
+    return finished(summary, retrain_message(summary))
 
 
 def _retrain(settings: Settings, registry: Registry, force: bool = False) -> dict:

@@ -34,6 +34,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.configuration import settings_from
 from flows.drift import DriftWatch, thresholds
+from flows.run_messages import finished, score_message
 from flows.score_queue import api_for_workers, submit_to, task_runner_for
 from flows.score_report import Progress, ScoreSummary, publish_summary
 from flows.stopping import critical, raise_if_stopped
@@ -93,12 +94,13 @@ def score_reviews(data_dir: str | None = None,
     # one line.
     DataLayout.of(settings).check_contained(day_of(datetime.now(UTC)))
     if (waiting := _before_first_champion(settings, logger)) is not None:
-        return waiting
+        return finished(waiting, score_message(waiting))
     state = TimedState(open_state(settings.state_url, DataLayout.of(settings)))
     try:
-        return _score_reviews(settings, state, logger)
+        summary = _score_reviews(settings, state, logger)
     finally:
         state.close()
+    return finished(summary, score_message(summary))
 
 
 def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:

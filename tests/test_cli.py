@@ -235,7 +235,7 @@ def test_the_program_exits_with_its_code_after_prefect_has_its_last_log(scoring_
                 sort=LogSort.TIMESTAMP_DESC, limit=1)
             return logs[0].message
 
-    assert "Finished in state Completed()" in asyncio.run(last_log())
+    assert "Finished in state Completed('scored 20 rows from 1 files with " in asyncio.run(last_log())
 
     shutil.rmtree(DataLayout(root=scoring_root).models)  # no champion now: exit code 2
     DataLayout(root=scoring_root).models.mkdir()

@@ -215,9 +215,10 @@ def read_scored(data: Path, columns: list[str]) -> pd.DataFrame:
     import pyarrow.dataset as ds
 
     from tasks.layout import DataLayout
+    from tasks.scoring.schema import SCORED_DATASET_SCHEMA
 
-    return ds.dataset(DataLayout(root=data).scored, format="parquet",
-                      partitioning="hive").to_table(columns=columns).to_pandas()
+    return ds.dataset(DataLayout(root=data).scored, format="parquet", partitioning="hive",
+                      schema=SCORED_DATASET_SCHEMA).to_table(columns=columns).to_pandas()
 
 
 def scored_probabilities(data: Path, evaluation: pd.DataFrame) -> np.ndarray:

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from tasks.layout import SCORED_PARTS_GLOB
 from tasks.monitoring import SCRIPTS, letters_per_row, main_scripts
 from tasks.reading import UnreadableFileError, is_review_file, iter_review_batches
+from tasks.scoring.schema import SCORED_SCHEMA
 from tasks.settings import Settings
 from tasks.storage.local import readable_name
 
@@ -140,7 +141,8 @@ def matching_scores(scored_folder, ids: pa.Array) -> tuple[pa.Table, int]:
     if scored_folder.exists():
         for part in sorted(scored_folder.glob(SCORED_PARTS_GLOB), key=str):
             with part.open("rb") as stream:
-                table = pq.read_table(stream, columns=SCORE_COLUMNS)
+                # the schema: a part written with float64 labels reads as int8 too
+                table = pq.read_table(stream, columns=SCORE_COLUMNS, schema=SCORED_SCHEMA)
             read += table.num_rows
             parts.append(table.filter(pc.is_in(table["review_id"], options=lookup)))
     if not parts:

@@ -14,5 +14,6 @@ is divided.
   progress counts (``ShardControl``).
 - ``planning``: split a large file into shards by rows (``plan_shards``, ``Shard``).
 - ``workers``: what each worker process keeps for itself (the model, the validator).
-- ``rows``: validated reviews into the rows of ``scored/`` (the output schema).
+- ``rows``: validated reviews into the rows of ``scored/``.
+- ``schema``: the columns of ``scored/`` and the schema to read it with as one dataset.
 """

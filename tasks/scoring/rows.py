@@ -9,18 +9,7 @@ import pyarrow as pa
 
 from tasks.model import predict_scores
 from tasks.model.decision import predicted_labels
-
-SCORED_SCHEMA = pa.schema([
-    ("review_id", pa.string()),
-    ("score", pa.float32()),
-    ("predicted_label", pa.int8()),
-    ("label", pa.int8()),
-    ("model_version", pa.string()),
-    ("source_file", pa.string()),
-    ("source_row", pa.int64()),
-    ("source_sha256", pa.string()),
-    ("scored_at", pa.timestamp("us", tz="UTC")),
-])
+from tasks.scoring.schema import SCORED_SCHEMA
 
 
 def score_batch(model, valid: pa.Table, batch_size: int, model_version: str, source_file: str,

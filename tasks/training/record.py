@@ -247,3 +247,13 @@ def left_out_warning(counts: dict) -> str | None:
                  f"{unlabeled_reasons['duplicate_text']} repeat an unlabeled text, "
                  f"{unlabeled_reasons['over_max_rows']} over REVIEWFLOW_MAX_UNLABELED_ROWS)")
     return line
+
+
+def architecture_and_rows(metrics: dict) -> tuple[str | None, int | None]:
+    """A version's architecture and the rows its model learned from, from its
+    metrics.json: the refit's rows (training, selection and pseudo-labeled) when it was
+    refit, else the training part's; None where a version recorded neither."""
+    hyper = metrics.get("hyperparameters") or {}
+    refit = hyper.get("refit") or {}
+    rows = refit.get("rows", (metrics.get("parts") or {}).get("train", {}).get("rows"))
+    return hyper.get("architecture"), rows

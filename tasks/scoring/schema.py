@@ -1,0 +1,35 @@
+"""The columns of ``scored/`` (``SCORED_SCHEMA``), and the schema its readers pass to read
+it as one dataset (``SCORED_DATASET_SCHEMA``, docs/data-contract.md).
+
+Kept apart from ``rows`` so a reader of ``scored/`` does not import the model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+# Label columns are int8 in the file; pandas turns an int8 column with nulls into float64
+# unless the file's pandas metadata names a nullable type, so each part says "Int8".
+LABEL_COLUMNS = ("predicted_label", "label")
+PANDAS_LABELS = {b"pandas": json.dumps({
+    "index_columns": [], "column_indexes": [],
+    "columns": [{"name": name, "field_name": name, "pandas_type": "int8", "numpy_type": "Int8",
+                 "metadata": None} for name in LABEL_COLUMNS],
+}).encode()}
+
+SCORED_SCHEMA = pa.schema([
+    ("review_id", pa.string()),
+    ("score", pa.float32()),
+    ("predicted_label", pa.int8()),
+    ("label", pa.int8()),
+    ("model_version", pa.string()),
+    ("source_file", pa.string()),
+    ("source_row", pa.int64()),
+    ("source_sha256", pa.string()),
+    ("scored_at", pa.timestamp("us", tz="UTC")),
+], metadata=PANDAS_LABELS)
+# ``scored/`` read as one dataset with this schema (docs/data-contract.md): parts written
+# with float64 labels read as int8 beside the others, and the partition stays a string.
+SCORED_DATASET_SCHEMA = SCORED_SCHEMA.append(pa.field("scored_date", pa.string()))

@@ -18,7 +18,7 @@ def labeled_and_not(scoring_root):
     rows = good_rows("r", 6)
     for index, row in enumerate(rows):
         row["label"] = [1, 0, ""][index % 3]  # every third row has no label
-    write_csv(scoring_root / "incoming" / "some-labeled.csv", rows)
+    write_csv(layout_of(scoring_root).incoming / "some-labeled.csv", rows)
     summary = score(scoring_root)
     assert summary["rows_scored"] == 6
     return {"r-0": 1, "r-1": 0, "r-2": None, "r-3": 1, "r-4": 0, "r-5": None}

@@ -79,7 +79,7 @@ def test_a_scoring_runs_state_message_carries_its_counts(scoring_root):
 
 
 def test_a_run_before_any_champion_says_what_waits(data_dir):
-    write_csv(data_dir / "incoming" / "early.csv", good_rows("e", 3))
+    write_csv(layout_of(data_dir).incoming / "early.csv", good_rows("e", 3))
     state = score_reviews(data_dir=str(data_dir), settle_seconds=0, return_state=True)
     message = flow_run_of(state).state.message
     assert message.startswith("no champion yet: nothing scored; 1 files wait in "), message
@@ -105,7 +105,7 @@ def test_retraining_and_measuring_accuracy_say_their_verdict(data_dir):
 
     # the labeled reviews scored, then measured against their own labels
     for sample in (SAMPLES / "labeled").iterdir():
-        shutil.copy(sample, data_dir / "incoming" / sample.name)
+        shutil.copy(sample, layout_of(data_dir).incoming / sample.name)
     scored = score_reviews(data_dir=str(data_dir), settle_seconds=0)
     measured = measure_accuracy(data_dir=str(data_dir), emit_events=False, return_state=True)
     figures = measured.result()
@@ -125,7 +125,7 @@ def test_models_list_shows_each_versions_architecture_and_training_rows(scoring_
 
     from flows.cli import main
 
-    versions = scoring_root / "models" / "versions"
+    versions = layout_of(scoring_root).models / "versions"
     (champion,) = [p.name for p in versions.iterdir()]
     metrics = json.loads((versions / champion / "metrics.json").read_text(encoding="utf-8"))
     # a version recorded before metrics.json named its architecture and parts
@@ -157,7 +157,7 @@ def own_api_env(tmp_path):
 
 
 def cli_score(root, env) -> str:
-    write_csv(root / "incoming" / "few.csv", good_rows("f", 5))
+    write_csv(layout_of(root).incoming / "few.csv", good_rows("f", 5))
     done = subprocess.run(reviewflow_command("score", "--data-dir", str(root), "--settle-seconds", "0"), cwd=PROJECT,
                           env=env, capture_output=True, text=True, timeout=480)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -24,6 +24,24 @@ def pyplot():
     return plt
 
 
+def drawable(text: str) -> str:
+    """``text`` (a file name, a slice's value: the user's words) with each character the
+    pictures' font has no glyph for written as ``\\uXXXX``: matplotlib would draw an
+    empty box, the same for every such character, so two Korean file names would look
+    alike. The full names are in the run's tables and records."""
+    glyphs = _font_characters()
+    return "".join(c if ord(c) in glyphs or c in "\n\t" else f"\\u{ord(c):04x}" for c in text)
+
+
+def _font_characters() -> frozenset[int]:
+    """The code points the default font of the pictures can draw."""
+    pyplot()
+    from matplotlib import font_manager, ft2font
+
+    path = font_manager.findfont(font_manager.FontProperties())
+    return frozenset(ft2font.FT2Font(path).get_charmap())
+
+
 RUNS_PAD = timedelta(minutes=2)  # runs come minutes apart
 WEEKS_PAD = timedelta(days=4)  # a point per week
 

@@ -197,3 +197,24 @@ def test_thirty_runs_mark_the_flagged_run_the_version_change_and_each_language()
     assert "Latin-script reviews" in labels and "Hangul reviews" in labels  # learned both
     changes = [line for line in oov.get_lines() if line.get_linestyle() == ":"]
     assert [pd.Timestamp(line.get_xdata()[0]) for line in changes] == [runs[20]["run_started"]]
+
+
+def test_names_the_font_cannot_draw_are_shown_as_code_points_not_empty_boxes():
+    """A Korean file name on the run's picture: the font has no Hangul, and matplotlib
+    would draw the same empty box for every syllable (and warn)."""
+    import warnings
+
+    from tasks.charts import drawable
+    from tasks.monitoring.run_picture import run_picture
+    from tasks.settings import Settings
+
+    assert drawable("film (1).csv") == "film (1).csv"
+    assert drawable("영화.csv") == "\\uc601\\ud654.csv"
+    assert drawable("리뷰.csv") != drawable("영화.csv")
+    row = {"rows": 500, "flags": [], "oov_rate": 0.1, "script_shift": 0.0, "score_psi": 0.1,
+           "length_psi": 0.1, "review_shares": {"hangul": 1.0}}
+    files = [{**row, "source_file": "영화리뷰.csv"}, {**row, "source_file": "films.csv"}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph … missing from font(s)" is a UserWarning
+        picture = run_picture(files, row, Thresholds.from_settings(Settings()))
+    assert picture.startswith(b"\x89PNG")

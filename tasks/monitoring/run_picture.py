@@ -7,7 +7,7 @@ summary's ``drift``), the same figures the artifacts' tables hold.
 
 from __future__ import annotations
 
-from tasks.charts import FLAGGED_COLOR, THRESHOLD_STYLE, png_bytes, pyplot
+from tasks.charts import FLAGGED_COLOR, THRESHOLD_STYLE, drawable, png_bytes, pyplot
 from tasks.monitoring.drift_signals import Thresholds
 from tasks.monitoring.text import SCRIPT_NAMES, SCRIPTS
 
@@ -31,7 +31,7 @@ def run_picture(files: list[dict], run: dict, thresholds: Thresholds) -> bytes:
     ``review_shares``) drawn as the bar "(run)"."""
     plt = pyplot()
     shown = sorted(files, key=lambda row: -row["rows"])[:MOST_FILES]
-    names = [short(row["source_file"]) for row in shown] + [f"(run: {len(files)} files)"]
+    names = [drawable(short(row["source_file"])) for row in shown] + [f"(run: {len(files)} files)"]
     rows = [*shown, {**run, "flags": []}]
     height = 1.6 + 0.28 * len(rows)
     figure, axes = plt.subplots(1, len(SIGNALS) + 1, figsize=(13, height), sharey=True)

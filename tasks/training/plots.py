@@ -22,6 +22,7 @@ matplotlib.use("Agg")  # no display on workers
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from tasks.charts import drawable  # noqa: E402
 from tasks.training.slices import SCRIPT_KIND  # noqa: E402
 
 CANDIDATE_COLOR, CHAMPION_COLOR, TRAINING_COLOR = "tab:blue", "tab:gray", "tab:orange"
@@ -119,7 +120,7 @@ def _slice_bars(ax, slices: list[dict]) -> None:
     labels = []
     for record in shown:
         p_value = f", p={record['p_value']:.2g}" if record.get("p_value") is not None else ""
-        name = "\n".join(textwrap.wrap(record["slice"], 30))
+        name = "\n".join(textwrap.wrap(drawable(record["slice"]), 30))
         labels.append(f"{name}: {record['rows']:,} rows{p_value}\n{record['verdict']}")
     ax.set_yticks(positions, labels, fontsize=8)
     for label, record in zip(ax.get_yticklabels(), shown):

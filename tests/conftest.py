@@ -122,6 +122,27 @@ def labeled_root(scoring_root) -> Path:
     return scoring_root
 
 
+@pytest.fixture
+def warnings_seen():
+    """The messages of the WARNING lines flow runs log during the test (Prefect's run
+    logger does not reach the root logger, so caplog does not see them)."""
+    import logging
+
+    class Warnings(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.lines: list[str] = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage())
+
+    handler = Warnings()
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(handler)
+    yield handler.lines
+    logger.removeHandler(handler)
+
+
 @pytest.fixture(scope="module")
 def validator():
     """A ``ReviewValidator`` with the packaged suite, as scoring checks rows (a module

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import shutil
 import sys
 import time
@@ -124,26 +123,6 @@ def write_english(path: Path) -> Path:
     frame["review_id"] = [f"en-{i}" for i in range(len(frame))]
     frame[["review_id", "text", "label"]].to_csv(path, index=False)
     return path
-
-
-class Warnings(logging.Handler):
-    """WARNING lines of flow runs (Prefect's run logger does not reach the root logger)."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def warnings_seen():
-    handler = Warnings()
-    logger = logging.getLogger("prefect.flow_runs")
-    logger.addHandler(handler)
-    yield handler.lines
-    logger.removeHandler(handler)
 
 
 def test_english_champion_flags_a_korean_file_and_not_an_english_one(scoring_root,

@@ -7,7 +7,6 @@ deployment trigger on a real server is tests/test_monitoring.py's."""
 from __future__ import annotations
 
 import json
-import logging
 import time
 from datetime import UTC, datetime
 
@@ -32,24 +31,6 @@ def at(day: int, hour: int = 12) -> datetime:
 
 
 # ---------------------------------------------------------------- the flow, the event, monitor
-class Warnings(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def warnings_seen():
-    handler = Warnings()
-    logger = logging.getLogger("prefect.flow_runs")
-    logger.addHandler(handler)
-    yield handler.lines
-    logger.removeHandler(handler)
-
-
 def english_reviews(prefix: str, n: int) -> list[dict]:
     words = ["wonderful, moving and a delight", "dull, tedious and far too long",
              "a gem I would gladly watch again", "a mess I want my evening back from"]

@@ -60,6 +60,7 @@ def rescore(args: argparse.Namespace, settings) -> None:
             return
     finally:
         state.close()
+    args.under_way.update(command="rescore")  # the line a stop prints (flows.stopping)
     with summary_only_on_stdout(args.json):
         with starting_flow(() if args.verbose else reported_errors()):
             from flows.rescore_archive import rescore_archive

@@ -326,3 +326,29 @@ def _state_env(request, state: str, root: Path, env: dict) -> dict:
     url = cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
     assert cli_exit_code(["state", "migrate", "--data-dir", str(root), "--to", url]) == 0
     return dict(env, REVIEWFLOW_STATE_URL=url)
+
+
+def test_an_interrupted_backfill_says_what_it_kept_and_the_next_one_finishes(
+        root, scored_template, subprocess_env, tmp_path):
+    import signal
+    import time
+
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    process = _cli(root, subprocess_env, "rescore", REVIEWFLOW_PAUSEPOINT="score:mid-file",
+                   REVIEWFLOW_PAUSEPOINT_DIR=str(pause))
+    deadline = time.monotonic() + 300
+    while not (pause / "reached").exists():
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    time.sleep(1)  # the stop is in before the paused shard goes on
+    (pause / "go").touch()
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-3000:]
+    assert output.strip().splitlines()[-1] == (
+        "reviewflow: rescore interrupted: the files committed before the stop are kept; the "
+        "next reviewflow rescore skips them and scores the rest"), output[-3000:]
+    _rescore(root)
+    _exactly_once_per_version(root, scored_template[1])

@@ -186,11 +186,18 @@ def test_dry_run_prints_the_files_and_rows_and_scores_nothing(root, capsys):
 def test_the_plan_is_logged_before_anything_is_scored(root, caplog):
     import logging
 
+    from flows.rescore_archive import rescore_archive
+
     with caplog.at_level(logging.INFO, logger="prefect.flow_runs"):
-        _rescore(root, files="b.csv")
+        state = rescore_archive(data_dir=str(root), files="b.csv", return_state=True)
     messages = [r.getMessage() for r in caplog.records]
     plan = next(i for i, m in enumerate(messages) if "1 files, 4 rows to score" in m)
     assert any(m.endswith("-b.csv: 4 rows") for m in messages[plan:plan + 2])
+    assert not any("scoring on" in m for m in messages[:plan])  # the plan comes first
+    # The final state's message: what the UI and `prefect deployment run --watch` show.
+    assert state.is_completed() and state.message == (
+        "rescored 4 rows from 1 files with v2; 0 rows quarantined; 0 files skipped (already "
+        "scored by v2); 0 files failed; 0 files busy")
 
 
 def test_a_tampered_or_unreadable_archived_file_fails_with_its_reason_and_the_rest_is_scored(

@@ -359,3 +359,18 @@ def test_an_interrupted_backfill_says_what_it_kept_and_the_next_one_finishes(
         "next reviewflow rescore skips them and scores the rest"), output[-3000:]
     _rescore(root)
     _exactly_once_per_version(root, scored_template[1])
+
+
+def test_the_same_content_archived_twice_is_rescored_once(root):
+    """An upload of content already scored is archived too: the archive may hold one
+    content under several names and days; the backfill scores it once, the rest skipped."""
+    archive = layout_of(root).archive
+    (kept,) = archive.glob("*/*-b.csv")
+    again = archive / "2021-06-01" / kept.name.replace("-b.csv", "-b-again.csv")
+    again.parent.mkdir()
+    shutil.copy(kept, again)
+    summary = _rescore(root)
+    assert summary["plan"]["files"] == len(FILES) and summary["plan"]["files_skipped"] == 1
+    assert summary["plan"]["rows"] == sum(FILES.values()) + BAD_ROWS
+    assert (summary["files_scored"], summary["files_already_scored"]) == (len(FILES), 1)
+    assert _rows_per_version(root)["v2"] == _reviews()

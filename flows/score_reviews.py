@@ -199,7 +199,7 @@ def _quarantine_unsupported(committer: Committer, path: Location) -> FileOutcome
 
 
 def score_files(settings: Settings, layout: DataLayout, committer: Committer, job: ScoringJob,
-                 day: str, ready: list[Location], summary: ScoreSummary, logger) -> None:
+                day: str, ready: list[Location], summary: ScoreSummary, logger) -> None:
     """Claim, plan, score and commit each file on the task runner (``FileQueue``); report
     each one as it is done: its drift signals, its outcome, the progress."""
     drift = DriftWatch(layout, day, job, thresholds(settings), settings.monitor_emit_events,

@@ -35,11 +35,10 @@ in the ledger and archives. Either way every row ends in ``scored/`` or
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pyarrow as pa
@@ -147,7 +146,7 @@ class Committer:
     critical: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     # Where inputs come from and what becomes of them after the commit (tasks.state.inputs):
     # the inbox, archived after; or archive/ itself, left there (a backfill).
-    source: InputSource = dataclasses.field(default_factory=FromInbox)
+    source: InputSource = field(default_factory=FromInbox)
 
     def __post_init__(self) -> None:
         if isinstance(self.ledger, Ledger):  # a bare SQLite ledger: its state folder's locks

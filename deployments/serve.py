@@ -4,7 +4,8 @@ The single-machine alternative to ``prefect.yaml`` + workers. Run it from anywhe
 
     REVIEWFLOW_DATA_DIR=/srv/reviews python deployments/serve.py
 
-It registers ``score-reviews/scheduled-served``, ``retrain-model/nightly-served`` and
+It registers ``score-reviews/scheduled-served``, ``rescore-archive/backfill-served`` (no
+schedule: started by hand), ``retrain-model/nightly-served`` and
 ``measure-accuracy/daily-served`` and runs their flow runs (scheduled or started with ``prefect deployment run``) as
 subprocesses of this process until it is stopped; on Ctrl-C their schedules are paused.
 The names differ from the work-pool deployments so both setups can share one server.
@@ -78,12 +79,13 @@ def build_deployments(data_dir: Path | str) -> list:
     from prefect.deployments.runner import EntrypointType
 
     from flows.accuracy import measure_accuracy
+    from flows.rescore_archive import rescore_archive
     from flows.retrain_model import retrain_model
     from flows.score_reviews import score_reviews
 
     specs = deployment_specs()
     deployments = []
-    for flow_fn in (score_reviews, retrain_model, measure_accuracy):
+    for flow_fn in (score_reviews, rescore_archive, retrain_model, measure_accuracy):
         entrypoint = f"flows/{flow_fn.fn.__module__.rsplit('.', 1)[-1]}.py:{flow_fn.fn.__name__}"
         spec = specs[entrypoint]
         # data_dir is templated from the deploy-time environment in prefect.yaml; here the
@@ -118,7 +120,7 @@ def main() -> None:
         print(f"reviewflow: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     api = get_current_settings().api.url
-    print(f"reviewflow: serving score-reviews, retrain-model and measure-accuracy on data root {data_dir}"
+    print(f"reviewflow: serving score-reviews, rescore-archive, retrain-model and measure-accuracy on data root {data_dir}"
           f" (Prefect API: {api or 'temporary in-process server'})")
     serve(*build_deployments(data_dir))
 

@@ -2,7 +2,9 @@
 
 ``score_reviews`` (the scoring path, one short file: it drives ``tasks.scoring.queue``)
 and ``score_queue`` (the Prefect tasks the queue's work runs as, and the task runner they
-go to); ``retrain_model`` and ``retrain_report`` (its model card and tables as
+go to); ``rescore_archive`` (the backfill flow: archived inputs scored again with the
+champion, through ``score_reviews``'s queue) and ``rescore_command`` (``reviewflow
+rescore``); ``retrain_model`` and ``retrain_report`` (its model card and tables as
 artifacts); ``score_report``, ``score_artifacts`` and ``drift`` (what a scoring run
 publishes; ``artifact_tables``: how every artifact keeps to a window's width);
 ``accuracy`` and ``accuracy_report`` (the ``measure-accuracy`` flow: accuracy on late

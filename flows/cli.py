@@ -3,6 +3,7 @@
     reviewflow init      [DIR]
     reviewflow score     [--require-gpu] [--settle-seconds S] [--task-runner threads|dask]
                          [--dask-address A] [--shard-rows N] [--json]
+    reviewflow rescore   [--since YYYY-MM-DD] [--files GLOB] [--dry-run] [--json]
     reviewflow retrain   [--architecture A] [--epochs N] [--min-delta X] [--require-significance]
                          [--force] [--json]
     reviewflow monitor   [--runs N] [--png PATH] [--json]
@@ -37,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from flows import admin
+from flows import admin, rescore_command
 from flows.cli_output import print_retrain, print_score, summary_only_on_stdout
 from flows.configuration import command_settings, flow_parameters, lending_state_url
 from flows.startup import quiet_defaults, reported_errors, run_program, starting_flow
@@ -85,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--dask-address", help="scheduler to connect to (tcp://HOST:8786); "
                                               "without it, --task-runner dask starts a LocalCluster")
     score.add_argument("--shard-rows", type=int, help="split files with more rows than this")
+
+    rescore_command.add_parser(command)
 
     retrain = command("retrain",
                       help="train a candidate on labeled/ and promote it only if it is better")
@@ -167,6 +170,8 @@ def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
                 with summary_only_on_stdout(args.json):
                     summary = _score_if_needed(args)
                 print_score(summary, args.json)
+            elif args.command == "rescore":
+                rescore_command.rescore(args, _settings(args))
             elif args.command == "retrain":
                 _preflight_retrain(args)
                 with summary_only_on_stdout(args.json):

@@ -61,3 +61,13 @@ def accuracy_message(summary: dict) -> str:
     if figures["dropped"]:
         line += f", dropped in {', '.join(d['where'] for d in figures['dropped'])}"
     return line
+
+
+def rescore_message(summary: dict) -> str:
+    """``rescored 120 rows from 3 files with v2; 4 rows quarantined; 2 files skipped (already
+    scored by v2); 1 file failed; 0 files busy``."""
+    return (f"rescored {summary['rows_scored']} rows from {summary['files_scored']} files with "
+            f"{summary['model_version']}; {summary['rows_quarantined']} rows quarantined; "
+            f"{summary['files_already_scored']} files skipped (already scored by "
+            f"{summary['model_version']}); {summary['files_failed']} files failed; "
+            f"{summary['files_busy'] + summary['files_changed']} files busy")

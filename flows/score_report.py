@@ -90,6 +90,7 @@ class ScoreSummary:
             "files_quarantined": self.count(FileStatus.QUARANTINED) + self.count(FileStatus.UNSUPPORTED),
             "files_busy": self.count(FileStatus.BUSY), "files_changed": self.count(FileStatus.CHANGED),
             "files_settling": self.files_settling,
+            "files_failed": self.count(FileStatus.FAILED),  # a backfill's: left where they are
             "rows_read": self.total("rows_read"), "rows_scored": scored,
             "rows_quarantined": self.total("rows_quarantined"),
             "rows_id_generated": self.total("rows_id_generated"),

@@ -108,7 +108,7 @@ def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
     run_started, clock = datetime.now(UTC), time.perf_counter()
     layout.check_contained(day_of(run_started))  # one line, exit 2, if a folder is a link
     local = settings.task_runner == "threads"  # shards run in this process
-    device = _local_device(settings, logger) if local else "Dask workers"
+    device = local_device(settings, logger) if local else "Dask workers"
     registry = Registry(layout.models)
     version = registry.champion_version()
     model = ModelRef(version, registry.model_path(version))
@@ -144,7 +144,7 @@ def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
                                        layout.scored_partition(day), layout.rejected_partition(day))
         if local:  # built here once, so its slow import is not inside a file's time
             cached_validator(job.suite_config, job.validator_parameters)
-        _score_files(settings, layout, committer, job, day, inbox.ready, summary, logger)
+        score_files(settings, layout, committer, job, day, inbox.ready, summary, logger)
         if not local:
             summary.device = ", ".join(sorted({w["device"] for w in summary.workers.values()})) \
                 or "Dask workers"
@@ -177,7 +177,7 @@ def _before_first_champion(settings: Settings, logger) -> dict | None:
     return summary.as_dict()
 
 
-def _local_device(settings: Settings, logger) -> str:
+def local_device(settings: Settings, logger) -> str:
     """The device this process scores on, checked before anything is scored."""
     from tasks.model import compute_device
 
@@ -198,8 +198,8 @@ def _quarantine_unsupported(committer: Committer, path: Location) -> FileOutcome
         return FileOutcome(readable_name(path.name), FileStatus.BUSY, detail=HANDLED_ELSEWHERE)
 
 
-def _score_files(settings: Settings, layout: DataLayout, committer: Committer, job: ScoringJob,
-                 day: str, ready: list[Location], summary: ScoreSummary, logger) -> None:
+def score_files(settings: Settings, layout: DataLayout, committer: Committer, job: ScoringJob,
+                day: str, ready: list[Location], summary: ScoreSummary, logger) -> None:
     """Claim, plan, score and commit each file on the task runner (``FileQueue``); report
     each one as it is done: its drift signals, its outcome, the progress."""
     drift = DriftWatch(layout, day, job, thresholds(settings), settings.monitor_emit_events,

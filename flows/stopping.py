@@ -128,6 +128,9 @@ def interrupted_line(under_way: dict, terminated: bool = False) -> str:
         return f"retrain {how}: {_retrain_kept(under_way)}"
     if under_way.get("command") == "score":
         return f"score {how}: {_score_kept(under_way)}"
+    if under_way.get("command") == "rescore":
+        return (f"rescore {how}: the files committed before the stop are kept; the next "
+                "reviewflow rescore skips them and scores the rest")
     if under_way.get("command") == "models":
         now, before = under_way["registry"].current_version(), under_way["champion"]
         return (f"models {how}: the champion is still {before}" if now == before else

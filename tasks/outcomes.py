@@ -15,6 +15,8 @@ class FileStatus(StrEnum):
     UNSUPPORTED = "unsupported"         # not a format reviewflow reads; quarantined too
     BUSY = "busy"                       # another run holds it
     CHANGED = "changed"                 # modified while read; left for the next run
+    FAILED = "failed"                   # an archived file a backfill could not score: its
+                                        # reason recorded, the file left where it was
 
 
 @dataclass(kw_only=True)

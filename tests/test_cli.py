@@ -23,6 +23,7 @@ HEAVY = ("tensorflow", "prefect", "great_expectations")
     ["models", "promote", "v1", "--reason", "r", "--data-dir", "X"],
     ["models", "rollback", "--data-dir", "X", "--reason", "r"],
     ["demo", "--data-dir", "X"], ["init", "--data-dir", "X"],
+    ["rescore", "--data-dir", "X", "--dry-run"], ["--data-dir", "X", "rescore"],
 ])
 def test_data_dir_goes_before_or_after_any_command(argv):
     assert parse_arguments(argv).data_dir == "X"
@@ -34,7 +35,7 @@ def test_without_data_dir_the_setting_decides():
 
 
 @pytest.mark.parametrize("argv", [["score"], ["retrain"], ["models", "list"],
-                                  ["models", "rollback", "--reason", "r"]])
+                                  ["models", "rollback", "--reason", "r"], ["rescore"]])
 def test_a_missing_data_root_exits_2_and_creates_nothing(tmp_path, capsys, argv):
     typo = tmp_path / "dta"
     with pytest.raises(SystemExit) as stopped:
@@ -90,6 +91,10 @@ def test_commands_with_nothing_heavy_to_do_skip_tensorflow_prefect_and_gx(tmp_pa
     assert result["code"] == 2 and "no labeled review files" in result["stderr"]
     assert result["heavy"] == []
 
+    result = run_cli_collecting_imports(["rescore", "--data-dir", str(empty)])
+    assert result["code"] == 2 and "no champion model" in result["stderr"]
+    assert result["heavy"] == [] and "Traceback" not in result["stderr"]
+
     shutil.copytree(trained_models, layout_of(empty).models, dirs_exist_ok=True)
     (layout_of(empty).incoming / "fresh.csv").write_text("review_id,text\n1,fine\n")
     # The file settles for an hour: still nothing ready however long the command takes
@@ -97,7 +102,8 @@ def test_commands_with_nothing_heavy_to_do_skip_tensorflow_prefect_and_gx(tmp_pa
     result = run_cli_collecting_imports(["score", "--data-dir", str(empty),
                                          "--settle-seconds", "3600"])
     assert result == {"code": 0, "heavy": [], "stderr": result["stderr"]}
-    for argv in (["models", "list"], ["models", "rollback", "--reason", "r"]):
+    for argv in (["models", "list"], ["models", "rollback", "--reason", "r"],
+                 ["rescore", "--dry-run"]):
         result = run_cli_collecting_imports([*argv, "--data-dir", str(empty)])
         assert result["heavy"] == [], argv
 

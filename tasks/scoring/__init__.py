@@ -12,6 +12,7 @@ is divided.
   finish (``score_checkpointed``, ``Checkpoints``): the thread runner's large files.
 - ``control``: what the driver shares with the shards in its process: a stop and
   progress counts (``ShardControl``).
+- ``backfill``: which archived inputs a backfill scores again, and its plan (files, rows).
 - ``planning``: split a large file into shards by rows (``plan_shards``, ``Shard``).
 - ``workers``: what each worker process keeps for itself (the model, the validator).
 - ``rows``: validated reviews into the rows of ``scored/``.

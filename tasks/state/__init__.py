@@ -14,6 +14,8 @@ the commit needs of a shard's work is ``staged.StagedShard``, which scoring's re
 - ``claim``: a file taken for this run (claimed, its claim lock held, hashed), then
   its content locked (``Hashed``, ``Claim``).
 - ``commit``: publishing a file's scored parts and quarantine exactly once.
+- ``inputs``: where a run's inputs come from and what becomes of them after the commit
+  (``FromInbox``: archived; ``FromArchive``, a backfill: left where they are).
 - ``staged``: what the commit needs of one shard's work (``StagedShard``).
 - ``checkpoints``: the finished shards of a file not yet committed, kept for the next run.
 - ``leftovers``: removing the temporaries killed runs left, once their writers are known dead.

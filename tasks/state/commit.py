@@ -22,6 +22,10 @@ shards in between (``tasks.scoring.shard``) only leave temporary parts:
    the input to ``archive/<day>/`` and mark it archived. A file whose bytes changed
    while it was read is left claimed for the next run, nothing of it kept.
 
+The inputs' source (``tasks.state.inputs``) says where a file is taken from and what
+becomes of it: ``score``'s inbox files are archived after their commit and quarantined
+whole when unreadable; a backfill's archived files stay where they are.
+
 A crash before the ledger record leaves parts that the next run's publish overwrites
 (deterministic names) or sweeps; a crash after it leaves an input the next run finds
 in the ledger and archives. Either way every row ends in ``scored/`` or
@@ -34,7 +38,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pyarrow as pa
@@ -54,23 +58,17 @@ from tasks.layout import (
 from tasks.outcomes import FileOutcome, FileStatus
 from tasks.state.backend import RunState, SQLiteState
 from tasks.state.checkpoints import Checkpointer
-from tasks.state.claim import HANDLED_ELSEWHERE, Claim, Hashed, changed_outcome, take
-from tasks.state.inbox import (
-    Identity,
-    claimed_files,
-    identity,
-    note_begun,
-    release_claim_folder,
-)
+from tasks.state.claim import HANDLED_ELSEWHERE, Claim, Hashed, changed_outcome
+from tasks.state.inbox import Identity, claimed_files, identity, note_begun
+from tasks.state.inputs import FromInbox, InputSource
 from tasks.state.ledger import Ledger, ScoredFile
 from tasks.state.leftovers import parts_in_partitions
-from tasks.state.quarantine import check_moves, quarantine_file
+from tasks.state.quarantine import quarantine_file
 from tasks.state.staged import StagedShard
 from tasks.storage.local import (
     Location,
     LockHeldError,
     is_temporary,
-    move_file_keeping,
     publish,
     readable_name,
     write_parquet_atomic,
@@ -146,6 +144,9 @@ class Committer:
     # parts the ledger does not list (the next run would put them right, but the
     # stopped run's line would count fewer rows than scored/ holds).
     critical: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    # Where inputs come from and what becomes of them after the commit (tasks.state.inputs):
+    # the inbox, archived after; or archive/ itself, left there (a backfill).
+    source: InputSource = field(default_factory=FromInbox)
 
     def __post_init__(self) -> None:
         if isinstance(self.ledger, Ledger):  # a bare SQLite ledger: its state folder's locks
@@ -154,9 +155,9 @@ class Committer:
                                         self.layout.rejected_rows)
 
     def take(self, path: Location) -> Hashed | FileOutcome:
-        """Claim an inbox file for this run, take its claim lock, hash it
-        (``tasks.state.claim.take``); or the outcome saying why not."""
-        return take(path, self.ledger.claim_lock, self.logger)
+        """Claim an input for this run, take its claim lock, hash it (the source's
+        ``take``: ``tasks.state.claim.take`` for the inbox); or the outcome saying why not."""
+        return self.source.take(path, self.layout, self.ledger, self.logger)
 
     def claim(self, hashed: Hashed, died: int | None = None,
               max_deaths: int | None = None) -> Claim | FileOutcome:
@@ -175,10 +176,7 @@ class Committer:
             lock.enter_context(self.ledger.content_lock(sha256))
             if not path.exists():
                 raise FileNotFoundError(path)
-            # Committed before by this model, or by any model in a run that died before
-            # archiving it (a promotion since then must not score it a second time).
-            done = (self.ledger.scored(sha256, self.model_version)
-                    or self.ledger.committed_not_archived(sha256))
+            done = self.source.done(self.ledger, sha256, self.model_version)
             if done:
                 with lock:
                     return self._already_scored(path, sha256, known, done.model_version)
@@ -225,9 +223,10 @@ class Committer:
         return len(marked)
 
     def _quarantine(self, path: Location, sha256: str, reason: str) -> FileOutcome:
-        self.logger.warning("quarantined %s: %s", readable_name(path.name), reason)
         with self.critical():  # the move, its reason file and its ledger record
-            return quarantine_file(path, self.layout, reason, sha256, self.ledger)
+            outcome = self.source.quarantine(path, self.layout, reason, sha256, self.ledger)
+        self.logger.warning("%s %s: %s", outcome.status, readable_name(path.name), reason)
+        return outcome
 
     def busy(self, path: Location, exc: Exception) -> FileOutcome:
         """A file another run holds (``LockHeldError``) or moved meanwhile."""
@@ -355,11 +354,7 @@ class Committer:
         return outcome
 
     def _move_to_archive(self, path: Location, sha256: str) -> None:
-        """Beside, never over, an earlier copy of the same name."""
-        folder = self.layout.archive_folder(self.day)
-        check_moves(self.layout, path, folder)
-        move_file_keeping(path, folder, kept_name(sha256, readable_name(path.name)))
-        release_claim_folder(path)
+        self.source.archive(self.layout, self.day, path, sha256)
 
     def _changed(self, path: Location, known: Identity | None) -> bool:
         """True if the local file's bytes changed since it was hashed (an append or a

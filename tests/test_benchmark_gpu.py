@@ -51,7 +51,7 @@ def test_the_champion_is_timed_on_each_device_in_interleaved_rounds():
 
     texts = np.array([f"a fine film number {i}, loved it" for i in range(300)], dtype=object)
     got = gpu.device_rates(PROJECT / "tests" / FIXTURE_MODEL, texts, 128,
-                           {"first": "/CPU:0", "second": "/CPU:0"}, rounds=2)
+                           {"first": "/CPU:0", "second": None}, rounds=2)
     assert got["rows"] == 300 and got["rounds"] == 2
     assert {k: len(v) for k, v in got["seconds_rounds"].items()} == {"first": 2, "second": 2}
     assert all(v > 0 for v in got["reviews_per_second"].values())
@@ -78,7 +78,7 @@ def test_a_gpu_run_renders_devices_ratios_and_section_two():
             "peers": gpu.peer_comparison({"GPU": 20000.0, "CPU": 4000.0}, peers_figures()),
             "throughput": committed["sections"]["throughput"]["data"], "targets": []}
     rendered = "\n".join(gpu.render(data))
-    assert "| GPU (`/GPU:0`) | 20,000.0 | 5 | 8 |" in rendered
+    assert "| GPU (`as reviewflow score places it`) | 20,000.0 | 5 | 8 |" in rendered
     assert "| CPU (`/CPU:0`) | 4,000.0 | 1 | 1.6 |" in rendered
     assert "Fastest peer (peers section, English, same texts, CPU): fastText" in rendered
     assert "bare `predict_scores` on the in-memory texts" in rendered  # section 2's table

@@ -2,8 +2,9 @@
 peers, when TensorFlow sees a GPU; otherwise "no GPU", and the section passes.
 
 On a host with a CUDA device (a scoring pool worker, deployments/GPU.md) it needs no
-change: it loads the champion twice, once with its variables and serving function on
-``/GPU:0`` and once on ``/CPU:0`` (each traced under its own device scope), and times
+change: it loads the champion twice, once placed as ``reviewflow score`` places it
+(TensorFlow's own placement: the GPU) and once with its variables and serving function
+on ``/CPU:0`` (loaded and traced under that device scope), and times
 bare ``predict_scores`` of both on the same texts as section 2 (the IMDB file, after a
 warm-up) in interleaved rounds (``common.interleaved_seconds``); then section 2's own
 ``run`` and ``render`` on the GPU (its figures reused when section 2 already ran on that
@@ -32,7 +33,9 @@ from benchmarks.sections import peers, throughput
 
 TITLE = "6. GPU"
 NEEDS_SHARED_DATA = False  # a host without a GPU says so, shared data or not
-DEVICES = {"GPU": "/GPU:0", "CPU": "/CPU:0"}
+# Where each copy of the champion runs: the GPU as `reviewflow score` uses it (TensorFlow's
+# own placement, no device scope: None), and the CPU, forced.
+DEVICES = {"GPU": None, "CPU": "/CPU:0"}
 ROUNDS = 3
 NO_GPU = "no GPU"
 
@@ -43,22 +46,28 @@ def no_gpu_reason(device: str) -> str:
             "champion there on GPU and CPU beside the peers (deployments/GPU.md).")
 
 
-def device_rates(model_path, texts, batch: int, devices: dict[str, str],
+def device_rates(model_path, texts, batch: int, devices: dict[str, str | None],
                  rounds: int = ROUNDS) -> dict:
     """Bare ``predict_scores`` of the model at ``model_path`` on each of ``devices``
-    (label: TensorFlow device name), the same texts, interleaved rounds."""
+    (label: TensorFlow device name, or None for TensorFlow's own placement), the same
+    texts, interleaved rounds."""
+    from contextlib import nullcontext
+
     from tasks.model import load_model, predict_scores
     from tasks.model.backend import tf
 
-    def on(device: str, model):
+    def scope(device: str | None):
+        return nullcontext() if device is None else tf.device(device)
+
+    def on(device: str | None, model):
         def score(batch_texts):
-            with tf.device(device):
+            with scope(device):
                 return predict_scores(model, batch_texts, batch)
         return score
 
     scorers = {}
     for label, device in devices.items():
-        with tf.device(device):  # its variables, and its serving function traced, there
+        with scope(device):  # its variables, and its serving function traced, there
             model = load_model(model_path)
         scorers[label] = on(device, model)
         scorers[label](texts[:batch])  # warm-up: traces under the device scope
@@ -132,7 +141,8 @@ def render(data: dict) -> list[str]:
                   + (f", {comparison['fastest_peer_reviews_per_second']:,.0f} reviews/s."
                      if peer else "."), ""]
         lines += md_table(["device", "reviews/s", "x CPU", "x fastest peer"],
-                          [[f"{label} (`{name}`)", compared["reviews_per_second"][label],
+                          [[f"{label} (`{name or 'as reviewflow score places it'}`)",
+                            compared["reviews_per_second"][label],
                             comparison.get("to_cpu", {}).get(label),
                             comparison.get("to_fastest_peer", {}).get(label)]
                            for label, name in compared["devices"].items()])

@@ -13,7 +13,7 @@ help:
 	@echo "make demo    train a first model on the bundled sample if needed, then score the sample inbox"
 	@echo "make test    run the whole test suite"
 	@echo "make test-under-load  the suite beside LOAD_BURNERS (4) CPU-burning processes"
-	@echo "make bench   run the benchmarks and rewrite BENCHMARKS.md"
+	@echo "make bench   run the benchmarks and rewrite BENCHMARKS.md (SECTIONS=\"peers gpu\": only those, reported under benchmarks/.work/)"
 	@echo "make bench-quick  a smoke run of every section, reported under benchmarks/.work/"
 	@echo "make lint    ruff"
 	@echo "make clean-data  empty the data root's runtime folders (DATA=data): inbox, labeled, scored, quarantine, models, state, archive, monitoring, production_accuracy"
@@ -48,14 +48,18 @@ test-under-load: install
 lint: install
 	$(BIN)/ruff check .
 
+# SECTIONS="peers gpu" (or peers,gpu) runs only those sections (`python -m benchmarks.run
+# --list`); a partial run writes its report under benchmarks/.work/, as a quick one does.
+comma := ,
+BENCH_SECTIONS = $(if $(SECTIONS), --sections $(subst $(comma), ,$(SECTIONS)))
 bench: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.lock
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run$(BENCH_SECTIONS)
 
 # Small sizes; writes benchmarks/.work/BENCHMARKS.md, never the committed report.
 bench-quick: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.lock
-	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.run --quick$(BENCH_SECTIONS)
 
 # Re-resolve the lock from pyproject's ranges (needs the registry); review the diff before committing.
 lock:

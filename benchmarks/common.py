@@ -1,6 +1,6 @@
-"""What the benchmark sections share: paths, sizes, logging, targets, tables, the
-champion trained once per run (``Bench``), running ``reviewflow`` and reading its run
-summary, and running a command with its peak memory."""
+"""What the benchmark sections share: paths, sizes, logging, targets, tables, interleaved
+timing rounds, the champion trained once per run (``Bench``), running ``reviewflow`` and
+reading its run summary, and running a command with its peak memory."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,10 @@ QUICK = Sizes(sample_rows=2_000, memory_repeats=(3, 10), validation_rows=20_000,
               validation_batch_rows=10_000, overhead_repeats=1)
 
 
+# reviewflow's scoring reviews/s over the fastest peer's, on the same texts: the target of
+# the peers section, and of the gpu section for the champion on a GPU.
+PEER_SPEED_RATIO = 1.5
+
 # --------------------------------------------------------------------------- helpers
 
 _T0 = time.perf_counter()
@@ -88,6 +93,22 @@ def texts_of(frame: pd.DataFrame) -> np.ndarray:
 
 def rate(rows: int, seconds: float) -> float:
     return round(rows / seconds, 1) if seconds > 0 else 0.0
+
+
+def interleaved_seconds(scorers: dict[str, Callable[[np.ndarray], object]], texts: np.ndarray,
+                        rounds: int) -> tuple[dict[str, list[float]], list[float]]:
+    """Seconds each of ``scorers`` takes over ``texts``, in ``rounds`` interleaved rounds
+    (A B C A B C …: a change of load hits every one alike), and the 1-minute load average
+    after each round."""
+    seconds: dict[str, list[float]] = {name: [] for name in scorers}
+    loads = []
+    for _ in range(rounds):
+        for name, score in scorers.items():
+            started = time.perf_counter()
+            score(texts)
+            seconds[name].append(time.perf_counter() - started)
+        loads.append(os.getloadavg()[0])
+    return seconds, loads
 
 
 def reviewflow_argv(command: str, *args: str) -> list[str]:
@@ -243,6 +264,7 @@ class Bench:
     _champion: dict | None = None
     _champion_error: Exception | None = None  # training failed once: do not retry per section
     throughput: dict | None = None  # section 2's figures, once measured in this run
+    peers: dict | None = None  # the peers section's figures, once measured in this run
 
     def labeled_parquet(self) -> Path:
         """train.parquet itself, or (``--quick``) its first rows written under .work/."""

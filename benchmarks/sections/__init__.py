@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-SECTIONS = ("accuracy", "throughput", "memory", "validation", "orchestration", "gpu", "profile",
+SECTIONS = ("accuracy", "peers", "throughput", "memory", "validation", "orchestration", "gpu", "profile",
             "dask", "cli", "languages", "shared_state", "object_listing", "late_labels")
 
 

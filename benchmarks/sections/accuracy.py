@@ -1,5 +1,5 @@
 """Section 1, ``accuracy``: held-out accuracy, training seconds and scoring reviews/s of
-every named architecture and of scikit-learn, on the same split.
+every named architecture, on the same split.
 
 Every architecture in ``tasks.model.ARCHITECTURES`` (the seed's and the default first)
 is trained on the project's deterministic three-way split (``split_labeled``, the
@@ -8,8 +8,8 @@ it: by ``movie_id`` where the file has one, so held-out rows are reviews of movi
 training never saw. Early stopping picks its epoch on the selection part; accuracy is
 measured on the gate part, which nothing was chosen by. The model is saved, loaded back
 in safe mode like any registered version, and then scores every text of the file.
-Beside them, scikit-learn tf-idf 1-2 grams + ``LogisticRegression(C=16)``, trained on the
-same train part. Run the architectures alone with::
+The peers (fastText, scikit-learn), beside the default architecture in English and
+Korean, are the ``peers`` section's. Run the architectures alone with::
 
     python -m benchmarks.sections.accuracy [../shared/data/imdb/train.parquet] [name ...]
 
@@ -33,7 +33,6 @@ from tasks.training.split import Split, split_labeled
 
 TITLE = "1. Accuracy on IMDB (reviews of movies held out of train.parquet)"
 NEEDS_SHARED_DATA = True
-SKLEARN_C = 16.0
 PREDICT_BATCH_SIZE = 1024
 
 
@@ -96,38 +95,11 @@ def scoring_seconds(model, texts: np.ndarray, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
-def measure_sklearn(train_parquet: Path) -> dict:
-    """scikit-learn's TfidfVectorizer(1-2 grams) + LogisticRegression on the same split:
-    trained on the train part, measured on the gate part."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    reviews, split = split_for_bench(train_parquet)
-    pipeline = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
-        LogisticRegression(C=SKLEARN_C, max_iter=1000))
-    started = time.perf_counter()
-    pipeline.fit(texts_of(split.train), split.train["label"].to_numpy())
-    training_seconds = time.perf_counter() - started
-    predicted = pipeline.predict(texts_of(split.gate))
-    texts = texts_of(reviews)
-    started = time.perf_counter()
-    pipeline.predict_proba(texts)
-    seconds = time.perf_counter() - started
-    return {"architecture": f"scikit-learn tf-idf 1-2 grams + LogisticRegression(C={SKLEARN_C:g})",
-            "heldout_accuracy": round(float(np.mean(predicted == split.gate["label"])), 4),
-            "training_seconds": round(training_seconds, 1),
-            "reviews_per_second": round(len(texts) / seconds),
-            "epochs_run": None, **split_figures(split),
-            "features": len(pipeline[0].vocabulary_)}
-
-
 def run(bench: Bench) -> dict:
-    """Held-out accuracy, training and scoring speed of each architecture and of scikit-learn.
+    """Held-out accuracy, training and scoring speed of each architecture.
 
     Each architecture measured by ``measure_architecture``. Order: seed, default, the
-    others, scikit-learn.
+    others.
     """
     from tasks.model import ARCHITECTURES
 
@@ -151,13 +123,6 @@ def run(bench: Bench) -> dict:
                    description=ARCHITECTURES[name].description)
         rows.append(row)
         log(f"accuracy: {json.dumps(row)}")
-    log("accuracy: training scikit-learn tf-idf + LogisticRegression")
-    peer = measure_sklearn(parquet)
-    peer.update(kind="peer (scikit-learn)", roles=[],
-                description="TfidfVectorizer(ngram_range=(1,2), sublinear_tf=True, min_df=2) "
-                            f"+ LogisticRegression(C={SKLEARN_C:g}, max_iter=1000)")
-    rows.append(peer)
-    log(f"accuracy: {json.dumps(peer)}")
     splits = {(r.get("train_rows"), r.get("selection_rows"), r.get("gate_rows"))
               for r in rows if "error" not in r}
     return {"train_file": str(parquet), "rows": len(bench.reviews()), "measured_by": measurer,
@@ -186,8 +151,8 @@ def render(data: dict) -> list[str]:
              + ("." if data["same_split_everywhere"] else " — NOT the case in this run: the "
                                                           "row counts differ, see results.json.")
              + " Scoring speed: reviews/s over all texts of the file from raw strings, after a"
-               " warm-up (Keras: saved, reloaded, `predict_scores` with batch 1024, median of 3;"
-               " scikit-learn: `predict_proba`, once).", ""]
+               " warm-up (saved, reloaded, `predict_scores` with batch 1024, median of 3). Peers:"
+               " the peers section.", ""]
     lines += md_table(["model", "kind", "gate accuracy", "training s", "epochs",
                        "scoring reviews/s", "error"], rows)
     lines += ["", "Architectures: " + "; ".join(

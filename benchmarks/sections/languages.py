@@ -1,5 +1,5 @@
 """Section 10, ``languages``: accuracy on reviews of movies held out of training,
-English and Korean, beside peers.
+English and Korean (the peers: the ``peers`` section).
 
 For each language a fifth of the movies (by a hash of ``movie_id``) is set aside as the
 evaluation batch; nothing of those movies is in the labeled file. The rest is written
@@ -12,11 +12,11 @@ the language has unlabeled reviews (IMDB's ``unsup.parquet``), those not of an
 evaluation movie go to ``unlabeled/`` for self-training, and the product is also
 trained on the labeled file alone, in a data root of its own, to show what they add.
 
-The peers (scikit-learn tf-idf + LogisticRegression, word 1-2 grams and char_wb 1-4
-grams) are trained in the same run on the rows the candidate trained on (its train part)
-and scored on the same evaluation batch. A last row, a probe (``measure_second_model``),
-averages the product's scores with a small CNN's, to show what a second model that reads
-word order adds (below).
+The peers (fastText and scikit-learn, trained and scored beside the default
+architecture on the same split and texts) are the ``peers`` section's, one table for
+both languages. A last row here, a probe (``measure_second_model``), averages the
+product's scores with a small CNN's, to show what a second model that reads word order
+adds (below).
 
 ``make bench`` runs it as section 10; ``python -m benchmarks.sections.languages [en|ko ...]
 [--quick]`` prints one JSON object per language.
@@ -61,13 +61,6 @@ LANGUAGES = {
     "ko": {"name": "Korean (NSMC-style)", "source": SHARED_DATA / "nsmc" / "train.parquet",
            "columns": {"id": "review_id", "document": "text"}, "labeled_as": "nsmc-tsv",
            "target_accuracy": 0.88, "target_training_seconds": 180},
-}
-
-PEERS = {
-    "scikit-learn word 1-2 gram tf-idf + LogisticRegression(C=4)":
-        {"analyzer": "word", "ngram_range": (1, 2)},
-    "scikit-learn char_wb 1-4 gram tf-idf (500k) + LogisticRegression(C=4)":
-        {"analyzer": "char_wb", "ngram_range": (1, 4), "max_features": 500_000},
 }
 
 # The probe's network, per language: how it reads text, the longest input it looks at,
@@ -116,7 +109,7 @@ def write_labeled(frame: pd.DataFrame, language: str, folder: Path) -> Path:
 
 
 def measure_language(language: str, work: Path, quick: bool = False) -> dict:
-    """Retrain and score through the flows, then the peers on the same rows."""
+    """Retrain and score through the flows, then the probe on the same rows."""
     from tasks.settings import Settings
     from tasks.training.split import split_labeled
 
@@ -130,12 +123,10 @@ def measure_language(language: str, work: Path, quick: bool = False) -> dict:
         runs.append((work / language / "data-labeled-only", None))
     products = [measure_product(data, language, labeled, evaluation, extra)
                 for data, extra in runs]
-    # The peers learn from the rows the candidate learned from.
+    # The probe learns from the rows the candidate learned from.
     settings = Settings(data_dir=runs[0][0])
     split = split_labeled(labeled.rename(columns={"movie_id": "group"}),
                           settings.validation_fraction, settings.selection_share)
-    peers = [measure_peer(name, options, split.train, evaluation)
-             for name, options in PEERS.items()]
     probe = measure_second_model(language, split, evaluation, products[0],
                                  scored_probabilities(runs[0][0], evaluation))
     return {"language": spec["name"], "labeled_file": f"{spec['labeled_as']}",
@@ -147,7 +138,7 @@ def measure_language(language: str, work: Path, quick: bool = False) -> dict:
             "target_accuracy": spec["target_accuracy"],
             "target_training_seconds": spec["target_training_seconds"],
             "results": [{k: v for k, v in p.items() if k not in ("parts", "split_by")}
-                        for p in products] + peers + [probe]}
+                        for p in products] + [probe]}
 
 
 def load_unlabeled(language: str, quick: bool) -> pd.DataFrame | None:
@@ -230,7 +221,7 @@ def scored_probabilities(data: Path, evaluation: pd.DataFrame) -> np.ndarray:
 
 def measure_second_model(language: str, split, evaluation: pd.DataFrame, product: dict,
                          product_scores: np.ndarray) -> dict:
-    """The probe (module docstring), as a row beside the peers: accuracy of the average,
+    """The probe (module docstring), as a row below the product's: accuracy of the average,
     training seconds of both models, and reviews/s of scoring with both."""
     if np.isnan(product_scores).any():
         raise RuntimeError("an evaluation review has no score in the product's output")
@@ -315,26 +306,6 @@ def logit(probabilities: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def measure_peer(name: str, options: dict, train: pd.DataFrame,
-                 evaluation: pd.DataFrame) -> dict:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    pipeline = make_pipeline(TfidfVectorizer(sublinear_tf=True, **options),
-                             LogisticRegression(C=4.0, max_iter=1000))
-    started = time.perf_counter()
-    pipeline.fit(train["text"].to_numpy(object), train["label"].to_numpy())
-    training = time.perf_counter() - started
-    started = time.perf_counter()
-    predicted = pipeline.predict(evaluation["text"].to_numpy(object))
-    scoring = time.perf_counter() - started
-    return {"model": name,
-            "accuracy": round(float((predicted == evaluation["label"].to_numpy()).mean()), 4),
-            "training_seconds": round(training, 1),
-            "reviews_per_second": round(len(evaluation) / scoring)}
-
-
 def run(bench: Bench) -> dict:
     """Both languages; a language whose data is absent is reported as not run."""
     found = [lang for lang, spec in LANGUAGES.items() if spec["source"].exists()]
@@ -394,7 +365,7 @@ def render(data: dict) -> list[str]:
 def _learned_from(result: dict, parts: dict) -> str:
     """The final model's training rows: the refit's, with the pseudo-labeled share."""
     refit = result.get("refit")
-    if refit is None:  # a peer, or the product without a refit: the train part
+    if refit is None:  # the probe, or the product without a refit: the train part
         return f"{parts['train']:,}"
     pseudo = result.get("pseudo_labeled") or 0
     return f"{refit['rows']:,}" + (f" ({pseudo:,} pseudo-labeled)" if pseudo else "")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 # The types a branch asks about, by the name it spells.
-LOCATION_TYPES = frozenset({"Path", "PurePath", "PosixPath", "ObjectPath"})
+LOCATION_TYPES = frozenset({"Path", "PurePath", "PosixPath", "LocalPath", "ObjectPath"})
 # The branches on local-or-remote left outside tasks/storage/, and why each stays.
 KEPT = {
     "flows/cli.py": 2,          # a look at a local inbox or labeled folder before Prefect
@@ -44,16 +44,27 @@ def _type_names(node: ast.AST) -> set[str]:
 
 
 def location_branches(source: str) -> list[int]:
-    """The lines of every ``is_remote(...)`` call and every ``isinstance(x, T)`` whose
-    ``T`` names a location type: what decides between a local disk and a bucket."""
+    """The lines of every ``is_remote(...)`` call, every ``isinstance(x, T)`` or
+    ``issubclass(x, T)`` whose ``T`` names a location type, every ``type(x) is T`` (or
+    ``==``, ``is not``, ``!=``) and every ``case T():``: what decides between a local disk
+    and a bucket."""
     found = []
     for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare) and any(
+                isinstance(op, ast.Is | ast.IsNot | ast.Eq | ast.NotEq) for op in node.ops):
+            if any(_type_names(side) & LOCATION_TYPES for side in [node.left, *node.comparators]
+                   if isinstance(side, ast.Name | ast.Attribute)):
+                found.append(node.lineno)
+            continue
+        if isinstance(node, ast.MatchClass) and _type_names(node.cls) & LOCATION_TYPES:
+            found.append(node.lineno)
+            continue
         if not isinstance(node, ast.Call):
             continue
         called = node.func
         name = (called.id if isinstance(called, ast.Name)
                 else called.attr if isinstance(called, ast.Attribute) else "")
-        if name == "is_remote" or (name == "isinstance" and len(node.args) == 2
+        if name == "is_remote" or (name in ("isinstance", "issubclass") and len(node.args) == 2
                                    and _type_names(node.args[1]) & LOCATION_TYPES):
             found.append(node.lineno)
     return sorted(found)
@@ -64,8 +75,12 @@ def test_the_counter_finds_each_kind_of_branch():
               "x = a if isinstance(p, Path) else b\n"
               "ok = isinstance(p, Path | ObjectPath)\n"
               "other = isinstance(p, (str, ObjectPath))\n"
-              "not_one = isinstance(p, str)\n")
-    assert location_branches(source) == [1, 2, 3, 4]
+              "not_one = isinstance(p, str)\n"
+              "same = type(p) is LocalPath\n"
+              "sub = issubclass(cls, pathlib.PosixPath)\n"
+              "match p:\n    case ObjectPath():\n        pass\n"
+              "not_two = p == q\n")
+    assert location_branches(source) == [1, 2, 3, 4, 6, 7, 9]
 
 
 def branch_calls(source: str) -> list[tuple[int, str | None]]:

@@ -52,7 +52,7 @@ def claim_object(path: ObjectPath, lock: Callable[[str], contextlib.AbstractCont
     changing. A leftover claim is returned as it is."""
     if path.parent.parent.name == CLAIMS_FOLDER:
         return path, ObjectVersion(path.etag())
-    with lock(path.url.split("://", 1)[1]):
+    with lock(path.claim_key()):
         for _ in range(CLAIM_TRIES):
             etag, size = path.version()  # FileNotFoundError: claimed by another run, or removed
             claimed = path.parent / CLAIMS_FOLDER / uuid.uuid4().hex[:12] / readable_name(path.name)

@@ -222,17 +222,8 @@ def _init(args) -> None:
 
 def _require_root(args) -> None:
     """A mistyped --data-dir must not grow a whole empty tree and then report 'no champion'."""
-    from tasks.errors import DataRootMissingError
-    from tasks.storage.objects import check_reachable
-
-    settings = _settings(args)
-    root = DataLayout.of(settings).root
-    if not isinstance(root, Path):  # unreachable: one line, exit 1
-        check_reachable(root)
-    elif not root.is_dir():
-        raise DataRootMissingError(
-            f"no data root at {root}; check --data-dir / REVIEWFLOW_DATA_DIR, or create one "
-            f"with `reviewflow init {root}`")
+    # A missing folder (exit 3) or an unreachable store (exit 1): one line.
+    DataLayout.of(_settings(args)).root.check_reachable()
 
 
 def _score_if_needed(args) -> dict | None:
@@ -250,6 +241,8 @@ def _score_if_needed(args) -> dict | None:
         settings = settings.model_copy(update={"settle_seconds": args.settle_seconds})
     layout = DataLayout.of(settings)
     Registry(layout.models).champion_version()  # NoChampionError, RegistryError: one line
+    # why: a local inbox is listed here at no cost; a bucket's listing and claims are
+    # the flow's (requests, the claim protocol of tasks.state.object_claims).
     if isinstance(layout.incoming, Path):
         inbox = list_inbox(layout.incoming, settings.settle_seconds)
         if not inbox.ready and not inbox.unsupported:
@@ -274,7 +267,7 @@ def _preflight_retrain(args) -> None:
     state = open_state(settings.state_url, layout)
     try:
         # The locks the flow takes (flows.retrain_model); a local one only once it exists.
-        if (settings.state_url or not isinstance(layout.models, Path)
+        if (settings.state_url or not layout.models.supports_locks
                 or Registry(layout.models).retrain_lock.exists()):
             with state.retrain_lock():
                 pass
@@ -284,6 +277,8 @@ def _preflight_retrain(args) -> None:
                                   "finished.") from None
     finally:
         state.close()
+    # why: a local folder is walked here at no cost; a bucket's walk is a listing of
+    # every labeled object, which the flow makes anyway.
     if isinstance(layout.labeled, Path) and not any(
             is_review_file(p) for p in layout.labeled.rglob("*")):
         raise NoLabeledDataError(

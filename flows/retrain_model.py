@@ -48,7 +48,6 @@ from tasks.settings import Settings
 from tasks.state.backend import open_state
 from tasks.state.leftovers import sweep_training_leftovers
 from tasks.storage.local import LockHeldError, exclusive_lock
-from tasks.storage.objects import is_remote
 from tasks.training.candidate import (
     Candidate,
     plan_refit,
@@ -198,7 +197,7 @@ def retrain_model(data_dir: str | None = None,
     try:
         with contextlib.ExitStack() as held:
             held.enter_context(state.retrain_lock())
-            if settings.state_url and not is_remote(layout.models):
+            if settings.state_url and layout.models.supports_locks:
                 # A local registry's lock file too, which runs without the URL take.
                 held.enter_context(exclusive_lock(registry.retrain_lock))
             summary = _retrain(settings, registry, force)

@@ -374,6 +374,8 @@ def _score_kept(under_way: dict) -> str:
     resumable = (f"; {checkpointed[0]} rows of {checkpointed[1]} unfinished files are kept "
                  "in finished checkpoints: the next run scores only the rest of those files"
                  if checkpointed[0] else "")
+    # why: what is left is counted from a local inbox's claim folders; a bucket's inbox
+    # would cost a listing of every object in it, for a line of a stopped run.
     if not isinstance(layout.incoming, Path):
         return f"{kept}; the next `reviewflow score` finishes the rest{resumable}"
     left = list_inbox(layout.incoming, 0).ready

@@ -51,11 +51,12 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from tasks.errors import LinkedFolderError
 from tasks.settings import Settings
-from tasks.storage.objects import ObjectPath, as_location
+from tasks.storage.location import Location
+from tasks.storage.objects import as_location
 
 # Files a run has claimed live in ``incoming/.claimed/<token>/<name>``: a dot-name, so
 # no reader of incoming/ mistakes them for new uploads.
@@ -116,7 +117,7 @@ def kept_name(sha256: str, name: str) -> str:
     return f"{content_key(sha256)}-{name}"
 
 
-def reason_file(quarantined: Path | ObjectPath) -> Path | ObjectPath:
+def reason_file(quarantined: Location) -> Location:
     """The JSON reason file beside a whole quarantined file."""
     return quarantined.with_name(quarantined.name + ".reason.json")
 
@@ -171,17 +172,22 @@ def part_version(name: str, sha256: str) -> str | None:
 class DataLayout(BaseModel):
     """The folders under the data root.
 
-    ``root`` is a local ``Path`` or, for object storage, an ``ObjectPath``
-    (``s3://bucket/prefix``). ``state`` (the ledger and the locks) is always local:
+    ``root`` is a ``Location``: a ``LocalPath`` or, for object storage, an ``ObjectPath``
+    (``s3://bucket/prefix``); a plain ``Path`` given is made a ``LocalPath``. ``state`` (the ledger and the locks) is always local:
     ``state_root`` when given, else ``<root>/state``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    root: Path | ObjectPath
+    root: Location
     state_root: Path | None = None
     # The ledger and the locks are in a database (a state URL): no state folder is needed.
     state_in_database: bool = False
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _located(cls, root) -> Location:
+        return as_location(root)
 
     @classmethod
     def of(cls, settings: Settings) -> DataLayout:
@@ -221,7 +227,7 @@ class DataLayout(BaseModel):
     def state(self) -> Path:
         if self.state_root is not None:
             return self.state_root
-        if isinstance(self.root, ObjectPath):
+        if not self.root.supports_locks:  # no lock files nor SQLite in a bucket
             raise ValueError(f"the data root {self.root} is a URL: give a local state folder "
                              "for the ledger and the locks (REVIEWFLOW_STATE_DIR)")
         return self.root / "state"
@@ -287,7 +293,7 @@ class DataLayout(BaseModel):
         return self.state / "locks" / f"{content_key(sha256)}.lock"
 
     @property
-    def state_marker(self) -> Path | ObjectPath:
+    def state_marker(self) -> Location:
         return self.root / STATE_MARKER_FILE
 
     def data_folders(self) -> list[Path]:
@@ -324,7 +330,7 @@ class DataLayout(BaseModel):
         """Raise ``LinkedFolderError`` if a product folder (``product_folders``) is a
         symbolic link, or has one on its way down from the root (or the state folder).
         Folders not there yet are fine: the run creates them as real folders."""
-        if isinstance(self.root, ObjectPath):
+        if not self.root.supports_links:  # a bucket: nothing there can be a link
             if self.state_root is not None:
                 check_inside(self.state_root, self.state_root / "locks")
             return
@@ -338,7 +344,7 @@ def check_inside(base: Path, path: Path) -> None:
     """Raise ``LinkedFolderError`` if ``path`` (under ``base``) or any folder between the
     two is a symbolic link, or if ``path`` is not under ``base`` at all. Looks at each
     level with lstat, so no link is followed to decide."""
-    if isinstance(path, ObjectPath):
+    if not as_location(path).supports_links:
         return
     try:
         parts = path.relative_to(base).parts

@@ -9,7 +9,6 @@ the labels in ``labeled/`` say now, never a history of measurements to add up.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 
 import pyarrow as pa
@@ -18,7 +17,7 @@ import pyarrow.compute as pc
 from tasks.late_labels.figures import GateAccuracy
 from tasks.layout import ACCURACY_PARTS_GLOB, DataLayout
 from tasks.storage.local import StagedParquet
-from tasks.storage.objects import is_remote
+from tasks.storage.objects import as_location
 
 ACCURACY_FILE = "part-0.parquet"
 # The columns of a part; model_version is its folder (hive partitioning), as scored_date is.
@@ -63,9 +62,7 @@ def write_accuracy(layout: DataLayout, parts: dict[str, pa.Table]) -> list[str]:
             if version not in parts:
                 path.unlink(missing_ok=True)
                 removed.append(version)
-                if not is_remote(path):  # an object store has no folder to leave behind
-                    with contextlib.suppress(OSError):
-                        path.parent.rmdir()
+                as_location(path.parent).remove_empty_folder()
     return removed
 
 

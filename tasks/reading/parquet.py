@@ -10,7 +10,6 @@ so a gzipped Parquet file is not a review file.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,22 +18,13 @@ from tasks.reading.columns import Columns, resolve_columns
 from tasks.reading.normalize import rebatch
 from tasks.reading.request import ReadRequest
 from tasks.reading.schema import UnreadableFileError
-
-
-def _native_path(path: Path) -> bool:
-    """Whether pyarrow can open ``path`` itself: it takes paths as UTF-8 only, and a name
-    that is not UTF-8 (a Latin-1 ``café.parquet`` in labeled/) is opened by Python."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+from tasks.storage.objects import as_location
 
 
 def parquet_row_count(path) -> int:
     """Rows in a Parquet file, from its footer (no data is read)."""
-    if isinstance(path, Path) and _native_path(path):
-        return pq.ParquetFile(path).metadata.num_rows
+    if (native := as_location(path).arrow_path()) is not None:
+        return pq.ParquetFile(native).metadata.num_rows
     with path.open("rb") as handle:
         return pq.ParquetFile(handle).metadata.num_rows
 
@@ -43,8 +33,9 @@ def read_parquet(request: ReadRequest) -> Iterator[pa.Table]:
     """The batches of a Parquet file (of the row groups that hold ``request.rows``)."""
     request.report.layout = "parquet"
     path = request.path
-    if isinstance(path, Path) and _native_path(path):
-        yield from _parquet_file_batches(request, path)
+    # A path pyarrow opens itself; else ranged reads of the object, or a name it refuses.
+    if (native := as_location(path).arrow_path()) is not None:
+        yield from _parquet_file_batches(request, native)
     else:
         with path.open("rb") as handle:  # ranged reads of the object, or a name pyarrow refuses
             yield from _parquet_file_batches(request, handle)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tasks.reading.encodings import UNDECODABLE_ERRORS, python_codec
 from tasks.reading.schema import UnreadableFileError
+from tasks.storage.local import open_binary
 
 # The start of a text file that decides its encoding and, for TSV, its quoting.
 SAMPLE_BYTES = 1 << 20
@@ -86,15 +87,11 @@ class _ClosingGzip(gzip.GzipFile):
 def open_bytes(path: Path, gzipped: bool, limit: int) -> io.BufferedReader:
     """``path``'s bytes, decompressed when ``gzipped`` (failing past ``limit`` bytes out);
     an ``ObjectPath`` is streamed. The caller closes it."""
-    if not isinstance(path, Path):  # an ObjectPath: stream the object
-        raw = path.open("rb")
-        if gzipped:
-            return io.BufferedReader(_LimitedReader(_ClosingGzip(fileobj=raw, mode="rb"), limit,
-                                                    path), 1 << 20)
-        return raw
+    raw = open_binary(path)
     if gzipped:
-        return io.BufferedReader(_LimitedReader(gzip.open(path, "rb"), limit, path), 1 << 20)
-    return open(path, "rb")  # noqa: SIM115 - closed by the caller
+        return io.BufferedReader(_LimitedReader(_ClosingGzip(fileobj=raw, mode="rb"), limit,
+                                                path), 1 << 20)
+    return raw
 
 
 def read_head(path: Path, gzipped: bool, limit: int) -> tuple[bytes, bool]:

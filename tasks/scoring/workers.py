@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.layout import MODEL_FILE
-from tasks.storage.objects import ObjectPath, is_remote, local_copy
+from tasks.storage.location import Location
+from tasks.storage.objects import as_location
 
 _lock = threading.Lock()
 _model: tuple[tuple[str, str], object] | None = None
@@ -38,7 +39,7 @@ class ModelRef:
     """Which model to score with: its version and where its ``model.keras`` lies."""
 
     version: str
-    location: Path | ObjectPath
+    location: Location
 
     @property
     def key(self) -> tuple[str, str]:
@@ -69,13 +70,12 @@ def _local_copy(ref: ModelRef) -> Path:
     Keras loads from a local file. A published version never changes, so a copy made
     once per (location, version) is reused; it is written whole and renamed.
     """
-    if not is_remote(ref.location):
-        if not Path(ref.location).exists():
-            raise FileNotFoundError(
-                f"{ref.location} does not exist on {socket.gethostname()}: Dask workers on "
-                "other machines need the data root on shared storage or object storage")
-        return Path(ref.location)
-    return local_copy(ref.location, ref.version, MODEL_FILE)
+    local = as_location(ref.location).local_file(ref.version, MODEL_FILE)
+    if not local.exists():
+        raise FileNotFoundError(
+            f"{ref.location} does not exist on {socket.gethostname()}: Dask workers on "
+            "other machines need the data root on shared storage or object storage")
+    return local
 
 
 def cached_validator(suite_config: dict, parameters: dict, require_label: bool = False):

@@ -135,10 +135,8 @@ class SQLiteState:
         in the local state folder when the registry is on object storage, which has no
         lock files."""
         from tasks.layout import POINTER_LOCK_FILE, RETRAIN_LOCK_FILE
-        from tasks.storage.objects import is_remote
-
         locks = layout.lock_file("0" * 64).parent
-        registry = locks if is_remote(layout.models) else layout.models
+        registry = layout.models if layout.models.supports_locks else locks
         return cls(layout.ledger, locks, registry / RETRAIN_LOCK_FILE,
                    registry / POINTER_LOCK_FILE)
 

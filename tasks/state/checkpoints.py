@@ -42,7 +42,7 @@ from tasks.outcomes import RowCounts
 from tasks.state.backend import RunState, ShardRecord
 from tasks.state.staged import StagedShard
 from tasks.storage.local import Location, publish
-from tasks.storage.objects import is_remote
+from tasks.storage.objects import as_location
 
 # What a checkpoint record keeps of its shard's result, besides the parts.
 _KEPT = [f.name for f in fields(RowCounts)] + ["encoding", "worker", "host", "pid", "device"]
@@ -161,9 +161,9 @@ def _found(folder: Location, part: str) -> Location:
 def _parquet_rows(part: Location) -> int | None:
     """Rows in a Parquet file's footer; None if it is missing or not a whole Parquet file."""
     try:
-        if is_remote(part):
-            with part.open("rb") as stream:
-                return pq.ParquetFile(stream).metadata.num_rows
-        return pq.read_metadata(part).num_rows
+        if (native := as_location(part).arrow_path()) is not None:
+            return pq.read_metadata(native).num_rows
+        with part.open("rb") as stream:
+            return pq.ParquetFile(stream).metadata.num_rows
     except (OSError, pa.ArrowException):
         return None

@@ -13,14 +13,10 @@ from pathlib import Path
 
 from tasks.layout import CLAIM_ATTEMPTS_FILE, CLAIMS_FOLDER, check_inside
 from tasks.reading import detect_format
-from tasks.state.object_claims import (
-    ObjectVersion,
-    claim_object,
-    leftover_object_claims,
-    supports_claims,
-)
+from tasks.state.object_claims import claim_object, leftover_object_claims
 from tasks.storage.local import Location, readable_name
-from tasks.storage.objects import Entry, EntryKind, local_entry, scan
+from tasks.storage.location import Identity, ObjectVersion
+from tasks.storage.objects import Entry, EntryKind, as_location, local_entry, scan
 
 
 @dataclass
@@ -84,9 +80,11 @@ def claimed_files(incoming: Location) -> list[Location]:
 
 def claimed_entries(incoming: Location) -> list[Entry]:
     """``claimed_files`` with what their listing said of each (``Entry``)."""
+    # why: the claim protocols differ (a rename into token folders, walked without
+    # following links, or conditional copies listed at once): tasks.state, not storage.
     if isinstance(incoming, Path):
         return leftover_claims(incoming)
-    return leftover_object_claims(incoming) if supports_claims(incoming) else []
+    return leftover_object_claims(incoming) if incoming.supports_claims else []
 
 
 def leftover_claims(incoming: Path) -> list[Entry]:
@@ -112,21 +110,9 @@ def leftover_claims(incoming: Path) -> list[Entry]:
     return found
 
 
-@dataclass(frozen=True)
-class Identity:
-    """What changes when a file's bytes change in place: an append, a rewrite."""
-
-    inode: int
-    size: int
-    mtime_ns: int
-
-
 def identity(path: Location) -> Identity | ObjectVersion:
-    """A local file's inode, size and mtime; an object's ETag."""
-    if not isinstance(path, Path):
-        return ObjectVersion(path.etag())
-    stat = os.stat(path, follow_symlinks=False)
-    return Identity(stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    """A local file's inode, size and mtime; an object's ETag (``Location.identity``)."""
+    return as_location(path).identity()
 
 
 def is_claimed(path: Location) -> bool:
@@ -201,7 +187,7 @@ def _open_folder(name: str | Path, dir_fd: int | None = None, shown: Path | None
 def claim_key(path: Location) -> str:
     """What names a claimed file for ``RunState.claim_lock``: its path, or its object's
     bucket and key."""
-    return str(path) if isinstance(path, Path) else path.url.split("://", 1)[1]
+    return as_location(path).claim_key()
 
 
 def claim_for_run(path: Location, claim_lock: Callable[[str], contextlib.AbstractContextManager]
@@ -211,12 +197,15 @@ def claim_for_run(path: Location, claim_lock: Callable[[str], contextlib.Abstrac
     under ``claim_lock`` (``tasks.state.object_claims``). Other object stores have
     neither, so their object is its own claim (docs/scaling-out.md, "Exactly once
     without rename": uploaders must never overwrite an object there)."""
+    path = as_location(path)
+    if not path.supports_claims:
+        return path, None
+    # why: two claim protocols of tasks.state (a rename here, a conditional copy under
+    # ``claim_lock`` in tasks.state.object_claims), not two ways of storing bytes.
     if isinstance(path, Path):
         claimed = claim(path)
         return claimed, identity(claimed)
-    if supports_claims(path):
-        return claim_object(path, claim_lock)
-    return path, None
+    return claim_object(path, claim_lock)
 
 
 def runs_died(path: Location) -> int:
@@ -241,15 +230,11 @@ def release_claim_folder(path: Location) -> None:
     """Remove the empty ``.claimed/<token>/`` folder a claimed file has left (on object
     storage, only its attempts count: a prefix is no object), and any temporary of the
     count (``.attempts.<hex>.tmp``) a writer killed before its rename left there."""
-    if is_claimed(path) and not isinstance(path, Path):
-        (path.parent / CLAIM_ATTEMPTS_FILE).unlink(missing_ok=True)
-    elif is_claimed(path):
-        with contextlib.suppress(OSError):
-            for child in os.scandir(path.parent):
-                if child.name.startswith(CLAIM_ATTEMPTS_FILE):  # the count, its temporaries
-                    os.unlink(child.path)
-        for folder in (path.parent, path.parent.parent):  # .claimed/ too, once empty
-            try:
-                folder.rmdir()
-            except OSError:
-                return  # not empty (another claim), or gone already
+    if not is_claimed(path):
+        return
+    path = as_location(path)
+    (path.parent / CLAIM_ATTEMPTS_FILE).unlink(missing_ok=True)
+    path.parent.remove_dead_temporaries()  # of the count, by a writer killed before its rename
+    for folder in (path.parent, path.parent.parent):  # .claimed/ too, once empty
+        if not folder.remove_empty_folder():
+            return  # not empty (another claim), gone already, or a prefix (no folder)

@@ -25,14 +25,10 @@ Plain functions: the flows call them at the start of a run and log what they rem
 
 from __future__ import annotations
 
-import contextlib
-import os
-from pathlib import Path
-
 from tasks.layout import DataLayout, content_key, part_content
 from tasks.state.backend import RunState
-from tasks.storage.local import Location, LockHeldError, is_temporary, remove_dead_temporaries
-from tasks.storage.objects import EntryKind, is_remote, scan
+from tasks.storage.local import Location, LockHeldError, is_temporary
+from tasks.storage.objects import as_location
 
 
 def one_shot_folders(layout: DataLayout) -> list[Location]:
@@ -48,9 +44,9 @@ def sweep_scoring_leftovers(layout: DataLayout, state: RunState) -> list[Locatio
     one-shot ones (their folder's lock) and the staged parts of contents whose lock is
     free. Returns what was removed."""
     removed: list[Location] = []
-    if not is_remote(layout.root):
+    if layout.root.supports_locks:  # a dead writer is told by its folder's lock
         for folder in one_shot_folders(layout):
-            removed += remove_dead_temporaries(folder)
+            removed += folder.remove_dead_temporaries()
     staged: dict[str, list[Location]] = {}
     for folder in (layout.scored, layout.rejected_rows):
         for partition in _subfolders(folder):
@@ -85,9 +81,9 @@ def sweep_training_leftovers(layout: DataLayout) -> list[Location]:
     rows), the caller holding the retraining lock, so no writer of them is alive; and
     the one-shot temporaries of dead writers, as a scoring run does."""
     removed: list[Location] = []
-    if not is_remote(layout.root):
+    if layout.root.supports_locks:  # a dead writer is told by its folder's lock
         for folder in one_shot_folders(layout):
-            removed += remove_dead_temporaries(folder)
+            removed += folder.remove_dead_temporaries()
     for folder in (layout.training_rejects, layout.unlabeled_rejects):
         for temporary in _temporaries(folder):
             temporary.unlink(missing_ok=True)
@@ -100,40 +96,17 @@ def parts_in_partitions(folder: Location, sha256: str) -> list[Location]:
     model or shard, or a temporary of one; narrow with ``tasks.layout.part_version``).
     Locally a prefix test per listed name, with no pattern matching and no ``stat``."""
     prefixes = (f"part-{content_key(sha256)}", f".part-{content_key(sha256)}")
-    if is_remote(folder):
-        return [entry.path for partition in _subfolders(folder) for entry in scan(partition)
-                if entry.kind is EntryKind.FILE and entry.name.startswith(prefixes)]
-    found: list[Location] = []
-    for partition in _subfolders(folder):
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError), \
-                os.scandir(partition) as children:
-            found += [Path(child.path) for child in children
-                      if child.name.startswith(prefixes) and child.is_file(follow_symlinks=False)]
-    return found
+    return [path for partition in _subfolders(folder)
+            for path in partition.files_named(lambda name: name.startswith(prefixes))]
 
 
 def _subfolders(folder: Location) -> list[Location]:
     """The folders in ``folder`` (links not followed); none if it is missing. Locally
     from the listing's file types alone, with no ``stat`` per entry."""
-    if is_remote(folder):
-        return [entry.path for entry in scan(folder) if entry.kind is EntryKind.FOLDER]
-    try:
-        with os.scandir(folder) as children:
-            return [Path(child.path) for child in children
-                    if child.is_dir(follow_symlinks=False)]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    return as_location(folder).subfolders()
 
 
 def _temporaries(folder: Location) -> list[Location]:
     """The files in ``folder`` named like temporaries (``is_temporary``): the names are
     matched first, so a folder of many parts costs its listing and nothing more."""
-    if is_remote(folder):
-        return [entry.path for entry in scan(folder)
-                if entry.kind is EntryKind.FILE and is_temporary(entry.name)]
-    try:
-        with os.scandir(folder) as children:
-            return [Path(child.path) for child in children
-                    if is_temporary(child.name) and child.is_file(follow_symlinks=False)]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    return as_location(folder).files_named(is_temporary)

@@ -18,7 +18,6 @@ on first use), or a state database's ``state_identity`` row (``pg-`` and its id)
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -29,7 +28,6 @@ from pathlib import Path
 
 from tasks.errors import StateMismatchError
 from tasks.layout import STATE_ID_FILE, DataLayout
-from tasks.storage.objects import ObjectPath
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,8 @@ def claim_root(layout: DataLayout, ours: StateName) -> None:
     marker names it; ``StateMismatchError`` (one line, exit 2) if it names another."""
     theirs = read_marker(layout)
     if theirs is None:
-        _create(layout.state_marker, _marker_text(ours))
+        # Only if no marker is there: another command may create it first.
+        layout.state_marker.create_new(_marker_text(ours).encode("utf-8"))
         theirs = read_marker(layout)  # ours, or the one that won the race to create it
     if theirs is not None and theirs.state_id != ours.state_id:
         raise StateMismatchError(
@@ -94,15 +93,8 @@ def claim_root(layout: DataLayout, ours: StateName) -> None:
 
 def move_marker(layout: DataLayout, to: StateName) -> None:
     """Name ``to`` in the root's marker, whatever it named (one atomic write)."""
-    marker = layout.state_marker
-    text = _marker_text(to)
-    if isinstance(marker, ObjectPath):
-        marker.write_text(text)  # one PUT: the old marker or the new, never half
-        return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    temp = marker.with_name(f"{marker.name}.{uuid.uuid4().hex[:8]}.tmp")
-    temp.write_text(text)
-    os.replace(temp, marker)
+    # The old marker or the new, never half: one PUT, or a temporary renamed.
+    layout.state_marker.write_bytes_atomic(_marker_text(to).encode("utf-8"))
 
 
 def _marker_text(state: StateName) -> str:
@@ -110,24 +102,3 @@ def _marker_text(state: StateName) -> str:
                        "host": socket.gethostname(),
                        "written_at": datetime.now(UTC).isoformat(timespec="seconds")},
                       indent=2) + "\n"
-
-
-def _create(marker: Path | ObjectPath, text: str) -> None:
-    """Write ``marker`` only if it does not exist (another command may create it first)."""
-    if isinstance(marker, ObjectPath):
-        try:
-            marker.fs.pipe_file(marker.url, text.encode("utf-8"), mode="create")
-        except FileExistsError:
-            pass
-        except (TypeError, NotImplementedError):  # a store with no conditional write
-            if not marker.exists():
-                marker.write_text(text)
-        return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    temp = marker.with_name(f"{marker.name}.{uuid.uuid4().hex[:8]}.tmp")
-    temp.write_text(text)
-    try:
-        with contextlib.suppress(FileExistsError):
-            os.link(temp, marker)  # whole or not at all, and never over another's
-    finally:
-        temp.unlink()

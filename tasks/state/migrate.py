@@ -30,7 +30,7 @@ def default_source(layout: DataLayout) -> Path:
     ``REVIEWFLOW_STATE_DIR`` (``layout.state_root``), else a local root's own ``state/``."""
     if layout.state_root is not None:
         return layout.state_root
-    if isinstance(layout.root, Path):
+    if layout.root.supports_locks:  # a folder that can hold a ledger and lock files
         return layout.root / "state"
     raise NothingToMigrateError(f"{layout.root} is not a local folder, so it has no state "
                                 f"folder of its own: {SOURCE_HELP}")

@@ -26,10 +26,10 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from tasks.layout import CLAIMS_FOLDER
 from tasks.storage.local import readable_name
+from tasks.storage.location import ObjectVersion
 from tasks.storage.objects import Entry, ObjectPath
 
 # The largest object one CopyObject call may copy (S3's limit); larger ones are copied
@@ -40,26 +40,8 @@ SINGLE_COPY_BYTES = 5 * 1024**3
 CLAIM_TRIES = 5
 
 
-@dataclass(frozen=True)
-class ObjectVersion:
-    """What changes when an object is overwritten: its ETag (``Identity`` for objects)."""
-
-    etag: str | None
-
-
 class ObjectChangedError(Exception):
     """The object was overwritten faster than it could be claimed: the next run claims it."""
-
-
-def supports_claims(path: ObjectPath) -> bool:
-    """True where the store has conditional copies and deletes (S3 and its peers)."""
-    if not isinstance(path, ObjectPath):
-        return False
-    try:
-        import s3fs
-    except ImportError:
-        return False
-    return isinstance(path.fs, s3fs.S3FileSystem)
 
 
 def claim_object(path: ObjectPath, lock: Callable[[str], contextlib.AbstractContextManager]
@@ -70,7 +52,7 @@ def claim_object(path: ObjectPath, lock: Callable[[str], contextlib.AbstractCont
     changing. A leftover claim is returned as it is."""
     if path.parent.parent.name == CLAIMS_FOLDER:
         return path, ObjectVersion(path.etag())
-    with lock(path.url.split("://", 1)[1]):
+    with lock(path.claim_key()):
         for _ in range(CLAIM_TRIES):
             etag, size = path.version()  # FileNotFoundError: claimed by another run, or removed
             claimed = path.parent / CLAIMS_FOLDER / uuid.uuid4().hex[:12] / readable_name(path.name)

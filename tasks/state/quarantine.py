@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 from tasks.failpoints import failpoint
 from tasks.layout import DataLayout, check_inside, day_of, kept_name, reason_file
@@ -44,6 +43,5 @@ def check_moves(layout: DataLayout, source: Location, target_dir: Location) -> N
     """Refuse (``LinkedFolderError``) a move whose source folder or target folder leads
     out of the data root through a link: checked right before each move, since the
     inbox is writable by uploaders while a run works."""
-    if isinstance(source, Path):
-        check_inside(layout.root, source.parent)
-        check_inside(layout.root, target_dir)
+    check_inside(layout.root, source.parent)  # nothing to check in a bucket (no links)
+    check_inside(layout.root, target_dir)

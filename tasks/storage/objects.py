@@ -1,12 +1,12 @@
 """Folders of the data contract on object storage: ``s3://bucket/prefix`` and other fsspec URLs.
 
-``ObjectPath`` is the small part of ``pathlib.Path``'s interface that reviewflow uses
-(``/``, ``name``, ``suffixes``, ``exists``, ``iterdir``, ``glob``, ``stat``, ``open``,
-``read_text``, ``unlink``, ...), implemented with fsspec. Code written against that
-interface works on a local ``Path`` and on an ``ObjectPath`` alike; where the two must
-differ (renames, fsync, locks), ``tasks.storage.local`` branches on ``is_remote``.
-``scan`` lists a folder of either kind with each child's type, size and time, from the
-listing itself (``Entry``).
+``ObjectPath`` implements the storage interface (``tasks.storage.location.Location``) for
+a bucket, and the small part of ``pathlib.Path``'s interface that reviewflow uses (``/``,
+``name``, ``suffixes``, ``exists``, ``iterdir``, ``glob``, ``stat``, ``open``,
+``read_text``, ``unlink``, ...), with fsspec; ``LocalPath`` (``tasks.storage.local``) is
+the other implementation. ``as_location`` makes one of the two from a string or path:
+the one place that decides. ``scan`` lists a folder of either kind with each child's
+type, size and time, from the listing itself (``Entry``).
 
 A key is taken literally: ``[``, ``]``, ``*`` and ``?`` are ordinary characters in an
 object's name (``good[1].csv``), while fsspec's ``copy``, ``rm``, ``cat``, ``get``,
@@ -29,84 +29,57 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import stat as stat_mode
 import tempfile
-from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from typing import Any
 
+from tasks.failpoints import failpoint
 from tasks.settings import is_url, local_path
+from tasks.storage.local import LocalPath, local_entry
+from tasks.storage.location import (
+    Entry,
+    EntryKind,
+    Identity,
+    Location,
+    ObjectVersion,
+    ParquetSink,
+    candidates,
+    names_exhausted,
+    safe_name,
+)
+from tasks.storage.object_io import ObjectSink, check_store, download, mtime_of
+
+__all__ = ["Entry", "EntryKind", "Identity", "ObjectVersion", "download", "local_entry"]
 
 # Protocols whose "folders" are only key prefixes: nothing to create, nothing to fsync.
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"}
 
 
 def as_location(value: str | os.PathLike, storage_options: dict[str, Any] | None = None
-                ) -> Path | ObjectPath:
-    """A local ``Path`` (``~`` expanded, ``file://`` stripped) or an ``ObjectPath`` for a URL."""
+                ) -> Location:
+    """A ``LocalPath`` (``~`` expanded, ``file://`` stripped) or an ``ObjectPath`` for a
+    URL; a ``Location`` already made is returned as it is. The one place that decides."""
+    if isinstance(value, Location):
+        return value
     if is_url(value):
         return ObjectPath(str(value), storage_options)
-    return local_path(value)
+    return LocalPath(local_path(value))
 
 
-def is_remote(path: Path | ObjectPath) -> bool:
+def is_remote(path: Location) -> bool:
+    """Whether ``path`` is in an object store: for the few callers that must choose
+    between two protocols of their own (each says why); others ask a capability."""
     return isinstance(path, ObjectPath)
 
 
-class EntryKind(StrEnum):
-    FILE = "file"
-    FOLDER = "folder"  # a local folder, or a key prefix with objects under it
-    LINK = "link"      # local only: object stores have no links
-    OTHER = "other"    # local only: a FIFO, a socket, a device
+def scan(folder: Location) -> list[Entry]:
+    """The children of ``folder`` with their type, size and time (``Location.scan``)."""
+    return as_location(folder).scan()
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A child of a folder as its listing described it: its type, size and modification
-    time need no further request."""
-
-    path: Path | ObjectPath
-    kind: EntryKind
-    size: int
-    mtime: float
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-def scan(folder: Path | ObjectPath) -> list[Entry]:
-    """The children of ``folder`` with their type, size and time, in no order: one
-    ``os.scandir`` (and an ``lstat`` per child, links not followed) locally, the
-    listing's own answers on object storage (``ObjectPath.scan``). A missing folder is
-    empty; a child gone between the listing and its ``lstat`` is left out."""
-    if isinstance(folder, ObjectPath):
-        return folder.scan()
-    try:
-        with os.scandir(folder) as children:
-            return [entry for child in children if (entry := local_entry(child)) is not None]
-    except FileNotFoundError:
-        return []
-
-
-def local_entry(child: os.DirEntry) -> Entry | None:
-    """The ``Entry`` of a local ``os.scandir`` child (its ``lstat``), or None if it is gone."""
-    try:
-        info = child.stat(follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-    mode = info.st_mode
-    kind = (EntryKind.LINK if stat_mode.S_ISLNK(mode) else EntryKind.FOLDER
-            if stat_mode.S_ISDIR(mode) else EntryKind.FILE if stat_mode.S_ISREG(mode)
-            else EntryKind.OTHER)
-    return Entry(Path(child.path), kind, info.st_size, info.st_mtime)
-
-
-class ObjectPath:
+class ObjectPath(Location):
     """A file or folder behind an fsspec URL, with the pathlib methods reviewflow uses."""
 
     __slots__ = ("url", "storage_options")
@@ -132,7 +105,7 @@ class ObjectPath:
         return f"ObjectPath({self.url!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ObjectPath) and other.url == self.url
+        return type(other) is type(self) and other.url == self.url
 
     def __hash__(self) -> int:
         return hash(self.url)
@@ -222,7 +195,7 @@ class ObjectPath:
     def stat(self) -> SimpleNamespace:
         """``st_size`` and ``st_mtime`` (seconds since the epoch) of an object."""
         info = self._fresh().info(self.url)
-        return SimpleNamespace(st_size=int(info.get("size") or 0), st_mtime=_mtime(info))
+        return SimpleNamespace(st_size=int(info.get("size") or 0), st_mtime=mtime_of(info))
 
     def etag(self) -> str | None:
         """The object's ETag (its version's fingerprint), or None where the store has none."""
@@ -263,7 +236,7 @@ class ObjectPath:
             return None
         kind = EntryKind.FOLDER if info.get("type") == "directory" else EntryKind.FILE
         return Entry(ObjectPath(f"{self.protocol}://{key}", self.storage_options), kind,
-                     int(info.get("size") or 0), _mtime(info))
+                     int(info.get("size") or 0), mtime_of(info))
 
     def glob(self, pattern: str):
         """What lies below this prefix and matches ``pattern`` one ``/``-separated level
@@ -319,21 +292,131 @@ class ObjectPath:
                 raise
 
 
-def replace(source: ObjectPath, target: ObjectPath) -> None:
-    """Copy ``source`` onto ``target`` server-side, then delete ``source``.
+    # ------------------------------------------------------------------ the interface
+    @property
+    def supports_claims(self) -> bool:
+        """True where the store has conditional copies and deletes (S3 and its peers)."""
+        try:
+            import s3fs
+        except ImportError:
+            return False
+        return isinstance(self.fs, s3fs.S3FileSystem)
 
-    Not atomic as a pair (there is no rename), but each step is: ``target`` appears
-    whole, and a crash between the steps leaves a copy that the caller's commit protocol
-    tolerates (deterministic names are overwritten, temporaries are swept).
-    """
-    fs = source.fs
-    with contextlib.suppress(Exception):
-        fs.invalidate_cache(source.parent.url)
-    fs.cp_file(source.url, target.url)  # one object: ``copy`` would expand a glob
-    fs.rm_file(source.url)
-    with contextlib.suppress(Exception):
-        fs.invalidate_cache(target.parent.url)
-        fs.invalidate_cache(source.parent.url)
+    def claim_key(self) -> str:
+        return self.url.split("://", 1)[1]
+
+    def open_binary(self):
+        return self.open("rb")
+
+    def arrow_path(self) -> None:
+        return None  # ranged reads through ``open_binary``
+
+    def identity(self) -> ObjectVersion:
+        return ObjectVersion(self.etag())
+
+    def local_file(self, *name: str) -> LocalPath:
+        """A local file of an object that never changes once written (a published model
+        version), downloaded once and reused: ``<temp>/reviewflow-models/<url hash>/<name...>``."""
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        local = LocalPath(tempfile.gettempdir(), "reviewflow-models", digest, *name)
+        if not local.exists():
+            download(self, local)
+        return local
+
+    def subfolders(self) -> list[ObjectPath]:
+        return [entry.path for entry in self.scan() if entry.kind is EntryKind.FOLDER]
+
+    def files_named(self, match) -> list[ObjectPath]:
+        return [entry.path for entry in self.scan()
+                if entry.kind is EntryKind.FILE and match(entry.name)]
+
+    def write_bytes_atomic(self, data: bytes) -> ObjectPath:
+        """One PUT under its final name: atomic there, so no temporary is left by a kill."""
+        self.write_bytes(data)
+        failpoint("storage:written", self.name)
+        return self
+
+    def create_new(self, data: bytes) -> bool:
+        """A conditional PUT; a store without one is looked at first, then written."""
+        try:
+            self.fs.pipe_file(self.url, data, mode="create")
+            return True
+        except FileExistsError:
+            return False
+        except (TypeError, NotImplementedError):  # a store with no conditional write
+            if self.exists():
+                return False
+            self.write_bytes(data)
+            return True
+
+    def parquet_sink(self, schema) -> ParquetSink:
+        return ObjectSink(self.open("wb"), schema)
+
+    def publish(self, final: ObjectPath) -> ObjectPath:
+        """Copy this object onto ``final`` server-side, then delete it.
+
+        Not atomic as a pair (there is no rename), but each step is: ``final`` appears
+        whole, and a crash between the steps leaves a copy that the caller's commit
+        protocol tolerates (deterministic names are overwritten, temporaries are swept).
+        """
+        fs = self.fs
+        with contextlib.suppress(Exception):
+            fs.invalidate_cache(self.parent.url)
+        fs.cp_file(self.url, final.url)  # one object: ``copy`` would expand a glob
+        fs.rm_file(self.url)
+        with contextlib.suppress(Exception):
+            fs.invalidate_cache(final.parent.url)
+            fs.invalidate_cache(self.parent.url)
+        return final
+
+    def move_keeping(self, target_dir: ObjectPath, name: str) -> ObjectPath:
+        """A name is checked, then written (no primitive fails rather than replaces)."""
+        cleaned = safe_name(name)
+        for target in candidates(target_dir, cleaned):
+            if not target.exists():
+                return self.publish(target)
+            if self._same_object(target):  # a killed move's copy: finish that move
+                self.unlink(missing_ok=True)
+                return target
+        raise names_exhausted(target_dir, cleaned)
+
+    def _same_object(self, target: ObjectPath) -> bool:
+        """True when ``target`` is a whole copy of this object (same size and ETag): what
+        a move killed between its copy and its delete leaves, so the file is archived
+        once."""
+        try:
+            etag = target.etag()
+            return (etag is not None and self.etag() == etag
+                    and self.stat().st_size == target.stat().st_size)
+        except FileNotFoundError:
+            return False
+
+    def remove_dead_temporaries(self) -> list[ObjectPath]:
+        return []  # a one-shot write is one PUT: it leaves no temporary
+
+    def remove_empty_folder(self) -> bool:
+        return False  # a prefix is no object: nothing is left to remove
+
+    def remove_tree(self) -> None:
+        """Every object under this prefix, each by its own key (fsspec's recursive ``rm``
+        expands a key holding ``[``, ``*`` or ``?`` as a glob)."""
+        fs = self.fs
+        for entry in self.scan_tree():
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(entry.path.url)
+
+    def check_reachable(self) -> None:
+        """A request to the store (two when nothing is under this root yet): see
+        ``tasks.storage.object_io.check_store``."""
+        bucket = ObjectPath(f"{self.protocol}://{self.url.split('://', 1)[1].split('/')[0]}",
+                            self.storage_options)
+        check_store(self, bucket, lambda: (self.protocol not in OBJECT_STORES
+                                           or self.exists() or bucket.exists()))
+
+
+def replace(source: ObjectPath, target: ObjectPath) -> None:
+    """Copy ``source`` onto ``target`` server-side, then delete it (``ObjectPath.publish``)."""
+    source.publish(target)
 
 
 def read_all(paths: list[ObjectPath]) -> list[bytes]:
@@ -344,79 +427,16 @@ def read_all(paths: list[ObjectPath]) -> list[bytes]:
     return paths[0].fs.cat_ranges([p.url for p in paths], None, None, on_error="raise")
 
 
-def remove_tree(prefix: ObjectPath) -> None:
-    """Delete every object under ``prefix``, each by its own key (fsspec's recursive
-    ``rm`` expands a key holding ``[``, ``*`` or ``?`` as a glob)."""
-    fs = prefix.fs
-    for entry in prefix.scan_tree():
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm_file(entry.path.url)
+def remove_tree(prefix: Location) -> None:
+    prefix.remove_tree()
 
 
-def download(source: ObjectPath, target: Path) -> Path:
-    """Copy an object to a local file, whole: written beside ``target`` and renamed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    source.fs.get_file(source.url, str(temp))
-    os.replace(temp, target)
-    return target
+def local_copy(source: Location, *name: str) -> Path:
+    """A local file of ``source``: itself, or a copy of an object (``Location.local_file``)."""
+    return source.local_file(*name)
 
 
-def local_copy(source: ObjectPath, *name: str) -> Path:
-    """A local file of an object that never changes once written (a published model
-    version), downloaded once and reused: ``<temp>/reviewflow-models/<url hash>/<name...>``.
-    Keras and other readers that need a real file read that."""
-    digest = hashlib.sha256(source.url.encode()).hexdigest()[:16]
-    local = Path(tempfile.gettempdir()) / "reviewflow-models" / digest / Path(*name)
-    if not local.exists():
-        download(source, local)
-    return local
+def check_reachable(root: Location) -> None:
+    root.check_reachable()
 
 
-def check_reachable(root: ObjectPath) -> None:
-    """A request to ``root``'s store (two when nothing is under ``root`` yet);
-    ``StorageUnavailableError`` in one line if the store cannot be reached (no
-    connection, a timeout) or the bucket does not exist, so a command says that at once
-    instead of a traceback from deep inside a run, or "no champion model"."""
-    from tasks.errors import StorageUnavailableError
-
-    bucket = ObjectPath(f"{root.protocol}://{root.url.split('://', 1)[1].split('/')[0]}",
-                        root.storage_options)
-    try:
-        found = root.protocol not in OBJECT_STORES or root.exists() or bucket.exists()
-    except Exception as exc:
-        if not _unreachable(exc):
-            raise
-        raise StorageUnavailableError(
-            f"cannot reach the object store of {root}: {exc}. Check the endpoint "
-            "(REVIEWFLOW_STORAGE_OPTIONS endpoint_url, or AWS_ENDPOINT_URL), the network "
-            "and the credentials, then run again") from None
-    if not found:
-        raise StorageUnavailableError(
-            f"the bucket {bucket} of the data root {root} does not exist, or these "
-            "credentials cannot see it: create it, or correct --data-dir / "
-            "REVIEWFLOW_DATA_DIR and the credentials, then run again")
-
-
-def _unreachable(exc: BaseException) -> bool:
-    try:
-        from botocore.exceptions import ConnectionError as BotoConnectionError
-        from botocore.exceptions import NoCredentialsError
-    except ImportError:  # a store without botocore: its own errors stay as they are
-        return isinstance(exc, (ConnectionError, TimeoutError))
-    return isinstance(exc, (BotoConnectionError, NoCredentialsError, ConnectionError,
-                            TimeoutError))
-
-
-def _mtime(info: dict) -> float:
-    for key in ("LastModified", "last_modified", "mtime", "updated", "created"):
-        value = info.get(key)
-        if value is None:
-            continue
-        if isinstance(value, datetime):
-            return value.timestamp()
-        if isinstance(value, (int, float)):
-            return float(value)
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    return 0.0

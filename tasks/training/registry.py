@@ -51,7 +51,7 @@ from tasks.layout import (
     VERSIONS_FOLDER,
 )
 from tasks.storage.local import write_json_atomic
-from tasks.storage.objects import ObjectPath, is_remote, local_copy
+from tasks.storage.objects import ObjectPath, as_location
 from tasks.training.card import write_card, write_record
 from tasks.training.events import CHAMPION_EVENTS, HistoryEvent, VersionStatus
 from tasks.training.registry_files import (
@@ -115,7 +115,7 @@ class Registry:
         """The version's model as a local file (Keras loads only those): itself, or a
         copy kept in the temp folder (a published version never changes)."""
         path = self.model_path(version)
-        return local_copy(path, version, MODEL_FILE) if is_remote(path) else path
+        return as_location(path).local_file(version, MODEL_FILE)
 
     # ---------------------------------------------------------------- versions
     def new_version(self) -> str:
@@ -424,7 +424,7 @@ def open_registry(layout, state_url: str | None) -> Iterator[Registry]:
 
     state = open_state(state_url, layout)
     try:
-        yield Registry(layout.models, state if is_remote(layout.models) else None)
+        yield Registry(layout.models, None if layout.models.supports_locks else state)
     finally:
         state.close()
 

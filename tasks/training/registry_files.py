@@ -43,7 +43,8 @@ from tasks.layout import (
     VERSIONS_FOLDER,
 )
 from tasks.storage.local import LockHeldError, exclusive_lock, fsync_folder
-from tasks.storage.objects import ObjectPath, is_remote, read_all, remove_tree
+from tasks.storage.location import Location
+from tasks.storage.objects import ObjectPath, as_location, read_all, remove_tree
 
 # What new_version() makes, and any plain name an operator may give a version folder.
 VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -219,8 +220,10 @@ def waiting_for(take_lock) -> Iterator[None]:
         yield
 
 
-def registry_files(root: Path | ObjectPath, state=None) -> LocalFiles | ObjectFiles:
-    return ObjectFiles(root, state) if is_remote(root) else LocalFiles(root)
+def registry_files(root: Location, state=None) -> LocalFiles | ObjectFiles:
+    """A local registry locks its own folder; one in a bucket takes ``state``'s locks."""
+    root = as_location(root)
+    return LocalFiles(root) if root.supports_locks else ObjectFiles(root, state)
 
 
 def _remove_prefix(prefix: ObjectPath) -> None:

@@ -140,7 +140,7 @@ def test_identity_changes_when_the_file_does(root):
 
 
 def test_a_staged_part_is_published_whole_or_not_at_all(root):
-    final = root / "scored" / "part-1.parquet"
+    final = root / "parts" / "part-1.parquet"
     staged = StagedParquet(final, SCHEMA)
     staged.write(table(2))
     staged.write(table(3))
@@ -148,11 +148,11 @@ def test_a_staged_part_is_published_whole_or_not_at_all(root):
     assert is_temporary(temp.name) and not final.exists()
     assert temp.publish(final) == final and not temp.exists()
     assert read_parquet(final).num_rows == 5
-    aborted = StagedParquet(root / "scored" / "part-2.parquet", SCHEMA)
+    aborted = StagedParquet(root / "parts" / "part-2.parquet", SCHEMA)
     aborted.write(table(1))
     aborted.abort()
-    assert [e.name for e in (root / "scored").scan()] == ["part-1.parquet"]
-    assert StagedParquet(root / "scored" / "part-3.parquet", SCHEMA).commit() is None
+    assert [e.name for e in (root / "parts").scan()] == ["part-1.parquet"]
+    assert StagedParquet(root / "parts" / "part-3.parquet", SCHEMA).commit() is None
 
 
 def test_moves_keep_every_file(root):

@@ -108,7 +108,10 @@ def _rescore(settings: Settings, ledger: RunState, since: str | None, pattern: s
                                        layout.scored_partition(day), layout.rejected_partition(day))
         if local:
             cached_validator(job.suite_config, job.validator_parameters)
-        score_files(settings, layout, committer, job, day, [f.path for f in plan.files],
+        # Drift rows are written as for score, but no drift event: old inputs scored
+        # again are not news, and a deployment trigger would start a retraining per file.
+        quiet = settings.model_copy(update={"monitor_emit_events": False})
+        score_files(quiet, layout, committer, job, day, [f.path for f in plan.files],
                     summary, logger)
     summary.seconds = time.perf_counter() - clock
     summary.state_seconds = getattr(ledger, "seconds", 0.0)

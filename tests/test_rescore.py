@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-from conftest import PROJECT, reviewflow_command
+from conftest import PROJECT, SAMPLES, reviewflow_command
 
 from tasks.layout import content_key
 from tasks.state.ledger import Ledger
@@ -374,3 +375,49 @@ def test_the_same_content_archived_twice_is_rescored_once(root):
     assert summary["plan"]["rows"] == sum(FILES.values()) + BAD_ROWS
     assert (summary["files_scored"], summary["files_already_scored"]) == (len(FILES), 1)
     assert _rows_per_version(root)["v2"] == _reviews()
+
+
+def test_a_backfill_writes_drift_rows_but_emits_no_drift_event(scoring_root):
+    """Old inputs scored again are not news: a Korean file rescored by the English
+    champion gets its flagged monitoring row, and no ``reviewflow.drift.detected``
+    event (a deployment trigger would start a retraining for each)."""
+    import hashlib
+
+    from prefect.client.orchestration import get_client
+    from prefect.events import emit_event
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+    from prefect.types import DateTime
+
+    from flows.drift import DRIFT_EVENT
+    from tests.helpers import monitoring_rows
+
+    data = (SAMPLES / "korean" / "test.tsv").read_bytes()
+    sha16 = content_key(hashlib.sha256(data).hexdigest())
+    archived = layout_of(scoring_root).archive_folder("2026-01-02") / f"{sha16}-korean.tsv"
+    archived.parent.mkdir(parents=True)
+    archived.write_bytes(data)
+
+    began = DateTime.now("UTC")
+    summary = _rescore(scoring_root)
+    assert summary["files_scored"] == 1, summary
+    (row,) = monitoring_rows(scoring_root).to_pylist()
+    assert {"oov_rate", "script_shift"} <= set(row["flags"])
+
+    # Events reach the server in the order they are emitted: once a marker sent after
+    # the run is there, a drift event of the run would be too.
+    marker = emit_event(event="reviewflow.test.marker", resource={
+        "prefect.resource.id": f"reviewflow.test.{row['flow_run_id']}"})
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            seen = client.read_events(EventFilter(
+                occurred=EventOccurredFilter(since=began),
+                event=EventNameFilter(name=["reviewflow.test.marker", DRIFT_EVENT])),
+                limit=50).events
+            if any(e.id == marker.id for e in seen):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the marker event never reached the server")
+    assert not [e for e in seen if e.event == DRIFT_EVENT
+                and e.payload.get("flow_run_id") == row["flow_run_id"]]

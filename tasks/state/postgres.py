@@ -115,6 +115,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             counts           TEXT NOT NULL,
             recorded_at      TEXT NOT NULL,
             PRIMARY KEY (source_sha256, model_version, plan, shard))"""]),
+    # The type of each pass-through column name in a data root's scored/ (RunState.register_columns).
+    (5, ["""CREATE TABLE scored_columns (
+            data_root        TEXT NOT NULL,
+            name             TEXT NOT NULL,
+            type_name        TEXT NOT NULL,
+            arrow_type       TEXT NOT NULL,
+            registered_at    TEXT NOT NULL,
+            PRIMARY KEY (data_root, name))"""]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -246,6 +254,26 @@ class PostgresState:
                 cursor.execute("DELETE FROM scored_shards WHERE source_sha256 = ANY(%s)",
                                ([e.source_sha256 for e in entries],))
         self._run(write)
+
+    def register_columns(self, data_root: str, columns: list[tuple[str, str, str]]
+                         ) -> dict[str, str]:
+        if not columns:
+            return {}
+        now = ledger_time()
+
+        def register(cursor):
+            with self._db.transaction():
+                cursor.executemany(
+                    "INSERT INTO scored_columns VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (data_root, name) DO NOTHING",
+                    [(data_root, name, type_name, arrow, now)
+                     for name, type_name, arrow in columns])
+            # Read after the commit: a writer on another host that won a name is
+            # committed by then (ON CONFLICT waited for it), so its type is what comes back.
+            return cursor.execute("SELECT name, arrow_type FROM scored_columns WHERE"
+                                  " data_root=%s AND name = ANY(%s)",
+                                  (data_root, [name for name, _, _ in columns])).fetchall()
+        return dict(self._run(register))
 
     def record_shard(self, record: ShardRecord) -> None:
         values = asdict(record) | {"recorded_at": record.recorded_at or ledger_time()}

@@ -1,0 +1,113 @@
+"""The input's other columns in scored/ and quarantine/rows/ (issue 39 item 1,
+docs/data-contract.md "Pass-through columns"): a CSV export and a Parquet file scored in
+one run answer "average sentiment per product per week" in DuckDB, pandas and pyarrow,
+with the expected figures computed here from the inputs and the scores."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.scoring.schema import scored_schema
+from tests.helpers import layout_of, quarantined_rows, score, write_csv
+
+TYPES = json.dumps({"created_at": "timestamp", "stars": "int64"})
+WEEKLY = ("SELECT product_id, date_trunc('week', created_at) AS week, avg(score) AS mean, "
+          "count(*) AS n FROM read_parquet('{parts}', hive_partitioning=true, "
+          "union_by_name=true) GROUP BY 1, 2 ORDER BY 1, 2")
+WORDS = ["a wonderful film, loved it", "boring and far too long", "great acting, great story",
+         "awful, I want my money back", "fine, nothing special", "the best thing this year"]
+
+
+def export_rows(n: int) -> list[dict]:
+    """A shop's CSV export: product ids as text, stars and dates as text."""
+    return [{"review_id": f"c-{i}", "text": WORDS[i % len(WORDS)], "product_id": str(100 + i % 3),
+             "stars": str(1 + i % 5), "created_at": f"2024-01-{1 + (i * 3) % 20:02d} 10:{i % 60:02d}:00"}
+            for i in range(n)]
+
+
+def parquet_table(n: int) -> pa.Table:
+    """A Parquet file: product ids as int64, dates as timestamps, and a shop column."""
+    return pa.table({
+        "review_id": [f"p-{i}" for i in range(n)],
+        "text": [WORDS[(i + 2) % len(WORDS)] for i in range(n)],
+        "product_id": pa.array([100 + i % 4 for i in range(n)], pa.int64()),
+        "created_at": pa.array([datetime(2024, 1, 2 + (i * 5) % 25, 8) for i in range(n)],
+                               pa.timestamp("us")),
+        "shop": [f"shop-{i % 2}" for i in range(n)],
+    })
+
+
+def expected_weekly(csv_rows: list[dict], table: pa.Table, scores: dict[str, float]) -> dict:
+    """(product id as text, Monday of the week) -> (mean score, rows), from the inputs."""
+    frame = pd.concat([
+        pd.DataFrame({"review_id": [r["review_id"] for r in csv_rows],
+                      "product_id": [r["product_id"] for r in csv_rows],
+                      "created_at": pd.to_datetime([r["created_at"] for r in csv_rows])}),
+        pd.DataFrame({"review_id": table.column("review_id").to_pylist(),
+                      "product_id": [str(v) for v in table.column("product_id").to_pylist()],
+                      "created_at": pd.to_datetime(table.column("created_at").to_pylist())}),
+    ])
+    frame["score"] = frame["review_id"].map(scores)
+    day = frame["created_at"].dt.normalize()
+    frame["week"] = day - pd.to_timedelta(day.dt.weekday, unit="D")
+    grouped = frame.groupby(["product_id", "week"])["score"].agg(["mean", "count"])
+    return {(p, w.to_pydatetime()): (m, int(c)) for (p, w), (m, c) in grouped.iterrows()}
+
+
+def assert_same(got: dict, expected: dict) -> None:
+    assert set(got) == set(expected)
+    for key, (mean, count) in expected.items():
+        assert got[key][1] == count, key
+        assert got[key][0] == pytest.approx(mean, abs=1e-5), key
+
+
+def test_csv_export_and_parquet_answer_the_weekly_query_three_ways(scoring_root, monkeypatch):
+    monkeypatch.setenv("REVIEWFLOW_COLUMNS__TYPES", TYPES)
+    inbox = layout_of(scoring_root).incoming
+    csv_rows = export_rows(30)
+    write_csv(inbox / "a-export.csv", csv_rows)
+    table = parquet_table(24)
+    pq.write_table(table, inbox / "b-shop.parquet")
+    summary = score(scoring_root)
+    assert summary["rows_scored"] == 54, summary
+
+    scored = layout_of(scoring_root).scored
+    parts = f"{scored}/**/*.parquet"
+    scores = dict(duckdb.sql(f"SELECT review_id, score FROM read_parquet('{parts}')").fetchall())
+    expected = expected_weekly(csv_rows, table, scores)
+
+    rows = duckdb.sql(WEEKLY.format(parts=parts)).fetchall()
+    assert_same({(p, w): (m, n) for p, w, m, n in rows}, expected)
+
+    # The first file to bring a name fixed its type; the other file's values were cast to it.
+    schema = scored_schema(scored)
+    assert schema.field("product_id").type == pa.string()
+    assert schema.field("created_at").type == pa.timestamp("us")
+    assert schema.field("stars").type == pa.int64()
+    assert schema.field("shop").type == pa.string()
+    assert "text" not in schema.names  # off unless asked
+
+    frame = pd.read_parquet(scored, schema=schema)
+    frame["week"] = frame["created_at"].dt.to_period("W-SUN").dt.start_time
+    grouped = frame.groupby(["product_id", "week"])["score"].agg(["mean", "count"])
+    assert_same({(p, w.to_pydatetime()): (m, c) for (p, w), (m, c) in grouped.iterrows()},
+                expected)
+    assert set(frame.loc[frame["review_id"].str.startswith("p-"), "shop"]) == {"shop-0", "shop-1"}
+    assert frame.loc[frame["review_id"].str.startswith("c-"), "shop"].isna().all()
+
+    arrow = ds.dataset(scored, schema=schema, format="parquet", partitioning="hive").to_table()
+    week = pa.compute.floor_temporal(arrow.column("created_at"), unit="week",
+                                     week_starts_monday=True)
+    grouped = (arrow.append_column("week", week).group_by(["product_id", "week"])
+               .aggregate([("score", "mean"), ("score", "count")]))
+    assert_same({(r["product_id"], r["week"]): (r["score_mean"], r["score_count"])
+                 for r in grouped.to_pylist()}, expected)

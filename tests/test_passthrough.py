@@ -111,3 +111,122 @@ def test_csv_export_and_parquet_answer_the_weekly_query_three_ways(scoring_root,
                .aggregate([("score", "mean"), ("score", "count")]))
     assert_same({(r["product_id"], r["week"]): (r["score_mean"], r["score_count"])
                  for r in grouped.to_pylist()}, expected)
+
+
+def part_schemas(root, source_file: str) -> list[pa.Schema]:
+    return [pq.read_schema(part) for part in sorted(layout_of(root).scored.rglob("*.parquet"))
+            if pq.read_table(part, columns=["source_file"]).column(0)[0].as_py() == source_file]
+
+
+def test_a_value_not_of_its_type_quarantines_its_row_with_every_column(scoring_root,
+                                                                        monkeypatch):
+    monkeypatch.setenv("REVIEWFLOW_COLUMNS__TYPES", TYPES)
+    rows = export_rows(8)
+    for row in rows:
+        row["score"] = f"their-{row['review_id']}"  # a name scored/ uses
+    rows[2]["stars"] = "five"
+    write_csv(layout_of(scoring_root).incoming / "typo.csv", rows)
+    summary = score(scoring_root)
+    assert (summary["rows_scored"], summary["rows_quarantined"]) == (7, 1), summary
+
+    quarantined = quarantined_rows(scoring_root).to_pylist()
+    assert len(quarantined) == 1
+    bad = quarantined[0]
+    assert "typo.csv" in bad["reason"] and "row 3" in bad["reason"]
+    assert "'stars'" in bad["reason"] and "'five'" in bad["reason"]
+    # Every column as read, so the corrected row can be resubmitted.
+    assert {k: bad[k] for k in ("review_id", "text", "product_id", "stars", "created_at",
+                                "input_score")} == {
+        "review_id": "c-2", "text": rows[2]["text"], "product_id": rows[2]["product_id"],
+        "stars": "five", "created_at": rows[2]["created_at"], "input_score": "their-c-2"}
+
+    scored = pd.read_parquet(layout_of(scoring_root).scored,
+                             schema=scored_schema(layout_of(scoring_root).scored))
+    assert scored["stars"].tolist() == [int(r["stars"]) for r in rows if r is not rows[2]]
+    assert scored["input_score"].tolist() == [r["score"] for r in rows if r is not rows[2]]
+    assert scored["score"].between(0, 1).all()
+
+
+def test_the_settings_choose_the_columns_and_the_text(scoring_root, monkeypatch):
+    inbox = layout_of(scoring_root).incoming
+    runs = {"subset.csv": ({"REVIEWFLOW_COLUMNS__PASSTHROUGH": '["stars", "shop"]'},
+                           ["stars"]),
+            "none.csv": ({"REVIEWFLOW_COLUMNS__PASSTHROUGH": "[]"}, []),
+            "text.jsonl": ({"REVIEWFLOW_COLUMNS__PASSTHROUGH_TEXT": "true"},
+                           ["text", "product_id", "stars", "created_at"])}
+    for name, (environment, columns) in runs.items():
+        rows = [dict(row, review_id=f"{name}-{i}") for i, row in enumerate(export_rows(6))]
+        with monkeypatch.context() as patched:
+            for key, value in environment.items():
+                patched.setenv(key, value)
+            if name.endswith(".jsonl"):
+                (inbox / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+            else:
+                write_csv(inbox / name, rows)
+            assert score(scoring_root)["rows_scored"] == 6
+        (schema,) = part_schemas(scoring_root, name)
+        assert schema.names[:9] == ["review_id", "score", "predicted_label", "label",
+                                    "model_version", "source_file", "source_row",
+                                    "source_sha256", "scored_at"]
+        assert schema.names[9:] == columns, name
+    frame = pd.read_parquet(layout_of(scoring_root).scored,
+                            schema=scored_schema(layout_of(scoring_root).scored))
+    texts = frame[frame["source_file"] == "text.jsonl"].sort_values("source_row")["text"]
+    assert texts.tolist() == [r["text"] for r in rows]
+    assert frame[frame["source_file"] != "text.jsonl"]["text"].isna().all()
+
+
+def test_checkpoints_of_one_file_share_its_schema(scoring_root, monkeypatch):
+    import gzip
+
+    monkeypatch.setenv("REVIEWFLOW_CHECKPOINT_ROWS", "10")
+    rows = export_rows(35)
+    path = write_csv(layout_of(scoring_root).incoming / "big.csv", rows)
+    gzipped = path.with_name("big.csv.gz")  # never bundled: scored in checkpoints
+    gzipped.write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    assert score(scoring_root)["rows_scored"] == 35
+    schemas = part_schemas(scoring_root, "big.csv.gz")
+    assert len(schemas) == 4
+    assert all(schema.equals(schemas[0]) for schema in schemas)
+    assert schemas[0].names[9:] == ["product_id", "stars", "created_at"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def run_state(request, tmp_path):
+    from tasks.state.backend import SQLiteState
+
+    if request.param == "sqlite":
+        opened = SQLiteState(tmp_path / "state" / "ledger.sqlite", tmp_path / "state" / "locks",
+                             tmp_path / "models" / ".retrain.lock")
+    else:
+        import uuid
+
+        from tasks.state.postgres import PostgresState
+
+        cluster = request.getfixturevalue("pg_cluster")
+        opened = PostgresState(cluster.create_database(f"t{uuid.uuid4().hex[:12]}"))
+    yield opened
+    opened.close()
+
+
+def test_the_first_writer_of_a_name_fixes_its_type_for_every_writer(run_state):
+    from tasks.scoring.passthrough import register
+
+    kinds = [pa.int64(), pa.string(), pa.timestamp("us"), pa.float64()] * 4
+    got: list = [None] * len(kinds)
+
+    def writer(index: int) -> None:
+        got[index] = register(run_state, "/data", pa.schema([("stars", kinds[index]),
+                                                             (f"own{index}", kinds[index])]))
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(kinds))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first = {schema.field("stars").type for schema in got}
+    assert len(first) == 1 and first <= set(kinds)
+    assert [schema.field(f"own{i}").type for i, schema in enumerate(got)] == kinds
+    # Another data root keeps its own types.
+    assert register(run_state, "/other", pa.schema([("stars", pa.bool_())])).field(
+        "stars").type == pa.bool_()

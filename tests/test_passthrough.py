@@ -198,7 +198,7 @@ def run_state(request, tmp_path):
 
     if request.param == "sqlite":
         opened = SQLiteState(tmp_path / "state" / "ledger.sqlite", tmp_path / "state" / "locks",
-                             tmp_path / "models" / ".retrain.lock")
+                             tmp_path / "locks" / ".retrain.lock")
     else:
         import uuid
 
@@ -230,3 +230,18 @@ def test_the_first_writer_of_a_name_fixes_its_type_for_every_writer(run_state):
     # Another data root keeps its own types.
     assert register(run_state, "/other", pa.schema([("stars", pa.bool_())])).field(
         "stars").type == pa.bool_()
+
+
+def test_the_readmes_first_query_runs_on_a_scored_root(scoring_root):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    (query,) = re.findall(r"```sql\n(.*?)```", quick_start, re.S)
+    write_csv(layout_of(scoring_root).incoming / "some.csv", export_rows(12))
+    summary = score(scoring_root)
+    rows = duckdb.sql(query.replace("data/scored", str(layout_of(scoring_root).scored))
+                      .rstrip().rstrip(";")).fetchall()
+    assert [(r[1], r[2]) for r in rows] == [(summary["model_version"], 12)]
+    assert 0 <= rows[0][3] <= 1 and 0 <= rows[0][4] <= 1

@@ -245,3 +245,38 @@ def test_the_readmes_first_query_runs_on_a_scored_root(scoring_root):
                       .rstrip().rstrip(";")).fetchall()
     assert [(r[1], r[2]) for r in rows] == [(summary["model_version"], 12)]
     assert 0 <= rows[0][3] <= 1 and 0 <= rows[0][4] <= 1
+
+
+def test_the_weekly_query_on_an_s3_root(s3_env, trained_models, tmp_path, monkeypatch):
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    endpoint, fs = s3_env
+    fs.mkdir("passthrough")
+    root = "s3://passthrough/reviews"
+    monkeypatch.setenv("REVIEWFLOW_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("REVIEWFLOW_STORAGE_OPTIONS", json.dumps({"endpoint_url": endpoint}))
+    monkeypatch.setenv("REVIEWFLOW_COLUMNS__TYPES", TYPES)
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    csv_rows, table = export_rows(20), parquet_table(16)
+    write_csv(upload / "a-export.csv", csv_rows)
+    pq.write_table(table, upload / "b-shop.parquet")
+    for path in sorted(upload.iterdir()):
+        fs.put_file(str(path), f"{root}/incoming/{path.name}")
+    fs.put(str(trained_models), f"{root}/models", recursive=True)
+    assert score(root)["rows_scored"] == 36
+
+    scored = str(layout_of(root).scored).split("://", 1)[1]
+    arrow_fs = PyFileSystem(FSSpecHandler(fs))
+    schema = scored_schema(scored, filesystem=arrow_fs)
+    frame = ds.dataset(scored, schema=schema, format="parquet", partitioning="hive",
+                       filesystem=arrow_fs).to_table().to_pandas()
+    expected = expected_weekly(csv_rows, table, dict(zip(frame["review_id"], frame["score"])))
+    frame["week"] = frame["created_at"].dt.to_period("W-SUN").dt.start_time
+    grouped = frame.groupby(["product_id", "week"])["score"].agg(["mean", "count"])
+    assert_same({(p, w.to_pydatetime()): (m, c) for (p, w), (m, c) in grouped.iterrows()},
+                expected)
+    # DuckDB on a downloaded copy of scored/.
+    fs.get(str(layout_of(root).scored), str(tmp_path / "copy"), recursive=True)
+    rows = duckdb.sql(WEEKLY.format(parts=f"{tmp_path / 'copy'}/**/*.parquet")).fetchall()
+    assert_same({(p, w): (m, n) for p, w, m, n in rows}, expected)

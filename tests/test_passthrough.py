@@ -280,3 +280,24 @@ def test_the_weekly_query_on_an_s3_root(s3_env, trained_models, tmp_path, monkey
     fs.get(str(layout_of(root).scored), str(tmp_path / "copy"), recursive=True)
     rows = duckdb.sql(WEEKLY.format(parts=f"{tmp_path / 'copy'}/**/*.parquet")).fetchall()
     assert_same({(p, w): (m, n) for p, w, m, n in rows}, expected)
+
+
+def test_dask_shards_carry_the_registered_columns(scoring_root, monkeypatch):
+    monkeypatch.setenv("REVIEWFLOW_COLUMNS__TYPES", TYPES)
+    monkeypatch.setenv("REVIEWFLOW_DASK_WORKERS", "1")
+    inbox = layout_of(scoring_root).incoming
+    csv_rows, table = export_rows(30), parquet_table(24)
+    write_csv(inbox / "a-export.csv", csv_rows)
+    pq.write_table(table, inbox / "b-shop.parquet", row_group_size=8)
+    summary = score(scoring_root, task_runner="dask", shard_rows=10)
+    assert summary["rows_scored"] == 54 and summary["shards"] == 3 + 3, summary
+
+    parts = f"{layout_of(scoring_root).scored}/**/*.parquet"
+    schemas = part_schemas(scoring_root, "a-export.csv") + part_schemas(scoring_root,
+                                                                         "b-shop.parquet")
+    assert len(schemas) == 6
+    assert {s.field("product_id").type for s in schemas} == {pa.string()}
+    assert {s.field("created_at").type for s in schemas} == {pa.timestamp("us")}
+    scores = dict(duckdb.sql(f"SELECT review_id, score FROM read_parquet('{parts}')").fetchall())
+    rows = duckdb.sql(WEEKLY.format(parts=parts)).fetchall()
+    assert_same({(p, w): (m, n) for p, w, m, n in rows}, expected_weekly(csv_rows, table, scores))

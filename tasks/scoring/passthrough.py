@@ -39,6 +39,9 @@ from tasks.settings import ColumnMapping
 from tasks.validation import QUARANTINE_SCHEMA
 
 _NORMALIZED = NORMALIZED_SCHEMA.names
+# Rows per batch ``file_columns`` reads: a file's columns show in its first parsed row,
+# and a small batch keeps the driver from normalizing a whole read batch of texts.
+FIRST_ROWS = 64
 
 
 def encode_type(data_type: pa.DataType) -> str:
@@ -59,19 +62,21 @@ def declared(schema: pa.Schema, columns: ColumnMapping) -> pa.Schema:
 
 def file_columns(path, job, sha256: str) -> pa.Schema:
     """The pass-through columns of ``path`` and the types it brings them in (declared
-    types applied), from its first batch: every batch of a file has the same columns."""
+    types applied), from its first rows up to one that parsed: every batch of a file
+    has the same columns from there on (a JSON file's are decided by that row)."""
     if not job.columns.passthrough:
         return pa.schema([])
-    batches = iter_review_batches(path, job.columns, job.read_batch_rows,
-                                  job.max_decompressed_bytes, passthrough=True,
-                                  **job.read_options(sha256))
+    batches = iter_review_batches(path, job.columns, FIRST_ROWS, job.max_decompressed_bytes,
+                                  passthrough=True, **job.read_options(sha256))
+    found = pa.schema([])
     try:
-        first = next(batches, None)
+        for batch in batches:
+            found = batch.drop_columns(_NORMALIZED).schema
+            if batch.column("read_error").null_count:
+                break
     finally:
         batches.close()
-    if first is None:
-        return pa.schema([])
-    return declared(first.drop_columns(_NORMALIZED).schema, job.columns)
+    return declared(found, job.columns)
 
 
 def register(state, data_root: str, wanted: pa.Schema) -> pa.Schema:

@@ -3,7 +3,8 @@
 Besides the id, text and label columns, a reader keeps every other column of its input
 (``ColumnMapping.passthrough``: all, none, or the names to keep) and appends them to
 each batch after ``NORMALIZED_SCHEMA``'s columns, in the file's order, under their own
-names. A name the output already uses (``OUTPUT_NAMES``, compared case-insensitively
+names (a name the file holds twice, in any case, is not carried: DuckDB's names ignore
+case, and which one a query meant could not be told). A name the output already uses (``OUTPUT_NAMES``, compared case-insensitively
 since DuckDB's names are) is kept as ``INPUT_PREFIX`` + name. Parquet columns keep
 their types (dictionaries decoded); text formats' columns are strings. A JSON file's
 columns are the keys of its first object with a text field, the object that decides
@@ -51,12 +52,14 @@ def extra_columns(names: list[str], roles: list[str | None],
         return ()
     every = PASSTHROUGH_ALL in columns.passthrough
     used = {_key(name) for name in roles if name is not None}
-    taken = set(OUTPUT_NAMES) | {_key(name) for name in names}
+    keys = [_key(name) for name in names]
+    taken = set(OUTPUT_NAMES) | set(keys)
     picked: list[tuple[str, str]] = []
-    for name in dict.fromkeys(names):
-        key = _key(name)
-        if key in used or not name.strip() or not (every or key in wanted):
+    for name, key in zip(names, keys):
+        if key in used or not key or not (every or key in wanted):
             continue
+        if keys.count(key) > 1:
+            continue  # which of the two a reader means cannot be told: neither is carried
         output = name
         while _key(output) in OUTPUT_NAMES or (output != name and _key(output) in taken):
             output = INPUT_PREFIX + output

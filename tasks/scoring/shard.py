@@ -278,8 +278,9 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
         for batch in clock.each("read", batches):
             if control is not None:
                 control.check()
-            with clock.stage("validate"):
+            with clock.stage("read"):
                 batch, carried = split(batch, shard.extra, job.columns)
+            with clock.stage("validate"):
                 checked = worker.validator.validate(batch, seen_ids, source_name=path.name)
             score_checked(worker, job, path, batch, checked, found.ids_generated,
                           scored, rejected, result, clock, control, carried)

@@ -388,18 +388,24 @@ class PostgresState:
             quarantined = db.execute("SELECT source_sha256, source_file, reason,"
                                      " quarantined_path, finished_at FROM quarantined_files"
                                      ).fetchall()
+            registered = db.execute("SELECT data_root, name, type_name, arrow_type,"
+                                    " registered_at FROM scored_columns").fetchall()
         insert_scored = (f"INSERT INTO scored_files ({_SCORED_COLUMNS}) VALUES "
                          f"({', '.join(f'%({name})s' for name in _FIELDS)}) "
                          "ON CONFLICT DO NOTHING")
         insert_quarantined = ("INSERT INTO quarantined_files VALUES (%s, %s, %s, %s, %s)"
                               " ON CONFLICT DO NOTHING")
+        # The column registry too: the types scored/ already holds stay the types.
+        insert_registered = ("INSERT INTO scored_columns VALUES (%s, %s, %s, %s, %s)"
+                             " ON CONFLICT DO NOTHING")
 
         def copy(cursor) -> dict[str, int]:
             counts = {}
             with self._db.transaction():
                 for table, sql, rows in (("scored_files", insert_scored, scored),
                                          ("quarantined_files", insert_quarantined,
-                                          quarantined)):
+                                          quarantined),
+                                         ("scored_columns", insert_registered, registered)):
                     copied = 0
                     for row in rows:
                         cursor.execute(sql, row)

@@ -262,8 +262,8 @@ def test_the_weekly_query_on_an_s3_root(s3_env, trained_models, tmp_path, monkey
     write_csv(upload / "a-export.csv", csv_rows)
     pq.write_table(table, upload / "b-shop.parquet")
     for path in sorted(upload.iterdir()):
-        fs.put_file(str(path), f"{root}/incoming/{path.name}")
-    fs.put(str(trained_models), f"{root}/models", recursive=True)
+        fs.put_file(str(path), str(layout_of(root).incoming / path.name))
+    fs.put(str(trained_models), str(layout_of(root).models), recursive=True)
     assert score(root)["rows_scored"] == 36
 
     scored = str(layout_of(root).scored).split("://", 1)[1]

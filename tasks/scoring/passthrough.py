@@ -79,6 +79,12 @@ def file_columns(path, job, sha256: str) -> pa.Schema:
     return declared(found, job.columns)
 
 
+def root_key(root) -> str:
+    """A data root (a ``Location``) as the registry names it: a local folder by its
+    absolute path, so runs started from other folders name it alike; a URL as written."""
+    return str(root.resolve())
+
+
 def register(state, data_root: str, wanted: pa.Schema) -> pa.Schema:
     """``wanted`` with each name's type as the data root's registry holds it (the first
     writer's): ``RunState.register_columns``."""

@@ -33,7 +33,7 @@ from tasks.outcomes import FileOutcome
 from tasks.reading import UnreadableFileError, detect_format
 from tasks.scoring.checkpointed import Checkpoints, score_checkpointed
 from tasks.scoring.control import ShardControl
-from tasks.scoring.passthrough import file_columns, register
+from tasks.scoring.passthrough import file_columns, register, root_key
 from tasks.scoring.planning import Shard, plan_shards, unique_columns
 from tasks.scoring.shard import (
     ScoringJob,
@@ -207,7 +207,7 @@ class FileQueue:
             shards = plan_shards(began.path, self.settings.effective_shard_rows, self.unique,
                                  job.columns, job.read_batch_rows, job.max_decompressed_bytes,
                                  **job.read_options(began.sha256))
-            extra = register(self.committer.ledger, str(self.committer.layout.root),
+            extra = register(self.committer.ledger, root_key(self.committer.layout.root),
                              file_columns(began.path, job, began.sha256))
             shards = [replace(shard, extra=extra) for shard in shards]
         except UnreadableFileError as exc:

@@ -301,3 +301,40 @@ def test_dask_shards_carry_the_registered_columns(scoring_root, monkeypatch):
     scores = dict(duckdb.sql(f"SELECT review_id, score FROM read_parquet('{parts}')").fetchall())
     rows = duckdb.sql(WEEKLY.format(parts=parts)).fetchall()
     assert_same({(p, w): (m, n) for p, w, m, n in rows}, expected_weekly(csv_rows, table, scores))
+
+
+def test_a_checkpoint_kept_by_a_killed_run_and_the_rest_share_one_schema(scoring_root,
+                                                                         subprocess_env):
+    import gzip
+    import signal
+    import subprocess
+
+    from conftest import PROJECT, reviewflow_command
+
+    rows = export_rows(35)
+    rows[23]["stars"] = "many"  # quarantined in the part the second run writes
+    path = write_csv(layout_of(scoring_root).incoming / "long.csv", rows)
+    path.with_name("long.csv.gz").write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    env = dict(subprocess_env, REVIEWFLOW_SETTLE_SECONDS="0", REVIEWFLOW_CHECKPOINT_ROWS="10",
+               REVIEWFLOW_COLUMNS__TYPES=TYPES)
+
+    def run(**extra) -> subprocess.CompletedProcess:
+        return subprocess.run(reviewflow_command("score", "--data-dir", str(scoring_root)),
+                              cwd=PROJECT, env=dict(env, **extra), capture_output=True,
+                              text=True, timeout=600)
+    killed = run(REVIEWFLOW_FAILPOINT="score:checkpoint-recorded")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    kept = [p for p in layout_of(scoring_root).scored.rglob(".*.tmp")]
+    assert kept and all(pq.read_schema(p).names[9:] == ["product_id", "stars", "created_at"]
+                        for p in kept)
+    done = run()
+    assert done.returncode == 0, done.stderr[-3000:]
+    schemas = part_schemas(scoring_root, "long.csv.gz")
+    assert len(schemas) == 4 and all(s.equals(schemas[0]) for s in schemas)
+    assert schemas[0].field("stars").type == pa.int64()
+    parts = f"{layout_of(scoring_root).scored}/**/*.parquet"
+    assert duckdb.sql(f"SELECT count(*), sum(stars) FROM read_parquet('{parts}')").fetchall() == [
+        (34, sum(int(r["stars"]) for i, r in enumerate(rows) if i != 23))]
+    (bad,) = quarantined_rows(scoring_root).to_pylist()
+    assert bad["stars"] == "many" and bad["source_row"] == 24

@@ -37,17 +37,17 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
 
 @task(name="score-small-files", cache_policy=NO_CACHE)
 def score_small_files(files: list[tuple[Location, str]], job: ScoringJob,
-                      control: ShardControl) -> list[ShardResult]:
+                      control: ShardControl, extras: list | None = None) -> list[ShardResult]:
     """``tasks.scoring.shard.score_small_files`` as a task: a bundle of small whole files."""
-    return shard_scoring.score_small_files(files, job, control=control)
+    return shard_scoring.score_small_files(files, job, control=control, extras=extras)
 
 
 @task(name="score-file", cache_policy=NO_CACHE)
 def score_file(path: Location, sha256: str, job: ScoringJob, checkpoints: Checkpoints,
-               control: ShardControl) -> list[ShardResult]:
+               control: ShardControl, extra=None) -> list[ShardResult]:
     """``tasks.scoring.checkpointed.score_checkpointed`` as a task: a whole file in one
     pass, in checkpoints (the thread runner)."""
-    return score_checkpointed(path, sha256, job, checkpoints, control)
+    return score_checkpointed(path, sha256, job, checkpoints, control, extra)
 
 
 # The task that runs each function the queue submits.

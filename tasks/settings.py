@@ -40,6 +40,13 @@ def local_path(value: str | os.PathLike) -> Path:
     return Path(str(value).removeprefix("file://")).expanduser()
 
 
+# ``ColumnMapping.passthrough`` naming every column of the input.
+PASSTHROUGH_ALL = "*"
+# The types ``ColumnMapping.types`` may declare (their Arrow types: tasks.reading.passthrough).
+COLUMN_TYPE_NAMES = ("string", "int8", "int16", "int32", "int64", "float32", "float64", "bool",
+                     "date", "timestamp")
+
+
 class ColumnMapping(BaseModel):
     """Which input column names mean review id, text and label (``Settings.columns``).
 
@@ -60,6 +67,25 @@ class ColumnMapping(BaseModel):
     slice: list[str] = []
     positive_labels: list[str] = ["1", "pos", "positive", "true", "yes"]
     negative_labels: list[str] = ["0", "neg", "negative", "false", "no"]
+    # The input's other columns a scored row carries (docs/data-contract.md): ["*"] all
+    # of them, [] none, or the names to keep (REVIEWFLOW_COLUMNS__PASSTHROUGH='["stars"]').
+    passthrough: list[str] = [PASSTHROUGH_ALL]
+    # The review text in scored/ too: off, since it is most of a part's size and the
+    # part of a row most likely to hold personal data (names, e-mails, addresses).
+    passthrough_text: bool = False
+    # Types of pass-through columns of text formats (CSV, TSV, JSON), which read as
+    # strings otherwise: {"created_at": "timestamp", "stars": "int64"}; the names in
+    # COLUMN_TYPE_NAMES. A value that is not of its type quarantines its row.
+    types: dict[str, str] = {}
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, type_name in value.items():
+            if type_name not in COLUMN_TYPE_NAMES:
+                raise ValueError(f"unknown type {type_name!r} for column {name!r} in "
+                                 f"columns.types; use one of {', '.join(COLUMN_TYPE_NAMES)}")
+        return value
 
 
 class Settings(BaseSettings):

@@ -490,16 +490,22 @@ def test_migrating_a_sqlite_ledger_copies_every_row_once(tmp_path, pg_cluster):
     rows.append(entry(SHA_A, model="v2"))  # committed, never archived
     ledger.record_scored_many(rows)
     ledger.record_quarantined_file(SHA_B, "b.csv", "no text column", "quarantine/files/b.csv")
+    ledger.register_columns("/data", [("stars", "int64", "int64-as-arrow")])
     url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
 
     assert _migrate(path.parent, url) == {"scored_files": 40, "scored_files_present": 0,
                                           "quarantined_files": 1,
-                                          "quarantined_files_present": 0}
+                                          "quarantined_files_present": 0,
+                                          "scored_columns": 1, "scored_columns_present": 0}
     assert _migrate(path.parent, url) == {"scored_files": 0, "scored_files_present": 40,
                                           "quarantined_files": 0,
-                                          "quarantined_files_present": 1}
+                                          "quarantined_files_present": 1,
+                                          "scored_columns": 0, "scored_columns_present": 1}
     state = PostgresState(url)
     try:
+        # The registry came along: a later writer of the name gets the type scored/ has.
+        assert state.register_columns("/data", [("stars", "string", "string-as-arrow")]) == {
+            "stars": "int64-as-arrow"}
         assert all(state.scored(row.source_sha256, row.model_version) == row for row in rows)
         assert state.committed_not_archived(SHA_A) == entry(SHA_A, model="v2")
         assert state.totals() == ledger.totals()

@@ -25,6 +25,9 @@ What the format readers share, each module's public names its interface:
   and record-length limits (``bounded_lines``, ``LongLine``, ``too_long_reason``).
 - ``normalize``: labels, Unicode, row numbers (``normalize_table``) and batch sizes
   (``rebatch``) of what readers parsed.
+- ``passthrough``: the file's other columns a batch carries after the normalized ones
+  (``iter_review_batches(..., passthrough=True)``): which, under what names
+  (``extra_columns``, set in ``Columns.extra`` by ``resolve_columns``).
 
 One module per format: ``delimited`` (CSV, TSV) with ``careful`` (its line-by-line path:
 ``careful_delimited``, ``csv_dialect``), ``jsonl`` (JSON Lines, JSON), ``parquet``.

@@ -176,8 +176,11 @@ def careful_delimited(request: ReadRequest, quoted: bool, names: list[str], cols
     out_cols = Columns("review_id" if cols.review_id else None, "text",
                        "label" if cols.label else None, cols.id_prefix,
                        "group" if cols.group else None, cols.with_group,
-                       "slice" if cols.slice else None)
+                       "slice" if cols.slice else None,
+                       tuple((output, output) for _, output in cols.extra))
+    extra = [(names.index(name), output) for name, output in cols.extra]
     values: dict[str, list] = {key: [] for key in (*ROLES, "error")}
+    carried: dict[str, list] = {output: [] for _, output in cols.extra}
     row = 0
     with open_text(request.path, request.gzipped, request.max_decompressed_bytes,
                    request.encoding, newline="") as text:
@@ -199,17 +202,23 @@ def careful_delimited(request: ReadRequest, quoted: bool, names: list[str], cols
                 picked = [record.fields[i] if i is not None else None for i in positions]
             for key, value in zip(ROLES, picked):
                 values[key].append(value)
+            for index, output in extra:
+                fields = record.fields
+                carried[output].append(fields[index] if fields is not None
+                                       and index < len(fields) else None)
             values["error"].append(record.error)
             if len(values["text"]) == batch_rows:
-                yield _careful_table(values, out_cols, row - batch_rows + 1, columns)
+                yield _careful_table(values, carried, out_cols, row - batch_rows + 1, columns)
                 values = {key: [] for key in values}
+                carried = {key: [] for key in carried}
     if values["text"]:
-        yield _careful_table(values, out_cols, row - len(values["text"]) + 1, columns)
+        yield _careful_table(values, carried, out_cols, row - len(values["text"]) + 1, columns)
 
 
-def _careful_table(values: dict[str, list], cols: Columns, first_row: int,
-                   columns: ColumnMapping) -> pa.Table:
-    table = pa.table({key: pa.array(values[key], pa.string()) for key in ROLES})
+def _careful_table(values: dict[str, list], carried: dict[str, list], cols: Columns,
+                   first_row: int, columns: ColumnMapping) -> pa.Table:
+    table = pa.table({key: pa.array(values[key], pa.string()) for key in ROLES}
+                     | {key: pa.array(carried[key], pa.string()) for key in carried})
     return normalize_table(table, cols, first_row, columns, pa.array(values["error"], pa.string()))
 
 

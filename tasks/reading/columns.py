@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.reading.passthrough import extra_columns
 from tasks.reading.schema import UnreadableFileError
 from tasks.settings import ColumnMapping
 
@@ -65,6 +66,8 @@ class Columns:
     group: str | None = None  # the file's group column, if it has one
     with_group: bool = False  # batches carry ``group`` and ``slice`` columns (null without one)
     slice: str | None = None  # the file's slice column, if it has one
+    # Pass-through columns: (name in the file, name in the output), tasks.reading.passthrough
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 class ColumnsError(Exception):
@@ -109,8 +112,9 @@ def resolve_columns(path: Path, names: list[str], columns: ColumnMapping,
         if ids is None:
             raise UnreadableFileError(path, "missing required column review_id")
         prefix = ids.prefix()
+    extra = extra_columns(names, [review_id, text, label, group, sliced], columns)
     return Columns(review_id, text, label, prefix, group, carries_training_columns(columns),
-                   sliced)
+                   sliced, extra)
 
 
 def carries_training_columns(columns: ColumnMapping) -> bool:

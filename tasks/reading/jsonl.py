@@ -32,6 +32,7 @@ from tasks.reading.columns import (
 )
 from tasks.reading.encodings import has_surrogate, has_undecodable, shown, undecodable_reason
 from tasks.reading.normalize import normalize_table
+from tasks.reading.passthrough import extra_columns, json_value
 from tasks.reading.request import ReadRequest
 from tasks.reading.streams import MAX_RAW_CHARS, LongLine, bounded_lines, open_text, too_long_reason
 
@@ -64,6 +65,8 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
     by_keys: dict[tuple, tuple | str] = {}  # an object's keys -> their roles, or why none
     has_ids: bool | None = None
     values: dict[str, list] = {key: [] for key in (*ROLES, "error")}
+    extra: tuple[tuple[str, str], ...] = ()  # decided with has_ids: tasks.reading.passthrough
+    carried: dict[str, list] = {}
     row = 0
     first_row = 1
     with open_text(request.path, request.gzipped, request.max_decompressed_bytes,
@@ -98,6 +101,8 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
                 elif has_ids is None:
                     has_ids = roles[0] is not None
                     report.ids_generated = not has_ids
+                    extra = extra_columns(list(keys), list(roles), columns)
+                    carried = {output: [None] * len(values["text"]) for _, output in extra}
                 id_key, text_key, label_key, group_key, slice_key = roles
                 if id_key is not None:
                     raw_id = record.get(id_key)
@@ -134,12 +139,16 @@ def read_json(request: ReadRequest) -> Iterator[pa.Table]:
             values["text"].append(body)
             values["label"].append(label)
             values["error"].append(error)
+            for name, output in extra:
+                carried[output].append(json_value(record.get(name))
+                                       if isinstance(record, dict) else None)
             if len(values["text"]) == batch_rows:
-                yield _json_table(values, has_ids is False, ids, first_row, columns)
+                yield _json_table(values, carried, has_ids is False, ids, first_row, columns)
                 first_row += batch_rows
                 values = {key: [] for key in values}
+                carried = {key: [] for key in carried}
     if values["text"]:
-        yield _json_table(values, has_ids is False, ids, first_row, columns)
+        yield _json_table(values, carried, has_ids is False, ids, first_row, columns)
 
 
 def _json_line_items(text, limit_chars: int, encoding: str) -> Iterator[_JsonItem]:
@@ -315,15 +324,17 @@ def _scalar_text(value) -> str | None:
     return str(value)
 
 
-def _json_table(values: dict[str, list], generated: bool, ids: GeneratedIds,
-                first_row: int, columns: ColumnMapping) -> pa.Table:
-    table = pa.table({key: pa.array(values[key], pa.string()) for key in ROLES})
+def _json_table(values: dict[str, list], carried: dict[str, list], generated: bool,
+                ids: GeneratedIds, first_row: int, columns: ColumnMapping) -> pa.Table:
+    table = pa.table({key: pa.array(values[key], pa.string()) for key in ROLES}
+                     | {key: pa.array(carried[key], pa.string()) for key in carried})
     has_label = any(label is not None for label in values["label"])
     # Decided by the settings, not by the objects seen so far: every batch of the file
     # has the same columns, even one of bad lines only.
     normalized = Columns(None if generated else "review_id", "text",
                          "label" if has_label else None, ids.prefix() if generated else None,
                          "group" if columns.group else None,
-                         carries_training_columns(columns), "slice" if columns.slice else None)
+                         carries_training_columns(columns), "slice" if columns.slice else None,
+                         tuple((output, output) for output in carried))
     return normalize_table(table, normalized, first_row, columns,
                            pa.array(values["error"], pa.string()))

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.reading.columns import ColumnMapping, Columns
+from tasks.reading.passthrough import extra_array
 from tasks.reading.schema import GROUPED_SCHEMA, NORMALIZED_SCHEMA
 
 # Characters removed from texts before anything reads them: zero-width spaces and
@@ -87,11 +88,15 @@ def normalize_table(table: pa.Table, cols: Columns, first_row: int, columns: Col
         label_raw,
         read_error if read_error is not None else pa.nulls(n, pa.string()),
     ]
-    if not cols.with_group:
-        return pa.Table.from_arrays(arrays, schema=NORMALIZED_SCHEMA)
-    extra = [table.column(name).combine_chunks().cast(pa.string()) if name is not None
-             else pa.nulls(n, pa.string()) for name in (cols.group, cols.slice)]
-    return pa.Table.from_arrays([*arrays, *extra], schema=GROUPED_SCHEMA)
+    if cols.with_group:
+        grouped = [table.column(name).combine_chunks().cast(pa.string()) if name is not None
+                   else pa.nulls(n, pa.string()) for name in (cols.group, cols.slice)]
+        normalized = pa.Table.from_arrays([*arrays, *grouped], schema=GROUPED_SCHEMA)
+    else:
+        normalized = pa.Table.from_arrays(arrays, schema=NORMALIZED_SCHEMA)
+    for name, output in cols.extra:
+        normalized = normalized.append_column(output, extra_array(table.column(name)))
+    return normalized
 
 
 def rebatch(tables: Iterator[pa.Table], cols: Columns, columns: ColumnMapping,

@@ -59,8 +59,9 @@ def _parquet_file_batches(request: ReadRequest, source) -> Iterator[pa.Table]:
         if not (_is_text_type(_plain_type(id_type)) or pa.types.is_integer(_plain_type(id_type))):
             raise UnreadableFileError(path, f"column {cols.review_id!r} holds {id_type}; "
                                             "review ids must be strings or integers")
-    wanted = list(dict.fromkeys(c for c in (cols.review_id, cols.text, cols.label, cols.group,
-                                            cols.slice) if c is not None))
+    wanted = list(dict.fromkeys([*(c for c in (cols.review_id, cols.text, cols.label,
+                                               cols.group, cols.slice) if c is not None),
+                                 *(name for name, _ in cols.extra)]))
     groups, first_row = None, 1
     if rows is not None:  # a shard: only the row groups that hold its rows
         groups, offset = [], 0

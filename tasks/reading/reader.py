@@ -40,7 +40,8 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
                         sha256: str | None = None,
                         report: ReadReport | None = None,
                         with_group: bool = False,
-                        max_text_chars: int | None = None) -> Iterator[pa.Table]:
+                        max_text_chars: int | None = None,
+                        passthrough: bool = False) -> Iterator[pa.Table]:
     """Yield normalized batches of the reviews in ``path`` (of its rows ``rows`` only).
 
     ``encodings`` are tried, in order, on a text file that is not UTF-8 or UTF-16;
@@ -49,7 +50,9 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     not given). ``report``, if given, is filled in with what was found (``ReadReport``).
     ``with_group`` adds the ``group`` and ``slice`` columns (``GROUPED_SCHEMA``); scoring
     leaves them out,
-    so what it writes does not depend on the file's other columns. ``max_text_chars``
+    so what it writes does not depend on the file's other columns. ``passthrough``
+    appends the file's other columns that ``columns.passthrough`` names, after the
+    normalized ones (``tasks.reading.passthrough``). ``max_text_chars``
     (None: no limit is set, and records of up to ``RECORD_MIN_CHARS`` are read whole)
     bounds what one record may hold: a line, CSV
     record or JSON element too long to carry a text of that length is skipped while
@@ -70,6 +73,8 @@ def iter_review_batches(path: Path, columns: ColumnMapping, batch_rows: int,
     report = report if report is not None else ReadReport()
     if not with_group:
         columns = columns.model_copy(update={"group": [], "slice": []})
+    if not passthrough:
+        columns = columns.model_copy(update={"passthrough": []})
     ids = GeneratedIds(path, sha256)
     limit_chars = record_chars(max_text_chars)
     rows_seen = rows_parsed = 0

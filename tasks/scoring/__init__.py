@@ -16,5 +16,8 @@ is divided.
 - ``planning``: split a large file into shards by rows (``plan_shards``, ``Shard``).
 - ``workers``: what each worker process keeps for itself (the model, the validator).
 - ``rows``: validated reviews into the rows of ``scored/``.
-- ``schema``: the columns of ``scored/`` and the schema to read it with as one dataset.
+- ``schema``: the columns of ``scored/`` and the schema to read it with as one dataset
+  (``SCORED_DATASET_SCHEMA``; ``scored_schema`` with every part's pass-through columns).
+- ``passthrough``: the input's other columns in the parts: registered with their types
+  before a file is scored (``file_columns``, ``register``), cast per batch (``split``).
 """

@@ -28,6 +28,7 @@ from tasks.failpoints import failpoint
 from tasks.layout import part_name
 from tasks.reading import ReadReport, UnreadableFileError, iter_review_batches
 from tasks.scoring.control import ShardControl
+from tasks.scoring.passthrough import split
 from tasks.scoring.shard import (
     NO_CLOCK,
     ScoringJob,
@@ -62,13 +63,15 @@ class _Open:
 
 
 def score_checkpointed(path: Location, sha256: str, job: ScoringJob, checkpoints: Checkpoints,
-                       control: ShardControl | None = None) -> list[ShardResult]:
+                       control: ShardControl | None = None,
+                       extra: pa.Schema | None = None) -> list[ShardResult]:
     """Validate and score ``path`` in checkpoints; return a result per checkpoint this
     call scored (each handed to ``control.finished`` too, but for the last), parts left
     as temporaries. A file that cannot be read ends with a result whose ``unreadable``
     is set (the results before it included, for the commit to discard). A stop of the
     run (``control``) raises ``ScoringStopped`` between batches and prediction slices,
-    the open checkpoint's parts removed."""
+    the open checkpoint's parts removed. ``extra``: the file's pass-through columns
+    (``Shard.extra``), so every checkpoint's part has one schema."""
     control = control if control is not None else ShardControl()
     worker = Worker(job)
     done = set(checkpoints.done)
@@ -79,7 +82,7 @@ def score_checkpointed(path: Location, sha256: str, job: ScoringJob, checkpoints
     try:
         batches = iter_review_batches(path, job.columns, job.read_batch_rows,
                                       job.max_decompressed_bytes, report=found,
-                                      **job.read_options(sha256))
+                                      passthrough=True, **job.read_options(sha256))
         for batch in batches:
             control.check()
             control.count_read(sha256, batch.num_rows, _text_bytes(batch))
@@ -94,12 +97,13 @@ def score_checkpointed(path: Location, sha256: str, job: ScoringJob, checkpoints
                         seen.first_seen(piece.column(column).combine_chunks())
                     continue
                 if current is None:
-                    current = _Open(*staged_parts(job, sha256, index),
+                    current = _Open(*staged_parts(job, sha256, index, extra),
                                     worker.result(index, sha256), time.perf_counter())
+                piece, carried = split(piece, extra, job.columns)
                 checked = worker.validator.validate(piece, seen_ids, source_name=path.name)
                 score_checked(worker, job, path, piece, checked, found.ids_generated,
                               current.scored, current.rejected, current.result, NO_CLOCK,
-                              control)
+                              control, carried)
         if current is not None:
             if not results and not done and current.result.index == 0:
                 _as_whole_file(current, job, sha256)  # it never reached a second checkpoint

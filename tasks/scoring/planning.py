@@ -37,6 +37,9 @@ class Shard:
     index: int | None = None
     rows: tuple[int, int | None] | None = None
     seen: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The file's pass-through columns with their registered types
+    # (tasks.scoring.passthrough); None: the types its batches bring.
+    extra: pa.Schema | None = None
 
 
 def unique_columns(suite_config: dict) -> list[str]:

@@ -26,13 +26,14 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tasks.errors import poison_reason
 from tasks.outcomes import FileOutcome
 from tasks.reading import UnreadableFileError, detect_format
 from tasks.scoring.checkpointed import Checkpoints, score_checkpointed
 from tasks.scoring.control import ShardControl
+from tasks.scoring.passthrough import file_columns, register, root_key
 from tasks.scoring.planning import Shard, plan_shards, unique_columns
 from tasks.scoring.shard import (
     ScoringJob,
@@ -206,6 +207,9 @@ class FileQueue:
             shards = plan_shards(began.path, self.settings.effective_shard_rows, self.unique,
                                  job.columns, job.read_batch_rows, job.max_decompressed_bytes,
                                  **job.read_options(began.sha256))
+            extra = register(self.committer.ledger, root_key(self.committer.layout.root),
+                             file_columns(began.path, job, began.sha256))
+            shards = [replace(shard, extra=extra) for shard in shards]
         except UnreadableFileError as exc:
             return self.committer.reject(began, exc.reason)
         except FileNotFoundError as exc:  # moved by another run meanwhile
@@ -316,7 +320,7 @@ class FileQueue:
             flight.futures = [self.submit(
                 score_checkpointed, path=claimed.path, sha256=claimed.sha256, job=self.job,
                 checkpoints=Checkpoints(self.settings.checkpoint_rows, done),
-                control=self.control)]
+                control=self.control, extra=flight.shards[0].extra)]
             return
         flight.futures = [self.submit(
             score_shard, path=claimed.path, sha256=claimed.sha256, shard=shard, job=self.job,
@@ -329,7 +333,8 @@ class FileQueue:
             self.watch.track(flight)
         future = self.submit(score_small_files,
                              files=[(f.claim.path, f.claim.sha256) for f in flights],
-                             job=self.job, control=self.control)
+                             job=self.job, control=self.control,
+                             extras=[f.shards[0].extra for f in flights])
         for index, flight in enumerate(flights):
             flight.futures = [_BundleSlot(future, index)]
 

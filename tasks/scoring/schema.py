@@ -33,3 +33,23 @@ SCORED_SCHEMA = pa.schema([
 # ``scored/`` read as one dataset with this schema (docs/data-contract.md): parts written
 # with float64 labels read as int8 beside the others, and the partition stays a string.
 SCORED_DATASET_SCHEMA = SCORED_SCHEMA.append(pa.field("scored_date", pa.string()))
+
+
+def scored_schema(scored, filesystem=None) -> pa.Schema:
+    """The schema that reads ``scored`` (the folder, local or with a pyarrow
+    ``filesystem``) as one dataset: ``SCORED_DATASET_SCHEMA``, then every pass-through
+    column any part holds, in the order parts bring them. Each part's footer is read,
+    no data. pyarrow and pandas take a dataset's schema from one part, so a column only
+    other parts hold would vanish without it (docs/data-contract.md):
+    ``pd.read_parquet(scored, schema=scored_schema(scored))``."""
+    import pyarrow.dataset as ds
+
+    schema = SCORED_DATASET_SCHEMA
+    parts = ds.dataset(scored, format="parquet", partitioning="hive", filesystem=filesystem)
+    names = set(schema.names)
+    for fragment in parts.get_fragments():
+        for field in fragment.physical_schema:
+            if field.name not in names:
+                names.add(field.name)
+                schema = schema.append(field.remove_metadata())
+    return schema

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.errors import GPURequiredError, poison_reason
@@ -30,12 +31,19 @@ from tasks.monitoring import observe_batch
 from tasks.reading import ReadReport, UnreadableFileError, iter_review_batches
 from tasks.reading.columns import ColumnMapping
 from tasks.scoring.control import ShardControl
+from tasks.scoring.passthrough import (
+    Carried,
+    rejected_part_schema,
+    scored_part_schema,
+    split,
+    with_carried,
+)
 from tasks.scoring.planning import Shard
 from tasks.scoring.workers import ModelRef, cached_model, cached_validator, here, model_loads
 from tasks.settings import Settings
 from tasks.state.staged import StagedShard
 from tasks.storage.local import Location, StagedParquet
-from tasks.validation import QUARANTINE_SCHEMA, SeenValues, with_source
+from tasks.validation import SeenValues, with_source
 
 STAGES = ("read", "validate", "score", "monitor", "write")
 
@@ -177,23 +185,26 @@ class Worker:
                            pid=self.where["pid"], device=self.where["device"], sha256=sha256)
 
 
-def staged_parts(job: ScoringJob, sha256: str, index: int | None):
-    from tasks.scoring.rows import SCORED_SCHEMA
-
+def staged_parts(job: ScoringJob, sha256: str, index: int | None,
+                 extra: pa.Schema | None = None):
+    """A shard's scored and quarantine parts, with the file's pass-through columns
+    ``extra`` (None: the types its batches bring, set at its first batch)."""
     scored = StagedParquet(job.scored_dir / part_name(sha256, job.model.version, index),
-                           SCORED_SCHEMA)
-    rejected = StagedParquet(job.rejected_dir / part_name(sha256, None, index), QUARANTINE_SCHEMA)
+                           scored_part_schema(extra, job.columns))
+    rejected = StagedParquet(job.rejected_dir / part_name(sha256, None, index),
+                             rejected_part_schema(extra))
     return scored, rejected
 
 
 def score_checked(worker: Worker, job: ScoringJob, path: Location, batch, checked,
                   ids_generated: bool, scored: StagedParquet, rejected: StagedParquet,
                   result: ShardResult, clock: StageClock,
-                  control: ShardControl | None = None) -> None:
+                  control: ShardControl | None = None, carried: Carried | None = None) -> None:
     """Score a validated batch, stream both parts, count what happened to its rows and
     the drift signals' counts. With ``control``: the rows done are counted there as
     they are (its rejected rows, then each prediction slice), and a stop of the run
-    raises ``ScoringStopped`` between slices."""
+    raises ``ScoringStopped`` between slices. ``carried``: the batch's pass-through
+    columns (``tasks.scoring.passthrough.split``)."""
     from tasks.scoring.rows import score_batch
 
     sha256 = result.sha256
@@ -208,8 +219,14 @@ def score_checked(worker: Worker, job: ScoringJob, path: Location, batch, checke
         output = score_batch(worker.model, checked.valid, job.predict_batch_size,
                              job.model.version, path.name, sha256, job.run_started, between)
     with clock.stage("write"):
+        output, rejected_rows = with_carried(
+            output, checked.valid, with_source(checked.rejected, path.name, sha256,
+                                               job.run_started), batch, carried, job.columns)
+        if carried is not None:
+            scored.schema = scored_part_schema(carried.schema, job.columns)
+            rejected.schema = rejected_part_schema(carried.schema)
         scored.write(output)
-        rejected.write(with_source(checked.rejected, path.name, sha256, job.run_started))
+        rejected.write(rejected_rows)
     result.rows_read += batch.num_rows
     result.rows_scored += output.num_rows
     result.rows_quarantined += checked.rejected.num_rows
@@ -249,21 +266,24 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
     """
     started = time.perf_counter()
     worker = Worker(job)
-    scored, rejected = staged_parts(job, sha256, shard.index)
+    scored, rejected = staged_parts(job, sha256, shard.index, shard.extra)
     result = worker.result(shard.index, sha256)
     seen_ids = {column: SeenValues(values) for column, values in shard.seen.items()}
     found = ReadReport()
     try:
         batches = iter_review_batches(path, job.columns, job.read_batch_rows,
                                       job.max_decompressed_bytes, rows=shard.rows,
-                                      report=found, **job.read_options(sha256))
+                                      report=found, passthrough=True,
+                                      **job.read_options(sha256))
         for batch in clock.each("read", batches):
             if control is not None:
                 control.check()
+            with clock.stage("read"):
+                batch, carried = split(batch, shard.extra, job.columns)
             with clock.stage("validate"):
                 checked = worker.validator.validate(batch, seen_ids, source_name=path.name)
             score_checked(worker, job, path, batch, checked, found.ids_generated,
-                          scored, rejected, result, clock, control)
+                          scored, rejected, result, clock, control, carried)
         finish_parts(result, scored, rejected, clock)
     except UnreadableFileError as exc:
         scored.abort()
@@ -310,33 +330,41 @@ def _validate_each(worker: Worker, read: list, results: list[ShardResult]) -> li
 
 
 def score_small_files(files: list[tuple[Location, str]], job: ScoringJob, *,
-                      control: ShardControl | None = None) -> list[ShardResult]:
+                      control: ShardControl | None = None,
+                      extras: list[pa.Schema | None] | None = None) -> list[ShardResult]:
     """``score_shard`` for many small whole files at once: one result per file, in order.
 
     The same reading, validation, scoring and parts per file, and the same guarantees
     (each file is still committed on its own); only the suite runs once over all of
     them (``ReviewValidator.validate_many``): its cost is fixed per run, and an inbox of
     one-row files would otherwise spend most of its time there. ``control``: as for
-    ``score_shard``; a stop ends the whole bundle, none of its parts kept.
+    ``score_shard``; a stop ends the whole bundle, none of its parts kept. ``extras``:
+    each file's pass-through columns (``Shard.extra``).
     """
+    extras = extras if extras is not None else [None] * len(files)
     started = time.perf_counter()
     worker = Worker(job)
     results, read = [], []
-    for path, sha256 in files:
+    carried: list[list] = []
+    for (path, sha256), extra in zip(files, extras, strict=True):
         if control is not None:
             control.check()
         result = worker.result(None, sha256)
         found = ReadReport()
         try:  # small files: all their batches fit in memory at once
-            batches = list(iter_review_batches(
+            split_batches = [split(batch, extra, job.columns) for batch in iter_review_batches(
                 path, job.columns, job.read_batch_rows, job.max_decompressed_bytes,
-                report=found, **job.read_options(sha256)))
+                report=found, passthrough=True, **job.read_options(sha256))]
+            batches = [batch for batch, _ in split_batches]
+            carried.append([kept for _, kept in split_batches])
         except UnreadableFileError as exc:
             result.unreadable, batches = exc.reason, []
+            carried.append([])
         except Exception as exc:
             if (reason := poison_reason(exc)) is None:
                 raise
             result.unreadable, batches = reason, []
+            carried.append([])
         result.encoding = found.encoding
         results.append(result)
         # One seen-ids dict per file, shared by its batches: uniqueness holds file-wide.
@@ -348,12 +376,13 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob, *,
             result = results[index]
             if result.unreadable is not None:
                 continue
-            scored, rejected = staged_parts(job, result.sha256, None)
+            scored, rejected = staged_parts(job, result.sha256, None, extras[index])
             staged.append((scored, rejected))
             try:
-                for batch, checked in zip(batches, checks[index], strict=True):
+                for batch, checked, kept in zip(batches, checks[index], carried[index],
+                                                strict=True):
                     score_checked(worker, job, path, batch, checked, ids_generated,
-                                  scored, rejected, result, NO_CLOCK, control)
+                                  scored, rejected, result, NO_CLOCK, control, kept)
                 finish_parts(result, scored, rejected, NO_CLOCK)
             except Exception as exc:  # one strange file: quarantined, the bundle goes on
                 if (reason := poison_reason(exc)) is None:

@@ -73,6 +73,12 @@ class RunState(Protocol):
 
     def totals(self) -> dict[str, int]: ...
 
+    def register_columns(self, data_root: str, columns: list[tuple[str, str, str]]
+                         ) -> dict[str, str]:
+        """Register pass-through columns, (name, type_name, arrow_type), of ``data_root``'s
+        ``scored/``: the first to register a name fixes its type, for every host (insert,
+        a conflict doing nothing, then read back). Returns each name's ``arrow_type``."""
+
     # -- checkpoints: finished shards of files not yet committed (tasks.state.checkpoints)
     def record_shard(self, record: ShardRecord) -> None:
         """Keep one checkpoint; a second record of one (content, model, plan, shard)
@@ -184,6 +190,10 @@ class SQLiteState:
 
     def totals(self) -> dict[str, int]:
         return self.ledger.totals()
+
+    def register_columns(self, data_root: str, columns: list[tuple[str, str, str]]
+                         ) -> dict[str, str]:
+        return self.ledger.register_columns(data_root, columns)
 
     def record_shard(self, record: ShardRecord) -> None:
         self.ledger.record_shard(record)

@@ -18,6 +18,10 @@ stopped inside a large file leaves its finished shards to the next one. A file's
 removes its rows there in the same transaction (``record_scored_many``). A ledger from
 before the table gains it, empty, when opened.
 
+``scored_columns`` holds the type each pass-through column name has in a data root's
+``scored/``: the first file to bring a name fixes its type (``register_columns``). A
+ledger from before the table gains it, empty, when opened.
+
 ``encoding`` (the text encoding the file was read in; NULL for Parquet),
 ``rows_id_generated`` (rows whose ``review_id`` was generated because the file has no
 id column) and ``archived_at``: a ledger without these columns gains them when opened,
@@ -67,6 +71,14 @@ CREATE TABLE IF NOT EXISTS scored_shards (
     counts           TEXT NOT NULL,
     recorded_at      TEXT NOT NULL,
     PRIMARY KEY (source_sha256, model_version, plan, shard)
+);
+CREATE TABLE IF NOT EXISTS scored_columns (
+    data_root        TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    type_name        TEXT NOT NULL,
+    arrow_type       TEXT NOT NULL,
+    registered_at    TEXT NOT NULL,
+    PRIMARY KEY (data_root, name)
 );
 """
 
@@ -220,6 +232,24 @@ class Ledger:
         with closing(self._connect()) as db, db:
             db.executemany("UPDATE scored_files SET archived_at=? WHERE source_sha256=?"
                            " AND archived_at IS NULL", [(now, sha) for sha in shas])
+
+    def register_columns(self, data_root: str, columns: list[tuple[str, str, str]]
+                         ) -> dict[str, str]:
+        """Register (name, type_name, arrow_type) of pass-through columns of ``data_root``:
+        a name registered before keeps its type. Returns each name's registered
+        ``arrow_type``."""
+        if not columns:
+            return {}
+        now = ledger_time()
+        with closing(self._connect()) as db, db:  # IMMEDIATE: one writer at a time
+            db.executemany("INSERT INTO scored_columns VALUES (?, ?, ?, ?, ?)"
+                           " ON CONFLICT (data_root, name) DO NOTHING",
+                           [(data_root, name, type_name, arrow, now)
+                            for name, type_name, arrow in columns])
+            rows = db.execute("SELECT name, arrow_type FROM scored_columns WHERE data_root=?",
+                              (data_root,)).fetchall()
+        wanted = {name for name, _, _ in columns}
+        return {name: arrow for name, arrow in rows if name in wanted}
 
     def record_quarantined_file(self, sha256: str, source_file: str, reason: str,
                                 path: str) -> None:

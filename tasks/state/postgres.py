@@ -115,6 +115,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             counts           TEXT NOT NULL,
             recorded_at      TEXT NOT NULL,
             PRIMARY KEY (source_sha256, model_version, plan, shard))"""]),
+    # The type of each pass-through column name in a data root's scored/ (RunState.register_columns).
+    (5, ["""CREATE TABLE scored_columns (
+            data_root        TEXT NOT NULL,
+            name             TEXT NOT NULL,
+            type_name        TEXT NOT NULL,
+            arrow_type       TEXT NOT NULL,
+            registered_at    TEXT NOT NULL,
+            PRIMARY KEY (data_root, name))"""]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -247,6 +255,26 @@ class PostgresState:
                                ([e.source_sha256 for e in entries],))
         self._run(write)
 
+    def register_columns(self, data_root: str, columns: list[tuple[str, str, str]]
+                         ) -> dict[str, str]:
+        if not columns:
+            return {}
+        now = ledger_time()
+
+        def register(cursor):
+            with self._db.transaction():
+                cursor.executemany(
+                    "INSERT INTO scored_columns VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (data_root, name) DO NOTHING",
+                    [(data_root, name, type_name, arrow, now)
+                     for name, type_name, arrow in columns])
+            # Read after the commit: a writer on another host that won a name is
+            # committed by then (ON CONFLICT waited for it), so its type is what comes back.
+            return cursor.execute("SELECT name, arrow_type FROM scored_columns WHERE"
+                                  " data_root=%s AND name = ANY(%s)",
+                                  (data_root, [name for name, _, _ in columns])).fetchall()
+        return dict(self._run(register))
+
     def record_shard(self, record: ShardRecord) -> None:
         values = asdict(record) | {"recorded_at": record.recorded_at or ledger_time()}
         updates = ", ".join(f"{name}=EXCLUDED.{name}" for name in _SHARD_FIELDS[4:])
@@ -360,18 +388,24 @@ class PostgresState:
             quarantined = db.execute("SELECT source_sha256, source_file, reason,"
                                      " quarantined_path, finished_at FROM quarantined_files"
                                      ).fetchall()
+            registered = db.execute("SELECT data_root, name, type_name, arrow_type,"
+                                    " registered_at FROM scored_columns").fetchall()
         insert_scored = (f"INSERT INTO scored_files ({_SCORED_COLUMNS}) VALUES "
                          f"({', '.join(f'%({name})s' for name in _FIELDS)}) "
                          "ON CONFLICT DO NOTHING")
         insert_quarantined = ("INSERT INTO quarantined_files VALUES (%s, %s, %s, %s, %s)"
                               " ON CONFLICT DO NOTHING")
+        # The column registry too: the types scored/ already holds stay the types.
+        insert_registered = ("INSERT INTO scored_columns VALUES (%s, %s, %s, %s, %s)"
+                             " ON CONFLICT DO NOTHING")
 
         def copy(cursor) -> dict[str, int]:
             counts = {}
             with self._db.transaction():
                 for table, sql, rows in (("scored_files", insert_scored, scored),
                                          ("quarantined_files", insert_quarantined,
-                                          quarantined)):
+                                          quarantined),
+                                         ("scored_columns", insert_registered, registered)):
                     copied = 0
                     for row in rows:
                         cursor.execute(sql, row)

@@ -83,10 +83,10 @@ def score_checkpointed(path: Location, sha256: str, job: ScoringJob, checkpoints
                                       **job.read_options(sha256))
         pieces = _validated_pieces(worker, batches, checkpoints, seen_ids, path.name)
         with Pipeline(pieces) as pipeline:
-            for (rows, size), validated in pipeline.items:
+            for batch, validated in pipeline.items:
                 control.check()
-                control.count_read(sha256, rows, size)
-                for index, piece_rows, checked in validated:
+                control.count_read(sha256, batch.num_rows, _text_bytes(batch))
+                for index, piece, checked in validated:
                     if current is not None and current.result.index != index:
                         pipeline.writer.flush()
                         results.append(_close(current, found))
@@ -98,7 +98,7 @@ def score_checkpointed(path: Location, sha256: str, job: ScoringJob, checkpoints
                     if current is None:
                         current = _Open(*staged_parts(job, sha256, index),
                                         worker.result(index, sha256), time.perf_counter())
-                    score_checked(worker, job, path, piece_rows, checked, found.ids_generated,
+                    score_checked(worker, job, path, piece, checked, found.ids_generated,
                                   current.scored, current.rejected, current.result, NO_CLOCK,
                                   control, pipeline.writer)
             pipeline.writer.flush()
@@ -122,11 +122,9 @@ def score_checkpointed(path: Location, sha256: str, job: ScoringJob, checkpoints
 
 def _validated_pieces(worker: Worker, batches, checkpoints: Checkpoints, seen_ids: dict,
                       source_name: str):
-    """Each batch's rows and text bytes (``_text_bytes``) with its pieces (``_pieces``):
-    each piece's checkpoint, rows and the suite's verdict on it; what the pipeline's
-    reader thread makes. A piece of a checkpoint an earlier run kept is not validated
-    (its verdict None); its ids still count as seen. The batch itself is not handed on
-    (its valid rows are, in the verdicts), so a batch read ahead is not held twice."""
+    """Each batch with its pieces (``_pieces``), each piece's checkpoint and the suite's
+    verdict on it: what the pipeline's reader thread makes. A piece of a checkpoint an
+    earlier run kept is not validated (its verdict None); its ids still count as seen."""
     done = set(checkpoints.done)
     for batch in batches:
         validated = []
@@ -134,13 +132,11 @@ def _validated_pieces(worker: Worker, batches, checkpoints: Checkpoints, seen_id
             if index in done:
                 for column, seen in seen_ids.items():
                     seen.first_seen(piece.column(column).combine_chunks())
-                validated.append((index, piece.num_rows, None))
+                validated.append((index, piece, None))
             else:
-                validated.append((index, piece.num_rows, worker.validator.validate(
+                validated.append((index, piece, worker.validator.validate(
                     piece, seen_ids, source_name=source_name)))
-        counts = (batch.num_rows, _text_bytes(batch))
-        piece = batch = None
-        yield counts, validated
+        yield batch, validated
 
 
 def _pieces(batch: pa.Table, rows: int) -> list[tuple[int, pa.Table]]:

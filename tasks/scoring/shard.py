@@ -187,12 +187,12 @@ def staged_parts(job: ScoringJob, sha256: str, index: int | None):
     return scored, rejected
 
 
-def score_checked(worker: Worker, job: ScoringJob, path: Location, rows: int, checked,
+def score_checked(worker: Worker, job: ScoringJob, path: Location, batch, checked,
                   ids_generated: bool, scored: StagedParquet, rejected: StagedParquet,
                   result: ShardResult, clock: StageClock,
                   control: ShardControl | None = None,
                   writer: WriteBehind | None = None) -> None:
-    """Score a validated batch of ``rows`` rows read, stream both parts, count what happened to its rows and
+    """Score a validated batch, stream both parts, count what happened to its rows and
     the drift signals' counts. With ``control``: the rows done are counted there as
     they are (its rejected rows, then each prediction slice), and a stop of the run
     raises ``ScoringStopped`` between slices. With ``writer``: the parts are written
@@ -223,10 +223,10 @@ def score_checked(worker: Worker, job: ScoringJob, path: Location, rows: int, ch
         write()
     else:
         writer.submit(write)
-    result.rows_read += rows
+    result.rows_read += batch.num_rows
     result.rows_scored += output.num_rows
     result.rows_quarantined += checked.rejected.num_rows
-    result.rows_id_generated += rows if ids_generated else 0
+    result.rows_id_generated += batch.num_rows if ids_generated else 0
     result.positives += pc.sum(output.column("predicted_label")).as_py() or 0
     given = pc.is_valid(output.column("label"))
     result.labeled += pc.sum(given).as_py() or 0
@@ -271,10 +271,10 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
                                       job.max_decompressed_bytes, rows=shard.rows,
                                       report=found, **job.read_options(sha256))
         with Pipeline(_validated(worker, batches, seen_ids, path.name, clock)) as pipeline:
-            for rows, checked in pipeline.items:
+            for batch, checked in pipeline.items:
                 if control is not None:
                     control.check()
-                score_checked(worker, job, path, rows, checked, found.ids_generated,
+                score_checked(worker, job, path, batch, checked, found.ids_generated,
                               scored, rejected, result, clock, control, pipeline.writer)
             pipeline.writer.flush()
         finish_parts(result, scored, rejected, clock)
@@ -297,19 +297,11 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
 
 def _validated(worker: Worker, batches: Iterable, seen_ids: dict, source_name: str,
                clock: StageClock) -> Iterator[tuple]:
-    """Each batch's row count with the suite's verdict on it: what the pipeline's reader
-    thread makes. The batch itself is not handed on (its valid rows are, in the
-    verdict), so a batch read ahead is not held twice."""
-    iterator = iter(batches)
-    while True:
-        with clock.stage("read"):
-            batch = next(iterator, None)
-        if batch is None:
-            return
+    """Each batch with the suite's verdict on it: what the pipeline's reader thread makes."""
+    for batch in clock.each("read", batches):
         with clock.stage("validate"):
             checked = worker.validator.validate(batch, seen_ids, source_name=source_name)
-        rows, batch = batch.num_rows, None
-        yield rows, checked
+        yield batch, checked
 
 
 def _validate_each(worker: Worker, read: list, results: list[ShardResult]) -> list[list]:
@@ -382,7 +374,7 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob, *,
             staged.append((scored, rejected))
             try:
                 for batch, checked in zip(batches, checks[index], strict=True):
-                    score_checked(worker, job, path, batch.num_rows, checked, ids_generated,
+                    score_checked(worker, job, path, batch, checked, ids_generated,
                                   scored, rejected, result, NO_CLOCK, control)
                 finish_parts(result, scored, rejected, NO_CLOCK)
             except Exception as exc:  # one strange file: quarantined, the bundle goes on

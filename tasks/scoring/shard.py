@@ -211,14 +211,10 @@ def score_checked(worker: Worker, job: ScoringJob, path: Location, batch, checke
         output = score_batch(worker.model, checked.valid, job.predict_batch_size,
                              job.model.version, path.name, sha256, job.run_started, between)
 
-    # The writer holds the scored rows and the rejected ones only, not the valid rows'
-    # texts (the drift counts below read those here): a queued write costs little memory.
-    rejected_rows = checked.rejected
-
     def write() -> None:
         with clock.stage("write"):
             scored.write(output)
-            rejected.write(with_source(rejected_rows, path.name, sha256, job.run_started))
+            rejected.write(with_source(checked.rejected, path.name, sha256, job.run_started))
     if writer is None:
         write()
     else:

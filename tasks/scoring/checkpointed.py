@@ -28,7 +28,6 @@ from tasks.failpoints import failpoint
 from tasks.layout import part_name
 from tasks.reading import ReadReport, UnreadableFileError, iter_review_batches
 from tasks.scoring.control import ShardControl
-from tasks.scoring.pipeline import Pipeline
 from tasks.scoring.shard import (
     NO_CLOCK,
     ScoringJob,
@@ -81,27 +80,26 @@ def score_checkpointed(path: Location, sha256: str, job: ScoringJob, checkpoints
         batches = iter_review_batches(path, job.columns, job.read_batch_rows,
                                       job.max_decompressed_bytes, report=found,
                                       **job.read_options(sha256))
-        pieces = _validated_pieces(worker, batches, checkpoints, seen_ids, path.name)
-        with Pipeline(pieces) as pipeline:
-            for batch, validated in pipeline.items:
-                control.check()
-                control.count_read(sha256, batch.num_rows, _text_bytes(batch))
-                for index, piece, checked in validated:
-                    if current is not None and current.result.index != index:
-                        pipeline.writer.flush()
-                        results.append(_close(current, found))
-                        failpoint("score:checkpoint-written", path.name)
-                        control.finished(results[-1])
-                        current = None
-                    if checked is None:  # kept by an earlier run
-                        continue
-                    if current is None:
-                        current = _Open(*staged_parts(job, sha256, index),
-                                        worker.result(index, sha256), time.perf_counter())
-                    score_checked(worker, job, path, piece, checked, found.ids_generated,
-                                  current.scored, current.rejected, current.result, NO_CLOCK,
-                                  control, pipeline.writer)
-            pipeline.writer.flush()
+        for batch in batches:
+            control.check()
+            control.count_read(sha256, batch.num_rows, _text_bytes(batch))
+            for index, piece in _pieces(batch, checkpoints.rows):
+                if current is not None and current.result.index != index:
+                    results.append(_close(current, found))
+                    failpoint("score:checkpoint-written", path.name)
+                    control.finished(results[-1])
+                    current = None
+                if index in done:  # kept by an earlier run: only its ids matter here
+                    for column, seen in seen_ids.items():
+                        seen.first_seen(piece.column(column).combine_chunks())
+                    continue
+                if current is None:
+                    current = _Open(*staged_parts(job, sha256, index),
+                                    worker.result(index, sha256), time.perf_counter())
+                checked = worker.validator.validate(piece, seen_ids, source_name=path.name)
+                score_checked(worker, job, path, piece, checked, found.ids_generated,
+                              current.scored, current.rejected, current.result, NO_CLOCK,
+                              control)
         if current is not None:
             if not results and not done and current.result.index == 0:
                 _as_whole_file(current, job, sha256)  # it never reached a second checkpoint
@@ -118,25 +116,6 @@ def score_checkpointed(path: Location, sha256: str, job: ScoringJob, checkpoints
         result.encoding = found.encoding
         result.model_loads = model_loads(job.model)
     return results
-
-
-def _validated_pieces(worker: Worker, batches, checkpoints: Checkpoints, seen_ids: dict,
-                      source_name: str):
-    """Each batch with its pieces (``_pieces``), each piece's checkpoint and the suite's
-    verdict on it: what the pipeline's reader thread makes. A piece of a checkpoint an
-    earlier run kept is not validated (its verdict None); its ids still count as seen."""
-    done = set(checkpoints.done)
-    for batch in batches:
-        validated = []
-        for index, piece in _pieces(batch, checkpoints.rows):
-            if index in done:
-                for column, seen in seen_ids.items():
-                    seen.first_seen(piece.column(column).combine_chunks())
-                validated.append((index, piece, None))
-            else:
-                validated.append((index, piece, worker.validator.validate(
-                    piece, seen_ids, source_name=source_name)))
-        yield batch, validated
 
 
 def _pieces(batch: pa.Table, rows: int) -> list[tuple[int, pa.Table]]:

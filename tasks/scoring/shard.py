@@ -30,7 +30,6 @@ from tasks.monitoring import observe_batch
 from tasks.reading import ReadReport, UnreadableFileError, iter_review_batches
 from tasks.reading.columns import ColumnMapping
 from tasks.scoring.control import ShardControl
-from tasks.scoring.pipeline import Pipeline, WriteBehind
 from tasks.scoring.planning import Shard
 from tasks.scoring.workers import ModelRef, cached_model, cached_validator, here, model_loads
 from tasks.settings import Settings
@@ -190,13 +189,11 @@ def staged_parts(job: ScoringJob, sha256: str, index: int | None):
 def score_checked(worker: Worker, job: ScoringJob, path: Location, batch, checked,
                   ids_generated: bool, scored: StagedParquet, rejected: StagedParquet,
                   result: ShardResult, clock: StageClock,
-                  control: ShardControl | None = None,
-                  writer: WriteBehind | None = None) -> None:
+                  control: ShardControl | None = None) -> None:
     """Score a validated batch, stream both parts, count what happened to its rows and
     the drift signals' counts. With ``control``: the rows done are counted there as
     they are (its rejected rows, then each prediction slice), and a stop of the run
-    raises ``ScoringStopped`` between slices. With ``writer``: the parts are written
-    in its thread (``tasks.scoring.pipeline``), so flush it before closing them."""
+    raises ``ScoringStopped`` between slices."""
     from tasks.scoring.rows import score_batch
 
     sha256 = result.sha256
@@ -210,15 +207,9 @@ def score_checked(worker: Worker, job: ScoringJob, path: Location, batch, checke
     with clock.stage("score"):
         output = score_batch(worker.model, checked.valid, job.predict_batch_size,
                              job.model.version, path.name, sha256, job.run_started, between)
-
-    def write() -> None:
-        with clock.stage("write"):
-            scored.write(output)
-            rejected.write(with_source(checked.rejected, path.name, sha256, job.run_started))
-    if writer is None:
-        write()
-    else:
-        writer.submit(write)
+    with clock.stage("write"):
+        scored.write(output)
+        rejected.write(with_source(checked.rejected, path.name, sha256, job.run_started))
     result.rows_read += batch.num_rows
     result.rows_scored += output.num_rows
     result.rows_quarantined += checked.rejected.num_rows
@@ -266,13 +257,13 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
         batches = iter_review_batches(path, job.columns, job.read_batch_rows,
                                       job.max_decompressed_bytes, rows=shard.rows,
                                       report=found, **job.read_options(sha256))
-        with Pipeline(_validated(worker, batches, seen_ids, path.name, clock)) as pipeline:
-            for batch, checked in pipeline.items:
-                if control is not None:
-                    control.check()
-                score_checked(worker, job, path, batch, checked, found.ids_generated,
-                              scored, rejected, result, clock, control, pipeline.writer)
-            pipeline.writer.flush()
+        for batch in clock.each("read", batches):
+            if control is not None:
+                control.check()
+            with clock.stage("validate"):
+                checked = worker.validator.validate(batch, seen_ids, source_name=path.name)
+            score_checked(worker, job, path, batch, checked, found.ids_generated,
+                          scored, rejected, result, clock, control)
         finish_parts(result, scored, rejected, clock)
     except UnreadableFileError as exc:
         scored.abort()
@@ -289,15 +280,6 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
     result.model_loads = model_loads(job.model)
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _validated(worker: Worker, batches: Iterable, seen_ids: dict, source_name: str,
-               clock: StageClock) -> Iterator[tuple]:
-    """Each batch with the suite's verdict on it: what the pipeline's reader thread makes."""
-    for batch in clock.each("read", batches):
-        with clock.stage("validate"):
-            checked = worker.validator.validate(batch, seen_ids, source_name=source_name)
-        yield batch, checked
 
 
 def _validate_each(worker: Worker, read: list, results: list[ShardResult]) -> list[list]:

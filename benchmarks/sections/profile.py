@@ -15,10 +15,6 @@ without Prefect, the ledger or the archive move:
 - ``write``: streaming the scored and rejected rows to staged Parquet parts and
   publishing them.
 
-Reading and validation run in the shard's reader thread and writing in its writer
-thread (``tasks.scoring.pipeline``), beside scoring: each stage's seconds are its busy
-time in its own thread, so the stages add up to more than the total, the file's wall.
-
 ``model_stages`` profiles the model's own prediction the same way, per 1,000 reviews:
 turning the texts into a tensor, the standardization, the n-gram split, the vocabulary
 lookup (with the padding of each batch), the classifier, each timed as the difference
@@ -196,10 +192,8 @@ def render(data: dict) -> list[str]:
     lines = [f"The per-file work of `score-reviews` (`tasks.scoring.shard.score_shard`, the "
              f"function its `score-shard` task runs, then the parts published; without the "
              f"ledger and the archive move) on the same {data['rows']:,} reviews in one Parquet file, model "
-             "and validator warmed up, timed per stage in the thread each runs in "
-             "(`benchmarks/sections/profile.py`; reading, validation and writing overlap "
-             "with scoring, so the shares add up to more than 100%).", ""]
-    lines += md_table(["stage", "seconds", "of the total"],
+             "and validator warmed up, timed per stage (`benchmarks/sections/profile.py`).", ""]
+    lines += md_table(["stage", "seconds", "share"],
                       [[stage, data["seconds"][stage], f"{data['share'][stage]:.0%}"]
                        for stage in data["seconds"]]
                       + [["total", data["total_seconds"], "100%"]])

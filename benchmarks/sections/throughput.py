@@ -8,11 +8,8 @@ through the ``score-reviews`` flow in this process; the flow's figures are its r
 summary. Targets: the whole path at 0.9 of bare or more, and 5,000 reviews/s or more.
 
 Where the file's time goes: the same file scored once more by the function the flow's
-task runs, with a ``StageClock`` (``benchmarks.sections.profile.profile_scoring``). Reading
-and validation run in the pipeline's reader thread and writing in its writer thread
-(``tasks.scoring.pipeline``), beside prediction in the shard's own thread, so the
-stages' seconds add up to more than the file's wall time: the table shows each stage's
-busy seconds, per 1,000 reviews, and against the wall time of the file's work.
+task runs, with a ``StageClock`` (``benchmarks.sections.profile.profile_scoring``): each
+stage's seconds, per 1,000 reviews, and against the wall time of the file's work.
 """
 
 from __future__ import annotations
@@ -139,26 +136,22 @@ def render(data: dict) -> list[str]:
     return lines
 
 
-# Each stage of the file's work, the thread it runs in (tasks.scoring.pipeline).
-STAGE_ROWS = (("hash", "hash", "the flow's, before the file is claimed"),
-              ("read", "read", "pipeline reader"),
-              ("validate", "validate", "pipeline reader"),
-              ("score", "vectorize + predict", "the shard's own"),
-              ("monitor", "drift counts", "the shard's own"),
-              ("write", "write (parts, then publish)", "pipeline writer; publish after"))
+# Each stage of the file's work: its key in the profile, its name in the table.
+STAGE_ROWS = (("hash", "hash (the ledger key)"), ("read", "read"), ("validate", "validate"),
+              ("score", "vectorize + predict"), ("monitor", "drift counts"),
+              ("write", "write (parts, then publish)"))
 
 
 def render_stages(stages: dict) -> list[str]:
-    """The per-stage table: busy seconds, per 1,000 reviews, against the file's wall."""
+    """The per-stage table: seconds, per 1,000 reviews, against the file's wall."""
     rows, wall = stages["rows"], stages["total_seconds"]
-    table = [[label, thread, stages["seconds"][key],
+    table = [[label, stages["seconds"][key],
               round(1e6 * stages["seconds"][key] / rows, 1) if rows else None,
               f"{stages['seconds'][key] / wall:.0%}" if wall else None]
-             for key, label, thread in STAGE_ROWS]
-    table.append(["the file's work, wall", "", wall,
+             for key, label in STAGE_ROWS]
+    table.append(["the file's work, wall", wall,
                   round(1e6 * wall / rows, 1) if rows else None, "100%"])
     return [f"Where the file's time goes: the same {rows:,} reviews scored once more by "
-            "`score_shard`, stages timed in the thread each runs in (busy seconds; stages in "
-            "different threads overlap, so their shares add up to more than 100%).", "",
-            *md_table(["stage", "thread", "seconds", "ms per 1,000 reviews",
-                       "of the file's wall"], table)]
+            "`score_shard` (`benchmarks/sections/profile.py`), stage by stage.", "",
+            *md_table(["stage", "seconds", "ms per 1,000 reviews", "of the file's wall"],
+                      table)]

@@ -15,6 +15,11 @@ without Prefect, the ledger or the archive move:
 - ``write``: streaming the scored and rejected rows to staged Parquet parts and
   publishing them.
 
+``model_stages`` profiles the model's own prediction the same way, per 1,000 reviews:
+turning the texts into a tensor, the standardization, the n-gram split, the vocabulary
+lookup (with the padding of each batch), the classifier, each timed as the difference
+between graph functions that stop after it (interleaved rounds, the fastest kept).
+
 ``profile_scoring`` returns the seconds per stage; ``hot_functions`` runs the same work
 under cProfile and returns the functions with the most time of their own. Run it on any
 file and model with::
@@ -79,6 +84,60 @@ def profile_scoring(path: Path, model, settings, out_dir: Path) -> dict:
     }
 
 
+MODEL_STAGES = ("to tensor", "standardize", "split into n-grams",
+                "vocabulary lookup and padding", "classifier")
+
+
+def model_stages(model, texts, batch_size: int, rounds: int = 3) -> dict:
+    """Milliseconds per 1,000 reviews of each stage of ``model``'s prediction (``MODEL_STAGES``).
+
+    Each prefix of the model (standardize; standardize and split; the whole vectorizer;
+    the whole model) is traced as a graph function over the same batches; a stage's time
+    is its prefix's less the one before. Empty for a model without a "vectorizer" layer
+    whose standardization and split are callables.
+    """
+    from tasks.model.backend import tf
+
+    try:
+        vectorizer = model.get_layer("vectorizer")
+    except ValueError:
+        return {}
+    config = vectorizer.get_config()
+    standardize, split = config.get("standardize"), config.get("split")
+    if not (callable(standardize) and callable(split)):
+        return {}
+    signature = [tf.TensorSpec([None], tf.string)]
+    prefixes = {
+        "standardize": lambda t: standardize(t),
+        "split into n-grams": lambda t: split(standardize(t)),
+        "vocabulary lookup and padding": lambda t: vectorizer(t),
+        "classifier": lambda t: model(t, training=False),
+    }
+    functions = {name: tf.function(f, input_signature=signature, autograph=False)
+                 for name, f in prefixes.items()}
+
+    def timed(function) -> float:
+        started = time.perf_counter()
+        for start in range(0, len(texts), batch_size):
+            batch = tf.constant(texts[start:start + batch_size], dtype=tf.string)
+            if function is not None:
+                function(batch)
+        return time.perf_counter() - started
+
+    for function in functions.values():
+        function(tf.constant(texts[:batch_size], dtype=tf.string))  # tracing
+    best = dict.fromkeys(["to tensor", *functions], float("inf"))
+    for _ in range(rounds):
+        best["to tensor"] = min(best["to tensor"], timed(None))
+        for name, function in functions.items():
+            best[name] = min(best[name], timed(function))
+    cumulative = [best[name] for name in MODEL_STAGES]
+    own = [cumulative[0]] + [max(b - a, 0.0) for a, b in zip(cumulative, cumulative[1:])]
+    per_1k = {name: round(1e6 * seconds / len(texts), 1) for name, seconds in zip(MODEL_STAGES, own)}
+    return {"rows": len(texts), "batch_size": batch_size, "ms_per_1000": per_1k,
+            "total_ms_per_1000": round(1e6 * cumulative[-1] / len(texts), 1)}
+
+
 def hot_functions(path: Path, model, settings, out_dir: Path, limit: int = 12) -> list[dict]:
     """The ``limit`` functions with the most own time while scoring ``path`` under cProfile."""
     profiler = cProfile.Profile()
@@ -119,6 +178,11 @@ def run(bench: Bench) -> dict:
     log(f"profile: stages of the per-file work on {len(reviews):,} reviews")
     result = profile_scoring(path, model, settings, work / "out")
     log(f"profile: {json.dumps(result['seconds'])}; slowest stage: {result['slowest_stage']}")
+    from benchmarks.common import texts_of
+
+    log("profile: the model's own prediction, stage by stage")
+    result["model_stages"] = model_stages(bench.load_champion_model(), texts_of(reviews),
+                                          settings.predict_batch_size)
     log("profile: the same under cProfile")
     result["hot_functions"] = hot_functions(path, model, settings, work / "cprofile-out")
     return result
@@ -136,6 +200,17 @@ def render(data: dict) -> list[str]:
     lines += ["", f"**Slowest stage: {data['slowest_stage']}** "
                   f"({data['share'][data['slowest_stage']]:.0%} of the file's time); "
                   f"{data['reviews_per_second']:,} reviews/s over the stages."]
+    stages = data.get("model_stages")
+    if stages:
+        lines += ["", f"The model's own prediction (bare `predict_scores` of the champion), "
+                      f"stage by stage on the same reviews, batch {stages['batch_size']}: each "
+                      "stage's time is that of a graph function stopping after it less the one "
+                      "before (fastest of 3 interleaved rounds).", ""]
+        total = stages["total_ms_per_1000"]
+        lines += md_table(["stage", "ms per 1,000 reviews", "share"],
+                          [[name, ms, f"{ms / total:.0%}" if total else None]
+                           for name, ms in stages["ms_per_1000"].items()]
+                          + [["total", total, "100%"]])
     if data.get("hot_functions"):
         lines += ["", "Functions with the most own time under cProfile (TensorFlow's work shows "
                       "as the Python call that waits for it):", ""]

@@ -6,6 +6,10 @@ The champion (the default architecture, trained once per run by ``retrain-model`
 (median of 3 after a warm-up), then the same texts as one Parquet file in ``incoming/``
 through the ``score-reviews`` flow in this process; the flow's figures are its run
 summary. Targets: the whole path at 0.9 of bare or more, and 5,000 reviews/s or more.
+
+Where the file's time goes: the same file scored once more by the function the flow's
+task runs, with a ``StageClock`` (``benchmarks.sections.profile.profile_scoring``): each
+stage's seconds, per 1,000 reviews, and against the wall time of the file's work.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import time
 
 from benchmarks.common import (
+    WORK,
     Bench,
+    fresh_dir,
     log,
     md_table,
     rate,
@@ -66,6 +72,12 @@ def run(bench: Bench) -> dict:
     ratio = round(file_rate / bare_rate, 3) if bare_rate else None
     log(f"throughput: flow {file_rate:,.0f} reviews/s over the file ({ratio} of bare); "
         f"end to end {flow_wall:.1f} s")
+    from benchmarks.sections.profile import profile_scoring
+
+    work = fresh_dir(WORK / "throughput-stages")  # the flow archived its copy
+    stages = profile_scoring(write_inbox_file(reviews, work / "imdb-unlabeled.parquet"),
+                             bench.champion_ref(), settings, work / "out")
+    log(f"throughput: stages of the file's work {stages['seconds']}")
     checks = [
         target("whole scoring path / bare predict_scores (default model)", ratio,
                TARGET_FLOW_RATIO, True, "x"),
@@ -89,6 +101,7 @@ def run(bench: Bench) -> dict:
         "ratio_wall_to_bare": round(rate(summary["rows_scored"], flow_wall) / bare_rate, 3)
         if bare_rate else None,
         "all_rows_scored": summary["rows_scored"] == len(texts),
+        "stages": stages,
         "targets": checks,
     }
     return bench.throughput
@@ -114,8 +127,31 @@ def render(data: dict) -> list[str]:
              " any file (counted in the end-to-end time, not the file's). The flow ran in this"
              " process, its temporary Prefect API server already started.", ""]
     lines += md_table(["path", "seconds", "reviews/s", "ratio to bare"], rows)
+    if data.get("stages"):
+        lines += ["", *render_stages(data["stages"])]
     lines += [""] + render_targets(data["targets"])
     if not data.get("all_rows_scored", True):
         lines += ["", f"WARNING: the flow scored {data['flow_summary']['rows_scored']:,} of "
                       f"{data['rows']:,} rows (quarantined {data['flow_summary']['rows_quarantined']:,})."]
     return lines
+
+
+# Each stage of the file's work: its key in the profile, its name in the table.
+STAGE_ROWS = (("hash", "hash (the ledger key)"), ("read", "read"), ("validate", "validate"),
+              ("score", "vectorize + predict"), ("monitor", "drift counts"),
+              ("write", "write (parts, then publish)"))
+
+
+def render_stages(stages: dict) -> list[str]:
+    """The per-stage table: seconds, per 1,000 reviews, against the file's wall."""
+    rows, wall = stages["rows"], stages["total_seconds"]
+    table = [[label, stages["seconds"][key],
+              round(1e6 * stages["seconds"][key] / rows, 1) if rows else None,
+              f"{stages['seconds'][key] / wall:.0%}" if wall else None]
+             for key, label in STAGE_ROWS]
+    table.append(["the file's work, wall", wall,
+                  round(1e6 * wall / rows, 1) if rows else None, "100%"])
+    return [f"Where the file's time goes: the same {rows:,} reviews scored once more by "
+            "`score_shard` (`benchmarks/sections/profile.py`), stage by stage.", "",
+            *md_table(["stage", "seconds", "ms per 1,000 reviews", "of the file's wall"],
+                      table)]

@@ -43,7 +43,7 @@ class DriftWatch:
     # Files measured by ``row`` and not yet reported by ``observe``, by content hash.
     measured: dict[str, tuple] = field(default_factory=dict)
 
-    def row(self, path: Location, sha256: str,
+    def row(self, name: str, sha256: str,
             results: list[ShardResult]) -> tuple[Location, pa.Table]:
         """A scored file's monitoring/ row and where it goes, for the Committer to
         write with the file's parts before its commit (``Committer.monitor``). Named
@@ -53,12 +53,12 @@ class DriftWatch:
             counts.add(result.monitor)
         version, profile = self.job.model.version, self.job.profile
         found = signals(counts, profile)
-        raised = flags(path.name, found, profile, self.thresholds)
+        raised = flags(name, found, profile, self.thresholds)
         from prefect.runtime import flow_run
 
         row = monitoring_row(found, raised, counts, run_started=self.job.run_started,
                              flow_run_id=flow_run.id, model_version=version,
-                             source_file=path.name, source_sha256=sha256,
+                             source_file=name, source_sha256=sha256,
                              has_profile=profile is not None)
         self.measured[sha256] = (counts, found, raised, row)
         return (self.layout.monitoring_partition(self.day) / part_name(sha256, version),

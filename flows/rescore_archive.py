@@ -37,7 +37,7 @@ from tasks.scoring.workers import ModelRef, cached_validator
 from tasks.settings import Settings
 from tasks.state.backend import RunState, TimedState, open_state
 from tasks.state.commit import Committer
-from tasks.state.inputs import FromArchive
+from tasks.state.inputs import FromArchive, original_name
 from tasks.state.leftovers import sweep_scoring_leftovers
 from tasks.storage.local import readable_name
 from tasks.training.registry import Registry
@@ -95,7 +95,7 @@ def _rescore(settings: Settings, ledger: RunState, since: str | None, pattern: s
                            task_runner=settings.task_runner, profile=profile)
     summary.inbox_note = plan.headline()
     for skipped in plan.skipped:
-        summary.files.append(FileOutcome(readable_name(skipped.path.name),
+        summary.files.append(FileOutcome(readable_name(original_name(skipped.path.name)),
                                          FileStatus.ALREADY_SCORED,
                                          detail=f"scored by {version} already"))
     # A run killed between its commit and this mark left the rows committed: complete.

@@ -30,24 +30,26 @@ from tasks.storage.local import Location
 
 @task(name="score-shard", cache_policy=NO_CACHE)
 def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
-                control: ShardControl) -> ShardResult:
+                control: ShardControl, name: str | None = None) -> ShardResult:
     """``tasks.scoring.shard.score_shard`` as a task: one shard, on a thread or a Dask worker."""
-    return shard_scoring.score_shard(path, sha256, shard, job, control=control)
+    return shard_scoring.score_shard(path, sha256, shard, job, control=control, name=name)
 
 
 @task(name="score-small-files", cache_policy=NO_CACHE)
 def score_small_files(files: list[tuple[Location, str]], job: ScoringJob,
-                      control: ShardControl, extras: list | None = None) -> list[ShardResult]:
+                      control: ShardControl, extras: list | None = None,
+                      names: list[str] | None = None) -> list[ShardResult]:
     """``tasks.scoring.shard.score_small_files`` as a task: a bundle of small whole files."""
-    return shard_scoring.score_small_files(files, job, control=control, extras=extras)
+    return shard_scoring.score_small_files(files, job, control=control, extras=extras,
+                                           names=names)
 
 
 @task(name="score-file", cache_policy=NO_CACHE)
 def score_file(path: Location, sha256: str, job: ScoringJob, checkpoints: Checkpoints,
-               control: ShardControl, extra=None) -> list[ShardResult]:
+               control: ShardControl, extra=None, name: str | None = None) -> list[ShardResult]:
     """``tasks.scoring.checkpointed.score_checkpointed`` as a task: a whole file in one
     pass, in checkpoints (the thread runner)."""
-    return score_checkpointed(path, sha256, job, checkpoints, control, extra)
+    return score_checkpointed(path, sha256, job, checkpoints, control, extra, name)
 
 
 # The task that runs each function the queue submits.

@@ -26,6 +26,7 @@ from tests.helpers import (
     cli_exit_code,
     good_rows,
     layout_of,
+    monitoring_rows,
     quarantined_rows,
     score,
     scored_rows,
@@ -121,6 +122,74 @@ def test_a_new_champion_scores_every_archived_review_once_and_the_old_rows_stay(
         0, len(FILES), 0)
     assert again["plan"]["files"] == 0 and again["plan"]["files_skipped"] == len(FILES)
     assert _rows_per_version(root) == {v1: _reviews(), "v2": _reviews()}
+
+
+@pytest.mark.parametrize("shard_rows", [None, 2], ids=["whole-files", "sharded"])
+def test_rescored_rows_records_and_lines_name_each_file_as_it_was_uploaded(
+        root, scored_template, shard_rows, caplog):
+    """The archive keeps ``<sha16>-<name>``; what a backfill writes says ``<name>``, as
+    the first scoring did: scored/ rows, the rejected row and its reason, the monitoring
+    row, the ledger record, the files table and the progress lines. Bundled small files
+    and a file in checkpoints (g.csv.gz); with ``shard_rows``, files in shards."""
+    import logging
+    import re
+
+    from flows.rescore_archive import rescore_archive
+
+    with caplog.at_level(logging.INFO, logger="prefect"):
+        state = rescore_archive(data_dir=str(root), shard_rows=shard_rows, return_state=True)
+    summary = state.result()
+    assert summary["files_scored"] == len(FILES)
+    assert summary["shards"] > len(FILES) if shard_rows else summary["shards"] == len(FILES)
+    rows = scored_rows(root, ["review_id", "model_version", "source_file"]).to_pandas()
+    named = {v: dict(zip(g["review_id"], g["source_file"], strict=True))
+             for v, g in rows.groupby("model_version")}
+    assert named["v2"] == named[scored_template[1]]
+    assert set(named["v2"].values()) == set(FILES)
+    (rejected,) = quarantined_rows(root, ["source_file", "reason"]).to_pylist()
+    assert rejected["source_file"] == "shop-c.csv"
+    assert rejected["reason"].startswith("shop-c.csv row "), rejected
+    monitored = monitoring_rows(root).to_pandas()
+    assert sorted(monitored.loc[monitored["model_version"] == "v2", "source_file"]) == sorted(
+        FILES)
+    ledger = Ledger(layout_of(root).ledger)
+    shas = set(scored_rows(root, ["source_sha256"]).column("source_sha256").to_pylist())
+    assert {ledger.scored(sha, "v2").source_file for sha in shas} == set(FILES)
+    assert sorted(row["file"] for row in _artifacts(state)["score-files"]) == sorted(FILES)
+    messages = [r.getMessage() for r in caplog.records]
+    # Only the plan's lines say where each input lies in archive/ (the progress lines,
+    # whichever the timing brings, name the uploaded file).
+    archived = re.compile(r"[0-9a-f]{16}-")
+    assert [m for m in messages if archived.search(m) and not m.startswith("  ")] == []
+
+
+def test_an_uploaded_name_that_looks_archived_is_kept_whole_when_scored_and_rescored(root):
+    """Only the archive's own ``<sha16>-`` is undone: a user's file named like an
+    archived one keeps its whole name in scored/ and the ledger, then in a backfill."""
+    name = "0123456789abcdef-x.csv"
+    write_csv(layout_of(root).incoming / name, good_rows("x", 3))
+    assert score(root)["files_scored"] == 1
+    Registry(layout_of(root).models).promote_by_hand(add_version(root, "v3"), "backfill test")
+    assert _rescore(root, files=name)["files_scored"] == 1
+    rows = scored_rows(root, ["review_id", "model_version", "source_file",
+                              "source_sha256"]).to_pandas()
+    mine = rows[rows["review_id"].str.startswith("x-")]
+    assert sorted(mine["model_version"]) == ["v2"] * 3 + ["v3"] * 3
+    assert set(mine["source_file"]) == {name}
+    (sha,) = set(mine["source_sha256"])
+    ledger = Ledger(layout_of(root).ledger)
+    assert ledger.scored(sha, "v2").source_file == ledger.scored(sha, "v3").source_file == name
+
+
+def _artifacts(state) -> dict:
+    """The artifacts of the flow run of ``state``, by key, read back from the server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    return {a.key: (json.loads(a.data) if a.type == "table" else a.data) for a in found}
 
 
 def test_the_latest_score_queries_of_the_data_contract_return_v2_once_per_review(root):

@@ -64,14 +64,17 @@ class _Open:
 
 def score_checkpointed(path: Location, sha256: str, job: ScoringJob, checkpoints: Checkpoints,
                        control: ShardControl | None = None,
-                       extra: pa.Schema | None = None) -> list[ShardResult]:
+                       extra: pa.Schema | None = None,
+                       name: str | None = None) -> list[ShardResult]:
     """Validate and score ``path`` in checkpoints; return a result per checkpoint this
     call scored (each handed to ``control.finished`` too, but for the last), parts left
     as temporaries. A file that cannot be read ends with a result whose ``unreadable``
     is set (the results before it included, for the commit to discard). A stop of the
     run (``control``) raises ``ScoringStopped`` between batches and prediction slices,
     the open checkpoint's parts removed. ``extra``: the file's pass-through columns
-    (``Shard.extra``), so every checkpoint's part has one schema."""
+    (``Shard.extra``), so every checkpoint's part has one schema. ``name``: the file's
+    uploaded name (``Claim.name``; default ``path.name``), which its rows say."""
+    name = name or path.name
     control = control if control is not None else ShardControl()
     worker = Worker(job)
     done = set(checkpoints.done)
@@ -100,10 +103,10 @@ def score_checkpointed(path: Location, sha256: str, job: ScoringJob, checkpoints
                     current = _Open(*staged_parts(job, sha256, index, extra),
                                     worker.result(index, sha256), time.perf_counter())
                 piece, carried = split(piece, extra, job.columns)
-                checked = worker.validator.validate(piece, seen_ids, source_name=path.name)
+                checked = worker.validator.validate(piece, seen_ids, source_name=name)
                 score_checked(worker, job, path, piece, checked, found.ids_generated,
                               current.scored, current.rejected, current.result, NO_CLOCK,
-                              control, carried)
+                              control, carried, name)
         if current is not None:
             if not results and not done and current.result.index == 0:
                 _as_whole_file(current, job, sha256)  # it never reached a second checkpoint

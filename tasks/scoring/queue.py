@@ -214,7 +214,7 @@ class FileQueue:
             return self.committer.reject(began, exc.reason)
         except FileNotFoundError as exc:  # moved by another run meanwhile
             began.release()
-            return self.committer.busy(began.path, exc)
+            return self.committer.busy(began.name, exc)
         except Exception as exc:
             if (reason := poison_reason(exc)) is None:
                 began.release()
@@ -307,7 +307,7 @@ class FileQueue:
         if flight.resumed:
             self.committer.logger.info(
                 "%s: %d rows in %d finished shards were kept by a stopped run; scoring the "
-                "rest", readable_name(claim.path.name), sum(r.rows_read for r in flight.resumed),
+                "rest", readable_name(claim.name), sum(r.rows_read for r in flight.resumed),
                 len(flight.resumed))
 
     def _submit_shards(self, flight: InFlight) -> None:
@@ -320,11 +320,11 @@ class FileQueue:
             flight.futures = [self.submit(
                 score_checkpointed, path=claimed.path, sha256=claimed.sha256, job=self.job,
                 checkpoints=Checkpoints(self.settings.checkpoint_rows, done),
-                control=self.control, extra=flight.shards[0].extra)]
+                control=self.control, extra=flight.shards[0].extra, name=claimed.name)]
             return
         flight.futures = [self.submit(
             score_shard, path=claimed.path, sha256=claimed.sha256, shard=shard, job=self.job,
-            control=self.control)
+            control=self.control, name=claimed.name)
             for shard in flight.shards if shard.index not in done]
 
     def _submit_bundle(self, flights: list[InFlight]) -> None:
@@ -334,7 +334,8 @@ class FileQueue:
         future = self.submit(score_small_files,
                              files=[(f.claim.path, f.claim.sha256) for f in flights],
                              job=self.job, control=self.control,
-                             extras=[f.shards[0].extra for f in flights])
+                             extras=[f.shards[0].extra for f in flights],
+                             names=[f.claim.name for f in flights])
         for index, flight in enumerate(flights):
             flight.futures = [_BundleSlot(future, index)]
 

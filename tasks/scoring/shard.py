@@ -199,9 +199,11 @@ def staged_parts(job: ScoringJob, sha256: str, index: int | None,
 def score_checked(worker: Worker, job: ScoringJob, path: Location, batch, checked,
                   ids_generated: bool, scored: StagedParquet, rejected: StagedParquet,
                   result: ShardResult, clock: StageClock,
-                  control: ShardControl | None = None, carried: Carried | None = None) -> None:
+                  control: ShardControl | None = None, carried: Carried | None = None,
+                  name: str | None = None) -> None:
     """Score a validated batch, stream both parts, count what happened to its rows and
-    the drift signals' counts. With ``control``: the rows done are counted there as
+    the drift signals' counts. ``name``: the file's uploaded name, which its rows say
+    (``Claim.name``; default ``path.name``). With ``control``: the rows done are counted there as
     they are (its rejected rows, then each prediction slice), and a stop of the run
     raises ``ScoringStopped`` between slices. ``carried``: the batch's pass-through
     columns (``tasks.scoring.passthrough.split``)."""
@@ -217,10 +219,11 @@ def score_checked(worker: Worker, job: ScoringJob, path: Location, batch, checke
             control.check()
     with clock.stage("score"):
         output = score_batch(worker.model, checked.valid, job.predict_batch_size,
-                             job.model.version, path.name, sha256, job.run_started, between)
+                             job.model.version, name or path.name, sha256, job.run_started,
+                             between)
     with clock.stage("write"):
         output, rejected_rows = with_carried(
-            output, checked.valid, with_source(checked.rejected, path.name, sha256,
+            output, checked.valid, with_source(checked.rejected, name or path.name, sha256,
                                                job.run_started), batch, carried, job.columns)
         if carried is not None:
             scored.schema = scored_part_schema(carried.schema, job.columns)
@@ -255,7 +258,7 @@ def finish_parts(result: ShardResult, scored: StagedParquet, rejected: StagedPar
 
 def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
                 clock: StageClock = NO_CLOCK, *,
-                control: ShardControl | None = None) -> ShardResult:
+                control: ShardControl | None = None, name: str | None = None) -> ShardResult:
     """Validate and score one shard (or the whole file); leave its parts as temporaries.
 
     The model and the validator come from this process's cache (``tasks.scoring.workers``), so
@@ -263,7 +266,10 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
     read gives a result with ``unreadable`` set and no parts. ``control``: the run's
     stop and progress counts (``tasks.scoring.control``); a stop raises
     ``ScoringStopped`` between batches and prediction slices, the parts removed.
+    ``name``: the file's uploaded name (``Claim.name``; default ``path.name``), which its
+    rows and validation errors say.
     """
+    name = name or path.name
     started = time.perf_counter()
     worker = Worker(job)
     scored, rejected = staged_parts(job, sha256, shard.index, shard.extra)
@@ -281,9 +287,9 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
             with clock.stage("read"):
                 batch, carried = split(batch, shard.extra, job.columns)
             with clock.stage("validate"):
-                checked = worker.validator.validate(batch, seen_ids, source_name=path.name)
+                checked = worker.validator.validate(batch, seen_ids, source_name=name)
             score_checked(worker, job, path, batch, checked, found.ids_generated,
-                          scored, rejected, result, clock, control, carried)
+                          scored, rejected, result, clock, control, carried, name)
         finish_parts(result, scored, rejected, clock)
     except UnreadableFileError as exc:
         scored.abort()
@@ -302,13 +308,15 @@ def score_shard(path: Location, sha256: str, shard: Shard, job: ScoringJob,
     return result
 
 
-def _validate_each(worker: Worker, read: list, results: list[ShardResult]) -> list[list]:
+def _validate_each(worker: Worker, read: list, results: list[ShardResult],
+                   names: list[str]) -> list[list]:
     """The suite's verdicts on every batch of every small file, per file, from one suite
     run over all of them. If that run raises what one strange file can bring out
     (``poison_reason``), each file is validated alone (its ids seen afresh), so only
     the file that raises is quarantined (its ``unreadable`` set), as a file scored in
     a task of its own would be."""
-    items = [(batch, seen, path.name) for path, batches, _, seen in read for batch in batches]
+    items = [(batch, seen, name) for (_, batches, _, seen), name in zip(read, names, strict=True)
+             for batch in batches]
     try:
         checked = iter(worker.validator.validate_many(items))
         return [[next(checked) for _ in batches] for _, batches, _, _ in read]
@@ -316,11 +324,11 @@ def _validate_each(worker: Worker, read: list, results: list[ShardResult]) -> li
         if poison_reason(exc) is None:
             raise
     verdicts: list[list] = []
-    for index, (path, batches, _, _) in enumerate(read):
+    for index, ((_, batches, _, _), name) in enumerate(zip(read, names, strict=True)):
         fresh: dict = {}  # the failed run may have filled the shared ones part way
         try:
             verdicts.append(worker.validator.validate_many(
-                [(batch, fresh, path.name) for batch in batches]))
+                [(batch, fresh, name) for batch in batches]))
         except Exception as exc:
             if (reason := poison_reason(exc)) is None:
                 raise
@@ -331,7 +339,8 @@ def _validate_each(worker: Worker, read: list, results: list[ShardResult]) -> li
 
 def score_small_files(files: list[tuple[Location, str]], job: ScoringJob, *,
                       control: ShardControl | None = None,
-                      extras: list[pa.Schema | None] | None = None) -> list[ShardResult]:
+                      extras: list[pa.Schema | None] | None = None,
+                      names: list[str] | None = None) -> list[ShardResult]:
     """``score_shard`` for many small whole files at once: one result per file, in order.
 
     The same reading, validation, scoring and parts per file, and the same guarantees
@@ -339,9 +348,11 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob, *,
     them (``ReviewValidator.validate_many``): its cost is fixed per run, and an inbox of
     one-row files would otherwise spend most of its time there. ``control``: as for
     ``score_shard``; a stop ends the whole bundle, none of its parts kept. ``extras``:
-    each file's pass-through columns (``Shard.extra``).
+    each file's pass-through columns (``Shard.extra``); ``names``: each file's uploaded
+    name (``Claim.name``; default its path's).
     """
     extras = extras if extras is not None else [None] * len(files)
+    names = names if names is not None else [path.name for path, _ in files]
     started = time.perf_counter()
     worker = Worker(job)
     results, read = [], []
@@ -369,7 +380,7 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob, *,
         results.append(result)
         # One seen-ids dict per file, shared by its batches: uniqueness holds file-wide.
         read.append((path, batches, found.ids_generated, {}))
-    checks = _validate_each(worker, read, results)
+    checks = _validate_each(worker, read, results, names)
     staged = []
     try:
         for index, (path, batches, ids_generated, _) in enumerate(read):
@@ -382,7 +393,8 @@ def score_small_files(files: list[tuple[Location, str]], job: ScoringJob, *,
                 for batch, checked, kept in zip(batches, checks[index], carried[index],
                                                 strict=True):
                     score_checked(worker, job, path, batch, checked, ids_generated,
-                                  scored, rejected, result, NO_CLOCK, control, kept)
+                                  scored, rejected, result, NO_CLOCK, control, kept,
+                                  names[index])
                 finish_parts(result, scored, rejected, NO_CLOCK)
             except Exception as exc:  # one strange file: quarantined, the bundle goes on
                 if (reason := poison_reason(exc)) is None:

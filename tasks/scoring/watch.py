@@ -145,7 +145,7 @@ class Watch:
     def working(self) -> Working:
         """The counts of the files in flight."""
         return Working([
-            FileProgress(readable_name(flight.claim.path.name), self.control.rows_done(sha256),
+            FileProgress(readable_name(flight.claim.name), self.control.rows_done(sha256),
                          sum(r.rows_read for r in flight.resumed), *self._expected(flight))
             for sha256, flight in self.flights.items()])
 

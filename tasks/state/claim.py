@@ -38,6 +38,7 @@ class Hashed:
     known: Identity | ObjectVersion | None  # its identity when hashed; None: no claims
     held: contextlib.ExitStack
     started: float  # when this file's work began (time.perf_counter)
+    name: str  # the name it was uploaded under: what its rows, records and lines say
 
     def release(self) -> None:
         self.held.close()
@@ -52,6 +53,7 @@ class Claim:
     lock: contextlib.ExitStack
     started: float  # when this file's work began (time.perf_counter)
     identity: Identity | ObjectVersion | None  # when hashed; None: a store without claims
+    name: str  # the name it was uploaded under (``Hashed.name``)
     size: int = 0  # bytes
 
     def release(self) -> None:
@@ -76,12 +78,13 @@ def take(path: Location, claim_lock: Callable[[str], contextlib.AbstractContextM
     except ObjectChangedError as exc:
         held.close()
         logger.warning("%s", exc)
-        return changed_outcome(path)
+        return changed_outcome(path.name)
     except BaseException:
         held.close()
         raise
-    return Hashed(path, sha256, known, held, started)
+    return Hashed(path, sha256, known, held, started, path.name)
 
 
-def changed_outcome(path: Location) -> FileOutcome:
-    return FileOutcome(path.name, FileStatus.CHANGED, detail="modified while read; left for the next run")
+def changed_outcome(name: str) -> FileOutcome:
+    """A file (by its uploaded name) whose bytes changed while this run read it."""
+    return FileOutcome(name, FileStatus.CHANGED, detail="modified while read; left for the next run")

@@ -136,9 +136,9 @@ class Committer:
     day: str  # the run's day: its archive folder
     logger: object  # logging.Logger-like: the flow's run logger
     # A scored file's monitoring row and where it goes (flows.drift), from the file's
-    # path, hash and shard results: written with its parts, before its commit, so every
+    # uploaded name, hash and shard results: written with its parts, before its commit, so every
     # committed file has one (written after it, a kill in between would lose it for good).
-    monitor: Callable[[Location, str, list[StagedShard]], tuple[Location, pa.Table]] | None = None
+    monitor: Callable[[str, str, list[StagedShard]], tuple[Location, pa.Table]] | None = None
     # Around each commit's publish, sweep and ledger record (milliseconds): a stop waits
     # for it (the flow's flows.stopping.critical), so a stop never leaves published
     # parts the ledger does not list (the next run would put them right, but the
@@ -179,7 +179,8 @@ class Committer:
             done = self.source.done(self.ledger, sha256, self.model_version)
             if done:
                 with lock:
-                    return self._already_scored(path, sha256, known, done.model_version)
+                    return self._already_scored(path, hashed.name, sha256, known,
+                                                done.model_version)
             if died is not None and max_deaths is not None and died >= max_deaths:
                 with lock:
                     return self._quarantine(path, sha256, (
@@ -187,10 +188,11 @@ class Committer:
                         f"{max_deaths}); move it back to incoming/ to try again"))
             if died is not None:
                 note_begun(path, died + 1)  # read by the next run if this one dies too
-            return Claim(path, sha256, lock, hashed.started, known, path.stat().st_size)
+            return Claim(path, sha256, lock, hashed.started, known, hashed.name,
+                         path.stat().st_size)
         except (LockHeldError, FileNotFoundError) as exc:
             lock.close()
-            return self.busy(path, exc)
+            return self.busy(hashed.name, exc)
         except BaseException:
             lock.close()
             raise
@@ -225,26 +227,27 @@ class Committer:
     def _quarantine(self, path: Location, sha256: str, reason: str) -> FileOutcome:
         with self.critical():  # the move, its reason file and its ledger record
             outcome = self.source.quarantine(path, self.layout, reason, sha256, self.ledger)
-        self.logger.warning("%s %s: %s", outcome.status, readable_name(path.name), reason)
+        self.logger.warning("%s %s: %s", outcome.status, readable_name(outcome.file), reason)
         return outcome
 
-    def busy(self, path: Location, exc: Exception) -> FileOutcome:
-        """A file another run holds (``LockHeldError``) or moved meanwhile."""
+    def busy(self, name: str, exc: Exception) -> FileOutcome:
+        """A file (by its uploaded name) another run holds (``LockHeldError``) or moved
+        meanwhile."""
         if isinstance(exc, LockHeldError):
             self.logger.info("%s: another run is scoring this content; leaving it to that run",
-                             path.name)
-            return FileOutcome(path.name, FileStatus.BUSY)
+                             name)
+            return FileOutcome(name, FileStatus.BUSY)
         self.logger.info("%s: moved by another run while this one waited; nothing to do",
-                         path.name)
-        return FileOutcome(path.name, FileStatus.BUSY, detail=HANDLED_ELSEWHERE)
+                         name)
+        return FileOutcome(name, FileStatus.BUSY, detail=HANDLED_ELSEWHERE)
 
-    def _already_scored(self, path: Location, sha256: str, known: Identity | None,
+    def _already_scored(self, path: Location, name: str, sha256: str, known: Identity | None,
                         by_version: str) -> FileOutcome:
         if self._changed(path, known):
-            return changed_outcome(path)
+            return changed_outcome(name)
         self._move_to_archive(path, sha256)
         self.ledger.record_archived_many([sha256])
-        return FileOutcome(path.name, FileStatus.ALREADY_SCORED,
+        return FileOutcome(name, FileStatus.ALREADY_SCORED,
                            detail=f"content {content_key(sha256)} was scored by {by_version}")
 
     def commit(self, claims: list[Claim],
@@ -297,14 +300,14 @@ class Committer:
         if self._changed(path, claim.identity):
             self._drop(sha256, results)
             note_begun(path, 0)  # no run died on it: the next run starts its count anew
-            return changed_outcome(path), None
+            return changed_outcome(claim.name), None
         if self.monitor is not None:
-            self._write_monitoring(sha256, *self.monitor(path, sha256, results))
+            self._write_monitoring(sha256, *self.monitor(claim.name, sha256, results))
         scored = [self._publish_part(*r.scored_part) for r in results if r.scored_part]
         rejected = [self._publish_part(*r.rejected_part) for r in results if r.rejected_part]
         replace_stale_parts(scored, self.layout.scored, sha256, self.model_version, committed)
         replace_stale_parts(rejected, self.layout.rejected_rows, sha256, None, committed)
-        outcome = FileOutcome(path.name, FileStatus.SCORED)
+        outcome = FileOutcome(claim.name, FileStatus.SCORED)
         for result in results:
             outcome.add(result)
             if result.resumed:
@@ -313,7 +316,7 @@ class Committer:
                 outcome.scored_resumed += result.rows_scored
         outcome.encoding = next((r.encoding for r in results if r.encoding), "")
         return outcome, ScoredFile(
-            sha256, self.model_version, path.name, outcome.rows_read, outcome.rows_scored,
+            sha256, self.model_version, claim.name, outcome.rows_read, outcome.rows_scored,
             outcome.rows_quarantined, part_record(scored), part_record(rejected),
             encoding=outcome.encoding or None, rows_id_generated=outcome.rows_id_generated)
 

@@ -13,6 +13,10 @@ is the source, passed to the ``Committer`` as one of these:
   that cannot be read (or is refused) is not moved either: its reason is written to
   ``quarantine/files/<day>/<sha16>-<name>.reason.json`` and recorded in the ledger,
   and the backfill goes on. Done means scored by this model, nothing else.
+
+The source names each file once (``Hashed.name``, carried by its ``Claim``): the name
+it was uploaded under, which its rows, records, outcomes and lines say. The archive's
+``<sha16>-`` is taken off only here, never from an inbox file's name.
 """
 
 from __future__ import annotations
@@ -112,12 +116,12 @@ class FromArchive:
             sha256 = file_sha256(path)
         except (FileNotFoundError, LockHeldError):
             held.close()
-            return FileOutcome(readable_name(path.name), FileStatus.BUSY,
+            return FileOutcome(readable_name(original_name(path.name)), FileStatus.BUSY,
                                detail=HANDLED_ELSEWHERE)
         except ObjectChangedError as exc:
             held.close()
             logger.warning("%s", exc)
-            return changed_outcome(path)
+            return changed_outcome(original_name(path.name))
         except BaseException:
             held.close()
             raise
@@ -128,9 +132,10 @@ class FromArchive:
                           f"was archived with (content {recorded}): it was changed in "
                           "archive/; restore it, or put it in incoming/ to score it as a "
                           "new file")
-                logger.warning("refused %s: %s", readable_name(path.name), reason)
+                logger.warning("refused %s: %s", readable_name(original_name(path.name)),
+                               reason)
                 return self.quarantine(path, layout, reason, sha256, ledger)
-        return Hashed(path, sha256, known, held, started)
+        return Hashed(path, sha256, known, held, started, original_name(path.name))
 
     def done(self, ledger: RunState, sha256: str, model_version: str) -> ScoredFile | None:
         return ledger.scored(sha256, model_version)
@@ -149,4 +154,4 @@ class FromArchive:
                            "left_in": str(path), "quarantined_at": datetime.now(UTC).isoformat()})
         if sha256:
             ledger.record_quarantined_file(sha256, shown, reason, str(path))
-        return FileOutcome(readable_name(path.name), FileStatus.FAILED, detail=reason)
+        return FileOutcome(shown, FileStatus.FAILED, detail=reason)

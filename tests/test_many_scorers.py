@@ -245,8 +245,7 @@ def _three_scorers_and_a_sigkill(place: _Place, trained_models, subprocess_env, 
     with psycopg.connect(url) as db:
         rows = db.execute("SELECT rows_scored, archived_at IS NOT NULL, scored_part"
                           " FROM scored_files").fetchall()
-        assert db.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory'"
-                          ).fetchone()[0] == 0  # no lock left behind
+    assert postgres.advisory_locks_left(url) == 0  # no lock left behind, the killed run's too
     assert len(rows) == FILES - unreadable and all(archived for _, archived, _ in rows)
     assert sum(scored for scored, *_ in rows) == sum(expected.values())
     ledger_parts = {p.rpartition("/")[2] for *_, record in rows if record

@@ -61,12 +61,6 @@ def _paused(root, env, pause_dir: Path) -> subprocess.Popen:
     return proc
 
 
-def _advisory_locks(url: str) -> int:
-    with psycopg.connect(url) as db:
-        return db.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory'"
-                          ).fetchone()[0]
-
-
 def _check_once(root, url, expected: list[str]) -> None:
     ids = scored_rows(root, columns=["review_id"]).column("review_id").to_pylist()
     assert sorted(ids) == expected  # every input row exactly once
@@ -103,11 +97,11 @@ def test_a_scorer_killed_mid_file_leaves_no_lock_and_the_next_run_scores_all(
     env = _env(subprocess_env, url)
     killed = _run(scoring_root, dict(env, REVIEWFLOW_FAILPOINT="score:mid-file"))
     assert killed.returncode == -9, killed.stderr
-    assert _advisory_locks(url) == 0
+    assert postgres.advisory_locks_left(url) == 0
     done = _run(scoring_root, env)
     assert done.returncode == 0, done.stderr
     _check_once(scoring_root, url, expected)
-    assert _advisory_locks(url) == 0
+    assert postgres.advisory_locks_left(url) == 0
 
 
 def test_a_connection_cut_mid_run_stops_the_run_with_one_line(
@@ -127,7 +121,7 @@ def test_a_connection_cut_mid_run_stops_the_run_with_one_line(
     assert proc.returncode == 1, err
     _one_line_naming(err, f"127.0.0.1:{pg_cluster.port}/")
     assert postgres.PASSWORD not in out + err
-    assert _advisory_locks(url) == 0
+    assert postgres.advisory_locks_left(url) == 0
     done = _run(scoring_root, env)
     assert done.returncode == 0, done.stderr
     _check_once(scoring_root, url, expected)
@@ -150,7 +144,7 @@ def test_the_database_stopped_mid_run_stops_the_run_and_the_next_run_completes(
         _one_line_naming(err, f"127.0.0.1:{cluster.port}/")
         assert postgres.PASSWORD not in out + err
         cluster.start()
-        assert _advisory_locks(url) == 0
+        assert postgres.advisory_locks_left(url) == 0
         done = _run(scoring_root, env)
         assert done.returncode == 0, done.stderr
         _check_once(scoring_root, url, expected)

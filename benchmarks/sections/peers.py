@@ -208,6 +208,16 @@ def sklearn_contender(name: str, c: float, **vectorizer: Any) -> Contender:
                      train=train, score=lambda model, texts: model.predict_proba(texts)[:, 1])
 
 
+def sklearn_missing() -> str | None:
+    """Why scikit-learn cannot be measured here, or None when it can."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return ("scikit-learn not measured: the `sklearn` module (scikit-learn) is not "
+                "installed; `make bench` installs it from requirements-bench.lock")
+    return None
+
+
 def sklearn_contenders(language: str) -> list[Contender]:
     c = LANGUAGES[language]["sklearn_c"]
     found = [sklearn_contender(f"scikit-learn word 1-2 gram tf-idf + LogisticRegression(C={c:g})",
@@ -223,11 +233,13 @@ def contenders(language: str, settings) -> tuple[list[Contender], list[dict]]:
     """reviewflow and the peers to measure for ``language``, and a row for each peer
     that cannot be measured here (with its reason)."""
     found, absent = [reviewflow_contender(settings)], []
-    if (reason := fasttext_missing()) is None:
-        found.append(fasttext_contender())
-    else:
-        absent.append({"model": fasttext_contender().name, "kind": "peer", "error": reason})
-    return found + sklearn_contenders(language), absent
+    for missing, peers in ((fasttext_missing, [fasttext_contender()]),
+                           (sklearn_missing, sklearn_contenders(language))):
+        if (reason := missing()) is None:
+            found += peers
+        else:
+            absent += [{"model": peer.name, "kind": "peer", "error": reason} for peer in peers]
+    return found, absent
 
 
 # --------------------------------------------------------------------------- measuring

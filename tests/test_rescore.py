@@ -364,7 +364,6 @@ def test_a_backfill_beside_a_scoring_run_scores_no_file_twice_and_loses_none(
         root, scored_template, subprocess_env, tmp_path, request, state):
     """A `score` run paused inside a new upload while a `rescore` runs; the inbox also
     holds a second upload of an archived file, which both runs find."""
-    import time
 
     env = _state_env(request, state, root, subprocess_env)
     inbox = layout_of(root).incoming
@@ -374,11 +373,7 @@ def test_a_backfill_beside_a_scoring_run_scores_no_file_twice_and_loses_none(
     pause.mkdir()
     scorer = _cli(root, env, "score", REVIEWFLOW_PAUSEPOINT="score:mid-file",
                   REVIEWFLOW_PAUSEPOINT_DIR=str(pause))
-    deadline = time.monotonic() + 300
-    while not (pause / "reached").exists():
-        assert scorer.poll() is None, scorer.communicate()[0][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_at_pause(scorer, pause)
     rescorer = _cli(root, env, "rescore")
     rescored = _finish(rescorer)
     (pause / "go").touch()
@@ -390,6 +385,15 @@ def test_a_backfill_beside_a_scoring_run_scores_no_file_twice_and_loses_none(
     archived = sorted(p.name.split("-", 1)[1] for p in layout_of(root).archive.rglob("*")
                       if p.is_file())
     assert archived == sorted([*FILES, "new.csv", "b-again.csv"])
+
+
+def _wait_at_pause(process: subprocess.Popen, pause: Path) -> None:
+    """Until ``process`` is held at its pause point (``REVIEWFLOW_PAUSEPOINT_DIR=pause``)."""
+    deadline = time.monotonic() + 300
+    while not (pause / "reached").exists():
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 def _state_env(request, state: str, root: Path, env: dict) -> dict:
@@ -408,17 +412,12 @@ def _state_env(request, state: str, root: Path, env: dict) -> dict:
 def test_an_interrupted_backfill_says_what_it_kept_and_the_next_one_finishes(
         root, scored_template, subprocess_env, tmp_path):
     import signal
-    import time
 
     pause = tmp_path / "pause"
     pause.mkdir()
     process = _cli(root, subprocess_env, "rescore", REVIEWFLOW_PAUSEPOINT="score:mid-file",
                    REVIEWFLOW_PAUSEPOINT_DIR=str(pause))
-    deadline = time.monotonic() + 300
-    while not (pause / "reached").exists():
-        assert process.poll() is None, process.communicate()[0][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_at_pause(process, pause)
     process.send_signal(signal.SIGINT)
     time.sleep(1)  # the stop is in before the paused shard goes on
     (pause / "go").touch()

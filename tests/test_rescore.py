@@ -364,7 +364,6 @@ def test_a_backfill_beside_a_scoring_run_scores_no_file_twice_and_loses_none(
         root, scored_template, subprocess_env, tmp_path, request, state):
     """A `score` run paused inside a new upload while a `rescore` runs; the inbox also
     holds a second upload of an archived file, which both runs find."""
-
     env = _state_env(request, state, root, subprocess_env)
     inbox = layout_of(root).incoming
     write_csv(inbox / "new.csv", good_rows("new", 6))

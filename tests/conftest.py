@@ -93,15 +93,31 @@ def data_dir(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory) -> Path:
-    """A registry whose champion was trained on the bundled sample, made once per session."""
+    """A registry whose champion was trained on the bundled sample, made once per run.
+
+    Tests only read it (they copy it into their own root). Under pytest-xdist the first
+    worker to ask trains it, holding a lock in the folder the run's workers share, and
+    the others take the same registry: one training instead of one per worker."""
+    import fcntl
+
     from flows.retrain_model import retrain_model
     from tests.helpers import layout_of
 
-    root = tmp_path_factory.mktemp("champion") / "data"
-    shutil.copytree(SAMPLES / "labeled", layout_of(root).labeled)
-    summary = retrain_model(data_dir=str(root), architecture="seed", epochs=10)
-    assert summary["promoted"], summary
-    return layout_of(root).models
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # pytest-N/, above each worker's popen-gwK/
+    models = shared / "sample-champion" / "models"  # named models/, as fs.put copies it
+    with open(shared / "sample-champion.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not models.exists():
+            root = tmp_path_factory.mktemp("champion") / "data"
+            shutil.copytree(SAMPLES / "labeled", layout_of(root).labeled)
+            summary = retrain_model(data_dir=str(root), architecture="seed", epochs=10)
+            assert summary["promoted"], summary
+            shutil.rmtree(models.parent / ".models.tmp", ignore_errors=True)
+            shutil.copytree(layout_of(root).models, models.parent / ".models.tmp")
+            os.replace(models.parent / ".models.tmp", models)
+    return models
 
 
 @pytest.fixture

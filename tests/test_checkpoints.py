@@ -249,10 +249,16 @@ def _score_cli(root: Path, env: dict) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=600)
 
 
-def _summary(output: str) -> dict:
-    """The run summary a run logs (flows.score_report.publish_summary)."""
-    (line,) = [line for line in output.splitlines() if '{"model_version"' in line]
-    return json.loads(line[line.index("{"):])
+def _score_here(root, state_url: str | None, monkeypatch, **extra) -> dict:
+    """The run after the killed ones, in this process with the settings ``_env`` gives a
+    command (what is checked is what the killed processes left and how a run finishes
+    it; the command's own start and exit are test_cli.py's and test_stop_anywhere.py's).
+    Its summary."""
+    from tests.helpers import score
+
+    for name, value in _env({}, state_url, **extra).items():
+        monkeypatch.setenv(name, value)
+    return score(root)
 
 
 def _state(root: Path, state_url: str | None):
@@ -287,7 +293,7 @@ def _check_once(root: Path, state_url: str | None, rows: list[dict], summary: di
 
 @pytest.mark.parametrize("kill", sorted(KILLS))
 def test_a_run_killed_at_each_checkpoint_step_loses_nothing_and_doubles_nothing(
-        scoring_root, subprocess_env, state_url, kill):
+        scoring_root, subprocess_env, state_url, kill, monkeypatch):
     rows = _rows()
     path = write_csv(layout_of(scoring_root).incoming / "a.csv", rows)
     assert path.stat().st_size > SMALL_FILE_BYTES
@@ -301,10 +307,7 @@ def test_a_run_killed_at_each_checkpoint_step_loses_nothing_and_doubles_nothing(
     finally:
         state.close()
     assert [r.shard for r in kept] == RECORDED[kill]
-    final = dict(KILLS[kill][-1][1])
-    done = _score_cli(scoring_root, _env(subprocess_env, state_url, **final))
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = _summary(done.stderr + done.stdout)
+    summary = _score_here(scoring_root, state_url, monkeypatch, **KILLS[kill][-1][1])
     assert summary["rows_read"] == len(rows) and summary["files_scored"] == 1
     assert summary["rows_resumed"] == RESUMED_AFTER[kill]
     assert summary["shards_resumed"] == (1 if RESUMED_AFTER[kill] else 0)
@@ -416,7 +419,8 @@ def test_dask_workers_score_only_the_shards_a_killed_run_did_not_keep(
 
 
 def test_checkpoints_on_an_s3_root_are_kept_and_reused(s3_env, trained_models,
-                                                       subprocess_env, pg_cluster, tmp_path):
+                                                       subprocess_env, pg_cluster, tmp_path,
+                                                       monkeypatch):
     """On object storage (a rename is a copy and a delete, a footer a ranged read) with
     PostgreSQL state: a run killed once it kept a checkpoint, the next one reuses it."""
     endpoint, fs = s3_env
@@ -432,18 +436,14 @@ def test_checkpoints_on_an_s3_root_are_kept_and_reused(s3_env, trained_models,
                AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
                REVIEWFLOW_STORAGE_OPTIONS=json.dumps({"endpoint_url": endpoint}))
 
-    def score_s3(**extra) -> subprocess.CompletedProcess:
-        return subprocess.run(reviewflow_command("score", "--data-dir", root), cwd=PROJECT,
-                              env=dict(env, **extra), capture_output=True, text=True,
-                              timeout=600)
-
-    killed = score_s3(REVIEWFLOW_FAILPOINT="score:checkpoint-recorded")
+    killed = subprocess.run(reviewflow_command("score", "--data-dir", root), cwd=PROJECT,
+                            env=dict(env, REVIEWFLOW_FAILPOINT="score:checkpoint-recorded"),
+                            capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     # The kept checkpoint, and the temporaries of the checkpoints scored after it.
     assert len(fs.glob(f"{root}/scored/*/.part-*-s0000.parquet.*.tmp")) == 1
-    done = score_s3()
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = _summary(done.stderr + done.stdout)
+    summary = _score_here(root, url, monkeypatch,  # the credentials: s3_env set them here
+                          REVIEWFLOW_STORAGE_OPTIONS=env["REVIEWFLOW_STORAGE_OPTIONS"])
     assert summary["rows_resumed"] == CHECKPOINT_ROWS and summary["rows_read"] == len(rows)
     copy = tmp_path / "copy"
     fs.get(f"{root}/", str(copy), recursive=True)

@@ -33,9 +33,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 demo: install
 	$(BIN)/reviewflow demo
 
-# Two pytest-xdist workers (TEST_WORKERS=1 runs the suite in one process): most tests
-# wait on subprocesses and servers, so two share two cores well (README, "Tests").
-TEST_WORKERS ?= 2
+# Three pytest-xdist workers on two cores (TEST_WORKERS=1 runs the suite in one process):
+# most tests wait on subprocesses and servers, and with two workers a fifth of the cores
+# stayed idle (docs/development.md, "Tests").
+TEST_WORKERS ?= 3
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=30
 

@@ -106,7 +106,7 @@ def trained_models(tmp_path_factory) -> Path:
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # pytest-N/, above each worker's popen-gwK/
-    models = shared / "sample-champion" / "models"  # named models/, as fs.put copies it
+    models = layout_of(shared / "sample-champion").models  # only its models/ is kept
     with open(shared / "sample-champion.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not models.exists():
@@ -114,9 +114,11 @@ def trained_models(tmp_path_factory) -> Path:
             shutil.copytree(SAMPLES / "labeled", layout_of(root).labeled)
             summary = retrain_model(data_dir=str(root), architecture="seed", epochs=10)
             assert summary["promoted"], summary
-            shutil.rmtree(models.parent / ".models.tmp", ignore_errors=True)
-            shutil.copytree(layout_of(root).models, models.parent / ".models.tmp")
-            os.replace(models.parent / ".models.tmp", models)
+            staging = shared / "sample-champion.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(layout_of(root).models, staging)
+            models.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging, models)
     return models
 
 

@@ -34,7 +34,7 @@ demo: install
 	$(BIN)/reviewflow demo
 
 # Three pytest-xdist workers on two cores (TEST_WORKERS=1 runs the suite in one process):
-# most tests wait on subprocesses and servers, and with two workers a fifth of the cores
+# most tests wait on subprocesses and servers, and with two workers about 15% of the cores
 # stayed idle (docs/development.md, "Tests").
 TEST_WORKERS ?= 3
 test: install

@@ -34,3 +34,41 @@ def test_a_saved_model_still_gives_the_monitor_its_vocabulary(name):
     assert len(vocabulary.tokens) == expected["tokens"]
     assert vocabulary.characters_of_unspaced_scripts == expected["characters_of_unspaced_scripts"]
     assert vocabulary.marks_are_words == expected["marks_are_words"]
+
+
+def test_slices_in_flight_give_each_slice_its_own_scores_and_report_in_order():
+    """``predict_scores`` computes SLICES_IN_FLIGHT slices at once: every score is the
+    one that slice gives alone, bit for bit, and ``between`` hears of each slice in
+    order, with its row count."""
+    from tasks.model import serving
+
+    assert serving.SLICES_IN_FLIGHT > 1
+    model = load_model(FIXTURES / "ngram-marks.keras")
+    texts = np.array(EXPECTED["texts"] * 30, dtype=object)[:-3]  # a short last slice
+    starts = range(0, len(texts), 8)
+    alone = np.concatenate([predict_scores(model, texts[s:s + 8], 8) for s in starts])
+    heard = []
+    together = predict_scores(model, texts, 8, heard.append)
+    np.testing.assert_array_equal(together, alone)
+    assert heard == [len(texts[s:s + 8]) for s in starts]
+
+
+def test_a_stop_between_slices_is_raised_once_the_slices_in_flight_are_done():
+    import threading
+
+    class Stop(Exception):
+        pass
+
+    model = load_model(FIXTURES / "seed.keras")
+    texts = np.array(EXPECTED["texts"] * 30, dtype=object)
+    heard = []
+
+    def between(rows: int) -> None:
+        heard.append(rows)
+        if len(heard) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        predict_scores(model, texts, 4, between)
+    assert heard == [4, 4, 4]  # nothing reported after the stop
+    assert not [t for t in threading.enumerate() if t.name.startswith("predict")]

@@ -85,10 +85,10 @@ def warm_up(model: keras.Model) -> keras.Model:
     return model
 
 
-# Prediction slices computed at once. One call of the serving function keeps only about
-# 1.2 of two cores busy (its ops run mostly one after another); a second slice in flight
-# fills the gaps. Every slice is still the same slice of the same texts, so each score is
-# what one slice at a time gives (tests/test_saved_models.py checks it bit for bit).
+# Prediction slices computed at once. One call of the serving function leaves cores idle
+# (its ops run mostly one after another); a second slice in flight fills the gaps. Every
+# slice is still the same slice of the same texts, so each score is what one slice at a
+# time gives (tests/test_saved_models.py checks it bit for bit; BENCHMARKS.md the speed).
 SLICES_IN_FLIGHT = 2
 
 
@@ -108,22 +108,20 @@ def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int,
         scores[start:start + batch_size] = serve(batch).numpy().reshape(-1)
         return len(batch)
 
-    starts = range(0, len(texts), batch_size)
-    if len(starts) <= 1:
-        for start in starts:
-            rows = predict(start)
-            if between is not None:
-                between(rows)
-        return scores
+    def finish(slice_) -> None:
+        rows = slice_.result()
+        if between is not None:
+            between(rows)
+
     with ThreadPoolExecutor(SLICES_IN_FLIGHT, thread_name_prefix="predict") as pool:
         in_flight: deque = deque()
         try:
-            for start in starts:
+            for start in range(0, len(texts), batch_size):
                 in_flight.append(pool.submit(predict, start))
-                while len(in_flight) >= SLICES_IN_FLIGHT or (in_flight and start == starts[-1]):
-                    rows = in_flight.popleft().result()
-                    if between is not None:
-                        between(rows)
+                if len(in_flight) == SLICES_IN_FLIGHT:
+                    finish(in_flight.popleft())
+            while in_flight:
+                finish(in_flight.popleft())
         except BaseException:
             for waiting in in_flight:
                 waiting.cancel()  # the pool's exit waits for the ones already running

@@ -61,6 +61,28 @@ def test_compatibility_hanja_stay_as_written(tmp_path):
         "\uf933\uf990 영화", "한국\uf9cf"]
 
 
+@pytest.mark.parametrize("ascii_rows", [0, 1, 40])
+def test_rows_mixed_with_ascii_ones_are_normalized_in_place(tmp_path, ascii_rows):
+    # Only the rows outside ASCII go through the normalization; each row must come back
+    # where it was, as it would alone, whatever the ASCII rows around it.
+    odd = [unicodedata.normalize("NFD", KOREAN[0]), _zero_width("café"), "\uf933\uf990 영화",
+           "naïve" + unicodedata.normalize("NFD", "é"), KOREAN[1], "\u200b"]
+    texts = []
+    for index, text in enumerate(odd):
+        texts += [text] + [f"plain review {index}-{n}" for n in range(ascii_rows)]
+    _write(tmp_path / "mixed.parquet", texts)
+    alone = []
+    for index, text in enumerate(texts):
+        _write(tmp_path / f"alone-{index}.parquet", [text])
+        alone += read_reviews(tmp_path / f"alone-{index}.parquet").column("text").to_pylist()
+    read = read_reviews(tmp_path / "mixed.parquet").column("text").to_pylist()
+    assert read == alone
+    assert read[0] == KOREAN[0] and read[1 + ascii_rows] == "café"
+    assert read[2 * (1 + ascii_rows)] == "\uf933\uf990 영화"
+    assert read[3 * (1 + ascii_rows)] == "naïveé" and unicodedata.is_normalized("NFC", read[3 * (1 + ascii_rows)])
+    assert [t for t in read if t.startswith("plain")] == [t for t in texts if t.startswith("plain")]
+
+
 def test_nfd_and_zero_width_reviews_score_like_nfc(tmp_path, trained_models):
     from tasks.model import load_model, predict_scores
     from tasks.training.registry import Registry

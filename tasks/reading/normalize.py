@@ -46,8 +46,21 @@ def normalize_text(texts: pa.Array) -> pa.Array:
     compatibility characters (the jamo of ㅋㅋ, full-width letters) that models
     trained before learned as they were.
     """
-    if len(texts) == 0 or pc.all(pc.string_is_ascii(texts)).as_py() is not False:
+    # Only a row with a character outside ASCII can change (the zero-width characters
+    # and every spelling NFC rewrites are outside it), so the kernels below run on those
+    # rows alone: most English reviews are ASCII throughout.
+    changeable = pc.invert(pc.fill_null(pc.string_is_ascii(texts), True))
+    if len(texts) == 0 or not pc.any(changeable).as_py():
         return texts  # nothing to normalize (pure ASCII, or all null)
+    if pc.all(changeable).as_py():
+        return _normalized(texts)
+    before = texts.filter(changeable)
+    after = _normalized(before)
+    return texts if after.equals(before) else pc.replace_with_mask(texts, changeable, after)
+
+
+def _normalized(texts: pa.Array) -> pa.Array:
+    """``normalize_text`` of every row of ``texts``."""
     texts = pc.replace_substring_regex(texts, _ZERO_WIDTH, "")
     normal = pc.utf8_normalize(texts, "NFC")
     compat = pc.and_(pc.not_equal(normal, texts),

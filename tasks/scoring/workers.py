@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,9 +53,10 @@ def cached_model(ref: ModelRef):
     with _lock:  # a worker with several threads must not load it twice at once
         if _model is not None and _model[0] == ref.key:
             return _model[1]
-        from tasks.model import load_model, warm_up
+        from tasks.model import load_model, model_vocabulary, warm_up
 
         model = warm_up(load_model(_local_copy(ref)))
+        model_vocabulary(model)  # kept with the model: every file's drift counts read it
         _model = (ref.key, model)
         MODEL_LOADS[ref.key] = MODEL_LOADS.get(ref.key, 0) + 1
         return model
@@ -95,12 +97,14 @@ def here() -> dict:
     """Where this code runs: the Dask worker's address (or "local"), host, pid, device."""
     global _device
     address = "local"
-    try:
-        from distributed import get_worker
-
-        address = get_worker().address
-    except (ImportError, ValueError):
-        pass  # not on a Dask worker
+    # A Dask worker imported distributed before it ran any task; elsewhere importing it
+    # only to learn so would cost the first file of a run a quarter of a second.
+    distributed = sys.modules.get("distributed")
+    if distributed is not None:
+        try:
+            address = distributed.get_worker().address
+        except ValueError:
+            pass  # distributed imported, but this is not a Dask worker
     if _device is None:
         from tasks.model import compute_device
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 
-from conftest import PROJECT
+from conftest import PROJECT, SAMPLES
 from test_imports import imports_of
 
 from benchmarks.common import SUMMARY_COMMANDS, reviewflow_argv, run_summary
@@ -127,3 +128,27 @@ def test_the_committed_report_renders_from_its_figures_with_todays_sections(tmp_
             assert "_Section took" in body and "**Failed**" not in body, name
         elif status is None:
             assert "Not run: not selected" in body, name
+
+
+def test_the_stage_profile_times_the_files_work_apart_from_loading_the_model(
+        tmp_path, trained_models):
+    """Section 2's stage table: the model and validator are loaded before the clock
+    starts, and what no stage timed is a row of its own, so the rows add up to the wall."""
+    from benchmarks.sections.profile import STAGES, profile_scoring
+    from benchmarks.sections.throughput import render_stages
+    from tasks.scoring.workers import ModelRef
+    from tasks.settings import Settings
+
+    (model_file,) = trained_models.glob("versions/*/model.keras")
+    reviews = tmp_path / "reviews.csv"
+    shutil.copy(SAMPLES / "incoming" / "new-reviews.csv", reviews)
+    ref = ModelRef(f"profiled-{tmp_path.name}", model_file)  # a version no test loaded yet
+    stages = profile_scoring(reviews, ref, Settings(), tmp_path / "out")
+    assert stages["rows"] > 0 and stages["rows_scored"] + stages["rows_rejected"] == stages["rows"]
+    assert stages["load_seconds"] > 0
+    timed = sum(stages["seconds"][name] for name in STAGES)
+    assert abs(timed + stages["other_seconds"] - stages["total_seconds"]) < 0.01
+    # A few rows take far less than loading the model and tracing it: the load is outside.
+    assert stages["total_seconds"] < stages["load_seconds"]
+    table = "\n".join(render_stages(stages))
+    assert "in none of the stages above" in table and "outside the file's work" in table

@@ -53,11 +53,16 @@ def profile_scoring(path: Path, model, settings, out_dir: Path) -> dict:
     outputs go under ``out_dir``.
     """
     from tasks.scoring.planning import Shard
-    from tasks.scoring.shard import ScoringJob, StageClock, score_shard
+    from tasks.scoring.shard import ScoringJob, StageClock, Worker, score_shard
     from tasks.storage.local import file_sha256, publish
 
     job = ScoringJob.from_settings(settings, model, None, datetime.now(UTC),
                                    out_dir / "scored", out_dir / "rejected")
+    # The model and the validator as a worker has them before its first file (the flow
+    # loads them before any file): their cost is start-up's, not the file's.
+    loading = time.perf_counter()
+    Worker(job)
+    load_seconds = time.perf_counter() - loading
     clock = StageClock()
     seconds = dict.fromkeys(STAGES, 0.0)
     started = time.perf_counter()
@@ -79,6 +84,8 @@ def profile_scoring(path: Path, model, settings, out_dir: Path) -> dict:
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "share": {k: round(v / total, 3) if total else 0.0 for k, v in seconds.items()},
         "total_seconds": round(total, 3),
+        "other_seconds": round(max(total - sum(seconds.values()), 0.0), 3),
+        "load_seconds": round(load_seconds, 3),
         "reviews_per_second": round(rows / total) if total else 0,
         "slowest_stage": slowest,
     }

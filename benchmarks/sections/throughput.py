@@ -149,9 +149,17 @@ def render_stages(stages: dict) -> list[str]:
               round(1e6 * stages["seconds"][key] / rows, 1) if rows else None,
               f"{stages['seconds'][key] / wall:.0%}" if wall else None]
              for key, label in STAGE_ROWS]
+    if "other_seconds" in stages:
+        other = stages["other_seconds"]
+        table.append(["in none of the stages above", other,
+                      round(1e6 * other / rows, 1) if rows else None,
+                      f"{other / wall:.0%}" if wall else None])
     table.append(["the file's work, wall", wall,
                   round(1e6 * wall / rows, 1) if rows else None, "100%"])
+    loaded = (f" The model and the validator were loaded first ({stages['load_seconds']} s, "
+              "as the flow does before any file), outside the file's work."
+              if "load_seconds" in stages else "")
     return [f"Where the file's time goes: the same {rows:,} reviews scored once more by "
-            "`score_shard` (`benchmarks/sections/profile.py`), stage by stage.", "",
+            f"`score_shard` (`benchmarks/sections/profile.py`), stage by stage.{loaded}", "",
             *md_table(["stage", "seconds", "ms per 1,000 reviews", "of the file's wall"],
                       table)]

@@ -141,7 +141,7 @@ def test_the_stage_profile_times_the_files_work_apart_from_loading_the_model(
 
     (model_file,) = trained_models.glob("versions/*/model.keras")
     reviews = tmp_path / "reviews.csv"
-    shutil.copy(SAMPLES / "incoming" / "new-reviews.csv", reviews)
+    shutil.copy(next(SAMPLES.glob("*/new-reviews.csv")), reviews)  # the bundled sample
     ref = ModelRef(f"profiled-{tmp_path.name}", model_file)  # a version no test loaded yet
     stages = profile_scoring(reviews, ref, Settings(), tmp_path / "out")
     assert stages["rows"] > 0 and stages["rows_scored"] + stages["rows_rejected"] == stages["rows"]

@@ -565,11 +565,24 @@ def test_progress_inside_a_long_file_is_logged_at_least_every_10_s(scoring_root,
     rows/s and what is left, at least every 10 s: from the run's log records."""
     import logging
 
+    import tasks.scoring.rows
     from tests.helpers import score
 
-    rows = 60_000
+    rows = 20_000
     _write_large(layout_of(scoring_root).incoming / "big.csv", rows)
-    monkeypatch.setenv("REVIEWFLOW_PREDICT_BATCH_SIZE", "1")  # tens of seconds for the file
+    # A slow device: each prediction slice of 50 rows takes at least 40 ms more, so the
+    # file takes 16 s or more of wall time (and little CPU) however fast this host is.
+    monkeypatch.setenv("REVIEWFLOW_PREDICT_BATCH_SIZE", "50")
+    predict_scores = tasks.scoring.rows.predict_scores
+
+    def on_a_slow_device(model, texts, batch_size, between=None):
+        def slowly(done: int) -> None:
+            time.sleep(0.04)
+            if between is not None:
+                between(done)
+        return predict_scores(model, texts, batch_size, slowly)
+
+    monkeypatch.setattr(tasks.scoring.rows, "predict_scores", on_a_slow_device)
     caplog.set_level(logging.INFO, logger="prefect.flow_runs")  # the suite runs at WARNING
     summary = score(scoring_root)
     assert summary["rows_scored"] == rows

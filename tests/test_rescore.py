@@ -314,6 +314,17 @@ def _cli(root, env, *args, **extra) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _rescore_here(root, env, monkeypatch) -> None:
+    """A rescore in this process with the settings ``_cli`` gives its commands: where what
+    is checked is what the processes before it left, not a command's own start and exit
+    (covered by the tests that run ``rescore`` as a process)."""
+    settings = {"REVIEWFLOW_SETTLE_SECONDS": "0", "REVIEWFLOW_READ_BATCH_ROWS": "2"}
+    for name, value in {**settings, **{k: v for k, v in env.items()
+                                       if k.startswith("REVIEWFLOW_")}}.items():
+        monkeypatch.setenv(name, value)
+    assert cli_exit_code(["rescore", "--data-dir", str(root)]) == 0
+
+
 def _finish(process) -> str:
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output[-3000:]
@@ -361,7 +372,7 @@ def test_a_backfill_killed_then_run_again_scores_each_review_once(
 
 @pytest.mark.parametrize("state", ["sqlite", "postgresql"])
 def test_a_backfill_beside_a_scoring_run_scores_no_file_twice_and_loses_none(
-        root, scored_template, subprocess_env, tmp_path, request, state):
+        root, scored_template, subprocess_env, tmp_path, request, state, monkeypatch):
     """A `score` run paused inside a new upload while a `rescore` runs; the inbox also
     holds a second upload of an archived file, which both runs find."""
     env = _state_env(request, state, root, subprocess_env)
@@ -377,7 +388,7 @@ def test_a_backfill_beside_a_scoring_run_scores_no_file_twice_and_loses_none(
     rescored = _finish(rescorer)
     (pause / "go").touch()
     _finish(scorer)
-    _finish(_cli(root, env, "rescore"))  # what either left busy
+    _rescore_here(root, env, monkeypatch)  # what either left busy
     _exactly_once_per_version(root, scored_template[1], [f"new-{i}" for i in range(6)])
     assert "; 1 files busy" in rescored, rescored[-3000:]  # b: the scorer held its content
     assert not [p for p in inbox.rglob("*") if p.is_file()]

@@ -486,7 +486,7 @@ def test_a_stop_inside_a_large_file_is_quick_and_the_next_run_scores_only_the_re
     API, the command exits 130 saying what it kept, and the next run publishes the kept
     checkpoints as they are (the same files) and scores only the other rows: every row
     once."""
-    rows, every = 60_000, 10_000
+    rows, every = 30_000, 5_000
     _write_large(layout_of(scoring_root).incoming / "big.csv", rows)
     _write_large(layout_of(scoring_root).incoming / "next.csv", rows)  # queued, cancelled
     # Prediction slices of 2 rows: the file takes tens of seconds even on a fast host.

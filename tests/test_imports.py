@@ -219,6 +219,8 @@ ENVIRONMENT_READERS = {
                         "REVIEWFLOW_PAUSEPOINT), read where they fire so no code carries them",
     "tasks.native_logs": "TensorFlow's own switch, TF_CPP_MIN_LOG_LEVEL, set before it loads "
                          "in every process that loads it",
+    "tasks.native_memory": "glibc's own switch, MALLOC_ARENA_MAX: a user's value wins over "
+                           "the arena limit set where TensorFlow loads",
     "tasks.validation": "Great Expectations' analytics switch, set before it loads in every "
                         "process that validates",
     "tasks.state.url": "libpq's own variables (PGHOST, PGPORT, PGUSER, PGDATABASE, "

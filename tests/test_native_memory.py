@@ -6,6 +6,7 @@ hold memory at once, then glibc's ``malloc_stats()`` lists the process's arenas.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -33,8 +34,6 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
 
 def arenas_after(setup: str, **env: str) -> int:
     """The arenas of a fresh interpreter that ran ``setup``, then six threads at once."""
-    import os
-
     done = subprocess.run([sys.executable, "-c", PROBE.format(setup=setup)], cwd=PROJECT,
                           env={**{k: v for k, v in os.environ.items()
                                   if k != "MALLOC_ARENA_MAX"}, **env},

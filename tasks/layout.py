@@ -338,6 +338,24 @@ class DataLayout(BaseModel):
             outside = self.state_root is not None and folder.is_relative_to(self.state_root)
             base = self.state_root if outside else self.root
             check_inside(base, folder)
+        # Every partition already there, of any day: a run that crosses midnight writes
+        # into the next day's folders, and readers (rescore, accuracy, DuckDB over
+        # scored/**) go through all of them, so a link in any one is refused, not only
+        # in the folders of the day the run started.
+        for parent in self.partitioned_folders():
+            if not parent.is_dir():
+                continue
+            with os.scandir(parent) as entries:
+                for entry in entries:
+                    if entry.is_symlink():
+                        check_inside(self.root, Path(entry.path))
+
+    def partitioned_folders(self) -> list[Path]:
+        """The folders whose every entry is a partition (one per day, or per model
+        version): each entry is a folder the run makes, never a link."""
+        return [self.scored_partition("x").parent, self.rejected_partition("x").parent,
+                self.quarantined_files("x").parent, self.monitoring_partition("x").parent,
+                self.archive_folder("x").parent, self.accuracy_partition("x").parent]
 
 
 def check_inside(base: Path, path: Path) -> None:

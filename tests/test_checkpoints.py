@@ -21,7 +21,7 @@ import subprocess
 import time
 import uuid
 from contextlib import closing
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -472,10 +472,14 @@ def _write_large(path: Path, rows: int) -> Path:
 LOG_TIME = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) \| ")
 
 
-def _logged_at(line: str) -> float:
-    """The wall-clock time of a Prefect log line (today, local time)."""
+def _logged_at(line: str, near: float) -> float:
+    """The wall-clock time of a Prefect log line (local time, no date), as a timestamp:
+    the one of that clock time nearest ``near``, so a line across midnight reads right."""
     clock = datetime.strptime(LOG_TIME.match(line)[1], "%H:%M:%S.%f").time()
-    return datetime.combine(datetime.now().date(), clock).timestamp()
+    day = datetime.fromtimestamp(near).date()
+    candidates = [datetime.combine(day + timedelta(days=shift), clock).timestamp()
+                  for shift in (-1, 0, 1)]
+    return min(candidates, key=lambda at: abs(at - near))
 
 
 def test_a_stop_inside_a_large_file_is_quick_and_the_next_run_scores_only_the_rest(
@@ -516,7 +520,7 @@ def test_a_stop_inside_a_large_file_is_quick_and_the_next_run_scores_only_the_re
     said = log.read_text()
     assert code == 130, said[-3000:]
     (stopped,) = [line for line in said.splitlines() if "ScoringStopped" in line]
-    took_effect = _logged_at(stopped) - signalled
+    took_effect = _logged_at(stopped, signalled) - signalled
     print(f"the shard stopped {took_effect:.2f} s after SIGINT; the command exited after "
           f"{exited:.2f} s")
     assert took_effect <= 5, stopped

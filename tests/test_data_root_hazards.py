@@ -86,14 +86,17 @@ def test_the_command_says_so_in_one_line_and_exits_2(scoring_root, outside, subp
     assert files_under(outside) == before
 
 
-TODAY = day_of(datetime.now(UTC))
+TODAY = day_of(datetime.now(UTC))  # at collection: the run may start after midnight
+PAST = "2019-01-31"  # a partition of another day, which readers go through as well
 _AT = DataLayout(root=Path())  # the folders, relative to the root
 LINKABLE = [str(p) for p in (
     _AT.archive, _AT.quarantine, _AT.quarantined_files(TODAY).parent, _AT.rejected_rows,
     _AT.scored, _AT.monitoring, _AT.production_accuracy, _AT.state, _AT.lock_file("0" * 64).parent,
     _AT.models / VERSIONS_FOLDER, _AT.incoming, _AT.archive_folder(TODAY),
     _AT.quarantined_files(TODAY), _AT.scored_partition(TODAY), _AT.rejected_partition(TODAY),
-    _AT.monitoring_partition(TODAY))]
+    _AT.monitoring_partition(TODAY), _AT.archive_folder(PAST), _AT.quarantined_files(PAST),
+    _AT.scored_partition(PAST), _AT.rejected_partition(PAST), _AT.monitoring_partition(PAST),
+    _AT.accuracy_partition("20190131T000000Z-abcdef"))]
 
 
 @pytest.mark.parametrize("folder", LINKABLE)

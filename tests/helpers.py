@@ -89,6 +89,16 @@ def score(root, **settings) -> dict:
     return score_reviews(data_dir=str(root), settle_seconds=0, **settings)
 
 
+def take_command_settings(monkeypatch, env: dict[str, str]) -> None:
+    """Give this process the ``REVIEWFLOW_`` settings of ``env`` (a test's commands'
+    environment), so a run started here next reads them as the commands did: for a test
+    whose check is what killed or concurrent processes left, not a command's own start
+    and exit (which the tests that run the command as a process cover)."""
+    for name, value in env.items():
+        if name.startswith("REVIEWFLOW_"):
+            monkeypatch.setenv(name, value)
+
+
 def read_reviews(path: Path, batch_rows: int = 1000, max_decompressed_bytes: int = 10**9,
                  columns=None, **options) -> pa.Table:
     """The whole file through ``tasks.reading.iter_review_batches`` (what scoring and

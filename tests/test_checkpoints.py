@@ -251,13 +251,10 @@ def _score_cli(root: Path, env: dict) -> subprocess.CompletedProcess:
 
 def _score_here(root, state_url: str | None, monkeypatch, **extra) -> dict:
     """The run after the killed ones, in this process with the settings ``_env`` gives a
-    command (what is checked is what the killed processes left and how a run finishes
-    it; the command's own start and exit are test_cli.py's and test_stop_anywhere.py's).
-    Its summary."""
-    from tests.helpers import score
+    command. Its summary."""
+    from tests.helpers import score, take_command_settings
 
-    for name, value in _env({}, state_url, **extra).items():
-        monkeypatch.setenv(name, value)
+    take_command_settings(monkeypatch, _env({}, state_url, **extra))
     return score(root)
 
 

@@ -31,6 +31,7 @@ from tests.helpers import (
     score,
     scored_rows,
     scored_sql,
+    take_command_settings,
     write_csv,
 )
 
@@ -315,13 +316,9 @@ def _cli(root, env, *args, **extra) -> subprocess.Popen:
 
 
 def _rescore_here(root, env, monkeypatch) -> None:
-    """A rescore in this process with the settings ``_cli`` gives its commands: where what
-    is checked is what the processes before it left, not a command's own start and exit
-    (covered by the tests that run ``rescore`` as a process)."""
-    settings = {"REVIEWFLOW_SETTLE_SECONDS": "0", "REVIEWFLOW_READ_BATCH_ROWS": "2"}
-    for name, value in {**settings, **{k: v for k, v in env.items()
-                                       if k.startswith("REVIEWFLOW_")}}.items():
-        monkeypatch.setenv(name, value)
+    """A rescore in this process with the settings ``_cli`` gives its commands."""
+    take_command_settings(monkeypatch, {"REVIEWFLOW_SETTLE_SECONDS": "0",
+                                        "REVIEWFLOW_READ_BATCH_ROWS": "2", **env})
     assert cli_exit_code(["rescore", "--data-dir", str(root)]) == 0
 
 

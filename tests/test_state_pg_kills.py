@@ -51,12 +51,10 @@ def _run(root, env, *args) -> subprocess.CompletedProcess:
 
 
 def _next_run_here(root, url: str, monkeypatch) -> dict:
-    """The next run, in this process with the commands' settings: what the killed or
-    stopped process left is what is checked, not how a command starts."""
-    from tests.helpers import score
+    """The next run, in this process with the commands' settings."""
+    from tests.helpers import score, take_command_settings
 
-    for name, value in _env({}, url).items():
-        monkeypatch.setenv(name, value)
+    take_command_settings(monkeypatch, _env({}, url))
     return score(root)
 
 

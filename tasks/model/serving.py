@@ -63,8 +63,7 @@ def _serving_function(model: keras.Model):
     """``model`` as a graph function over a 1-D batch of strings of any length.
 
     The fixed signature traces once per model. ``model.predict`` wraps every call in
-    Keras' data-adapter machinery, which cost 10-40% of scoring time here for the
-    n-gram model at batch 1024 (see BENCHMARKS.md).
+    Keras' data-adapter machinery, a cost paid on every batch of every file.
     """
     function = _SERVING_FUNCTIONS.get(model)
     if function is None:
@@ -79,8 +78,8 @@ def _serving_function(model: keras.Model):
 
 
 def warm_up(model: keras.Model) -> keras.Model:
-    """Trace ``model``'s serving function now (about 0.5 s for the n-gram model), so a
-    process that loads a model to serve pays it once, at load, not inside a file."""
+    """Trace ``model``'s serving function now, so a process that loads a model to serve
+    pays the tracing once, at load, not inside a file."""
     predict_scores(model, np.array(["warm up"], dtype=object), 1)
     return model
 

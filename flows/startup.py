@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from flows.stopping import Stop, raise_if_stopped
+from tasks.deferred_imports import defer_unused_imports
 from tasks.native_logs import quiet_by_default
 
 
@@ -112,6 +113,7 @@ def warm_heavy_imports() -> Callable[[], None]:
     "Exception in thread warm-gx" and never end.
     """
     def load_validation() -> None:
+        defer_unused_imports()  # before Great Expectations imports altair
         import great_expectations  # noqa: F401
 
     def load_model() -> None:

@@ -22,6 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.deferred_imports import defer_unused_imports
+
 # Great Expectations sends usage analytics unless told not to; a batch job must not.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
@@ -142,6 +144,7 @@ class ReviewValidator:
     require_label: bool = False
 
     def __post_init__(self) -> None:
+        defer_unused_imports()  # before Great Expectations imports altair
         import great_expectations as gx  # slow import (seconds): only when validating
 
         logging.getLogger("great_expectations").setLevel(logging.WARNING)

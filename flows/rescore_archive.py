@@ -65,7 +65,7 @@ def rescore_archive(data_dir: str | None = None,
     settings = settings_from(data_dir, require_gpu=require_gpu, task_runner=task_runner,
                              dask_address=dask_address, shard_rows=shard_rows,
                              state_url=state_url)
-    DataLayout.of(settings).check_contained(day_of(datetime.now(UTC)))
+    DataLayout.of(settings).check_contained()
     Registry(DataLayout.of(settings).models).champion_version()  # NoChampionError: fails
     state = TimedState(open_state(settings.state_url, DataLayout.of(settings)))
     try:

@@ -92,7 +92,7 @@ def score_reviews(data_dir: str | None = None,
     # SQLite ledger would write through), a state database that is down and a root
     # scored with another run state (open_state checks its marker) each stop the run in
     # one line.
-    DataLayout.of(settings).check_contained(day_of(datetime.now(UTC)))
+    DataLayout.of(settings).check_contained()
     if (waiting := _before_first_champion(settings, logger)) is not None:
         return finished(waiting, score_message(waiting))
     state = TimedState(open_state(settings.state_url, DataLayout.of(settings)))
@@ -104,9 +104,8 @@ def score_reviews(data_dir: str | None = None,
 
 
 def _score_reviews(settings: Settings, ledger: RunState, logger) -> dict:
-    layout = DataLayout.of(settings).ensure()
+    layout = DataLayout.of(settings).ensure()  # one line, exit 2, if a folder is a link
     run_started, clock = datetime.now(UTC), time.perf_counter()
-    layout.check_contained(day_of(run_started))  # one line, exit 2, if a folder is a link
     local = settings.task_runner == "threads"  # shards run in this process
     device = local_device(settings, logger) if local else "Dask workers"
     registry = Registry(layout.models)

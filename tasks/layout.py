@@ -313,35 +313,31 @@ class DataLayout(BaseModel):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
-    def product_folders(self, day: str | None = None) -> list[Path]:
-        """Every folder a run reads or writes, with the dated ones of ``day``."""
-        folders = [self.incoming, self.incoming / CLAIMS_FOLDER, self.labeled, self.unlabeled,
-                   self.scored, self.rejected_rows, self.quarantine / "files",
-                   self.training_rejects, self.unlabeled_rejects, self.models,
-                   self.models / VERSIONS_FOLDER, self.models / STAGING_FOLDER, self.archive,
-                   self.monitoring, self.production_accuracy, self.state, self.state / "locks"]
-        if day is not None:
-            folders += [self.scored_partition(day), self.rejected_partition(day),
-                        self.quarantined_files(day), self.monitoring_partition(day),
-                        self.archive_folder(day)]
-        return folders
+    def product_folders(self) -> list[Path]:
+        """Every folder a run reads or writes, the dated ones apart (``partitioned_folders``
+        holds them)."""
+        return [self.incoming, self.incoming / CLAIMS_FOLDER, self.labeled, self.unlabeled,
+                self.scored, self.rejected_rows, self.quarantine / "files",
+                self.training_rejects, self.unlabeled_rejects, self.models,
+                self.models / VERSIONS_FOLDER, self.models / STAGING_FOLDER, self.archive,
+                self.monitoring, self.production_accuracy, self.state, self.state / "locks"]
 
-    def check_contained(self, day: str | None = None) -> None:
+    def check_contained(self) -> None:
         """Raise ``LinkedFolderError`` if a product folder (``product_folders``) is a
-        symbolic link, or has one on its way down from the root (or the state folder).
-        Folders not there yet are fine: the run creates them as real folders."""
+        symbolic link, or has one on its way down from the root (or the state folder),
+        or if any entry of a partitioned folder is one. Folders not there yet are fine:
+        the run creates them as real folders."""
         if not self.root.supports_links:  # a bucket: nothing there can be a link
             if self.state_root is not None:
                 check_inside(self.state_root, self.state_root / "locks")
             return
-        for folder in self.product_folders(day):
+        for folder in self.product_folders():
             outside = self.state_root is not None and folder.is_relative_to(self.state_root)
             base = self.state_root if outside else self.root
             check_inside(base, folder)
         # Every partition already there, of any day: a run that crosses midnight writes
         # into the next day's folders, and readers (rescore, accuracy, DuckDB over
-        # scored/**) go through all of them, so a link in any one is refused, not only
-        # in the folders of the day the run started.
+        # scored/**) go through all of them.
         for parent in self.partitioned_folders():
             if not parent.is_dir():
                 continue

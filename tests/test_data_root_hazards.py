@@ -158,7 +158,7 @@ def test_check_contained_accepts_a_plain_root_and_a_linked_root(tmp_path):
     folders inside it may not."""
     def refusal(root: Path) -> str | None:
         try:
-            DataLayout(root=root).check_contained(TODAY)
+            DataLayout(root=root).check_contained()
         except LinkedFolderError as exc:
             return str(exc)
         return None

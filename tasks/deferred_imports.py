@@ -3,10 +3,10 @@ imported only when something first reads them.
 
 Keras imports ``matplotlib.pyplot`` at its import, for its image-gallery helpers, and
 Great Expectations imports ``altair`` for the charts of one expectation reviewflow's suites
-never hold. Every process that loads a model or validates a file paid for both at start
-(docs/cli.md, "The Prefect API each command starts"); the drawing code of reviewflow (``tasks/charts.py``,
-``tasks/training/plots.py``) still gets the real modules, imported the first time it reads
-one of their names.
+never hold. Importing them is part of the start of every process that loads a model or
+validates a file (docs/cli.md, "The Prefect API each command starts"); the drawing code of
+reviewflow (``tasks/charts.py``, ``tasks/training/plots.py``) gets the real modules,
+imported the first time it reads one of their names.
 
 ``defer_unused_imports()`` puts a placeholder for each module of ``DEFERRED`` in
 ``sys.modules``, unless it is imported already. The first attribute read from a

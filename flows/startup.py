@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from flows.stopping import Stop, raise_if_stopped
-from tasks.deferred_imports import defer_unused_imports
+from tasks.heavy_imports import heavy_import
 from tasks.native_logs import quiet_by_default
 
 
@@ -82,18 +82,21 @@ def starting_flow(quiet: tuple[type[BaseException], ...] = ()) -> Iterator[None]
 
     From the main thread, first: a temporary server starts on the other core while this
     process imports (see flows/prefect_api.py), and TensorFlow and Great Expectations
-    import in background threads meanwhile (``warm_heavy_imports``).
+    import in background threads meanwhile (``warm_heavy_imports``). The garbage
+    collector is paused until all of it is imported (``tasks.heavy_imports``).
     """
     from flows.prefect_api import PrefectAPI
 
-    api = PrefectAPI.launch()
-    imported = warm_heavy_imports()
-    yield  # the caller imports its flow: Prefect, with its logging set up
-    raise_if_stopped()  # a stop an import dropped: no waiting for the API, no flow
-    if quiet:
-        quiet_reported_tracebacks(quiet)
-    api.connect()  # before any flow
-    imported()
+    # All of this imports (tasks/heavy_imports.py); a second flow in one process, none.
+    with heavy_import("prefect", "tensorflow", "great_expectations"):
+        api = PrefectAPI.launch()
+        imported = warm_heavy_imports()
+        yield  # the caller imports its flow: Prefect, with its logging set up
+        raise_if_stopped()  # a stop an import dropped: no waiting for the API, no flow
+        if quiet:
+            quiet_reported_tracebacks(quiet)
+        api.connect()  # before any flow
+        imported()
 
 
 def warm_heavy_imports() -> Callable[[], None]:
@@ -113,8 +116,8 @@ def warm_heavy_imports() -> Callable[[], None]:
     "Exception in thread warm-gx" and never end.
     """
     def load_validation() -> None:
-        defer_unused_imports()  # before Great Expectations imports altair
-        import great_expectations  # noqa: F401
+        with heavy_import("great_expectations"):
+            import great_expectations  # noqa: F401
 
     def load_model() -> None:
         import tasks.model.serving  # noqa: F401 - TensorFlow, Keras and the registered layers

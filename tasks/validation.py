@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.deferred_imports import defer_unused_imports
+from tasks.heavy_imports import heavy_import
 
 # Great Expectations sends usage analytics unless told not to; a batch job must not.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -144,8 +144,8 @@ class ReviewValidator:
     require_label: bool = False
 
     def __post_init__(self) -> None:
-        defer_unused_imports()  # before Great Expectations imports altair
-        import great_expectations as gx  # slow import (seconds): only when validating
+        with heavy_import("great_expectations"):  # seconds: only when validating
+            import great_expectations as gx
 
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         configs = list(self.suite_config["expectations"])

@@ -5,20 +5,20 @@ filtered (``tasks/native_logs.py``); importing them here, and only here, keeps t
 filter and the quiet default level (``quiet_by_default``) on every path that loads them
 through ``tasks.model``, in whatever process: a host without a GPU prints no CUDA probe
 line. The process's malloc arenas are capped here too (``tasks/native_memory.py``), and
-the drawing modules Keras imports but no run uses are deferred (``tasks/deferred_imports.py``).
+the import is a heavy one (``tasks/heavy_imports.py``): the drawing modules Keras imports
+but no run uses are deferred, the garbage collector paused while it runs.
 """
 
 from __future__ import annotations
 
-from tasks.deferred_imports import defer_unused_imports
+from tasks.heavy_imports import heavy_import
 from tasks.native_logs import native_log_filter, quiet_by_default
 from tasks.native_memory import limit_malloc_arenas
 
 quiet_by_default()
 limit_malloc_arenas()
-defer_unused_imports()
 
-with native_log_filter():
+with native_log_filter(), heavy_import("tensorflow"):
     import keras
     import tensorflow as tf
 

@@ -1,7 +1,10 @@
-"""The drawing modules Keras and Great Expectations import but no run uses are deferred
-(tasks/deferred_imports.py): a process that loads a model and a suite has placeholders
-for them, reviewflow's charts still draw with the real ones, and a placeholder read from
-many threads at once imports its module once.
+"""The two cuts in what importing the heavy libraries costs (tasks/heavy_imports.py).
+
+The drawing modules Keras and Great Expectations import but no run uses are deferred: a
+process that loads a model and a suite has placeholders for them, reviewflow's charts
+still draw with the real ones, and a placeholder read from many threads at once imports
+its module once. The garbage collector makes no full pass while those libraries import,
+runs again afterwards, and a pause held by two threads ends when both are done.
 
 Each check runs in a fresh interpreter: this worker has imported the libraries already.
 """
@@ -28,7 +31,7 @@ def run_python(code: str, tmp_path=None) -> str:
 def test_loading_a_model_and_a_suite_leaves_the_drawing_modules_unimported(tmp_path):
     out = run_python(f"""
         import sys
-        from tasks.deferred_imports import DeferredModule
+        from tasks.heavy_imports import DeferredModule
         from tests.helpers import packaged_validator
         packaged_validator()  # the packaged suite, built: Great Expectations imported
         print("great_expectations" in sys.modules,
@@ -63,7 +66,7 @@ def test_a_placeholder_read_by_many_threads_imports_its_module_once(tmp_path):
     """))
     out = run_python("""
         import sys, threading
-        from tasks.deferred_imports import DeferredModule, defer_unused_imports
+        from tasks.heavy_imports import DeferredModule, defer_unused_imports
         print(defer_unused_imports(("slow_module", "no_such_module_anywhere")))
         import slow_module
         print(isinstance(slow_module, DeferredModule))
@@ -89,7 +92,66 @@ def test_a_module_imported_already_is_left_as_it_is():
     out = run_python("""
         import sys
         import altair
-        from tasks.deferred_imports import defer_unused_imports
+        from tasks.heavy_imports import defer_unused_imports
         print(defer_unused_imports(), sys.modules["altair"] is altair)
     """)
     assert out.split() == ["['matplotlib.pyplot']", "True"]
+
+
+def test_no_full_collection_while_the_libraries_import_and_the_collector_runs_after():
+    out = run_python("""
+        import gc
+        import tasks.model.backend  # TensorFlow and Keras
+        from tests.helpers import packaged_validator
+        packaged_validator()  # Great Expectations
+        print(gc.get_stats()[2]["collections"], gc.isenabled(), gc.get_freeze_count() > 100_000)
+        frozen = gc.get_freeze_count()
+        packaged_validator()  # imported already: nothing paused, nothing frozen again
+        class Cycle:
+            pass
+        cycle = Cycle()
+        cycle.me = cycle
+        del cycle
+        print(gc.collect() > 0, gc.get_freeze_count() <= frozen)  # freed ones leave it
+    """)
+    # Without the pause, the imports made several full passes over a million objects.
+    assert out.splitlines() == ["0 True True", "True True"]
+
+
+def test_a_pause_held_by_two_threads_ends_with_the_last_and_a_collector_turned_off_stays_off():
+    out = run_python("""
+        import gc, threading
+        from tasks.heavy_imports import collection_paused, heavy_import
+        first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+        seen = {}
+
+        def first():
+            with collection_paused():
+                first_in.set()
+                second_in.wait()
+            first_out.set()
+
+        def second():
+            first_in.wait()
+            with collection_paused():
+                second_in.set()
+                first_out.wait()
+                seen["after the first left"] = gc.isenabled()
+            seen["after both left"] = gc.isenabled()
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        print(seen["after the first left"], seen["after both left"], gc.get_freeze_count() > 0)
+
+        gc.disable()
+        with heavy_import("a_module_not_imported"):
+            pass
+        print(gc.isenabled())
+        gc.enable()
+        with heavy_import("gc"):  # imported already
+            print(gc.isenabled())
+    """)
+    assert out.splitlines() == ["False True True", "False", "True"]

@@ -1,0 +1,155 @@
+"""What importing the heavy libraries (TensorFlow and Keras, Great Expectations, Prefect)
+costs a process, and the two cuts reviewflow makes in it.
+
+Every process that loads a model or validates a file imports them first: for a command,
+most of its CPU (docs/cli.md, "The Prefect API each command starts").
+
+- **Unused modules deferred.** Keras imports ``matplotlib.pyplot`` at its import, for its
+  image-gallery helpers, and Great Expectations imports ``altair`` for the charts of one
+  expectation reviewflow's suites never hold. ``defer_unused_imports()`` puts a
+  placeholder for each module of ``DEFERRED`` in ``sys.modules``, unless it is imported
+  already. The first attribute read from a placeholder (``plt.figure``, ``alt.Chart``,
+  ``matplotlib.use`` switching pyplot's backend) imports the real module, once, under one
+  lock, and answers from it; later imports get the real module. reviewflow's own drawing
+  code (``tasks/charts.py``, ``tasks/training/plots.py``) gets the real modules.
+- **The cyclic garbage collector paused while they import** (``collection_paused``).
+  An import makes about a million objects that live as long as the process (modules,
+  functions, classes), and the collector's full passes, each walking every one of them,
+  come back again and again while it runs; they find almost nothing to free. Paused
+  until the imports end, then those objects are moved out of the collector's sight
+  (``gc.freeze``), so a full pass during the run does not walk them either.
+
+``heavy_import(*modules)`` does both, around the first import of these libraries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+import threading
+import types
+from collections.abc import Iterator
+
+# Imported at the libraries' own import, used only to draw: never on a scoring run.
+DEFERRED = ("matplotlib.pyplot", "altair")
+
+_IMPORTING = threading.RLock()
+
+
+class DeferredModule(types.ModuleType):
+    """Stands in ``sys.modules`` for a module not imported yet; the first name read from
+    it imports the real module (``real_module``)."""
+
+    def __getattr__(self, name: str):
+        return getattr(real_module(self.__name__), name)
+
+
+def real_module(name: str) -> types.ModuleType:
+    """The module ``name``, imported now if a placeholder stands for it."""
+    with _IMPORTING:
+        current = sys.modules.get(name)
+        if isinstance(current, DeferredModule):
+            del sys.modules[name]
+            try:
+                return importlib.import_module(name)
+            except BaseException:
+                sys.modules.setdefault(name, current)
+                raise
+        return current if current is not None else importlib.import_module(name)
+
+
+def defer_unused_imports(names: tuple[str, ...] = DEFERRED) -> list[str]:
+    """Put a placeholder for each of ``names`` not imported yet (and installed) in
+    ``sys.modules``. Returns the names deferred now."""
+    deferred = []
+    with _IMPORTING:
+        for name in names:
+            if name in sys.modules:
+                continue
+            spec = _spec_without_importing(name)
+            if spec is None:
+                continue  # not installed: an import of it fails as it would have
+            placeholder = DeferredModule(name)
+            placeholder.__spec__ = spec
+            placeholder.__loader__ = spec.loader
+            sys.modules[name] = placeholder
+            deferred.append(name)
+    return deferred
+
+
+def _spec_without_importing(name: str):
+    """The import spec of ``name``, found without importing it or its package (a
+    submodule's spec is looked up in its package's folders)."""
+    package, _, _ = name.rpartition(".")
+    if not package:
+        return importlib.util.find_spec(name)
+    parent = sys.modules.get(package)
+    if parent is not None:
+        locations = getattr(parent, "__path__", None)
+    else:
+        parent_spec = _spec_without_importing(package)
+        locations = parent_spec.submodule_search_locations if parent_spec else None
+    if not locations:
+        return None
+    return importlib.machinery.PathFinder.find_spec(name, list(locations))
+
+
+class _CollectorPause:
+    """The process's one pause of the cyclic collector, shared by the threads that import
+    at once (a command imports TensorFlow and Great Expectations in two): the collector
+    runs again when the last of them is done."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holders = 0
+        self.resume = False  # whether the collector was on when the first holder came
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.holders == 0:
+                self.resume = gc.isenabled()
+                gc.disable()
+            self.holders += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.holders -= 1
+            if self.holders == 0 and self.resume:
+                # What the imports made lives as long as the process: out of every later
+                # full pass. The few cycles they left are kept with it.
+                gc.freeze()
+                gc.enable()
+
+
+# One per process, as the collector it pauses is.
+_PAUSE = _CollectorPause()
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """The cyclic garbage collector off inside, for imports; on again, with what exists
+    then frozen (``gc.freeze``), when the last pause of the process ends. A collector the
+    process had turned off stays off."""
+    _PAUSE.enter()
+    try:
+        yield
+    finally:
+        _PAUSE.leave()
+
+
+@contextlib.contextmanager
+def heavy_import(*modules: str) -> Iterator[None]:
+    """Around the first import of the heavy libraries ``modules``: their unused modules
+    deferred (``defer_unused_imports``) and the collector paused (``collection_paused``).
+    Once all of them are imported it does nothing: a freeze in a process that has run for
+    a while would keep the cycles it has made since for good."""
+    if all(module in sys.modules for module in modules):
+        yield
+        return
+    defer_unused_imports()
+    with collection_paused():
+        yield

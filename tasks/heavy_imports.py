@@ -6,12 +6,15 @@ most of its CPU (docs/cli.md, "The Prefect API each command starts").
 
 - **Unused modules deferred.** Keras imports ``matplotlib.pyplot`` at its import, for its
   image-gallery helpers, and Great Expectations imports ``altair`` for the charts of one
-  expectation reviewflow's suites never hold. ``defer_unused_imports()`` puts a
+  expectation and ``scipy.stats`` for the statistical tests of others (Kolmogorov-Smirnov,
+  KL divergence), none of which reviewflow's suites hold; a scoring run uses none of
+  them. ``defer_unused_imports()`` puts a
   placeholder for each module of ``DEFERRED`` in ``sys.modules``, unless it is imported
   already. The first attribute read from a placeholder (``plt.figure``, ``alt.Chart``,
   ``matplotlib.use`` switching pyplot's backend) imports the real module, once, under one
   lock, and answers from it; later imports get the real module. reviewflow's own drawing
-  code (``tasks/charts.py``, ``tasks/training/plots.py``) gets the real modules.
+  code (``tasks/charts.py``, ``tasks/training/plots.py``) and the promotion gate's tests
+  (``tasks/training/evaluation.py``) get the real modules.
 - **The cyclic garbage collector paused while they import** (``collection_paused``).
   An import makes about a million objects that live as long as the process (modules,
   functions, classes), and the collector's full passes, each walking every one of them,
@@ -34,8 +37,9 @@ import threading
 import types
 from collections.abc import Iterator
 
-# Imported at the libraries' own import, used only to draw: never on a scoring run.
-DEFERRED = ("matplotlib.pyplot", "altair")
+# Imported at the libraries' own import, used only to draw or by expectations reviewflow's
+# suites do not hold: never on a scoring run.
+DEFERRED = ("matplotlib.pyplot", "altair", "scipy.stats")
 
 _IMPORTING = threading.RLock()
 

@@ -20,13 +20,15 @@ most of its CPU (docs/cli.md, "The Prefect API each command starts").
   functions, classes), and the collector's full passes, each walking every one of them,
   come back again and again while it runs; they find almost nothing to free. Paused
   until the imports end, then those objects are moved out of the collector's sight
-  (``gc.freeze``), so a full pass during the run does not walk them either.
+  (``gc.freeze``), so a full pass during the run does not walk them either; back in
+  sight at exit, for the interpreter's last collection.
 
 ``heavy_import(*modules)`` does both, around the first import of these libraries.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import importlib
@@ -111,6 +113,7 @@ class _CollectorPause:
         self.lock = threading.Lock()
         self.holders = 0
         self.resume = False  # whether the collector was on when the first holder came
+        self.unfreeze_at_exit = False
 
     def enter(self) -> None:
         with self.lock:
@@ -127,6 +130,12 @@ class _CollectorPause:
                 # full pass. The few cycles they left are kept with it.
                 gc.freeze()
                 gc.enable()
+                if not self.unfreeze_at_exit:
+                    # The interpreter's last collection at exit skips frozen objects:
+                    # without this, extension modules that count their objects at exit
+                    # (DuckDB's, through nanobind) print "leaked" for what a cycle holds.
+                    atexit.register(gc.unfreeze)
+                    self.unfreeze_at_exit = True
 
 
 # One per process, as the collector it pauses is.

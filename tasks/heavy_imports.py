@@ -8,12 +8,12 @@ most of its CPU (docs/cli.md, "The Prefect API each command starts").
   image-gallery helpers, and Great Expectations imports ``altair`` for the charts of one
   expectation and ``scipy.stats`` for the statistical tests of others (Kolmogorov-Smirnov,
   KL divergence), none of which reviewflow's suites hold; a scoring run uses none of
-  them. ``defer_unused_imports()`` puts a
-  placeholder for each module of ``DEFERRED`` in ``sys.modules``, unless it is imported
-  already. The first attribute read from a placeholder (``plt.figure``, ``alt.Chart``,
-  ``matplotlib.use`` switching pyplot's backend) imports the real module, once, under one
-  lock, and answers from it; later imports get the real module. reviewflow's own drawing
-  code (``tasks/charts.py``, ``tasks/training/plots.py``) and the promotion gate's tests
+  them. ``defer_unused_imports()`` puts a placeholder for each module of ``DEFERRED`` in
+  ``sys.modules``, unless it is imported already. The first attribute read from a
+  placeholder (``plt.figure``, ``alt.Chart``, ``matplotlib.use`` switching pyplot's
+  backend) imports the real module, once, under one lock, and answers from it; later
+  imports get the real module. reviewflow's own drawing code (``tasks/charts.py``,
+  ``tasks/training/plots.py``) and the promotion gate's tests
   (``tasks/training/evaluation.py``) get the real modules.
 - **The cyclic garbage collector paused while they import** (``collection_paused``).
   An import makes about a million objects that live as long as the process (modules,
@@ -127,7 +127,7 @@ class _CollectorPause:
             self.holders -= 1
             if self.holders == 0 and self.resume:
                 # What the imports made lives as long as the process: out of every later
-                # full pass. The few cycles they left are kept with it.
+                # full pass. The few cycles they left are kept with it, until exit.
                 gc.freeze()
                 gc.enable()
                 if not self.unfreeze_at_exit:

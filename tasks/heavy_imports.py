@@ -16,7 +16,7 @@ most of its CPU (docs/cli.md, "The Prefect API each command starts").
   ``tasks/training/plots.py``) and the promotion gate's tests
   (``tasks/training/evaluation.py``) get the real modules.
 - **The cyclic garbage collector paused while they import** (``collection_paused``).
-  An import makes about a million objects that live as long as the process (modules,
+  These imports make a great many objects that live as long as the process (modules,
   functions, classes), and the collector's full passes, each walking every one of them,
   come back again and again while it runs; they find almost nothing to free. Paused
   until the imports end, then those objects are moved out of the collector's sight

@@ -18,7 +18,7 @@ from tasks.native_memory import limit_malloc_arenas
 quiet_by_default()
 limit_malloc_arenas()
 
-with native_log_filter(), heavy_import("tensorflow"):
+with native_log_filter(), heavy_import("keras", "tensorflow"):
     import keras
     import tensorflow as tf
 

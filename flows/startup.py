@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
-from flows.stopping import Stop, raise_if_stopped
+from flows.stopping import Stop, print_whole_lines, raise_if_stopped
 from tasks.heavy_imports import heavy_import
 from tasks.native_logs import quiet_by_default
 
@@ -144,9 +144,11 @@ def run_program(main: Callable[[Stop], int]) -> NoReturn:
     Python has done what an exit must (Prefect's log and event queues drained, the exit
     handlers run: the temporary server stopped, and so on), the last exit handler
     flushes the output and ends the process with the command's exit code, or a stop's
-    when one came during those handlers.
+    when one came during those handlers. ``print`` writes a whole line at a time
+    (``print_whole_lines``), so the line a stop says is never glued to one being printed.
     """
     status = {"code": 1}  # an unexpected exception: Python prints it, the exit code is 1
+    print_whole_lines()
     stop = Stop()
     # Registered first, so it runs last (exit handlers run in reverse order).
     atexit.register(_exit_without_teardown, status, stop)

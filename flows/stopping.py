@@ -31,6 +31,7 @@ state. So the command does not rely on the exception alone:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import signal
@@ -96,6 +97,30 @@ def as_exception(signum: int) -> KeyboardInterrupt:
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def print_whole_lines() -> None:
+    """Have ``print`` write each line in one piece, in this process.
+
+    Python's own ``print`` writes a line's text and its end apart, and a signal's handler
+    can run between the two. On a terminal that line's text then came after the
+    command's stop line, without its newline (the shell's prompt after it); with
+    unbuffered output (``PYTHONUNBUFFERED=1`` or ``python -u``, which containers and
+    process supervisors often set) the stop line was glued to its end. One write per
+    call leaves a stop before a line or after it, never inside.
+    """
+    builtins.print = _print_in_one_write
+
+
+def _print_in_one_write(*values, sep: str | None = " ", end: str | None = "\n", file=None,
+                        flush: bool = False) -> None:
+    stream = sys.stdout if file is None else file
+    if stream is None:  # no standard output (pythonw, a closed descriptor): as print does
+        return
+    text = (" " if sep is None else sep).join(map(str, values))
+    stream.write(text + ("\n" if end is None else end))
+    if flush:
+        stream.flush()
+
+
 def say_stopped(signum: int, command: str | None = None, under_way: dict | None = None) -> int:
     """Print the line of a command stopped by ``signum``, with what was kept
     (``interrupted_line``: ``under_way`` is what the command was doing); return its
@@ -105,6 +130,10 @@ def say_stopped(signum: int, command: str | None = None, under_way: dict | None 
         line = interrupted_line(under_way or {}, terminated)
     except Exception:  # noqa: BLE001 - what was kept is a courtesy; the exit code is not
         line = "stopped by SIGTERM" if terminated else "interrupted"
+    # What the output still holds goes first: the stop may have come while a line was
+    # being written to a terminal slower than the command, and the line says the end.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stdout.flush()
     print(f"reviewflow: {command} {line}" if command and not under_way else f"reviewflow: {line}",
           file=sys.stderr)
     return exit_code(signum)

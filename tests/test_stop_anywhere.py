@@ -461,3 +461,70 @@ def test_a_stop_while_a_file_is_quarantined_waits_for_its_reason_and_record(
     assert len(quarantined_copies(scoring_root, "*broken.parquet")) == 1
     assert len(quarantined_reasons(scoring_root)) == 1
     assert Ledger(layout_of(scoring_root).ledger).totals()["files_quarantined"] == 1
+
+
+# A command that prints long lines for as long as it runs.
+PRINTING = """
+from flows.startup import run_program
+
+def main(stop):
+    while True:
+        print("x" * 500)
+
+run_program(main)
+"""
+
+
+def output_of_a_stopped_printer(env: dict, terminal: bool) -> tuple[int, str]:
+    """Run PRINTING with its output on a terminal (a pseudo-terminal) or in a file, stop
+    it with SIGINT once it has printed 100 kB; its exit code and all it printed."""
+    import pty
+    import threading
+
+    said = bytearray()
+    if terminal:
+        reader, writer = pty.openpty()
+    else:
+        reader, writer = os.pipe()
+    process = subprocess.Popen([sys.executable, "-c", PRINTING], cwd=PROJECT, env=env,
+                               stdout=writer, stderr=writer)
+    os.close(writer)
+
+    def read_all() -> None:
+        while True:
+            try:
+                chunk = os.read(reader, 65536)
+            except OSError:  # a terminal whose last writer closed: EIO
+                return
+            if not chunk:
+                return
+            said.extend(chunk)
+
+    draining = threading.Thread(target=read_all, daemon=True)
+    draining.start()
+    deadline = time.monotonic() + 60
+    while len(said) < 100_000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=60)
+    draining.join(timeout=60)
+    os.close(reader)
+    return code, said.decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "unbuffered"])
+def test_a_stop_while_a_line_is_printed_says_its_line_on_a_line_of_its_own(terminal):
+    """`print` writes a line's text and its newline apart, and Python runs a signal's
+    handler between the two. Stopped at a dozen moments of a command that prints lines,
+    on a terminal (line-buffered) and unbuffered (PYTHONUNBUFFERED=1, as containers
+    often run commands), each output is whole lines, the stop's the last."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("REVIEWFLOW_") and k != "PYTHONUNBUFFERED"}
+    if not terminal:
+        env["PYTHONUNBUFFERED"] = "1"
+    for _ in range(12):
+        code, said = output_of_a_stopped_printer(env, terminal)
+        assert code == 130
+        lines = said.split("\n")
+        assert lines[-2:] == ["reviewflow: interrupted", ""], lines[-2:][-100:]
+        assert set(lines[:-2]) == {"x" * 500}, {line[-100:] for line in lines[:-2]}

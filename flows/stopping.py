@@ -55,8 +55,10 @@ REDELIVER_SECONDS = 0.05
 WRAPPING_PACKAGES = frozenset({"pydantic", "pydantic_core"})
 # Functions Python itself calls and whose exception it wraps in another: creating a
 # class turns one raised in an attribute's ``__set_name__`` into a RuntimeError (a
-# dataclass's fields, a pydantic model's, while Prefect's task engine is imported at a
-# flow's first task).
+# dataclass's fields, a pydantic model's: while Prefect's task engine is imported at a
+# flow's first task, or while Prefect loads its plugins as it is imported, where any
+# Exception is printed with its traceback and passed over). Never raised there, in a
+# run or not: as an Exception, any ``except Exception`` would take the stop for an error.
 WRAPPED_BY_PYTHON = frozenset({"__set_name__"})
 # The modules of Prefect's engine that run a flow or a task and decide its final state
 # by the exception's type.
@@ -305,10 +307,12 @@ def _waiting_for_an_import() -> bool:
 def _raise_later(frame) -> bool:
     """Whether a stop that lands at ``frame`` is sent again instead of raised there: in
     the import system's own steps (unless the main thread only waits there), in code
-    whose state it would leave half updated (rich; a TensorFlow scope's enter or exit), or where it would reach Prefect's engine
-    as another exception (pydantic's, or Python's own for ``__set_name__``), which would mark the run Failed instead of Crashed. Outside a
-    run it does not matter what a library makes of the exception (``Stop.stopped_by``),
-    and Prefect's own import spends seconds in pydantic: the stop is raised at once."""
+    whose state it would leave half updated (rich; a TensorFlow scope's enter or exit),
+    inside a ``__set_name__`` (Python would make it a RuntimeError), or where pydantic
+    would make it an error of its own that reaches Prefect's engine, which would mark the
+    run Failed instead of Crashed. Outside a run pydantic's serializers are left alone:
+    Prefect's own import spends seconds in pydantic, and what it makes of the stop there
+    ends the command as stopped all the same (``Stop.stopped_by``)."""
     if frame.f_globals.get("__name__") in IMPORT_MACHINERY:
         return not _waiting_for_an_import()
     modules, functions, in_scope, callee = set(), set(), False, None
@@ -322,9 +326,8 @@ def _raise_later(frame) -> bool:
             in_scope = in_scope or owner.partition(".")[0] in SCOPE_KEEPING
         callee, frame = module, frame.f_back
     packages = {name.partition(".")[0] for name in modules}
-    wrapped = bool(packages & WRAPPING_PACKAGES or functions & WRAPPED_BY_PYTHON)
-    return (bool(packages & KEPT_WHOLE) or in_scope
-            or (wrapped and bool(modules & RUN_ENGINES)))
+    return (bool(packages & KEPT_WHOLE) or in_scope or bool(functions & WRAPPED_BY_PYTHON)
+            or bool(packages & WRAPPING_PACKAGES and modules & RUN_ENGINES))
 
 
 def _inside(frame, test: Callable) -> bool:

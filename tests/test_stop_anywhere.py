@@ -393,6 +393,50 @@ def test_a_stop_where_it_would_be_wrapped_during_a_run_crashes_the_run(
     assert set(flow_run_states(run_names(said)).values()) == {"CRASHED"}, said
 
 
+# A command stopped, outside any run, inside an attribute's __set_name__ while a class is
+# made, under code that prints any Exception and goes on: as Prefect loads its plugins
+# when it is imported (pydantic models are made there), and Python turns a
+# KeyboardInterrupt raised in __set_name__ into a RuntimeError.
+STOPPED_OUTSIDE_A_RUN = """
+import os, signal, time, traceback
+from flows.startup import run_program
+
+class Named:
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), signal.{name})
+        for _ in range(100_000):  # the handler runs here
+            pass
+
+def main(stop):
+    try:
+        type("Made", (), {{"attribute": Named()}})
+    except Exception:
+        traceback.print_exc()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("worked on to the end")
+    return 0
+
+run_program(main)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_stop_that_python_would_wrap_is_raised_outside_the_wrapping_also_outside_a_run(
+        signum):
+    """Raised a moment later, where it stays a KeyboardInterrupt: no library prints it as
+    an error, and the command ends in its one line."""
+    script = STOPPED_OUTSIDE_A_RUN.format(name=signal.Signals(signum).name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVIEWFLOW_")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    said = done.stdout + done.stderr
+    assert done.returncode == 128 + signum, said
+    assert "Traceback" not in said and "worked on to the end" not in said, said
+    assert own_lines(done.stderr) == [f"reviewflow: {how(signum)}"], said
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_a_stop_during_a_commit_waits_for_its_ledger_record(scoring_root, subprocess_env,
                                                              tmp_path, signum):

@@ -103,11 +103,11 @@ def print_whole_lines() -> None:
     """Have ``print`` write each line in one piece, in this process.
 
     Python's own ``print`` writes a line's text and its end apart, and a signal's handler
-    can run between the two. On a terminal that line's text then came after the
+    can run between the two. On a terminal that line's text would come after the
     command's stop line, without its newline (the shell's prompt after it); with
     unbuffered output (``PYTHONUNBUFFERED=1`` or ``python -u``, which containers and
-    process supervisors often set) the stop line was glued to its end. One write per
-    call leaves a stop before a line or after it, never inside.
+    process supervisors often set) the stop line would be glued to its end. One write
+    per call leaves a stop before a line or after it, never inside.
     """
     builtins.print = _print_in_one_write
 
@@ -133,7 +133,7 @@ def say_stopped(signum: int, command: str | None = None, under_way: dict | None 
     except Exception:  # noqa: BLE001 - what was kept is a courtesy; the exit code is not
         line = "stopped by SIGTERM" if terminated else "interrupted"
     # What the output still holds goes first: the stop may have come while a line was
-    # being written to a terminal slower than the command, and the line says the end.
+    # being written to a terminal slower than the command, and the stop's line is last.
     with contextlib.suppress(AttributeError, OSError, ValueError):
         sys.stdout.flush()
     print(f"reviewflow: {command} {line}" if command and not under_way else f"reviewflow: {line}",

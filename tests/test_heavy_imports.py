@@ -18,14 +18,18 @@ import textwrap
 from conftest import PROJECT
 
 
-def run_python(code: str, tmp_path=None) -> str:
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path or PROJECT,
-                          capture_output=True, text=True, timeout=300,
+def python_run(code: str, tmp_path=None, *options: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, *options, "-c", textwrap.dedent(code)],
+                          cwd=tmp_path or PROJECT, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": f"{PROJECT}:{tmp_path or PROJECT}",
                                "TF_CPP_MIN_LOG_LEVEL": "2", "GX_ANALYTICS_ENABLED": "False",
                                "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return done
+
+
+def run_python(code: str, tmp_path=None) -> str:
+    return python_run(code, tmp_path).stdout
 
 
 def test_loading_a_model_and_a_suite_leaves_the_drawing_modules_unimported(tmp_path):
@@ -190,3 +194,58 @@ def test_what_was_frozen_is_collected_at_exit_so_no_extension_reports_a_leak():
     # DuckDB's bindings count their objects at exit and print "nanobind: leaked ..." for
     # any still alive, such as a connection a frozen cycle holds.
     assert "leaked" not in done.stderr, done.stderr[-3000:]
+
+
+# A library that hides its own import-time warning with a filter, as requests hides
+# urllib3's "SOCKS support requires PySocks": it sets the filter, then (once the test's
+# main thread has restored its saved filter list) warns.
+NOISY_LIBRARY = """
+import sys, warnings
+
+class OptionalPartWarning(Warning):
+    pass
+
+warnings.simplefilter("ignore", OptionalPartWarning)
+main = sys.modules["__main__"]
+main.filter_set.set()
+main.filters_restored.wait(60)
+warnings.warn("an optional part is missing", OptionalPartWarning)
+"""
+
+# As a command starts (flows/startup.py): the library imports in a thread while the
+# main thread runs library code that saves and restores the filters
+# (warnings.catch_warnings), here around the moment the library sets its filter; the
+# main thread then leaves its own window, as a stop makes it, before the warning.
+IMPORTED_BESIDE_CATCH_WARNINGS = """
+import threading, warnings
+from tasks.heavy_imports import heavy_import
+
+filter_set, filters_restored = threading.Event(), threading.Event()
+
+def load():
+    with heavy_import("noisylib"):
+        import noisylib
+
+with heavy_import("noisylib"):
+    with warnings.catch_warnings():
+        thread = threading.Thread(target=load)
+        thread.start()
+        filter_set.wait(60)
+filters_restored.set()
+thread.join()
+print("catch-all left:", any(f[:4] == ("ignore", None, Warning, None) for f in warnings.filters))
+"""
+
+
+def test_an_import_warning_its_library_hid_stays_hidden_when_another_thread_drops_the_filter(
+        tmp_path):
+    """The library's "ignore" is dropped by the main thread's catch_warnings (Python's
+    filters are not thread-safe); the warning still stays off stderr, and the catch-all
+    filter is gone once the import ends. A user's own -W shows it."""
+    (tmp_path / "noisylib.py").write_text(NOISY_LIBRARY)
+    quiet = python_run(IMPORTED_BESIDE_CATCH_WARNINGS, tmp_path)
+    assert quiet.stdout.splitlines() == ["catch-all left: False"]
+    assert "optional part" not in quiet.stderr, quiet.stderr
+
+    shown = python_run(IMPORTED_BESIDE_CATCH_WARNINGS, tmp_path, "-W", "default")
+    assert "OptionalPartWarning: an optional part is missing" in shown.stderr, shown.stderr

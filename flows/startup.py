@@ -18,12 +18,11 @@ import contextlib
 import logging
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from flows.stopping import Stop, print_whole_lines, raise_if_stopped
-from tasks.heavy_imports import heavy_import
+from tasks.heavy_imports import heavy_import, import_in_background
 from tasks.native_logs import quiet_by_default
 
 
@@ -122,10 +121,10 @@ def warm_heavy_imports() -> Callable[[], None]:
     def load_model() -> None:
         import tasks.model.serving  # noqa: F401 - TensorFlow, Keras and the registered layers
 
-    threads = [threading.Thread(target=load, name=name, daemon=True)
+    # Their warnings are ignored (import_in_background): about the libraries' optional
+    # parts, and the filters that would hide them race with this thread's.
+    threads = [import_in_background(load, name)
                for name, load in (("warm-gx", load_validation), ("warm-tf", load_model))]
-    for thread in threads:
-        thread.start()
 
     def imported() -> None:
         for thread in threads:

@@ -1,6 +1,6 @@
 """What importing the heavy libraries (TensorFlow and Keras, Great Expectations, Prefect)
-costs a process, the two cuts reviewflow makes in it, and their warnings kept off the
-terminal while they import.
+costs a process, the two cuts reviewflow makes in it, and the warnings of the threads
+that import them kept off the terminal.
 
 Every process that loads a model or validates a file imports them first: for a command,
 most of its CPU (docs/cli.md, "The Prefect API each command starts").
@@ -23,20 +23,23 @@ most of its CPU (docs/cli.md, "The Prefect API each command starts").
   until the imports end, then those objects are moved out of the collector's sight
   (``gc.freeze``), so a full pass during the run does not walk them either; back in
   sight at exit, for the interpreter's last collection.
-- **Their warnings ignored while they import** (``import_warnings_ignored``). What these
-  libraries warn of at import is about their own optional parts (urllib3, which
-  TensorFlow imports through requests: "SOCKS support ... requires PySocks"), nothing a
-  reviewflow user can act on, and the filters they set to hide it cannot be relied on
-  here: a command imports them in threads (``flows.startup``) while the main thread runs
-  code that uses ``warnings.catch_warnings``, which restores the whole filter list on
-  leaving, dropping any filter another thread added meanwhile (Python documents it as
-  not thread-safe). So a library's own "ignore" could vanish between its setting it and
-  its import warning, and the warning reach the terminal, even after a stop's last
-  line. An "ignore" set before the first import starts is in every list such a block
-  saves, so none can drop it; it goes when the last import ends. A user's own warning
-  options (``python -W``, ``PYTHONWARNINGS``) turn it off.
+- **The warnings of threads that import them ignored** (``import_in_background``). A
+  command imports TensorFlow and Great Expectations in threads of their own
+  (``flows.startup``) while its main thread runs code that uses
+  ``warnings.catch_warnings``, which restores the whole filter list on leaving,
+  dropping any filter another thread added meanwhile (Python documents it as not
+  thread-safe). A library that hides its own import-time warning with a filter (requests
+  hides urllib3's "SOCKS support ... requires PySocks") could then see the filter
+  vanish before the warning, and the warning reach the terminal, even after a stop's
+  last line. What those imports warn of is about the libraries' own optional parts,
+  nothing a reviewflow user can act on; so one "ignore" filter, put first in the list
+  before any such thread starts (so in every list a block saves), matches every warning
+  raised in one of those threads and no other. The main thread's warnings (Prefect's
+  about its settings, say) are shown as before. A user's own warning options
+  (``python -W``, ``PYTHONWARNINGS``) turn it off.
 
-``heavy_import(*modules)`` does all three, around the first import of these libraries.
+``heavy_import(*modules)`` does the first two, around the first import of these
+libraries.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import sys
 import threading
 import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 # Imported at the libraries' own import, used only to draw or by expectations reviewflow's
 # suites do not hold: never on a scoring run.
@@ -118,89 +121,67 @@ def _spec_without_importing(name: str):
     return importlib.machinery.PathFinder.find_spec(name, list(locations))
 
 
-class _HeldByThreads:
-    """A process-wide state that threads enter and leave, several at once (a command
-    imports TensorFlow and Great Expectations in two): the first to enter turns it on
-    (``begin``), the last to leave off (``end``)."""
+class _CollectorPause:
+    """The process's one pause of the cyclic collector, shared by the threads that import
+    at once (a command imports TensorFlow and Great Expectations in two): the collector
+    runs again when the last of them is done."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.holders = 0
+        self.resume = False  # whether the collector was on when the first holder came
+        self.unfreeze_at_exit = False
 
     def enter(self) -> None:
         with self.lock:
             if self.holders == 0:
-                self.begin()
+                self.resume = gc.isenabled()
+                gc.disable()
             self.holders += 1
 
     def leave(self) -> None:
         with self.lock:
             self.holders -= 1
-            if self.holders == 0:
-                self.end()
-
-    def begin(self) -> None:
-        raise NotImplementedError
-
-    def end(self) -> None:
-        raise NotImplementedError
-
-
-class _CollectorPause(_HeldByThreads):
-    """The process's one pause of the cyclic collector."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.resume = False  # whether the collector was on when the first holder came
-        self.unfreeze_at_exit = False
-
-    def begin(self) -> None:
-        self.resume = gc.isenabled()
-        gc.disable()
-
-    def end(self) -> None:
-        if not self.resume:
-            return
-        # What the imports made lives as long as the process: out of every later full
-        # pass. The few cycles they left are kept with it, until exit.
-        gc.freeze()
-        gc.enable()
-        if not self.unfreeze_at_exit:
-            # The interpreter's last collection at exit skips frozen objects: without
-            # this, extension modules that count their objects at exit (DuckDB's,
-            # through nanobind) print "leaked" for what a cycle holds.
-            atexit.register(gc.unfreeze)
-            self.unfreeze_at_exit = True
+            if self.holders == 0 and self.resume:
+                # What the imports made lives as long as the process: out of every later
+                # full pass. The few cycles they left are kept with it, until exit.
+                gc.freeze()
+                gc.enable()
+                if not self.unfreeze_at_exit:
+                    # The interpreter's last collection at exit skips frozen objects:
+                    # without this, extension modules that count their objects at exit
+                    # (DuckDB's, through nanobind) print "leaked" for what a cycle holds.
+                    atexit.register(gc.unfreeze)
+                    self.unfreeze_at_exit = True
 
 
-class _ImportWarningsIgnored(_HeldByThreads):
-    """The process's one "ignore" filter over every warning, while the heavy libraries
-    import (see the module's docstring), unless the user set warning options."""
+class _ImportThreads:
+    """The threads importing the heavy libraries beside the main thread. As the message
+    pattern of an "ignore" warning filter (the filter calls its ``match``), it matches
+    every warning raised in one of them, whatever its text."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.entry: tuple | None = None
+        self.idents: set[int] = set()
+        self.lock = threading.Lock()
 
-    def begin(self) -> None:
-        if sys.warnoptions:
-            return  # python -W, PYTHONWARNINGS: the user asked to see them
-        warnings.filterwarnings("ignore")
-        self.entry = warnings.filters[0]
+    def match(self, _text: str) -> bool:
+        return threading.get_ident() in self.idents
 
-    def end(self) -> None:
-        if self.entry is None:
-            return
-        # Removed by identity, not by restoring a saved list: the filters the libraries
-        # added meanwhile stay. An "ignore" leaves nothing in the modules' registries
-        # of warnings seen, so there is nothing to invalidate.
-        with contextlib.suppress(ValueError):  # a library reset the filters: gone already
-            warnings.filters.remove(self.entry)
-        self.entry = None
+    def install(self) -> None:
+        """Put the filter first, unless it is in the list already or the user set
+        warning options (``python -W``, ``PYTHONWARNINGS``: they want to see them)."""
+        with self.lock:
+            if sys.warnoptions or any(entry[1] is self for entry in warnings.filters):
+                return
+            # Inserted as filterwarnings would, which only takes a text pattern. An
+            # "ignore" leaves nothing in the modules' registries of warnings seen, so
+            # there is nothing for the filters' version to invalidate.
+            warnings.filters.insert(0, ("ignore", self, Warning, None, 0))
 
 
 # One per process, as the collector and the warning filters they change are.
 _PAUSE = _CollectorPause()
-_WARNINGS = _ImportWarningsIgnored()
+_IMPORT_THREADS = _ImportThreads()
 
 
 @contextlib.contextmanager
@@ -215,27 +196,34 @@ def collection_paused() -> Iterator[None]:
         _PAUSE.leave()
 
 
-@contextlib.contextmanager
-def import_warnings_ignored() -> Iterator[None]:
-    """Every warning ignored inside, unless the user set warning options, until the last
-    thread inside leaves (see the module's docstring)."""
-    _WARNINGS.enter()
-    try:
-        yield
-    finally:
-        _WARNINGS.leave()
+def import_in_background(load: Callable[[], None], name: str) -> threading.Thread:
+    """Start a daemon thread ``name`` running ``load`` (imports of the heavy libraries),
+    every warning it raises ignored (see the module's docstring). Call it from the main
+    thread, before the thread's imports can race with it."""
+    _IMPORT_THREADS.install()
+
+    def run() -> None:
+        ident = threading.get_ident()
+        _IMPORT_THREADS.idents.add(ident)
+        try:
+            load()
+        finally:
+            _IMPORT_THREADS.idents.discard(ident)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 @contextlib.contextmanager
 def heavy_import(*modules: str) -> Iterator[None]:
     """Around the first import of the heavy libraries ``modules``: their unused modules
-    deferred (``defer_unused_imports``), the collector paused (``collection_paused``) and
-    their warnings ignored (``import_warnings_ignored``).
+    deferred (``defer_unused_imports``) and the collector paused (``collection_paused``).
     Once all of them are imported it does nothing: a freeze in a process that has run for
     a while would keep the cycles it has made since for good."""
     if all(module in sys.modules for module in modules):
         yield
         return
     defer_unused_imports()
-    with collection_paused(), import_warnings_ignored():
+    with collection_paused():
         yield

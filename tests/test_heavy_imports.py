@@ -1,10 +1,13 @@
-"""The two cuts in what importing the heavy libraries costs (tasks/heavy_imports.py).
+"""The two cuts in what importing the heavy libraries costs, and the warnings of the
+threads that import them (tasks/heavy_imports.py).
 
 The drawing modules Keras and Great Expectations import but no run uses are deferred: a
 process that loads a model and a suite has placeholders for them, reviewflow's charts
 still draw with the real ones, and a placeholder read from many threads at once imports
 its module once. The garbage collector makes no full pass while those libraries import,
-runs again afterwards, and a pause held by two threads ends when both are done.
+runs again afterwards, and a pause held by two threads ends when both are done. A
+warning raised in a thread that imports them stays off stderr even when another thread
+drops the filter its library set; the main thread's own are shown.
 
 Each check runs in a fresh interpreter: this worker has imported the libraries already.
 """

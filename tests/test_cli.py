@@ -12,7 +12,7 @@ from conftest import PROJECT, SAMPLES
 from flows.cli import main, parse_arguments
 from tests.helpers import cli_exit_code, layout_of, scored_rows
 
-HEAVY = ("tensorflow", "prefect", "great_expectations")
+HEAVY = ("tensorflow", "prefect", "great_expectations", "scipy.stats")
 
 
 @pytest.mark.parametrize("argv", [

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import TypedDict
 
 import numpy as np
-from scipy.stats import binomtest, rankdata
 
 from tasks.model.decision import predicted_labels
 from tasks.training.calibration import Calibration, calibration
@@ -78,6 +77,10 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> Figures:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     positives, negatives = int(labels.sum()), int(len(labels) - labels.sum())
     if positives and negatives:  # Mann-Whitney form of the ROC AUC, ties counted half
+        # Imported here: scipy.stats takes most of a second, and the commands that only
+        # read a version's record (models list) import this module for its types.
+        from scipy.stats import rankdata
+
         ranks = rankdata(scores)
         auc = float((ranks[labels == 1].sum() - positives * (positives + 1) / 2)
                     / (positives * negatives))
@@ -93,6 +96,8 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> Figures:
 def mcnemar_exact(labels: np.ndarray, champion_scores: np.ndarray,
                   candidate_scores: np.ndarray) -> PairedTest:
     """Exact (binomial) McNemar test on paired predictions of the same rows."""
+    from scipy.stats import binomtest  # see classification_metrics
+
     labels = np.asarray(labels).astype(int)
     champion_right = predicted_labels(champion_scores) == labels
     candidate_right = predicted_labels(candidate_scores) == labels

@@ -35,7 +35,7 @@ most of its CPU (docs/cli.md, "The Prefect API each command starts").
   nothing a reviewflow user can act on; so one "ignore" filter, put first in the list
   before any such thread starts (so in every list a block saves), matches every warning
   raised in one of those threads and no other. The main thread's warnings (Prefect's
-  about its settings, say) are shown as before. A user's own warning options
+  about its settings, say) are shown. A user's own warning options
   (``python -W``, ``PYTHONWARNINGS``) turn it off.
 
 ``heavy_import(*modules)`` does the first two, around the first import of these

@@ -151,7 +151,7 @@ class ReviewValidator:
         # For every batch it loads, GX's pandas engine hashes the whole DataFrame (every
         # review's text, twice per validation) into a "pandas_data_fingerprint" batch
         # marker, for frames under HASH_THRESHOLD bytes. No reviewflow result reads the
-        # markers; on long reviews the hashing is about half of the suite's time.
+        # markers; on long reviews the hashing is a large share of the suite's time.
         pandas_execution_engine.HASH_THRESHOLD = 0
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         configs = list(self.suite_config["expectations"])

@@ -77,8 +77,8 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> Figures:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     positives, negatives = int(labels.sum()), int(len(labels) - labels.sum())
     if positives and negatives:  # Mann-Whitney form of the ROC AUC, ties counted half
-        # Imported here: scipy.stats takes most of a second, and the commands that only
-        # read a version's record (models list) import this module for its types.
+        # Imported here: scipy.stats is a slow import, and the commands that only read a
+        # version's record (models list) import this module for its types.
         from scipy.stats import rankdata
 
         ranks = rankdata(scores)

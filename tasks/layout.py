@@ -131,11 +131,12 @@ def part_name(sha256: str, model_version: str | None = None, shard: int | None =
             + (f"-s{shard:04d}" if shard is not None else "") + ".parquet")
 
 
-def part_glob(sha256: str) -> str:
-    """A glob that finds every part of this content (any model, any shard) and their
-    temporaries; narrow it with ``is_part_of``, since a glob cannot tell version ``V``'s
+def part_prefixes(sha256: str) -> tuple[str, str]:
+    """The name prefixes of every part of this content (any model, any shard) and of
+    their temporaries: a listing filtered by them finds all a sweep must look at; narrow
+    with ``is_part_of``, since a prefix cannot tell version ``V``'s
     ``part-…-V-s0001.parquet`` from version ``V-b``'s ``part-…-V-b.parquet``."""
-    return f"*part-{content_key(sha256)}*"
+    return f"part-{content_key(sha256)}", f".part-{content_key(sha256)}"
 
 
 def is_part_of(name: str, sha256: str, model_version: str | None = None) -> bool:

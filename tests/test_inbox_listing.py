@@ -15,8 +15,9 @@ import os
 import time
 import uuid
 
-from tasks.layout import CLAIMS_FOLDER
+from tasks.layout import CLAIMS_FOLDER, part_name
 from tasks.state.inbox import claimed_files, list_inbox
+from tasks.state.leftovers import parts_in_partitions
 from tasks.storage.objects import ObjectPath
 
 OBJECTS = 1_500
@@ -105,6 +106,34 @@ def test_an_empty_or_missing_s3_inbox_costs_a_constant(s3_env):
         found = list_inbox(incoming, settle_seconds=0)
     assert found.ready == found.settling == found.unsupported == []
     assert len(requests) <= CONSTANT_REQUESTS
+
+
+def test_a_commit_finds_its_parts_without_listing_the_other_files_parts(s3_env):
+    """Each file's commit looks in every partition for parts of its content a killed run
+    left (``parts_in_partitions``). A partition holds the parts of every file scored that
+    day, so listing it whole at each commit would make a run's listings grow with the
+    square of its files: the store filters each listing by the content's prefix."""
+    endpoint, fs = s3_env
+    bucket = f"parts-{uuid.uuid4().hex[:8]}"
+    fs.mkdir(bucket)
+    ours, others = "ab" * 32, [f"{i:016x}" + "0" * 48 for i in range(OBJECTS)]
+    partition = f"{bucket}/data/scored/scored_date=2026-03-01"
+    parts = {f"{partition}/{part_name(sha, 'v1')}": b"x" for sha in others}
+    parts[f"{partition}/{part_name(ours, 'v1')}"] = b"x"
+    parts[f"{partition}/.{part_name(ours, 'v0')}.0123abcd.tmp"] = b"x"
+    parts[f"{bucket}/data/scored/scored_date=2026-03-02/{part_name(ours, 'v1', 0)}"] = b"x"
+    fs.pipe(parts)
+    scored = ObjectPath(f"s3://{bucket}/data/scored", {"endpoint_url": endpoint})
+
+    with requests_received() as requests:
+        found = parts_in_partitions(scored, ours)
+    assert sorted(p.name for p in found) == sorted([
+        part_name(ours, "v1"), f".{part_name(ours, 'v0')}.0123abcd.tmp",
+        part_name(ours, "v1", 0)])
+    listings = [line for line in requests if "scored_date" in line]
+    # Two partitions, two prefixes each; each names the content, so only its parts come back.
+    assert len(listings) == 4, requests
+    assert all(f"part-{ours[:16]}" in line for line in listings), listings
 
 
 def test_a_local_inbox_sorts_the_same_way(tmp_path):

@@ -27,8 +27,8 @@ from tasks.layout import (
     day_of,
     is_part_of,
     kept_name,
-    part_glob,
     part_name,
+    part_prefixes,
     reason_file,
 )
 from tasks.training.registry import Registry
@@ -53,7 +53,7 @@ def test_part_names_are_those_earlier_runs_wrote():
         "part-abababababababab-20260101T000000Z-abcdef.parquet"
     assert part_name(SHA, "v", 3) == "part-abababababababab-v-s0003.parquet"
     assert part_name(SHA) == "part-abababababababab.parquet"
-    assert part_glob(SHA) == "*part-abababababababab*"
+    assert part_prefixes(SHA) == ("part-abababababababab", ".part-abababababababab")
     assert kept_name(SHA, "reviews.csv") == "abababababababab-reviews.csv"
 
 

@@ -181,6 +181,20 @@ def test_listing_and_removing(root):
     assert (root / "p").scan() == []
 
 
+def test_files_starting_with_a_prefix_are_the_files_of_that_name(root):
+    names = ("part-aaaa-v1.parquet", ".part-aaaa-v1.parquet.0123abcd.tmp", "part-bbbb.parquet",
+             "xpart-aaaa.parquet", "part-aaaa-folder/part-aaaa-inner.parquet")
+    for name in names:
+        (root / "p" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "p" / name).write_bytes(b"x")
+    found = (root / "p").files_starting_with(("part-aaaa", ".part-aaaa"))
+    assert sorted(p.name for p in found) == [".part-aaaa-v1.parquet.0123abcd.tmp",
+                                             "part-aaaa-v1.parquet"]  # no folder, nothing in it
+    assert all(p.parent == root / "p" for p in found)
+    assert (root / "p").files_starting_with(("part-cccc",)) == []
+    assert (root / "missing").files_starting_with(("part-aaaa",)) == []
+
+
 def test_a_local_file_for_readers_that_need_one(root):
     model = root / "versions" / "v1" / "model.keras"
     model.parent.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,6 @@ from tasks.layout import (
     is_any_part_of,
     is_part_of,
     kept_name,
-    part_glob,
     part_version,
 )
 from tasks.outcomes import FileOutcome, FileStatus
@@ -97,7 +96,7 @@ def replace_stale_parts(published: list[Location], folder: Location, sha256: str
     keep = {_where(p) for p in published}
     if model_version is not None:
         keep |= {_where(p) for p in committed}
-    for stale in folder.glob(f"*/{part_glob(sha256)}"):
+    for stale in parts_in_partitions(folder, sha256):
         ours = (is_any_part_of(stale.name, sha256) if model_version is not None
                 else is_part_of(stale.name, sha256, None))
         if ours and _where(stale) not in keep:

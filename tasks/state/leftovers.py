@@ -25,7 +25,7 @@ Plain functions: the flows call them at the start of a run and log what they rem
 
 from __future__ import annotations
 
-from tasks.layout import DataLayout, content_key, part_content
+from tasks.layout import DataLayout, content_key, part_content, part_prefixes
 from tasks.state.backend import RunState
 from tasks.storage.local import Location, LockHeldError, is_temporary
 from tasks.storage.objects import as_location
@@ -94,10 +94,10 @@ def sweep_training_leftovers(layout: DataLayout) -> list[Location]:
 def parts_in_partitions(folder: Location, sha256: str) -> list[Location]:
     """Every file in a partition of ``folder`` named for this content (a part of any
     model or shard, or a temporary of one; narrow with ``tasks.layout.part_version``).
-    Locally a prefix test per listed name, with no pattern matching and no ``stat``."""
-    prefixes = (f"part-{content_key(sha256)}", f".part-{content_key(sha256)}")
+    Listed by prefix (``Location.files_starting_with``): on object storage only this
+    content's names come back, however many other files a partition holds."""
     return [path for partition in _subfolders(folder)
-            for path in partition.files_named(lambda name: name.startswith(prefixes))]
+            for path in partition.files_starting_with(part_prefixes(sha256))]
 
 
 def _subfolders(folder: Location) -> list[Location]:

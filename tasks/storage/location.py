@@ -205,6 +205,13 @@ class Location(abc.ABC):
         """The regular files right under this one whose names ``match`` (names matched
         first, so a big folder costs its listing and nothing more)."""
 
+    def files_starting_with(self, prefixes: tuple[str, ...]) -> list[Location]:
+        """The regular files right under this one whose names start with one of
+        ``prefixes``. Where the store can filter a listing by prefix (S3 and the other
+        object stores) only those names are listed, so a folder of many other files
+        costs no more than an empty one."""
+        return self.files_named(lambda name: name.startswith(prefixes))
+
     # ---------------------------------------------------------------- writing
     @abc.abstractmethod
     def write_bytes_atomic(self, data: bytes) -> Location:

@@ -1,6 +1,7 @@
 """What ``ObjectPath`` (``tasks.storage.objects``) does with an fsspec file system that needs
 no ``ObjectPath`` of its own: a streamed Parquet object, the download of an object, a
-listing's times, and the one-line errors of a store that cannot be reached."""
+listing's times, a listing filtered by name prefix, and the one-line errors of a store
+that cannot be reached."""
 
 from __future__ import annotations
 
@@ -89,3 +90,21 @@ def mtime_of(info: dict) -> float:
         with contextlib.suppress(ValueError):
             return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
     return 0.0
+
+
+def listed_with_prefix(fs, url: str, prefixes: tuple[str, ...]) -> list[dict] | None:
+    """What the store lists right under ``url`` whose names start with one of
+    ``prefixes``: one request per prefix that the store filters (``find`` one level deep
+    with ``prefix``, as s3fs and gcsfs take it), so a folder's other files are never
+    listed. Where the commit of each file looks for its own parts among every other
+    file's of the day, a full listing each time would make a run's listing work grow
+    with the square of its files. None for a file system whose ``find`` takes no prefix."""
+    found: dict[str, dict] = {}
+    for prefix in prefixes:
+        try:
+            found.update(fs.find(url, maxdepth=1, prefix=prefix, detail=True))
+        except FileNotFoundError:
+            continue
+        except TypeError:
+            return None
+    return list(found.values())

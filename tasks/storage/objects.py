@@ -49,7 +49,7 @@ from tasks.storage.location import (
     names_exhausted,
     safe_name,
 )
-from tasks.storage.object_io import ObjectSink, check_store, download, mtime_of
+from tasks.storage.object_io import ObjectSink, check_store, download, listed_with_prefix, mtime_of
 
 __all__ = ["Entry", "EntryKind", "Identity", "ObjectVersion", "download", "local_entry"]
 
@@ -329,6 +329,14 @@ class ObjectPath(Location):
     def files_named(self, match) -> list[ObjectPath]:
         return [entry.path for entry in self.scan()
                 if entry.kind is EntryKind.FILE and match(entry.name)]
+
+    def files_starting_with(self, prefixes: tuple[str, ...]) -> list[ObjectPath]:
+        """One listing per prefix, filtered by the store (``listed_with_prefix``)."""
+        listed = listed_with_prefix(self._fresh(), self.url, prefixes)
+        if listed is None:  # no prefix filter in this store: the folder whole
+            return super().files_starting_with(prefixes)
+        return [entry.path for info in listed if (entry := self._entry(info))
+                and entry.kind is EntryKind.FILE and entry.name.startswith(prefixes)]
 
     def write_bytes_atomic(self, data: bytes) -> ObjectPath:
         """One PUT under its final name: atomic there, so no temporary is left by a kill."""

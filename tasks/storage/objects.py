@@ -331,12 +331,12 @@ class ObjectPath(Location):
                 if entry.kind is EntryKind.FILE and match(entry.name)]
 
     def files_starting_with(self, prefixes: tuple[str, ...]) -> list[ObjectPath]:
-        """One listing per prefix, filtered by the store (``listed_with_prefix``)."""
-        listed = listed_with_prefix(self._fresh(), self.url, prefixes)
+        listed = listed_with_prefix(self._fresh(), self.url, prefixes)  # filtered by the store
         if listed is None:  # no prefix filter in this store: the folder whole
             return super().files_starting_with(prefixes)
-        return [entry.path for info in listed if (entry := self._entry(info))
-                and entry.kind is EntryKind.FILE and entry.name.startswith(prefixes)]
+        return [entry.path for info in listed if (entry := self._entry(info))  # right under
+                and entry.kind is EntryKind.FILE and entry.path.parent == self
+                and entry.name.startswith(prefixes)]
 
     def write_bytes_atomic(self, data: bytes) -> ObjectPath:
         """One PUT under its final name: atomic there, so no temporary is left by a kill."""

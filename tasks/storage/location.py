@@ -207,9 +207,9 @@ class Location(abc.ABC):
 
     def files_starting_with(self, prefixes: tuple[str, ...]) -> list[Location]:
         """The regular files right under this one whose names start with one of
-        ``prefixes``. Where the store can filter a listing by prefix (S3 and the other
-        object stores) only those names are listed, so a folder of many other files
-        costs no more than an empty one."""
+        ``prefixes``. Where the store filters a listing by prefix (S3, Google Cloud
+        Storage) only those names are listed, so a folder of many other files costs no
+        more than an empty one; elsewhere the folder is listed whole."""
         return self.files_named(lambda name: name.startswith(prefixes))
 
     # ---------------------------------------------------------------- writing

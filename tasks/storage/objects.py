@@ -334,8 +334,8 @@ class ObjectPath(Location):
         listed = listed_with_prefix(self._fresh(), self.url, prefixes)  # filtered by the store
         if listed is None:  # no prefix filter in this store: the folder whole
             return super().files_starting_with(prefixes)
-        return [entry.path for info in listed if (entry := self._entry(info))  # right under
-                and entry.kind is EntryKind.FILE and entry.path.parent == self
+        return [entry.path for info in listed if (entry := self._entry(info))
+                and entry.kind is EntryKind.FILE and entry.path.parent == self  # right under
                 and entry.name.startswith(prefixes)]
 
     def write_bytes_atomic(self, data: bytes) -> ObjectPath:

@@ -40,8 +40,11 @@ demo: install
 # most tests wait on subprocesses and servers, and with two workers about 15% of the cores
 # stayed idle (docs/development.md, "Tests").
 TEST_WORKERS ?= 3
+# Each test's CPU, its own and its child processes' (tests/cpu_report.py); the run ends with
+# the test files costing the most.
+TEST_CPU_REPORT ?= .test-cpu.tsv
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=30
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=30 --cpu-report $(TEST_CPU_REPORT)
 
 # The suite on a busy host: LOAD_BURNERS processes each keep a core busy for the whole run
 # (tests/conftest.py, --cpu-burners). With 4 on 2 cores the load average is about 5-7.

@@ -28,9 +28,6 @@ IMDB = PROJECT.parent / "shared" / "data" / "imdb" / "train.parquet"
 
 
 def pytest_addoption(parser):
-    from tests import cpu_report
-
-    cpu_report.add_option(parser)
     parser.addoption(
         "--cpu-burners", type=int, default=0, metavar="N",
         help="run the suite next to N processes that each keep a CPU core busy, as on a "
@@ -46,12 +43,6 @@ SLOWEST_FIRST = (
     "test_stop_anywhere.py", "test_retrain_flow.py", "test_scale_out.py",
     "test_state_pg_kills.py", "test_registry_objects.py", "test_reliability.py",
 )
-
-
-def pytest_configure(config):
-    from tests import cpu_report
-
-    cpu_report.configure(config)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -18,6 +18,10 @@ its last test's. At the end the test files costing the most are printed.
 
 A child's CPU counts only once it is reaped, so a process a test leaves behind counts
 where it is reaped, and a process that is not a child (a daemon) not at all.
+
+A plugin loaded by name (``-p tests.cpu_report``, in pyproject.toml's ``addopts``) rather than
+from conftest.py: an option a conftest adds is unknown while pytest-xdist's workers first
+read their arguments, which then took the report's path for a test path.
 """
 
 from __future__ import annotations
@@ -35,14 +39,14 @@ COLUMNS = ("test", "own", "children", "wall", "worker")
 SHOWN_FILES = 15  # how many test files the end-of-run table lists
 
 
-def add_option(parser) -> None:
+def pytest_addoption(parser) -> None:
     parser.addoption(
         "--cpu-report", metavar="PATH", default=None,
         help="write each test's CPU seconds (its own and its reaped child processes') to PATH "
              "and print the test files costing the most (tests/cpu_report.py)")
 
 
-def configure(config) -> None:
+def pytest_configure(config) -> None:
     """Register the report when ``--cpu-report`` is given. The first process (pytest-xdist's
     controller, or pytest alone) empties the file before any test runs."""
     path = config.getoption("--cpu-report")

@@ -14,17 +14,8 @@ from tests.cpu_report import TEARDOWNS, per_file
 
 BURN = 0.4  # CPU seconds each burner spends, counted on its own process's clock
 
-CONFTEST = """\
-from tests import cpu_report
-
-
-def pytest_addoption(parser):
-    cpu_report.add_option(parser)
-
-
-def pytest_configure(config):
-    cpu_report.configure(config)
-"""
+# As pyproject.toml has it: the plugin by name, the tests found through testpaths.
+INI = "[pytest]\ntestpaths = test_costs.py\naddopts = -p tests.cpu_report\n"
 
 TESTS = f"""\
 import subprocess, sys, time
@@ -53,15 +44,16 @@ def test_c_sleeps():
 
 
 def run_with_report(tmp_path, *options: str) -> tuple[dict[str, list[float]], str]:
-    (tmp_path / "conftest.py").write_text(CONFTEST)
+    """The report of a run as ``make test`` starts one: no test path on the command line,
+    ``--cpu-report PATH`` with a space, and PATH left by an earlier run."""
     (tmp_path / "test_costs.py").write_text(TESTS)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "pytest.ini").write_text(INI)
     report = tmp_path / "cpu.tsv"
+    report.write_text("left by an earlier run\n")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c",
-         str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path), "--cpu-report", str(report),
-         *options, str(tmp_path / "test_costs.py")],
-        cwd=PROJECT, env=dict(os.environ, PYTHONPATH=str(PROJECT)), capture_output=True,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cpu-report",
+         str(report), *options],
+        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(PROJECT)), capture_output=True,
         text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = report.read_text().splitlines()

@@ -44,7 +44,7 @@ TEST_WORKERS ?= 3
 # the test files costing the most.
 TEST_CPU_REPORT ?= .test-cpu.tsv
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=30 --cpu-report $(TEST_CPU_REPORT)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=30 --cpu-report=$(TEST_CPU_REPORT)
 
 # The suite on a busy host: LOAD_BURNERS processes each keep a core busy for the whole run
 # (tests/conftest.py, --cpu-burners). With 4 on 2 cores the load average is about 5-7.

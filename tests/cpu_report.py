@@ -1,4 +1,4 @@
-"""``pytest --cpu-report PATH``: what each test costs in CPU, its own and its child processes'.
+"""``pytest --cpu-report=PATH``: what each test costs in CPU, its own and its child processes'.
 
 The suite is CPU-bound on two cores (docs/development.md, "Tests"), so its wall time
 follows its CPU, which ``--durations`` (wall seconds per test, slowed by whatever the
@@ -19,9 +19,10 @@ its last test's. At the end the test files costing the most are printed.
 A child's CPU counts only once it is reaped, so a process a test leaves behind counts
 where it is reaped, and a process that is not a child (a daemon) not at all.
 
-A plugin loaded by name (``-p tests.cpu_report``, in pyproject.toml's ``addopts``) rather than
-from conftest.py: an option a conftest adds is unknown while pytest-xdist's workers first
-read their arguments, which then took the report's path for a test path.
+Give it as ``--cpu-report=PATH``. pytest reads its arguments once before it loads this
+plugin (``-p tests.cpu_report``, in pyproject.toml's ``addopts``, so that pytest-xdist's
+workers load it too), to find the project; then ``--cpu-report PATH`` with a space is
+unknown and PATH taken for a test path, which finds no project outside it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``pytest --cpu-report`` (tests/cpu_report.py) puts each test's CPU where it was spent:
+"""``pytest --cpu-report=PATH`` (tests/cpu_report.py) puts each test's CPU where it was spent:
 in the test's process, in the child processes it waited for, or in the teardown after a
 worker's last test; alone and under pytest-xdist."""
 
@@ -45,15 +45,17 @@ def test_c_sleeps():
 
 def run_with_report(tmp_path, *options: str) -> tuple[dict[str, list[float]], str]:
     """The report of a run as ``make test`` starts one: no test path on the command line,
-    ``--cpu-report PATH`` with a space, and PATH left by an earlier run."""
-    (tmp_path / "test_costs.py").write_text(TESTS)
-    (tmp_path / "pytest.ini").write_text(INI)
-    report = tmp_path / "cpu.tsv"
+    the report outside the project, left there by an earlier run."""
+    project, report = tmp_path / "project", tmp_path / "reports" / "cpu.tsv"
+    project.mkdir()
+    report.parent.mkdir()
+    (project / "test_costs.py").write_text(TESTS)
+    (project / "pytest.ini").write_text(INI)
     report.write_text("left by an earlier run\n")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cpu-report",
-         str(report), *options],
-        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(PROJECT)), capture_output=True,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--cpu-report={report}",
+         *options],
+        cwd=project, env=dict(os.environ, PYTHONPATH=str(PROJECT)), capture_output=True,
         text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = report.read_text().splitlines()
@@ -78,7 +80,7 @@ def test_each_test_is_charged_its_own_cpu_its_childrens_and_not_the_last_teardow
     assert set(rows) == {"test_a_burns_itself", "test_b_burns_in_a_child", "test_c_sleeps",
                          "(teardown of -)"}
 
-    by_file = per_file(tmp_path / "cpu.tsv")
+    by_file = per_file(tmp_path / "reports" / "cpu.tsv")
     assert set(by_file) == {"test_costs.py", TEARDOWNS}
     assert by_file["test_costs.py"]["tests"] == 3
     assert by_file["test_costs.py"]["children"] >= BURN

@@ -28,7 +28,6 @@ unknown and PATH taken for a test path, which finds no project outside it.
 from __future__ import annotations
 
 import fcntl
-import os
 import resource
 import time
 from collections import defaultdict
@@ -44,7 +43,8 @@ def pytest_addoption(parser) -> None:
     parser.addoption(
         "--cpu-report", metavar="PATH", default=None,
         help="write each test's CPU seconds (its own and its reaped child processes') to PATH "
-             "and print the test files costing the most (tests/cpu_report.py)")
+             "and print the test files costing the most; give it as --cpu-report=PATH "
+             "(tests/cpu_report.py)")
 
 
 def pytest_configure(config) -> None:
@@ -56,7 +56,10 @@ def pytest_configure(config) -> None:
     path = Path(path).resolve()
     if not hasattr(config, "workerinput"):
         path.write_text("\t".join(COLUMNS) + "\n")
-    config.pluginmanager.register(CpuReport(path), "cpu-report")
+    # From the worker's own input, not PYTEST_XDIST_WORKER: a pytest that a test starts
+    # inherits that variable without being a worker.
+    worker = config.workerinput["workerid"] if hasattr(config, "workerinput") else "-"
+    config.pluginmanager.register(CpuReport(path, worker), "cpu-report")
 
 
 def _cpu_seconds(who: int) -> float:
@@ -79,9 +82,9 @@ class _Clock:
 
 
 class CpuReport:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, worker: str) -> None:
         self.path = path
-        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "-")
+        self.worker = worker
         self.last_teardown: tuple[float, float, float] | None = None
 
     def _append(self, name: str, figures: tuple[float, float, float]) -> None:

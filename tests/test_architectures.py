@@ -30,6 +30,7 @@ from tasks.model import (
     standardize_review,
     train_model,
 )
+from tasks.model.training import multi_hot_dataset
 from tasks.settings import Settings
 from tasks.training.split import split_labeled
 from tests.helpers import read_reviews
@@ -120,6 +121,45 @@ def test_the_vocabulary_is_the_one_keras_adapt_chooses(name, max_tokens, english
     assert ours.get_vocabulary() == theirs.get_vocabulary()
     # Without a limit there are more tokens than 60, so the cut at 60 leaves some out.
     assert ours.vocabulary_size() == max_tokens if max_tokens else ours.vocabulary_size() > 60
+
+
+def test_multi_hot_batches_from_cached_word_ids_train_as_the_texts_would(english):
+    """A multi-hot model's training reads each review's words once (multi_hot_dataset).
+    Its batches must be the vectorizer's rows over the texts, in the order shuffling the
+    texts gives, epoch after epoch: a classifier fitted on either learns the same weights."""
+    reviews = np.concatenate([texts(english)[:300],
+                              np.array(["", "zzyzx qwv", "이 영화 정말 좋다"], dtype=object)])
+    labels = (np.arange(len(reviews)) % 2).astype("float32")
+    params = params_of(architecture="seed", max_tokens=60)
+    vectorizer = ARCHITECTURES["seed"].vectorizer(params)
+    adapt_vocabulary(vectorizer, texts(english))  # not the three odd ones
+    width = len(vectorizer.get_vocabulary())
+
+    def datasets():
+        keras.utils.set_random_seed(3)
+        of_texts = (tf.data.Dataset.from_tensor_slices((reviews, labels))
+                    .shuffle(len(reviews), seed=5, reshuffle_each_iteration=True).batch(64)
+                    .map(lambda x, y: (vectorizer(x), y)))
+        return of_texts, multi_hot_dataset(vectorizer, reviews, labels, 64, shuffle_seed=5)
+
+    of_texts, cached = datasets()
+    assert int(cached.cardinality()) == int(of_texts.cardinality()) == -(-len(reviews) // 64)
+    for _epoch in range(2):
+        pairs = list(zip(of_texts, cached, strict=True))
+        for (rows, y), (cached_rows, cached_y) in pairs:
+            assert np.array_equal(rows.numpy(), cached_rows.numpy())
+            assert np.array_equal(y.numpy(), cached_y.numpy())
+    assert "zzyzx" not in vectorizer.get_vocabulary()  # out of it: column 0, in both
+    assert any(rows.numpy()[:, 0].any() for rows, _ in cached)
+
+    def fitted(dataset) -> list[np.ndarray]:
+        keras.utils.set_random_seed(7)
+        classifier = ARCHITECTURES["seed"].classifier(params, width)
+        classifier.fit(dataset, epochs=3, shuffle=False, verbose=0)
+        return classifier.get_weights()
+
+    for got, expected in zip(fitted(datasets()[1]), fitted(datasets()[0]), strict=True):
+        assert np.array_equal(got, expected)
 
 
 def test_texts_without_a_word_are_a_clear_error_not_an_empty_vocabulary():

@@ -35,18 +35,44 @@ class TrainedModel:
 
 
 
-def _dataset(vectorizer, texts: np.ndarray, labels: np.ndarray | None, batch_size: int,
-             shuffle_seed: int | None = None) -> tf.data.Dataset:
-    parts = (texts,) if labels is None else (texts, labels.astype("float32"))
-    ds = tf.data.Dataset.from_tensor_slices(parts)
+def multi_hot_dataset(vectorizer: keras.layers.TextVectorization, texts: np.ndarray,
+                      labels: np.ndarray, batch_size: int,
+                      shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Labeled batches of ``vectorizer``'s multi-hot rows, the text tokenized once.
+
+    Standardizing, splitting and looking up a review's words is most of a multi-hot
+    model's epoch; here each review's word ids are made once and cached (memory in
+    proportion to its words; the dense rows, in proportion to the vocabulary, never
+    are), and an epoch only turns a batch's ids into its rows. The rows are the
+    vectorizer's own, in the order shuffling the texts would give, and the dataset
+    knows its length as a dataset of the texts would (Keras starts each epoch's
+    iterator differently when it does not, which reorders every epoch after the
+    first): a model learns the same weights as from ``vectorizer`` over the texts.
+    """
+    vocabulary = vectorizer.get_vocabulary()
+    # Ids as the vectorizer's columns: out-of-vocabulary words 0, then its vocabulary.
+    word_ids = keras.layers.StringLookup(vocabulary=vocabulary[1:], mask_token=None)
+    if word_ids.get_vocabulary() != vocabulary:
+        raise ValueError("the word ids would not match the vectorizer's multi-hot columns "
+                         f"(its first is {vocabulary[0]!r}); train it without cached ids")
+    width = len(vocabulary)
+
+    def multi_hot(ids: tf.RaggedTensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        rows = tf.math.bincount(ids, minlength=width, maxlength=width, binary_output=True,
+                                dtype=tf.float32, axis=-1)
+        rows.set_shape([None, width])
+        return rows, y
+
+    reviews = (tf.data.Dataset.from_tensor_slices((texts, labels.astype("float32"))).batch(2048)
+               .map(lambda x, y: (word_ids(vectorizer._preprocess(x)), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+               .unbatch()
+               .apply(tf.data.experimental.assert_cardinality(len(texts)))
+               .cache())
     if shuffle_seed is not None:
-        ds = ds.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    # Vectorize per batch on the fly; dense vectors are never cached (memory).
-    if labels is None:
-        return ds.map(vectorizer, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
-    return ds.map(lambda x, y: (vectorizer(x), y),
-                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+        reviews = reviews.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return (reviews.ragged_batch(batch_size)
+            .map(multi_hot, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2))
 
 
 def _token_id_dataset(vectorizer, texts: np.ndarray, labels: np.ndarray, batch_size: int,
@@ -157,7 +183,7 @@ def _fit(arch: Architecture, params: TrainingParams, texts: np.ndarray, labels: 
     vectorizer = arch.vectorizer(params)
     adapt_vocabulary(vectorizer, texts)
     classifier = arch.classifier(params, _input_dim(vectorizer))
-    batches = _token_id_dataset if _yields_token_ids(vectorizer) else _dataset
+    batches = _token_id_dataset if _yields_token_ids(vectorizer) else multi_hot_dataset
     train_data = batches(vectorizer, texts, labels, params.batch_size, params.seed)
     val_data = None if validation is None else batches(vectorizer, *validation,
                                                        params.batch_size)

@@ -10,13 +10,17 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from conftest import PROJECT
 
 from deployments import local_postgres
+from tests import postgres
 
 
 def test_make_postgres_serves_a_cluster_until_it_is_stopped():
@@ -54,3 +58,31 @@ def test_make_postgres_serves_a_cluster_until_it_is_stopped():
             server.kill()
             server.wait()
         shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_waiting_for_the_other_sessions_sees_one_end_after_the_first_look(pg_cluster):
+    """``tests.postgres.advisory_locks_left`` waits for the other clients' sessions to
+    end: one alive at its first look and closed after it is seen gone, and its advisory
+    lock with it (PostgreSQL answers pg_stat_activity from one snapshot per transaction,
+    so the waiting looks each in a transaction of its own)."""
+    url = pg_cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
+    other = psycopg.connect(url, autocommit=True)
+    other.execute("SELECT pg_advisory_lock(7)")
+
+    def close_after_the_first_look() -> None:
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 60
+            while not watcher.execute(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND query LIKE '%%pg_stat_activity%%'"
+                    ).fetchone()[0] and time.monotonic() < deadline:
+                time.sleep(0.02)
+        other.close()
+
+    closer = threading.Thread(target=close_after_the_first_look)
+    closer.start()
+    try:
+        assert postgres.advisory_locks_left(url, deadline_s=30) == 0
+    finally:
+        closer.join()
+        other.close()

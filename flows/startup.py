@@ -22,7 +22,11 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from flows.stopping import Stop, print_whole_lines, raise_if_stopped
-from tasks.heavy_imports import heavy_import, import_in_background
+from tasks.heavy_imports import (
+    heavy_import,
+    import_in_background,
+    release_import_lock_left_held,
+)
 from tasks.native_logs import quiet_by_default
 
 
@@ -98,6 +102,10 @@ def starting_flow(quiet: tuple[type[BaseException], ...] = ()) -> Iterator[None]
         imported()
 
 
+# How often the wait for the warm-up threads checks for an import lock left held.
+IMPORT_LOCK_CHECK_SECONDS = 2.0
+
+
 def warm_heavy_imports() -> Callable[[], None]:
     """Import TensorFlow and Great Expectations in background threads, one each; return
     a function that waits for both.
@@ -128,7 +136,18 @@ def warm_heavy_imports() -> Callable[[], None]:
 
     def imported() -> None:
         for thread in threads:
-            thread.join()  # an import that failed raises again, with its message, in the flow
+            # An import that failed raises again, with its message, in the flow. A
+            # thread still importing after a while may be waiting for the import lock
+            # this thread holds, left held by an interrupted import step: released,
+            # and said, rather than waited for for ever.
+            thread.join(IMPORT_LOCK_CHECK_SECONDS)
+            while thread.is_alive():
+                if holds := release_import_lock_left_held():
+                    logging.getLogger(__name__).warning(
+                        "the start-up imports were waiting for Python's import lock, "
+                        "which this process's main thread held outside any import "
+                        "(%d hold(s) an interrupted import step left); released it", holds)
+                thread.join(IMPORT_LOCK_CHECK_SECONDS)
     return imported
 
 

@@ -44,6 +44,7 @@ libraries.
 
 from __future__ import annotations
 
+import _imp
 import atexit
 import contextlib
 import gc
@@ -213,6 +214,33 @@ def import_in_background(load: Callable[[], None], name: str) -> threading.Threa
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def release_import_lock_left_held() -> int:
+    """Release Python's global import lock if this thread holds it while importing
+    nothing; how many holds it released (0: this thread did not hold it).
+
+    The import system takes that lock for a moment at a time (around a module lock's
+    bookkeeping and each finder's call) and releases it in a ``finally`` or a ``with``
+    that only starts after the lock is taken: an exception raised in between (a signal's
+    handler or an exception another thread sends, which run between any two bytecodes)
+    leaves it held, by a thread that goes on as if nothing happened. Every other
+    thread's next import then waits for ever, and a thread that waits for an importing
+    thread (``flows.startup``'s warm-up) with it. Nothing was changed under the lock by
+    then, so releasing it is safe. Called outside any import, never inside one (where
+    the hold is the import's own)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith("importlib._bootstrap"):
+            return 0
+        frame = frame.f_back
+    released = 0
+    while True:
+        try:
+            _imp.release_lock()
+        except RuntimeError:  # not held by this thread (any more)
+            return released
+        released += 1
 
 
 @contextlib.contextmanager

@@ -261,3 +261,38 @@ def test_an_import_threads_warning_its_library_hid_stays_hidden_when_another_thr
     shown = python_run(IMPORTED_BESIDE_CATCH_WARNINGS, tmp_path, "-W", "default")
     assert "OptionalPartWarning: an optional part is missing" in shown.stderr, shown.stderr
     assert "filters of the import threads: 0" in shown.stdout
+
+
+def test_an_import_lock_left_held_by_this_thread_is_released_and_only_then():
+    out = run_python("""
+        import _imp, threading
+        from tasks.heavy_imports import release_import_lock_left_held
+        print(release_import_lock_left_held())  # not held: nothing to release
+        _imp.acquire_lock()  # as an import step interrupted between taking and guarding it
+        _imp.acquire_lock()
+        importer = threading.Thread(target=lambda: __import__("json.tool"))
+        importer.start()
+        importer.join(1.0)
+        print(importer.is_alive())  # waits for the lock this thread holds
+        print(release_import_lock_left_held())
+        importer.join(30)
+        print(importer.is_alive(), release_import_lock_left_held())
+    """)
+    assert out.splitlines() == ["0", "True", "2", "False 0"]
+
+
+def test_the_start_up_wait_releases_an_import_lock_left_held_and_says_so():
+    """The command's wait for its warm-up imports (flows.startup) ends even when the main
+    thread holds the import lock outside any import, and says what it released."""
+    done = python_run("""
+        import _imp, time
+        import flows.startup as startup
+        startup.IMPORT_LOCK_CHECK_SECONDS = 0.5
+        _imp.acquire_lock()  # held before the warm-up threads import anything
+        started = time.monotonic()
+        startup.warm_heavy_imports()()
+        import great_expectations, tasks.model.serving  # both whole
+        print("imported", time.monotonic() - started < 120)
+    """)
+    assert done.stdout.splitlines() == ["imported True"]
+    assert "released it" in done.stderr and "1 hold(s)" in done.stderr, done.stderr[-2000:]

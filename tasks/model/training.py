@@ -53,8 +53,10 @@ def multi_hot_dataset(vectorizer: keras.layers.TextVectorization, texts: np.ndar
     # Ids as the vectorizer's columns: out-of-vocabulary words 0, then its vocabulary.
     word_ids = keras.layers.StringLookup(vocabulary=vocabulary[1:], mask_token=None)
     if word_ids.get_vocabulary() != vocabulary:
-        raise ValueError("the word ids would not match the vectorizer's multi-hot columns "
-                         f"(its first is {vocabulary[0]!r}); train it without cached ids")
+        raise ValueError(f"the vectorizer's multi-hot columns start with {vocabulary[0]!r}, "
+                         "not the out-of-vocabulary token, so its word ids cannot stand for "
+                         "its columns: this Keras orders them otherwise than reviewflow "
+                         "supports (requirements.lock has the Keras it is tested with)")
     width = len(vocabulary)
 
     def multi_hot(ids: tf.RaggedTensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+from tasks.heavy_imports import IMPORT_MACHINERY
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # How soon a signal is raised again after landing where it would be dropped or turned
@@ -77,12 +79,6 @@ KEPT_WHOLE = frozenset({"rich"})
 SCOPE_KEEPING = frozenset({"tensorflow", "keras"})
 SCOPE_METHODS = frozenset({"__enter__", "__exit__"})
 
-# Python's import system, whose own steps take and release the import locks without
-# guarding against an exception between the two: raised there (in a module lock's
-# weakref callback, say), a KeyboardInterrupt leaves a lock held, and every other
-# thread's next import waits for ever. Raised in the code of the module being
-# imported, it unwinds the import as any error does.
-IMPORT_MACHINERY = frozenset({"importlib._bootstrap", "importlib._bootstrap_external"})
 
 
 def exit_code(signum: int) -> int:

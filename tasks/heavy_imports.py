@@ -57,6 +57,13 @@ import types
 import warnings
 from collections.abc import Callable, Iterator
 
+# Python's import system, whose own steps take and release the import locks without
+# guarding against an exception between the two: raised there (in a module lock's
+# weakref callback, say), a KeyboardInterrupt leaves a lock held, and every other
+# thread's next import waits for ever. Raised in the code of the module being
+# imported, it unwinds the import as any error does.
+IMPORT_MACHINERY = frozenset({"importlib._bootstrap", "importlib._bootstrap_external"})
+
 # Imported at the libraries' own import, used only to draw or by expectations reviewflow's
 # suites do not hold: never on a scoring run.
 DEFERRED = ("matplotlib.pyplot", "altair", "scipy.stats")
@@ -231,7 +238,7 @@ def release_import_lock_left_held() -> int:
     the hold is the import's own)."""
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith("importlib._bootstrap"):
+        if frame.f_globals.get("__name__") in IMPORT_MACHINERY:
             return 0
         frame = frame.f_back
     released = 0

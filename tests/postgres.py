@@ -19,10 +19,11 @@ __all__ = ["PASSWORD", "USER", "Cluster", "advisory_locks_left", "available", "f
            "temporary_cluster"]
 
 
-OTHER_SESSIONS = ("SELECT pid, backend_type, application_name, state, wait_event_type,"
+OTHER_CLIENTS = ("SELECT pid, backend_type, application_name, state, wait_event_type,"
                   " wait_event, client_addr, now() - backend_start, now() - state_change,"
                   " left(query, 300) FROM pg_stat_activity"
-                  " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                  " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                  " AND backend_type = 'client backend'")
 
 
 def advisory_locks_left(url: str, deadline_s: float = 60) -> int:
@@ -38,8 +39,7 @@ def advisory_locks_left(url: str, deadline_s: float = 60) -> int:
     the first look would be seen for as long as the transaction lasted."""
     with psycopg.connect(url, autocommit=True) as db:
         deadline = time.monotonic() + deadline_s
-        while clients := [row for row in db.execute(OTHER_SESSIONS).fetchall()
-                          if row[1] == "client backend"]:
+        while clients := db.execute(OTHER_CLIENTS).fetchall():
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"a session on {url.rpartition('/')[2]} never ended in {deadline_s} s: "

@@ -296,3 +296,22 @@ def test_the_start_up_wait_releases_an_import_lock_left_held_and_says_so():
     """)
     assert done.stdout.splitlines() == ["imported True"]
     assert "released it" in done.stderr and "1 hold(s)" in done.stderr, done.stderr[-2000:]
+
+
+def test_a_hold_taken_by_an_import_under_way_is_never_released():
+    """Called from a finder, where the import system holds the lock around the call, it
+    releases nothing and the import goes on."""
+    out = run_python("""
+        import sys
+        from tasks.heavy_imports import release_import_lock_left_held
+        seen = []
+        class Finder:
+            def find_spec(self, name, path=None, target=None):
+                if name == "json.tool":
+                    seen.append(release_import_lock_left_held())
+                return None
+        sys.meta_path.insert(0, Finder())
+        import json.tool
+        print(seen, json.tool.__name__)
+    """)
+    assert out.splitlines() == ["[0] json.tool"]

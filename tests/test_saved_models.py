@@ -37,20 +37,41 @@ def test_a_saved_model_still_gives_the_monitor_its_vocabulary(name):
 
 
 def test_slices_in_flight_give_each_slice_its_own_scores_and_report_in_order():
-    """``predict_scores`` computes SLICES_IN_FLIGHT slices at once: every score is the
-    one that slice gives alone, bit for bit, and ``between`` hears of each slice in
-    order, with its row count."""
+    """``predict_scores`` cuts the texts into slices of ``slice_order`` (shortest first)
+    and computes SLICES_IN_FLIGHT slices at once: every score, in the texts' own order,
+    is the one its slice gives alone, bit for bit, and ``between`` hears of each slice
+    in order, with its row count."""
     from tasks.model import serving
 
     assert serving.SLICES_IN_FLIGHT > 1
     model = load_model(FIXTURES / "ngram-marks.keras")
     texts = np.array(EXPECTED["texts"] * 30, dtype=object)[:-3]  # a short last slice
+    order = serving.slice_order(texts)
     starts = range(0, len(texts), 8)
-    alone = np.concatenate([predict_scores(model, texts[s:s + 8], 8) for s in starts])
+    alone = np.empty(len(texts), dtype=np.float32)
+    for start in starts:
+        rows = order[start:start + 8]
+        alone[rows] = predict_scores(model, texts[rows], 8)
     heard = []
     together = predict_scores(model, texts, 8, heard.append)
     np.testing.assert_array_equal(together, alone)
     assert heard == [len(texts[s:s + 8]) for s in starts]
+
+
+def test_texts_are_scored_shortest_first_and_score_as_they_would_in_file_order():
+    """Slices hold texts of about one length (a slice of token ids is padded to its
+    longest text): the order is by length, texts of one length in their own order, and
+    each text's score is the one file-order slices give, to float rounding."""
+    from tasks.model import serving
+
+    texts = np.array(["a much longer review of the film", "", "short", "longer one",
+                      "tiny!", "짧다", "bad"], dtype=object)
+    assert serving.slice_order(texts).tolist() == [1, 5, 6, 2, 4, 3, 0]
+    model = load_model(FIXTURES / "ngram-marks.keras")
+    many = np.array(EXPECTED["texts"] * 30, dtype=object)
+    in_file_order = np.concatenate([predict_scores(model, many[s:s + 8], 8)
+                                    for s in range(0, len(many), 8)])
+    np.testing.assert_allclose(predict_scores(model, many, 8), in_file_order, rtol=0, atol=1e-6)
 
 
 def test_a_stop_between_slices_is_raised_once_the_slices_in_flight_are_done():

@@ -99,12 +99,15 @@ def model_stages(model, texts, batch_size: int, rounds: int = 3) -> dict:
     """Milliseconds per 1,000 reviews of each stage of ``model``'s prediction (``MODEL_STAGES``).
 
     Each prefix of the model (standardize; standardize and split; the whole vectorizer;
-    the whole model) is traced as a graph function over the same batches; a stage's time
-    is its prefix's less the one before. Empty for a model without a "vectorizer" layer
-    whose standardization and split are callables.
+    the whole model) is traced as a graph function over the same batches (the slices
+    ``predict_scores`` makes); a stage's time is its prefix's less the one before. Empty
+    for a model without a "vectorizer" layer whose standardization and split are
+    callables.
     """
     from tasks.model.backend import tf
+    from tasks.model.serving import slice_order
 
+    texts = texts[slice_order(texts)]  # sliced as predict_scores slices them
     try:
         vectorizer = model.get_layer("vectorizer")
     except ValueError:

@@ -24,7 +24,8 @@ Modules (those marked TF import TensorFlow; the others are plain Python):
 - ``training`` (TF): ``train_model``, ``refit_model``, ``adapt_vocabulary``,
   ``TrainedModel``;
 - ``serving`` (TF): ``save_model``, ``load_model``, ``ModelLoadError``, ``warm_up``,
-  ``predict_scores``, ``model_vocabulary``, ``compute_device``.
+  ``predict_scores`` (and ``slice_order``, the order it scores texts in),
+  ``model_vocabulary``, ``compute_device``.
 
 Those names are importable from ``tasks.model`` itself; each is loaded from its module
 on first use (PEP 562), so importing ``tasks.model`` (or ``tasks.model.text``) does not
@@ -58,7 +59,8 @@ _EXPORTS = {
     **dict.fromkeys(["TrainedModel", "adapt_vocabulary", "end_to_end", "refit_model",
                      "train_model"], "training"),
     **dict.fromkeys(["ModelLoadError", "compute_device", "load_model", "model_vocabulary",
-                     "predict_scores", "save_model", "warm_up"], "serving"),
+                     "predict_scores", "save_model", "slice_order", "warm_up"],
+                    "serving"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -91,21 +91,38 @@ def warm_up(model: keras.Model) -> keras.Model:
 SLICES_IN_FLIGHT = 2
 
 
+def slice_order(texts: np.ndarray) -> np.ndarray:
+    """The order ``predict_scores`` cuts ``texts`` into slices in: shortest first (by
+    characters), texts of one length in their own order.
+
+    A model whose vectorizer gives token ids pads each slice to its longest review, and
+    review lengths vary a hundredfold: slices in file order spend most of their work on
+    padding, slices of texts of about one length little. A score does not depend on the
+    other texts of its slice beyond float rounding (how the padded sum is grouped: under
+    1e-6).
+    """
+    lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
+    return np.argsort(lengths, kind="stable")
+
+
 def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int,
                    between: Callable[[int], None] | None = None) -> np.ndarray:
-    """Probabilities of positive sentiment, float32, one per text, in ``batch_size`` slices,
-    ``SLICES_IN_FLIGHT`` of them computed at once.
+    """Probabilities of positive sentiment, float32, one per text in the order given.
 
-    ``between(rows)``, if given, is called after each slice with its row count, in order:
-    a scoring shard counts its progress there and stops there when its run stops (what it
-    raises propagates once the slices already being computed have finished)."""
+    The texts are scored in ``batch_size`` slices of ``slice_order``, ``SLICES_IN_FLIGHT``
+    of them computed at once. ``between(rows)``, if given, is called after each slice
+    with its row count, in order: a scoring shard counts its progress there and stops
+    there when its run stops (what it raises propagates once the slices already being
+    computed have finished)."""
     scores = np.empty(len(texts), dtype=np.float32)
+    order = slice_order(texts)
     serve = _serving_function(model)
 
     def predict(start: int) -> int:
-        batch = tf.constant(texts[start:start + batch_size], dtype=tf.string)
-        scores[start:start + batch_size] = serve(batch).numpy().reshape(-1)
-        return len(batch)
+        rows = order[start:start + batch_size]
+        batch = tf.constant(texts[rows], dtype=tf.string)
+        scores[rows] = serve(batch).numpy().reshape(-1)
+        return len(rows)
 
     def finish(slice_) -> None:
         rows = slice_.result()

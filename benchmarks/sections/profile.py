@@ -93,19 +93,26 @@ def profile_scoring(path: Path, model, settings, out_dir: Path) -> dict:
 
 MODEL_STAGES = ("to tensor", "standardize", "split into n-grams",
                 "vocabulary lookup and padding", "classifier")
+# The stages of a word n-gram model's batch of words only, whose ids are made from
+# integers (tasks.model.ngram_keys), as predict_scores makes them.
+KEYED_STAGES = ("to tensor", "unspaced-script check", "standardize", "split into numbered words",
+                "n-gram keys, lookup and padding", "classifier")
 
 
 def model_stages(model, texts, batch_size: int, rounds: int = 3) -> dict:
-    """Milliseconds per 1,000 reviews of each stage of ``model``'s prediction (``MODEL_STAGES``).
+    """Milliseconds per 1,000 reviews of each stage of ``model``'s prediction
+    (``KEYED_STAGES`` for a word n-gram model whose ids are made from integers, else
+    ``MODEL_STAGES``).
 
-    Each prefix of the model (standardize; standardize and split; the whole vectorizer;
-    the whole model) is traced as a graph function over the same batches (the slices
-    ``predict_scores`` makes); a stage's time is its prefix's less the one before. Empty
-    for a model without a "vectorizer" layer whose standardization and split are
+    Each prefix of the prediction (standardize; standardize and split; ... the whole
+    serving function) is traced as a graph function over the same batches (the slices
+    ``predict_scores`` makes); a stage's time is its prefix's less the one before.
+    Empty for a model without a "vectorizer" layer whose standardization and split are
     callables.
     """
     from tasks.model.backend import tf
-    from tasks.model.serving import slice_order
+    from tasks.model.ngram_keys import word_ngram_ids
+    from tasks.model.serving import serving_function, slice_order
 
     texts = texts[slice_order(texts)]  # sliced as predict_scores slices them
     try:
@@ -117,12 +124,29 @@ def model_stages(model, texts, batch_size: int, rounds: int = 3) -> dict:
     if not (callable(standardize) and callable(split)):
         return {}
     signature = [tf.TensorSpec([None], tf.string)]
-    prefixes = {
-        "standardize": lambda t: standardize(t),
-        "split into n-grams": lambda t: split(standardize(t)),
-        "vocabulary lookup and padding": lambda t: vectorizer(t),
-        "classifier": lambda t: model(t, training=False),
-    }
+    keyed = word_ngram_ids(vectorizer)
+    if keyed is None:
+        names = MODEL_STAGES
+        prefixes = {
+            "standardize": lambda t: standardize(t),
+            "split into n-grams": lambda t: split(standardize(t)),
+            "vocabulary lookup and padding": lambda t: vectorizer(t),
+            "classifier": lambda t: model(t, training=False),
+        }
+    else:
+        names = KEYED_STAGES
+
+        def numbered(t):
+            return keyed.words_only(t), keyed.word_numbers.lookup(
+                tf.strings.split(keyed.standardize(t)).flat_values)
+
+        prefixes = {
+            "unspaced-script check": lambda t: keyed.words_only(t),
+            "standardize": lambda t: (keyed.words_only(t), keyed.standardize(t)),
+            "split into numbered words": numbered,
+            "n-gram keys, lookup and padding": lambda t: (keyed.words_only(t), keyed.ids(t)),
+            "classifier": serving_function(model),
+        }
     functions = {name: tf.function(f, input_signature=signature, autograph=False)
                  for name, f in prefixes.items()}
 
@@ -141,10 +165,11 @@ def model_stages(model, texts, batch_size: int, rounds: int = 3) -> dict:
         best["to tensor"] = min(best["to tensor"], timed(None))
         for name, function in functions.items():
             best[name] = min(best[name], timed(function))
-    cumulative = [best[name] for name in MODEL_STAGES]
+    cumulative = [best[name] for name in names]
     own = [cumulative[0]] + [max(b - a, 0.0) for a, b in zip(cumulative, cumulative[1:])]
-    per_1k = {name: round(1e6 * seconds / len(texts), 1) for name, seconds in zip(MODEL_STAGES, own)}
+    per_1k = {name: round(1e6 * seconds / len(texts), 1) for name, seconds in zip(names, own)}
     return {"rows": len(texts), "batch_size": batch_size, "ms_per_1000": per_1k,
+            "path": "the model's layers" if keyed is None else "word n-gram ids from integers",
             "total_ms_per_1000": round(1e6 * cumulative[-1] / len(texts), 1)}
 
 
@@ -212,8 +237,10 @@ def render(data: dict) -> list[str]:
                   f"{data['reviews_per_second']:,} reviews/s over the stages."]
     stages = data.get("model_stages")
     if stages:
-        lines += ["", f"The model's own prediction (bare `predict_scores` of the champion), "
-                      f"stage by stage on the same reviews, batch {stages['batch_size']}: each "
+        path = stages.get("path", "the model's layers")
+        lines += ["", f"The model's own prediction (bare `predict_scores` of the champion, "
+                      f"{path}), stage by stage on the same reviews, in the slices "
+                      f"`predict_scores` makes, batch {stages['batch_size']}: each "
                       "stage's time is that of a graph function stopping after it less the one "
                       "before (fastest of 3 interleaved rounds).", ""]
         total = stages["total_ms_per_1000"]

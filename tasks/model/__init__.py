@@ -3,7 +3,9 @@
 Every model reviewflow saves is one end-to-end Keras model that takes raw review
 strings and returns the probability that a review is positive. The text
 preprocessing (standardization and vectorization) is a layer inside that model, so
-scoring cannot use a different preprocessing than training did.
+scoring cannot use a different preprocessing than training did (``ngram_keys`` makes a
+word n-gram layer's ids faster from its own vocabulary and standardization: the same
+ids, tested bit for bit).
 
 Modules (those marked TF import TensorFlow; the others are plain Python):
 
@@ -23,9 +25,11 @@ Modules (those marked TF import TensorFlow; the others are plain Python):
 - ``architectures`` (TF): ``Architecture``, ``ARCHITECTURES``, ``architecture()``;
 - ``training`` (TF): ``train_model``, ``refit_model``, ``adapt_vocabulary``,
   ``TrainedModel``;
+- ``ngram_keys`` (TF): ``word_ngram_ids``, the ids a word n-gram vectorizer gives,
+  made from integers (faster, the same ids);
 - ``serving`` (TF): ``save_model``, ``load_model``, ``ModelLoadError``, ``warm_up``,
-  ``predict_scores`` (and ``slice_order``, the order it scores texts in),
-  ``model_vocabulary``, ``compute_device``.
+  ``serving_function``, ``predict_scores`` (and ``slice_order``, the order it scores
+  texts in), ``model_vocabulary``, ``compute_device``.
 
 Those names are importable from ``tasks.model`` itself; each is loaded from its module
 on first use (PEP 562), so importing ``tasks.model`` (or ``tasks.model.text``) does not
@@ -55,11 +59,13 @@ _EXPORTS = {
                      "split_ngrams_bounded", "standardize_keeping_marks",
                      "standardize_review"], "tokenizers"),
     "NaiveBayesLogistic": "layers",
+    **dict.fromkeys(["WordNgramIds", "word_ngram_ids"], "ngram_keys"),
     **dict.fromkeys(["ARCHITECTURES", "Architecture", "architecture"], "architectures"),
     **dict.fromkeys(["TrainedModel", "adapt_vocabulary", "end_to_end", "refit_model",
                      "train_model"], "training"),
     **dict.fromkeys(["ModelLoadError", "compute_device", "load_model", "model_vocabulary",
-                     "predict_scores", "save_model", "slice_order", "warm_up"],
+                     "predict_scores", "save_model", "serving_function", "slice_order",
+                     "warm_up"],
                     "serving"),
 }
 

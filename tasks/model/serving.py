@@ -20,6 +20,7 @@ from tasks.model.backend import keras, tf
 # Loading a model finds its layers and text functions by their registered names;
 # importing their modules registers them all (tokenizers.py, layers.py).
 from tasks.model.layers import NaiveBayesLogistic  # noqa: F401
+from tasks.model.ngram_keys import word_ngram_ids
 from tasks.model.tokenizers import standardization_of, tokenizer_of
 from tasks.model.vocabulary import Vocabulary
 
@@ -59,7 +60,7 @@ def load_model(path: Path) -> keras.Model:
 _SERVING_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _serving_function(model: keras.Model):
+def serving_function(model: keras.Model):
     """``model`` as a graph function over a 1-D batch of strings of any length.
 
     The fixed signature traces once per model. ``model.predict`` wraps every call in
@@ -70,11 +71,30 @@ def _serving_function(model: keras.Model):
         # autograph=False: the model's call needs no Python-to-graph rewriting (Keras
         # layers trace as they are), and autograph would leave one generated source
         # file per model in the system temp folder, never removed.
-        function = tf.function(lambda texts: model(texts, training=False),
+        function = tf.function(_model_call(model),
                                input_signature=[tf.TensorSpec([None], tf.string)],
                                autograph=False)
         _SERVING_FUNCTIONS[model] = function
     return function
+
+
+def _model_call(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``model``'s scores of a batch of texts: its own call, or, for a word n-gram model
+    and a batch of words only, its classifier over the same token ids made from
+    integers (``tasks.model.ngram_keys``), which gives the same scores bit for bit."""
+    try:
+        vectorizer, classifier = model.get_layer("vectorizer"), model.get_layer("classifier")
+    except ValueError:
+        vectorizer = None
+    keyed = word_ngram_ids(vectorizer) if vectorizer is not None else None
+    if keyed is None:
+        return lambda texts: model(texts, training=False)
+
+    def call(texts: tf.Tensor) -> tf.Tensor:
+        return tf.cond(keyed.words_only(texts),
+                       lambda: classifier(keyed.ids(texts), training=False),
+                       lambda: model(texts, training=False))
+    return call
 
 
 def warm_up(model: keras.Model) -> keras.Model:
@@ -116,7 +136,7 @@ def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int,
     computed have finished)."""
     scores = np.empty(len(texts), dtype=np.float32)
     order = slice_order(texts)
-    serve = _serving_function(model)
+    serve = serving_function(model)
 
     def predict(start: int) -> int:
         rows = order[start:start + batch_size]

@@ -17,6 +17,7 @@ from tasks.model import (
     load_model,
     ngram_keys,
     predict_scores,
+    serving,
     serving_function,
     slice_order,
     train_model,
@@ -72,6 +73,12 @@ def models() -> dict:
     return ngram_models()
 
 
+@pytest.fixture
+def keyed_at_once(monkeypatch):
+    """Word n-gram models serve from integer keys from their first score."""
+    monkeypatch.setattr(serving, "KEYED_FROM_ROWS", 0)
+
+
 def test_ids_from_integers_are_the_vectorizers_own(models):
     batch = tf.constant(WORDS_ONLY + english_reviews())
     for name, model in models.items():
@@ -95,7 +102,7 @@ def test_a_batch_with_an_unspaced_script_is_left_to_the_model(models):
 
 
 @pytest.mark.parametrize("batch_size", [4, 64])
-def test_scores_are_the_models_own_bit_for_bit(models, batch_size):
+def test_scores_are_the_models_own_bit_for_bit(models, batch_size, keyed_at_once):
     """Through ``predict_scores`` (words-only slices from integers, the others by the
     model) every score equals the model's own call on the same slice."""
     texts = np.array(WORDS_ONLY + UNSPACED + FIXTURE_TEXTS + english_reviews()[:100],
@@ -119,7 +126,7 @@ def lookup_key_types(model) -> set[str]:
             if node.op == "LookupTableFindV2"}
 
 
-def test_word_ngram_models_serve_from_integers_and_the_seed_does_not(models):
+def test_word_ngram_models_serve_from_integers_and_the_seed_does_not(models, keyed_at_once):
     seed = load_model(FIXTURES / "seed.keras")
     assert word_ngram_ids(seed.get_layer("vectorizer")) is None
     assert lookup_key_types(seed) == {"string"}
@@ -127,7 +134,8 @@ def test_word_ngram_models_serve_from_integers_and_the_seed_does_not(models):
         assert lookup_key_types(model) == {"string", "int64"}, name
 
 
-def test_a_vocabulary_whose_keys_would_not_fit_in_64_bits_is_served_by_the_model(monkeypatch):
+def test_a_vocabulary_whose_keys_would_not_fit_in_64_bits_is_served_by_the_model(
+        monkeypatch, keyed_at_once):
     model = load_model(FIXTURES / "ngram-marks.keras")
     texts = np.array(WORDS_ONLY + FIXTURE_TEXTS, dtype=object)
     expected = predict_scores(model, texts, 8)
@@ -135,3 +143,22 @@ def test_a_vocabulary_whose_keys_would_not_fit_in_64_bits_is_served_by_the_model
     assert word_ngram_ids(model.get_layer("vectorizer")) is None
     again = load_model(FIXTURES / "ngram-marks.keras")  # its serving function is made anew
     np.testing.assert_array_equal(predict_scores(again, texts, 8), expected)
+
+
+def test_a_model_serves_from_integer_keys_once_enough_scores_are_asked_of_it(monkeypatch):
+    """Building the key tables costs a process that scores a few reviews more than it
+    saves: a model's own call serves until KEYED_FROM_ROWS scores have been asked of it
+    (in one call or in several), the keyed path from then on, with the same scores."""
+    monkeypatch.setattr(serving, "KEYED_FROM_ROWS", 50)
+    model = load_model(FIXTURES / "ngram-marks.keras")
+    texts = np.array((WORDS_ONLY + FIXTURE_TEXTS) * 2, dtype=object)[:30]
+    first = predict_scores(model, texts, 8)
+    assert lookup_key_types(model) == {"string"}  # 30 asked
+    second = predict_scores(model, texts, 8)  # 60 asked: keyed from this call on
+    assert lookup_key_types(model) == {"string", "int64"}
+    np.testing.assert_array_equal(first, second)
+    doubled = np.concatenate([texts] * 2)
+    fresh = load_model(FIXTURES / "ngram-marks.keras")
+    np.testing.assert_array_equal(predict_scores(fresh, doubled, 8),
+                                  predict_scores(model, doubled, 8))
+    assert lookup_key_types(fresh) == {"string", "int64"}  # one call of 60

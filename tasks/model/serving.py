@@ -55,40 +55,65 @@ def load_model(path: Path) -> keras.Model:
             f"`reviewflow models rollback` or `reviewflow models promote <version>`") from exc
 
 
-# One traced serving function per loaded model. A cache, not configuration: keyed
-# weakly, so it lives exactly as long as the model object it belongs to.
+# A word n-gram model serves slices of words only from integer keys
+# (``tasks.model.ngram_keys``: the same ids, the same scores) once this process has asked
+# it for this many scores. Building its key tables and tracing that path costs about as
+# much CPU as the path saves over a few tens of thousands of English reviews, so a process
+# that scores a small file never builds them, and one that scores a large file or many
+# files builds them once.
+KEYED_FROM_ROWS = 20_000
+
+# Per loaded model: its traced serving functions (the model's own call; the keyed one,
+# or None where the model has no keyed path) and the scores asked of it so far. Caches,
+# not configuration: keyed weakly, so they live exactly as long as the model object.
 _SERVING_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_KEYED_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ROWS_ASKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def serving_function(model: keras.Model):
-    """``model`` as a graph function over a 1-D batch of strings of any length.
+def serving_function(model: keras.Model, rows: int = 0):
+    """``model`` as a graph function over a 1-D batch of strings of any length, for a
+    caller about to score ``rows`` texts with it.
 
-    The fixed signature traces once per model. ``model.predict`` wraps every call in
-    Keras' data-adapter machinery, a cost paid on every batch of every file.
+    Once ``KEYED_FROM_ROWS`` scores have been asked of a word n-gram model in this
+    process (these ``rows`` included), the function makes the ids of a batch of words
+    only from integers, and gives the model's own scores bit for bit; before, and for
+    any other model, it is the model's own call. Each traces once per model:
+    ``model.predict`` would wrap every call in Keras' data-adapter machinery, a cost paid
+    on every batch of every file.
     """
-    function = _SERVING_FUNCTIONS.get(model)
-    if function is None:
-        # autograph=False: the model's call needs no Python-to-graph rewriting (Keras
-        # layers trace as they are), and autograph would leave one generated source
-        # file per model in the system temp folder, never removed.
-        function = tf.function(_model_call(model),
-                               input_signature=[tf.TensorSpec([None], tf.string)],
-                               autograph=False)
-        _SERVING_FUNCTIONS[model] = function
-    return function
+    asked = _ROWS_ASKED.get(model, 0) + rows
+    _ROWS_ASKED[model] = asked
+    if asked >= KEYED_FROM_ROWS:
+        if model not in _KEYED_FUNCTIONS:
+            call = _keyed_call(model)
+            _KEYED_FUNCTIONS[model] = None if call is None else _graph_function(call)
+        if _KEYED_FUNCTIONS[model] is not None:
+            return _KEYED_FUNCTIONS[model]
+    if model not in _SERVING_FUNCTIONS:
+        _SERVING_FUNCTIONS[model] = _graph_function(lambda texts: model(texts, training=False))
+    return _SERVING_FUNCTIONS[model]
 
 
-def _model_call(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
-    """``model``'s scores of a batch of texts: its own call, or, for a word n-gram model
-    and a batch of words only, its classifier over the same token ids made from
-    integers (``tasks.model.ngram_keys``), which gives the same scores bit for bit."""
+def _graph_function(call: Callable[[tf.Tensor], tf.Tensor]):
+    # autograph=False: the model's call needs no Python-to-graph rewriting (Keras layers
+    # trace as they are), and autograph would leave one generated source file per model
+    # in the system temp folder, never removed.
+    return tf.function(call, input_signature=[tf.TensorSpec([None], tf.string)],
+                       autograph=False)
+
+
+def _keyed_call(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor] | None:
+    """``model``'s scores of a batch of texts, from its classifier over token ids made
+    from integers (``tasks.model.ngram_keys``) for a batch of words only, by the model
+    itself otherwise; None for a model that is not a word n-gram model."""
     try:
         vectorizer, classifier = model.get_layer("vectorizer"), model.get_layer("classifier")
     except ValueError:
-        vectorizer = None
-    keyed = word_ngram_ids(vectorizer) if vectorizer is not None else None
+        return None
+    keyed = word_ngram_ids(vectorizer)
     if keyed is None:
-        return lambda texts: model(texts, training=False)
+        return None
 
     def call(texts: tf.Tensor) -> tf.Tensor:
         return tf.cond(keyed.words_only(texts),
@@ -136,7 +161,7 @@ def predict_scores(model: keras.Model, texts: np.ndarray, batch_size: int,
     computed have finished)."""
     scores = np.empty(len(texts), dtype=np.float32)
     order = slice_order(texts)
-    serve = serving_function(model)
+    serve = serving_function(model, len(texts))
 
     def predict(start: int) -> int:
         rows = order[start:start + batch_size]

@@ -162,3 +162,11 @@ def test_a_model_serves_from_integer_keys_once_enough_scores_are_asked_of_it(mon
     np.testing.assert_array_equal(predict_scores(fresh, doubled, 8),
                                   predict_scores(model, doubled, 8))
     assert lookup_key_types(fresh) == {"string", "int64"}  # one call of 60
+
+
+def test_a_slice_of_blank_texts_scores_as_the_model_does(keyed_at_once):
+    model = load_model(FIXTURES / "ngram-marks.keras")
+    blank = np.array(["", "  ", "\t", ""], dtype=object)  # no word: ids of width 0
+    np.testing.assert_array_equal(predict_scores(model, blank, 4),
+                                  model(tf.constant(blank), training=False).numpy().reshape(-1))
+    assert lookup_key_types(model) == {"string", "int64"}

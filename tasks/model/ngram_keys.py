@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.model.backend import tf
-from tasks.model.text import UNSPACED_SCRIPTS, WORD_NGRAMS, Tokenizer
+from tasks.model.text import HOLDS_UNSPACED_SCRIPT, WORD_NGRAMS, Tokenizer
 from tasks.model.tokenizers import tokenizer_of
 
 # Keys are w1, w1*W + w2 and (w1*W + w2)*W + w3 for word numbers below W: they must fit
@@ -53,7 +53,7 @@ class WordNgramIds:
     @staticmethod
     def words_only(texts: tf.Tensor) -> tf.Tensor:
         return tf.logical_not(tf.reduce_any(
-            tf.strings.regex_full_match(texts, f"(?s).*[{UNSPACED_SCRIPTS}].*")))
+            tf.strings.regex_full_match(texts, HOLDS_UNSPACED_SCRIPT)))
 
     def ids(self, texts: tf.Tensor) -> tf.Tensor:
         split = tf.strings.split(self.standardize(texts))

@@ -27,6 +27,9 @@ ODD_SEPARATORS = r"(?:[^\P{Z} ]|[^\P{C}\t\n\r])+"
 # carry many morphemes (Hangul: stem, particles and endings in one "word"), as the body
 # of an RE2 character class.
 UNSPACED_SCRIPTS = r"\p{Hangul}\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}"
+# A text holding any character of those scripts (RE2, matched against the whole text):
+# a batch without one is cut into words only.
+HOLDS_UNSPACED_SCRIPT = f"(?s).*[{UNSPACED_SCRIPTS}].*"
 
 # N-gram sizes: of words (every n-gram split), of characters inside runs of unspaced
 # scripts (``split_ngrams``), of such a word's characters with its boundaries

@@ -18,6 +18,7 @@ from tasks.model.text import (
     ACROSS_CHARACTER_NGRAMS,
     BOUNDED_CHARACTER_NGRAMS,
     CHARACTER_NGRAMS,
+    HOLDS_UNSPACED_SCRIPT,
     HTML_LINE_BREAK,
     MARKS,
     MARKS_AS_WORDS,
@@ -86,7 +87,7 @@ def _words_and_unspaced_characters(text: tf.Tensor, char_ngrams) -> tf.Tensor:
     word_grams = tf.strings.ngrams(tf.strings.split(text), WORD_NGRAMS)
     # Joining the two token lists copies every token, which made English scoring 40%
     # slower; only batches that contain such a script pay for it.
-    unspaced = tf.reduce_any(tf.strings.regex_full_match(text, f"(?s).*[{UNSPACED_SCRIPTS}].*"))
+    unspaced = tf.reduce_any(tf.strings.regex_full_match(text, HOLDS_UNSPACED_SCRIPT))
     return tf.cond(unspaced, lambda: tf.concat([word_grams, char_ngrams(text)], axis=1),
                    lambda: word_grams)
 

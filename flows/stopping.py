@@ -34,15 +34,21 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
 from tasks.heavy_imports import IMPORT_MACHINERY
+
+# A stop can interrupt Prefect's engine between making a coroutine and awaiting it; the
+# warning Python gives as it is collected says nothing a user can act on.
+NEVER_AWAITED = re.compile(r"coroutine '.*' was never awaited")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -200,7 +206,15 @@ class Stop:
             self.end(signum, None)
         return code
 
+    def match(self, text: str) -> bool:
+        """As an "ignore" filter's message: ``NEVER_AWAITED`` once a stop is received."""
+        return NEVER_AWAITED.match(text) is not None and self.received() is not None
+
     def _install(self) -> None:
+        # First, before any thread starts: in every filter list a ``catch_warnings``
+        # saves (tasks.heavy_imports says why); not under the user's own -W options.
+        if not sys.warnoptions:
+            warnings.filters.insert(0, ("ignore", self, RuntimeWarning, None, 0))
         read, write = self._pipe = os.pipe()
         os.set_blocking(read, False)
         os.set_blocking(write, False)

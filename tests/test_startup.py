@@ -133,3 +133,44 @@ def test_a_stop_ends_the_command_as_stopped_whatever_became_of_it(place, name):
     assert done.stderr.strip().splitlines()[-1] == line, said
     assert ("worked on to the end" in done.stdout) == (place == "exiting"), said
     assert ("the server stopped" in done.stdout) == (place == "exiting"), said
+
+
+# A command whose stop leaves a coroutine never awaited (Prefect's engine, interrupted
+# between making one and awaiting it): Python warns when it is collected as the command
+# unwinds, a line beside the stop's own. STOP says whether a stop comes; without one the
+# warning is shown.
+NEVER_AWAITED = """
+import functools, gc, os, signal, time
+from flows.startup import run_program
+from flows.stopping import say_stopped
+
+async def state_result():
+    return None
+
+def main(stop):
+    stop.say = functools.partial(say_stopped, command="score")
+    pending = state_result()
+    try:
+        if {stop}:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(120)
+    finally:  # as the engine unwinds: what it made is dropped and collected
+        del pending
+        gc.collect()
+    return 0
+
+run_program(main)
+"""
+
+
+def test_a_coroutine_a_stop_left_unawaited_adds_no_warning_beside_the_line():
+    stopped = subprocess.run([sys.executable, "-c", NEVER_AWAITED.format(stop=True)],
+                             cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == 130, stopped.stdout + stopped.stderr
+    assert "never awaited" not in stopped.stderr, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == "reviewflow: score interrupted"
+    # Without a stop the same warning is shown: only a stop's unwinding is quieted.
+    ran = subprocess.run([sys.executable, "-c", NEVER_AWAITED.format(stop=False)],
+                         cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "coroutine 'state_result' was never awaited" in ran.stderr

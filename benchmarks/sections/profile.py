@@ -112,7 +112,7 @@ def model_stages(model, texts, batch_size: int, rounds: int = 3) -> dict:
     """
     from tasks.model.backend import tf
     from tasks.model.ngram_keys import word_ngram_ids
-    from tasks.model.serving import serving_function, slice_order
+    from tasks.model.serving import KEYED_FROM_ROWS, serving_function, slice_order
 
     texts = texts[slice_order(texts)]  # sliced as predict_scores slices them
     try:
@@ -145,7 +145,9 @@ def model_stages(model, texts, batch_size: int, rounds: int = 3) -> dict:
             "standardize": lambda t: (keyed.words_only(t), keyed.standardize(t)),
             "split into numbered words": numbered,
             "n-gram keys, lookup and padding": lambda t: (keyed.words_only(t), keyed.ids(t)),
-            "classifier": serving_function(model),
+            # The keyed function, even for a model not yet asked for KEYED_FROM_ROWS
+            # scores in this process (the stages above are that path's).
+            "classifier": serving_function(model, KEYED_FROM_ROWS),
         }
     functions = {name: tf.function(f, input_signature=signature, autograph=False)
                  for name, f in prefixes.items()}
